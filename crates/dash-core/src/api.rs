@@ -1,0 +1,229 @@
+//! The admin API's request and response bodies, shared by the server and the CLI.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{Resources, ServiceSpec};
+
+/// Where a replica is in its life. Shown in `dash ps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaState {
+    /// Not placed yet, or placed and not yet picked up by its node.
+    Pending,
+    /// Image, network and container being set up.
+    Starting,
+    /// Its process runs (no health check, or none passed yet).
+    Running,
+    Healthy,
+    Unhealthy,
+    /// Its process ended; the restart policy decides what next.
+    Exited,
+    /// Could not be started, or exhausted its restart policy.
+    Failed,
+    /// Being stopped and removed.
+    Stopping,
+}
+
+impl ReplicaState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+            Self::Exited => "exited",
+            Self::Failed => "failed",
+            Self::Stopping => "stopping",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "starting" => Self::Starting,
+            "running" => Self::Running,
+            "healthy" => Self::Healthy,
+            "unhealthy" => Self::Unhealthy,
+            "exited" => Self::Exited,
+            "failed" => Self::Failed,
+            "stopping" => Self::Stopping,
+            _ => return None,
+        })
+    }
+}
+
+/// What the master wants of a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DesiredState {
+    Run,
+    Remove,
+}
+
+impl DesiredState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Run => "run",
+            Self::Remove => "remove",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReplicaInfo {
+    pub id: String,
+    pub service: String,
+    /// The service version this replica runs.
+    pub version: u64,
+    pub node: Option<String>,
+    pub desired: DesiredState,
+    pub state: ReplicaState,
+    pub ip: Option<String>,
+    pub restarts: u32,
+    pub exit_code: Option<i32>,
+    pub created_ms: u64,
+    pub started_ms: Option<u64>,
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServiceInfo {
+    pub spec: ServiceSpec,
+    pub version: u64,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    /// Replicas that run and pass their health check (if any).
+    pub ready: u32,
+    pub replicas: Vec<ReplicaInfo>,
+    /// "" when settled, else what the rolling update is doing.
+    #[serde(default)]
+    pub update_status: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    Ready,
+    Unreachable,
+    Down,
+    Drained,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Unreachable => "unreachable",
+            Self::Down => "down",
+            Self::Drained => "drained",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "ready" => Self::Ready,
+            "unreachable" => Self::Unreachable,
+            "down" => Self::Down,
+            "drained" => Self::Drained,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NodeInfo {
+    pub id: String,
+    pub address: String,
+    pub role: String,
+    pub state: NodeState,
+    pub labels: BTreeMap<String, String>,
+    pub capacity: Resources,
+    pub allocated: Resources,
+    pub replicas: u32,
+    pub subnet: String,
+    pub runtime: String,
+    pub last_seen_ms: u64,
+}
+
+/// `POST /v1/services`: a service file, parsed and validated by the server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApplyRequest {
+    /// File name, for error messages.
+    pub file_name: String,
+    /// The TOML text.
+    pub content: String,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ApplyAction {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApplyResponse {
+    pub service: String,
+    pub action: ApplyAction,
+    pub version: u64,
+    /// One line per changed field: `replicas: 3 -> 5`.
+    pub changes: Vec<String>,
+    /// What the reconciler will do: `create 2 replicas`, `replace 3 replicas one at a time`.
+    pub plan: Vec<String>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ScaleRequest {
+    pub replicas: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImageInfo {
+    pub id: String,
+    pub tags: Vec<String>,
+    pub size_bytes: u64,
+    pub created: Option<String>,
+    pub layers: usize,
+}
+
+/// Every error body: `{code, message, field}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApiError {
+    /// Stable, machine-readable: `not_found`, `invalid`, `unauthorized`, `conflict`, `internal`.
+    pub code: String,
+    pub message: String,
+    /// The field at fault, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Every problem of an invalid service file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<String>,
+}
+
+/// `GET /v1/logs` line: which replica said what.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LogLine {
+    pub replica: String,
+    pub line: String,
+}

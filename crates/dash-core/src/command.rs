@@ -1,0 +1,95 @@
+//! State-machine commands: every change of the master's state is one of these, applied by one
+//! function in `dash-store`, so that a Raft log can later sit in front of it unchanged.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{DesiredState, NodeState, ReplicaState};
+use crate::spec::{Resources, ServiceSpec};
+
+/// A new replica, placed (or not) by the scheduler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewReplica {
+    pub id: String,
+    pub service: String,
+    pub version: u64,
+    pub node: Option<String>,
+    /// Why it is pending, when `node` is None.
+    pub message: String,
+}
+
+/// What a worker reports about one of its replicas.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub id: String,
+    pub state: ReplicaState,
+    pub ip: Option<String>,
+    pub restarts: u32,
+    pub exit_code: Option<i32>,
+    pub started_ms: Option<u64>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub id: String,
+    pub address: String,
+    pub role: String,
+    pub state: NodeState,
+    pub labels: BTreeMap<String, String>,
+    pub capacity: Resources,
+    pub subnet: String,
+    pub runtime: String,
+}
+
+/// Every write to the master's state. `at_ms` is the leader's clock when it proposed it, so
+/// applying a command again (a replay) gives the same state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// Create or update a service; the version grows by one when the spec changes.
+    PutService {
+        spec: Box<ServiceSpec>,
+        at_ms: u64,
+    },
+    ScaleService {
+        name: String,
+        replicas: u32,
+        at_ms: u64,
+    },
+    /// Marks every replica for removal; the service row goes once they are gone.
+    RemoveService {
+        name: String,
+        at_ms: u64,
+    },
+    SetUpdateBatch {
+        name: String,
+        at_ms: u64,
+    },
+    CreateReplicas {
+        replicas: Vec<NewReplica>,
+        at_ms: u64,
+    },
+    SetReplicaDesired {
+        id: String,
+        desired: DesiredState,
+        at_ms: u64,
+    },
+    PlaceReplica {
+        id: String,
+        node: Option<String>,
+        message: String,
+    },
+    ReportReplica {
+        status: ReplicaStatus,
+        at_ms: u64,
+    },
+    DeleteReplica {
+        id: String,
+    },
+    UpsertNode {
+        node: Box<NodeRecord>,
+        at_ms: u64,
+    },
+}

@@ -1,0 +1,131 @@
+//! The service file as written: every value keeps its span for diagnostics.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    pub name: Spanned<String>,
+    pub image: Spanned<String>,
+    pub command: Option<Spanned<StringOrList>>,
+    pub args: Option<Spanned<Vec<String>>>,
+    pub env: Option<BTreeMap<String, Spanned<Scalar>>>,
+    pub replicas: Option<Spanned<i64>>,
+    pub resources: Option<RawResources>,
+    pub ports: Option<Vec<Spanned<RawPort>>>,
+    pub health: Option<Spanned<RawHealth>>,
+    pub restart: Option<RawRestart>,
+    pub update: Option<RawUpdate>,
+    pub labels: Option<BTreeMap<String, Spanned<String>>>,
+    pub placement: Option<RawPlacement>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum StringOrList {
+    String(String),
+    List(Vec<String>),
+}
+
+/// Env values may be written as strings, integers, floats or booleans.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum Scalar {
+    String(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Scalar {
+    pub fn into_string(self) -> String {
+        match self {
+            Scalar::String(s) => s,
+            Scalar::Integer(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum Number {
+    Integer(i64),
+    Float(f64),
+}
+
+impl Number {
+    pub fn as_f64(&self) -> f64 {
+        match self {
+            Number::Integer(i) => *i as f64,
+            Number::Float(f) => *f,
+        }
+    }
+}
+
+/// A size: `"64MiB"` or a plain number of bytes.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum SizeValue {
+    Bytes(i64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawResources {
+    pub cpu: Option<Spanned<Number>>,
+    pub memory: Option<Spanned<SizeValue>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPort {
+    pub container: Spanned<i64>,
+    pub published: Option<Spanned<i64>>,
+    pub protocol: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealth {
+    /// HTTP path to GET, e.g. "/healthz".
+    pub http: Option<Spanned<String>>,
+    /// `tcp = true`: connect to `port`.
+    pub tcp: Option<Spanned<bool>>,
+    /// A command run in the container.
+    pub exec: Option<Spanned<StringOrList>>,
+    pub port: Option<Spanned<i64>>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub retries: Option<Spanned<i64>>,
+    pub start_period: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRestart {
+    pub policy: Option<Spanned<String>>,
+    pub max_attempts: Option<Spanned<i64>>,
+    pub backoff: Option<Spanned<String>>,
+    pub max_backoff: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpdate {
+    pub parallelism: Option<Spanned<i64>>,
+    pub delay: Option<Spanned<String>>,
+    pub order: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPlacement {
+    pub constraints: Option<Vec<Spanned<String>>>,
+    pub max_per_node: Option<Spanned<i64>>,
+}

@@ -1,0 +1,203 @@
+use std::time::Duration;
+
+use super::*;
+use crate::spec::{Probe, Protocol, RestartCondition, UpdateOrder};
+
+const FULL: &str = r#"
+name = "web"
+image = "busybox:latest"
+command = ["httpd"]
+args = ["-f", "-p", "8080", "-h", "/www"]
+replicas = 3
+
+[env]
+GREETING = "hello"
+WORKERS = 4
+
+[resources]
+cpu = 0.5
+memory = "64MiB"
+
+[[ports]]
+container = 8080
+published = 18080
+
+[[ports]]
+container = 53
+protocol = "udp"
+
+[health]
+http = "/"
+port = 8080
+interval = "2s"
+timeout = "500ms"
+retries = 2
+start_period = "1s"
+
+[restart]
+policy = "on-failure"
+max_attempts = 5
+backoff = "100ms"
+max_backoff = "5s"
+
+[update]
+parallelism = 2
+delay = "1s"
+order = "start-first"
+
+[labels]
+team = "a"
+
+[placement]
+constraints = ["node.labels.zone == eu", "node.name != n2"]
+max_per_node = 2
+"#;
+
+fn err(text: &str) -> Diagnostics {
+    parse_service("web.toml", text).expect_err("should fail")
+}
+
+#[test]
+fn full_file_parses() {
+    let s = parse_service("web.toml", FULL).unwrap();
+    assert_eq!(s.name.as_str(), "web");
+    assert_eq!(s.replicas, 3);
+    assert_eq!(s.command, vec!["httpd"]);
+    assert_eq!(s.env["WORKERS"], "4");
+    assert_eq!(s.resources.cpu_millis, 500);
+    assert_eq!(s.resources.memory_bytes, 64 << 20);
+    assert_eq!(s.ports.len(), 2);
+    assert_eq!(s.ports[0].published, Some(18080));
+    assert_eq!(s.ports[1].protocol, Protocol::Udp);
+    let h = s.health.unwrap();
+    assert_eq!(
+        h.probe,
+        Probe::Http {
+            path: "/".into(),
+            port: 8080
+        }
+    );
+    assert_eq!(h.timeout, Duration::from_millis(500));
+    assert_eq!(s.restart.condition, RestartCondition::OnFailure);
+    assert_eq!(s.restart.max_attempts, 5);
+    assert_eq!(s.update.order, UpdateOrder::StartFirst);
+    assert_eq!(s.placement.constraints.len(), 2);
+    assert_eq!(s.placement.max_per_node, 2);
+}
+
+#[test]
+fn minimal_file_gets_defaults() {
+    let s = parse_service("m.toml", "name = \"a\"\nimage = \"busybox\"\n").unwrap();
+    assert_eq!(s.replicas, 1);
+    assert_eq!(s.restart.condition, RestartCondition::Always);
+    assert!(s.health.is_none());
+}
+
+#[test]
+fn shell_form_command() {
+    let s = parse_service(
+        "m.toml",
+        "name = \"a\"\nimage = \"b\"\ncommand = \"echo hi; sleep 1\"\n",
+    )
+    .unwrap();
+    assert_eq!(s.command, vec!["/bin/sh", "-c", "echo hi; sleep 1"]);
+}
+
+#[test]
+fn empty_file() {
+    let e = err("   \n");
+    assert!(e.to_string().contains("the file is empty"), "{e}");
+    assert!(e.to_string().starts_with("web.toml:1:1"));
+}
+
+#[test]
+fn unknown_field_suggests() {
+    let e = err("name = \"web\"\nimage = \"b\"\nreplcas = 3\n");
+    let d = e.first().unwrap();
+    assert_eq!(d.line, 3, "{e}");
+    assert_eq!(d.field, "replcas");
+    assert!(d.message.contains("unknown field `replcas`"), "{e}");
+    assert_eq!(d.help.as_deref(), Some("did you mean `replicas`?"));
+}
+
+#[test]
+fn unknown_field_in_table_suggests() {
+    let e = err("name = \"web\"\nimage = \"b\"\n[resources]\nmemroy = \"1GiB\"\n");
+    let d = e.first().unwrap();
+    assert_eq!(d.field, "resources.memroy", "{e}");
+    assert_eq!(d.help.as_deref(), Some("did you mean `memory`?"));
+}
+
+#[test]
+fn wrong_type_names_field_and_position() {
+    let e = err("name = \"web\"\nimage = \"b\"\nreplicas = \"three\"\n");
+    let d = e.first().unwrap();
+    assert_eq!((d.line, d.field.as_str()), (3, "replicas"), "{e}");
+    assert!(d.message.contains("invalid type"), "{e}");
+}
+
+#[test]
+fn huge_numbers() {
+    let e = err("name = \"web\"\nimage = \"b\"\nreplicas = 99999999999999999999999\n");
+    assert_eq!(e.first().unwrap().line, 3, "{e}");
+    let e = err("name = \"web\"\nimage = \"b\"\nreplicas = 1000000\n");
+    let d = e.first().unwrap();
+    assert_eq!(d.field, "replicas");
+    assert!(d.message.contains("1000000"), "{e}");
+    let e = err("name = \"web\"\nimage = \"b\"\n[resources]\nmemory = \"9999999TiB\"\n");
+    assert_eq!(e.first().unwrap().field, "resources.memory", "{e}");
+}
+
+#[test]
+fn negative_replicas() {
+    let e = err("name = \"web\"\nimage = \"b\"\nreplicas = -1\n");
+    assert_eq!(
+        e.to_string(),
+        "web.toml:3:12: replicas: replicas = -1: must be between 0 and 10000; set replicas = 1, say"
+    );
+}
+
+#[test]
+fn all_semantic_errors_at_once() {
+    let e = err(
+        "name = \"Web_1\"\nimage = \"b\"\nreplicas = -1\n[resources]\nmemory = \"1KiB\"\n[restart]\npolicy = \"sometimes\"\n",
+    );
+    let fields: Vec<_> = e.0.iter().map(|d| d.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["name", "replicas", "resources.memory", "restart.policy"],
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_ports_and_health() {
+    let e =
+        err("name = \"w\"\nimage = \"b\"\n[[ports]]\ncontainer = 70000\n[health]\nhttp = \"/\"\n");
+    let fields: Vec<_> = e.0.iter().map(|d| d.field.as_str()).collect();
+    assert_eq!(fields, ["ports.container", "health.port"], "{e}");
+    let e = err("name = \"w\"\nimage = \"b\"\n[health]\nhttp = \"/\"\ntcp = true\nport = 80\n");
+    assert_eq!(e.first().unwrap().field, "health", "{e}");
+    let e = err(
+        "name = \"w\"\nimage = \"b\"\n[[ports]]\ncontainer = 80\npublished = 8080\n[[ports]]\ncontainer = 81\npublished = 8080\n",
+    );
+    assert_eq!(e.first().unwrap().field, "ports.published", "{e}");
+}
+
+#[test]
+fn bad_durations() {
+    let e = err("name = \"w\"\nimage = \"b\"\n[update]\ndelay = \"soon\"\n");
+    assert_eq!(e.first().unwrap().field, "update.delay", "{e}");
+}
+
+#[test]
+fn syntax_error_position() {
+    let e = err("name = \"w\"\nimage = \n");
+    assert_eq!(e.first().unwrap().line, 2, "{e}");
+}
+
+#[test]
+fn missing_required_field() {
+    let e = err("name = \"w\"\n");
+    assert!(e.to_string().contains("missing field `image`"), "{e}");
+}

@@ -1,0 +1,481 @@
+//! From raw (spanned) values to a validated [`ServiceSpec`], collecting every problem.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::MAX_REPLICAS;
+use super::diagnostic::{Diagnostic, Diagnostics, line_col};
+use super::raw::{self, RawService, SizeValue, StringOrList};
+use crate::spec::{
+    Constraint, HealthCheck, Placement, PortSpec, Probe, Protocol, Resources, RestartCondition,
+    RestartPolicy, UpdateOrder, UpdatePolicy,
+};
+use crate::units::{parse_duration, parse_size};
+use crate::{ServiceName, ServiceSpec};
+
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+    problems: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    fn report<T>(&mut self, at: &Spanned<T>, field: &str, message: String, help: &str) {
+        let (line, column) = line_col(self.text, at.span().start);
+        self.problems.push(Diagnostic {
+            file: self.file.to_string(),
+            line,
+            column,
+            field: field.to_string(),
+            message,
+            help: (!help.is_empty()).then(|| help.to_string()),
+        });
+    }
+
+    /// An integer field within `min..=max`.
+    fn int(
+        &mut self,
+        v: &Spanned<i64>,
+        field: &str,
+        min: i64,
+        max: i64,
+        help: &str,
+    ) -> Option<i64> {
+        let n = *v.get_ref();
+        if n < min || n > max {
+            self.report(
+                v,
+                field,
+                format!("{field} = {n}: must be between {min} and {max}"),
+                help,
+            );
+            None
+        } else {
+            Some(n)
+        }
+    }
+
+    fn duration(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        field: &str,
+        default: Duration,
+    ) -> Duration {
+        let Some(v) = v else { return default };
+        match parse_duration(v.get_ref()) {
+            Ok(d) => d,
+            Err(e) => {
+                self.report(
+                    v,
+                    field,
+                    format!("{field} = {:?}: {e}", v.get_ref()),
+                    "write e.g. \"500ms\", \"10s\" or \"1m\"",
+                );
+                default
+            }
+        }
+    }
+}
+
+pub(super) fn validate(
+    file: &str,
+    text: &str,
+    raw: RawService,
+) -> Result<ServiceSpec, Diagnostics> {
+    let mut cx = Ctx {
+        file,
+        text,
+        problems: Vec::new(),
+    };
+
+    let name = match ServiceName::new(raw.name.get_ref().clone()) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            cx.report(&raw.name, "name", e.to_string(), "e.g. name = \"web\"");
+            None
+        }
+    };
+
+    let image = raw.image.get_ref().trim().to_string();
+    if image.is_empty() || image.contains(char::is_whitespace) {
+        cx.report(
+            &raw.image,
+            "image",
+            format!("image = {:?}: not an image reference", raw.image.get_ref()),
+            "e.g. image = \"busybox:latest\"",
+        );
+    }
+
+    let command = match raw.command.as_ref().map(Spanned::get_ref) {
+        None => Vec::new(),
+        Some(StringOrList::List(l)) => l.clone(),
+        // The string form runs through a shell, like a Dockerfile's shell form.
+        Some(StringOrList::String(s)) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+    };
+    if let Some(c) = &raw.command
+        && (command.is_empty() || command[0].is_empty())
+    {
+        cx.report(
+            c,
+            "command",
+            "command is empty".into(),
+            "remove it to use the image's entrypoint, or name a program",
+        );
+    }
+    let args = raw.args.map(Spanned::into_inner).unwrap_or_default();
+
+    let mut env = BTreeMap::new();
+    for (k, v) in raw.env.unwrap_or_default() {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            cx.report(
+                &v,
+                "env",
+                format!("env key {k:?} is not a variable name"),
+                "names may not be empty or contain '='",
+            );
+        }
+        env.insert(k, v.into_inner().into_string());
+    }
+
+    let replicas = match &raw.replicas {
+        None => 1,
+        Some(r) => cx
+            .int(
+                r,
+                "replicas",
+                0,
+                i64::from(MAX_REPLICAS),
+                "set replicas = 1, say",
+            )
+            .map_or(1, |n| n as u32),
+    };
+
+    let resources = resources(&mut cx, raw.resources);
+    let ports = ports(&mut cx, raw.ports.unwrap_or_default());
+    let health = raw.health.and_then(|h| health(&mut cx, h));
+    let restart = restart(&mut cx, raw.restart);
+    let update = update(&mut cx, raw.update);
+
+    let labels = raw
+        .labels
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_inner()))
+        .collect();
+
+    let mut placement = Placement::default();
+    if let Some(p) = raw.placement {
+        for c in p.constraints.unwrap_or_default() {
+            match Constraint::parse(c.get_ref()) {
+                Ok(parsed) => placement.constraints.push(parsed),
+                Err(e) => cx.report(
+                    &c,
+                    "placement.constraints",
+                    format!("{:?}: {e}", c.get_ref()),
+                    "e.g. \"node.labels.zone == a\"",
+                ),
+            }
+        }
+        if let Some(m) = &p.max_per_node {
+            placement.max_per_node = cx
+                .int(
+                    m,
+                    "placement.max_per_node",
+                    0,
+                    i64::from(MAX_REPLICAS),
+                    "0 means no limit",
+                )
+                .unwrap_or(0) as u32;
+        }
+    }
+
+    match name {
+        Some(name) if cx.problems.is_empty() => Ok(ServiceSpec {
+            name,
+            image,
+            command,
+            args,
+            env,
+            replicas,
+            resources,
+            ports,
+            health,
+            restart,
+            update,
+            labels,
+            placement,
+        }),
+        _ => {
+            cx.problems.sort_by_key(|d| (d.line, d.column));
+            Err(Diagnostics(cx.problems))
+        }
+    }
+}
+
+fn resources(cx: &mut Ctx<'_>, raw: Option<raw::RawResources>) -> Resources {
+    let mut out = Resources::default();
+    let Some(raw) = raw else { return out };
+    if let Some(cpu) = &raw.cpu {
+        let v = cpu.get_ref().as_f64();
+        if !(0.0..=1024.0).contains(&v) || !v.is_finite() {
+            cx.report(
+                cpu,
+                "resources.cpu",
+                format!("resources.cpu = {v}: must be between 0 and 1024 cores"),
+                "e.g. cpu = 0.5 for half a core",
+            );
+        } else {
+            out.cpu_millis = (v * 1000.0).round() as u32;
+        }
+    }
+    if let Some(mem) = &raw.memory {
+        let parsed = match mem.get_ref() {
+            SizeValue::Bytes(b) if *b >= 0 => Ok(*b as u64),
+            SizeValue::Bytes(b) => Err(format!("{b} is negative")),
+            SizeValue::Text(t) => parse_size(t),
+        };
+        const MIN: u64 = 4 << 20;
+        const MAX: u64 = 16 << 40;
+        match parsed {
+            Ok(0) => {}
+            Ok(b) if (MIN..=MAX).contains(&b) => out.memory_bytes = b,
+            Ok(b) => cx.report(mem, "resources.memory", format!("resources.memory = {b} bytes: must be between 4MiB and 16TiB (or 0 for no limit)"), "e.g. memory = \"64MiB\""),
+            Err(e) => cx.report(mem, "resources.memory", format!("resources.memory: {e}"), "e.g. memory = \"64MiB\""),
+        }
+    }
+    out
+}
+
+fn ports(cx: &mut Ctx<'_>, raw: Vec<Spanned<raw::RawPort>>) -> Vec<PortSpec> {
+    let mut out = Vec::new();
+    let mut published_seen = HashSet::new();
+    for p in raw {
+        let r = p.get_ref();
+        let container = cx.int(
+            &r.container,
+            "ports.container",
+            1,
+            65535,
+            "a TCP/UDP port number",
+        );
+        let published = r
+            .published
+            .as_ref()
+            .and_then(|v| cx.int(v, "ports.published", 1, 65535, "a TCP/UDP port number"));
+        let protocol = match r.protocol.as_ref().map(|s| (s, s.get_ref().as_str())) {
+            None => Some(Protocol::Tcp),
+            Some((_, "tcp")) => Some(Protocol::Tcp),
+            Some((_, "udp")) => Some(Protocol::Udp),
+            Some((s, other)) => {
+                cx.report(
+                    s,
+                    "ports.protocol",
+                    format!("ports.protocol = {other:?}: unknown protocol"),
+                    "use \"tcp\" or \"udp\"",
+                );
+                None
+            }
+        };
+        if let (Some(pb), Some(proto)) = (published, protocol)
+            && !published_seen.insert((pb, proto))
+        {
+            cx.report(
+                &p,
+                "ports.published",
+                format!("ports.published = {pb}: published twice"),
+                "each published port may appear once per protocol",
+            );
+        }
+        if let (Some(container), Some(protocol)) = (container, protocol) {
+            out.push(PortSpec {
+                container: container as u16,
+                published: published.map(|p| p as u16),
+                protocol,
+            });
+        }
+    }
+    out
+}
+
+fn health(cx: &mut Ctx<'_>, h: Spanned<raw::RawHealth>) -> Option<HealthCheck> {
+    let r = h.get_ref();
+    let port = r
+        .port
+        .as_ref()
+        .and_then(|p| cx.int(p, "health.port", 1, 65535, "the container port to probe"));
+    let kinds = usize::from(r.http.is_some())
+        + usize::from(r.tcp.is_some())
+        + usize::from(r.exec.is_some());
+    if kinds != 1 {
+        cx.report(&h, "health", format!("found {kinds} probe kinds"), "set exactly one of health.http = \"/path\", health.tcp = true, health.exec = [\"cmd\"]");
+        return None;
+    }
+    let probe = if let Some(path) = &r.http {
+        if !path.get_ref().starts_with('/') {
+            cx.report(
+                path,
+                "health.http",
+                format!("health.http = {:?}: not a path", path.get_ref()),
+                "write the path to GET, e.g. \"/healthz\"",
+            );
+        }
+        let Some(port) = port else {
+            cx.report(
+                &h,
+                "health.port",
+                "an http check needs a port".into(),
+                "add health.port = <container port>",
+            );
+            return None;
+        };
+        Probe::Http {
+            path: path.get_ref().clone(),
+            port: port as u16,
+        }
+    } else if let Some(tcp) = &r.tcp {
+        if !tcp.get_ref() {
+            cx.report(
+                tcp,
+                "health.tcp",
+                "health.tcp = false".into(),
+                "remove [health] to disable checks",
+            );
+        }
+        let Some(port) = port else {
+            cx.report(
+                &h,
+                "health.port",
+                "a tcp check needs a port".into(),
+                "add health.port = <container port>",
+            );
+            return None;
+        };
+        Probe::Tcp { port: port as u16 }
+    } else {
+        let command = match r.exec.as_ref().map(Spanned::get_ref) {
+            Some(StringOrList::List(l)) => l.clone(),
+            Some(StringOrList::String(s)) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+            None => Vec::new(),
+        };
+        if command.is_empty() {
+            cx.report(
+                &h,
+                "health.exec",
+                "health.exec is empty".into(),
+                "name a command, e.g. [\"cat\", \"/tmp/ready\"]",
+            );
+        }
+        Probe::Exec { command }
+    };
+    let interval = cx.duration(&r.interval, "health.interval", Duration::from_secs(5));
+    let timeout = cx.duration(&r.timeout, "health.timeout", Duration::from_secs(2));
+    let start_period = cx.duration(&r.start_period, "health.start_period", Duration::ZERO);
+    let retries = r
+        .retries
+        .as_ref()
+        .and_then(|v| {
+            cx.int(
+                v,
+                "health.retries",
+                1,
+                100,
+                "how many failures in a row make a replica unhealthy",
+            )
+        })
+        .unwrap_or(3) as u32;
+    if interval < Duration::from_millis(100) {
+        cx.report(
+            &h,
+            "health.interval",
+            format!("health.interval = {interval:?}: too short"),
+            "at least 100ms",
+        );
+    }
+    if timeout.is_zero() || timeout > interval.max(Duration::from_millis(100)) {
+        cx.report(&h, "health.timeout", format!("health.timeout = {timeout:?}: must be more than 0 and at most the interval ({interval:?})"), "e.g. timeout = \"1s\"");
+    }
+    Some(HealthCheck {
+        probe,
+        interval,
+        timeout,
+        retries,
+        start_period,
+    })
+}
+
+fn restart(cx: &mut Ctx<'_>, raw: Option<raw::RawRestart>) -> RestartPolicy {
+    let mut out = RestartPolicy::default();
+    let Some(r) = raw else { return out };
+    if let Some(p) = &r.policy {
+        out.condition = match p.get_ref().as_str() {
+            "always" => RestartCondition::Always,
+            "on-failure" => RestartCondition::OnFailure,
+            "never" | "no" => RestartCondition::Never,
+            other => {
+                cx.report(
+                    p,
+                    "restart.policy",
+                    format!("restart.policy = {other:?}: unknown policy"),
+                    "use \"always\", \"on-failure\" or \"never\"",
+                );
+                out.condition
+            }
+        };
+    }
+    if let Some(m) = &r.max_attempts {
+        out.max_attempts = cx
+            .int(m, "restart.max_attempts", 0, 1_000_000, "0 means no limit")
+            .unwrap_or(0) as u32;
+    }
+    out.backoff = cx.duration(&r.backoff, "restart.backoff", out.backoff);
+    out.max_backoff = cx.duration(&r.max_backoff, "restart.max_backoff", out.max_backoff);
+    if out.max_backoff < out.backoff
+        && let Some(b) = &r.max_backoff
+    {
+        cx.report(
+            b,
+            "restart.max_backoff",
+            format!(
+                "restart.max_backoff = {:?} is shorter than restart.backoff ({:?})",
+                out.max_backoff, out.backoff
+            ),
+            "make max_backoff at least backoff",
+        );
+    }
+    out
+}
+
+fn update(cx: &mut Ctx<'_>, raw: Option<raw::RawUpdate>) -> UpdatePolicy {
+    let mut out = UpdatePolicy::default();
+    let Some(u) = raw else { return out };
+    if let Some(p) = &u.parallelism {
+        out.parallelism = cx
+            .int(
+                p,
+                "update.parallelism",
+                1,
+                i64::from(MAX_REPLICAS),
+                "how many replicas to replace at once",
+            )
+            .unwrap_or(1) as u32;
+    }
+    out.delay = cx.duration(&u.delay, "update.delay", out.delay);
+    if let Some(o) = &u.order {
+        out.order = match o.get_ref().as_str() {
+            "stop-first" => UpdateOrder::StopFirst,
+            "start-first" => UpdateOrder::StartFirst,
+            other => {
+                cx.report(
+                    o,
+                    "update.order",
+                    format!("update.order = {other:?}: unknown order"),
+                    "use \"stop-first\" or \"start-first\"",
+                );
+                out.order
+            }
+        };
+    }
+    out
+}

@@ -1,0 +1,348 @@
+//! The validated service specification: what `config_parser` produces and the store keeps.
+//!
+//! Every field here has already passed validation; durations are `Duration` (serialised as
+//! milliseconds) and sizes are bytes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ServiceName;
+
+/// A service: what to run and how many.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServiceSpec {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "web"))]
+    pub name: ServiceName,
+    /// Image reference, e.g. `busybox:latest`.
+    pub image: String,
+    /// Replaces the image's entrypoint when not empty.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Replaces the image's cmd when not empty.
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub replicas: u32,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
+    #[serde(default)]
+    pub health: Option<HealthCheck>,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    #[serde(default)]
+    pub update: UpdatePolicy,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub placement: Placement,
+}
+
+impl ServiceSpec {
+    /// Whether a change from `self` to `new` needs its replicas replaced (anything that shapes
+    /// the container), as opposed to a change only the master acts on (replicas, labels, update).
+    pub fn needs_replacement(&self, new: &ServiceSpec) -> bool {
+        self.image != new.image
+            || self.command != new.command
+            || self.args != new.args
+            || self.env != new.env
+            || self.resources != new.resources
+            || self.ports != new.ports
+            || self.health != new.health
+            || self.restart != new.restart
+    }
+}
+
+/// CPU in millicores and memory in bytes; zero means unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Resources {
+    #[serde(default)]
+    pub cpu_millis: u32,
+    #[serde(default)]
+    pub memory_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// A container port, optionally published on the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PortSpec {
+    pub container: u16,
+    #[serde(default)]
+    pub published: Option<u16>,
+    pub protocol: Protocol,
+}
+
+/// How a replica's health is probed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Probe {
+    /// HTTP GET of `path` on `port`; 2xx and 3xx are healthy.
+    Http { path: String, port: u16 },
+    /// A TCP connect to `port`.
+    Tcp { port: u16 },
+    /// A command run inside the container; exit 0 is healthy.
+    Exec { command: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HealthCheck {
+    pub probe: Probe,
+    #[serde(with = "millis")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub interval: Duration,
+    #[serde(with = "millis")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub timeout: Duration,
+    pub retries: u32,
+    #[serde(with = "millis")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub start_period: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartCondition {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl RestartCondition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::OnFailure => "on-failure",
+            Self::Never => "never",
+        }
+    }
+}
+
+/// What happens when a replica's process exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RestartPolicy {
+    pub condition: RestartCondition,
+    /// 0 = no limit.
+    pub max_attempts: u32,
+    /// Delay before the second restart; the first is immediate. Doubles each time.
+    #[serde(with = "millis")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub backoff: Duration,
+    #[serde(with = "millis")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub max_backoff: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            condition: RestartCondition::Always,
+            max_attempts: 0,
+            backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// Whether a replica that exited with `code` after `restarts` restarts should run again.
+    pub fn should_restart(&self, code: i32, restarts: u32) -> bool {
+        let wanted = match self.condition {
+            RestartCondition::Always => true,
+            RestartCondition::OnFailure => code != 0,
+            RestartCondition::Never => false,
+        };
+        wanted && (self.max_attempts == 0 || restarts < self.max_attempts)
+    }
+
+    /// The delay before restart number `restarts + 1`: immediate for the first, then
+    /// `backoff * 2^(n-1)` capped at `max_backoff`.
+    pub fn delay(&self, restarts: u32) -> Duration {
+        if restarts == 0 {
+            return Duration::ZERO;
+        }
+        let factor = 1u32.checked_shl(restarts - 1).unwrap_or(u32::MAX);
+        self.backoff
+            .checked_mul(factor)
+            .unwrap_or(self.max_backoff)
+            .min(self.max_backoff)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateOrder {
+    #[default]
+    StopFirst,
+    StartFirst,
+}
+
+/// How replicas are replaced when the spec changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdatePolicy {
+    pub parallelism: u32,
+    #[serde(with = "millis")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub delay: Duration,
+    pub order: UpdateOrder,
+}
+
+impl Default for UpdatePolicy {
+    fn default() -> Self {
+        Self {
+            parallelism: 1,
+            delay: Duration::ZERO,
+            order: UpdateOrder::StopFirst,
+        }
+    }
+}
+
+/// A constraint on node labels: `key == value` or `key != value`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Constraint {
+    pub key: String,
+    pub equal: bool,
+    pub value: String,
+}
+
+impl Constraint {
+    /// Parses `node.labels.zone == a`, `zone != b` (the `node.labels.` prefix is optional),
+    /// or `node.name == n1`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (key, equal, value) = if let Some((k, v)) = text.split_once("==") {
+            (k, true, v)
+        } else if let Some((k, v)) = text.split_once("!=") {
+            (k, false, v)
+        } else {
+            return Err("expected `key == value` or `key != value`".into());
+        };
+        let key = key.trim();
+        let key = key.strip_prefix("node.labels.").unwrap_or(key);
+        let value = value.trim().trim_matches('"');
+        if key.is_empty() || value.is_empty() {
+            return Err("both sides of the constraint must be non-empty".into());
+        }
+        Ok(Self {
+            key: key.to_string(),
+            equal,
+            value: value.to_string(),
+        })
+    }
+
+    /// Whether a node with this name and these labels satisfies the constraint.
+    pub fn matches(&self, node_name: &str, labels: &BTreeMap<String, String>) -> bool {
+        let actual = if self.key == "node.name" {
+            Some(node_name)
+        } else {
+            labels.get(&self.key).map(String::as_str)
+        };
+        (actual == Some(self.value.as_str())) == self.equal
+    }
+}
+
+impl std::fmt::Display for Constraint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let op = if self.equal { "==" } else { "!=" };
+        write!(f, "{} {op} {}", self.key, self.value)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Placement {
+    #[serde(default)]
+    pub constraints: Vec<Constraint>,
+    /// 0 = no limit.
+    #[serde(default)]
+    pub max_per_node: u32,
+}
+
+/// Serde helper: a `Duration` as whole milliseconds.
+pub mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis().min(u64::MAX as u128) as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_backoff_doubles_and_caps() {
+        let p = RestartPolicy {
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            ..Default::default()
+        };
+        assert_eq!(p.delay(0), Duration::ZERO);
+        assert_eq!(p.delay(1), Duration::from_millis(100));
+        assert_eq!(p.delay(2), Duration::from_millis(200));
+        assert_eq!(p.delay(5), Duration::from_secs(1));
+        assert_eq!(p.delay(100), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn restart_conditions() {
+        let mut p = RestartPolicy {
+            condition: RestartCondition::OnFailure,
+            max_attempts: 2,
+            ..Default::default()
+        };
+        assert!(p.should_restart(1, 0));
+        assert!(!p.should_restart(0, 0));
+        assert!(!p.should_restart(1, 2));
+        p.condition = RestartCondition::Never;
+        assert!(!p.should_restart(1, 0));
+    }
+
+    #[test]
+    fn constraints() {
+        let c = Constraint::parse("node.labels.zone == a").unwrap();
+        let mut labels = BTreeMap::new();
+        assert!(!c.matches("n1", &labels));
+        labels.insert("zone".into(), "a".into());
+        assert!(c.matches("n1", &labels));
+        let c = Constraint::parse("node.name != n1").unwrap();
+        assert!(!c.matches("n1", &labels));
+        assert!(Constraint::parse("zone = a").is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! sysnet: container networking done natively on one node.

@@ -1,0 +1,1 @@
+//! dash-e2e: end-to-end test harness
