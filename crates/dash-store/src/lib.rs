@@ -1,1 +1,48 @@
-//! dash-store
+//! persistence: Dash's state in SQLite, through sqlx.
+//!
+//! One file under the data dir (`dash.db`), WAL mode, foreign keys on, migrations embedded in
+//! the binary. The master's state changes only through [`MasterStore::apply`], one function
+//! from [`Command`](dash_core::command::Command) to a transaction, so that a Raft log can sit in
+//! front of it later without its callers changing. The worker's record of its local replicas
+//! ([`WorkerStore`]) shares the file on a single node.
+
+mod error;
+mod master;
+mod worker;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use error::StoreError;
+pub use master::{Applied, MasterStore, ServiceRow};
+pub use worker::{LocalReplica, WorkerStore};
+
+/// Opens (creating if needed) the database at `path` and runs the migrations.
+pub async fn open(path: &Path) -> Result<SqlitePool, StoreError> {
+    let url = format!("sqlite://{}", path.display());
+    let opts = SqliteConnectOptions::from_str(&url)
+        .map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            source: e,
+        })?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(opts)
+        .await
+        .map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+    sqlx::migrate!("./migrations").run(&pool).await?;
+    Ok(pool)
+}

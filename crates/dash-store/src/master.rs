@@ -1,0 +1,423 @@
+//! The master's state machine: [`MasterStore::apply`] and the reads the rest of the master needs.
+
+use std::collections::BTreeMap;
+
+use dash_core::ServiceSpec;
+use dash_core::api::{DesiredState, NodeInfo, NodeState, ReplicaInfo, ReplicaState};
+use dash_core::command::{Command, NodeRecord};
+use dash_core::spec::Resources;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqlitePool};
+
+use crate::error::{StoreError, corrupt};
+
+/// A stored service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceRow {
+    pub spec: ServiceSpec,
+    pub version: u64,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub removing: bool,
+    pub last_batch_ms: u64,
+}
+
+/// What applying a command changed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Applied {
+    /// For `PutService`: the service's version after the command.
+    pub version: Option<u64>,
+    /// Whether anything changed.
+    pub changed: bool,
+}
+
+#[derive(Clone)]
+pub struct MasterStore {
+    pool: SqlitePool,
+}
+
+impl MasterStore {
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    /// The state machine: applies one command in one transaction. Idempotent for a replay of
+    /// the same command.
+    pub async fn apply(&self, cmd: &Command) -> Result<Applied, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut out = Applied::default();
+        match cmd {
+            Command::PutService { spec, at_ms } => {
+                let json = serde_json::to_string(spec).map_err(|e| corrupt("service spec", e))?;
+                let existing =
+                    sqlx::query("SELECT spec, version, removing FROM services WHERE name = ?")
+                        .bind(spec.name.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let version = match existing {
+                    Some(row) => {
+                        if row.get::<i64, _>("removing") != 0 {
+                            return Err(StoreError::Conflict(format!(
+                                "service {} is being removed; apply again once `dash service ls` no longer lists it",
+                                spec.name
+                            )));
+                        }
+                        let old: ServiceSpec = serde_json::from_str(row.get("spec"))
+                            .map_err(|e| corrupt("service spec", e))?;
+                        let version = row.get::<i64, _>("version") as u64;
+                        if old == **spec {
+                            out.version = Some(version);
+                            return Ok(out);
+                        }
+                        // Only changes to what runs in the container make a new version.
+                        let version = if old.needs_replacement(spec) {
+                            version + 1
+                        } else {
+                            version
+                        };
+                        sqlx::query("UPDATE services SET spec = ?, version = ?, updated_ms = ? WHERE name = ?")
+                            .bind(&json)
+                            .bind(version as i64)
+                            .bind(*at_ms as i64)
+                            .bind(spec.name.as_str())
+                            .execute(&mut *tx)
+                            .await?;
+                        version
+                    }
+                    None => {
+                        sqlx::query(
+                            "INSERT INTO services (name, spec, version, created_ms, updated_ms) VALUES (?, ?, 1, ?, ?)",
+                        )
+                        .bind(spec.name.as_str())
+                        .bind(&json)
+                        .bind(*at_ms as i64)
+                        .bind(*at_ms as i64)
+                        .execute(&mut *tx)
+                        .await?;
+                        1
+                    }
+                };
+                sqlx::query(
+                    "INSERT OR REPLACE INTO service_versions (name, version, spec, created_ms) VALUES (?, ?, ?, ?)",
+                )
+                .bind(spec.name.as_str())
+                .bind(version as i64)
+                .bind(&json)
+                .bind(*at_ms as i64)
+                .execute(&mut *tx)
+                .await?;
+                out.version = Some(version);
+                out.changed = true;
+            }
+            Command::ScaleService {
+                name,
+                replicas,
+                at_ms,
+            } => {
+                let row = sqlx::query("SELECT spec FROM services WHERE name = ? AND removing = 0")
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound {
+                        what: "service",
+                        name: name.clone(),
+                    })?;
+                let mut spec: ServiceSpec = serde_json::from_str(row.get("spec"))
+                    .map_err(|e| corrupt("service spec", e))?;
+                if spec.replicas != *replicas {
+                    spec.replicas = *replicas;
+                    let json =
+                        serde_json::to_string(&spec).map_err(|e| corrupt("service spec", e))?;
+                    sqlx::query("UPDATE services SET spec = ?, updated_ms = ? WHERE name = ?")
+                        .bind(json)
+                        .bind(*at_ms as i64)
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await?;
+                    out.changed = true;
+                }
+            }
+            Command::RemoveService { name, .. } => {
+                let n = sqlx::query("UPDATE services SET removing = 1 WHERE name = ?")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if n == 0 {
+                    return Err(StoreError::NotFound {
+                        what: "service",
+                        name: name.clone(),
+                    });
+                }
+                sqlx::query("UPDATE replicas SET desired = 'remove' WHERE service = ?")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                // A service without replicas goes at once.
+                sqlx::query(
+                    "DELETE FROM services WHERE name = ? AND NOT EXISTS (SELECT 1 FROM replicas WHERE service = ?)",
+                )
+                .bind(name)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+                out.changed = true;
+            }
+            Command::SetUpdateBatch { name, at_ms } => {
+                sqlx::query("UPDATE services SET last_batch_ms = ? WHERE name = ?")
+                    .bind(*at_ms as i64)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Command::CreateReplicas { replicas, at_ms } => {
+                for r in replicas {
+                    let state = ReplicaState::Pending;
+                    sqlx::query(
+                        "INSERT OR IGNORE INTO replicas (id, service, version, node, desired, state, created_ms, message)
+                         VALUES (?, ?, ?, ?, 'run', ?, ?, ?)",
+                    )
+                    .bind(&r.id)
+                    .bind(&r.service)
+                    .bind(r.version as i64)
+                    .bind(&r.node)
+                    .bind(state.as_str())
+                    .bind(*at_ms as i64)
+                    .bind(&r.message)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                out.changed = !replicas.is_empty();
+            }
+            Command::SetReplicaDesired { id, desired, .. } => {
+                out.changed =
+                    sqlx::query("UPDATE replicas SET desired = ? WHERE id = ? AND desired != ?")
+                        .bind(desired.as_str())
+                        .bind(id)
+                        .bind(desired.as_str())
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                        > 0;
+            }
+            Command::PlaceReplica { id, node, message } => {
+                sqlx::query("UPDATE replicas SET node = ?, message = ? WHERE id = ?")
+                    .bind(node)
+                    .bind(message)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                out.changed = true;
+            }
+            Command::ReportReplica { status, .. } => {
+                out.changed = sqlx::query(
+                    "UPDATE replicas SET state = ?, ip = ?, restarts = ?, exit_code = ?, started_ms = ?, message = ?
+                     WHERE id = ?",
+                )
+                .bind(status.state.as_str())
+                .bind(&status.ip)
+                .bind(i64::from(status.restarts))
+                .bind(status.exit_code)
+                .bind(status.started_ms.map(|v| v as i64))
+                .bind(&status.message)
+                .bind(&status.id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    > 0;
+            }
+            Command::DeleteReplica { id } => {
+                let service: Option<String> =
+                    sqlx::query_scalar("DELETE FROM replicas WHERE id = ? RETURNING service")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if let Some(service) = service {
+                    sqlx::query(
+                        "DELETE FROM services WHERE name = ? AND removing = 1
+                         AND NOT EXISTS (SELECT 1 FROM replicas WHERE service = ?)",
+                    )
+                    .bind(&service)
+                    .bind(&service)
+                    .execute(&mut *tx)
+                    .await?;
+                    out.changed = true;
+                }
+            }
+            Command::UpsertNode { node, at_ms } => {
+                let labels =
+                    serde_json::to_string(&node.labels).map_err(|e| corrupt("node labels", e))?;
+                sqlx::query(
+                    "INSERT INTO nodes (id, address, role, state, labels, cpu_millis, memory_bytes, subnet, runtime, last_seen_ms)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT(id) DO UPDATE SET address = excluded.address, role = excluded.role,
+                       state = excluded.state, labels = excluded.labels, cpu_millis = excluded.cpu_millis,
+                       memory_bytes = excluded.memory_bytes, subnet = excluded.subnet, runtime = excluded.runtime,
+                       last_seen_ms = excluded.last_seen_ms",
+                )
+                .bind(&node.id)
+                .bind(&node.address)
+                .bind(&node.role)
+                .bind(node.state.as_str())
+                .bind(labels)
+                .bind(i64::from(node.capacity.cpu_millis))
+                .bind(node.capacity.memory_bytes as i64)
+                .bind(&node.subnet)
+                .bind(&node.runtime)
+                .bind(*at_ms as i64)
+                .execute(&mut *tx)
+                .await?;
+                out.changed = true;
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    pub async fn services(&self) -> Result<Vec<ServiceRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM services ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(service_row).collect()
+    }
+
+    pub async fn service(&self, name: &str) -> Result<Option<ServiceRow>, StoreError> {
+        let row = sqlx::query("SELECT * FROM services WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(service_row).transpose()
+    }
+
+    /// Replicas, of one service or all, oldest first.
+    pub async fn replicas(&self, service: Option<&str>) -> Result<Vec<ReplicaInfo>, StoreError> {
+        let rows = match service {
+            Some(s) => {
+                sqlx::query("SELECT * FROM replicas WHERE service = ? ORDER BY created_ms, id")
+                    .bind(s)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM replicas ORDER BY service, created_ms, id")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(replica_row).collect()
+    }
+
+    pub async fn replica(&self, id: &str) -> Result<Option<ReplicaInfo>, StoreError> {
+        let row = sqlx::query("SELECT * FROM replicas WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(replica_row).transpose()
+    }
+
+    /// Replicas assigned to a node.
+    pub async fn node_replicas(&self, node: &str) -> Result<Vec<ReplicaInfo>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM replicas WHERE node = ? ORDER BY created_ms, id")
+            .bind(node)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(replica_row).collect()
+    }
+
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT n.*, COUNT(r.id) AS replicas FROM nodes n
+             LEFT JOIN replicas r ON r.node = n.id AND r.desired = 'run'
+             GROUP BY n.id ORDER BY n.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let specs = self.services().await?;
+        let by_name: BTreeMap<String, Resources> = specs
+            .into_iter()
+            .map(|s| (s.spec.name.to_string(), s.spec.resources))
+            .collect();
+        let mut out = Vec::new();
+        for row in rows {
+            let id: String = row.get("id");
+            let mut allocated = Resources::default();
+            for r in self.node_replicas(&id).await? {
+                if r.desired == DesiredState::Run {
+                    if let Some(res) = by_name.get(&r.service) {
+                        allocated.cpu_millis += res.cpu_millis;
+                        allocated.memory_bytes += res.memory_bytes;
+                    }
+                }
+            }
+            let record = node_row(&row)?;
+            out.push(NodeInfo {
+                id: record.id,
+                address: record.address,
+                role: record.role,
+                state: record.state,
+                labels: record.labels,
+                capacity: record.capacity,
+                allocated,
+                replicas: row.get::<i64, _>("replicas") as u32,
+                subnet: record.subnet,
+                runtime: record.runtime,
+                last_seen_ms: row.get::<i64, _>("last_seen_ms") as u64,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn service_row(row: &SqliteRow) -> Result<ServiceRow, StoreError> {
+    Ok(ServiceRow {
+        spec: serde_json::from_str(row.get("spec")).map_err(|e| corrupt("service spec", e))?,
+        version: row.get::<i64, _>("version") as u64,
+        created_ms: row.get::<i64, _>("created_ms") as u64,
+        updated_ms: row.get::<i64, _>("updated_ms") as u64,
+        removing: row.get::<i64, _>("removing") != 0,
+        last_batch_ms: row.get::<i64, _>("last_batch_ms") as u64,
+    })
+}
+
+fn replica_row(row: &SqliteRow) -> Result<ReplicaInfo, StoreError> {
+    let state: String = row.get("state");
+    let desired: String = row.get("desired");
+    Ok(ReplicaInfo {
+        id: row.get("id"),
+        service: row.get("service"),
+        version: row.get::<i64, _>("version") as u64,
+        node: row.get("node"),
+        desired: match desired.as_str() {
+            "run" => DesiredState::Run,
+            "remove" => DesiredState::Remove,
+            other => return Err(corrupt("replica desired state", other)),
+        },
+        state: ReplicaState::parse(&state).ok_or_else(|| corrupt("replica state", &state))?,
+        ip: row.get("ip"),
+        restarts: row.get::<i64, _>("restarts") as u32,
+        exit_code: row.get::<Option<i64>, _>("exit_code").map(|c| c as i32),
+        created_ms: row.get::<i64, _>("created_ms") as u64,
+        started_ms: row.get::<Option<i64>, _>("started_ms").map(|v| v as u64),
+        message: row.get("message"),
+    })
+}
+
+fn node_row(row: &SqliteRow) -> Result<NodeRecord, StoreError> {
+    let state: String = row.get("state");
+    Ok(NodeRecord {
+        id: row.get("id"),
+        address: row.get("address"),
+        role: row.get("role"),
+        state: NodeState::parse(&state).ok_or_else(|| corrupt("node state", &state))?,
+        labels: serde_json::from_str(row.get("labels")).map_err(|e| corrupt("node labels", e))?,
+        capacity: Resources {
+            cpu_millis: row.get::<i64, _>("cpu_millis") as u32,
+            memory_bytes: row.get::<i64, _>("memory_bytes") as u64,
+        },
+        subnet: row.get("subnet"),
+        runtime: row.get("runtime"),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,194 @@
+use std::net::Ipv4Addr;
+
+use dash_core::command::{NewReplica, ReplicaStatus};
+use dash_core::config_parser::parse_service;
+
+use super::*;
+use crate::worker::{WorkerStore, lowest_free};
+
+async fn store() -> (tempfile::TempDir, MasterStore, WorkerStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = crate::open(&dir.path().join("dash.db")).await.unwrap();
+    (dir, MasterStore::new(pool.clone()), WorkerStore::new(pool))
+}
+
+fn spec(text: &str) -> Box<ServiceSpec> {
+    Box::new(
+        parse_service(
+            "t.toml",
+            &format!("name = \"web\"\nimage = \"busybox\"\n{text}"),
+        )
+        .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn put_service_versions_only_on_container_changes() {
+    let (_d, s, _) = store().await;
+    let a = s
+        .apply(&Command::PutService {
+            spec: spec("replicas = 1"),
+            at_ms: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        a,
+        Applied {
+            version: Some(1),
+            changed: true
+        }
+    );
+    let again = s
+        .apply(&Command::PutService {
+            spec: spec("replicas = 1"),
+            at_ms: 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Applied {
+            version: Some(1),
+            changed: false
+        }
+    );
+    let scaled = s
+        .apply(&Command::PutService {
+            spec: spec("replicas = 3"),
+            at_ms: 3,
+        })
+        .await
+        .unwrap();
+    assert_eq!(scaled.version, Some(1));
+    let env = s
+        .apply(&Command::PutService {
+            spec: spec("replicas = 3\n[env]\nA = \"1\""),
+            at_ms: 4,
+        })
+        .await
+        .unwrap();
+    assert_eq!(env.version, Some(2));
+    assert_eq!(s.service("web").await.unwrap().unwrap().spec.replicas, 3);
+}
+
+#[tokio::test]
+async fn replicas_lifecycle_and_service_removal() {
+    let (_d, s, _) = store().await;
+    s.apply(&Command::PutService {
+        spec: spec(""),
+        at_ms: 1,
+    })
+    .await
+    .unwrap();
+    let node = NodeRecord {
+        id: "n1".into(),
+        address: "127.0.0.1".into(),
+        role: "server".into(),
+        state: NodeState::Ready,
+        labels: BTreeMap::new(),
+        capacity: Resources::default(),
+        subnet: "10.0.0.0/24".into(),
+        runtime: "runc".into(),
+    };
+    s.apply(&Command::UpsertNode {
+        node: Box::new(node),
+        at_ms: 1,
+    })
+    .await
+    .unwrap();
+    let new = NewReplica {
+        id: "web-1".into(),
+        service: "web".into(),
+        version: 1,
+        node: Some("n1".into()),
+        message: String::new(),
+    };
+    s.apply(&Command::CreateReplicas {
+        replicas: vec![new.clone()],
+        at_ms: 2,
+    })
+    .await
+    .unwrap();
+    // Replay is harmless.
+    s.apply(&Command::CreateReplicas {
+        replicas: vec![new],
+        at_ms: 2,
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.replicas(Some("web")).await.unwrap().len(), 1);
+    let status = ReplicaStatus {
+        id: "web-1".into(),
+        state: ReplicaState::Running,
+        ip: Some("10.0.0.2".into()),
+        restarts: 1,
+        exit_code: None,
+        started_ms: Some(5),
+        message: String::new(),
+    };
+    s.apply(&Command::ReportReplica { status, at_ms: 5 })
+        .await
+        .unwrap();
+    let r = s.replica("web-1").await.unwrap().unwrap();
+    assert_eq!(
+        (r.state, r.ip.as_deref(), r.restarts),
+        (ReplicaState::Running, Some("10.0.0.2"), 1)
+    );
+    assert_eq!(s.nodes().await.unwrap()[0].replicas, 1);
+
+    s.apply(&Command::RemoveService {
+        name: "web".into(),
+        at_ms: 6,
+    })
+    .await
+    .unwrap();
+    assert!(s.service("web").await.unwrap().unwrap().removing);
+    assert_eq!(
+        s.replica("web-1").await.unwrap().unwrap().desired,
+        DesiredState::Remove
+    );
+    let err = s
+        .apply(&Command::PutService {
+            spec: spec(""),
+            at_ms: 7,
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("being removed"), "{err}");
+    s.apply(&Command::DeleteReplica { id: "web-1".into() })
+        .await
+        .unwrap();
+    assert!(s.service("web").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn missing_service_is_not_found() {
+    let (_d, s, _) = store().await;
+    let err = s
+        .apply(&Command::ScaleService {
+            name: "nope".into(),
+            replicas: 2,
+            at_ms: 1,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn ip_allocation_is_lowest_free_and_sticky() {
+    let (_d, _, w) = store().await;
+    let net = "10.9.0.0".parse().unwrap();
+    let a = w.allocate_ip("a", net, 24).await.unwrap();
+    let b = w.allocate_ip("b", net, 24).await.unwrap();
+    assert_eq!(
+        (a.to_string().as_str(), b.to_string().as_str()),
+        ("10.9.0.2", "10.9.0.3")
+    );
+    assert_eq!(w.allocate_ip("a", net, 24).await.unwrap(), a);
+    w.remove("a").await.unwrap();
+    assert_eq!(w.allocate_ip("c", net, 24).await.unwrap(), a);
+    let full = lowest_free(net, 30, &[Ipv4Addr::new(10, 9, 0, 2)].into_iter().collect());
+    assert_eq!(full, None);
+}
