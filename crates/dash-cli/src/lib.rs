@@ -1,1 +1,455 @@
-//! dash-cli
+//! dash-cli: the `dash` command tree (clap) and the client commands, which talk only to the
+//! admin API. Every listing has `-o json`.
+
+pub mod client;
+mod output;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use dash_core::api::{
+    ApplyAction, ApplyRequest, ApplyResponse, ImageInfo, LogLine, NodeInfo, ReplicaInfo,
+    ScaleRequest, ServiceInfo,
+};
+use hyper::Method;
+
+pub use client::{Client, ClientError};
+use output::{Table, age_since};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dash",
+    version,
+    about = "Dash: a lightweight container orchestrator"
+)]
+pub struct Cli {
+    /// Admin API address.
+    #[arg(
+        long,
+        global = true,
+        env = "DASH_ADDR",
+        default_value = "127.0.0.1:7070"
+    )]
+    pub addr: String,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a single-node cluster: master and worker in one process.
+    Server(ServerArgs),
+    /// Images: import, list, remove.
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Create or update a service from a service file (idempotent).
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Validate and print the plan without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List replicas: id, node, state, ip, restarts, age.
+    Ps { service: Option<String> },
+    /// Services: list, inspect, remove.
+    #[command(subcommand)]
+    Service(ServiceCmd),
+    /// Set a service's replica count.
+    Scale { service: String, replicas: u32 },
+    /// Merged logs of a service's replicas, each line prefixed by its replica.
+    Logs {
+        service: String,
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines of each replica.
+        #[arg(long)]
+        tail: Option<usize>,
+    },
+    /// Nodes of the cluster.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Live stream of what happens in the cluster.
+    Events {
+        /// Also show the recent events kept by the server.
+        #[arg(long)]
+        past: bool,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Where state, images and containers live.
+    #[arg(long, env = "DASH_DATA_DIR", default_value = "/var/lib/dash")]
+    pub data_dir: PathBuf,
+    /// Admin API listen address (loopback unless told otherwise).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: String,
+    /// OCI runtime: crun or runc (default: crun if it works here, else runc).
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Container subnet of this node.
+    #[arg(long, default_value = "10.88.0.0/24")]
+    pub subnet: String,
+    /// Bridge for this node's containers.
+    #[arg(long, default_value = "dash0")]
+    pub bridge: String,
+    /// The nftables table Dash owns.
+    #[arg(long, default_value = "dash")]
+    pub nft_table: String,
+    /// State of the OCI runtime and pinned network namespaces.
+    #[arg(long, default_value = "/run/dash")]
+    pub run_dir: PathBuf,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Log level or filter, e.g. info, debug, dash_worker=debug.
+    #[arg(long, env = "DASH_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCmd {
+    /// Import an OCI image layout or `docker save` archive, or with --rootfs a root filesystem tarball.
+    Import {
+        file: PathBuf,
+        /// Reference for a plain root filesystem tarball, e.g. `bb:1` (like `docker import`).
+        #[arg(long, value_name = "REF")]
+        rootfs: bool,
+        /// With --rootfs: the reference to tag it with.
+        reference: Option<String>,
+    },
+    /// List images.
+    Ls,
+    /// Remove an image (refused while a service uses it).
+    Rm { reference: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServiceCmd {
+    Ls,
+    Inspect { name: String },
+    Rm { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCmd {
+    Ls,
+}
+
+/// Reads the admin token: DASH_TOKEN, else `<data-dir>/admin.token`.
+pub fn token() -> Option<String> {
+    if let Ok(t) = std::env::var("DASH_TOKEN") {
+        if !t.trim().is_empty() {
+            return Some(t.trim().to_string());
+        }
+    }
+    let dir = std::env::var("DASH_DATA_DIR").unwrap_or_else(|_| "/var/lib/dash".into());
+    std::fs::read_to_string(PathBuf::from(dir).join("admin.token"))
+        .ok()
+        .map(|t| t.trim().to_string())
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn print_json(v: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Runs a client command. Errors are for the user: they say what to do.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = Client::new(cli.addr.clone(), token());
+    let json = cli.output == Format::Json;
+    match cli.command {
+        Command::Server(_) => anyhow::bail!("`dash server` is run by the binary"),
+        Command::Image(ImageCmd::Import {
+            file,
+            rootfs,
+            reference,
+        }) => {
+            let f = tokio::fs::File::open(&file)
+                .await
+                .map_err(|e| anyhow::anyhow!("opening {}: {e}", file.display()))?;
+            let path = match (rootfs, reference) {
+                (true, Some(r)) => format!("/v1/images/import?rootfs={}", encode(&r)),
+                (true, None) => anyhow::bail!(
+                    "--rootfs needs a reference: dash image import --rootfs rootfs.tar bb:1"
+                ),
+                (false, Some(r)) => anyhow::bail!(
+                    "unexpected argument {r:?}; to tag a root filesystem tarball use --rootfs"
+                ),
+                (false, None) => "/v1/images/import".into(),
+            };
+            let images: Vec<ImageInfo> = client.upload(&path, f).await?;
+            if json {
+                print_json(&images);
+            } else {
+                for i in images {
+                    println!("imported {} {}", i.tags.join(", "), short_id(&i.id));
+                }
+            }
+        }
+        Command::Image(ImageCmd::Ls) => {
+            let images: Vec<ImageInfo> = client.get("/v1/images").await?;
+            if json {
+                print_json(&images);
+            } else {
+                let mut t = Table::new(["REFERENCE", "ID", "SIZE", "LAYERS"]);
+                for i in images {
+                    let tags = if i.tags.is_empty() {
+                        "<none>".into()
+                    } else {
+                        i.tags.join(",")
+                    };
+                    t.row([
+                        tags,
+                        short_id(&i.id),
+                        dash_core::units::format_size(i.size_bytes),
+                        i.layers.to_string(),
+                    ]);
+                }
+                t.print();
+            }
+        }
+        Command::Image(ImageCmd::Rm { reference }) => {
+            let removed: ImageInfo = client
+                .delete(&format!("/v1/images/{}", encode(&reference)))
+                .await?;
+            if json {
+                print_json(&removed)
+            } else {
+                println!("removed {reference} {}", short_id(&removed.id))
+            }
+        }
+        Command::Apply { file, dry_run } => {
+            let content = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+            let req = ApplyRequest {
+                file_name: file.display().to_string(),
+                content,
+                dry_run,
+            };
+            let resp: ApplyResponse = client.post("/v1/services", &req).await?;
+            if json {
+                print_json(&resp);
+            } else {
+                print_apply(&resp);
+            }
+        }
+        Command::Ps { service } => {
+            let path = match &service {
+                Some(s) => format!("/v1/replicas?service={}", encode(s)),
+                None => "/v1/replicas".into(),
+            };
+            let replicas: Vec<ReplicaInfo> = client.get(&path).await?;
+            if json {
+                print_json(&replicas);
+            } else {
+                let mut t = Table::new([
+                    "ID", "SERVICE", "VERSION", "NODE", "STATE", "IP", "RESTARTS", "AGE", "MESSAGE",
+                ]);
+                for r in replicas {
+                    let state = if r.desired == dash_core::api::DesiredState::Remove
+                        && r.state != dash_core::api::ReplicaState::Stopping
+                    {
+                        format!("{} (removing)", r.state.as_str())
+                    } else {
+                        r.state.as_str().to_string()
+                    };
+                    t.row([
+                        r.id,
+                        r.service,
+                        r.version.to_string(),
+                        r.node.unwrap_or_else(|| "-".into()),
+                        state,
+                        r.ip.unwrap_or_else(|| "-".into()),
+                        r.restarts.to_string(),
+                        age_since(r.started_ms.unwrap_or(r.created_ms)),
+                        r.message,
+                    ]);
+                }
+                t.print();
+            }
+        }
+        Command::Service(ServiceCmd::Ls) => {
+            let services: Vec<ServiceInfo> = client.get("/v1/services").await?;
+            if json {
+                print_json(&services);
+            } else {
+                let mut t = Table::new(["NAME", "IMAGE", "REPLICAS", "VERSION", "PORTS", "STATUS"]);
+                for s in services {
+                    let ports: Vec<String> = s
+                        .spec
+                        .ports
+                        .iter()
+                        .map(|p| match p.published {
+                            Some(pb) => format!("{pb}->{}/{}", p.container, p.protocol.as_str()),
+                            None => format!("{}/{}", p.container, p.protocol.as_str()),
+                        })
+                        .collect();
+                    t.row([
+                        s.spec.name.to_string(),
+                        s.spec.image.clone(),
+                        format!("{}/{}", s.ready, s.spec.replicas),
+                        s.version.to_string(),
+                        ports.join(","),
+                        s.update_status,
+                    ]);
+                }
+                t.print();
+            }
+        }
+        Command::Service(ServiceCmd::Inspect { name }) => {
+            let s: ServiceInfo = client
+                .get(&format!("/v1/services/{}", encode(&name)))
+                .await?;
+            // The inspection is structured data either way.
+            print_json(&s);
+        }
+        Command::Service(ServiceCmd::Rm { name }) => {
+            client
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/services/{}", encode(&name)),
+                    None::<&()>,
+                )
+                .await?;
+            if json {
+                print_json(&serde_json::json!({"removed": name}))
+            } else {
+                println!("removing {name}")
+            }
+        }
+        Command::Scale { service, replicas } => {
+            client
+                .call(
+                    Method::POST,
+                    &format!("/v1/services/{}/scale", encode(&service)),
+                    Some(&ScaleRequest { replicas }),
+                )
+                .await?;
+            if json {
+                print_json(&serde_json::json!({"service": service, "replicas": replicas}))
+            } else {
+                println!("{service} scaled to {replicas}")
+            }
+        }
+        Command::Logs {
+            service,
+            follow,
+            tail,
+        } => {
+            let mut path = format!("/v1/logs/{}?follow={follow}", encode(&service));
+            if let Some(n) = tail {
+                path.push_str(&format!("&tail={n}"));
+            }
+            client
+                .stream(&path, |line| {
+                    if json {
+                        println!("{line}");
+                    } else if let Ok(l) = serde_json::from_str::<LogLine>(line) {
+                        println!("{} | {}", l.replica, l.line);
+                    }
+                })
+                .await?;
+        }
+        Command::Node(NodeCmd::Ls) => {
+            let nodes: Vec<NodeInfo> = client.get("/v1/nodes").await?;
+            if json {
+                print_json(&nodes);
+            } else {
+                let mut t = Table::new([
+                    "ID", "ROLE", "STATE", "ADDRESS", "SUBNET", "RUNTIME", "REPLICAS", "CPU",
+                    "MEMORY",
+                ]);
+                for n in nodes {
+                    t.row([
+                        n.id,
+                        n.role,
+                        n.state.as_str().into(),
+                        n.address,
+                        n.subnet,
+                        n.runtime,
+                        n.replicas.to_string(),
+                        format!("{:.1}", f64::from(n.capacity.cpu_millis) / 1000.0),
+                        dash_core::units::format_size(n.capacity.memory_bytes),
+                    ]);
+                }
+                t.print();
+            }
+        }
+        Command::Events { past } => {
+            let path = if past {
+                "/v1/events?since=0"
+            } else {
+                "/v1/events"
+            };
+            client
+                .stream(path, |line| {
+                    if json {
+                        println!("{line}");
+                    } else if let Ok(e) = serde_json::from_str::<dash_core::event::Event>(line) {
+                        let kind = serde_json::to_value(e.kind)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default();
+                        println!(
+                            "{} {:<20} {} {} {}",
+                            output::clock(e.time_ms),
+                            kind,
+                            e.service.unwrap_or_default(),
+                            e.replica.unwrap_or_default(),
+                            e.message
+                        );
+                    } else {
+                        println!("{line}");
+                    }
+                })
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn short_id(id: &str) -> String {
+    id.strip_prefix("sha256:")
+        .unwrap_or(id)
+        .chars()
+        .take(12)
+        .collect()
+}
+
+fn print_apply(r: &ApplyResponse) {
+    let verb = match (r.action, r.dry_run) {
+        (ApplyAction::Created, false) => "created",
+        (ApplyAction::Updated, false) => "updated",
+        (ApplyAction::Unchanged, _) => "unchanged",
+        (ApplyAction::Created, true) => "would create",
+        (ApplyAction::Updated, true) => "would update",
+    };
+    println!("service {} {verb} (version {})", r.service, r.version);
+    for c in &r.changes {
+        println!("  ~ {c}");
+    }
+    for p in &r.plan {
+        println!("  > {p}");
+    }
+}

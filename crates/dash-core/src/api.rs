@@ -227,3 +227,13 @@ pub struct LogLine {
     pub replica: String,
     pub line: String,
 }
+
+/// A replica a node must run (or remove): what the master's assignment stream carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub replica: String,
+    pub service: String,
+    pub version: u64,
+    pub spec: ServiceSpec,
+    pub desired: DesiredState,
+}

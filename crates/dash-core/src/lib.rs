@@ -12,6 +12,7 @@ pub mod command;
 pub mod config_parser;
 pub mod event;
 pub mod ids;
+pub mod link;
 pub mod reconcile;
 pub mod scheduler;
 pub mod spec;

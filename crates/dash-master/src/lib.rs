@@ -1,1 +1,28 @@
-//! dash-master
+//! dash-master: the master daemon's components.
+//!
+//! ```text
+//!  CLI ─► admin_api ─► service_manager ─► MasterStore::apply ─► message_queue (events)
+//!                                              │                       │
+//!                                              ▼                       ▼
+//!        worker ◄─ assignments ◄─ reconciler (plan + scheduler) ◄─ wake-ups
+//!        worker ─► status ─► service_state ─► MasterStore::apply ─► events
+//! ```
+//!
+//! Holds admin_api, service_manager, service_state, the reconciler and the message_queue.
+//! Business logic stays out of HTTP handlers; pure decisions come from `dash-core`.
+
+pub mod admin_api;
+pub mod local_link;
+pub mod message_queue;
+pub mod reconciler;
+pub mod service_manager;
+pub mod service_state;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

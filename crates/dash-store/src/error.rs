@@ -8,9 +8,9 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("migrating the database")]
+    #[error("migrating the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("database")]
+    #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
     #[error("stored {what} is corrupt: {detail}")]
     Corrupt { what: &'static str, detail: String },

@@ -34,16 +34,23 @@ pub struct Applied {
 #[derive(Clone)]
 pub struct MasterStore {
     pool: SqlitePool,
+    /// SQLite has one writer; a deferred transaction that later writes can fail with
+    /// SQLITE_BUSY instead of waiting, so writers queue here.
+    write: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl MasterStore {
     pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            write: Default::default(),
+        }
     }
 
     /// The state machine: applies one command in one transaction. Idempotent for a replay of
     /// the same command.
     pub async fn apply(&self, cmd: &Command) -> Result<Applied, StoreError> {
+        let _writer = self.write.lock().await;
         let mut tx = self.pool.begin().await?;
         let mut out = Applied::default();
         match cmd {
@@ -272,6 +279,22 @@ impl MasterStore {
         }
         tx.commit().await?;
         Ok(out)
+    }
+
+    /// The spec a given version of a service had.
+    pub async fn service_version(
+        &self,
+        name: &str,
+        version: u64,
+    ) -> Result<Option<ServiceSpec>, StoreError> {
+        let spec: Option<String> =
+            sqlx::query_scalar("SELECT spec FROM service_versions WHERE name = ? AND version = ?")
+                .bind(name)
+                .bind(version as i64)
+                .fetch_optional(&self.pool)
+                .await?;
+        spec.map(|s| serde_json::from_str(&s).map_err(|e| corrupt("service spec", e)))
+            .transpose()
     }
 
     pub async fn services(&self) -> Result<Vec<ServiceRow>, StoreError> {

@@ -25,11 +25,17 @@ pub struct LocalReplica {
 #[derive(Clone)]
 pub struct WorkerStore {
     pool: SqlitePool,
+    /// SQLite has one writer; a deferred transaction that later writes can fail with
+    /// SQLITE_BUSY instead of waiting, so writers queue here.
+    write: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl WorkerStore {
     pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            write: Default::default(),
+        }
     }
 
     pub async fn put(&self, r: &LocalReplica) -> Result<(), StoreError> {
@@ -70,6 +76,7 @@ impl WorkerStore {
 
     /// Forgets a replica and frees its address, in one transaction.
     pub async fn remove(&self, id: &str) -> Result<(), StoreError> {
+        let _writer = self.write.lock().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM local_replicas WHERE id = ?")
             .bind(id)
@@ -115,6 +122,7 @@ impl WorkerStore {
         network: Ipv4Addr,
         prefix: u8,
     ) -> Result<Ipv4Addr, StoreError> {
+        let _writer = self.write.lock().await;
         let mut tx = self.pool.begin().await?;
         let mine: Option<String> =
             sqlx::query_scalar("SELECT ip FROM ip_allocations WHERE replica = ?")

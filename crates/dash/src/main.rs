@@ -1,1 +1,56 @@
-fn main() {}
+//! `dash`: the one binary. Parses the command line, sets up tracing once, and runs either a
+//! daemon (`dash server`) or a client command against the admin API.
+
+mod server;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use dash_cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        Command::Server(args) => {
+            init_tracing(&args.log_level);
+            match rt.block_on(server::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(server::ServerError::Config(msg)) => {
+                    eprintln!("error: {msg}");
+                    ExitCode::from(64)
+                }
+                Err(server::ServerError::Other(e)) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        _ => match rt.block_on(dash_cli::run(cli)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

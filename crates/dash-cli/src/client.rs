@@ -1,0 +1,217 @@
+//! A small admin_api client over hyper's HTTP/1 connection: no TLS, loopback by default.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use dash_core::api::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot reach the Dash admin API at {addr}: {source}; is `dash server` running? (DASH_ADDR sets the address)"
+    )]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Api(String),
+    #[error("talking to the admin API: {0}")]
+    Http(String),
+}
+
+pub struct Client {
+    addr: String,
+    token: Option<String>,
+}
+
+impl Client {
+    pub fn new(addr: String, token: Option<String>) -> Self {
+        Self { addr, token }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: ReqBody,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let stream =
+            TcpStream::connect(&self.addr)
+                .await
+                .map_err(|source| ClientError::Connect {
+                    addr: self.addr.clone(),
+                    source,
+                })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.addr);
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            ReqBody::Empty => req.body(http_body_util::Either::Left(Full::new(Bytes::new()))),
+            ReqBody::Json(b) => req
+                .header("content-type", "application/json")
+                .body(http_body_util::Either::Left(Full::new(b))),
+            ReqBody::File(f) => {
+                let stream = tokio_util_stream(f);
+                req.header("content-type", "application/x-tar")
+                    .body(http_body_util::Either::Right(StreamBody::new(stream)))
+            }
+        }
+        .map_err(|e| ClientError::Http(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?
+            .to_bytes();
+        Err(api_error(status, &bytes))
+    }
+
+    pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let resp = self.send(Method::GET, path, ReqBody::Empty).await?;
+        decode(resp).await
+    }
+
+    pub async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<T, ClientError> {
+        let json = serde_json::to_vec(body).map_err(|e| ClientError::Http(e.to_string()))?;
+        let resp = self
+            .send(Method::POST, path, ReqBody::Json(json.into()))
+            .await?;
+        decode(resp).await
+    }
+
+    /// A request whose answer has no body of interest.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl serde::Serialize>,
+    ) -> Result<(), ClientError> {
+        let body = match body {
+            Some(b) => ReqBody::Json(
+                serde_json::to_vec(b)
+                    .map_err(|e| ClientError::Http(e.to_string()))?
+                    .into(),
+            ),
+            None => ReqBody::Empty,
+        };
+        let resp = self.send(method, path, body).await?;
+        let _ = resp.into_body().collect().await;
+        Ok(())
+    }
+
+    pub async fn delete<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<T, ClientError> {
+        let resp = self.send(Method::DELETE, path, ReqBody::Empty).await?;
+        decode(resp).await
+    }
+
+    /// Uploads a file as the request body.
+    pub async fn upload<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        file: tokio::fs::File,
+    ) -> Result<T, ClientError> {
+        let resp = self.send(Method::POST, path, ReqBody::File(file)).await?;
+        decode(resp).await
+    }
+
+    /// Calls `on_line` for each line of a streaming answer until it ends.
+    pub async fn stream(
+        &self,
+        path: &str,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<(), ClientError> {
+        let resp = self.send(Method::GET, path, ReqBody::Empty).await?;
+        let mut body = resp.into_body();
+        let mut buf = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ClientError::Http(e.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                buf.extend_from_slice(&data);
+                while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=i).collect();
+                    on_line(String::from_utf8_lossy(&line[..line.len() - 1]).as_ref());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+enum ReqBody {
+    Empty,
+    Json(Bytes),
+    File(tokio::fs::File),
+}
+
+type FileStream = std::pin::Pin<
+    Box<dyn futures_core::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send>,
+>;
+
+fn tokio_util_stream(file: tokio::fs::File) -> FileStream {
+    use tokio::io::AsyncReadExt;
+    Box::pin(futures_util::stream::unfold(file, |mut f| async move {
+        let mut buf = vec![0u8; 256 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Frame::data(Bytes::from(buf))), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    }))
+}
+
+async fn decode<T: serde::de::DeserializeOwned>(
+    resp: Response<Incoming>,
+) -> Result<T, ClientError> {
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ClientError::Http(e.to_string()))?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Http(format!("unexpected answer: {e}")))
+}
+
+fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ApiError>(body) {
+        Ok(e) if !e.diagnostics.is_empty() => ClientError::Api(e.diagnostics.join("\n")),
+        Ok(e) => ClientError::Api(e.message),
+        Err(_) => ClientError::Api(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(body).trim()
+        )),
+    }
+}

@@ -1,0 +1,69 @@
+//! Errors to HTTP: the one place where failures become status codes and `{code, message, field}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use dash_core::api::ApiError;
+
+use crate::service_manager::ManagerError;
+
+pub struct HttpError(pub StatusCode, pub ApiError);
+
+impl HttpError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self(
+            status,
+            ApiError {
+                code: code.into(),
+                message: message.into(),
+                field: None,
+                diagnostics: Vec::new(),
+            },
+        )
+    }
+
+    pub fn bad_request(field: &str, message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::BAD_REQUEST, "invalid", message);
+        e.1.field = Some(field.into());
+        e
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+impl From<ManagerError> for HttpError {
+    fn from(e: ManagerError) -> Self {
+        match e {
+            ManagerError::Invalid(diags) => {
+                let first = diags.first().cloned();
+                let mut err = HttpError::new(StatusCode::BAD_REQUEST, "invalid", diags.to_string());
+                err.1.field = first.map(|d| d.field).filter(|f| !f.is_empty());
+                err.1.diagnostics = diags.0.iter().map(ToString::to_string).collect();
+                err
+            }
+            ManagerError::NotFound(name) => HttpError::not_found(format!(
+                "service {name:?} not found; `dash service ls` lists services"
+            )),
+            ManagerError::BadRequest { field, message } => HttpError::bad_request(field, message),
+            ManagerError::Store(dash_store::StoreError::Conflict(m)) => {
+                HttpError::new(StatusCode::CONFLICT, "conflict", m)
+            }
+            ManagerError::Store(e) => {
+                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "store error");
+                HttpError::internal(e)
+            }
+        }
+    }
+}

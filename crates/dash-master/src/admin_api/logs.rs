@@ -1,0 +1,150 @@
+//! /v1/logs/{service}: the merged logs of a service's replicas, each line tagged with its
+//! replica, as newline-delimited JSON; `follow=true` keeps streaming new lines.
+//!
+//! Lines come from the per-container monitor's log files (`<time> <stream> <text>`), whose
+//! timestamps sort as text, so merging is a sort on the line.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use dash_core::api::LogLine;
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::HttpError;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct LogQuery {
+    /// Keep streaming new lines.
+    #[serde(default)]
+    follow: bool,
+    /// Only the last N lines of each replica.
+    tail: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/v1/logs/{service}", params(("service" = String, Path), LogQuery),
+    responses((status = 200, description = "newline-delimited JSON", body = LogLine), (status = 404, body = dash_core::api::ApiError)))]
+pub async fn stream(
+    State(s): State<AppState>,
+    Path(service): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> Result<Response, HttpError> {
+    if s.manager
+        .store()
+        .service(&service)
+        .await
+        .map_err(HttpError::internal)?
+        .is_none()
+    {
+        return Err(HttpError::not_found(format!(
+            "service {service:?} not found; `dash service ls` lists services"
+        )));
+    }
+    let replicas = s
+        .manager
+        .store()
+        .replicas(Some(&service))
+        .await
+        .map_err(HttpError::internal)?;
+    let mut lines = Vec::new();
+    let mut offsets: HashMap<String, u64> = HashMap::new();
+    for r in &replicas {
+        let path = (s.log_paths)(&r.id);
+        let (text, end) = tokio::task::spawn_blocking(move || read_from(&path, 0))
+            .await
+            .map_err(HttpError::internal)?;
+        offsets.insert(r.id.clone(), end);
+        let mut mine: Vec<&str> = text.lines().collect();
+        if let Some(n) = q.tail {
+            mine = mine.split_off(mine.len().saturating_sub(n));
+        }
+        lines.extend(mine.into_iter().map(|l| LogLine {
+            replica: r.id.clone(),
+            line: l.to_string(),
+        }));
+    }
+    lines.sort_by(|a, b| a.line.cmp(&b.line));
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(256);
+    tokio::spawn(async move {
+        for l in &lines {
+            if tx.send(json_line(l)).await.is_err() {
+                return;
+            }
+        }
+        if !q.follow {
+            return;
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let Ok(replicas) = s.manager.store().replicas(Some(&service)).await else {
+                return;
+            };
+            let mut batch = Vec::new();
+            for r in replicas {
+                let path = (s.log_paths)(&r.id);
+                let from = offsets.get(&r.id).copied().unwrap_or(0);
+                let Ok((text, end)) =
+                    tokio::task::spawn_blocking(move || read_from(&path, from)).await
+                else {
+                    return;
+                };
+                offsets.insert(r.id.clone(), end);
+                batch.extend(text.lines().map(|l| LogLine {
+                    replica: r.id.clone(),
+                    line: l.to_string(),
+                }));
+            }
+            batch.sort_by(|a, b| a.line.cmp(&b.line));
+            for l in &batch {
+                if tx.send(json_line(l)).await.is_err() {
+                    return;
+                }
+            }
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|s| (Ok::<_, std::convert::Infallible>(bytes::Bytes::from(s)), rx))
+    }));
+    Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .map_err(HttpError::internal)
+}
+
+fn json_line(l: &LogLine) -> String {
+    let mut s = serde_json::to_string(l).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// Complete lines of `path` from byte `from` on, and the offset after them. A file shorter
+/// than `from` was rotated: read it from the start.
+fn read_from(path: &std::path::Path, from: u64) -> (String, u64) {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return (String::new(), from);
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = if len < from { 0 } else { from };
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return (String::new(), from);
+    }
+    let mut buf = Vec::new();
+    if f.take(16 << 20).read_to_end(&mut buf).is_err() {
+        return (String::new(), from);
+    }
+    let complete = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    buf.truncate(complete);
+    (
+        String::from_utf8_lossy(&buf).into_owned(),
+        start + complete as u64,
+    )
+}

@@ -1,0 +1,67 @@
+//! admin_api: the HTTP JSON API for the CLI (axum), under /v1, with its OpenAPI document at
+//! /openapi.json. Every route but /healthz needs the bearer token. Handlers parse, call the
+//! service_manager (or the image store), and map errors in `error.rs`; nothing else.
+
+mod auth;
+mod error;
+mod events;
+mod images;
+mod logs;
+mod nodes;
+mod openapi;
+mod services;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use dash_runtime::image::ImageStore;
+
+pub use auth::load_or_create_token;
+
+use crate::message_queue::MessageQueue;
+use crate::service_manager::ServiceManager;
+
+/// Where a replica's log file is (on a single node, the runtime knows).
+pub type LogPaths = Arc<dyn Fn(&str) -> PathBuf + Send + Sync>;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub manager: ServiceManager,
+    pub mq: Arc<MessageQueue>,
+    pub images: Arc<ImageStore>,
+    pub token: Arc<str>,
+    /// Where uploads are staged before import.
+    pub upload_dir: PathBuf,
+    pub log_paths: LogPaths,
+}
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/services", get(services::list).post(services::apply))
+        .route(
+            "/services/{name}",
+            get(services::inspect).delete(services::remove),
+        )
+        .route("/services/{name}/scale", post(services::scale))
+        .route("/replicas", get(services::replicas))
+        .route("/nodes", get(nodes::list))
+        .route("/images", get(images::list))
+        .route(
+            "/images/import",
+            post(images::import).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/images/{reference}", axum::routing::delete(images::remove))
+        .route("/events", get(events::stream))
+        .route("/logs/{service}", get(logs::stream));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/openapi.json", get(openapi::document))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state)
+}

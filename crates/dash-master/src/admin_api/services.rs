@@ -1,0 +1,88 @@
+//! /v1/services and /v1/replicas.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use dash_core::api::{ApplyRequest, ApplyResponse, ReplicaInfo, ScaleRequest, ServiceInfo};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::HttpError;
+
+/// Create or update a service from a service file.
+#[utoipa::path(post, path = "/v1/services", request_body = ApplyRequest,
+    responses((status = 200, body = ApplyResponse), (status = 400, body = dash_core::api::ApiError)))]
+pub async fn apply(
+    State(s): State<AppState>,
+    Json(req): Json<ApplyRequest>,
+) -> Result<Json<ApplyResponse>, HttpError> {
+    Ok(Json(s.manager.apply(&req).await?))
+}
+
+#[utoipa::path(get, path = "/v1/services", responses((status = 200, body = Vec<ServiceInfo>)))]
+pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<ServiceInfo>>, HttpError> {
+    Ok(Json(s.manager.list().await?))
+}
+
+#[utoipa::path(get, path = "/v1/services/{name}", params(("name" = String, Path)),
+    responses((status = 200, body = ServiceInfo), (status = 404, body = dash_core::api::ApiError)))]
+pub async fn inspect(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ServiceInfo>, HttpError> {
+    Ok(Json(s.manager.inspect(&name).await?))
+}
+
+#[utoipa::path(delete, path = "/v1/services/{name}", params(("name" = String, Path)),
+    responses((status = 202), (status = 404, body = dash_core::api::ApiError)))]
+pub async fn remove(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, HttpError> {
+    s.manager.remove(&name).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[utoipa::path(post, path = "/v1/services/{name}/scale", params(("name" = String, Path)), request_body = ScaleRequest,
+    responses((status = 202), (status = 404, body = dash_core::api::ApiError)))]
+pub async fn scale(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(req): Json<ScaleRequest>,
+) -> Result<StatusCode, HttpError> {
+    s.manager.scale(&name, req.replicas).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ReplicaQuery {
+    /// Only this service's replicas.
+    service: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/replicas", params(ReplicaQuery), responses((status = 200, body = Vec<ReplicaInfo>)))]
+pub async fn replicas(
+    State(s): State<AppState>,
+    Query(q): Query<ReplicaQuery>,
+) -> Result<Json<Vec<ReplicaInfo>>, HttpError> {
+    if let Some(name) = &q.service {
+        if s.manager
+            .store()
+            .service(name)
+            .await
+            .map_err(HttpError::internal)?
+            .is_none()
+        {
+            return Err(HttpError::not_found(format!(
+                "service {name:?} not found; `dash service ls` lists services"
+            )));
+        }
+    }
+    let all = s
+        .manager
+        .store()
+        .replicas(q.service.as_deref())
+        .await
+        .map_err(HttpError::internal)?;
+    Ok(Json(all))
+}

@@ -1,0 +1,83 @@
+//! The in-process [`MasterLink`]: on a single node (`dash server`) the worker agent talks to
+//! the master through this instead of master_api's gRPC.
+
+use std::time::Duration;
+
+use dash_core::api::{Assignment, DesiredState};
+use dash_core::command::ReplicaStatus;
+use dash_core::link::MasterLink;
+use dash_store::MasterStore;
+use tokio::sync::watch;
+
+use crate::service_state::ServiceState;
+
+pub struct LocalLink {
+    store: MasterStore,
+    state: ServiceState,
+    changes: tokio::sync::Mutex<watch::Receiver<u64>>,
+}
+
+impl LocalLink {
+    /// `changes` ticks whenever the reconciler changed assignments.
+    pub fn new(store: MasterStore, state: ServiceState, changes: watch::Receiver<u64>) -> Self {
+        Self {
+            store,
+            state,
+            changes: tokio::sync::Mutex::new(changes),
+        }
+    }
+}
+
+impl MasterLink for LocalLink {
+    async fn assignments(&self, node: &str) -> Result<Vec<Assignment>, String> {
+        let replicas = self
+            .store
+            .node_replicas(node)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(replicas.len());
+        for r in replicas {
+            let spec = match self
+                .store
+                .service_version(&r.service, r.version)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(spec) => spec,
+                None if r.desired == DesiredState::Remove => continue,
+                None => {
+                    return Err(format!(
+                        "replica {}: version {} of {} not stored",
+                        r.id, r.version, r.service
+                    ));
+                }
+            };
+            out.push(Assignment {
+                replica: r.id,
+                service: r.service,
+                version: r.version,
+                spec,
+                desired: r.desired,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn changed(&self) {
+        let mut rx = self.changes.lock().await;
+        // A periodic resync covers anything missed.
+        let _ = tokio::time::timeout(Duration::from_secs(2), rx.changed()).await;
+    }
+
+    async fn report(&self, node: &str, status: ReplicaStatus) {
+        if let Err(e) = self.state.report(node, status).await {
+            tracing::warn!(error = %e, "recording a replica status");
+        }
+    }
+
+    async fn removed(&self, _node: &str, replica: &str) {
+        if let Err(e) = self.state.removed(replica).await {
+            tracing::warn!(error = %e, replica, "recording a removed replica");
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! service_manager: create, read, update and delete of services.
+//!
+//! Validates through `dash-core`'s config_parser, turns each request into a
+//! [`Command`], applies it through the store's state machine (the one write path) and
+//! publishes what changed. Handlers in admin_api only call into here.
+
+use std::sync::Arc;
+
+use dash_core::ServiceSpec;
+use dash_core::api::{ApplyAction, ApplyRequest, ApplyResponse, DesiredState, ServiceInfo};
+use dash_core::command::Command;
+use dash_core::config_parser::{Diagnostics, parse_service};
+use dash_core::event::EventKind;
+use dash_core::reconcile::is_ready;
+use dash_store::{MasterStore, StoreError};
+use tokio::sync::Notify;
+
+use crate::message_queue::MessageQueue;
+use crate::now_ms;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error("invalid service file")]
+    Invalid(Diagnostics),
+    #[error("service {0:?} not found")]
+    NotFound(String),
+    #[error("{message}")]
+    BadRequest {
+        field: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Clone)]
+pub struct ServiceManager {
+    store: MasterStore,
+    mq: Arc<MessageQueue>,
+    /// Wakes the reconciler after a change of desired state.
+    wake: Arc<Notify>,
+}
+
+impl ServiceManager {
+    pub fn new(store: MasterStore, mq: Arc<MessageQueue>, wake: Arc<Notify>) -> Self {
+        Self { store, mq, wake }
+    }
+
+    pub fn store(&self) -> &MasterStore {
+        &self.store
+    }
+
+    /// Creates or updates a service from a service file. Idempotent.
+    pub async fn apply(&self, req: &ApplyRequest) -> Result<ApplyResponse, ManagerError> {
+        let spec = parse_service(&req.file_name, &req.content).map_err(ManagerError::Invalid)?;
+        let existing = self.store.service(spec.name.as_str()).await?;
+        let name = spec.name.to_string();
+        let (action, changes, plan) = match &existing {
+            None => (
+                ApplyAction::Created,
+                vec![format!("new service {name}")],
+                vec![format!("create {} replicas", spec.replicas)],
+            ),
+            Some(old) if old.spec == spec => (ApplyAction::Unchanged, Vec::new(), Vec::new()),
+            Some(old) => {
+                let changes = diff(&old.spec, &spec);
+                let mut plan = Vec::new();
+                if old.spec.needs_replacement(&spec) {
+                    plan.push(format!(
+                        "replace {} replicas, {} at a time ({})",
+                        spec.replicas,
+                        spec.update.parallelism,
+                        match spec.update.order {
+                            dash_core::spec::UpdateOrder::StopFirst => "stop-first",
+                            dash_core::spec::UpdateOrder::StartFirst => "start-first",
+                        }
+                    ));
+                } else if old.spec.replicas < spec.replicas {
+                    plan.push(format!(
+                        "create {} replicas",
+                        spec.replicas - old.spec.replicas
+                    ));
+                } else if old.spec.replicas > spec.replicas {
+                    plan.push(format!(
+                        "remove {} replicas",
+                        old.spec.replicas - spec.replicas
+                    ));
+                }
+                (ApplyAction::Updated, changes, plan)
+            }
+        };
+        let mut version = existing.as_ref().map_or(1, |e| e.version);
+        if !req.dry_run && action != ApplyAction::Unchanged {
+            let applied = self
+                .store
+                .apply(&Command::PutService {
+                    spec: Box::new(spec.clone()),
+                    at_ms: now_ms(),
+                })
+                .await?;
+            version = applied.version.unwrap_or(version);
+            let kind = if action == ApplyAction::Created {
+                EventKind::ServiceCreated
+            } else {
+                EventKind::ServiceUpdated
+            };
+            self.mq.publish(
+                kind,
+                Some(&name),
+                None,
+                format!("version {version}: {}", changes.join("; ")),
+            );
+            self.wake.notify_one();
+        } else if req.dry_run
+            && existing
+                .as_ref()
+                .is_some_and(|e| e.spec.needs_replacement(&spec))
+        {
+            version += 1;
+        }
+        Ok(ApplyResponse {
+            service: name,
+            action,
+            version,
+            changes,
+            plan,
+            dry_run: req.dry_run,
+        })
+    }
+
+    pub async fn scale(&self, name: &str, replicas: u32) -> Result<(), ManagerError> {
+        if replicas > dash_core::config_parser::MAX_REPLICAS {
+            return Err(ManagerError::BadRequest {
+                field: "replicas",
+                message: format!(
+                    "replicas = {replicas}: must be between 0 and {}",
+                    dash_core::config_parser::MAX_REPLICAS
+                ),
+            });
+        }
+        let old = self
+            .store
+            .service(name)
+            .await?
+            .ok_or_else(|| ManagerError::NotFound(name.into()))?;
+        let applied = self
+            .store
+            .apply(&Command::ScaleService {
+                name: name.into(),
+                replicas,
+                at_ms: now_ms(),
+            })
+            .await
+            .map_err(|e| not_found(e, name))?;
+        if applied.changed {
+            self.mq.publish(
+                EventKind::ServiceScaled,
+                Some(name),
+                None,
+                format!("replicas {} -> {replicas}", old.spec.replicas),
+            );
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    pub async fn remove(&self, name: &str) -> Result<(), ManagerError> {
+        self.store
+            .apply(&Command::RemoveService {
+                name: name.into(),
+                at_ms: now_ms(),
+            })
+            .await
+            .map_err(|e| not_found(e, name))?;
+        self.mq.publish(
+            EventKind::ServiceRemoved,
+            Some(name),
+            None,
+            "removing its replicas",
+        );
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    pub async fn list(&self) -> Result<Vec<ServiceInfo>, ManagerError> {
+        let mut out = Vec::new();
+        for row in self.store.services().await? {
+            out.push(self.info(row).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn inspect(&self, name: &str) -> Result<ServiceInfo, ManagerError> {
+        let row = self
+            .store
+            .service(name)
+            .await?
+            .ok_or_else(|| ManagerError::NotFound(name.into()))?;
+        self.info(row).await
+    }
+
+    async fn info(&self, row: dash_store::ServiceRow) -> Result<ServiceInfo, ManagerError> {
+        let replicas = self.store.replicas(Some(row.spec.name.as_str())).await?;
+        let has_health = row.spec.health.is_some();
+        let ready = replicas
+            .iter()
+            .filter(|r| r.desired == DesiredState::Run && is_ready(r.state, has_health))
+            .count() as u32;
+        let stale = replicas
+            .iter()
+            .filter(|r| r.desired == DesiredState::Run && r.version < row.version)
+            .count();
+        let update_status = if row.removing {
+            "removing".to_string()
+        } else if stale > 0 {
+            format!("updating to version {}: {stale} replicas left", row.version)
+        } else {
+            String::new()
+        };
+        Ok(ServiceInfo {
+            spec: row.spec,
+            version: row.version,
+            created_ms: row.created_ms,
+            updated_ms: row.updated_ms,
+            ready,
+            replicas,
+            update_status,
+        })
+    }
+}
+
+fn not_found(e: StoreError, name: &str) -> ManagerError {
+    match e {
+        StoreError::NotFound { .. } => ManagerError::NotFound(name.into()),
+        other => ManagerError::Store(other),
+    }
+}
+
+/// One line per top-level field that differs: `replicas: 3 -> 5`.
+fn diff(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(old), serde_json::to_value(new))
+    else {
+        return vec!["spec changed".into()];
+    };
+    let mut out = Vec::new();
+    for (k, v) in &b {
+        let before = a.get(k).unwrap_or(&serde_json::Value::Null);
+        if before != v {
+            out.push(format!("{k}: {before} -> {v}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,111 @@
+//! service_state: aggregates what workers report about their replicas into the master's state,
+//! and turns changes into events.
+
+use std::sync::Arc;
+
+use dash_core::api::ReplicaState;
+use dash_core::command::{Command, ReplicaStatus};
+use dash_core::event::EventKind;
+use dash_store::{MasterStore, StoreError};
+use tokio::sync::Notify;
+
+use crate::message_queue::MessageQueue;
+use crate::now_ms;
+
+#[derive(Clone)]
+pub struct ServiceState {
+    store: MasterStore,
+    mq: Arc<MessageQueue>,
+    wake: Arc<Notify>,
+}
+
+impl ServiceState {
+    pub fn new(store: MasterStore, mq: Arc<MessageQueue>, wake: Arc<Notify>) -> Self {
+        Self { store, mq, wake }
+    }
+
+    /// Records a replica's status; publishes an event when its state or restart count changed.
+    pub async fn report(&self, node: &str, status: ReplicaStatus) -> Result<(), StoreError> {
+        let Some(before) = self.store.replica(&status.id).await? else {
+            tracing::debug!(replica = %status.id, node, "status for an unknown replica ignored");
+            return Ok(());
+        };
+        if before.state == status.state
+            && before.restarts == status.restarts
+            && before.ip == status.ip
+            && before.message == status.message
+        {
+            return Ok(());
+        }
+        self.store
+            .apply(&Command::ReportReplica {
+                status: status.clone(),
+                at_ms: now_ms(),
+            })
+            .await?;
+        let service = Some(before.service.as_str());
+        let replica = Some(status.id.as_str());
+        if status.restarts > before.restarts {
+            self.mq.publish(
+                EventKind::ReplicaRestarting,
+                service,
+                replica,
+                format!(
+                    "restart {} after exit code {}",
+                    status.restarts,
+                    before.exit_code.or(status.exit_code).unwrap_or(-1)
+                ),
+            );
+        }
+        if status.state != before.state {
+            let kind = match status.state {
+                ReplicaState::Pending => EventKind::ReplicaPending,
+                ReplicaState::Starting => EventKind::ReplicaStarting,
+                ReplicaState::Running => EventKind::ReplicaRunning,
+                ReplicaState::Healthy => EventKind::ReplicaHealthy,
+                ReplicaState::Unhealthy => EventKind::ReplicaUnhealthy,
+                ReplicaState::Exited => EventKind::ReplicaExited,
+                ReplicaState::Failed => EventKind::ReplicaFailed,
+                ReplicaState::Stopping => EventKind::ReplicaStopping,
+            };
+            let mut message = match (status.state, status.exit_code) {
+                (ReplicaState::Exited | ReplicaState::Failed, Some(code)) => {
+                    format!("exit code {code}")
+                }
+                _ => String::new(),
+            };
+            if !status.message.is_empty() {
+                if !message.is_empty() {
+                    message.push_str(": ");
+                }
+                message.push_str(&status.message);
+            }
+            if let Some(ip) = &status.ip {
+                if status.state == ReplicaState::Running && before.ip.is_none() {
+                    message = format!("ip {ip}");
+                }
+            }
+            self.mq.publish(kind, service, replica, message);
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// A worker released everything of a replica: forget it.
+    pub async fn removed(&self, replica: &str) -> Result<(), StoreError> {
+        let before = self.store.replica(replica).await?;
+        self.store
+            .apply(&Command::DeleteReplica { id: replica.into() })
+            .await?;
+        if let Some(b) = before {
+            self.mq.publish(
+                EventKind::ReplicaRemoved,
+                Some(&b.service),
+                Some(replica),
+                "",
+            );
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+}

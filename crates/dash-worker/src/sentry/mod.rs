@@ -1,0 +1,4 @@
+//! sentry: watches one replica: exit detection, restarts with back-off, health checks.
+
+pub mod health;
+pub mod restart;

@@ -1,0 +1,247 @@
+//! `dash server`: master and worker in one process on one node.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use dash_cli::ServerArgs;
+use dash_core::api::NodeState;
+use dash_core::command::{Command, NodeRecord};
+use dash_core::event::EventKind;
+use dash_core::spec::Resources;
+use dash_master::admin_api::{self, AppState};
+use dash_master::local_link::LocalLink;
+use dash_master::message_queue::MessageQueue;
+use dash_master::reconciler::Reconciler;
+use dash_master::service_manager::ServiceManager;
+use dash_master::service_state::ServiceState;
+use dash_net::{NetConfig, Network};
+use dash_runtime::container::{ContainerRuntime, RuntimeConfig, RuntimeKind};
+use dash_runtime::image::ImageStore;
+use dash_store::{MasterStore, WorkerStore};
+use dash_worker::{Agent, AgentConfig};
+use tokio::sync::{Notify, watch};
+
+pub enum ServerError {
+    /// Bad flags or environment: exit 64 before anything is touched.
+    Config(String),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for ServerError {
+    fn from(e: anyhow::Error) -> Self {
+        ServerError::Other(e)
+    }
+}
+
+struct Validated {
+    listen: SocketAddr,
+    subnet: (Ipv4Addr, u8),
+    runtime: Option<RuntimeKind>,
+    node: String,
+}
+
+fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
+    let listen: SocketAddr = args.listen.parse().map_err(|_| {
+        ServerError::Config(format!(
+            "--listen {:?}: not an address; use e.g. 127.0.0.1:7070",
+            args.listen
+        ))
+    })?;
+    let (net, prefix) = args
+        .subnet
+        .split_once('/')
+        .and_then(|(a, p)| Some((a.parse::<Ipv4Addr>().ok()?, p.parse::<u8>().ok()?)))
+        .filter(|(_, p)| (8..=30).contains(p))
+        .ok_or_else(|| {
+            ServerError::Config(format!(
+                "--subnet {:?}: not an IPv4 subnet with a prefix of 8 to 30; use e.g. 10.88.0.0/24",
+                args.subnet
+            ))
+        })?;
+    let runtime = match args.runtime.as_deref() {
+        None => None,
+        Some("crun") => Some(RuntimeKind::Crun),
+        Some("runc") => Some(RuntimeKind::Runc),
+        Some(other) => {
+            return Err(ServerError::Config(format!(
+                "--runtime {other:?}: use crun or runc"
+            )));
+        }
+    };
+    if args.bridge.is_empty() || args.bridge.len() > 15 {
+        return Err(ServerError::Config(format!(
+            "--bridge {:?}: an interface name of 1 to 15 characters",
+            args.bridge
+        )));
+    }
+    let node = match &args.node_name {
+        Some(n) => n.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "node1".into()),
+    };
+    Ok(Validated {
+        listen,
+        subnet: (net, prefix),
+        runtime,
+        node,
+    })
+}
+
+fn host_capacity() -> Resources {
+    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    Resources {
+        cpu_millis: cpus * 1000,
+        memory_bytes: mem_kib * 1024,
+    }
+}
+
+fn monitor_path() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the dash binary")?;
+    let path = exe.with_file_name("dash-monitor");
+    anyhow::ensure!(
+        path.exists(),
+        "{} is missing: install dash-monitor next to dash",
+        path.display()
+    );
+    Ok(path)
+}
+
+pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
+    let v = validate(&args)?;
+    let data = &args.data_dir;
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    let token = admin_api::load_or_create_token(&data.join("admin.token"))
+        .context("creating the admin token")?;
+    let pool = dash_store::open(&data.join("dash.db"))
+        .await
+        .context("opening the store")?;
+    let master_store = MasterStore::new(pool.clone());
+    let worker_store = WorkerStore::new(pool);
+
+    let images =
+        Arc::new(ImageStore::open(&data.join("images")).context("opening the image store")?);
+    let runtime = Arc::new(
+        ContainerRuntime::new(RuntimeConfig {
+            state_dir: data.join("containers"),
+            runtime_root: args.run_dir.join("runtime"),
+            monitor_bin: monitor_path()?,
+            prefer: v.runtime,
+            cgroup_parent: "dash".into(),
+        })
+        .context("setting up the container runtime")?,
+    );
+    let subnet = dash_net::Ipv4Net::new(v.subnet.0, v.subnet.1)
+        .map_err(|e| ServerError::Config(format!("--subnet: {e}")))?;
+    let net = Arc::new(
+        Network::init(NetConfig {
+            bridge: args.bridge.clone(),
+            subnet,
+            nft_table: args.nft_table.clone(),
+            netns_dir: args.run_dir.join("netns"),
+        })
+        .await
+        .context("setting up the node network")?,
+    );
+
+    let mq = Arc::new(MessageQueue::new());
+    let wake = Arc::new(Notify::new());
+    let (changes_tx, changes_rx) = watch::channel(0u64);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let node = NodeRecord {
+        id: v.node.clone(),
+        address: v.listen.ip().to_string(),
+        role: "server".into(),
+        state: NodeState::Ready,
+        labels: Default::default(),
+        capacity: host_capacity(),
+        subnet: args.subnet.clone(),
+        runtime: runtime.kind().to_string(),
+    };
+    master_store
+        .apply(&Command::UpsertNode {
+            node: Box::new(node),
+            at_ms: dash_master::now_ms(),
+        })
+        .await
+        .context("registering this node")?;
+    mq.publish(
+        EventKind::NodeReady,
+        None,
+        None,
+        format!("{} ({})", v.node, runtime.kind()),
+    );
+
+    let manager = ServiceManager::new(master_store.clone(), mq.clone(), wake.clone());
+    let state = ServiceState::new(master_store.clone(), mq.clone(), wake.clone());
+    let reconciler = Reconciler::new(master_store.clone(), mq.clone(), wake.clone(), changes_tx);
+    let link = Arc::new(LocalLink::new(master_store.clone(), state, changes_rx));
+    let agent = Agent::new(
+        AgentConfig {
+            node: v.node.clone(),
+            subnet: v.subnet,
+        },
+        link,
+        worker_store,
+        runtime.clone(),
+        images.clone(),
+        net.clone(),
+    );
+
+    let rt_for_logs = runtime.clone();
+    let app = admin_api::router(AppState {
+        manager,
+        mq,
+        images,
+        token: token.into(),
+        upload_dir: data.join("tmp"),
+        log_paths: Arc::new(move |id: &str| rt_for_logs.log_path(id)),
+    });
+    let listener = tokio::net::TcpListener::bind(v.listen)
+        .await
+        .with_context(|| format!("binding {}", v.listen))?;
+    tracing::info!(listen = %v.listen, data_dir = %data.display(), runtime = %runtime.kind(), node = %v.node, "dash server ready");
+
+    let reconciler_task = tokio::spawn(reconciler.run(shutdown_rx.clone()));
+    let agent_task = tokio::spawn(agent.run(shutdown_rx.clone()));
+    let mut shutdown_http = shutdown_rx.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = shutdown_http.changed().await;
+    });
+    let server_task = tokio::spawn(async move { server.await });
+
+    wait_for_signal().await;
+    tracing::info!("shutting down; containers keep running");
+    let _ = shutdown_tx.send(true);
+    let _ = reconciler_task.await;
+    let _ = agent_task.await;
+    let _ = server_task.await;
+    let _ = Path::new(data);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
