@@ -1,1 +1,350 @@
-//! dash-e2e: end-to-end test harness
+//! dash-e2e: the end-to-end harness. Starts the real `dash` binary with its own data dir,
+//! admin port, bridge, subnet, nftables table and run dir per test (cargo runs tests in
+//! parallel), drives it through the CLI like a user, and on drop removes everything the test
+//! made: services (and so containers, cgroups, mounts, netns, veths, rules), the daemon, the
+//! bridge, the table and the directories. Wait by polling against a deadline, never a sleep.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+/// Fails (in CI) or explains (locally) a missing prerequisite; never skips silently.
+pub fn require(what: &str, ok: bool) {
+    assert!(ok, "prerequisite missing: {what} (the README's install step provides it)");
+}
+
+/// `target/debug` (or release) of this build: where `dash` and `dash-monitor` are.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test>-<hash>
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+pub fn dash_bin() -> PathBuf {
+    let p = bin_dir().join("dash");
+    require(&format!("{} (run `cargo build --workspace` first)", p.display()), p.exists());
+    require("dash-monitor next to dash", bin_dir().join("dash-monitor").exists());
+    p
+}
+
+/// A root filesystem tarball of busybox-static with an httpd page at /www/index.html.
+pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
+    require("/bin/busybox (Debian busybox-static)", Path::new("/bin/busybox").exists());
+    let root = dir.join("rootfs");
+    for d in ["bin", "www", "etc", "proc", "sys", "dev", "tmp", "root"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+        }
+    }
+    std::fs::write(root.join("www/index.html"), "<h1>hello from dash</h1>\n").unwrap();
+    let tar = dir.join("busybox-rootfs.tar");
+    let st = Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().unwrap();
+    assert!(st.success(), "tar failed");
+    tar
+}
+
+/// One `dash server` of a test. `slot` (1..=99) keeps its names, ports and subnet apart.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub data_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub addr: String,
+    pub bridge: String,
+    pub table: String,
+    pub subnet: String,
+    pub slot: u8,
+    child: Option<Child>,
+}
+
+impl Server {
+    pub fn start(slot: u8) -> Server {
+        require("root (containers, netns and nftables need it)", unsafe_free_is_root());
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Server {
+            data_dir: dir.path().join("data"),
+            run_dir: PathBuf::from(format!("/run/dash-e2e-{slot}")),
+            addr: format!("127.0.0.1:{}", 17300 + u16::from(slot)),
+            bridge: format!("dashe2e{slot}"),
+            table: format!("dash_e2e_{slot}"),
+            subnet: format!("10.97.{slot}.0/24"),
+            slot,
+            dir,
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log")).unwrap();
+        let child = Command::new(dash_bin())
+            .args(["server", "--data-dir"])
+            .arg(&self.data_dir)
+            .args(["--listen", &self.addr, "--bridge", &self.bridge, "--subnet", &self.subnet, "--nft-table", &self.table])
+            .arg("--run-dir")
+            .arg(&self.run_dir)
+            .args(["--node-name", &format!("e2e{}", self.slot), "--log-level", "info,dash_worker=debug"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if http_get(&self.addr, "/healthz").is_ok_and(|(code, _)| code == 200) {
+                return;
+            }
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("dash server exited with {st}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("dash server did not answer /healthz in 20 s; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// kill -9 of the daemon (only the daemon: its containers keep running).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin.token")).unwrap().trim().to_string()
+    }
+
+    /// Runs `dash ARGS` against this server.
+    pub fn dash(&self, args: &[&str]) -> Output {
+        Command::new(dash_bin())
+            .args(args)
+            .env("DASH_ADDR", &self.addr)
+            .env("DASH_DATA_DIR", &self.data_dir)
+            .env_remove("DASH_TOKEN")
+            .output()
+            .unwrap()
+    }
+
+    /// `dash ARGS`, which must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.dash(args);
+        assert!(
+            out.status.success(),
+            "dash {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `dash ARGS -o json`, parsed.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    /// Replicas of a service (all, including those being removed).
+    pub fn replicas(&self, service: &str) -> Vec<Value> {
+        match self.json(&["ps", service]) {
+            Value::Array(v) => v,
+            other => panic!("ps returned {other}"),
+        }
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    pub fn import_busybox(&self, reference: &str) {
+        let tar = busybox_rootfs_tar(self.dir.path());
+        self.ok(&["image", "import", "--rootfs", tar.to_str().unwrap(), reference]);
+    }
+
+    /// Polls `check` until it returns Some or `timeout` passes.
+    pub fn wait<T>(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = check() {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out after {timeout:?} waiting for {what}\nps: {}\nlog tail:\n{}", self.dash_ps_text(), tail(&self.log(), 40));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn dash_ps_text(&self) -> String {
+        String::from_utf8_lossy(&self.dash(&["ps"]).stdout).into_owned()
+    }
+
+    /// Waits until `service` has exactly `n` replicas, all running (or healthy), and returns them.
+    pub fn wait_running(&self, service: &str, n: usize) -> Vec<Value> {
+        self.wait(&format!("{n} running replicas of {service}"), Duration::from_secs(60), || {
+            let r = self.replicas(service);
+            let ok = r.len() == n && r.iter().all(|x| matches!(x["state"].as_str(), Some("running" | "healthy")) && x["desired"] == "run");
+            ok.then_some(r)
+        })
+    }
+
+    /// Runs a command inside a replica through the OCI runtime that runs it.
+    pub fn exec_in(&self, replica: &str, cmd: &[&str]) -> Output {
+        let runtime = std::fs::read_to_string(self.data_dir.join("containers").join(replica).join("runtime")).unwrap_or_else(|_| "runc".into());
+        Command::new(runtime.trim())
+            .arg("--root")
+            .arg(self.run_dir.join("runtime"))
+            .arg("exec")
+            .arg(replica)
+            .args(cmd)
+            .output()
+            .unwrap()
+    }
+
+    /// Everything on the host that still carries this server's names.
+    pub fn leftovers(&self, replica_prefix: &str) -> Vec<String> {
+        let mut left = Vec::new();
+        let containers = self.data_dir.join("containers");
+        if let Ok(rd) = std::fs::read_dir(&containers) {
+            for e in rd.flatten() {
+                left.push(format!("container dir {}", e.path().display()));
+            }
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for l in mounts.lines() {
+            if l.contains(self.data_dir.to_str().unwrap()) || l.contains(self.run_dir.to_str().unwrap()) {
+                left.push(format!("mount {l}"));
+            }
+        }
+        let netns = self.run_dir.join("netns");
+        if let Ok(rd) = std::fs::read_dir(&netns) {
+            for e in rd.flatten() {
+                left.push(format!("netns {}", e.path().display()));
+            }
+        }
+        let links = Command::new("ip").args(["-br", "link", "show", "master", &self.bridge]).output().unwrap();
+        for l in String::from_utf8_lossy(&links.stdout).lines() {
+            left.push(format!("veth {l}"));
+        }
+        let cg = Command::new("find").args(["/sys/fs/cgroup", "-name", &format!("{replica_prefix}*")]).output().unwrap();
+        for l in String::from_utf8_lossy(&cg.stdout).lines() {
+            left.push(format!("cgroup {l}"));
+        }
+        let nft = Command::new("nft").args(["list", "table", "ip", &self.table]).output().unwrap();
+        for l in String::from_utf8_lossy(&nft.stdout).lines() {
+            if l.contains("dnat") && l.contains("10.97.") {
+                left.push(format!("nft rule {}", l.trim()));
+            }
+        }
+        left
+    }
+
+    /// Removes every service and waits until their replicas are gone.
+    pub fn remove_all_services(&self) {
+        let Ok(Value::Array(services)) = serde_json::from_slice::<Value>(&self.dash(&["service", "ls", "-o", "json"]).stdout) else { return };
+        for s in &services {
+            if let Some(name) = s["spec"]["name"].as_str() {
+                let _ = self.dash(&["service", "rm", name]);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let out = self.dash(&["service", "ls", "-o", "json"]);
+            if serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|v| v.as_array().is_some_and(Vec::is_empty)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.is_none() {
+            // A test killed it: start it again so that it removes its containers.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.spawn()));
+        }
+        self.remove_all_services();
+        self.kill9();
+        // Whatever is still there (a failed test): containers, mounts, netns, the network.
+        let runtime_root = self.run_dir.join("runtime");
+        for rt in ["crun", "runc"] {
+            if let Ok(out) = Command::new(rt).arg("--root").arg(&runtime_root).args(["list", "-q"]).output() {
+                for id in String::from_utf8_lossy(&out.stdout).lines() {
+                    let _ = Command::new(rt).arg("--root").arg(&runtime_root).args(["delete", "-f", id]).output();
+                }
+            }
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut targets: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|t| t.starts_with(self.data_dir.to_str().unwrap()) || t.starts_with(self.run_dir.to_str().unwrap()))
+            .collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            let _ = Command::new("umount").args(["-l", t]).output();
+        }
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
+        let _ = Command::new("nft").args(["delete", "table", "ip", &self.table]).output();
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}
+
+fn unsafe_free_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A plain HTTP/1.0 GET: (status, body).
+pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
+    http_request(addr, "GET", path, None)
+}
+
+pub fn http_request(addr: &str, method: &str, path: &str, token: Option<&str>) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr).with_context(|| format!("connecting {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let code = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("no status")?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    if code == 0 {
+        bail!("bad status");
+    }
+    Ok((code, body))
+}

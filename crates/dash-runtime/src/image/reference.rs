@@ -1,0 +1,175 @@
+//! Image references: `[host[:port]/]path[:tag]`, the grammar of the distribution project
+//! (`docker/distribution/reference`), without digests.
+
+use super::ImageError;
+
+/// Longest repository name the grammar allows (without the tag).
+const MAX_NAME_LEN: usize = 255;
+/// Longest tag the grammar allows.
+const MAX_TAG_LEN: usize = 128;
+
+/// Normalises an image reference: `busybox` becomes `busybox:latest`.
+///
+/// Registry and host prefixes are kept as written (`localhost/bb:1` stays `localhost/bb:1`;
+/// `busybox` does not become `docker.io/library/busybox`). Digest references
+/// (`name@sha256:…`) are refused: the store addresses images by tag or by image id.
+pub fn normalize_reference(r: &str) -> Result<String, ImageError> {
+    let invalid = |reason: &str| ImageError::InvalidReference {
+        reference: r.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if r.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if r.contains('@') {
+        return Err(invalid(
+            "digest references (name@sha256:...) are not supported; use the tag or the image id",
+        ));
+    }
+    if r.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("it contains whitespace or control characters"));
+    }
+    // The tag is after the last ':' unless a '/' follows it (then the ':' is a port).
+    let (name, tag) = match r.rfind(':') {
+        Some(i) if !r[i..].contains('/') => (&r[..i], Some(&r[i + 1..])),
+        _ => (r, None),
+    };
+    if let Some(tag) = tag {
+        check_tag(tag).map_err(|reason| invalid(&reason))?;
+    }
+    check_name(name).map_err(|reason| invalid(&reason))?;
+    Ok(format!("{name}:{}", tag.unwrap_or("latest")))
+}
+
+/// If `r` looks like an image id or id prefix (`sha256:<hex>` or at least 12 lowercase hex
+/// digits), returns the hex part.
+pub(crate) fn id_prefix(r: &str) -> Option<&str> {
+    let hex = r.strip_prefix("sha256:").unwrap_or(r);
+    let ok = (12..=64).contains(&hex.len())
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    ok.then_some(hex)
+}
+
+fn check_tag(tag: &str) -> Result<(), String> {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let bytes = tag.as_bytes();
+    match bytes.first() {
+        None => Err("the tag after ':' is empty".to_owned()),
+        Some(_) if bytes.len() > MAX_TAG_LEN => {
+            Err(format!("the tag is longer than {MAX_TAG_LEN} characters"))
+        }
+        Some(&first) if !word(first) => Err(format!(
+            "the tag {tag:?} must start with a letter, digit or '_'"
+        )),
+        Some(_) if !bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-') => Err(format!(
+            "the tag {tag:?} may only contain letters, digits, '_', '.' and '-'"
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the repository name is empty".to_owned());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "the repository name is longer than {MAX_NAME_LEN} characters"
+        ));
+    }
+    let mut parts = name.split('/').peekable();
+    let first = parts.next().unwrap_or_default();
+    let has_more = parts.peek().is_some();
+    // Like docker: the first part is a registry host only if more parts follow and it looks
+    // like a host (has a '.' or a ':' or is "localhost") or has upper case letters.
+    let is_domain = has_more
+        && (first.contains('.')
+            || first.contains(':')
+            || first == "localhost"
+            || first.bytes().any(|b| b.is_ascii_uppercase()));
+    if is_domain {
+        check_domain(first)?;
+    } else {
+        check_path_component(first)?;
+    }
+    for part in parts {
+        check_path_component(part)?;
+    }
+    Ok(())
+}
+
+fn check_domain(domain: &str) -> Result<(), String> {
+    let (host, port) = match domain.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (domain, None),
+    };
+    let label_ok = |l: &str| {
+        let b = l.as_bytes();
+        !b.is_empty()
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
+    };
+    if !host.split('.').all(label_ok) {
+        return Err(format!(
+            "the registry host {host:?} is not a valid host name"
+        ));
+    }
+    if let Some(port) = port
+        && (port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || port.len() > 5)
+    {
+        return Err(format!("the registry port {port:?} is not a number"));
+    }
+    Ok(())
+}
+
+/// `[a-z0-9]+ (([._]|__|-+) [a-z0-9]+)*`
+fn check_path_component(part: &str) -> Result<(), String> {
+    if part.is_empty() {
+        return Err(
+            "the repository name has an empty path component ('//' or a '/' at an end)".to_owned(),
+        );
+    }
+    if part.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(format!("the repository name {part:?} must be lowercase"));
+    }
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bad = || {
+        Err(format!(
+            "the repository name {part:?} may only contain lowercase letters and digits, \
+             separated by '.', '_', '__' or dashes"
+        ))
+    };
+    let b = part.as_bytes();
+    if !alnum(b[0]) {
+        return bad();
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        match b[i] {
+            b'.' => i += 1,
+            b'_' if b.get(i + 1) == Some(&b'_') => i += 2,
+            b'_' => i += 1,
+            b'-' => {
+                while b.get(i) == Some(&b'-') {
+                    i += 1;
+                }
+            }
+            _ => return bad(),
+        }
+        if !b.get(i).is_some_and(|&c| alnum(c)) {
+            return bad();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "reference_test.rs"]
+mod tests;
