@@ -22,8 +22,19 @@ pub use error::StoreError;
 pub use master::{Applied, MasterStore, ServiceRow};
 pub use worker::{LocalReplica, WorkerStore};
 
+/// An open database: the pool and the one write lock that every store shares.
+///
+/// SQLite has one writer. A deferred transaction that reads and then writes fails with
+/// SQLITE_BUSY_SNAPSHOT (517) instead of waiting when another connection committed in between,
+/// so writers queue on this lock rather than on SQLite's.
+#[derive(Clone)]
+pub struct Db {
+    pub(crate) pool: SqlitePool,
+    pub(crate) write: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
 /// Opens (creating if needed) the database at `path` and runs the migrations.
-pub async fn open(path: &Path) -> Result<SqlitePool, StoreError> {
+pub async fn open(path: &Path) -> Result<Db, StoreError> {
     let url = format!("sqlite://{}", path.display());
     let opts = SqliteConnectOptions::from_str(&url)
         .map_err(|e| StoreError::Open {
@@ -44,5 +55,5 @@ pub async fn open(path: &Path) -> Result<SqlitePool, StoreError> {
             source: e,
         })?;
     sqlx::migrate!("./migrations").run(&pool).await?;
-    Ok(pool)
+    Ok(Db { pool, write: Default::default() })
 }

@@ -40,11 +40,8 @@ pub struct MasterStore {
 }
 
 impl MasterStore {
-    pub fn new(pool: SqlitePool) -> Self {
-        Self {
-            pool,
-            write: Default::default(),
-        }
+    pub fn new(db: crate::Db) -> Self {
+        Self { pool: db.pool, write: db.write }
     }
 
     /// The state machine: applies one command in one transaction. Idempotent for a replay of

@@ -31,14 +31,12 @@ pub struct WorkerStore {
 }
 
 impl WorkerStore {
-    pub fn new(pool: SqlitePool) -> Self {
-        Self {
-            pool,
-            write: Default::default(),
-        }
+    pub fn new(db: crate::Db) -> Self {
+        Self { pool: db.pool, write: db.write }
     }
 
     pub async fn put(&self, r: &LocalReplica) -> Result<(), StoreError> {
+        let _writer = self.write.lock().await;
         let spec = serde_json::to_string(&r.spec).map_err(|e| corrupt("service spec", e))?;
         sqlx::query(
             "INSERT INTO local_replicas (id, service, version, spec, ip, restarts, created_ms, started_ms)
