@@ -284,12 +284,18 @@ impl ContainerRuntime {
         };
         let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         bundle::write(spec, &params, &host_resolv)?;
+        let log_file = self.log_path(&spec.id);
+        if let Some(parent) = log_file.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| RuntimeError::io(format!("creating {}", parent.display()), e))?;
+        }
         let created = monitor::launch(&Launch {
             monitor_bin: &self.cfg.monitor_bin,
             id: &spec.id,
             runtime: &cli.bin,
             runtime_root: &cli.root,
             bundle: dir,
+            log_file: &log_file,
             log_max_bytes: spec.log_max_bytes,
             crun_hybrid_workaround: self.kind == RuntimeKind::Crun && self.crun_hybrid_workaround,
         })?;
@@ -467,8 +473,28 @@ impl ContainerRuntime {
 
     /// The container's log: `<timestamp> <stdout|stderr> <line>` per line; the previous
     /// part is at the same path + ".1".
+    /// The container's log (rotated to `<log>.1`). It lives beside the bundles, in
+    /// `<state_dir>/../logs/`, so that it outlives restarts of the container in place;
+    /// [`ContainerRuntime::remove_logs`] deletes it when the replica is gone for good.
     pub fn log_path(&self, id: &str) -> PathBuf {
-        self.bundle_dir(id).join(monitor::LOG_FILE)
+        self.cfg
+            .state_dir
+            .with_file_name("logs")
+            .join(format!("{id}.{}", monitor::LOG_FILE))
+    }
+
+    /// Deletes a container's log files; idempotent.
+    pub fn remove_logs(&self, id: &str) -> Result<(), RuntimeError> {
+        let log = self.log_path(id);
+        let rotated = PathBuf::from(format!("{}.1", log.display()));
+        for p in [log, rotated] {
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(RuntimeError::io(format!("removing {}", p.display()), e)),
+            }
+        }
+        Ok(())
     }
 
     /// Runs `args` in the running container (`runtime exec`); the output is returned whatever

@@ -41,6 +41,8 @@ pub(crate) struct Launch<'a> {
     pub runtime: &'a Path,
     pub runtime_root: &'a Path,
     pub bundle: &'a Path,
+    /// Outside the bundle, so that a replica's log survives its container's restarts.
+    pub log_file: &'a Path,
     pub log_max_bytes: u64,
     pub crun_hybrid_workaround: bool,
 }
@@ -72,7 +74,7 @@ pub(crate) fn launch(l: &Launch<'_>) -> Result<Created, RuntimeError> {
         .arg("--pid-file")
         .arg(l.bundle.join(PID_FILE))
         .arg("--log-file")
-        .arg(l.bundle.join(LOG_FILE))
+        .arg(l.log_file)
         .arg("--exit-file")
         .arg(l.bundle.join(EXIT_FILE));
     if l.log_max_bytes > 0 {

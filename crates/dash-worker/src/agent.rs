@@ -530,7 +530,8 @@ async fn teardown<L: MasterLink>(ctx: &Ctx<L>, id: &str, spec: &ServiceSpec, ip:
     let cid = id.to_string();
     let res = tokio::task::spawn_blocking(move || {
         rt.stop(&cid, STOP_GRACE)?;
-        rt.remove(&cid)
+        rt.remove(&cid)?;
+        rt.remove_logs(&cid)
     })
     .await;
     if let Ok(Err(e)) = res {

@@ -10,31 +10,46 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 /// Fails (in CI) or explains (locally) a missing prerequisite; never skips silently.
 pub fn require(what: &str, ok: bool) {
-    assert!(ok, "prerequisite missing: {what} (the README's install step provides it)");
+    assert!(
+        ok,
+        "prerequisite missing: {what} (the README's install step provides it)"
+    );
 }
 
 /// `target/debug` (or release) of this build: where `dash` and `dash-monitor` are.
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/<profile>/deps/<test>-<hash>
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
 }
 
 pub fn dash_bin() -> PathBuf {
     let p = bin_dir().join("dash");
-    require(&format!("{} (run `cargo build --workspace` first)", p.display()), p.exists());
-    require("dash-monitor next to dash", bin_dir().join("dash-monitor").exists());
+    require(
+        &format!("{} (run `cargo build --workspace` first)", p.display()),
+        p.exists(),
+    );
+    require(
+        "dash-monitor next to dash",
+        bin_dir().join("dash-monitor").exists(),
+    );
     p
 }
 
 /// A root filesystem tarball of busybox-static with an httpd page at /www/index.html.
 pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
-    require("/bin/busybox (Debian busybox-static)", Path::new("/bin/busybox").exists());
+    require(
+        "/bin/busybox (Debian busybox-static)",
+        Path::new("/bin/busybox").exists(),
+    );
     let root = dir.join("rootfs");
     for d in ["bin", "www", "etc", "proc", "sys", "dev", "tmp", "root"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
@@ -48,7 +63,14 @@ pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
     }
     std::fs::write(root.join("www/index.html"), "<h1>hello from dash</h1>\n").unwrap();
     let tar = dir.join("busybox-rootfs.tar");
-    let st = Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().unwrap();
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
     assert!(st.success(), "tar failed");
     tar
 }
@@ -68,7 +90,10 @@ pub struct Server {
 
 impl Server {
     pub fn start(slot: u8) -> Server {
-        require("root (containers, netns and nftables need it)", unsafe_free_is_root());
+        require(
+            "root (containers, netns and nftables need it)",
+            unsafe_free_is_root(),
+        );
         let dir = tempfile::tempdir().unwrap();
         let mut s = Server {
             data_dir: dir.path().join("data"),
@@ -86,14 +111,32 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .unwrap();
         let child = Command::new(dash_bin())
             .args(["server", "--data-dir"])
             .arg(&self.data_dir)
-            .args(["--listen", &self.addr, "--bridge", &self.bridge, "--subnet", &self.subnet, "--nft-table", &self.table])
+            .args([
+                "--listen",
+                &self.addr,
+                "--bridge",
+                &self.bridge,
+                "--subnet",
+                &self.subnet,
+                "--nft-table",
+                &self.table,
+            ])
             .arg("--run-dir")
             .arg(&self.run_dir)
-            .args(["--node-name", &format!("e2e{}", self.slot), "--log-level", "info,dash_worker=debug"])
+            .args([
+                "--node-name",
+                &format!("e2e{}", self.slot),
+                "--log-level",
+                "info,dash_worker=debug",
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -110,7 +153,10 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("dash server did not answer /healthz in 20 s; log:\n{}", self.log());
+        panic!(
+            "dash server did not answer /healthz in 20 s; log:\n{}",
+            self.log()
+        );
     }
 
     pub fn log(&self) -> String {
@@ -135,7 +181,10 @@ impl Server {
     }
 
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("admin.token")).unwrap().trim().to_string()
+        std::fs::read_to_string(self.data_dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string()
     }
 
     /// Runs `dash ARGS` against this server.
@@ -184,18 +233,33 @@ impl Server {
 
     pub fn import_busybox(&self, reference: &str) {
         let tar = busybox_rootfs_tar(self.dir.path());
-        self.ok(&["image", "import", "--rootfs", tar.to_str().unwrap(), reference]);
+        self.ok(&[
+            "image",
+            "import",
+            "--rootfs",
+            tar.to_str().unwrap(),
+            reference,
+        ]);
     }
 
     /// Polls `check` until it returns Some or `timeout` passes.
-    pub fn wait<T>(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    pub fn wait<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(v) = check() {
                 return v;
             }
             if Instant::now() > deadline {
-                panic!("timed out after {timeout:?} waiting for {what}\nps: {}\nlog tail:\n{}", self.dash_ps_text(), tail(&self.log(), 40));
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}\nps: {}\nlog tail:\n{}",
+                    self.dash_ps_text(),
+                    tail(&self.log(), 40)
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -207,16 +271,30 @@ impl Server {
 
     /// Waits until `service` has exactly `n` replicas, all running (or healthy), and returns them.
     pub fn wait_running(&self, service: &str, n: usize) -> Vec<Value> {
-        self.wait(&format!("{n} running replicas of {service}"), Duration::from_secs(60), || {
-            let r = self.replicas(service);
-            let ok = r.len() == n && r.iter().all(|x| matches!(x["state"].as_str(), Some("running" | "healthy")) && x["desired"] == "run");
-            ok.then_some(r)
-        })
+        self.wait(
+            &format!("{n} running replicas of {service}"),
+            Duration::from_secs(60),
+            || {
+                let r = self.replicas(service);
+                let ok = r.len() == n
+                    && r.iter().all(|x| {
+                        matches!(x["state"].as_str(), Some("running" | "healthy"))
+                            && x["desired"] == "run"
+                    });
+                ok.then_some(r)
+            },
+        )
     }
 
     /// Runs a command inside a replica through the OCI runtime that runs it.
     pub fn exec_in(&self, replica: &str, cmd: &[&str]) -> Output {
-        let runtime = std::fs::read_to_string(self.data_dir.join("containers").join(replica).join("runtime")).unwrap_or_else(|_| "runc".into());
+        let runtime = std::fs::read_to_string(
+            self.data_dir
+                .join("containers")
+                .join(replica)
+                .join("runtime"),
+        )
+        .unwrap_or_else(|_| "runc".into());
         Command::new(runtime.trim())
             .arg("--root")
             .arg(self.run_dir.join("runtime"))
@@ -236,9 +314,16 @@ impl Server {
                 left.push(format!("container dir {}", e.path().display()));
             }
         }
+        if let Ok(rd) = std::fs::read_dir(self.data_dir.join("logs")) {
+            for e in rd.flatten() {
+                left.push(format!("log file {}", e.path().display()));
+            }
+        }
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         for l in mounts.lines() {
-            if l.contains(self.data_dir.to_str().unwrap()) || l.contains(self.run_dir.to_str().unwrap()) {
+            if l.contains(self.data_dir.to_str().unwrap())
+                || l.contains(self.run_dir.to_str().unwrap())
+            {
                 left.push(format!("mount {l}"));
             }
         }
@@ -248,15 +333,24 @@ impl Server {
                 left.push(format!("netns {}", e.path().display()));
             }
         }
-        let links = Command::new("ip").args(["-br", "link", "show", "master", &self.bridge]).output().unwrap();
+        let links = Command::new("ip")
+            .args(["-br", "link", "show", "master", &self.bridge])
+            .output()
+            .unwrap();
         for l in String::from_utf8_lossy(&links.stdout).lines() {
             left.push(format!("veth {l}"));
         }
-        let cg = Command::new("find").args(["/sys/fs/cgroup", "-name", &format!("{replica_prefix}*")]).output().unwrap();
+        let cg = Command::new("find")
+            .args(["/sys/fs/cgroup", "-name", &format!("{replica_prefix}*")])
+            .output()
+            .unwrap();
         for l in String::from_utf8_lossy(&cg.stdout).lines() {
             left.push(format!("cgroup {l}"));
         }
-        let nft = Command::new("nft").args(["list", "table", "ip", &self.table]).output().unwrap();
+        let nft = Command::new("nft")
+            .args(["list", "table", "ip", &self.table])
+            .output()
+            .unwrap();
         for l in String::from_utf8_lossy(&nft.stdout).lines() {
             if l.contains("dnat") && l.contains("10.97.") {
                 left.push(format!("nft rule {}", l.trim()));
@@ -267,7 +361,11 @@ impl Server {
 
     /// Removes every service and waits until their replicas are gone.
     pub fn remove_all_services(&self) {
-        let Ok(Value::Array(services)) = serde_json::from_slice::<Value>(&self.dash(&["service", "ls", "-o", "json"]).stdout) else { return };
+        let Ok(Value::Array(services)) =
+            serde_json::from_slice::<Value>(&self.dash(&["service", "ls", "-o", "json"]).stdout)
+        else {
+            return;
+        };
         for s in &services {
             if let Some(name) = s["spec"]["name"].as_str() {
                 let _ = self.dash(&["service", "rm", name]);
@@ -276,7 +374,9 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             let out = self.dash(&["service", "ls", "-o", "json"]);
-            if serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|v| v.as_array().is_some_and(Vec::is_empty)) {
+            if serde_json::from_slice::<Value>(&out.stdout)
+                .is_ok_and(|v| v.as_array().is_some_and(Vec::is_empty))
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -295,9 +395,18 @@ impl Drop for Server {
         // Whatever is still there (a failed test): containers, mounts, netns, the network.
         let runtime_root = self.run_dir.join("runtime");
         for rt in ["crun", "runc"] {
-            if let Ok(out) = Command::new(rt).arg("--root").arg(&runtime_root).args(["list", "-q"]).output() {
+            if let Ok(out) = Command::new(rt)
+                .arg("--root")
+                .arg(&runtime_root)
+                .args(["list", "-q"])
+                .output()
+            {
                 for id in String::from_utf8_lossy(&out.stdout).lines() {
-                    let _ = Command::new(rt).arg("--root").arg(&runtime_root).args(["delete", "-f", id]).output();
+                    let _ = Command::new(rt)
+                        .arg("--root")
+                        .arg(&runtime_root)
+                        .args(["delete", "-f", id])
+                        .output();
                 }
             }
         }
@@ -305,14 +414,21 @@ impl Drop for Server {
         let mut targets: Vec<&str> = mounts
             .lines()
             .filter_map(|l| l.split(' ').nth(4))
-            .filter(|t| t.starts_with(self.data_dir.to_str().unwrap()) || t.starts_with(self.run_dir.to_str().unwrap()))
+            .filter(|t| {
+                t.starts_with(self.data_dir.to_str().unwrap())
+                    || t.starts_with(self.run_dir.to_str().unwrap())
+            })
             .collect();
         targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
         for t in targets {
             let _ = Command::new("umount").args(["-l", t]).output();
         }
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
-        let _ = Command::new("nft").args(["delete", "table", "ip", &self.table]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.table])
+            .output();
         let _ = std::fs::remove_dir_all(&self.run_dir);
     }
 }
@@ -320,7 +436,11 @@ impl Drop for Server {
 fn unsafe_free_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -334,15 +454,32 @@ pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
     http_request(addr, "GET", path, None)
 }
 
-pub fn http_request(addr: &str, method: &str, path: &str, token: Option<&str>) -> Result<(u16, String)> {
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<(u16, String)> {
     let mut s = TcpStream::connect(addr).with_context(|| format!("connecting {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\n\r\n")?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\n\r\n"
+    )?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
-    let code = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("no status")?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no status")?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     if code == 0 {
         bail!("bad status");
     }

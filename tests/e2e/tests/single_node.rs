@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use dash_e2e::{http_get, http_request, Server};
+use dash_e2e::{Server, http_get, http_request};
 use serde_json::Value;
 
 fn web(port: u16, replicas: u32, extra: &str) -> String {
@@ -15,7 +15,10 @@ fn web(port: u16, replicas: u32, extra: &str) -> String {
 }
 
 fn ids(replicas: &[Value]) -> HashSet<String> {
-    replicas.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+    replicas
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -26,14 +29,19 @@ fn service_lifecycle_scale_update_and_clean_removal() {
     let out = s.ok(&["apply", "-f", file.to_str().unwrap()]);
     assert!(out.contains("created"), "{out}");
     // Idempotent.
-    assert!(s.ok(&["apply", "-f", file.to_str().unwrap()]).contains("unchanged"));
+    assert!(
+        s.ok(&["apply", "-f", file.to_str().unwrap()])
+            .contains("unchanged")
+    );
 
     let reps = s.wait_running("web", 3);
     let ips: HashSet<&str> = reps.iter().map(|r| r["ip"].as_str().unwrap()).collect();
     assert_eq!(ips.len(), 3, "distinct IPs: {reps:?}");
 
     // The published port answers on the host's loopback.
-    let (code, body) = s.wait("the published port", Duration::from_secs(10), || http_get("127.0.0.1:18101", "/").ok());
+    let (code, body) = s.wait("the published port", Duration::from_secs(10), || {
+        http_get("127.0.0.1:18101", "/").ok()
+    });
     assert_eq!(code, 200);
     assert!(body.contains("hello from dash"), "{body}");
 
@@ -43,8 +51,15 @@ fn service_lifecycle_scale_update_and_clean_removal() {
             if Some(*ip) == r["ip"].as_str() {
                 continue;
             }
-            let out = s.exec_in(r["id"].as_str().unwrap(), &["wget", "-q", "-O", "-", &format!("http://{ip}:8080/")]);
-            assert!(String::from_utf8_lossy(&out.stdout).contains("hello from dash"), "{} -> {ip}: {out:?}", r["id"]);
+            let out = s.exec_in(
+                r["id"].as_str().unwrap(),
+                &["wget", "-q", "-O", "-", &format!("http://{ip}:8080/")],
+            );
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("hello from dash"),
+                "{} -> {ip}: {out:?}",
+                r["id"]
+            );
         }
     }
 
@@ -61,7 +76,9 @@ fn service_lifecycle_scale_update_and_clean_removal() {
     assert!(out.contains("updated (version 2)"), "{out}");
     let after = s.wait("all replicas at version 2", Duration::from_secs(60), || {
         let r = s.replicas("web");
-        let ok = r.len() == 3 && r.iter().all(|x| x["version"] == 2 && x["state"] == "running");
+        let ok = r.len() == 3
+            && r.iter()
+                .all(|x| x["version"] == 2 && x["state"] == "running");
         ok.then_some(r)
     });
     assert!(ids(&after).is_disjoint(&before), "all replicas replaced");
@@ -112,7 +129,9 @@ fn every_admin_route_but_healthz_needs_the_token() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     assert!(doc["paths"]["/v1/services"].is_object());
     // The token file is private.
-    let mode = std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(s.data_dir.join("admin.token")).unwrap());
+    let mode = std::os::unix::fs::MetadataExt::mode(
+        &std::fs::metadata(s.data_dir.join("admin.token")).unwrap(),
+    );
     assert_eq!(mode & 0o777, 0o600);
 }
 
@@ -121,11 +140,26 @@ fn bad_service_files_are_rejected_naming_the_field() {
     let s = Server::start(3);
     for (content, needle) in [
         ("", "the file is empty"),
-        ("name = \"web\"\nimage = \"bb:1\"\nreplicas = \"three\"\n", "replicas"),
-        ("name = \"web\"\nimage = \"bb:1\"\nreplicas = 99999999999999999999\n", "replicas"),
-        ("name = \"web\"\nimage = \"bb:1\"\nreplicas = 100000\n", "replicas = 100000"),
-        ("name = \"web\"\nimage = \"bb:1\"\nreplcas = 1\n", "did you mean `replicas`"),
-        ("name = \"web\"\nimage = \"bb:1\"\n[resources]\nmemory = \"lots\"\n", "resources.memory"),
+        (
+            "name = \"web\"\nimage = \"bb:1\"\nreplicas = \"three\"\n",
+            "replicas",
+        ),
+        (
+            "name = \"web\"\nimage = \"bb:1\"\nreplicas = 99999999999999999999\n",
+            "replicas",
+        ),
+        (
+            "name = \"web\"\nimage = \"bb:1\"\nreplicas = 100000\n",
+            "replicas = 100000",
+        ),
+        (
+            "name = \"web\"\nimage = \"bb:1\"\nreplcas = 1\n",
+            "did you mean `replicas`",
+        ),
+        (
+            "name = \"web\"\nimage = \"bb:1\"\n[resources]\nmemory = \"lots\"\n",
+            "resources.memory",
+        ),
     ] {
         let f = s.write("bad.toml", content);
         let out = s.dash(&["apply", "-f", f.to_str().unwrap()]);
@@ -134,5 +168,9 @@ fn bad_service_files_are_rejected_naming_the_field() {
         assert!(err.contains(needle), "{content:?}: {err}");
         assert!(err.contains("bad.toml:"), "names the file: {err}");
     }
-    assert_eq!(s.json(&["service", "ls"]), Value::Array(vec![]), "nothing was created");
+    assert_eq!(
+        s.json(&["service", "ls"]),
+        Value::Array(vec![]),
+        "nothing was created"
+    );
 }

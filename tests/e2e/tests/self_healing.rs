@@ -1,0 +1,198 @@
+//! Containers die and come back; the daemon dies and its containers do not.
+
+use std::process::Command;
+use std::time::Duration;
+
+use dash_e2e::{Server, http_get};
+use serde_json::Value;
+
+fn host_pid_of(s: &Server, replica: &str) -> i32 {
+    // The monitor records the container's init pid in the bundle.
+    let p = s.data_dir.join("containers").join(replica).join("pid");
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn killed_replica_restarts_and_the_event_shows() {
+    let s = Server::start(11);
+    s.import_busybox("bb:1");
+    let f = s.write(
+        "sleepy.toml",
+        "name = \"sleepy\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"600\"]\n",
+    );
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let r = s.wait_running("sleepy", 1);
+    let id = r[0]["id"].as_str().unwrap().to_string();
+
+    // Follow `dash events` while the replica is killed.
+    let events_out = s.dir.path().join("events.ndjson");
+    let mut events = Command::new(dash_e2e::dash_bin())
+        .args(["events", "-o", "json"])
+        .env("DASH_ADDR", &s.addr)
+        .env("DASH_DATA_DIR", &s.data_dir)
+        .stdout(std::fs::File::create(&events_out).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let pid = host_pid_of(&s, &id);
+    let st = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let after = s.wait(
+        "the replica running again with restarts=1",
+        Duration::from_secs(10),
+        || {
+            let r = s.replicas("sleepy");
+            (r.len() == 1 && r[0]["restarts"] == 1 && r[0]["state"] == "running").then_some(r)
+        },
+    );
+    assert_eq!(after[0]["id"], id.as_str(), "restarted in place, same id");
+    s.wait("the restart event", Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(&events_out).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|e| e["kind"] == "replica_restarting" && e["replica"] == id.as_str())
+            .then_some(())
+    });
+    let _ = events.kill();
+    let _ = events.wait();
+}
+
+#[test]
+fn failing_command_backs_off_under_on_failure() {
+    let s = Server::start(12);
+    s.import_busybox("bb:1");
+    let f = s.write(
+        "crash.toml",
+        "name = \"crash\"\nimage = \"bb:1\"\ncommand = [\"sh\", \"-c\", \"echo boom; exit 1\"]\n\
+         [restart]\npolicy = \"on-failure\"\nbackoff = \"300ms\"\nmax_backoff = \"5s\"\n",
+    );
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    // Restarts climb, and the back-off shows in `dash ps`.
+    let r = s.wait("restarts with back-off", Duration::from_secs(30), || {
+        let r = s.replicas("crash");
+        (r.len() == 1
+            && r[0]["restarts"].as_u64() >= Some(3)
+            && r[0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("restarting in")))
+        .then_some(r)
+    });
+    assert_eq!(r[0]["exit_code"], 1);
+    let table = s.ok(&["ps", "crash"]);
+    assert!(table.contains("restarting in"), "{table}");
+    let logs = s.ok(&["logs", "crash"]);
+    assert!(
+        logs.lines().filter(|l| l.contains("boom")).count() >= 2,
+        "{logs}"
+    );
+    assert!(
+        logs.lines()
+            .all(|l| l.starts_with(r[0]["id"].as_str().unwrap())),
+        "prefixed by replica: {logs}"
+    );
+}
+
+#[test]
+fn replicas_outlive_a_killed_daemon_and_are_readopted() {
+    let mut s = Server::start(13);
+    s.import_busybox("bb:1");
+    let f = s.write(
+        "web.toml",
+        "name = \"web\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\nreplicas = 3\n",
+    );
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let before = s.wait_running("web", 3);
+    let ips: Vec<String> = before
+        .iter()
+        .map(|r| r["ip"].as_str().unwrap().to_string())
+        .collect();
+
+    s.kill9();
+    // Still serving with the daemon gone.
+    for ip in &ips {
+        let (code, body) = http_get(&format!("{ip}:8080"), "/").unwrap();
+        assert_eq!(code, 200, "{ip}");
+        assert!(body.contains("hello from dash"));
+    }
+    s.restart();
+    let after = s.wait_running("web", 3);
+    let ids = |v: &[Value]| {
+        let mut x: Vec<String> = v
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        x.sort();
+        x
+    };
+    assert_eq!(ids(&before), ids(&after), "the same replicas");
+    assert!(
+        after.iter().all(|r| r["restarts"] == 0),
+        "not restarted: {after:?}"
+    );
+}
+
+#[test]
+fn hostile_archives_are_rejected_and_leave_nothing() {
+    let s = Server::start(14);
+    let dir = s.dir.path();
+    // Path traversal in a tar built by hand (tar(1) refuses to write it).
+    let evil = dir.join("evil.tar");
+    std::fs::write(&evil, tar_with_entry("../../escaped", b"x")).unwrap();
+    let empty = dir.join("empty.tar");
+    std::fs::write(&empty, b"").unwrap();
+    for (file, rootfs) in [
+        (&evil, true),
+        (&evil, false),
+        (&empty, false),
+        (&empty, true),
+    ] {
+        let mut args = vec!["image", "import"];
+        if rootfs {
+            args.push("--rootfs");
+        }
+        args.push(file.to_str().unwrap());
+        if rootfs {
+            args.push("evil:1");
+        }
+        let out = s.dash(&args);
+        assert!(!out.status.success(), "accepted {args:?}");
+        assert!(!String::from_utf8_lossy(&out.stderr).trim().is_empty());
+    }
+    assert_eq!(s.json(&["image", "ls"]), Value::Array(vec![]));
+    assert!(!dir.join("escaped").exists() && !s.data_dir.join("escaped").exists());
+    let tmp = s.data_dir.join("images/tmp");
+    assert!(
+        std::fs::read_dir(&tmp).map_or(true, |mut d| d.next().is_none()),
+        "no partial import left"
+    );
+}
+
+/// A one-entry ustar archive whose name is written raw (no checks).
+fn tar_with_entry(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    h[124..136].copy_from_slice(format!("{:011o}\0", data.len()).as_bytes());
+    h[136..148].copy_from_slice(b"00000000000\0");
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut out = h.to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
