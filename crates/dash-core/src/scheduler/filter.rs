@@ -1,6 +1,6 @@
 //! Filters: may this node take one more replica of this request?
 
-use super::{NodeSnapshot, Request};
+use super::{Load, NodeSnapshot, Request};
 
 /// Why a node was filtered out. Ordered for stable messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -24,7 +24,7 @@ impl std::fmt::Display for Rejection {
     }
 }
 
-pub(super) fn check(node: &NodeSnapshot, req: &Request) -> Result<(), Rejection> {
+pub(super) fn check(node: &NodeSnapshot, load: &Load, req: &Request) -> Result<(), Rejection> {
     if !node.ready {
         return Err(Rejection::NotReady);
     }
@@ -35,21 +35,21 @@ pub(super) fn check(node: &NodeSnapshot, req: &Request) -> Result<(), Rejection>
     {
         return Err(Rejection::Constraint);
     }
-    if req.max_per_node > 0 && node.service_replicas >= req.max_per_node {
+    if req.max_per_node > 0 && load.service_replicas >= req.max_per_node {
         return Err(Rejection::MaxPerNode);
     }
     let fits =
         |cap: u64, used: u64, want: u64| want == 0 || cap == 0 || used.saturating_add(want) <= cap;
     if !fits(
         node.capacity.memory_bytes,
-        node.allocated.memory_bytes,
+        load.allocated.memory_bytes,
         req.resources.memory_bytes,
     ) {
         return Err(Rejection::Memory);
     }
     if !fits(
         u64::from(node.capacity.cpu_millis),
-        u64::from(node.allocated.cpu_millis),
+        u64::from(load.allocated.cpu_millis),
         u64::from(req.resources.cpu_millis),
     ) {
         return Err(Rejection::Cpu);

@@ -76,14 +76,15 @@ pub fn place(
     count: usize,
 ) -> Vec<Result<String, Unplaced>> {
     let mut rejections: BTreeMap<Rejection, usize> = BTreeMap::new();
-    let mut state: Vec<NodeSnapshot> = Vec::new();
+    // Only the counters change while placing: keep them apart from the (cloned never) nodes.
+    let mut load: Vec<Load> = Vec::new();
     let mut heap = BinaryHeap::new();
-    for node in nodes {
-        match filter::check(node, request) {
+    for (index, node) in nodes.iter().enumerate() {
+        let l = Load::of(node, index);
+        match filter::check(node, &l, request) {
             Ok(()) => {
-                let idx = state.len();
-                heap.push(score::Key::new(node, request, idx));
-                state.push(node.clone());
+                heap.push(score::Key::new(node, &l, request, load.len()));
+                load.push(l);
             }
             Err(why) => *rejections.entry(why).or_default() += 1,
         }
@@ -96,18 +97,39 @@ pub fn place(
             }));
             continue;
         };
-        let node = &mut state[best.index];
+        let l = &mut load[best.index];
+        let node = &nodes[l.node];
         out.push(Ok(node.id.clone()));
-        node.service_replicas += 1;
-        node.total_replicas += 1;
-        node.allocated.memory_bytes += request.resources.memory_bytes;
-        node.allocated.cpu_millis += request.resources.cpu_millis;
-        match filter::check(node, request) {
-            Ok(()) => heap.push(score::Key::new(node, request, best.index)),
+        l.service_replicas += 1;
+        l.total_replicas += 1;
+        l.allocated.memory_bytes += request.resources.memory_bytes;
+        l.allocated.cpu_millis += request.resources.cpu_millis;
+        match filter::check(node, l, request) {
+            Ok(()) => heap.push(score::Key::new(node, l, request, best.index)),
             Err(why) => *rejections.entry(why).or_default() += 1,
         }
     }
     out
+}
+
+/// The part of a node that placing replicas changes.
+#[derive(Debug, Clone)]
+pub(crate) struct Load {
+    node: usize,
+    service_replicas: u32,
+    total_replicas: u32,
+    allocated: Resources,
+}
+
+impl Load {
+    fn of(node: &NodeSnapshot, index: usize) -> Self {
+        Load {
+            node: index,
+            service_replicas: node.service_replicas,
+            total_replicas: node.total_replicas,
+            allocated: node.allocated,
+        }
+    }
 }
 
 #[cfg(test)]

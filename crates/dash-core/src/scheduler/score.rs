@@ -3,7 +3,7 @@
 
 use std::cmp::Ordering;
 
-use super::{NodeSnapshot, Request};
+use super::{Load, NodeSnapshot, Request};
 
 /// A heap entry; the max-heap pops the best node.
 #[derive(Debug, Eq, PartialEq)]
@@ -16,25 +16,25 @@ pub(super) struct Key {
 }
 
 impl Key {
-    pub fn new(node: &NodeSnapshot, req: &Request, index: usize) -> Self {
+    pub fn new(node: &NodeSnapshot, load: &Load, req: &Request, index: usize) -> Self {
         Key {
-            service_replicas: node.service_replicas,
-            load_ppm: load_ppm(node),
+            service_replicas: load.service_replicas,
+            load_ppm: load_ppm(node, load),
             tie: fnv1a(req.service.as_bytes(), node.id.as_bytes()),
             index,
         }
     }
 }
 
-fn load_ppm(node: &NodeSnapshot) -> u64 {
+fn load_ppm(node: &NodeSnapshot, load: &Load) -> u64 {
     let frac = |used: u64, cap: u64| used.saturating_mul(1_000_000).checked_div(cap).unwrap_or(0);
-    let mem = frac(node.allocated.memory_bytes, node.capacity.memory_bytes);
+    let mem = frac(load.allocated.memory_bytes, node.capacity.memory_bytes);
     let cpu = frac(
-        u64::from(node.allocated.cpu_millis),
+        u64::from(load.allocated.cpu_millis),
         u64::from(node.capacity.cpu_millis),
     );
     // Replica count breaks ties between nodes with no declared capacity use.
-    mem.max(cpu) * 1024 + u64::from(node.total_replicas.min(1023))
+    mem.max(cpu) * 1024 + u64::from(load.total_replicas.min(1023))
 }
 
 /// FNV-1a over the service name then the node id: a cheap, stable tie-breaker.
