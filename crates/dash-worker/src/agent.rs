@@ -1,4 +1,4 @@
-//! The worker agent: converges this node's containers on the master's assignments.
+//! agent: the worker agent converges this node's containers on the master's assignments.
 //!
 //! One supervisor task per replica owns its whole life: address, network, container, the
 //! restart policy and health checks, and on removal the teardown in reverse. The agent loop
