@@ -148,10 +148,10 @@ pub enum NodeCmd {
 
 /// Reads the admin token: DASH_TOKEN, else `<data-dir>/admin.token`.
 pub fn token() -> Option<String> {
-    if let Ok(t) = std::env::var("DASH_TOKEN") {
-        if !t.trim().is_empty() {
-            return Some(t.trim().to_string());
-        }
+    if let Ok(t) = std::env::var("DASH_TOKEN")
+        && !t.trim().is_empty()
+    {
+        return Some(t.trim().to_string());
     }
     let dir = std::env::var("DASH_DATA_DIR").unwrap_or_else(|_| "/var/lib/dash".into());
     std::fs::read_to_string(PathBuf::from(dir).join("admin.token"))

@@ -80,10 +80,11 @@ impl ServiceState {
                 }
                 message.push_str(&status.message);
             }
-            if let Some(ip) = &status.ip {
-                if status.state == ReplicaState::Running && before.ip.is_none() {
-                    message = format!("ip {ip}");
-                }
+            if let Some(ip) = &status.ip
+                && status.state == ReplicaState::Running
+                && before.ip.is_none()
+            {
+                message = format!("ip {ip}");
             }
             self.mq.publish(kind, service, replica, message);
         }

@@ -55,5 +55,8 @@ pub async fn open(path: &Path) -> Result<Db, StoreError> {
             source: e,
         })?;
     sqlx::migrate!("./migrations").run(&pool).await?;
-    Ok(Db { pool, write: Default::default() })
+    Ok(Db {
+        pool,
+        write: Default::default(),
+    })
 }

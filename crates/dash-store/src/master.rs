@@ -41,7 +41,10 @@ pub struct MasterStore {
 
 impl MasterStore {
     pub fn new(db: crate::Db) -> Self {
-        Self { pool: db.pool, write: db.write }
+        Self {
+            pool: db.pool,
+            write: db.write,
+        }
     }
 
     /// The state machine: applies one command in one transaction. Idempotent for a replay of
@@ -362,11 +365,11 @@ impl MasterStore {
             let id: String = row.get("id");
             let mut allocated = Resources::default();
             for r in self.node_replicas(&id).await? {
-                if r.desired == DesiredState::Run {
-                    if let Some(res) = by_name.get(&r.service) {
-                        allocated.cpu_millis += res.cpu_millis;
-                        allocated.memory_bytes += res.memory_bytes;
-                    }
+                if r.desired == DesiredState::Run
+                    && let Some(res) = by_name.get(&r.service)
+                {
+                    allocated.cpu_millis += res.cpu_millis;
+                    allocated.memory_bytes += res.memory_bytes;
                 }
             }
             let record = node_row(&row)?;

@@ -32,7 +32,10 @@ pub struct WorkerStore {
 
 impl WorkerStore {
     pub fn new(db: crate::Db) -> Self {
-        Self { pool: db.pool, write: db.write }
+        Self {
+            pool: db.pool,
+            write: db.write,
+        }
     }
 
     pub async fn put(&self, r: &LocalReplica) -> Result<(), StoreError> {

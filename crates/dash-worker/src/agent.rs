@@ -260,20 +260,23 @@ async fn supervise<L: MasterLink>(
     let mut running = matches!(status, Ok(ContainerStatus::Running { .. }));
     if running {
         // Re-attaching is idempotent: it restores the published ports of a restarted daemon.
-        if let Some(ip) = st.ip {
-            if let Err(e) = ctx.net.attach(&id, ip, &port_mappings(&spec.ports)).await {
-                tracing::warn!(error = %e, "re-attaching the network of an adopted replica");
-            }
+        if let Some(ip) = st.ip
+            && let Err(e) = ctx
+                .net
+                .attach(&id, ip, &port_mappings(&spec.ports), &service)
+                .await
+        {
+            tracing::warn!(error = %e, "re-attaching the network of an adopted replica");
         }
         st.state = ReplicaState::Running;
         st.message = "re-adopted".into();
         st.send(&ctx, &id).await;
-    } else if let Ok(ContainerStatus::Exited { code }) = status {
-        if adopted.is_some() {
-            // It exited while the daemon was away: the restart policy decides, below.
-            st.exit_code = Some(code);
-            st.state = ReplicaState::Exited;
-        }
+    } else if let Ok(ContainerStatus::Exited { code }) = status
+        && adopted.is_some()
+    {
+        // It exited while the daemon was away: the restart policy decides, below.
+        st.exit_code = Some(code);
+        st.state = ReplicaState::Exited;
     }
     if !running && st.state != ReplicaState::Exited {
         st.send(&ctx, &id).await;
@@ -373,19 +376,19 @@ async fn supervise<L: MasterLink>(
             }
             _ => {}
         }
-        if let (Some(h), Some(at)) = (&spec.health, next_probe) {
-            if Instant::now() >= at {
-                next_probe = Some(Instant::now() + h.interval);
-                let result = health::probe(&h.probe, st.ip, h.timeout, &ctx.runtime, &id).await;
-                if let Some(healthy) = tracker.record(result.is_ok(), h.retries) {
-                    st.state = if healthy {
-                        ReplicaState::Healthy
-                    } else {
-                        ReplicaState::Unhealthy
-                    };
-                    st.message = result.err().unwrap_or_default();
-                    st.send(&ctx, &id).await;
-                }
+        if let (Some(h), Some(at)) = (&spec.health, next_probe)
+            && Instant::now() >= at
+        {
+            next_probe = Some(Instant::now() + h.interval);
+            let result = health::probe(&h.probe, st.ip, h.timeout, &ctx.runtime, &id).await;
+            if let Some(healthy) = tracker.record(result.is_ok(), h.retries) {
+                st.state = if healthy {
+                    ReplicaState::Healthy
+                } else {
+                    ReplicaState::Unhealthy
+                };
+                st.message = result.err().unwrap_or_default();
+                st.send(&ctx, &id).await;
             }
         }
     }
@@ -451,7 +454,7 @@ async fn start<L: MasterLink>(
     st.ip = Some(ip);
     let attachment = ctx
         .net
-        .attach(id, ip, &port_mappings(&spec.ports))
+        .attach(id, ip, &port_mappings(&spec.ports), spec.name.as_str())
         .await
         .map_err(|e| format!("network: {e}"))?;
     let images = ctx.images.clone();
@@ -546,10 +549,10 @@ async fn teardown<L: MasterLink>(ctx: &Ctx<L>, id: &str, spec: &ServiceSpec, ip:
             .ok()
             .and_then(|l| l.into_iter().find(|r| r.id == id).and_then(|r| r.ip)),
     };
-    if let Some(ip) = ip {
-        if let Err(e) = ctx.net.detach(id, ip, &port_mappings(&spec.ports)).await {
-            tracing::warn!(replica = id, error = %e, "detaching network");
-        }
+    if let Some(ip) = ip
+        && let Err(e) = ctx.net.detach(id, ip, &port_mappings(&spec.ports)).await
+    {
+        tracing::warn!(replica = id, error = %e, "detaching network");
     }
     if let Err(e) = ctx.store.remove(id).await {
         tracing::warn!(replica = id, error = %e, "forgetting replica");

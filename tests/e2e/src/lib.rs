@@ -4,6 +4,9 @@
 //! made: services (and so containers, cgroups, mounts, netns, veths, rules), the daemon, the
 //! bridge, the table and the directories. Wait by polling against a deadline, never a sleep.
 
+// A test harness: a step that fails is a failed test, so panicking on it is the point.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,7 @@
 //! Containers die and come back; the daemon dies and its containers do not.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
 use std::process::Command;
 use std::time::Duration;
 

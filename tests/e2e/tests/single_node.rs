@@ -1,6 +1,8 @@
 //! The single-node foundation, end to end: real `dash server`, real containers (crun or
 //! runc), real netns/veth/nftables, real SQLite.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
 use std::collections::HashSet;
 use std::time::Duration;
 

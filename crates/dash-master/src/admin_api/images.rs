@@ -33,7 +33,7 @@ pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<ImageInfo>>, Htt
         .await
         .map_err(HttpError::internal)?;
     Ok(Json(
-        list.map_err(|e| HttpError::internal(e))?
+        list.map_err(HttpError::internal)?
             .into_iter()
             .map(info)
             .collect(),

@@ -65,18 +65,17 @@ pub async fn replicas(
     State(s): State<AppState>,
     Query(q): Query<ReplicaQuery>,
 ) -> Result<Json<Vec<ReplicaInfo>>, HttpError> {
-    if let Some(name) = &q.service {
-        if s.manager
+    if let Some(name) = &q.service
+        && s.manager
             .store()
             .service(name)
             .await
             .map_err(HttpError::internal)?
             .is_none()
-        {
-            return Err(HttpError::not_found(format!(
-                "service {name:?} not found; `dash service ls` lists services"
-            )));
-        }
+    {
+        return Err(HttpError::not_found(format!(
+            "service {name:?} not found; `dash service ls` lists services"
+        )));
     }
     let all = s
         .manager
