@@ -19,7 +19,10 @@ pub(crate) fn netlink_err(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error
 }
 
 /// The link called `name`, if any.
-pub(crate) async fn find_link(handle: &Handle, name: &str) -> Result<Option<LinkMessage>, NetError> {
+pub(crate) async fn find_link(
+    handle: &Handle,
+    name: &str,
+) -> Result<Option<LinkMessage>, NetError> {
     let mut links = handle.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {
         Ok(link) => Ok(link),
@@ -167,10 +170,11 @@ pub(crate) async fn delete_link(handle: &Handle, name: &str) -> Result<bool, Net
     }
 }
 
-/// Writes `value` to a sysctl under /proc/sys unless it already holds it (writing `ip_forward`
-/// resets per-interface forwarding settings, so an unneeded write is not harmless).
-pub(crate) fn ensure_sysctl(key: &str, value: &str) -> Result<(), NetError> {
-    let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+/// Writes `value` to the sysctl at /proc/sys/`parts`... unless it already holds it (writing
+/// `ip_forward` resets per-interface forwarding settings, so an unneeded write is not harmless).
+/// Parts, not a dotted key: an interface name may contain a dot.
+pub(crate) fn ensure_sysctl(parts: &[&str], value: &str) -> Result<(), NetError> {
+    let path: PathBuf = ["/proc/sys"].iter().chain(parts).collect();
     let current = std::fs::read_to_string(&path).map_err(|source| NetError::Io {
         op: "reading sysctl",
         path: path.clone(),
@@ -184,6 +188,6 @@ pub(crate) fn ensure_sysctl(key: &str, value: &str) -> Result<(), NetError> {
         path: path.clone(),
         source,
     })?;
-    tracing::debug!(sysctl = key, value, "set sysctl");
+    tracing::debug!(path = %path.display(), value, "set sysctl");
     Ok(())
 }

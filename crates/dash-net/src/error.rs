@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use crate::Protocol;
 use crate::ipam::Ipv4Net;
 
 /// Everything that can go wrong while setting up or tearing down container networking.
@@ -38,12 +39,30 @@ pub enum NetError {
         mapping: String,
         reason: &'static str,
     },
+    /// A service name that cannot own a published port (it is written in an nft comment).
+    #[error("owner {owner:?}: {reason}")]
+    Owner { owner: String, reason: &'static str },
+    /// A port that replicas of another service publish: only replicas of one service share one.
+    #[error(
+        "{protocol} port {host_port} is published by service {owner} ({replicas} replicas); replica {replica} of service {requested} cannot publish it too"
+    )]
+    PortOwned {
+        protocol: Protocol,
+        host_port: u16,
+        owner: String,
+        replicas: usize,
+        replica: String,
+        requested: String,
+    },
     /// Every container address of the subnet is taken.
     #[error("subnet {subnet} has no free address")]
     SubnetExhausted { subnet: Ipv4Net },
     /// A link that exists but is not what Dash expects under that name.
     #[error("link {name} exists but is not a {expected}")]
-    LinkKind { name: String, expected: &'static str },
+    LinkKind {
+        name: String,
+        expected: &'static str,
+    },
     /// A netlink request that the kernel refused.
     #[error("netlink: {op}")]
     Netlink {

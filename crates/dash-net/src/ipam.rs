@@ -77,7 +77,7 @@ impl Ipv4Net {
         let broadcast = u64::from(u32::from(self.broadcast()));
         let first = network + 2;
         let last = broadcast.saturating_sub(1);
-        // Both fit: first ≤ 2^32 + 1 only when the network is 255.255.255.255/32, handled here.
+        // In u64 because network + 2 overflows u32 for 255.255.255.254/31 and above.
         match (u32::try_from(first), u32::try_from(last)) {
             (Ok(f), Ok(l)) if f <= l => (f, l),
             _ => (1, 0),

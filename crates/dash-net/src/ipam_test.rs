@@ -87,7 +87,14 @@ fn allocate_table() {
         // Reserved and foreign addresses in `used` change nothing; duplicates neither.
         Case {
             subnet: "10.88.0.0/24",
-            used: &["10.88.0.0", "10.88.0.1", "10.88.0.255", "10.9.0.2", "10.88.0.2", "10.88.0.2"],
+            used: &[
+                "10.88.0.0",
+                "10.88.0.1",
+                "10.88.0.255",
+                "10.9.0.2",
+                "10.88.0.2",
+                "10.88.0.2",
+            ],
             want: Some("10.88.0.3"),
         },
         // /30: only .2 is a container address (.0 network, .1 gateway, .3 broadcast).

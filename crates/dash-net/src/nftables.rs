@@ -2,20 +2,24 @@
 //!
 //! This module is the only place that runs a program. Every change is one batch, which the
 //! kernel applies as one transaction (all or nothing), and costs one process start (≈ 3–7 ms)
-//! whatever its size. Only the table `ip <table>` is ever named, so no other table is touched.
+//! plus nft parsing it. Only the table `ip <table>` is ever named, so no other table is touched.
 //!
 //! ```text
 //! table ip dash
-//!   map tcp_ports, udp_ports   published port → container ip . port
-//!   prerouting  (nat, dstnat)  fib daddr type local: dnat ip to tcp dport map @tcp_ports (and udp)
-//!   output      (nat, -100)    the same, for connections made on the host (127.0.0.1:port)
+//!   published                  one rule per published port: if the destination is local,
+//!                              dnat to one of its replicas, round-robin (see `published_script`)
+//!   prerouting  (nat, dstnat)  jump published
+//!   output      (nat, -100)    jump published, for connections made on the host (127.0.0.1:port)
 //!   postrouting (nat, srcnat)  masquerade: 127.0.0.0/8 → bridge, hairpin (dnat'd subnet → subnet),
 //!                              subnet → anywhere but the subnet
 //!   forward     (filter)       accept from and to the bridge
 //! ```
-//! Attaching a replica adds its map elements, detaching deletes them: the rules never change
-//! after [`init_script`], so a change costs the same with 1 replica as with 1000.
+//! Attaching or detaching a replica rewrites the chain `published` (flush + every rule, one batch)
+//! from the state in [`crate::ports`]; the other chains never change after [`init_script`].
+//! Rewriting the whole chain costs more with more backends, but keeps nft and the state equal
+//! by construction, with no rule handles to track.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -25,7 +29,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use crate::ipam::Ipv4Net;
-use crate::{NetError, PortMapping, Protocol};
+use crate::ports::{Backend, PortKey, Published, PublishedPorts};
+use crate::{NetError, Protocol};
 
 /// How long one `nft` run may take before it is killed: a batch normally takes a few ms.
 const NFT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,8 +63,7 @@ impl Nft {
 
     /// Runs `nft ARGS`, feeding `stdin` if given; returns stdout.
     async fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, NetError> {
-        let argv = format!("{} {}", self.program.display(), args.join(" "));
-        tracing::debug!(%argv, script = stdin.unwrap_or(""), "nft");
+        let argv = self.argv(args);
         let mut child = Command::new(&self.program)
             .args(args)
             .stdin(if stdin.is_some() {
@@ -75,6 +79,7 @@ impl Nft {
                 argv: argv.clone(),
                 source,
             })?;
+        tracing::debug!(%argv, pid = child.id(), script = stdin.unwrap_or(""), "nft");
         let input = child.stdin.take();
         let feed = async move {
             match (input, stdin) {
@@ -111,47 +116,13 @@ impl Nft {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    /// Whether the table `ip <table>` exists: `nft -j list tables`.
-    pub(crate) async fn table_exists(&self, table: &str) -> Result<bool, NetError> {
-        let args = ["-j", "list", "tables", "ip"];
-        let out = self.run(&args, None).await?;
-        let json = parse_json(&self.argv(&args), &out)?;
-        Ok(json_items(&json, "table").any(|t| t["name"].as_str() == Some(table)))
-    }
-
-    /// The elements of a port map as (published port, container ip, container port):
-    /// `nft -j list map ip <table> <map>`.
-    pub(crate) async fn map_elements(
-        &self,
-        table: &str,
-        protocol: Protocol,
-    ) -> Result<Vec<(u16, Ipv4Addr, u16)>, NetError> {
-        let map = map_name(protocol);
-        let args = ["-j", "list", "map", "ip", table, map];
+    /// The published ports as the chain `published` holds them: `nft -j list chain`. Backends
+    /// come back without replica names (nft does not keep them).
+    pub(crate) async fn published_ports(&self, table: &str) -> Result<PublishedPorts, NetError> {
+        let args = ["-j", "list", "chain", "ip", table, PUBLISHED_CHAIN];
         let argv = self.argv(&args);
         let out = self.run(&args, None).await?;
-        let json = parse_json(&argv, &out)?;
-        let bad = |reason: &str| NetError::NftOutput {
-            argv: argv.clone(),
-            reason: reason.to_string(),
-        };
-        let mut elements = Vec::new();
-        for m in json_items(&json, "map") {
-            let Some(elems) = m.get("elem").and_then(|e| e.as_array()) else {
-                continue; // an empty map has no "elem"
-            };
-            for e in elems {
-                let parsed = (|| {
-                    let host = u16::try_from(e.get(0)?.as_u64()?).ok()?;
-                    let concat = e.get(1)?.get("concat")?;
-                    let ip = concat.get(0)?.as_str()?.parse().ok()?;
-                    let port = u16::try_from(concat.get(1)?.as_u64()?).ok()?;
-                    Some((host, ip, port))
-                })();
-                elements.push(parsed.ok_or_else(|| bad("map element is not port : ip . port"))?);
-            }
-        }
-        Ok(elements)
+        parse_published(&argv, &parse_json(&argv, &out)?)
     }
 
     fn argv(&self, args: &[&str]) -> String {
@@ -178,15 +149,121 @@ fn json_items<'a>(
         .filter_map(move |item| item.get(kind))
 }
 
-pub(crate) fn map_name(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::Tcp => "tcp_ports",
-        Protocol::Udp => "udp_ports",
+/// The regular chain holding one dnat rule per published port; prerouting and output jump to it.
+pub(crate) const PUBLISHED_CHAIN: &str = "published";
+
+/// What a published port's rule comment starts with; the owner follows.
+const OWNER_COMMENT: &str = "owner=";
+
+/// Reads the published ports back from `nft -j list chain ip <table> published`, as written by
+/// [`published_script`]: one rule per port, its owner in the comment, its backends in the map.
+pub(crate) fn parse_published(
+    argv: &str,
+    json: &serde_json::Value,
+) -> Result<PublishedPorts, NetError> {
+    let mut ports = BTreeMap::new();
+    for rule in json_items(json, "rule") {
+        let bad = |reason: String| NetError::NftOutput {
+            argv: argv.to_string(),
+            reason: format!("rule {}: {reason}", rule["handle"]),
+        };
+        let (key, published) = parse_rule(rule).map_err(bad)?;
+        if ports.insert(key, published).is_some() {
+            return Err(bad(format!("{} port {} has two rules", key.0, key.1)));
+        }
     }
+    Ok(PublishedPorts::from_ports(ports))
 }
 
-/// Creates the table if needed and (re)writes its chains, keeping the map elements, so published
-/// ports of running replicas keep working across a daemon restart. Names were validated by
+fn parse_rule(rule: &serde_json::Value) -> Result<(PortKey, Published), String> {
+    let owner = rule["comment"]
+        .as_str()
+        .and_then(|c| c.strip_prefix(OWNER_COMMENT))
+        .ok_or("no owner comment")?
+        .to_string();
+    let exprs = rule["expr"].as_array().ok_or("no expressions")?;
+    let protocol_named = |name: &str| match name {
+        "tcp" => Some(Protocol::Tcp),
+        "udp" => Some(Protocol::Udp),
+        _ => None,
+    };
+    let (mut protocol, mut port, mut targets) = (None, None, None);
+    for e in exprs {
+        let m = &e["match"];
+        // nft shows `meta l4proto tcp th dport N` as `tcp dport N`; older versions may show both.
+        if m["left"]["payload"]["field"] == "dport" {
+            port = m["right"].as_u64().and_then(|p| u16::try_from(p).ok());
+            if let Some(p) = m["left"]["payload"]["protocol"]
+                .as_str()
+                .and_then(protocol_named)
+            {
+                protocol = Some(p);
+            }
+        }
+        if m["left"]["meta"]["key"] == "l4proto" {
+            protocol = m["right"].as_str().and_then(protocol_named).or(protocol);
+        }
+        if let Some(set) = e["dnat"]["addr"]["map"]["data"]["set"].as_array() {
+            targets = Some(set);
+        }
+    }
+    let protocol = protocol.ok_or("no tcp or udp match")?;
+    let port = port.ok_or("no dport match")?;
+    let targets = targets.ok_or("no dnat to a numgen map")?;
+    let mut backends = BTreeMap::new();
+    for t in targets {
+        let target = (|| {
+            let concat = t.get(1)?.get("concat")?;
+            let ip: Ipv4Addr = concat.get(0)?.as_str()?.parse().ok()?;
+            let container_port = u16::try_from(concat.get(1)?.as_u64()?).ok()?;
+            Some((ip, container_port))
+        })();
+        let (ip, container_port) = target.ok_or("a map element is not n : ip . port")?;
+        backends.insert(
+            ip,
+            Backend {
+                replica: None,
+                container_port,
+            },
+        );
+    }
+    Ok(((protocol, port), Published { owner, backends }))
+}
+
+/// Rewrites the chain `published` from `ports`, in one transaction: packets see the old rules or
+/// the new ones, never none. One rule per port; nft picks its backends round-robin, per new
+/// connection (conntrack sends the rest of a connection where its first packet went):
+///
+/// ```text
+/// meta l4proto tcp th dport 18080 fib daddr type local
+///     dnat ip to numgen inc mod 2 map { 0 : 10.88.0.2 . 8080, 1 : 10.88.0.3 . 8080 }
+/// ```
+/// Its cost grows with the number of backends (nft parses the whole chain): see `attach_bench`.
+pub(crate) fn published_script(table: &str, ports: &PublishedPorts) -> String {
+    let mut s = format!("flush chain ip {table} {PUBLISHED_CHAIN}\n");
+    for ((protocol, host_port), published) in ports.iter() {
+        let targets: Vec<String> = published
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, (ip, b))| format!("{i} : {ip} . {}", b.container_port))
+            .collect();
+        // `mod 1` even for one backend: nft 1.0.6 refuses `dnat ip to 10.88.0.2 . 8080`, and one
+        // form is simpler to read back.
+        s.push_str(&format!(
+            "add rule ip {table} {PUBLISHED_CHAIN} meta l4proto {protocol} th dport {host_port} \
+             fib daddr type local dnat ip to numgen inc mod {} map {{ {} }} comment \"{OWNER_COMMENT}{}\"\n",
+            targets.len(),
+            targets.join(", "),
+            published.owner,
+        ));
+    }
+    s
+}
+
+/// Creates the table if needed and (re)writes its hooked chains, keeping the chain `published`
+/// as it is, so published ports of running replicas keep answering across a daemon restart
+/// (the daemon reads them back with [`Nft::published_ports`]). Names were validated by
 /// [`crate::NetConfig::validate`], so they need no quoting beyond the interface name's.
 pub(crate) fn init_script(table: &str, bridge: &str, subnet: &Ipv4Net) -> String {
     let t = format!("ip {table}");
@@ -196,28 +273,21 @@ pub(crate) fn init_script(table: &str, bridge: &str, subnet: &Ipv4Net) -> String
         s.push('\n');
     };
     line(format!("add table {t}"));
-    for proto in [Protocol::Tcp, Protocol::Udp] {
-        line(format!(
-            "add map {t} {} {{ type inet_service : ipv4_addr . inet_service; }}",
-            map_name(proto)
-        ));
-    }
+    // Not flushed: its rules are the published ports (see `published_script`).
+    line(format!("add chain {t} {PUBLISHED_CHAIN}"));
     for (chain, spec) in [
         ("prerouting", "type nat hook prerouting priority dstnat"),
         ("output", "type nat hook output priority -100"),
         ("postrouting", "type nat hook postrouting priority srcnat"),
         ("forward", "type filter hook forward priority filter"),
     ] {
-        line(format!("add chain {t} {chain} {{ {spec}; policy accept; }}"));
+        line(format!(
+            "add chain {t} {chain} {{ {spec}; policy accept; }}"
+        ));
         line(format!("flush chain {t} {chain}"));
     }
     for chain in ["prerouting", "output"] {
-        for proto in [Protocol::Tcp, Protocol::Udp] {
-            line(format!(
-                "add rule {t} {chain} fib daddr type local dnat ip to {proto} dport map @{}",
-                map_name(proto)
-            ));
-        }
+        line(format!("add rule {t} {chain} jump {PUBLISHED_CHAIN}"));
     }
     // 127.0.0.1:published → container: the source must be rewritten or the reply goes nowhere
     // (route_localnet=1 on the bridge lets such packets leave it at all).
@@ -232,62 +302,12 @@ pub(crate) fn init_script(table: &str, bridge: &str, subnet: &Ipv4Net) -> String
     line(format!(
         "add rule {t} postrouting ip saddr {subnet} ip daddr != {subnet} masquerade"
     ));
+    // An accept here ends only this chain: a drop in another table's forward chain (e.g. Docker's
+    // `iptables -P FORWARD DROP`) still drops. Dash touches no other table, so such a host must
+    // allow the bridge there itself.
     line(format!("add rule {t} forward iifname \"{bridge}\" accept"));
     line(format!("add rule {t} forward oifname \"{bridge}\" accept"));
     s
-}
-
-fn element(mapping: &PortMapping, ip: Ipv4Addr) -> String {
-    format!(
-        "{{ {} : {ip} . {} }}",
-        mapping.host_port, mapping.container_port
-    )
-}
-
-/// Adds the published ports of one replica. Adding an element that is already there with the
-/// same target is a no-op, so a re-attach succeeds; a port published by another replica fails
-/// the whole batch ("File exists").
-pub(crate) fn add_ports_script(table: &str, ip: Ipv4Addr, ports: &[PortMapping]) -> String {
-    ports
-        .iter()
-        .map(|p| {
-            format!(
-                "add element ip {table} {} {}\n",
-                map_name(p.protocol),
-                element(p, ip)
-            )
-        })
-        .collect()
-}
-
-/// Removes the published ports of one replica, and succeeds if they are already gone.
-///
-/// nft 1.0.6 has no `destroy element`, and `delete` of a missing element fails the batch. So each
-/// element is added first (a no-op when present) and then deleted. If a port now points to
-/// another replica, that add fails the batch and nothing changes: the caller then deletes only
-/// the elements that still point to this replica (see [`delete_elements_script`]).
-pub(crate) fn remove_ports_script(table: &str, ip: Ipv4Addr, ports: &[PortMapping]) -> String {
-    let mut s = add_ports_script(table, ip, ports);
-    for p in ports {
-        s.push_str(&format!(
-            "delete element ip {table} {} {{ {} }}\n",
-            map_name(p.protocol),
-            p.host_port
-        ));
-    }
-    s
-}
-
-/// Deletes the given published ports (known to exist) from their maps.
-pub(crate) fn delete_elements_script(table: &str, keys: &[(Protocol, u16)]) -> String {
-    keys.iter()
-        .map(|(proto, port)| {
-            format!(
-                "delete element ip {table} {} {{ {port} }}\n",
-                map_name(*proto)
-            )
-        })
-        .collect()
 }
 
 /// Deletes the table with everything in it; succeeds when it does not exist.

@@ -298,9 +298,10 @@ impl Server {
                 .join("runtime"),
         )
         .unwrap_or_else(|_| "runc".into());
+        // Each runtime keeps its state under its own root: <run-dir>/runtime/<crun|runc>.
         Command::new(runtime.trim())
             .arg("--root")
-            .arg(self.run_dir.join("runtime"))
+            .arg(self.run_dir.join("runtime").join(runtime.trim()))
             .arg("exec")
             .arg(replica)
             .args(cmd)
@@ -355,7 +356,7 @@ impl Server {
             .output()
             .unwrap();
         for l in String::from_utf8_lossy(&nft.stdout).lines() {
-            if l.contains("dnat") && l.contains("10.97.") {
+            if l.contains("dport") && l.contains("10.97.") {
                 left.push(format!("nft rule {}", l.trim()));
             }
         }
@@ -400,14 +401,14 @@ impl Drop for Server {
         for rt in ["crun", "runc"] {
             if let Ok(out) = Command::new(rt)
                 .arg("--root")
-                .arg(&runtime_root)
+                .arg(runtime_root.join(rt))
                 .args(["list", "-q"])
                 .output()
             {
                 for id in String::from_utf8_lossy(&out.stdout).lines() {
                     let _ = Command::new(rt)
                         .arg("--root")
-                        .arg(&runtime_root)
+                        .arg(runtime_root.join(rt))
                         .args(["delete", "-f", id])
                         .output();
                 }

@@ -76,17 +76,25 @@ fn service_lifecycle_scale_update_and_clean_removal() {
     let file2 = s.write("web2.toml", &web(18101, 3, "[env]\nGREETING = \"hi\"\n"));
     let out = s.ok(&["apply", "-f", file2.to_str().unwrap()]);
     assert!(out.contains("updated (version 2)"), "{out}");
+    // One at a time: while the update runs, at least 2 of 3 replicas keep serving.
+    let mut min_serving = usize::MAX;
     let after = s.wait("all replicas at version 2", Duration::from_secs(60), || {
         let r = s.replicas("web");
+        let serving = r
+            .iter()
+            .filter(|x| x["desired"] == "run" && x["state"] == "running")
+            .count();
+        min_serving = min_serving.min(serving);
         let ok = r.len() == 3
             && r.iter()
                 .all(|x| x["version"] == 2 && x["state"] == "running");
         ok.then_some(r)
     });
     assert!(ids(&after).is_disjoint(&before), "all replicas replaced");
-    // One at a time: at no point were two old replicas stopping together.
-    let events = s.ok(&["events", "--past", "-o", "json"]);
-    let _ = events; // `events` streams; checked below through the API's kept events instead.
+    assert!(
+        min_serving >= 2,
+        "replaced more than one at a time: {min_serving} serving"
+    );
     let inspect: Value = serde_json::from_str(&s.ok(&["service", "inspect", "web"])).unwrap();
     assert_eq!(inspect["version"], 2);
     assert_eq!(inspect["spec"]["env"]["GREETING"], "hi");

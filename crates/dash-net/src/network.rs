@@ -1,0 +1,345 @@
+//! network: the node's container [`Network`]: init once, attach and detach replicas, teardown.
+//!
+//! ```text
+//!  init: nft table (chain `published` kept) ── read `published` back ──▶ ports state (in memory)
+//!
+//!  attach(replica, ip, ports, owner)              detach(replica, ip, ports)
+//!  ├─ ports state: refuse another owner's port    ├─ netns: umount + rm the file; the kernel frees
+//!  ├─ netns: pin a new one (or enter the pinned)  │  the netns and its veth in the background
+//!  │  ├─ veth vd<hash> ⇄ eth0 (peer made inside)  └─ ports state − its backends ─▶ nft: rewrite
+//!  │  └─ inside: lo up, eth0 ip/prefix, default      `published` (one batch, if anything changed)
+//!  └─ ports state + its backends ─▶ nft: rewrite `published` (one batch, if anything changed)
+//!     (the netns and nft branches run concurrently)
+//! ```
+//! Every step is idempotent, so a step that failed or a daemon that restarted is fixed by doing
+//! it again: re-attaching a replica whose netns is pinned keeps that netns (its container keeps
+//! running in it) and only repairs what is missing; detaching what is gone succeeds.
+//!
+//! The ports state sits behind an async mutex that is held across the nft run on purpose: it
+//! serialises the rewrites, so two concurrent changes cannot each write a chain missing the
+//! other's backends. After a restart the state is read back from nft, so a daemon that
+//! re-attaches its replicas one by one never drops the backends of those not yet re-attached.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::link::LinkAttribute;
+
+use crate::bridge::{self, netlink_err};
+use crate::netns::{self, AbortOnDrop};
+use crate::nftables::{self, Nft};
+use crate::ports::PublishedPorts;
+use crate::{NetConfig, NetError, PortMapping, veth};
+
+/// The node's container network: a bridge, its gateway, Dash's nft table and the replicas'
+/// namespaces. Holds a netlink connection to the host's namespace (a task on the runtime that
+/// called [`Network::init`], ended when the `Network` is dropped).
+pub struct Network {
+    cfg: NetConfig,
+    bridge_index: u32,
+    host: rtnetlink::Handle,
+    nft: Nft,
+    /// What the chain `published` holds; see the module doc for why the lock spans the nft run.
+    ports: tokio::sync::Mutex<PublishedPorts>,
+    _connection: AbortOnDrop,
+}
+
+impl fmt::Debug for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Network")
+            .field("cfg", &self.cfg)
+            .field("bridge_index", &self.bridge_index)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Network::attach`] set up for one replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    /// The pinned netns: give it to the OCI runtime (`{"type": "network", "path": ...}`).
+    pub netns_path: PathBuf,
+    /// The host end of the veth pair, in the bridge.
+    pub host_veth: String,
+    /// The replica's address on eth0.
+    pub ip: Ipv4Addr,
+}
+
+/// The host end of a replica's veth pair: `vd` + 12 hex digits of a stable hash of the replica
+/// id (48 bits: two ids of 10 000 replicas collide with odds of about 1 in 5 million).
+pub fn host_veth_name(replica: &str) -> String {
+    format!(
+        "vd{:012x}",
+        crate::fnv1a(replica.as_bytes()) & 0xffff_ffff_ffff
+    )
+}
+
+fn validate_replica(replica: &str) -> Result<(), NetError> {
+    let bad = |reason| NetError::ReplicaId {
+        replica: replica.to_string(),
+        reason,
+    };
+    if replica.is_empty() || replica.len() > 200 {
+        return Err(bad("must be 1 to 200 characters"));
+    }
+    if replica.starts_with('.') {
+        return Err(bad("must not start with '.'"));
+    }
+    if !replica
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(bad("may only hold letters, digits, '_', '-', '.'"));
+    }
+    Ok(())
+}
+
+/// An owner is written in an nft comment (at most 128 characters), so it is kept short and plain.
+/// Service names (a DNS label of at most 48 characters) always pass.
+fn validate_owner(owner: &str) -> Result<(), NetError> {
+    let bad = |reason| NetError::Owner {
+        owner: owner.to_string(),
+        reason,
+    };
+    if owner.is_empty() || owner.len() > 64 {
+        return Err(bad("must be 1 to 64 characters"));
+    }
+    if !owner
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(bad("may only hold letters, digits, '_', '-', '.'"));
+    }
+    Ok(())
+}
+
+fn validate_ports(replica: &str, ports: &[PortMapping]) -> Result<(), NetError> {
+    let mut seen = HashSet::new();
+    for p in ports {
+        let bad = |reason| NetError::PortMapping {
+            replica: replica.to_string(),
+            mapping: p.to_string(),
+            reason,
+        };
+        if p.host_port == 0 || p.container_port == 0 {
+            return Err(bad("ports must be 1 to 65535"));
+        }
+        if !seen.insert((p.protocol, p.host_port)) {
+            return Err(bad("the host port is published twice"));
+        }
+    }
+    Ok(())
+}
+
+impl Network {
+    /// Sets up the node's network, reusing what exists: the bridge with the gateway (the first
+    /// address of the subnet) up on it, `net.ipv4.ip_forward=1`, `route_localnet=1` on the bridge
+    /// (so 127.0.0.1:published can be DNATed out of it), the netns dir, and the nft table with its
+    /// chains rewritten but `published` kept: published ports keep answering while the daemon is
+    /// down and across init, and are read back as the starting state.
+    #[tracing::instrument(level = "debug", skip_all, fields(bridge = %cfg.bridge, subnet = %cfg.subnet))]
+    pub async fn init(cfg: NetConfig) -> Result<Network, NetError> {
+        cfg.validate()?;
+        let (connection, host, _) = rtnetlink::new_connection().map_err(|source| NetError::Io {
+            op: "opening a netlink socket in",
+            path: PathBuf::from("/proc/self/ns/net"),
+            source,
+        })?;
+        let connection = AbortOnDrop(tokio::spawn(connection));
+        let bridge_index = bridge::ensure_bridge(&host, &cfg.bridge, &cfg.subnet).await?;
+        bridge::ensure_sysctl(&["net", "ipv4", "ip_forward"], "1")?;
+        bridge::ensure_sysctl(&["net", "ipv4", "conf", &cfg.bridge, "route_localnet"], "1")?;
+        netns::ensure_dir(&cfg.netns_dir)?;
+        let nft = Nft::new();
+        nft.apply(&nftables::init_script(
+            &cfg.nft_table,
+            &cfg.bridge,
+            &cfg.subnet,
+        ))
+        .await?;
+        let ports = nft.published_ports(&cfg.nft_table).await?;
+        tracing::debug!(
+            ports = ports.iter().count(),
+            backends = ports.backend_count(),
+            "published ports read back"
+        );
+        Ok(Network {
+            cfg,
+            bridge_index,
+            host,
+            nft,
+            ports: tokio::sync::Mutex::new(ports),
+            _connection: connection,
+        })
+    }
+
+    /// The configuration this network was set up with.
+    pub fn config(&self) -> &NetConfig {
+        &self.cfg
+    }
+
+    /// The gateway address, on the bridge: the first address of the subnet.
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.cfg.subnet.gateway()
+    }
+
+    /// Where the netns of `replica` is pinned.
+    pub fn netns_path(&self, replica: &str) -> PathBuf {
+        self.cfg.netns_dir.join(replica)
+    }
+
+    /// Gives `replica` its own netns with `ip` on eth0, joined to the bridge, and makes it a
+    /// backend of exactly `ports`. Replicas of one `owner` (the service) share a published port,
+    /// load-balanced round-robin per new connection; a port published by replicas of another
+    /// owner is refused with [`NetError::PortOwned`] before anything changes.
+    ///
+    /// The chain of published ports is rewritten in one nft batch, and not at all when its rules
+    /// stay the same: a re-attach costs no nft run. Attaching a replica that is already attached
+    /// succeeds and repairs its netns and veth, keeping the netns. On an error other than a
+    /// refused port (or a port taken by a concurrent attach meanwhile), parts may be in place:
+    /// [`Network::detach`] removes them.
+    ///
+    /// The replica takes connections from the moment this returns, so until its container
+    /// listens, the connections given to it are refused.
+    #[tracing::instrument(level = "debug", skip_all, fields(replica = %replica, ip = %ip, owner = %owner))]
+    pub async fn attach(
+        &self,
+        replica: &str,
+        ip: Ipv4Addr,
+        ports: &[PortMapping],
+        owner: &str,
+    ) -> Result<Attachment, NetError> {
+        validate_replica(replica)?;
+        if !self.cfg.subnet.is_container_addr(ip) {
+            return Err(NetError::Address {
+                ip,
+                subnet: self.cfg.subnet,
+            });
+        }
+        validate_ports(replica, ports)?;
+        validate_owner(owner)?;
+        // Refuse another service's port before making a netns. A concurrent attach may still take
+        // the port meanwhile; then the check below (under the same lock) refuses it.
+        self.ports.lock().await.attach(replica, ip, ports, owner)?;
+        let netns_path = self.netns_path(replica);
+        let host_veth = host_veth_name(replica);
+        let publish = self.change_ports(|p| p.attach(replica, ip, ports, owner));
+        // join, not try_join: neither half is cancelled midway when the other fails.
+        let (links, nft) = tokio::join!(self.attach_links(&netns_path, &host_veth, ip), publish);
+        links?;
+        nft?;
+        Ok(Attachment {
+            netns_path,
+            host_veth,
+            ip,
+        })
+    }
+
+    /// Applies `change` to the ports state: rewrites the chain `published` if its rules change,
+    /// and keeps the new state only once nft has taken it.
+    async fn change_ports(
+        &self,
+        change: impl FnOnce(&PublishedPorts) -> Result<PublishedPorts, NetError>,
+    ) -> Result<(), NetError> {
+        let mut current = self.ports.lock().await;
+        let next = change(&current)?;
+        let table = &self.cfg.nft_table;
+        let script = nftables::published_script(table, &next);
+        // Equal rules, e.g. a re-attach, or names learned for backends read back after a restart.
+        if script != nftables::published_script(table, &current) {
+            self.nft.apply(&script).await?;
+        }
+        *current = next;
+        Ok(())
+    }
+
+    async fn attach_links(
+        &self,
+        path: &Path,
+        host_veth: &str,
+        ip: Ipv4Addr,
+    ) -> Result<(), NetError> {
+        let ns = netns::enter(path).await?;
+        let result = async {
+            veth::ensure_pair(&self.host, &ns, host_veth, self.bridge_index).await?;
+            veth::configure_inside(&ns.handle, ip, self.cfg.subnet.prefix(), self.gateway()).await
+        }
+        .await;
+        if result.is_err() && ns.created {
+            // Don't leave a half-made namespace pinned; an existing one may hold a container.
+            drop(ns);
+            if let Err(e) = netns::remove(path) {
+                tracing::warn!(error = %e, "removing a half-made netns");
+            }
+        }
+        result
+    }
+
+    /// Removes `replica` from the backends of every port it backs (one nft batch, none if it
+    /// backs none; a port whose last backend goes is unpublished) and removes its netns. `ip` and
+    /// `ports` are what it was attached with: after a daemon restart, until a replica is attached
+    /// again, its backends are known by `ip` only. The kernel frees the netns, and the veth pair
+    /// with it, in the background once no process is left in it: stop the container first.
+    /// Detaching what is already gone succeeds.
+    #[tracing::instrument(level = "debug", skip_all, fields(replica = %replica, ip = %ip))]
+    pub async fn detach(
+        &self,
+        replica: &str,
+        ip: Ipv4Addr,
+        ports: &[PortMapping],
+    ) -> Result<(), NetError> {
+        validate_replica(replica)?;
+        let path = self.netns_path(replica);
+        // Unpinning takes microseconds; deleting the veth ourselves would cost the caller the
+        // kernel's RCU wait (≈ 10-20 ms) that the netns cleanup does in the background.
+        netns::remove(&path)?;
+        self.change_ports(|p| Ok(p.detach(replica, ip, ports)))
+            .await
+    }
+
+    /// Removes everything [`Network::init`] and [`Network::attach`] made: the veths in the
+    /// bridge, every netns pinned in `netns_dir`, the nft table and the bridge. The sysctl
+    /// `ip_forward` stays 1 (other software may rely on it; the caller knows what it was).
+    /// Succeeds when things are already gone.
+    #[tracing::instrument(level = "debug", skip_all, fields(bridge = %self.cfg.bridge))]
+    pub async fn teardown(&self) -> Result<(), NetError> {
+        // Deleting the veths here (rather than leaving them to the netns cleanup) means nothing is
+        // left when this returns; teardown is rare, so the RCU wait per veth does not matter.
+        if let Some(bridge) = bridge::find_link(&self.host, &self.cfg.bridge).await? {
+            let index = bridge.header.index;
+            let mut ports = Vec::new();
+            let mut links = self.host.link().get().execute();
+            while let Some(link) = links.try_next().await.map_err(netlink_err("list links"))? {
+                if link.attributes.contains(&LinkAttribute::Controller(index)) {
+                    ports.push(link.header.index);
+                }
+            }
+            for port in ports {
+                match self.host.link().del(port).execute().await {
+                    Ok(()) => {}
+                    // Freed by the kernel meanwhile (its netns was unpinned earlier).
+                    Err(e) if NetError::netlink_errno(&e) == Some(libc::ENODEV) => {}
+                    Err(e) => return Err(netlink_err(format!("delete bridge port {port}"))(e)),
+                }
+            }
+        }
+        for path in netns::list(&self.cfg.netns_dir)? {
+            netns::remove(&path)?;
+        }
+        {
+            let mut ports = self.ports.lock().await;
+            self.nft
+                .apply(&nftables::delete_table_script(&self.cfg.nft_table))
+                .await?;
+            *ports = PublishedPorts::default();
+        }
+        bridge::delete_link(&self.host, &self.cfg.bridge).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "network_test.rs"]
+mod tests;

@@ -1,0 +1,138 @@
+use std::net::Ipv4Addr;
+
+use super::{delete_table_script, init_script, parse_published, published_script};
+use crate::ports::PublishedPorts;
+use crate::{NetError, PortMapping, Protocol};
+
+fn ports() -> Vec<PortMapping> {
+    vec![
+        PortMapping {
+            host_port: 18080,
+            container_port: 8080,
+            protocol: Protocol::Tcp,
+        },
+        PortMapping {
+            host_port: 15353,
+            container_port: 53,
+            protocol: Protocol::Udp,
+        },
+    ]
+}
+
+#[test]
+fn init_names_only_its_own_table() {
+    let s = init_script("dash", "dash0", &"10.88.0.0/24".parse().unwrap());
+    for line in s.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words[2..4], ["ip", "dash"], "{line}");
+    }
+    assert!(s.starts_with("add table ip dash\n"));
+    // Hooked chains are flushed before their rules are added, so init can run again; the chain
+    // of published ports is not: they keep answering across a daemon restart.
+    assert!(s.contains("flush chain ip dash prerouting\n"));
+    assert!(s.contains("add chain ip dash published\n"));
+    assert!(!s.contains("flush chain ip dash published"));
+    assert!(s.contains("add rule ip dash prerouting jump published\n"));
+    assert!(s.contains("add rule ip dash output jump published\n"));
+    assert!(s.contains("ip saddr 127.0.0.0/8 oifname \"dash0\" masquerade\n"));
+    assert!(s.contains("ct status dnat ip saddr 10.88.0.0/24 ip daddr 10.88.0.0/24 masquerade\n"));
+    assert!(s.contains("ip saddr 10.88.0.0/24 ip daddr != 10.88.0.0/24 masquerade\n"));
+    assert!(s.contains("add rule ip dash forward iifname \"dash0\" accept\n"));
+}
+
+#[test]
+fn published_script_one_rule_per_port() {
+    let state = PublishedPorts::default()
+        .attach("web-1", Ipv4Addr::new(10, 88, 0, 2), &ports(), "web")
+        .unwrap()
+        .attach("web-2", Ipv4Addr::new(10, 88, 0, 3), &ports()[..1], "web")
+        .unwrap();
+    assert_eq!(
+        published_script("dash", &state),
+        "flush chain ip dash published\n\
+         add rule ip dash published meta l4proto tcp th dport 18080 fib daddr type local \
+         dnat ip to numgen inc mod 2 map { 0 : 10.88.0.2 . 8080, 1 : 10.88.0.3 . 8080 } \
+         comment \"owner=web\"\n\
+         add rule ip dash published meta l4proto udp th dport 15353 fib daddr type local \
+         dnat ip to numgen inc mod 1 map { 0 : 10.88.0.2 . 53 } comment \"owner=web\"\n"
+    );
+    assert_eq!(
+        published_script("dash", &PublishedPorts::default()),
+        "flush chain ip dash published\n"
+    );
+    assert_eq!(
+        delete_table_script("t1"),
+        "add table ip t1\ndelete table ip t1\n"
+    );
+}
+
+/// `nft -j list chain ip t published` of nft 1.0.6 after the rules of `published_script`.
+const LISTED: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"chain": {"family": "ip", "table": "t", "name": "published", "handle": 1}},
+{"rule": {"family": "ip", "table": "t", "chain": "published", "handle": 3, "comment": "owner=web", "expr": [
+  {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 18081}},
+  {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}},
+  {"dnat": {"family": "ip", "addr": {"map": {"key": {"numgen": {"mode": "inc", "mod": 3, "offset": 0}}, "data": {"set": [
+    [0, {"concat": ["10.77.0.2", 8080]}], [1, {"concat": ["10.77.0.3", 8080]}], [2, {"concat": ["10.77.0.4", 8080]}]]}}}}}]}},
+{"rule": {"family": "ip", "table": "t", "chain": "published", "handle": 6, "comment": "owner=web-2", "expr": [
+  {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "udp"}},
+  {"match": {"op": "==", "left": {"payload": {"protocol": "th", "field": "dport"}}, "right": 18083}},
+  {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}},
+  {"dnat": {"family": "ip", "addr": {"map": {"key": {"numgen": {"mode": "inc", "mod": 1, "offset": 0}}, "data": {"set": [
+    [0, {"concat": ["10.77.0.2", 9000]}]]}}}}}]}}]}"#;
+
+#[test]
+fn published_ports_read_back() {
+    let json: serde_json::Value = serde_json::from_str(LISTED).unwrap();
+    let state = parse_published("nft", &json).unwrap();
+    let got: Vec<String> = state
+        .iter()
+        .flat_map(|((proto, port), p)| {
+            p.backends.iter().map(move |(ip, b)| {
+                assert_eq!(b.replica, None);
+                format!("{proto} {port} {} {ip}:{}", p.owner, b.container_port)
+            })
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "tcp 18081 web 10.77.0.2:8080",
+            "tcp 18081 web 10.77.0.3:8080",
+            "tcp 18081 web 10.77.0.4:8080",
+            "udp 18083 web-2 10.77.0.2:9000",
+        ]
+    );
+    // What is read back renders to the same rules.
+    let again = published_script("t", &state);
+    assert!(again.contains("th dport 18081 fib daddr type local dnat ip to numgen inc mod 3 map { 0 : 10.77.0.2 . 8080, 1 : 10.77.0.3 . 8080, 2 : 10.77.0.4 . 8080 } comment \"owner=web\"\n"), "{again}");
+
+    let empty: serde_json::Value =
+        serde_json::from_str(r#"{"nftables": [{"chain": {"name": "published"}}]}"#).unwrap();
+    assert_eq!(
+        parse_published("nft", &empty).unwrap(),
+        PublishedPorts::default()
+    );
+}
+
+#[test]
+fn foreign_rules_are_reported() {
+    for (rule, why) in [
+        (r#"{"handle": 9, "expr": []}"#, "no owner comment"),
+        (
+            r#"{"handle": 9, "comment": "owner=x", "expr": [{"match": {"left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 80}}]}"#,
+            "no dnat to a numgen map",
+        ),
+        (
+            r#"{"handle": 9, "comment": "owner=x", "expr": [{"match": {"left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 80}}, {"dnat": {"addr": {"map": {"data": {"set": [[0, "10.0.0.1"]]}}}}}]}"#,
+            "a map element is not n : ip . port",
+        ),
+    ] {
+        let json: serde_json::Value =
+            serde_json::from_str(&format!(r#"{{"nftables": [{{"rule": {rule}}}]}}"#)).unwrap();
+        let err = parse_published("nft -j list chain", &json).unwrap_err();
+        assert!(
+            matches!(&err, NetError::NftOutput { reason, .. } if reason == &format!("rule 9: {why}")),
+            "{err:?}"
+        );
+    }
+}

@@ -1,0 +1,525 @@
+//! sysnet against the real kernel: bridge, netns, veth, nft, and traffic through them.
+
+mod common;
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use common::{
+    Fixture, HostState, assert_nothing_left, http_get, ns_wget, published_rules, run, tally,
+    udp_echo, wait_http,
+};
+use dash_net::{NetError, Network, PortMapping, Protocol, host_veth_name};
+
+fn tcp(host_port: u16, container_port: u16) -> PortMapping {
+    PortMapping {
+        host_port,
+        container_port,
+        protocol: Protocol::Tcp,
+    }
+}
+
+fn udp(host_port: u16, container_port: u16) -> PortMapping {
+    PortMapping {
+        host_port,
+        container_port,
+        protocol: Protocol::Udp,
+    }
+}
+
+fn at(ip: std::net::Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(ip, port))
+}
+
+fn local(port: u16) -> SocketAddr {
+    at(std::net::Ipv4Addr::LOCALHOST, port)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::test]
+async fn two_replicas_talk_and_leave_nothing_behind() {
+    let before = HostState::snapshot();
+    let mut fx = Fixture::new(1);
+    let net = Network::init(fx.cfg.clone()).await.unwrap();
+    assert_eq!(net.gateway(), fx.ip(1));
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .unwrap()
+            .trim(),
+        "1"
+    );
+    let route_localnet = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", fx.cfg.bridge);
+    assert_eq!(std::fs::read_to_string(route_localnet).unwrap().trim(), "1");
+
+    tracing::info!("--- attach a and b");
+    let (a, b) = (fx.replica("rep-a"), fx.replica("rep-b"));
+    let (ip_a, ip_b) = (fx.ip(2), fx.ip(3));
+    let ports_a = [tcp(27011, 8080), udp(27011, 9000)];
+    let ports_b = [tcp(27012, 8080)];
+    let t = Instant::now();
+    let att_a = net.attach(&a, ip_a, &ports_a, "svc-a").await.unwrap();
+    let attach_a = t.elapsed();
+    let t = Instant::now();
+    let att_b = net.attach(&b, ip_b, &ports_b, "svc-b").await.unwrap();
+    let attach_b = t.elapsed();
+    assert_eq!(att_a.netns_path, net.netns_path(&a));
+    assert_eq!(att_a.host_veth, host_veth_name(&a));
+    assert_eq!(att_a.ip, ip_a);
+
+    let ns_ip = run(&[
+        "nsenter",
+        &format!("--net={}", att_a.netns_path.display()),
+        "ip",
+        "-br",
+        "addr",
+    ]);
+    assert!(ns_ip.contains(&format!("{ip_a}/24")), "{ns_ip}");
+    let ns_route = run(&[
+        "nsenter",
+        &format!("--net={}", att_a.netns_path.display()),
+        "ip",
+        "route",
+    ]);
+    assert!(
+        ns_route.contains(&format!("default via {}", fx.ip(1))),
+        "{ns_route}"
+    );
+
+    fx.start_httpd(&att_a.netns_path, "hello from a");
+    fx.start_httpd(&att_b.netns_path, "hello from b");
+    fx.start_udp_echo(&att_a.netns_path);
+
+    tracing::info!("--- host → replica ip");
+    wait_http(at(ip_a, 8080), "hello from a");
+    wait_http(at(ip_b, 8080), "hello from b");
+
+    tracing::info!("--- replica → replica by ip");
+    assert_eq!(
+        ns_wget(&att_a.netns_path, &format!("http://{ip_b}:8080/")).unwrap(),
+        "hello from b"
+    );
+    assert_eq!(
+        ns_wget(&att_b.netns_path, &format!("http://{ip_a}:8080/")).unwrap(),
+        "hello from a"
+    );
+
+    tracing::info!("--- 127.0.0.1:published on the host");
+    assert_eq!(http_get(local(27011)).unwrap().trim(), "hello from a");
+    assert_eq!(http_get(local(27012)).unwrap().trim(), "hello from b");
+    assert_eq!(
+        udp_echo(local(27011), "ping over udp").unwrap(),
+        "ping over udp"
+    );
+
+    tracing::info!("--- hairpin: a replica through the gateway's published ports");
+    let gw = fx.ip(1);
+    assert_eq!(
+        ns_wget(&att_a.netns_path, &format!("http://{gw}:27011/")).unwrap(),
+        "hello from a"
+    );
+    assert_eq!(
+        ns_wget(&att_a.netns_path, &format!("http://{gw}:27012/")).unwrap(),
+        "hello from b"
+    );
+
+    tracing::info!("--- detach both");
+    fx.stop_listeners();
+    let t = Instant::now();
+    net.detach(&a, ip_a, &ports_a).await.unwrap();
+    let detach_a = t.elapsed();
+    let t = Instant::now();
+    net.detach(&b, ip_b, &ports_b).await.unwrap();
+    let detach_b = t.elapsed();
+    assert!(
+        http_get(local(27011)).is_err(),
+        "published port still answers after detach"
+    );
+    let rules = published_rules(&fx);
+    assert!(!rules.contains("dnat"), "{rules}");
+
+    // The kernel frees the unpinned netns and its veth pair in the background: how long?
+    let t = Instant::now();
+    while run(&["ip", "-br", "link"]).contains(&att_a.host_veth)
+        || run(&["ip", "-br", "link"]).contains(&att_b.host_veth)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "veths not freed after detach"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let veth_gone = t.elapsed();
+    eprintln!(
+        "attach {} / {} (first / second), detach {} / {}, veths freed by the kernel {} after detach",
+        ms(attach_a),
+        ms(attach_b),
+        ms(detach_a),
+        ms(detach_b),
+        ms(veth_gone)
+    );
+
+    tracing::info!("--- teardown");
+    net.teardown().await.unwrap();
+    assert_nothing_left(&fx, &before, &[att_a.host_veth, att_b.host_veth]);
+}
+
+#[tokio::test]
+async fn attach_detach_and_teardown_are_idempotent() {
+    let before = HostState::snapshot();
+    let mut fx = Fixture::new(2);
+    let net = Network::init(fx.cfg.clone()).await.unwrap();
+    // init again on the same bridge and table: reused.
+    let net2 = Network::init(fx.cfg.clone()).await.unwrap();
+    drop(net2);
+
+    let a = fx.replica("idem-a");
+    let ip = fx.ip(7);
+    let ports = [tcp(27021, 8080)];
+    let att = net.attach(&a, ip, &ports, "idem").await.unwrap();
+    fx.start_httpd(&att.netns_path, "still here");
+    wait_http(local(27021), "still here");
+
+    tracing::info!("--- re-attach keeps the netns and the running listener");
+    let again = net.attach(&a, ip, &ports, "idem").await.unwrap();
+    assert_eq!(again, att);
+    wait_http(at(ip, 8080), "still here");
+    wait_http(local(27021), "still here");
+
+    tracing::info!("--- re-init (daemon restart) keeps published ports");
+    drop(net);
+    let net = Network::init(fx.cfg.clone()).await.unwrap();
+    wait_http(local(27021), "still here");
+    net.attach(&a, ip, &ports, "idem").await.unwrap();
+    wait_http(local(27021), "still here");
+
+    tracing::info!("--- a re-attach with a new address moves the replica");
+    let ip2 = fx.ip(8);
+    net.detach(&a, ip, &ports).await.unwrap_or(());
+    fx.stop_listeners();
+    net.detach(&a, ip, &ports).await.unwrap();
+    net.detach(&a, ip, &ports).await.unwrap();
+
+    tracing::info!("--- attach right after detach: the old veth may still be there");
+    let att = net.attach(&a, ip2, &ports, "idem").await.unwrap();
+    fx.start_httpd(&att.netns_path, "moved");
+    wait_http(at(ip2, 8080), "moved");
+    wait_http(local(27021), "moved");
+    let addrs = run(&[
+        "nsenter",
+        &format!("--net={}", att.netns_path.display()),
+        "ip",
+        "-br",
+        "-4",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(
+        addrs.contains(&format!("{ip2}/24")) && !addrs.contains(&format!("{ip}/")),
+        "{addrs}"
+    );
+    fx.stop_listeners();
+
+    tracing::info!("--- teardown with a replica still attached, twice");
+    net.teardown().await.unwrap();
+    net.teardown().await.unwrap();
+    net.detach(&a, ip2, &ports).await.unwrap();
+    assert_nothing_left(&fx, &before, &[att.host_veth]);
+}
+
+#[tokio::test]
+async fn a_port_of_another_service_is_refused_and_kept() {
+    let before = HostState::snapshot();
+    let mut fx = Fixture::new(3);
+    let net = Network::init(fx.cfg.clone()).await.unwrap();
+    let (a, b) = (fx.replica("own-a"), fx.replica("own-b"));
+    let (ip_a, ip_b) = (fx.ip(2), fx.ip(3));
+    let att_a = net
+        .attach(&a, ip_a, &[tcp(27031, 8080)], "svc-a")
+        .await
+        .unwrap();
+    fx.start_httpd(&att_a.netns_path, "owner");
+    wait_http(local(27031), "owner");
+    let rules_before = published_rules(&fx);
+
+    tracing::info!("--- b of another service asks for a's port");
+    let err = net
+        .attach(&b, ip_b, &[tcp(27032, 8080), tcp(27031, 8080)], "svc-b")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, NetError::PortOwned { host_port: 27031, owner, .. } if owner == "svc-a"),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("tcp port 27031") && msg.contains("service svc-a"),
+        "{msg}"
+    );
+    tracing::info!("--- nothing changed: no netns for b, not even its other port");
+    assert!(!net.netns_path(&b).exists());
+    assert_eq!(published_rules(&fx), rules_before);
+    wait_http(local(27031), "owner");
+
+    tracing::info!("--- detaching b leaves a's port alone");
+    net.detach(&b, ip_b, &[tcp(27031, 8080), tcp(27032, 8080)])
+        .await
+        .unwrap();
+    assert_eq!(published_rules(&fx), rules_before);
+    wait_http(local(27031), "owner");
+
+    tracing::info!("--- bad input is refused before anything happens");
+    let bad = net.attach(&b, fx.ip(1), &[], "svc-b").await.unwrap_err();
+    assert!(matches!(bad, NetError::Address { .. }), "{bad:?}");
+    let bad = net.attach("../etc", ip_b, &[], "svc-b").await.unwrap_err();
+    assert!(matches!(bad, NetError::ReplicaId { .. }), "{bad:?}");
+    let bad = net.attach(&b, ip_b, &[], "svc \"b").await.unwrap_err();
+    assert!(matches!(bad, NetError::Owner { .. }), "{bad:?}");
+    assert!(!net.netns_path(&b).exists());
+
+    fx.stop_listeners();
+    net.detach(&a, ip_a, &[tcp(27031, 8080)]).await.unwrap();
+    net.teardown().await.unwrap();
+    assert_nothing_left(&fx, &before, &[att_a.host_veth, host_veth_name(&b)]);
+}
+
+#[tokio::test]
+async fn traffic_from_and_to_another_machine() {
+    let before = HostState::snapshot();
+    let mut fx = Fixture::new(4);
+    let net = Network::init(fx.cfg.clone()).await.unwrap();
+    let a = fx.replica("ext-a");
+    let ip_a = fx.ip(2);
+    let att = net
+        .attach(&a, ip_a, &[tcp(27041, 8080)], "ext")
+        .await
+        .unwrap();
+    fx.start_whoami(&att.netns_path);
+    let (outside_ns, outside_ip, host_ip) = {
+        let o = fx.make_outside();
+        (o.netns.clone(), o.ip, o.host_ip)
+    };
+    fx.start_whoami(&outside_ns);
+    wait_http(at(ip_a, 8080), "whoami");
+    wait_http(at(outside_ip, 8080), "whoami");
+
+    tracing::info!("--- replica → other machine: masqueraded to the host's address there");
+    let seen = ns_wget(
+        &att.netns_path,
+        &format!("http://{outside_ip}:8080/cgi-bin/ip"),
+    )
+    .unwrap();
+    assert_eq!(seen, host_ip.to_string());
+
+    tracing::info!("--- other machine → host:published (prerouting dnat), source kept");
+    let seen = ns_wget(&outside_ns, &format!("http://{host_ip}:27041/cgi-bin/ip")).unwrap();
+    assert_eq!(seen, outside_ip.to_string());
+
+    tracing::info!(
+        "--- replica → host:published via the gateway: hairpin, masqueraded to the gateway"
+    );
+    let seen = ns_wget(
+        &att.netns_path,
+        &format!("http://{}:27041/cgi-bin/ip", fx.ip(1)),
+    )
+    .unwrap();
+    assert_eq!(seen, fx.ip(1).to_string());
+
+    tracing::info!("--- host 127.0.0.1:published: masqueraded to the gateway");
+    let seen = ns_wget_host("http://127.0.0.1:27041/cgi-bin/ip");
+    assert_eq!(seen, fx.ip(1).to_string());
+
+    fx.stop_listeners();
+    fx.remove_outside();
+    net.detach(&a, ip_a, &[tcp(27041, 8080)]).await.unwrap();
+    net.teardown().await.unwrap();
+    assert_nothing_left(
+        &fx,
+        &before,
+        &[att.host_veth, format!("{}o", fx.cfg.bridge)],
+    );
+}
+
+/// Attaches `names` (service `web`) at .2, .3, .. on `port` → 8080, each httpd answering its name.
+async fn attach_web(
+    fx: &mut Fixture,
+    net: &Network,
+    names: &[&str],
+    port: u16,
+) -> Vec<dash_net::Attachment> {
+    let mut atts = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let replica = fx.replica(name);
+        let ip = fx.ip(2 + i as u8);
+        let att = net
+            .attach(&replica, ip, &[tcp(port, 8080)], "web")
+            .await
+            .unwrap_or_else(|e| panic!("attach {name}: {e}"));
+        fx.start_httpd(&att.netns_path, name);
+        wait_http(at(ip, 8080), name);
+        atts.push(att);
+    }
+    atts
+}
+
+/// The names that answered `GET /` over `n` new connections to 127.0.0.1:`port`; none may fail.
+fn local_tally(port: u16, n: usize) -> Vec<String> {
+    let seen = tally(n, || http_get(local(port)).map_err(|e| e.to_string()));
+    eprintln!("127.0.0.1:{port} × {n}: {seen:?}");
+    seen.into_keys().collect()
+}
+
+#[tokio::test]
+async fn replicas_of_one_service_share_a_published_port() {
+    let before = HostState::snapshot();
+    let mut fx = Fixture::new(5);
+    let net = Network::init(fx.cfg.clone()).await.unwrap();
+    let port = 27051;
+    let atts = attach_web(&mut fx, &net, &["lb-1", "lb-2", "lb-3"], port).await;
+    let all = ["lb-1", "lb-2", "lb-3"];
+
+    tracing::info!("--- 127.0.0.1:published (output): round-robin over the 3");
+    assert_eq!(local_tally(port, 9), all);
+
+    tracing::info!("--- other machine → host:published (prerouting): round-robin over the 3");
+    let (outside_ns, host_ip) = {
+        let o = fx.make_outside();
+        (o.netns.clone(), o.host_ip)
+    };
+    let url = format!("http://{host_ip}:{port}/");
+    let seen = tally(9, || ns_wget(&outside_ns, &url));
+    assert_eq!(seen.into_keys().collect::<Vec<_>>(), all);
+
+    tracing::info!("--- hairpin: a replica through the gateway reaches its siblings and itself");
+    let url = format!("http://{}:{port}/", fx.ip(1));
+    let seen = tally(9, || ns_wget(&atts[0].netns_path, &url));
+    assert_eq!(seen.into_keys().collect::<Vec<_>>(), all);
+
+    tracing::info!("--- re-attach is idempotent: same rules");
+    let rules = published_rules(&fx);
+    assert_eq!(rules.matches("dnat").count(), 1, "{rules}");
+    net.attach("lb-2", fx.ip(3), &[tcp(port, 8080)], "web")
+        .await
+        .unwrap();
+    assert_eq!(published_rules(&fx), rules);
+
+    tracing::info!("--- another service on the same port: refused, nothing changed");
+    let other = fx.replica("other-1");
+    let err = net
+        .attach(&other, fx.ip(9), &[tcp(port, 8080)], "api")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, NetError::PortOwned { host_port, owner, replicas: 3, .. } if *host_port == port && owner == "web"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&format!("port {port}")), "{err}");
+    assert!(!net.netns_path(&other).exists());
+    assert_eq!(published_rules(&fx), rules);
+
+    tracing::info!("--- detach lb-2 (its httpd still runs): the others answer, every time");
+    net.detach("lb-2", fx.ip(3), &[tcp(port, 8080)])
+        .await
+        .unwrap();
+    assert_eq!(local_tally(port, 12), ["lb-1", "lb-3"]);
+    let url = format!("http://{host_ip}:{port}/");
+    let seen = tally(6, || ns_wget(&outside_ns, &url));
+    assert_eq!(seen.into_keys().collect::<Vec<_>>(), ["lb-1", "lb-3"]);
+
+    tracing::info!("--- the last backend gone: the rule goes, and the port is free");
+    net.detach("lb-1", fx.ip(2), &[tcp(port, 8080)])
+        .await
+        .unwrap();
+    assert_eq!(local_tally(port, 4), ["lb-3"]);
+    net.detach("lb-3", fx.ip(4), &[tcp(port, 8080)])
+        .await
+        .unwrap();
+    let rules = published_rules(&fx);
+    assert!(!rules.contains("dnat"), "{rules}");
+    assert!(http_get(local(port)).is_err(), "answers with no backend");
+    net.attach(&other, fx.ip(9), &[tcp(port, 8080)], "api")
+        .await
+        .unwrap();
+    net.detach(&other, fx.ip(9), &[tcp(port, 8080)])
+        .await
+        .unwrap();
+
+    fx.stop_listeners();
+    fx.remove_outside();
+    net.teardown().await.unwrap();
+    let mut veths: Vec<String> = atts.iter().map(|a| a.host_veth.clone()).collect();
+    veths.extend([host_veth_name(&other), format!("{}o", fx.cfg.bridge)]);
+    assert_nothing_left(&fx, &before, &veths);
+}
+
+#[tokio::test]
+async fn a_restarted_daemon_keeps_every_backend() {
+    let before = HostState::snapshot();
+    let mut fx = Fixture::new(6);
+    let net = Network::init(fx.cfg.clone()).await.unwrap();
+    let port = 27061;
+    let atts = attach_web(&mut fx, &net, &["rs-1", "rs-2", "rs-3"], port).await;
+    let all = ["rs-1", "rs-2", "rs-3"];
+    assert_eq!(local_tally(port, 9), all);
+    let rules = published_rules(&fx);
+
+    tracing::info!("--- restart: drop the Network, init again with the same config");
+    drop(net);
+    let net = Network::init(fx.cfg.clone()).await.unwrap();
+    assert_eq!(published_rules(&fx), rules);
+    assert_eq!(local_tally(port, 9), all, "before any re-attach");
+
+    tracing::info!("--- re-attach rs-1 only: rs-2 and rs-3 stay backends");
+    net.attach("rs-1", fx.ip(2), &[tcp(port, 8080)], "web")
+        .await
+        .unwrap();
+    assert_eq!(published_rules(&fx), rules);
+    assert_eq!(local_tally(port, 9), all);
+
+    tracing::info!("--- another service is still refused: the owner was read back");
+    let err = net
+        .attach("api-1", fx.ip(9), &[tcp(port, 8080)], "api")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, NetError::PortOwned { owner, .. } if owner == "web"),
+        "{err:?}"
+    );
+
+    tracing::info!("--- detach rs-3, not re-attached yet: found by its address");
+    net.detach("rs-3", fx.ip(4), &[tcp(port, 8080)])
+        .await
+        .unwrap();
+    assert_eq!(local_tally(port, 8), ["rs-1", "rs-2"]);
+
+    tracing::info!("--- re-attach the rest, twice: same rules");
+    net.attach("rs-2", fx.ip(3), &[tcp(port, 8080)], "web")
+        .await
+        .unwrap();
+    let rules = published_rules(&fx);
+    net.attach("rs-2", fx.ip(3), &[tcp(port, 8080)], "web")
+        .await
+        .unwrap();
+    assert_eq!(published_rules(&fx), rules);
+    assert_eq!(local_tally(port, 8), ["rs-1", "rs-2"]);
+
+    fx.stop_listeners();
+    for (i, name) in ["rs-1", "rs-2"].iter().enumerate() {
+        net.detach(name, fx.ip(2 + i as u8), &[tcp(port, 8080)])
+            .await
+            .unwrap();
+    }
+    net.teardown().await.unwrap();
+    let veths: Vec<String> = atts.iter().map(|a| a.host_veth.clone()).collect();
+    assert_nothing_left(&fx, &before, &veths);
+}
+
+/// `GET url` from the host with busybox wget.
+fn ns_wget_host(url: &str) -> String {
+    run(&["timeout", "5", "busybox", "wget", "-q", "-O", "-", url])
+        .trim()
+        .to_string()
+}
