@@ -334,6 +334,7 @@ fn lifecycle(kind: RuntimeKind, tag: &str) {
         assert!(
             t == "/dev/null"
                 || target.starts_with(&bundle)
+                || target == fx.rt.log_path(&id)
                 || t.starts_with("pipe:")
                 || t == "anon_inode:[signalfd]",
             "monitor holds {t}"
