@@ -286,6 +286,9 @@ async fn supervise<L: MasterLink>(
                 let _ = ctx.store.put(&record(&st)).await;
                 st.state = ReplicaState::Running;
                 st.message.clear();
+                if spec.health.is_none() {
+                    publish(&ctx, &id, &spec, st.ip, true).await;
+                }
                 st.send(&ctx, &id).await;
             }
             Err(e) => {
@@ -334,6 +337,9 @@ async fn supervise<L: MasterLink>(
                     st.state = ReplicaState::Running;
                     st.exit_code = None;
                     st.message.clear();
+                    if spec.health.is_none() {
+                        publish(&ctx, &id, &spec, st.ip, true).await;
+                    }
                     tracker = Tracker::default();
                     next_probe = spec
                         .health
@@ -359,6 +365,7 @@ async fn supervise<L: MasterLink>(
         }
         match blocking(&ctx.runtime, &id, |rt, id| rt.status(id)).await {
             Ok(ContainerStatus::Exited { code }) => {
+                publish(&ctx, &id, &spec, st.ip, false).await;
                 st.exit_code = Some(code);
                 st.state = ReplicaState::Exited;
                 st.message.clear();
@@ -367,6 +374,7 @@ async fn supervise<L: MasterLink>(
                 continue;
             }
             Ok(ContainerStatus::Missing) => {
+                publish(&ctx, &id, &spec, st.ip, false).await;
                 st.exit_code = Some(-1);
                 st.state = ReplicaState::Exited;
                 st.message = "container disappeared".into();
@@ -388,6 +396,7 @@ async fn supervise<L: MasterLink>(
                     ReplicaState::Unhealthy
                 };
                 st.message = result.err().unwrap_or_default();
+                publish(&ctx, &id, &spec, st.ip, healthy).await;
                 st.send(&ctx, &id).await;
             }
         }
@@ -454,7 +463,9 @@ async fn start<L: MasterLink>(
     st.ip = Some(ip);
     let attachment = ctx
         .net
-        .attach(id, ip, &port_mappings(&spec.ports), spec.name.as_str())
+        // Published ports come later (`publish`), once the replica runs or is healthy, so
+        // that no connection is sent to a replica that cannot answer yet.
+        .attach(id, ip, &[], spec.name.as_str())
         .await
         .map_err(|e| format!("network: {e}"))?;
     let images = ctx.images.clone();
@@ -527,8 +538,33 @@ async fn start<L: MasterLink>(
     Ok(())
 }
 
+/// Makes the replica a backend of its service's published ports (`on`), or takes it out.
+/// Re-attaching is idempotent and leaves the running container's network as it is.
+async fn publish<L: MasterLink>(
+    ctx: &Ctx<L>,
+    id: &str,
+    spec: &ServiceSpec,
+    ip: Option<Ipv4Addr>,
+    on: bool,
+) {
+    let Some(ip) = ip else { return };
+    if spec.ports.iter().all(|p| p.published.is_none()) {
+        return;
+    }
+    let ports = if on {
+        port_mappings(&spec.ports)
+    } else {
+        Vec::new()
+    };
+    if let Err(e) = ctx.net.attach(id, ip, &ports, spec.name.as_str()).await {
+        tracing::warn!(replica = id, error = %e, on, "publishing ports");
+    }
+}
+
 /// Stops and removes the container, releases the network and the address, tells the master.
 async fn teardown<L: MasterLink>(ctx: &Ctx<L>, id: &str, spec: &ServiceSpec, ip: Option<Ipv4Addr>) {
+    // No new connections to a replica that is about to stop.
+    publish(ctx, id, spec, ip, false).await;
     let rt = ctx.runtime.clone();
     let cid = id.to_string();
     let res = tokio::task::spawn_blocking(move || {
