@@ -198,3 +198,46 @@ fn tar_with_entry(name: &str, data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&[0u8; 1024]);
     out
 }
+
+#[test]
+fn replica_that_exited_while_the_daemon_was_down_follows_its_restart_policy() {
+    let mut s = Server::start(15);
+    s.import_busybox("bb:1");
+    let f = s.write(
+        "two.toml",
+        "name = \"two\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"600\"]\nreplicas = 2\n",
+    );
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let before = s.wait_running("two", 2);
+    let victim = before[0]["id"].as_str().unwrap().to_string();
+    let other = before[1]["id"].as_str().unwrap().to_string();
+
+    s.kill9();
+    let pid = host_pid_of(&s, &victim);
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    s.restart();
+
+    let after = s.wait(
+        "the victim restarted, the other re-adopted",
+        Duration::from_secs(20),
+        || {
+            let r = s.replicas("two");
+            let get = |id: &str| r.iter().find(|x| x["id"] == id).cloned();
+            match (get(&victim), get(&other)) {
+                (Some(v), Some(o))
+                    if v["state"] == "running" && v["restarts"] == 1 && o["state"] == "running" =>
+                {
+                    Some((v, o))
+                }
+                _ => None,
+            }
+        },
+    );
+    assert_eq!(after.1["restarts"], 0);
+}
