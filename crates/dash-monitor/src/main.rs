@@ -109,6 +109,28 @@ fn parse_args(mut it: impl Iterator<Item = OsString>) -> Result<Args, String> {
 }
 
 fn main() {
+    // `dash-monitor --probe-crun CRUN`: runs `CRUN --version` behind the same hybrid-cgroup
+    // workaround as `create` below, so the daemon learns whether crun can work here without a
+    // second copy of this unsafe code.
+    let mut argv = std::env::args_os().skip(1);
+    if argv.next().as_deref() == Some(std::ffi::OsStr::new("--probe-crun")) {
+        let Some(crun) = argv.next() else {
+            let _ = writeln!(
+                io::stderr(),
+                "dash-monitor: --probe-crun needs the crun path"
+            );
+            std::process::exit(2);
+        };
+        if let Err(e) = hybrid_workaround() {
+            let _ = writeln!(io::stderr(), "dash-monitor: hybrid-cgroup workaround: {e}");
+            std::process::exit(1);
+        }
+        let e = std::os::unix::process::CommandExt::exec(
+            std::process::Command::new(crun).arg("--version"),
+        );
+        let _ = writeln!(io::stderr(), "dash-monitor: exec crun: {e}");
+        std::process::exit(1);
+    }
     let args = match parse_args(std::env::args_os().skip(1)) {
         Ok(a) => a,
         Err(e) => {

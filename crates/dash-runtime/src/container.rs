@@ -8,7 +8,6 @@
 //! ```
 //! Every step is keyed by the container id and idempotent where it can be (remove is).
 
-use std::ffi::OsStr;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -187,10 +186,17 @@ impl ContainerRuntime {
                 tried.push(format!("{kind}: not installed"));
                 continue;
             };
-            let version = [OsStr::new("--version")];
             let probe = if kind == RuntimeKind::Crun && crun_hybrid_workaround {
-                sys::run_with_hybrid_workaround(&bin, &version)
-                    .map_err(|e| format!("{kind}: the hybrid-cgroup workaround fails: {e}"))
+                // The monitor owns the workaround; it probes crun behind it.
+                oci_cli::run_with_timeout(
+                    &[
+                        cfg.monitor_bin.clone().into_os_string(),
+                        "--probe-crun".into(),
+                        bin.clone().into_os_string(),
+                    ],
+                    oci_cli::COMMAND_TIMEOUT,
+                )
+                .map_err(|e| format!("{kind}: the hybrid-cgroup workaround fails: {e}"))
             } else {
                 oci_cli::run_with_timeout(
                     &[bin.clone().into_os_string(), "--version".into()],

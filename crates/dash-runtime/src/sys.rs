@@ -4,11 +4,8 @@
 //! the OS"), so the rest of the crate stays `#![deny(unsafe_code)]`.
 #![allow(unsafe_code)]
 
-use std::ffi::OsStr;
 use std::io;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
 use nix::mount::{MntFlags, MsFlags};
 
@@ -90,60 +87,4 @@ pub(crate) fn nofile_hard_limit() -> io::Result<u64> {
     } else {
         Err(io::Error::last_os_error())
     }
-}
-
-/// Runs `program args…` the way the monitor runs `crun create` on a hybrid cgroup host: in a
-/// private mount namespace where a tmpfs hides /sys/fs/cgroup/unified (crun refuses "hybrid
-/// mode" otherwise). Used to check that the workaround is possible here before choosing crun.
-pub(crate) fn run_with_hybrid_workaround(program: &Path, args: &[&OsStr]) -> io::Result<Output> {
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: the closure runs between fork and exec; it only makes raw system calls
-    // (unshare, mount) with static C strings: no allocation, no locks.
-    unsafe {
-        cmd.pre_exec(hybrid_workaround);
-    }
-    cmd.output()
-}
-
-/// The mount-namespace dance of the crun workaround; async-signal-safe (see RECIPES.md
-/// "crun on this hybrid layout"). dash-monitor's main.rs does the same before `crun create`.
-fn hybrid_workaround() -> io::Result<()> {
-    // SAFETY: unshare takes a flag word only.
-    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // On a systemd host / is shared: make the new namespace private first, so the tmpfs
-    // never propagates back to the host.
-    // SAFETY: static NUL-terminated strings; null source/type/data are allowed for a
-    // propagation change.
-    let rc = unsafe {
-        libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: static NUL-terminated strings, null data.
-    let rc = unsafe {
-        libc::mount(
-            c"tmpfs".as_ptr(),
-            c"/sys/fs/cgroup/unified".as_ptr(),
-            c"tmpfs".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
