@@ -12,7 +12,7 @@ use dash_core::api::ApiError;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
-        "cannot reach the Dash admin API at {addr}: {source}; is `dash server` running? (DASH_ADDR sets the address)"
+        "cannot reach the Dash admin API at {addr}; is `dash server` running? (DASH_ADDR sets the address)"
     )]
     Connect {
         addr: String,
