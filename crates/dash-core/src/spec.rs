@@ -41,6 +41,15 @@ pub struct ServiceSpec {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub placement: Placement,
+    /// How long a replica has to exit after SIGTERM before it gets SIGKILL.
+    #[serde(with = "millis", default = "default_stop_grace")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub stop_grace: Duration,
+}
+
+/// Docker's and Swarm's default: 10 s.
+pub fn default_stop_grace() -> Duration {
+    Duration::from_secs(10)
 }
 
 impl ServiceSpec {

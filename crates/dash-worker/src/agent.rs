@@ -27,8 +27,6 @@ use crate::sentry::restart::{AfterExit, after_exit};
 /// How often a supervisor looks at its container. Exit detection is a stat of the monitor's
 /// exit file, so this is cheap; it bounds the time from a crash to the restart.
 const POLL: Duration = Duration::from_millis(50);
-/// How long a replica gets to stop on SIGTERM before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 
 pub struct AgentConfig {
     pub node: String,
@@ -567,8 +565,9 @@ async fn teardown<L: MasterLink>(ctx: &Ctx<L>, id: &str, spec: &ServiceSpec, ip:
     publish(ctx, id, spec, ip, false).await;
     let rt = ctx.runtime.clone();
     let cid = id.to_string();
+    let grace = spec.stop_grace;
     let res = tokio::task::spawn_blocking(move || {
-        rt.stop(&cid, STOP_GRACE)?;
+        rt.stop(&cid, grace)?;
         rt.remove(&cid)?;
         rt.remove_logs(&cid)
     })

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 fn web(port: u16, replicas: u32, extra: &str) -> String {
     format!(
-        "name = \"web\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\nreplicas = {replicas}\n\
+        "name = \"web\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\nreplicas = {replicas}\nstop_grace_period = \"1s\"\n\
          [[ports]]\ncontainer = 8080\npublished = {port}\n{extra}"
     )
 }

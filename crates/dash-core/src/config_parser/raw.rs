@@ -21,6 +21,7 @@ pub(super) struct RawService {
     pub update: Option<RawUpdate>,
     pub labels: Option<BTreeMap<String, Spanned<String>>>,
     pub placement: Option<RawPlacement>,
+    pub stop_grace_period: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

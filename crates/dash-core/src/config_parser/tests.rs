@@ -9,6 +9,7 @@ image = "busybox:latest"
 command = ["httpd"]
 args = ["-f", "-p", "8080", "-h", "/www"]
 replicas = 3
+stop_grace_period = "3s"
 
 [env]
 GREETING = "hello"
@@ -83,6 +84,7 @@ fn full_file_parses() {
     assert_eq!(s.update.order, UpdateOrder::StartFirst);
     assert_eq!(s.placement.constraints.len(), 2);
     assert_eq!(s.placement.max_per_node, 2);
+    assert_eq!(s.stop_grace, Duration::from_secs(3));
 }
 
 #[test]
@@ -91,6 +93,7 @@ fn minimal_file_gets_defaults() {
     assert_eq!(s.replicas, 1);
     assert_eq!(s.restart.condition, RestartCondition::Always);
     assert!(s.health.is_none());
+    assert_eq!(s.stop_grace, Duration::from_secs(10));
 }
 
 #[test]
@@ -200,4 +203,12 @@ fn syntax_error_position() {
 fn missing_required_field() {
     let e = err("name = \"w\"\n");
     assert!(e.to_string().contains("missing field `image`"), "{e}");
+}
+
+#[test]
+fn stop_grace_period_bounds() {
+    let e = err("name = \"w\"\nimage = \"b\"\nstop_grace_period = \"2h\"\n");
+    assert_eq!(e.first().unwrap().field, "stop_grace_period", "{e}");
+    let e = err("name = \"w\"\nimage = \"b\"\nstop_grace_period = \"soon\"\n");
+    assert_eq!(e.first().unwrap().field, "stop_grace_period", "{e}");
 }

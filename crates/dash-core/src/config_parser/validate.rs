@@ -191,6 +191,22 @@ pub(super) fn validate(
         }
     }
 
+    let stop_grace = cx.duration(
+        &raw.stop_grace_period,
+        "stop_grace_period",
+        crate::spec::default_stop_grace(),
+    );
+    if stop_grace > Duration::from_secs(3600)
+        && let Some(v) = &raw.stop_grace_period
+    {
+        cx.report(
+            v,
+            "stop_grace_period",
+            format!("stop_grace_period = {:?}: longer than an hour", v.get_ref()),
+            "e.g. stop_grace_period = \"10s\"",
+        );
+    }
+
     match name {
         Some(name) if cx.problems.is_empty() => Ok(ServiceSpec {
             name,
@@ -206,6 +222,7 @@ pub(super) fn validate(
             update,
             labels,
             placement,
+            stop_grace,
         }),
         _ => {
             cx.problems.sort_by_key(|d| (d.line, d.column));
