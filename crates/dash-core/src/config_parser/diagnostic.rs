@@ -123,11 +123,8 @@ fn unknown_field_help(message: &str) -> Option<String> {
         .map(|c| (edit_distance(unknown, c), *c))
         .min()
         .filter(|(d, c)| *d <= 2.max(c.len() / 3));
-    match best {
-        Some((_, c)) => Some(format!("did you mean `{c}`?")),
-        None if !expected.is_empty() => Some(format!("known fields: {}", expected.join(", "))),
-        None => None,
-    }
+    // Without a close match the message itself already lists the known fields.
+    best.map(|(_, c)| format!("did you mean `{c}`?"))
 }
 
 fn type_help(message: &str) -> Option<String> {
