@@ -67,3 +67,57 @@ impl From<ManagerError> for HttpError {
         }
     }
 }
+
+/// `Json<T>` whose rejections (bad JSON, wrong types, wrong content type) answer in the API's
+/// error shape instead of axum's plain text.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    axum::Json<T>:
+        axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = HttpError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => {
+                let mut e = HttpError::new(rejection.status(), "invalid", rejection.body_text());
+                e.1.field = Some("body".into());
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Any route that does not exist.
+pub async fn no_route(uri: axum::http::Uri) -> HttpError {
+    HttpError::not_found(format!("no such route {uri}; see /openapi.json"))
+}
+
+/// `Query<T>` with rejections in the API's error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = HttpError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(rejection) => {
+                let mut e = HttpError::new(rejection.status(), "invalid", rejection.body_text());
+                e.1.field = Some("query".into());
+                Err(e)
+            }
+        }
+    }
+}

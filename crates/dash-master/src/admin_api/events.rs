@@ -1,12 +1,13 @@
 //! /v1/events: the message_queue as a stream of JSON lines.
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
+use super::error::ApiQuery;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct EventQuery {
@@ -17,7 +18,7 @@ pub struct EventQuery {
 /// Streams events as newline-delimited JSON until the client goes away.
 #[utoipa::path(get, path = "/v1/events", params(EventQuery),
     responses((status = 200, description = "newline-delimited JSON events", body = dash_core::event::Event)))]
-pub async fn stream(State(s): State<AppState>, Query(q): Query<EventQuery>) -> Response {
+pub async fn stream(State(s): State<AppState>, ApiQuery(q): ApiQuery<EventQuery>) -> Response {
     let mut rx = s.mq.subscribe();
     let backlog = q.since.map(|since| s.mq.recent(since)).unwrap_or_default();
     let last = backlog.last().map_or(0, |e| e.seq);

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use dash_core::api::ImageInfo;
 use dash_core::event::EventKind;
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use super::AppState;
-use super::error::HttpError;
+use super::error::{ApiQuery, HttpError};
 
 fn info(r: ImageRecord) -> ImageInfo {
     ImageInfo {
@@ -52,7 +52,7 @@ pub struct ImportQuery {
     responses((status = 200, body = Vec<ImageInfo>), (status = 400, body = dash_core::api::ApiError)))]
 pub async fn import(
     State(s): State<AppState>,
-    Query(q): Query<ImportQuery>,
+    ApiQuery(q): ApiQuery<ImportQuery>,
     body: Body,
 ) -> Result<Json<Vec<ImageInfo>>, HttpError> {
     if let Some(r) = &q.rootfs {

@@ -9,13 +9,13 @@ use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use dash_core::api::LogLine;
 use serde::Deserialize;
 
 use super::AppState;
-use super::error::HttpError;
+use super::error::{ApiQuery, HttpError};
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct LogQuery {
@@ -31,7 +31,7 @@ pub struct LogQuery {
 pub async fn stream(
     State(s): State<AppState>,
     Path(service): Path<String>,
-    Query(q): Query<LogQuery>,
+    ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<Response, HttpError> {
     if s.manager
         .store()

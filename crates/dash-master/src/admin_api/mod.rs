@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/v1", v1)
         .route("/openapi.json", get(openapi::document))
+        .fallback(error::no_route)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -1,20 +1,20 @@
 //! /v1/services and /v1/replicas.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use dash_core::api::{ApplyRequest, ApplyResponse, ReplicaInfo, ScaleRequest, ServiceInfo};
 use serde::Deserialize;
 
 use super::AppState;
-use super::error::HttpError;
+use super::error::{ApiJson, ApiQuery, HttpError};
 
 /// Create or update a service from a service file.
 #[utoipa::path(post, path = "/v1/services", request_body = ApplyRequest,
     responses((status = 200, body = ApplyResponse), (status = 400, body = dash_core::api::ApiError)))]
 pub async fn apply(
     State(s): State<AppState>,
-    Json(req): Json<ApplyRequest>,
+    ApiJson(req): ApiJson<ApplyRequest>,
 ) -> Result<Json<ApplyResponse>, HttpError> {
     Ok(Json(s.manager.apply(&req).await?))
 }
@@ -48,7 +48,7 @@ pub async fn remove(
 pub async fn scale(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    Json(req): Json<ScaleRequest>,
+    ApiJson(req): ApiJson<ScaleRequest>,
 ) -> Result<StatusCode, HttpError> {
     s.manager.scale(&name, req.replicas).await?;
     Ok(StatusCode::ACCEPTED)
@@ -63,7 +63,7 @@ pub struct ReplicaQuery {
 #[utoipa::path(get, path = "/v1/replicas", params(ReplicaQuery), responses((status = 200, body = Vec<ReplicaInfo>)))]
 pub async fn replicas(
     State(s): State<AppState>,
-    Query(q): Query<ReplicaQuery>,
+    ApiQuery(q): ApiQuery<ReplicaQuery>,
 ) -> Result<Json<Vec<ReplicaInfo>>, HttpError> {
     if let Some(name) = &q.service
         && s.manager
