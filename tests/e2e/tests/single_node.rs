@@ -151,15 +151,28 @@ fn every_admin_route_but_healthz_needs_the_token() {
     let (code, body) = http_request(&s.addr, "POST", "/v1/services", Some(&t)).unwrap();
     assert_eq!(code, 415, "no JSON content type: {body}");
     let err: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((err["code"].as_str(), err["field"].as_str()), (Some("invalid"), Some("body")), "{body}");
+    assert_eq!(
+        (err["code"].as_str(), err["field"].as_str()),
+        (Some("invalid"), Some("body")),
+        "{body}"
+    );
     let (code, body) = http_request(&s.addr, "GET", "/v1/logs/web?tail=lots", Some(&t)).unwrap();
     assert!(code == 400 || code == 404, "{code} {body}");
-    assert!(serde_json::from_str::<Value>(&body).unwrap()["code"].is_string(), "{body}");
+    assert!(
+        serde_json::from_str::<Value>(&body).unwrap()["code"].is_string(),
+        "{body}"
+    );
     let (code, body) = http_request(&s.addr, "GET", "/v2/nothing", Some(&t)).unwrap();
     assert_eq!(code, 404);
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["code"], "not_found");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["code"],
+        "not_found"
+    );
     let out = s.dash(&["scale", "nope", "3"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("service \"nope\" not found"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("service \"nope\" not found"),
+        "{out:?}"
+    );
     let out = s.dash(&["scale", "nope", "4000000000"]);
     assert!(!out.status.success());
     // The token file is private.
