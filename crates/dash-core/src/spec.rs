@@ -41,6 +41,9 @@ pub struct ServiceSpec {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub placement: Placement,
+    /// When to pull the image from its registry.
+    #[serde(default)]
+    pub pull_policy: PullPolicy,
     /// How long a replica has to exit after SIGTERM before it gets SIGKILL.
     #[serde(with = "millis", default = "default_stop_grace")]
     #[cfg_attr(feature = "openapi", schema(value_type = u64))]
@@ -64,7 +67,22 @@ impl ServiceSpec {
             || self.ports != new.ports
             || self.health != new.health
             || self.restart != new.restart
+            || self.pull_policy != new.pull_policy
     }
+}
+
+/// When a node pulls a service's image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum PullPolicy {
+    /// Pull only when the node does not have the image.
+    #[default]
+    IfNotPresent,
+    /// Pull before every start of a replica (blobs already present are not fetched again).
+    Always,
+    /// Never pull: the image must have been imported or pulled before.
+    Never,
 }
 
 /// CPU in millicores and memory in bytes; zero means unlimited.

@@ -22,6 +22,7 @@ pub(super) struct RawService {
     pub labels: Option<BTreeMap<String, Spanned<String>>>,
     pub placement: Option<RawPlacement>,
     pub stop_grace_period: Option<Spanned<String>>,
+    pub pull_policy: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,6 +10,7 @@ command = ["httpd"]
 args = ["-f", "-p", "8080", "-h", "/www"]
 replicas = 3
 stop_grace_period = "3s"
+pull_policy = "always"
 
 [env]
 GREETING = "hello"
@@ -85,6 +86,7 @@ fn full_file_parses() {
     assert_eq!(s.placement.constraints.len(), 2);
     assert_eq!(s.placement.max_per_node, 2);
     assert_eq!(s.stop_grace, Duration::from_secs(3));
+    assert_eq!(s.pull_policy, crate::spec::PullPolicy::Always);
 }
 
 #[test]
@@ -211,4 +213,12 @@ fn stop_grace_period_bounds() {
     assert_eq!(e.first().unwrap().field, "stop_grace_period", "{e}");
     let e = err("name = \"w\"\nimage = \"b\"\nstop_grace_period = \"soon\"\n");
     assert_eq!(e.first().unwrap().field, "stop_grace_period", "{e}");
+}
+
+#[test]
+fn bad_pull_policy() {
+    let e = err("name = \"w\"\nimage = \"b\"\npull_policy = \"sometimes\"\n");
+    let d = e.first().unwrap();
+    assert_eq!(d.field, "pull_policy", "{e}");
+    assert!(d.help.as_deref().unwrap().contains("if-not-present"), "{e}");
 }

@@ -9,8 +9,8 @@ use super::MAX_REPLICAS;
 use super::diagnostic::{Diagnostic, Diagnostics, line_col};
 use super::raw::{self, RawService, SizeValue, StringOrList};
 use crate::spec::{
-    Constraint, HealthCheck, Placement, PortSpec, Probe, Protocol, Resources, RestartCondition,
-    RestartPolicy, UpdateOrder, UpdatePolicy,
+    Constraint, HealthCheck, Placement, PortSpec, Probe, Protocol, PullPolicy, Resources,
+    RestartCondition, RestartPolicy, UpdateOrder, UpdatePolicy,
 };
 use crate::units::{parse_duration, parse_size};
 use crate::{ServiceName, ServiceSpec};
@@ -207,6 +207,22 @@ pub(super) fn validate(
         );
     }
 
+    let pull_policy = match raw.pull_policy.as_ref().map(|p| (p, p.get_ref().as_str())) {
+        None => PullPolicy::IfNotPresent,
+        Some((_, "if-not-present")) => PullPolicy::IfNotPresent,
+        Some((_, "always")) => PullPolicy::Always,
+        Some((_, "never")) => PullPolicy::Never,
+        Some((p, other)) => {
+            cx.report(
+                p,
+                "pull_policy",
+                format!("pull_policy = {other:?}: unknown policy"),
+                "use \"if-not-present\", \"always\" or \"never\"",
+            );
+            PullPolicy::IfNotPresent
+        }
+    };
+
     match name {
         Some(name) if cx.problems.is_empty() => Ok(ServiceSpec {
             name,
@@ -223,6 +239,7 @@ pub(super) fn validate(
             labels,
             placement,
             stop_grace,
+            pull_policy,
         }),
         _ => {
             cx.problems.sort_by_key(|d| (d.line, d.column));
