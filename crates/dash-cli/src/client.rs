@@ -146,12 +146,29 @@ impl Client {
     }
 
     /// Calls `on_line` for each line of a streaming answer until it ends.
-    pub async fn stream(
+    pub async fn stream(&self, path: &str, on_line: impl FnMut(&str)) -> Result<(), ClientError> {
+        let resp = self.send(Method::GET, path, ReqBody::Empty).await?;
+        Self::lines(resp, on_line).await
+    }
+
+    /// Like [`Client::stream`], for a POST with a JSON body.
+    pub async fn stream_post(
         &self,
         path: &str,
+        body: &impl serde::Serialize,
+        on_line: impl FnMut(&str),
+    ) -> Result<(), ClientError> {
+        let json = serde_json::to_vec(body).map_err(|e| ClientError::Http(e.to_string()))?;
+        let resp = self
+            .send(Method::POST, path, ReqBody::Json(json.into()))
+            .await?;
+        Self::lines(resp, on_line).await
+    }
+
+    async fn lines(
+        resp: Response<Incoming>,
         mut on_line: impl FnMut(&str),
     ) -> Result<(), ClientError> {
-        let resp = self.send(Method::GET, path, ReqBody::Empty).await?;
         let mut body = resp.into_body();
         let mut buf = Vec::new();
         while let Some(frame) = body.frame().await {

@@ -3,13 +3,14 @@
 
 pub mod client;
 mod output;
+mod progress;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dash_core::api::{
-    ApplyAction, ApplyRequest, ApplyResponse, ImageInfo, LogLine, NodeInfo, ReplicaInfo,
-    ScaleRequest, ServiceInfo,
+    ApplyAction, ApplyRequest, ApplyResponse, ImageInfo, LogLine, LoginRequest, NodeInfo,
+    PruneReport, PullEvent, PullRequest, ReplicaInfo, ScaleRequest, ServiceInfo,
 };
 use hyper::Method;
 
@@ -78,6 +79,9 @@ pub enum Command {
     /// Nodes of the cluster.
     #[command(subcommand)]
     Node(NodeCmd),
+    /// Registry credentials.
+    #[command(subcommand)]
+    Registry(RegistryCmd),
     /// Live stream of what happens in the cluster.
     Events {
         /// Also show the recent events kept by the server.
@@ -112,6 +116,9 @@ pub struct ServerArgs {
     /// This node's name (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
+    /// A registry (`host:port`) that may be reached over plain HTTP; loopback ones always may.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
     /// Log level or filter, e.g. info, debug, dash_worker=debug.
     #[arg(long, env = "DASH_LOG", default_value = "info")]
     pub log_level: String,
@@ -128,10 +135,31 @@ pub enum ImageCmd {
         /// With --rootfs: the reference to tag it with.
         reference: Option<String>,
     },
+    /// Pull an image from its registry, with progress per layer.
+    Pull { reference: String },
     /// List images.
     Ls,
+    /// Show an image: config, layers, digests.
+    Inspect { reference: String },
+    /// Remove images no service uses, and unreferenced blobs and layers.
+    Prune,
     /// Remove an image (refused while a service uses it).
     Rm { reference: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RegistryCmd {
+    /// Store credentials for a registry (checked against it first; kept 0600 on the server).
+    Login {
+        registry: String,
+        #[arg(short = 'u', long)]
+        username: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Forget a registry's credentials.
+    Logout { registry: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -205,6 +233,85 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 for i in images {
                     println!("imported {} {}", i.tags.join(", "), short_id(&i.id));
                 }
+            }
+        }
+        Command::Image(ImageCmd::Pull { reference }) => {
+            let mut view = progress::PullView::new(json);
+            let mut failed = None;
+            client
+                .stream_post(
+                    "/v1/images/pull",
+                    &PullRequest {
+                        reference: reference.clone(),
+                    },
+                    |line| match serde_json::from_str::<PullEvent>(line) {
+                        Ok(PullEvent::Error { message }) => failed = Some(message),
+                        Ok(event) => view.show(&event, line),
+                        Err(_) => {}
+                    },
+                )
+                .await?;
+            if let Some(message) = failed {
+                anyhow::bail!("pulling {reference}: {message}");
+            }
+            if !view.done() {
+                anyhow::bail!("pulling {reference}: the server ended the stream without a result");
+            }
+        }
+        Command::Image(ImageCmd::Inspect { reference }) => {
+            let v: serde_json::Value = client
+                .get(&format!("/v1/images/{}", encode(&reference)))
+                .await?;
+            print_json(&v);
+        }
+        Command::Image(ImageCmd::Prune) => {
+            let r: PruneReport = client
+                .post("/v1/images/prune", &serde_json::json!({}))
+                .await?;
+            if json {
+                print_json(&r);
+            } else {
+                println!(
+                    "removed {} images, {} blobs, {} layers; freed {}",
+                    r.images_removed,
+                    r.blobs_removed,
+                    r.layers_removed,
+                    dash_core::units::format_size(r.bytes_freed)
+                );
+            }
+        }
+        Command::Registry(RegistryCmd::Login {
+            registry,
+            username,
+            password_stdin,
+        }) => {
+            let (username, password) = credentials(username, password_stdin)?;
+            let req = LoginRequest {
+                registry: registry.clone(),
+                username,
+                password,
+            };
+            client
+                .call(Method::POST, "/v1/registries/login", Some(&req))
+                .await?;
+            if json {
+                print_json(&serde_json::json!({"registry": registry, "login": true}))
+            } else {
+                println!("login succeeded for {registry}")
+            }
+        }
+        Command::Registry(RegistryCmd::Logout { registry }) => {
+            client
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/registries/{}", encode(&registry)),
+                    None::<&()>,
+                )
+                .await?;
+            if json {
+                print_json(&serde_json::json!({"registry": registry, "login": false}))
+            } else {
+                println!("removed credentials for {registry}")
             }
         }
         Command::Image(ImageCmd::Ls) => {
@@ -452,4 +559,33 @@ fn print_apply(r: &ApplyResponse) {
     for p in &r.plan {
         println!("  > {p}");
     }
+}
+
+/// Username and password for `dash registry login`: flags, standard input, or prompts
+/// (the password without echo when on a terminal).
+fn credentials(username: Option<String>, password_stdin: bool) -> anyhow::Result<(String, String)> {
+    use std::io::BufRead;
+    let stdin = std::io::stdin();
+    let username = match username {
+        Some(u) => u,
+        None => {
+            eprint!("Username: ");
+            let mut line = String::new();
+            stdin.lock().read_line(&mut line)?;
+            line.trim().to_string()
+        }
+    };
+    let password = if password_stdin {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        progress::read_password("Password: ")?
+    };
+    if username.is_empty() || password.is_empty() {
+        anyhow::bail!(
+            "a username and a password are needed: dash registry login REGISTRY -u USER --password-stdin"
+        );
+    }
+    Ok((username, password))
 }

@@ -195,7 +195,7 @@ pub struct ScaleRequest {
     pub replicas: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImageInfo {
     pub id: String,
@@ -236,4 +236,70 @@ pub struct Assignment {
     pub version: u64,
     pub spec: ServiceSpec,
     pub desired: DesiredState,
+}
+
+/// `POST /v1/images/pull`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PullRequest {
+    /// `registry/repository:tag` or `…@sha256:…`.
+    pub reference: String,
+}
+
+/// One line of a pull's progress stream (newline-delimited JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PullEvent {
+    /// The manifest is known: its layers and their sizes.
+    Resolved {
+        reference: String,
+        manifest_digest: String,
+        layers: Vec<PullLayer>,
+    },
+    /// Bytes of one blob received so far.
+    Blob {
+        digest: String,
+        done: u64,
+        total: u64,
+    },
+    /// A blob is complete (`cached`: it was already here).
+    BlobDone {
+        digest: String,
+        cached: bool,
+    },
+    Unpacking,
+    Done {
+        image: ImageInfo,
+    },
+    Error {
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PullLayer {
+    pub digest: String,
+    pub size_bytes: u64,
+}
+
+/// `POST /v1/registries/login`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoginRequest {
+    /// `host[:port]`.
+    pub registry: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// `POST /v1/images/prune`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PruneReport {
+    pub images_removed: u64,
+    pub blobs_removed: u64,
+    pub layers_removed: u64,
+    pub bytes_freed: u64,
 }
