@@ -141,7 +141,7 @@ pub enum ImageCmd {
     Ls,
     /// Show an image: config, layers, digests.
     Inspect { reference: String },
-    /// Remove images no service uses, and unreferenced blobs and layers.
+    /// Remove untagged images no replica uses, unreferenced blobs and unpacked layers.
     Prune,
     /// Remove an image (refused while a service uses it).
     Rm { reference: String },

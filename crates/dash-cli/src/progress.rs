@@ -96,11 +96,7 @@ impl PullView {
                 .get(digest)
                 .copied()
                 .unwrap_or((0, 0, "waiting"));
-            let pct = if total == 0 {
-                0
-            } else {
-                done.saturating_mul(100) / total
-            };
+            let pct = done.saturating_mul(100).checked_div(total).unwrap_or(0);
             let filled = (pct / 5) as usize;
             let _ = writeln!(
                 out,

@@ -1,8 +1,9 @@
-//! container_runtime: images, OCI bundles, overlay root filesystems, the crun/runc CLI,
-//! cgroups and the per-container monitor.
+//! container_runtime: images (import, registry pulls), OCI bundles, overlay root filesystems,
+//! the crun/runc CLI, cgroups and the per-container monitor.
 //!
 //! Depends on `dash-core` only among Dash crates; it knows nothing of the store, the network
-//! or the APIs. Blocking code: callers run it on `tokio::task::spawn_blocking`.
+//! or the APIs. The image store and containers are blocking code (callers run them on
+//! `tokio::task::spawn_blocking`); `registry` is async (oci-client).
 
 mod bundle;
 mod cgroups;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod image;
 mod monitor;
 mod oci_cli;
+pub mod registry;
 mod rootfs;
 mod sys;
 

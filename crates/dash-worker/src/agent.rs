@@ -13,10 +13,11 @@ use dash_core::ServiceSpec;
 use dash_core::api::{Assignment, DesiredState, ReplicaState};
 use dash_core::command::ReplicaStatus;
 use dash_core::link::MasterLink;
-use dash_core::spec::{PortSpec, Protocol};
+use dash_core::spec::{PortSpec, Protocol, PullPolicy};
 use dash_net::{Network, PortMapping};
 use dash_runtime::container::{ContainerRuntime, ContainerSpec, ContainerStatus};
 use dash_runtime::image::ImageStore;
+use dash_runtime::registry::Puller;
 use dash_store::{LocalReplica, WorkerStore};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
@@ -40,6 +41,7 @@ struct Ctx<L> {
     store: WorkerStore,
     runtime: Arc<ContainerRuntime>,
     images: Arc<ImageStore>,
+    puller: Arc<Puller>,
     net: Arc<Network>,
 }
 
@@ -60,6 +62,7 @@ impl<L: MasterLink> Agent<L> {
         store: WorkerStore,
         runtime: Arc<ContainerRuntime>,
         images: Arc<ImageStore>,
+        puller: Arc<Puller>,
         net: Arc<Network>,
     ) -> Self {
         let ctx = Ctx {
@@ -69,6 +72,7 @@ impl<L: MasterLink> Agent<L> {
             store,
             runtime,
             images,
+            puller,
             net,
         };
         Self {
@@ -414,7 +418,14 @@ async fn decide_restart<L: MasterLink>(
     match after_exit(&spec.restart, st.exit_code.unwrap_or(-1), st.restarts) {
         AfterExit::RestartIn(d) => {
             if !d.is_zero() {
-                st.message = format!("restarting in {}", dash_core::units::format_age(d));
+                let next = format!("restarting in {}", dash_core::units::format_age(d));
+                // Keep why it failed in view: "image …: not found; restarting in 400ms".
+                st.message = match st.message.split("; restarting in ").next() {
+                    Some(why) if !why.is_empty() && !why.starts_with("restarting in") => {
+                        format!("{why}; {next}")
+                    }
+                    _ => next,
+                };
                 st.send(ctx, id).await;
             }
             Some(Instant::now() + d)
@@ -466,17 +477,7 @@ async fn start<L: MasterLink>(
         .attach(id, ip, &[], spec.name.as_str())
         .await
         .map_err(|e| format!("network: {e}"))?;
-    let images = ctx.images.clone();
-    let image_ref = spec.image.clone();
-    let image = tokio::task::spawn_blocking(move || images.resolve(&image_ref))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| {
-            format!(
-                "image {}: {e}; import it with `dash image import`",
-                spec.image
-            )
-        })?;
+    let image = ensure_image(ctx, id, spec, st).await?;
     let entrypoint = if spec.command.is_empty() {
         image.config.entrypoint.clone()
     } else {
@@ -534,6 +535,50 @@ async fn start<L: MasterLink>(
     .map_err(|e| e.to_string())?;
     st.started_ms = Some(now_ms());
     Ok(())
+}
+
+/// The service's image, pulled first when its pull policy says so.
+async fn ensure_image<L: MasterLink>(
+    ctx: &Ctx<L>,
+    id: &str,
+    spec: &ServiceSpec,
+    st: &mut Status,
+) -> Result<dash_runtime::image::ResolvedImage, String> {
+    let resolve = || {
+        let images = ctx.images.clone();
+        let image_ref = spec.image.clone();
+        async move {
+            tokio::task::spawn_blocking(move || images.resolve(&image_ref))
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    let local = resolve().await?;
+    let must_pull = match (spec.pull_policy, &local) {
+        (PullPolicy::Always, _) => true,
+        (PullPolicy::IfNotPresent | PullPolicy::Never, Ok(_)) => false,
+        (PullPolicy::IfNotPresent, Err(_)) => true,
+        (PullPolicy::Never, Err(e)) => {
+            return Err(format!(
+                "image {}: {e}; pull_policy is never: run `dash image pull` or `dash image import` first",
+                spec.image
+            ));
+        }
+    };
+    if !must_pull {
+        return local.map_err(|e| e.to_string());
+    }
+    st.message = format!("pulling {}", spec.image);
+    st.send(ctx, id).await;
+    // Replicas asking for the same image share one pull (the puller is single-flight).
+    ctx.puller
+        .pull(&spec.image, &|_| {})
+        .await
+        .map_err(|e| format!("pulling {}: {e}", spec.image))?;
+    st.message.clear();
+    resolve()
+        .await?
+        .map_err(|e| format!("image {}: {e}", spec.image))
 }
 
 /// Makes the replica a backend of its service's published ports (`on`), or takes it out.

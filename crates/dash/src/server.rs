@@ -19,6 +19,7 @@ use dash_master::service_state::ServiceState;
 use dash_net::{NetConfig, Network};
 use dash_runtime::container::{ContainerRuntime, RuntimeConfig, RuntimeKind};
 use dash_runtime::image::ImageStore;
+use dash_runtime::registry::{Puller, RegistryConfig};
 use dash_store::{MasterStore, WorkerStore};
 use dash_worker::{Agent, AgentConfig};
 use tokio::sync::{Notify, watch};
@@ -131,6 +132,10 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
 
     let images =
         Arc::new(ImageStore::open(&data.join("images")).context("opening the image store")?);
+    let mut registry_cfg = RegistryConfig::new(data.join("registries.json"));
+    registry_cfg.insecure = args.insecure_registries.clone();
+    let puller =
+        Arc::new(Puller::new(images.clone(), registry_cfg).context("setting up registry pulls")?);
     let runtime = Arc::new(
         ContainerRuntime::new(RuntimeConfig {
             state_dir: data.join("containers"),
@@ -196,6 +201,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
         worker_store,
         runtime.clone(),
         images.clone(),
+        puller.clone(),
         net.clone(),
     );
 
@@ -204,6 +210,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
         manager,
         mq,
         images,
+        puller,
         token: token.into(),
         upload_dir: data.join("tmp"),
         log_paths: Arc::new(move |id: &str| rt_for_logs.log_path(id)),

@@ -7,6 +7,8 @@
 // A test harness: a step that fails is a failed test, so panicking on it is the point.
 #![allow(clippy::unwrap_used)]
 
+pub mod registry;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use dash_core::api::ImageInfo;
+use dash_core::api::{ImageInfo, PruneReport, PullEvent, PullLayer, PullRequest};
 use dash_core::event::EventKind;
 use dash_runtime::image::{ImageRecord, ImageStore};
 use futures::StreamExt;
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use super::AppState;
-use super::error::{ApiQuery, HttpError};
+use super::error::{ApiJson, ApiQuery, HttpError};
 
 fn info(r: ImageRecord) -> ImageInfo {
     ImageInfo {
@@ -141,4 +141,166 @@ pub async fn remove(
         format!("{reference} {}", removed.id),
     );
     Ok(Json(info(removed)))
+}
+
+/// A pull failure as an HTTP error: authentication problems are 401, the rest 502 (the
+/// registry's side) unless the reference itself is wrong.
+pub fn pull_error(e: dash_runtime::registry::PullError) -> HttpError {
+    use dash_runtime::registry::PullError as E;
+    let message = e.to_string();
+    match e {
+        E::AuthenticationFailed { .. } | E::AuthenticationRequired { .. } => {
+            HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        }
+        E::InvalidReference { .. } | E::InvalidRegistry { .. } => {
+            HttpError::bad_request("reference", message)
+        }
+        E::NotFound { .. } => HttpError::not_found(message),
+        _ => HttpError::new(StatusCode::BAD_GATEWAY, "registry", message),
+    }
+}
+
+/// Pulls an image, streaming its progress as newline-delimited JSON ([`PullEvent`]s) and
+/// ending with `done` or `error`. The pull goes on if the client goes away (other callers may
+/// share it).
+#[utoipa::path(post, path = "/v1/images/pull", request_body = PullRequest,
+    responses((status = 200, description = "newline-delimited JSON progress", body = PullEvent)))]
+pub async fn pull(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<PullRequest>,
+) -> Result<axum::response::Response, HttpError> {
+    dash_runtime::registry::parse_reference(&req.reference)
+        .map_err(|e| HttpError::bad_request("reference", e.to_string()))?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let puller = s.puller.clone();
+    let mq = s.mq.clone();
+    tokio::spawn(async move {
+        let progress_tx = tx.clone();
+        let progress = move |p: dash_runtime::registry::PullProgress| {
+            if let Some(e) = event(p) {
+                let _ = progress_tx.send(line(&e));
+            }
+        };
+        let result = puller.pull(&req.reference, &progress).await;
+        let last = match result {
+            Ok(record) => {
+                mq.publish(
+                    EventKind::ImageImported,
+                    None,
+                    None,
+                    format!("pulled {} {}", req.reference, record.id),
+                );
+                PullEvent::Done {
+                    image: info(record),
+                }
+            }
+            Err(e) => PullEvent::Error {
+                message: e.to_string(),
+            },
+        };
+        let _ = tx.send(line(&last));
+    });
+    let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|s| (Ok::<_, std::convert::Infallible>(bytes::Bytes::from(s)), rx))
+    }));
+    axum::response::Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .map_err(HttpError::internal)
+}
+
+/// The API's form of a progress event; the final `done` is sent with the image's details.
+fn event(p: dash_runtime::registry::PullProgress) -> Option<PullEvent> {
+    use dash_runtime::registry::PullProgress as P;
+    Some(match p {
+        P::Resolved {
+            reference,
+            manifest_digest,
+            layers,
+        } => PullEvent::Resolved {
+            reference,
+            manifest_digest,
+            layers: layers
+                .into_iter()
+                .map(|(digest, size_bytes)| PullLayer { digest, size_bytes })
+                .collect(),
+        },
+        P::Blob {
+            digest,
+            done,
+            total,
+        } => PullEvent::Blob {
+            digest,
+            done,
+            total,
+        },
+        P::BlobDone { digest, cached } => PullEvent::BlobDone { digest, cached },
+        P::Unpacking => PullEvent::Unpacking,
+        P::Done { .. } => return None,
+    })
+}
+
+fn line(e: &PullEvent) -> String {
+    let mut s = serde_json::to_string(e).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// An image's config, manifest digest and layers.
+#[utoipa::path(get, path = "/v1/images/{reference}", params(("reference" = String, Path)),
+    responses((status = 200, description = "the image, its config and layers"), (status = 404, body = dash_core::api::ApiError)))]
+pub async fn inspect(
+    State(s): State<AppState>,
+    Path(reference): Path<String>,
+) -> Result<axum::Json<serde_json::Value>, HttpError> {
+    let images = s.images.clone();
+    let r = reference.clone();
+    let inspected = tokio::task::spawn_blocking(move || images.inspect(&r))
+        .await
+        .map_err(HttpError::internal)?
+        .map_err(|e| HttpError::not_found(format!("{e}; `dash image ls` lists images")))?;
+    Ok(axum::Json(
+        serde_json::to_value(&inspected).map_err(HttpError::internal)?,
+    ))
+}
+
+/// Removes untagged images that no replica uses, unreferenced blobs and unpacked layers, and
+/// the blobs of unfinished pulls.
+#[utoipa::path(post, path = "/v1/images/prune", responses((status = 200, body = PruneReport)))]
+pub async fn prune(State(s): State<AppState>) -> Result<axum::Json<PruneReport>, HttpError> {
+    // Every image a service or a replica (of any version) names is kept.
+    let store = s.manager.store();
+    let mut wanted = std::collections::BTreeSet::new();
+    for svc in store.services().await.map_err(HttpError::internal)? {
+        wanted.insert(svc.spec.image.clone());
+    }
+    for r in store.replicas(None).await.map_err(HttpError::internal)? {
+        if let Some(spec) = store
+            .service_version(&r.service, r.version)
+            .await
+            .map_err(HttpError::internal)?
+        {
+            wanted.insert(spec.image);
+        }
+    }
+    let images = s.images.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let keep: std::collections::HashSet<String> = wanted
+            .iter()
+            .filter_map(|r| images.resolve(r).ok())
+            .map(|i| i.record.id)
+            .collect();
+        images.prune(&keep)
+    })
+    .await
+    .map_err(HttpError::internal)?
+    .map_err(HttpError::internal)?;
+    Ok(axum::Json(PruneReport {
+        images_removed: report.images_removed.len() as u64,
+        blobs_removed: report.blobs_removed as u64,
+        layers_removed: report.layers_removed as u64,
+        bytes_freed: report.bytes_freed,
+    }))
 }

@@ -9,6 +9,7 @@ mod images;
 mod logs;
 mod nodes;
 mod openapi;
+mod registries;
 mod services;
 
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ pub struct AppState {
     pub manager: ServiceManager,
     pub mq: Arc<MessageQueue>,
     pub images: Arc<ImageStore>,
+    pub puller: Arc<dash_runtime::registry::Puller>,
     pub token: Arc<str>,
     /// Where uploads are staged before import.
     pub upload_dir: PathBuf,
@@ -52,7 +54,17 @@ pub fn router(state: AppState) -> Router {
             "/images/import",
             post(images::import).layer(axum::extract::DefaultBodyLimit::disable()),
         )
-        .route("/images/{reference}", axum::routing::delete(images::remove))
+        .route("/images/pull", post(images::pull))
+        .route("/images/prune", post(images::prune))
+        .route(
+            "/images/{reference}",
+            get(images::inspect).delete(images::remove),
+        )
+        .route("/registries/login", post(registries::login))
+        .route(
+            "/registries/{registry}",
+            axum::routing::delete(registries::logout),
+        )
         .route("/events", get(events::stream))
         .route("/logs/{service}", get(logs::stream));
     Router::new()

@@ -16,18 +16,18 @@ use super::{ImageError, ImageRecord, ImageStore, normalize_reference, os};
 
 /// An import's private directory under `tmp/`, removed when dropped (on success everything
 /// worth keeping has been moved out of it by then).
-struct Staging {
-    dir: PathBuf,
+pub(super) struct Staging {
+    pub(super) dir: PathBuf,
 }
 
 impl Staging {
-    fn create(tmp: &Path) -> Result<Self, ImageError> {
+    pub(super) fn create(tmp: &Path) -> Result<Self, ImageError> {
         let dir = tmp.join(unique_name("import"));
         fs::create_dir(&dir).map_err(|e| ImageError::io("creating directory", &dir, e))?;
         Ok(Self { dir })
     }
 
-    fn subdir(&self, name: &str) -> Result<PathBuf, ImageError> {
+    pub(super) fn subdir(&self, name: &str) -> Result<PathBuf, ImageError> {
         let dir = self.dir.join(name);
         fs::create_dir_all(&dir).map_err(|e| ImageError::io("creating directory", &dir, e))?;
         Ok(dir)
@@ -46,7 +46,7 @@ impl Drop for Staging {
 
 /// A layer ready for the commit: unpacked into staging (`staged_dir`) or already in the store.
 #[derive(Debug)]
-struct PreparedLayer {
+pub(super) struct PreparedLayer {
     staged_dir: Option<PathBuf>,
     unpacked_bytes: u64,
 }
@@ -159,7 +159,7 @@ impl ImageStore {
 
     /// Makes every layer of `plans` available: unpacks layers the store lacks into `dir`, and
     /// checks blobs the store has not seen against their diff_id.
-    fn prepare_layers(
+    pub(super) fn prepare_layers(
         &self,
         plans: &[PlannedImage],
         dir: &Path,
@@ -208,7 +208,7 @@ impl ImageStore {
 
     /// Moves blobs and layers into place, flushes them to disk, then records the images in
     /// refs.json. Returns one record per distinct image, in plan order.
-    fn commit(
+    pub(super) fn commit(
         &self,
         plans: &[PlannedImage],
         prepared: &HashMap<String, PreparedLayer>,
@@ -309,7 +309,7 @@ fn check_diff_id(layer: &PlannedLayer, summary: &LayerSummary) -> Result<(), Ima
 }
 
 /// Writes `bytes` to the new file `path`, hashing them.
-fn write_staged(path: &Path, bytes: &[u8]) -> Result<StagedFile, ImageError> {
+pub(super) fn write_staged(path: &Path, bytes: &[u8]) -> Result<StagedFile, ImageError> {
     fs::write(path, bytes).map_err(|e| ImageError::io("writing staged file", path, e))?;
     Ok(StagedFile {
         path: path.to_path_buf(),

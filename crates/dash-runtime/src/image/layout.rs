@@ -227,7 +227,7 @@ fn check_blob(
 }
 
 /// Reads `created` and the diff_ids (as lowercase hex) of a staged image config.
-fn read_config(
+pub(crate) fn read_config(
     file: &StagedFile,
     limits: &Limits,
 ) -> Result<(Option<String>, Vec<String>), ImageError> {

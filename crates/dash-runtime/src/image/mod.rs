@@ -8,7 +8,8 @@
 //!    │        it as it is written                 ├── layers/<diff_id hex>/ one unpacked layer each
 //!    ▼                                            ├── refs.json             tag → image id; image → manifest, layers
 //!  plan: index.json | manifest.json               ├── lock                  flock held by every import/remove
-//!    │   size + digest of every blob checked      └── tmp/                  work in progress; wiped by open()
+//!    │   (or a pulled manifest: import_pulled)    ├── tmp/                  work in progress; wiped by open()
+//!    │   size + digest of every blob checked      └── pulls/                the registry pull cache (pull_cache.rs)
 //!    ▼
 //!  unpack each new layer into tmp/ (safe: no escape, no devices, size/entry limits),
 //!    │   its diff_id checked against the config
@@ -20,6 +21,10 @@
 //! behind: its staging directory is removed on failure, and `open()` removes whatever a killed
 //! import left in `tmp/` and any blob or layer that refs.json does not name.
 //!
+//! Images pulled from a registry (`crate::registry`) are downloaded into `pulls/` first and then
+//! imported through [`ImageStore::import_pulled`], the same path from staging on. `prune`
+//! collects untagged images, unused blobs and layers, and the pull cache.
+//!
 //! Imports and removals take the store's lock (an flock on `<root>/lock`) for their whole
 //! duration, so they run one at a time, across processes too. `list` and `resolve` only read
 //! refs.json, which is always replaced whole, and take no lock.
@@ -29,8 +34,12 @@
 mod archive;
 mod error;
 mod import;
+mod inspect;
 mod layout;
 mod os;
+mod prune;
+mod pull_cache;
+mod pulled;
 mod reference;
 mod refs;
 mod store;
@@ -40,7 +49,11 @@ mod unpack;
 use std::path::PathBuf;
 
 pub use error::ImageError;
+pub use inspect::{ImageInspect, LayerInspect};
+pub use prune::PruneReport;
 pub use reference::normalize_reference;
+
+pub(crate) use pull_cache::PullCache;
 
 /// An image in the store.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -58,7 +71,7 @@ pub struct ImageRecord {
 }
 
 /// What a container needs from an image config.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImageConfig {
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,

@@ -22,17 +22,29 @@ pub(crate) type StoreLock = Flock<File>;
 /// Takes the exclusive lock on `path`, waiting for it if `wait`; `Ok(None)` when not waiting
 /// and someone else holds it.
 pub(crate) fn lock_exclusive(path: &Path, wait: bool) -> io::Result<Option<StoreLock>> {
+    let arg = if wait {
+        FlockArg::LockExclusive
+    } else {
+        FlockArg::LockExclusiveNonblock
+    };
+    lock(path, arg, wait)
+}
+
+/// Takes a shared lock on `path`, waiting while someone holds it exclusively. Pulls hold one
+/// on the pull cache's lock for their whole duration; whoever wants to empty the cache takes
+/// it exclusively without waiting, and leaves the cache alone when a pull is running.
+pub(crate) fn lock_shared(path: &Path) -> io::Result<StoreLock> {
+    lock(path, FlockArg::LockShared, true)?
+        .ok_or_else(|| io::Error::other("shared lock not granted"))
+}
+
+fn lock(path: &Path, arg: FlockArg, wait: bool) -> io::Result<Option<StoreLock>> {
     let file = File::options()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)?;
-    let arg = if wait {
-        FlockArg::LockExclusive
-    } else {
-        FlockArg::LockExclusiveNonblock
-    };
     match Flock::lock(file, arg) {
         Ok(lock) => Ok(Some(lock)),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) if !wait => Ok(None),
@@ -144,6 +156,19 @@ mod tests {
         let held = lock_exclusive(&path, true).unwrap().unwrap();
         assert!(lock_exclusive(&path, false).unwrap().is_none());
         drop(held);
+        assert!(lock_exclusive(&path, false).unwrap().is_some());
+    }
+
+    #[test]
+    fn shared_locks_coexist_and_keep_exclusive_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let a = lock_shared(&path).unwrap();
+        let b = lock_shared(&path).unwrap();
+        assert!(lock_exclusive(&path, false).unwrap().is_none());
+        drop(a);
+        assert!(lock_exclusive(&path, false).unwrap().is_none());
+        drop(b);
         assert!(lock_exclusive(&path, false).unwrap().is_some());
     }
 

@@ -1,5 +1,5 @@
-//! Image references: `[host[:port]/]path[:tag]`, the grammar of the distribution project
-//! (`docker/distribution/reference`), without digests.
+//! Image references: `[host[:port]/]path[:tag]` or `[host[:port]/]path[:tag]@sha256:<hex>`, the
+//! grammar of the distribution project (`docker/distribution/reference`).
 
 use super::ImageError;
 
@@ -11,8 +11,12 @@ const MAX_TAG_LEN: usize = 128;
 /// Normalises an image reference: `busybox` becomes `busybox:latest`.
 ///
 /// Registry and host prefixes are kept as written (`localhost/bb:1` stays `localhost/bb:1`;
-/// `busybox` does not become `docker.io/library/busybox`). Digest references
-/// (`name@sha256:…`) are refused: the store addresses images by tag or by image id.
+/// `busybox` does not become `docker.io/library/busybox`).
+///
+/// A digest reference (`name@sha256:<64 hex digits>`, the manifest digest an image was pulled
+/// by) stays one, without a tag: `bb:1@sha256:…` becomes `bb@sha256:…`, since the digest alone
+/// names the image. The store keeps it like a tag, so the image is found by the reference it
+/// was pulled with. Only sha256 digests are accepted.
 pub fn normalize_reference(r: &str) -> Result<String, ImageError> {
     let invalid = |reason: &str| ImageError::InvalidReference {
         reference: r.to_owned(),
@@ -21,13 +25,26 @@ pub fn normalize_reference(r: &str) -> Result<String, ImageError> {
     if r.is_empty() {
         return Err(invalid("it is empty"));
     }
-    if r.contains('@') {
-        return Err(invalid(
-            "digest references (name@sha256:...) are not supported; use the tag or the image id",
-        ));
-    }
     if r.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid("it contains whitespace or control characters"));
+    }
+    if let Some((named, digest)) = r.split_once('@') {
+        let valid_digest = digest
+            .strip_prefix("sha256:")
+            .is_some_and(|hex| hex.len() == 64 && id_prefix(hex).is_some());
+        if !valid_digest {
+            return Err(invalid(
+                "digest references must be name@sha256:<64 lowercase hex digits>",
+            ));
+        }
+        let tagged = normalize_reference(named).map_err(|e| match e {
+            ImageError::InvalidReference { reason, .. } => invalid(&reason),
+            other => other,
+        })?;
+        let name = tagged
+            .rsplit_once(':')
+            .map_or(tagged.as_str(), |(name, _)| name);
+        return Ok(format!("{name}@{digest}"));
     }
     // The tag is after the last ':' unless a '/' follows it (then the ':' is a port).
     let (name, tag) = match r.rfind(':') {

@@ -24,6 +24,14 @@ fn valid_references_are_normalised() {
         ("my-app__x/web--front.y:_t", "my-app__x/web--front.y:_t"),
         ("localhost:5000", "localhost:5000"),
         ("a:B", "a:B"),
+        (
+            "localhost:5000/bb@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "localhost:5000/bb@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ),
+        (
+            "bb:1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "bb@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ),
     ];
     for (input, want) in cases {
         assert_eq!(normalize_reference(input).unwrap(), want, "input {input:?}");
@@ -40,6 +48,15 @@ fn invalid_references_are_rejected_with_a_reason() {
         ("busybox:a/b", "not a number"),
         ("busybox:a+b", "may only contain"),
         ("busybox@sha256:abcd", "digest references"),
+        (
+            "busybox@sha512:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "digest references",
+        ),
+        (
+            "BB@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "lowercase",
+        ),
+        ("bb@sha256:x@y", "digest references"),
         ("a//b", "empty path component"),
         ("/busybox", "empty path component"),
         ("busybox/", "empty path component"),

@@ -19,6 +19,10 @@ impl ImageStore {
     /// Opens (creating if needed) the store at `root`. Removes what interrupted imports left:
     /// everything in `tmp/`, and blobs and layers that refs.json does not name. That cleanup is
     /// skipped while another process holds the store lock (its import is still running).
+    ///
+    /// Of the pull cache (`pulls/`), only the partial downloads of killed pulls are removed,
+    /// and only when no pull is running; verified blobs stay, so an interrupted pull resumes
+    /// without fetching them again.
     pub fn open(root: &Path) -> Result<Self, ImageError> {
         let root = std::path::absolute(root).map_err(|e| ImageError::io("resolving", root, e))?;
         let store = Self {
@@ -32,12 +36,17 @@ impl ImageStore {
         ] {
             fs::create_dir_all(&dir).map_err(|e| ImageError::io("creating directory", &dir, e))?;
         }
+        let pull_cache = store.pull_cache();
+        pull_cache.create_dirs()?;
         let lock_path = store.lock_path();
         let lock = os::lock_exclusive(&lock_path, false)
             .map_err(|e| ImageError::io("locking", &lock_path, e))?;
         if lock.is_some() {
             store.clean_tmp()?;
-            store.collect_garbage()?;
+            store.collect_garbage(&Refs::load(&store.root)?)?;
+            if let Some(_pulls) = pull_cache.try_lock_exclusive()? {
+                pull_cache.clean_partial()?;
+            }
         } else {
             tracing::debug!(root = %store.root.display(), "image store busy; cleanup skipped");
         }
@@ -86,19 +95,7 @@ impl ImageStore {
         let (id, _) = find(&refs, reference)?;
         let entry = &refs.images[&id];
         let record = refs.record(&id).expect("find returns ids of refs.images");
-        let config_path = self.blob_path(hex_of(&id));
-        let bytes = fs::read(&config_path).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                self.damaged(format!("the config blob of image {id} is missing"))
-            } else {
-                ImageError::io("reading", &config_path, e)
-            }
-        })?;
-        let config: ImageConfiguration =
-            serde_json::from_slice(&bytes).map_err(|source| ImageError::Json {
-                what: format!("config {id}"),
-                source,
-            })?;
+        let config = self.load_config(&id)?;
         let layer_dirs = entry
             .layers
             .iter()
@@ -181,7 +178,23 @@ impl ImageStore {
         self.layers_dir().join(hex)
     }
 
-    fn damaged(&self, problem: String) -> ImageError {
+    /// Reads and parses the config blob of image `id`.
+    pub(super) fn load_config(&self, id: &str) -> Result<ImageConfiguration, ImageError> {
+        let config_path = self.blob_path(hex_of(id));
+        let bytes = fs::read(&config_path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                self.damaged(format!("the config blob of image {id} is missing"))
+            } else {
+                ImageError::io("reading", &config_path, e)
+            }
+        })?;
+        serde_json::from_slice(&bytes).map_err(|source| ImageError::Json {
+            what: format!("config {id}"),
+            source,
+        })
+    }
+
+    pub(super) fn damaged(&self, problem: String) -> ImageError {
         ImageError::Damaged {
             root: self.root.clone(),
             problem,
@@ -247,34 +260,70 @@ impl ImageStore {
         Ok(())
     }
 
-    /// Removes blobs and layers that no image in refs.json names: what an import killed
-    /// between moving them into place and writing refs.json left behind.
-    fn collect_garbage(&self) -> Result<(), ImageError> {
-        let refs = Refs::load(&self.root)?;
+    /// Removes blobs and layers that no image in `refs` names: what an import killed
+    /// between moving them into place and writing refs.json left behind, or what `prune` let
+    /// go. The caller holds the store lock.
+    pub(super) fn collect_garbage(&self, refs: &Refs) -> Result<Garbage, ImageError> {
+        let mut garbage = Garbage::default();
         let blobs_in_use = refs.blobs_in_use();
         let blobs_dir = self.root.join("blobs").join("sha256");
         for name in hex_names(&blobs_dir)? {
             if !blobs_in_use.contains(&name) {
                 let path = blobs_dir.join(&name);
+                let bytes = fs::symlink_metadata(&path).map_or(0, |m| m.len());
                 fs::remove_file(&path)
                     .map_err(|e| ImageError::io("removing unused blob", &path, e))?;
+                garbage.blobs += 1;
+                garbage.bytes += bytes;
                 tracing::info!(blob = %name, "removed unused blob");
             }
         }
         let layers_in_use = refs.layers_in_use();
         for name in hex_names(&self.layers_dir())? {
             if !layers_in_use.contains(&name) {
+                garbage.bytes += dir_size(&self.layer_dir(&name));
                 self.delete_layer(&name);
+                garbage.layers += 1;
                 tracing::info!(layer = %name, "removed unused layer");
             }
         }
-        Ok(())
+        Ok(garbage)
     }
+}
+
+/// What [`ImageStore::collect_garbage`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Garbage {
+    pub(super) blobs: usize,
+    pub(super) layers: usize,
+    pub(super) bytes: u64,
+}
+
+/// The bytes of the files under `dir` (symlinks not followed; their own length counts).
+pub(super) fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    total
 }
 
 /// Finds the image a reference names: by tag first, then by id or id prefix. Returns the id
 /// and, when found by tag, the normalised tag.
-fn find(refs: &Refs, reference: &str) -> Result<(String, Option<String>), ImageError> {
+pub(super) fn find(refs: &Refs, reference: &str) -> Result<(String, Option<String>), ImageError> {
     let normalized = normalize_reference(reference);
     if let Ok(tag) = &normalized
         && let Some(id) = refs.tags.get(tag)

@@ -1,0 +1,182 @@
+//! Images from a real registry (Debian's docker-registry on 127.0.0.1): pull by tag and
+//! digest, pull on apply, one fetch per blob for many replicas, prune with replicas running.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
+use std::time::Duration;
+
+use dash_e2e::Server;
+use dash_e2e::registry::{Registry, busybox_layer, oci_layout};
+use serde_json::Value;
+
+#[test]
+fn pull_by_tag_and_digest_then_run_twenty_replicas_fetching_each_blob_once() {
+    let reg = Registry::start(None);
+    let s = Server::start(31);
+    let layout = s.dir.path().join("layout");
+    let layers = oci_layout(&layout, "1.0", &[busybox_layer(s.dir.path())]);
+    reg.push(&layout, "1.0", "team/bb", None);
+    let reference = format!("{}/team/bb:1.0", reg.addr);
+
+    // A service that names the image before anything pulled it: pulled on apply, once.
+    let f = s.write(
+        "many.toml",
+        &format!("name = \"many\"\nimage = \"{reference}\"\ncommand = [\"sleep\", \"600\"]\nreplicas = 20\nstop_grace_period = \"100ms\"\n"),
+    );
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    s.wait_running("many", 20);
+    assert_eq!(
+        reg.blob_gets(&layers[0]),
+        1,
+        "the layer was fetched once:\n{}",
+        reg.log()
+    );
+    let images = s.json(&["image", "ls"]);
+    assert_eq!(images.as_array().unwrap().len(), 1, "{images}");
+    assert_eq!(images[0]["tags"][0], reference.as_str());
+
+    // Pull by tag again: nothing is fetched again; by digest works too.
+    let out = s.ok(&["image", "pull", &reference]);
+    assert!(out.contains("pulled"), "{out}");
+    assert_eq!(reg.blob_gets(&layers[0]), 1);
+    let inspect: Value = serde_json::from_str(&s.ok(&["image", "inspect", &reference])).unwrap();
+    let digest = inspect["manifest_digest"].as_str().unwrap().to_string();
+    let by_digest = format!("{}/team/bb@{digest}", reg.addr);
+    s.ok(&["image", "pull", &by_digest]);
+
+    // Prune with replicas running: they keep running and their image stays.
+    s.ok(&["image", "prune"]);
+    let images = s.json(&["image", "ls"]);
+    assert!(
+        images.as_array().unwrap().iter().any(|i| i["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == reference.as_str())),
+        "{images}"
+    );
+    assert_eq!(
+        s.replicas("many")
+            .iter()
+            .filter(|r| r["state"] == "running")
+            .count(),
+        20
+    );
+    // In use: refused.
+    let out = s.dash(&["image", "rm", &reference]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("used by service many"),
+        "{out:?}"
+    );
+
+    s.ok(&["service", "rm", "many"]);
+    s.wait("many removed", Duration::from_secs(60), || {
+        s.json(&["service", "ls"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    });
+    // No longer used: rm works, and prune then finds nothing more of it to free.
+    s.ok(&["image", "rm", &reference]);
+    s.ok(&["image", "rm", &by_digest]);
+    assert_eq!(s.json(&["image", "ls"]), Value::Array(vec![]));
+    let report = s.json(&["image", "prune"]);
+    assert_eq!(report["images_removed"], 0, "{report}");
+}
+
+#[test]
+fn missing_image_with_pull_policy_never_fails_clearly() {
+    let reg = Registry::start(None);
+    let s = Server::start(32);
+    let f = s.write(
+        "never.toml",
+        &format!("name = \"never\"\nimage = \"{}/nothing:1\"\ncommand = [\"true\"]\npull_policy = \"never\"\n", reg.addr),
+    );
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let r = s.wait("a failed replica", Duration::from_secs(20), || {
+        let r = s.replicas("never");
+        (r.len() == 1 && r[0]["state"] == "failed").then_some(r)
+    });
+    assert!(
+        r[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("pull_policy is never"),
+        "{r:?}"
+    );
+    // A pull of a tag the registry lacks names it.
+    let out = s.dash(&["image", "pull", &format!("{}/nothing:1", reg.addr)]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing"),
+        "{out:?}"
+    );
+}
+
+/// bcrypt (cost 5) of "s3cret-pass" (made with crypt(3)), so no htpasswd binary is needed.
+const HTPASSWD: &str = "dash:$2b$05$mXIuAZS/dWm4QIc/gMMfNuV0GdPN7VSOfQgKq9UT1c3Xz2uJ1bqH.";
+
+#[test]
+fn registry_login_wrong_then_right_password() {
+    let reg = Registry::start(Some(HTPASSWD));
+    let s = Server::start(33);
+    let layout = s.dir.path().join("layout");
+    oci_layout(&layout, "1", &[busybox_layer(s.dir.path())]);
+    reg.push(&layout, "1", "private/bb", Some("dash:s3cret-pass"));
+    let reference = format!("{}/private/bb:1", reg.addr);
+
+    // Without credentials: refused, saying so.
+    let out = s.dash(&["image", "pull", &reference]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        err.contains("auth") || err.contains("unauthorized"),
+        "{err}"
+    );
+
+    let login = |password: &str| {
+        let mut child = std::process::Command::new(dash_e2e::dash_bin())
+            .args([
+                "registry",
+                "login",
+                &reg.addr,
+                "-u",
+                "dash",
+                "--password-stdin",
+            ])
+            .env("DASH_ADDR", &s.addr)
+            .env("DASH_DATA_DIR", &s.data_dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = login("wrong");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("authentication failed") && err.contains(&reg.addr),
+        "{err}"
+    );
+    assert!(
+        !s.data_dir.join("registries.json").exists()
+            || !std::fs::read_to_string(s.data_dir.join("registries.json"))
+                .unwrap()
+                .contains("wrong")
+    );
+
+    let out = login("s3cret-pass");
+    assert!(out.status.success(), "{out:?}");
+    let mode = std::os::unix::fs::MetadataExt::mode(
+        &std::fs::metadata(s.data_dir.join("registries.json")).unwrap(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    s.ok(&["image", "pull", &reference]);
+    assert_eq!(s.json(&["image", "ls"])[0]["tags"][0], reference.as_str());
+    s.ok(&["registry", "logout", &reg.addr]);
+}
