@@ -32,4 +32,13 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "==> build (the end-to-end tests run the real binaries)"
 cargo build --locked --workspace
 echo "==> cargo test"
-cargo test --locked --workspace --no-fail-fast
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --locked --workspace --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo's last line is a crate's doc tests, often 0).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
