@@ -41,6 +41,9 @@ pub struct ServiceSpec {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub placement: Placement,
+    /// Host and path routes of the built-in proxy to this service's replicas.
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
     /// When to pull the image from its registry.
     #[serde(default)]
     pub pull_policy: PullPolicy,
@@ -69,6 +72,19 @@ impl ServiceSpec {
             || self.restart != new.restart
             || self.pull_policy != new.pull_policy
     }
+}
+
+/// A route of the built-in L7 proxy: requests for `host` (exact, or `*.suffix`) under
+/// `path_prefix` go to `port` of a ready replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RouteSpec {
+    pub host: String,
+    pub path_prefix: String,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// The container port.
+    pub port: u16,
 }
 
 /// When a node pulls a service's image.

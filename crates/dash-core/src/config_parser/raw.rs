@@ -23,6 +23,16 @@ pub(super) struct RawService {
     pub placement: Option<RawPlacement>,
     pub stop_grace_period: Option<Spanned<String>>,
     pub pull_policy: Option<Spanned<String>>,
+    pub routes: Option<Vec<Spanned<RawRoute>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub host: Spanned<String>,
+    pub path_prefix: Option<Spanned<String>>,
+    pub strip_prefix: Option<bool>,
+    pub port: Spanned<i64>,
 }
 
 #[derive(Debug, Deserialize)]

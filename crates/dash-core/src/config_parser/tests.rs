@@ -222,3 +222,31 @@ fn bad_pull_policy() {
     assert_eq!(d.field, "pull_policy", "{e}");
     assert!(d.help.as_deref().unwrap().contains("if-not-present"), "{e}");
 }
+
+#[test]
+fn routes() {
+    let s = parse_service(
+        "r.toml",
+        "name = \"w\"\nimage = \"b\"\n[[routes]]\nhost = \"Web.Local\"\nport = 8080\n[[routes]]\nhost = \"*.example.com\"\npath_prefix = \"/api\"\nstrip_prefix = true\nport = 9090\n",
+    )
+    .unwrap();
+    assert_eq!(s.routes.len(), 2);
+    assert_eq!(
+        (s.routes[0].host.as_str(), s.routes[0].path_prefix.as_str()),
+        ("web.local", "/")
+    );
+    assert!(s.routes[1].strip_prefix);
+    let e = err(
+        "name = \"w\"\nimage = \"b\"\n[[routes]]\nhost = \"bad host\"\npath_prefix = \"api\"\nport = 0\n",
+    );
+    let fields: Vec<_> = e.0.iter().map(|d| d.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["routes.host", "routes.path_prefix", "routes.port"],
+        "{e}"
+    );
+    let e = err(
+        "name = \"w\"\nimage = \"b\"\n[[routes]]\nhost = \"a.b\"\nport = 1\n[[routes]]\nhost = \"a.b\"\nport = 2\n",
+    );
+    assert_eq!(e.first().unwrap().field, "routes", "{e}");
+}

@@ -10,7 +10,7 @@ use super::diagnostic::{Diagnostic, Diagnostics, line_col};
 use super::raw::{self, RawService, SizeValue, StringOrList};
 use crate::spec::{
     Constraint, HealthCheck, Placement, PortSpec, Probe, Protocol, PullPolicy, Resources,
-    RestartCondition, RestartPolicy, UpdateOrder, UpdatePolicy,
+    RestartCondition, RestartPolicy, RouteSpec, UpdateOrder, UpdatePolicy,
 };
 use crate::units::{parse_duration, parse_size};
 use crate::{ServiceName, ServiceSpec};
@@ -223,6 +223,8 @@ pub(super) fn validate(
         }
     };
 
+    let routes = routes(&mut cx, raw.routes.unwrap_or_default());
+
     match name {
         Some(name) if cx.problems.is_empty() => Ok(ServiceSpec {
             name,
@@ -240,6 +242,7 @@ pub(super) fn validate(
             placement,
             stop_grace,
             pull_policy,
+            routes,
         }),
         _ => {
             cx.problems.sort_by_key(|d| (d.line, d.column));
@@ -510,6 +513,69 @@ fn update(cx: &mut Ctx<'_>, raw: Option<raw::RawUpdate>) -> UpdatePolicy {
                 out.order
             }
         };
+    }
+    out
+}
+
+fn routes(cx: &mut Ctx<'_>, raw: Vec<Spanned<raw::RawRoute>>) -> Vec<RouteSpec> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for r in raw {
+        let v = r.get_ref();
+        let host = v.host.get_ref().trim().to_ascii_lowercase();
+        let bare = host.strip_prefix("*.").unwrap_or(&host);
+        let valid_host = !bare.is_empty()
+            && bare.len() <= 253
+            && bare.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid_host {
+            cx.report(
+                &v.host,
+                "routes.host",
+                format!("routes.host = {:?}: not a host name", v.host.get_ref()),
+                "an exact name like \"web.local\" or a wildcard like \"*.example.com\"",
+            );
+        }
+        let path = v
+            .path_prefix
+            .as_ref()
+            .map_or_else(|| "/".to_string(), |p| p.get_ref().clone());
+        if (!path.starts_with('/') || path.contains(char::is_whitespace))
+            && let Some(p) = &v.path_prefix
+        {
+            cx.report(
+                p,
+                "routes.path_prefix",
+                format!("routes.path_prefix = {path:?}: not a path"),
+                "start it with '/', e.g. \"/api\"",
+            );
+        }
+        let port = cx.int(
+            &v.port,
+            "routes.port",
+            1,
+            65535,
+            "the container port the route goes to",
+        );
+        if valid_host && !seen.insert((host.clone(), path.clone())) {
+            cx.report(
+                &r,
+                "routes",
+                format!("route {host}{path} appears twice"),
+                "each host and path prefix may appear once",
+            );
+        }
+        if let Some(port) = port {
+            out.push(RouteSpec {
+                host,
+                path_prefix: path,
+                strip_prefix: v.strip_prefix.unwrap_or(false),
+                port: port as u16,
+            });
+        }
     }
     out
 }
