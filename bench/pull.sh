@@ -20,10 +20,9 @@
 # or too old to know `image pull`), TRIALS (default 5), WARMUP (default 1: one uncounted round
 # of every tool), LAYERS (default 5), LAYER_BYTES (default 10485760). Progress goes to stderr.
 set -euo pipefail
-export LC_ALL=C
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"        # helpers; goes to the repo root (ROOT)
 
-cd "$(dirname "$0")/.."
-ROOT=$PWD
 BIN_DIR=${BIN_DIR:-target/release}
 TRIALS=${TRIALS:-5}
 WARMUP=${WARMUP:-1}
@@ -41,116 +40,43 @@ TAG=1
 TIMEOUT_S=300                   # per timed pull
 RESULT=$ROOT/bench/results/pull-$(date +%F).txt
 
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-now_us() { local t=${EPOCHREALTIME/[.,]/}; printf '%s' "$t"; }
-# us_to_ms MICROSECONDS → "12.34"
-us_to_ms() { printf '%d.%02d' $(($1 / 1000)) $((($1 % 1000) / 10)); }
-
-[ "$(id -u)" = 0 ] || die "run as root"
-for tool in jq nft ip python3 skopeo podman findmnt timeout setsid; do
-  command -v "$tool" >/dev/null || die "$tool is missing"
-done
+need_root_and jq nft ip python3 skopeo podman findmnt timeout setsid
 [ -x /usr/bin/docker-registry ] || die "/usr/bin/docker-registry is missing (Debian docker-registry)"
 [ -x /bin/busybox ] || die "/bin/busybox is missing (Debian busybox-static)"
 
 # ---- binaries -----------------------------------------------------------------------------
-if [ ! -x "$BIN_DIR/dash" ] || [ ! -x "$BIN_DIR/dash-monitor" ] ||
-  ! "$BIN_DIR/dash" image pull --help >/dev/null 2>&1; then
-  [ "$BIN_DIR" = target/release ] || die "$BIN_DIR/dash or dash-monitor missing or without image pull"
-  log "building dash and dash-monitor (release)"
-  cargo build --release -p dash -p dash-monitor >&2
-fi
-BIN_DIR=$(cd "$BIN_DIR" && pwd)
-DASH=$BIN_DIR/dash
+ensure_binaries " or without image pull" image pull --help
 
-# ---- refuse to run over someone else's things (cleanup then removes only ours) ------------
-[ -e "/sys/class/net/$BRIDGE" ] && die "bridge $BRIDGE exists: another bench running?"
-nft list table ip "$NFT_TABLE" >/dev/null 2>&1 && die "nft table ip $NFT_TABLE exists"
-[ -e "$RUN_DIR" ] && die "$RUN_DIR exists"
-if (exec 3<>"/dev/tcp/${LISTEN%:*}/${LISTEN#*:}") 2>/dev/null; then die "$LISTEN is in use"; fi
+refuse_if_taken
 
 # ---- state for the cleanup ----------------------------------------------------------------
-SCR=$(mktemp -d /tmp/dash-pull.XXXXXX)
-DATA=$SCR/data
-SAMPLES=$SCR/samples
+bench_state dash-pull            # (Dash should create no cgroup here: no container runs)
 REG=$SCR/registry
-mkdir -p "$DATA" "$SAMPLES" "$REG"
+mkdir -p "$REG"
 OUT=$SCR/report.txt
-SERVER_PID=
 REGISTRY_PID=
-OWN_NET=0                        # set once we start the server (bridge, table, run dir are ours)
 PODMAN_REF=
-FORWARD_BEFORE=$(cat /proc/sys/net/ipv4/ip_forward)
-ME=$(awk -F: '$2=="memory"{print $3}' /proc/self/cgroup)
-[ "$ME" = / ] && ME=
-# Cgroup dirs Dash could create (it should not: no container runs here): the missing ones are
-# ours to rmdir at the end.
-CG_NEW=()
-for h in /sys/fs/cgroup/*/; do
-  h=${h%/}
-  p=
-  IFS=/ read -ra parts <<<"${ME#/}"
-  for part in "${parts[@]}" dash; do
-    [ -n "$part" ] || continue
-    p=$p/$part
-    [ -d "$h$p" ] || CG_NEW+=("$h$p")
-  done
-  [ -d "$h/dash" ] || CG_NEW+=("$h/dash")
-done
 
 # Everything on stdout also goes to $OUT, copied to $RESULT when the run succeeds.
 exec 4>&1
 exec > >(tee "$OUT" >&4)
 TEE_PID=$!
 
-server_alive() { [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; }
-
-stop_pid() { # stop_pid PID: TERM, up to 10 s, then KILL; reaps it
-  local pid=$1 t
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid"
-  t=$SECONDS
-  while kill -0 "$pid" 2>/dev/null && [ $((SECONDS - t)) -lt 10 ]; do sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
-  wait "$pid" 2>/dev/null
-  return 0
-}
-
 cleanup() {
-  local rc=$? left= i
-  set +e
-  trap - EXIT INT TERM
-  log "cleaning up"
+  local rc=$? left=''
+  cleanup_begin
   [ -n "$SERVER_PID" ] && stop_pid "$SERVER_PID"
   [ -n "$REGISTRY_PID" ] && stop_pid "$REGISTRY_PID"
-  if [ "$OWN_NET" = 1 ]; then
-    findmnt -rn -o TARGET | grep -E "^($RUN_DIR|$SCR)(/|$)" | sort -r | while read -r m; do
-      umount "$m" 2>/dev/null || umount -l "$m"
-    done
-    [ -e "/sys/class/net/$BRIDGE" ] && ip link del "$BRIDGE"
-    nft list table ip "$NFT_TABLE" >/dev/null 2>&1 && nft delete table ip "$NFT_TABLE"
-    rm -rf --one-file-system "$RUN_DIR"
-  fi
+  cleanup_net
   [ -n "$PODMAN_REF" ] && podman image exists "$PODMAN_REF" 2>/dev/null &&
     podman rmi -f "$PODMAN_REF" >/dev/null 2>&1
-  for ((i = ${#CG_NEW[@]} - 1; i >= 0; i--)); do
-    [ -d "${CG_NEW[i]}" ] && rmdir "${CG_NEW[i]}" 2>/dev/null
-  done
-  # Put ip_forward back unless another Dash network (table ip dash*) now relies on it.
-  if [ "$(cat /proc/sys/net/ipv4/ip_forward)" != "$FORWARD_BEFORE" ] &&
-    ! nft list tables 2>/dev/null | grep -q '^table ip dash'; then
-    echo "$FORWARD_BEFORE" >/proc/sys/net/ipv4/ip_forward
-  fi
+  cleanup_cgroups_forward
   # What is left (should be nothing).
   [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null && left+=" server:$SERVER_PID"
   [ -n "$REGISTRY_PID" ] && kill -0 "$REGISTRY_PID" 2>/dev/null && left+=" registry:$REGISTRY_PID"
-  [ -e "/sys/class/net/$BRIDGE" ] && left+=" bridge:$BRIDGE"
-  nft list table ip "$NFT_TABLE" >/dev/null 2>&1 && left+=" nft:$NFT_TABLE"
-  [ -e "$RUN_DIR" ] && left+=" $RUN_DIR"
-  findmnt -rn -o TARGET | grep -qE "^($RUN_DIR|$SCR)(/|$)" && left+=" mounts"
+  left+=$(net_left)
   [ -n "$PODMAN_REF" ] && podman image exists "$PODMAN_REF" 2>/dev/null && left+=" podman:$PODMAN_REF"
-  for i in "${CG_NEW[@]}"; do [ -d "$i" ] && left+=" $i"; done
+  left+=$(cgroups_left)
   if [ -n "$left" ]; then
     echo "cleanup: LEFT BEHIND:$left"
   else
@@ -170,26 +96,10 @@ cleanup() {
   fi
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# ---- helpers ------------------------------------------------------------------------------
-# stats FILE → "n min median max" of the numbers in FILE
-stats() {
-  sort -n "$1" | awk '{a[NR]=$1} END {
-    if (NR == 0) { print "0 - - -"; exit }
-    m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
-    printf "%d %.1f %.1f %.1f\n", NR, a[1], m, a[NR] }'
-}
-median() { stats "$1" | awk '{print $3}'; }
-record() { echo "$2" >>"$SAMPLES/$1"; } # record TOOL MS
-load() { uptime | sed 's/.*load average/load average/'; }
+trap_cleanup
 
 # ---- header -------------------------------------------------------------------------------
-echo "# Dash pull bench, $(date -Is)"
-echo "host: $(uname -n), kernel $(uname -r), $(nproc) cpus, $(awk '/MemTotal/{printf "%.1f GB", $2/1048576}' /proc/meminfo)"
-echo "dash: tree $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty'), binaries $BIN_DIR (dash built $(date -r "$DASH" '+%F %T'))"
+header pull
 echo "peers: $(skopeo --version), $(podman --version), registry: Debian docker-registry $(dpkg-query -W -f '${Version}' docker-registry 2>/dev/null || echo '?')"
 echo "trials: $TRIALS per tool (interleaved, order rotated per trial), warm-up rounds: $WARMUP"
 echo "load at start: $(load)"
@@ -303,19 +213,7 @@ echo "image: $REF, $LAYER_COUNT gzip layers (busybox-static + $LAYERS x $LAYER_B
 awk -v b="$BYTES" -v u="$UNPACKED" 'BEGIN{printf "       %.1f MB compressed (layers + config), %.1f MB of file data unpacked\n", b/1e6, u/1e6}'
 
 # ---- dash server --------------------------------------------------------------------------
-log "starting dash server (data $DATA)"
-OWN_NET=1
-export DASH_ADDR=$LISTEN DASH_DATA_DIR=$DATA
-setsid "$DASH" server --data-dir "$DATA" --listen "$LISTEN" --bridge "$BRIDGE" \
-  --subnet "$SUBNET" --nft-table "$NFT_TABLE" --run-dir "$RUN_DIR" --node-name "$NODE" \
-  </dev/null >>"$SCR/server.log" 2>&1 4>&- &
-SERVER_PID=$!
-for _ in $(seq 300); do
-  "$DASH" node ls -o json >/dev/null 2>&1 && break
-  server_alive || { cat "$SCR/server.log" >&2; die "dash server exited"; }
-  sleep 0.1
-done
-"$DASH" node ls -o json >/dev/null 2>&1 || { tail "$SCR/server.log" >&2; die "dash server not answering"; }
+start_server
 
 # ---- podman -------------------------------------------------------------------------------
 podman image exists "$REF" && die "podman already has $REF"

@@ -20,10 +20,9 @@
 # every method), ATTACH_CYCLES (default 50), PODMAN (default 1; 0 skips podman),
 # PODMAN_CRUN (default 1; 0 skips the podman+crun-wrapper row). Progress goes to stderr.
 set -euo pipefail
-export LC_ALL=C
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"        # helpers; goes to the repo root (ROOT)
 
-cd "$(dirname "$0")/.."
-ROOT=$PWD
 BIN_DIR=${BIN_DIR:-target/release}
 TRIALS=${TRIALS:-5}
 COUNTS=${COUNTS:-1 20}
@@ -39,76 +38,33 @@ NFT_TABLE=dash_bench
 RUN_DIR=/run/dash-bench
 NODE=bench
 RUN_ID=$$                       # tags podman/crun names of this run
+NFT_BEFORE=$(nft list tables 2>/dev/null | sed 's/^table //' | tr '\n' ' ')
 TARGET_MS=30                    # ARCHITECTURE.md: replica created → running ≤ 30 ms
 TIMEOUT_S=120                   # per wait loop
 
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-now_us() { local t=${EPOCHREALTIME/[.,]/}; printf '%s' "$t"; }
-# us_to_ms MICROSECONDS → "12.34"
-us_to_ms() { printf '%d.%02d' $(($1 / 1000)) $((($1 % 1000) / 10)); }
-
-[ "$(id -u)" = 0 ] || die "run as root"
-for tool in jq nft ip crun unshare findmnt tar; do
-  command -v "$tool" >/dev/null || die "$tool is missing"
-done
+need_root_and jq nft ip crun unshare findmnt tar
 if [ "$PODMAN" = 1 ] && ! command -v podman >/dev/null; then
   log "podman not found: skipping it"; PODMAN=0
 fi
 
 # ---- binaries -----------------------------------------------------------------------------
-if [ ! -x "$BIN_DIR/dash" ] || [ ! -x "$BIN_DIR/dash-monitor" ]; then
-  [ "$BIN_DIR" = target/release ] || die "$BIN_DIR/dash or dash-monitor missing"
-  log "building dash and dash-monitor (release)"
-  cargo build --release -p dash -p dash-monitor >&2
-fi
-BIN_DIR=$(cd "$BIN_DIR" && pwd)
-DASH=$BIN_DIR/dash
+# shellcheck disable=SC2119 # no extra check of the binaries
+ensure_binaries
 ATTACH_BENCH=$BIN_DIR/examples/attach_bench
 
-# ---- refuse to run over someone else's things (cleanup then removes only ours) ------------
-[ -e "/sys/class/net/$BRIDGE" ] && die "bridge $BRIDGE exists: another bench running?"
-nft list table ip "$NFT_TABLE" >/dev/null 2>&1 && die "nft table ip $NFT_TABLE exists"
-[ -e "$RUN_DIR" ] && die "$RUN_DIR exists"
-if (exec 3<>"/dev/tcp/${LISTEN%:*}/${LISTEN#*:}") 2>/dev/null; then die "$LISTEN is in use"; fi
+refuse_if_taken
 
 # ---- state for the cleanup ----------------------------------------------------------------
-SCR=$(mktemp -d /tmp/dash-bench.XXXXXX)
-DATA=$SCR/data
-SAMPLES=$SCR/samples
+bench_state dash-bench
 CRUN_ROOT=$SCR/crun-root
-mkdir -p "$DATA" "$SAMPLES" "$CRUN_ROOT"
-SERVER_PID=
-OWN_NET=0                        # set once we start the server (bridge, table, run dir are ours)
+mkdir -p "$CRUN_ROOT"
 PODMAN_IMAGE=localhost/dashbench-bb:$RUN_ID
 PODMAN_IMAGE_MADE=0
-FORWARD_BEFORE=$(cat /proc/sys/net/ipv4/ip_forward)
-ME=$(awk -F: '$2=="memory"{print $3}' /proc/self/cgroup)
-[ "$ME" = / ] && ME=
 CRUN_CG=$ME/dashbench-crun-$RUN_ID
-
-# Cgroup dirs that Dash (cgroup parent "dash" under $ME) or crun (absolute $ME/… paths, copied
-# into every v1 hierarchy) may create: the ones missing now are ours to rmdir at the end.
-CG_NEW=()
-for h in /sys/fs/cgroup/*/; do
-  h=${h%/}
-  p=
-  IFS=/ read -ra parts <<<"${ME#/}"
-  for part in "${parts[@]}" dash; do
-    [ -n "$part" ] || continue
-    p=$p/$part
-    [ -d "$h$p" ] || CG_NEW+=("$h$p")
-  done
-  [ -d "$h/dash" ] || CG_NEW+=("$h/dash") # runc: relative to the root in most hierarchies
-done
-
-server_alive() { [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; }
 
 cleanup() {
   local rc=$? t s pid id f
-  set +e
-  trap - EXIT INT TERM
-  log "cleaning up"
+  cleanup_begin
   # Dash services, then the server (it leaves containers running when it stops).
   if server_alive; then
     for s in $("$DASH" service ls -o json 2>/dev/null | jq -r '.[].spec.name'); do
@@ -117,11 +73,7 @@ cleanup() {
     t=$SECONDS
     while [ $((SECONDS - t)) -lt 60 ] &&
       [ "$("$DASH" service ls -o json 2>/dev/null | jq length)" != 0 ]; do sleep 0.2; done
-    kill -TERM "$SERVER_PID"
-    t=$SECONDS
-    while kill -0 "$SERVER_PID" 2>/dev/null && [ $((SECONDS - t)) -lt 10 ]; do sleep 0.1; done
-    kill -0 "$SERVER_PID" 2>/dev/null && kill -KILL "$SERVER_PID"
-    wait "$SERVER_PID" 2>/dev/null
+    stop_pid "$SERVER_PID"
   fi
   # Whatever the server did not remove (it died?): containers in its runtime roots
   # (<run-dir>/runtime/<crun|runc>), the monitors of our bundles, processes left in our
@@ -149,19 +101,17 @@ cleanup() {
     done
     for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir "$d" 2>/dev/null && break; sleep 0.1; done
   done
-  if [ "$OWN_NET" = 1 ]; then
-    findmnt -rn -o TARGET | grep -E "^($RUN_DIR|$SCR)(/|$)" | sort -r | while read -r m; do
-      umount "$m" 2>/dev/null || umount -l "$m"
-    done
-    [ -e "/sys/class/net/$BRIDGE" ] && ip link del "$BRIDGE"
-    nft list table ip "$NFT_TABLE" >/dev/null 2>&1 && nft delete table ip "$NFT_TABLE"
-    rm -rf --one-file-system "$RUN_DIR"
-  fi
+  cleanup_net
   # podman containers and image of this run.
   if [ "$PODMAN" = 1 ]; then
     ids=$(podman ps -aq --filter "name=^dashbench-$RUN_ID-" 2>/dev/null)
     [ -n "$ids" ] && podman rm -f -t 0 $ids >/dev/null 2>&1
     [ "$PODMAN_IMAGE_MADE" = 1 ] && podman rmi -f "$PODMAN_IMAGE" >/dev/null 2>&1
+    # netavark (podman's network) leaves its `ip nat` / `ip filter` tables behind: remove
+    # them if this run created them.
+    for t in nat filter; do
+      case " $NFT_BEFORE " in *" ip $t "*) ;; *) nft delete table ip "$t" 2>/dev/null ;; esac
+    done
   fi
   # bare crun containers and their cgroups.
   for id in $(crun --root "$CRUN_ROOT" list -q 2>/dev/null); do
@@ -170,21 +120,11 @@ cleanup() {
   for h in /sys/fs/cgroup/*/; do
     [ -d "${h%/}$CRUN_CG" ] && find "${h%/}$CRUN_CG" -depth -type d -exec rmdir {} \; 2>/dev/null
   done
-  for ((i = ${#CG_NEW[@]} - 1; i >= 0; i--)); do
-    [ -d "${CG_NEW[i]}" ] && rmdir "${CG_NEW[i]}" 2>/dev/null
-  done
-  # Put ip_forward back unless another Dash network (table ip dash*) now relies on it.
-  if [ "$(cat /proc/sys/net/ipv4/ip_forward)" != "$FORWARD_BEFORE" ] &&
-    ! nft list tables 2>/dev/null | grep -q '^table ip dash'; then
-    echo "$FORWARD_BEFORE" >/proc/sys/net/ipv4/ip_forward
-  fi
+  cleanup_cgroups_forward
   findmnt -rn -o TARGET | grep -qE "^$SCR(/|$)" || rm -rf --one-file-system "$SCR"
   # What is left (should be nothing).
-  local left=
-  [ -e "/sys/class/net/$BRIDGE" ] && left+=" bridge:$BRIDGE"
-  nft list table ip "$NFT_TABLE" >/dev/null 2>&1 && left+=" nft:$NFT_TABLE"
-  [ -e "$RUN_DIR" ] && left+=" $RUN_DIR"
-  findmnt -rn -o TARGET | grep -qE "^($RUN_DIR|$SCR)(/|$)" && left+=" mounts"
+  local left
+  left=$(net_left)
   [ -e "$SCR" ] && left+=" $SCR"
   if [ "$PODMAN" = 1 ]; then
     [ -n "$(podman ps -aq --filter "name=^dashbench-$RUN_ID-" 2>/dev/null)" ] && left+=" podman-containers"
@@ -193,7 +133,7 @@ cleanup() {
   for h in /sys/fs/cgroup/*/; do
     [ -d "${h%/}$CRUN_CG" ] && left+=" ${h%/}$CRUN_CG"
   done
-  for d in "${CG_NEW[@]}"; do [ -d "$d" ] && left+=" $d"; done
+  left+=$(cgroups_left)
   if [ -n "$left" ]; then
     echo "cleanup: LEFT BEHIND:$left"
   else
@@ -201,20 +141,9 @@ cleanup() {
   fi
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 # ---- helpers ------------------------------------------------------------------------------
-# stats FILE → "n min median max" of the numbers in FILE
-stats() {
-  sort -n "$1" | awk '{a[NR]=$1} END {
-    if (NR == 0) { print "0 - - -"; exit }
-    m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
-    printf "%d %.1f %.1f %.1f\n", NR, a[1], m, a[NR] }'
-}
-median() { stats "$1" | awk '{print $3}'; }
-record() { echo "$3" >>"$SAMPLES/$1-$2"; } # record METHOD N VALUE
 # kB of a process: "rss pss"
 proc_mem() {
   local rss pss
@@ -236,12 +165,10 @@ count_running() { # JSON text → number of "state": "running"
 }
 
 # ---- header -------------------------------------------------------------------------------
-echo "# Dash start-time bench, $(date -Is)"
-echo "host: $(uname -n), kernel $(uname -r), $(nproc) cpus, $(awk '/MemTotal/{printf "%.1f GB", $2/1048576}' /proc/meminfo)"
-echo "dash: tree $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty'), binaries $BIN_DIR (dash built $(date -r "$DASH" '+%F %T'))"
+header start-time
 echo "peers: $(crun --version | head -1)$(command -v runc >/dev/null && echo ", runc $(runc --version | awk 'NR==1{print $3}')")$( [ "$PODMAN" = 1 ] && echo ", $(podman --version)")"
 echo "trials: $TRIALS per N, N in {$COUNTS}, warm-up rounds: $WARMUP"
-echo "load at start: $(uptime | sed 's/.*load average/load average/')"
+echo "load at start: $(load)"
 echo
 
 # ---- attach_bench (before the server: it uses the same bridge and table names) -----------
@@ -267,19 +194,7 @@ log "making the busybox rootfs"
 "$ROOT/demo/make-busybox-rootfs.sh" "$SCR/rootfs.tar"
 
 # ---- dash server --------------------------------------------------------------------------
-log "starting dash server (data $DATA)"
-OWN_NET=1
-export DASH_ADDR=$LISTEN DASH_DATA_DIR=$DATA
-setsid "$DASH" server --data-dir "$DATA" --listen "$LISTEN" --bridge "$BRIDGE" \
-  --subnet "$SUBNET" --nft-table "$NFT_TABLE" --run-dir "$RUN_DIR" --node-name "$NODE" \
-  </dev/null >>"$SCR/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 300); do
-  "$DASH" node ls -o json >/dev/null 2>&1 && break
-  server_alive || { cat "$SCR/server.log" >&2; die "dash server exited"; }
-  sleep 0.1
-done
-"$DASH" node ls -o json >/dev/null 2>&1 || { tail "$SCR/server.log" >&2; die "dash server not answering"; }
+start_server
 RUNTIME=$("$DASH" node ls -o json | jq -r '.[0].runtime')
 "$DASH" image import --rootfs "$SCR/rootfs.tar" bb:1 >/dev/null
 sleep 3
@@ -364,8 +279,8 @@ EOF
     then ([.replicas[].started_ms] | max) - .created_ms else "x" end')
   [ "$st" != x ] || die "dash: inspect of $name disagrees with ps"
   if [ "$trial" -gt 0 ]; then
-    record dash-client "$n" "$(us_to_ms $((t1 - t0)))"
-    record dash-server "$n" "$st"
+    record "dash-client-$n" "$(us_to_ms $((t1 - t0)))"
+    record "dash-server-$n" "$st"
   fi
   if [ "$mem" = 1 ]; then
     for f in "$DATA"/containers/"$name"-*/monitor.pid; do
@@ -383,7 +298,7 @@ EOF
     sleep 0.02
   done
   t2=$(now_us)
-  [ "$trial" -gt 0 ] && record rm-dash "$n" "$(us_to_ms $((t2 - t1)))"
+  [ "$trial" -gt 0 ] && record "rm-dash-$n" "$(us_to_ms $((t2 - t1)))"
   return 0
 }
 
@@ -397,7 +312,7 @@ trial_podman() { # trial_podman RUNTIME-LABEL RUNTIME N TRIAL [mem]
       { cat "$SCR/podman.err" >&2; die "podman run ($runtime) failed"; }
   done
   t1=$(now_us)
-  [ "$trial" -gt 0 ] && record "$label" "$n" "$(us_to_ms $((t1 - t0)))"
+  [ "$trial" -gt 0 ] && record "$label-$n" "$(us_to_ms $((t1 - t0)))"
   if [ "$mem" = 1 ]; then
     for cid in $(podman inspect --format '{{.Id}}' "${names[@]}"); do
       pid=$(pgrep -f "conmon --api-version 1 -c $cid" | head -1)
@@ -407,7 +322,7 @@ trial_podman() { # trial_podman RUNTIME-LABEL RUNTIME N TRIAL [mem]
   t1=$(now_us)
   podman rm -f -t 0 "${names[@]}" >/dev/null
   t2=$(now_us)
-  [ "$trial" -gt 0 ] && record "rm-$label" "$n" "$(us_to_ms $((t2 - t1)))"
+  [ "$trial" -gt 0 ] && record "rm-$label-$n" "$(us_to_ms $((t2 - t1)))"
   return 0
 }
 
@@ -424,10 +339,10 @@ trial_crun() {
       { cat "$SCR/crun.err" >&2; die "crun run failed"; }
   done
   t1=$(now_us)
-  [ "$trial" -gt 0 ] && record crun "$n" "$(us_to_ms $((t1 - t0)))"
+  [ "$trial" -gt 0 ] && record "crun-$n" "$(us_to_ms $((t1 - t0)))"
   for ((i = 0; i < n; i++)); do crun --root "$CRUN_ROOT" delete -f "${ids[i]}"; done
   t2=$(now_us)
-  [ "$trial" -gt 0 ] && record rm-crun "$n" "$(us_to_ms $((t2 - t1)))"
+  [ "$trial" -gt 0 ] && record "rm-crun-$n" "$(us_to_ms $((t2 - t1)))"
   rm -rf "${bundles[@]}"
   return 0
 }
@@ -538,4 +453,4 @@ echo "has no network, no monitor, no overlay. netavark creates the podman0 bridg
 echo "container and deletes it with the last, so each podman trial pays for it once. Removal: busybox"
 echo "sleep as PID 1 ignores SIGTERM, so dash service rm waits out the worker's 5 s stop grace; podman"
 echo "rm uses -t 0 and crun delete -f kills at once."
-echo "load at end: $(uptime | sed 's/.*load average/load average/')"
+echo "load at end: $(load)"

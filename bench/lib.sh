@@ -1,0 +1,185 @@
+# shellcheck shell=bash
+# bench/lib.sh: what bench/start-time.sh and bench/pull.sh share. Sourced (before their cd to
+# the repo root) with
+#
+#   . "$(dirname "$0")/lib.sh"
+#
+# It goes to the repo root and sets ROOT; the rest is functions. They use the script's
+# settings: BIN_DIR, LISTEN, BRIDGE, SUBNET, NFT_TABLE, RUN_DIR, NODE (set before calling
+# them), and the state set by bench_state: SCR, DATA, SAMPLES, SERVER_PID, OWN_NET,
+# FORWARD_BEFORE, ME, CG_NEW; start_server sets DASH_ADDR, DASH_DATA_DIR and SERVER_PID.
+# shellcheck disable=SC2154 # BIN_DIR, LISTEN, BRIDGE, … are the sourcing script's
+export LC_ALL=C
+
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
+
+log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+now_us() { local t=${EPOCHREALTIME/[.,]/}; printf '%s' "$t"; }
+# us_to_ms MICROSECONDS → "12.34"
+us_to_ms() { printf '%d.%02d' $(($1 / 1000)) $((($1 % 1000) / 10)); }
+
+need_root_and() { # need_root_and TOOL...: root, and every TOOL on PATH
+  local tool
+  [ "$(id -u)" = 0 ] || die "run as root"
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || die "$tool is missing"
+  done
+}
+
+# ---- binaries -----------------------------------------------------------------------------
+# ensure_binaries [WHY ARG...]: build dash and dash-monitor (release) when missing from BIN_DIR,
+# or when `dash ARG...` fails (WHY then ends the error for a BIN_DIR other than the default);
+# then BIN_DIR is absolute and DASH its dash.
+ensure_binaries() {
+  local why=${1:-}
+  if [ ! -x "$BIN_DIR/dash" ] || [ ! -x "$BIN_DIR/dash-monitor" ] ||
+    { [ $# -gt 1 ] && ! "$BIN_DIR/dash" "${@:2}" >/dev/null 2>&1; }; then
+    [ "$BIN_DIR" = target/release ] || die "$BIN_DIR/dash or dash-monitor missing$why"
+    log "building dash and dash-monitor (release)"
+    cargo build --release -p dash -p dash-monitor >&2
+  fi
+  BIN_DIR=$(cd "$BIN_DIR" && pwd)
+  DASH=$BIN_DIR/dash
+}
+
+# Refuse to run over someone else's things (the cleanup then removes only ours).
+refuse_if_taken() {
+  [ -e "/sys/class/net/$BRIDGE" ] && die "bridge $BRIDGE exists: another bench running?"
+  nft list table ip "$NFT_TABLE" >/dev/null 2>&1 && die "nft table ip $NFT_TABLE exists"
+  [ -e "$RUN_DIR" ] && die "$RUN_DIR exists"
+  if (exec 3<>"/dev/tcp/${LISTEN%:*}/${LISTEN#*:}") 2>/dev/null; then die "$LISTEN is in use"; fi
+}
+
+# ---- state for the cleanup ----------------------------------------------------------------
+# bench_state PREFIX: scratch dir SCR=/tmp/PREFIX.XXXXXX with DATA (the server's) and SAMPLES,
+# no server yet, ip_forward as it is now, our memory cgroup ME, and in CG_NEW the cgroup dirs
+# Dash (cgroup parent "dash" under $ME) or a runtime (absolute $ME/… paths, copied into every
+# v1 hierarchy; runc: "dash" relative to the root in most hierarchies) may create: the ones
+# missing now are ours to rmdir at the end.
+bench_state() {
+  local h p part parts
+  SCR=$(mktemp -d "/tmp/$1.XXXXXX")
+  DATA=$SCR/data
+  SAMPLES=$SCR/samples
+  mkdir -p "$DATA" "$SAMPLES"
+  SERVER_PID=
+  OWN_NET=0                      # set once we start the server (bridge, table, run dir are ours)
+  FORWARD_BEFORE=$(cat /proc/sys/net/ipv4/ip_forward)
+  ME=$(awk -F: '$2=="memory"{print $3}' /proc/self/cgroup)
+  [ "$ME" = / ] && ME=
+  CG_NEW=()
+  for h in /sys/fs/cgroup/*/; do
+    h=${h%/}
+    p=
+    IFS=/ read -ra parts <<<"${ME#/}"
+    for part in "${parts[@]}" dash; do
+      [ -n "$part" ] || continue
+      p=$p/$part
+      [ -d "$h$p" ] || CG_NEW+=("$h$p")
+    done
+    [ -d "$h/dash" ] || CG_NEW+=("$h/dash")
+  done
+}
+
+server_alive() { [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; }
+
+stop_pid() { # stop_pid PID: TERM, up to 10 s, then KILL; reaps it
+  local pid=$1 t
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid"
+  t=$SECONDS
+  while kill -0 "$pid" 2>/dev/null && [ $((SECONDS - t)) -lt 10 ]; do sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+  wait "$pid" 2>/dev/null
+  return 0
+}
+
+# ---- cleanup pieces (a script's cleanup calls them, on EXIT) ------------------------------
+trap_cleanup() { # the script's cleanup runs on exit, also on error or Ctrl-C
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+cleanup_begin() {
+  set +e
+  trap - EXIT INT TERM
+  log "cleaning up"
+}
+# Once the server is gone: mounts under RUN_DIR and SCR, bridge, nft table, run dir, if ours.
+cleanup_net() {
+  [ "$OWN_NET" = 1 ] || return 0
+  findmnt -rn -o TARGET | grep -E "^($RUN_DIR|$SCR)(/|$)" | sort -r | while read -r m; do
+    umount "$m" 2>/dev/null || umount -l "$m"
+  done
+  [ -e "/sys/class/net/$BRIDGE" ] && ip link del "$BRIDGE"
+  nft list table ip "$NFT_TABLE" >/dev/null 2>&1 && nft delete table ip "$NFT_TABLE"
+  rm -rf --one-file-system "$RUN_DIR"
+}
+# The cgroup dirs in CG_NEW (deepest first), then ip_forward put back unless another Dash
+# network (table ip dash*) now relies on it.
+cleanup_cgroups_forward() {
+  local i
+  for ((i = ${#CG_NEW[@]} - 1; i >= 0; i--)); do
+    [ -d "${CG_NEW[i]}" ] && rmdir "${CG_NEW[i]}" 2>/dev/null
+  done
+  if [ "$(cat /proc/sys/net/ipv4/ip_forward)" != "$FORWARD_BEFORE" ] &&
+    ! nft list tables 2>/dev/null | grep -q '^table ip dash'; then
+    echo "$FORWARD_BEFORE" >/proc/sys/net/ipv4/ip_forward
+  fi
+  return 0
+}
+# What is left of the server's network, run dir and mounts, and of CG_NEW: " what" each.
+net_left() {
+  [ -e "/sys/class/net/$BRIDGE" ] && printf ' %s' "bridge:$BRIDGE"
+  nft list table ip "$NFT_TABLE" >/dev/null 2>&1 && printf ' %s' "nft:$NFT_TABLE"
+  [ -e "$RUN_DIR" ] && printf ' %s' "$RUN_DIR"
+  findmnt -rn -o TARGET | grep -qE "^($RUN_DIR|$SCR)(/|$)" && printf ' %s' mounts
+  return 0
+}
+cgroups_left() {
+  local d
+  for d in "${CG_NEW[@]}"; do [ -d "$d" ] && printf ' %s' "$d"; done
+  return 0
+}
+
+# ---- helpers ------------------------------------------------------------------------------
+# stats FILE → "n min median max" of the numbers in FILE
+stats() {
+  sort -n "$1" | awk '{a[NR]=$1} END {
+    if (NR == 0) { print "0 - - -"; exit }
+    m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
+    printf "%d %.1f %.1f %.1f\n", NR, a[1], m, a[NR] }'
+}
+median() { stats "$1" | awk '{print $3}'; }
+record() { echo "$2" >>"$SAMPLES/$1"; } # record SAMPLES-FILE VALUE
+load() { uptime | sed 's/.*load average/load average/'; }
+
+# header WHAT: the report's first lines (title, host, the dash tree and binaries)
+header() {
+  echo "# Dash $1 bench, $(date -Is)"
+  echo "host: $(uname -n), kernel $(uname -r), $(nproc) cpus, $(awk '/MemTotal/{printf "%.1f GB", $2/1048576}' /proc/meminfo)"
+  echo "dash: tree $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty'), binaries $BIN_DIR (dash built $(date -r "$DASH" '+%F %T'))"
+}
+
+# ---- dash server --------------------------------------------------------------------------
+# start_server: `dash server` on LISTEN with its own bridge, table, run dir and node name, data
+# in DATA, log in SCR/server.log; returns once it answers. DASH_ADDR and DASH_DATA_DIR point
+# the dash client at it.
+start_server() {
+  log "starting dash server (data $DATA)"
+  OWN_NET=1
+  export DASH_ADDR=$LISTEN DASH_DATA_DIR=$DATA
+  # 4>&-: pull.sh's copy of its stdout (for tee) is not the server's to keep open.
+  setsid "$DASH" server --data-dir "$DATA" --listen "$LISTEN" --bridge "$BRIDGE" \
+    --subnet "$SUBNET" --nft-table "$NFT_TABLE" --run-dir "$RUN_DIR" --node-name "$NODE" \
+    </dev/null >>"$SCR/server.log" 2>&1 4>&- &
+  SERVER_PID=$!
+  for _ in $(seq 300); do
+    "$DASH" node ls -o json >/dev/null 2>&1 && break
+    server_alive || { cat "$SCR/server.log" >&2; die "dash server exited"; }
+    sleep 0.1
+  done
+  "$DASH" node ls -o json >/dev/null 2>&1 || { tail "$SCR/server.log" >&2; die "dash server not answering"; }
+}
