@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dash_core::api::{
     ApplyAction, ApplyRequest, ApplyResponse, ImageInfo, LogLine, LoginRequest, NodeInfo,
-    PruneReport, PullEvent, PullRequest, ReplicaInfo, ScaleRequest, ServiceInfo,
+    PruneReport, PullEvent, PullRequest, ReplicaInfo, RouteInfo, ScaleRequest, ServiceInfo,
 };
 use hyper::Method;
 
@@ -48,7 +48,7 @@ pub enum Format {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a single-node cluster: master and worker in one process.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Images: import, list, remove.
     #[command(subcommand)]
     Image(ImageCmd),
@@ -82,6 +82,9 @@ pub enum Command {
     /// Registry credentials.
     #[command(subcommand)]
     Registry(RegistryCmd),
+    /// The built-in proxy's routes.
+    #[command(subcommand)]
+    Route(RouteCmd),
     /// Live stream of what happens in the cluster.
     Events {
         /// Also show the recent events kept by the server.
@@ -116,6 +119,9 @@ pub struct ServerArgs {
     /// This node's name (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
+    /// Where the built-in L7 proxy listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub proxy_listen: String,
     /// A registry (`host:port`) that may be reached over plain HTTP; loopback ones always may.
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     pub insecure_registries: Vec<String>,
@@ -167,6 +173,12 @@ pub enum ServiceCmd {
     Ls,
     Inspect { name: String },
     Rm { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RouteCmd {
+    /// The routing table: each route, its counters and its upstreams' state.
+    Ls,
 }
 
 #[derive(Subcommand, Debug)]
@@ -477,6 +489,56 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 })
                 .await?;
+        }
+        Command::Route(RouteCmd::Ls) => {
+            let routes: Vec<RouteInfo> = client.get("/v1/routes").await?;
+            if json {
+                print_json(&routes);
+            } else {
+                let mut t = Table::new([
+                    "HOST",
+                    "PATH",
+                    "SERVICE",
+                    "PORT",
+                    "REQUESTS",
+                    "RPS",
+                    "2XX",
+                    "4XX",
+                    "5XX",
+                    "ERRORS",
+                    "UPSTREAMS",
+                ]);
+                for r in routes {
+                    let ups: Vec<String> = r
+                        .upstreams
+                        .iter()
+                        .map(|u| format!("{} {} ({})", u.replica, u.addr, u.state))
+                        .collect();
+                    let path = if r.strip_prefix {
+                        format!("{} (stripped)", r.path_prefix)
+                    } else {
+                        r.path_prefix.clone()
+                    };
+                    t.row([
+                        r.host,
+                        path,
+                        r.service,
+                        r.port.to_string(),
+                        r.requests.to_string(),
+                        format!("{:.1}", r.requests_per_second),
+                        r.status[1].to_string(),
+                        r.status[3].to_string(),
+                        r.status[4].to_string(),
+                        r.errors.to_string(),
+                        if ups.is_empty() {
+                            "none".into()
+                        } else {
+                            ups.join(", ")
+                        },
+                    ]);
+                }
+                t.print();
+            }
         }
         Command::Node(NodeCmd::Ls) => {
             let nodes: Vec<NodeInfo> = client.get("/v1/nodes").await?;

@@ -303,3 +303,45 @@ pub struct PruneReport {
     pub layers_removed: u64,
     pub bytes_freed: u64,
 }
+
+/// A route and the replicas that may serve it now (ready, with an address).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteEntry {
+    pub service: String,
+    pub route: crate::spec::RouteSpec,
+    /// `(replica id, replica ip)`.
+    pub upstreams: Vec<(String, String)>,
+}
+
+/// `GET /v1/routes`: the proxy's routing table with live counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RouteInfo {
+    pub service: String,
+    pub host: String,
+    pub path_prefix: String,
+    pub strip_prefix: bool,
+    pub port: u16,
+    pub requests: u64,
+    /// Responses by status class: `[1xx, 2xx, 3xx, 4xx, 5xx]`.
+    pub status: [u64; 5],
+    /// Requests that got no answer from any upstream.
+    pub errors: u64,
+    pub requests_per_second: f64,
+    /// Latency histogram: upper bounds in ms (the last is +inf as `u64::MAX`) and counts.
+    pub latency_buckets_ms: Vec<u64>,
+    pub latency_counts: Vec<u64>,
+    pub upstreams: Vec<UpstreamInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpstreamInfo {
+    pub replica: String,
+    pub addr: String,
+    /// `up` or `ejected`.
+    pub state: String,
+    pub in_flight: u64,
+    pub requests: u64,
+    pub failures: u64,
+}

@@ -15,6 +15,7 @@ pub mod admin_api;
 pub mod local_link;
 pub mod message_queue;
 pub mod reconciler;
+pub mod route_table;
 pub mod service_manager;
 pub mod service_state;
 

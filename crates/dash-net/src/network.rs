@@ -267,6 +267,9 @@ impl Network {
             veth::configure_inside(&ns.handle, ip, self.cfg.subnet.prefix(), self.gateway()).await
         }
         .await;
+        if result.is_ok() {
+            self.forget_neighbour(ip).await;
+        }
         if result.is_err() && ns.created {
             // Don't leave a half-made namespace pinned; an existing one may hold a container.
             drop(ns);
@@ -275,6 +278,27 @@ impl Network {
             }
         }
         result
+    }
+
+    /// Drops the host's ARP entry for `ip` on the bridge. An address is reused by a new replica
+    /// with a new MAC; a stale entry would send the host's packets (the proxy's, a health
+    /// check's) to the old MAC for ≈ 5 s (the kernel's `delay_first_probe_time`) before it
+    /// re-resolves. Nothing to drop is fine.
+    async fn forget_neighbour(&self, ip: Ipv4Addr) {
+        use rtnetlink::packet_route::AddressFamily;
+        use rtnetlink::packet_route::neighbour::{
+            NeighbourAddress, NeighbourAttribute, NeighbourMessage,
+        };
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.ifindex = self.bridge_index;
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        match self.host.neighbours().del(msg).execute().await {
+            Ok(()) => tracing::debug!(%ip, "dropped a stale neighbour entry"),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENOENT => {}
+            Err(e) => tracing::debug!(%ip, error = %e, "dropping the neighbour entry"),
+        }
     }
 
     /// Removes `replica` from the backends of every port it backs (one nft batch, none if it

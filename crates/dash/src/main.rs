@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Server(args) => {
             init_tracing(&args.log_level);
-            match rt.block_on(server::run(args)) {
+            match rt.block_on(server::run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(server::ServerError::Config(msg)) => {
                     eprintln!("error: {msg}");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use dash_cli::ServerArgs;
-use dash_core::api::NodeState;
+use dash_core::api::{NodeState, RouteEntry, RouteInfo, UpstreamInfo};
 use dash_core::command::{Command, NodeRecord};
 use dash_core::event::EventKind;
 use dash_core::spec::Resources;
@@ -14,9 +14,11 @@ use dash_master::admin_api::{self, AppState};
 use dash_master::local_link::LocalLink;
 use dash_master::message_queue::MessageQueue;
 use dash_master::reconciler::Reconciler;
+use dash_master::route_table;
 use dash_master::service_manager::ServiceManager;
 use dash_master::service_state::ServiceState;
 use dash_net::{NetConfig, Network};
+use dash_proxy::{Proxy, ProxyConfig, ProxyHandle, Route, RouteTable, Upstream};
 use dash_runtime::container::{ContainerRuntime, RuntimeConfig, RuntimeKind};
 use dash_runtime::image::ImageStore;
 use dash_runtime::registry::{Puller, RegistryConfig};
@@ -38,6 +40,7 @@ impl From<anyhow::Error> for ServerError {
 
 struct Validated {
     listen: SocketAddr,
+    proxy_listen: SocketAddr,
     subnet: (Ipv4Addr, u8),
     runtime: Option<RuntimeKind>,
     node: String,
@@ -50,6 +53,17 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
             args.listen
         ))
     })?;
+    let proxy_listen: SocketAddr = args.proxy_listen.parse().map_err(|_| {
+        ServerError::Config(format!(
+            "--proxy-listen {:?}: not an address; use e.g. 127.0.0.1:8080",
+            args.proxy_listen
+        ))
+    })?;
+    if proxy_listen == listen {
+        return Err(ServerError::Config(format!(
+            "--proxy-listen {proxy_listen} is also --listen; give them different ports"
+        )));
+    }
     let (net, prefix) = args
         .subnet
         .split_once('/')
@@ -85,6 +99,7 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
     };
     Ok(Validated {
         listen,
+        proxy_listen,
         subnet: (net, prefix),
         runtime,
         node,
@@ -205,6 +220,27 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
         net.clone(),
     );
 
+    // The proxy: its routing table follows the master's state (rebuilt on every event).
+    let proxy = Proxy::bind(ProxyConfig {
+        listen: v.proxy_listen,
+        ..ProxyConfig::default()
+    })
+    .await
+    .with_context(|| format!("binding the proxy on {}", v.proxy_listen))?;
+    let proxy_handle = proxy.handle();
+    let routes_now: Arc<std::sync::RwLock<Vec<RouteEntry>>> = Arc::default();
+    let feeder = tokio::spawn(feed_routes(
+        master_store.clone(),
+        mq.clone(),
+        proxy_handle.clone(),
+        routes_now.clone(),
+        shutdown_rx.clone(),
+    ));
+    let route_stats: admin_api::RouteStats = {
+        let handle = proxy_handle.clone();
+        Arc::new(move || route_infos(&handle, &routes_now))
+    };
+
     let rt_for_logs = runtime.clone();
     let app = admin_api::router(AppState {
         manager,
@@ -214,6 +250,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
         token: token.into(),
         upload_dir: data.join("tmp"),
         log_paths: Arc::new(move |id: &str| rt_for_logs.log_path(id)),
+        route_stats,
     });
     let listener = tokio::net::TcpListener::bind(v.listen)
         .await
@@ -227,6 +264,10 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
         let _ = shutdown_http.changed().await;
     });
     let server_task = tokio::spawn(async move { server.await });
+    let mut shutdown_proxy = shutdown_rx.clone();
+    let proxy_task = tokio::spawn(proxy.serve(async move {
+        let _ = shutdown_proxy.changed().await;
+    }));
 
     wait_for_signal().await;
     tracing::info!("shutting down; containers keep running");
@@ -234,6 +275,8 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     let _ = reconciler_task.await;
     let _ = agent_task.await;
     let _ = server_task.await;
+    let _ = proxy_task.await;
+    let _ = feeder.await;
     let _ = Path::new(data);
     Ok(())
 }
@@ -251,4 +294,110 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// Keeps the proxy's table equal to the master's routes: rebuilt at start and after every
+/// event (a burst of events is folded into one rebuild).
+async fn feed_routes(
+    store: MasterStore,
+    mq: Arc<MessageQueue>,
+    proxy: ProxyHandle,
+    now: Arc<std::sync::RwLock<Vec<RouteEntry>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut events = mq.subscribe();
+    loop {
+        match route_table::build(&store).await {
+            Ok(entries) => {
+                proxy.update(table(&entries));
+                if let Ok(mut n) = now.write() {
+                    *n = entries;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "building the routing table"),
+        }
+        tokio::select! {
+            r = events.recv() => {
+                if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    return;
+                }
+                // Fold the rest of a burst into the same rebuild.
+                while events.try_recv().is_ok() {}
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+fn table(entries: &[RouteEntry]) -> RouteTable {
+    RouteTable::new(
+        entries
+            .iter()
+            .map(|e| {
+                let route = Route {
+                    service: e.service.clone(),
+                    host: e.route.host.clone(),
+                    path_prefix: e.route.path_prefix.clone(),
+                    strip_prefix: e.route.strip_prefix,
+                    port: e.route.port,
+                };
+                let upstreams = e
+                    .upstreams
+                    .iter()
+                    .filter_map(|(replica, ip)| {
+                        let ip: Ipv4Addr = ip.parse().ok()?;
+                        Some(Upstream {
+                            replica: replica.clone(),
+                            addr: SocketAddr::from((ip, e.route.port)),
+                        })
+                    })
+                    .collect();
+                (route, upstreams)
+            })
+            .collect(),
+    )
+}
+
+fn route_infos(proxy: &ProxyHandle, now: &std::sync::RwLock<Vec<RouteEntry>>) -> Vec<RouteInfo> {
+    let entries = now.read().map(|n| n.clone()).unwrap_or_default();
+    proxy
+        .stats()
+        .into_iter()
+        .map(|s| {
+            let spec = entries
+                .iter()
+                .find(|e| e.route.host == s.host && e.route.path_prefix == s.path_prefix);
+            let mut buckets: Vec<u64> = dash_proxy::LATENCY_BUCKETS_MS.to_vec();
+            buckets.push(u64::MAX);
+            RouteInfo {
+                strip_prefix: spec.is_some_and(|e| e.route.strip_prefix),
+                port: spec.map_or(0, |e| e.route.port),
+                service: s.service,
+                host: s.host,
+                path_prefix: s.path_prefix,
+                requests: s.requests,
+                status: s.status,
+                errors: s.errors,
+                requests_per_second: s.requests_per_second,
+                latency_buckets_ms: buckets,
+                latency_counts: s.latency_ms.to_vec(),
+                upstreams: s
+                    .upstreams
+                    .into_iter()
+                    .map(|u| UpstreamInfo {
+                        replica: u.replica,
+                        addr: u.addr.to_string(),
+                        state: if u.ejected {
+                            "ejected".into()
+                        } else {
+                            "up".into()
+                        },
+                        in_flight: u.in_flight,
+                        requests: u.requests,
+                        failures: u.failures,
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
 }

@@ -86,6 +86,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub run_dir: PathBuf,
     pub addr: String,
+    /// The built-in proxy's address.
+    pub proxy_addr: String,
     pub bridge: String,
     pub table: String,
     pub subnet: String,
@@ -104,6 +106,7 @@ impl Server {
             data_dir: dir.path().join("data"),
             run_dir: PathBuf::from(format!("/run/dash-e2e-{slot}")),
             addr: format!("127.0.0.1:{}", 17300 + u16::from(slot)),
+            proxy_addr: format!("127.0.0.1:{}", 17500 + u16::from(slot)),
             bridge: format!("dashe2e{slot}"),
             table: format!("dash_e2e_{slot}"),
             subnet: format!("10.97.{slot}.0/24"),
@@ -136,6 +139,7 @@ impl Server {
             ])
             .arg("--run-dir")
             .arg(&self.run_dir)
+            .args(["--proxy-listen", &self.proxy_addr])
             .args([
                 "--node-name",
                 &format!("e2e{}", self.slot),

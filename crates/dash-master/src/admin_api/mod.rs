@@ -10,6 +10,7 @@ mod logs;
 mod nodes;
 mod openapi;
 mod registries;
+mod routes;
 mod services;
 
 use std::path::PathBuf;
@@ -27,6 +28,9 @@ use crate::service_manager::ServiceManager;
 /// Where a replica's log file is (on a single node, the runtime knows).
 pub type LogPaths = Arc<dyn Fn(&str) -> PathBuf + Send + Sync>;
 
+/// The proxy's routes and counters (the proxy runs in the worker part of this process).
+pub type RouteStats = Arc<dyn Fn() -> Vec<dash_core::api::RouteInfo> + Send + Sync>;
+
 #[derive(Clone)]
 pub struct AppState {
     pub manager: ServiceManager,
@@ -37,6 +41,7 @@ pub struct AppState {
     /// Where uploads are staged before import.
     pub upload_dir: PathBuf,
     pub log_paths: LogPaths,
+    pub route_stats: RouteStats,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -65,6 +70,7 @@ pub fn router(state: AppState) -> Router {
             "/registries/{registry}",
             axum::routing::delete(registries::logout),
         )
+        .route("/routes", get(routes::list))
         .route("/events", get(events::stream))
         .route("/logs/{service}", get(logs::stream));
     Router::new()

@@ -10,7 +10,7 @@ use utoipa::OpenApi;
         super::services::apply, super::services::list, super::services::inspect, super::services::remove,
         super::services::scale, super::services::replicas, super::nodes::list, super::images::list,
         super::images::import, super::images::remove, super::images::pull, super::images::inspect,
-        super::images::prune, super::registries::login, super::registries::logout, super::events::stream, super::logs::stream,
+        super::images::prune, super::registries::login, super::registries::logout, super::routes::list, super::events::stream, super::logs::stream,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))

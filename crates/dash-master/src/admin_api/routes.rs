@@ -1,0 +1,12 @@
+//! /v1/routes: the proxy's routing table with its live counters.
+
+use axum::Json;
+use axum::extract::State;
+use dash_core::api::RouteInfo;
+
+use super::AppState;
+
+#[utoipa::path(get, path = "/v1/routes", responses((status = 200, body = Vec<RouteInfo>)))]
+pub async fn list(State(s): State<AppState>) -> Json<Vec<RouteInfo>> {
+    Json((s.route_stats)())
+}

@@ -1,0 +1,197 @@
+//! The built-in L7 proxy with real replicas: routing by host and path, and no failed requests
+//! while replicas come and go under a steady, bounded load.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dash_e2e::Server;
+
+/// One HTTP/1.1 GET through the proxy with a Host header: (status, body).
+fn get(proxy: &str, host: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(proxy)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((
+        code,
+        buf.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    ))
+}
+
+/// A steady load of `threads` clients until stopped (at most `limit`): (ok, failed).
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(proxy: &str, host: &str, threads: usize, limit: Duration) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let handles = (0..threads)
+            .map(|_| {
+                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                let (proxy, host) = (proxy.to_string(), host.to_string());
+                std::thread::spawn(move || {
+                    let end = Instant::now() + limit;
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                        let t = Instant::now();
+                        match get(&proxy, &host, "/") {
+                            Ok((200, _)) => ok.fetch_add(1, Ordering::Relaxed),
+                            other => {
+                                eprintln!(
+                                    "failed after {:?}: {:?}",
+                                    t.elapsed(),
+                                    other
+                                        .map(|(c, b)| (c, b.chars().take(120).collect::<String>()))
+                                );
+                                failed.fetch_add(1, Ordering::Relaxed)
+                            }
+                        };
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failed,
+            handles,
+        }
+    }
+
+    fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for h in self.handles {
+            h.join().unwrap();
+        }
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn web(replicas: u32, extra: &str) -> String {
+    format!(
+        "name = \"web\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\nreplicas = {replicas}\n\
+         stop_grace_period = \"1s\"\n{extra}\n[[routes]]\nhost = \"web.local\"\nport = 8080\n\
+         [[routes]]\nhost = \"*.apps.test\"\npath_prefix = \"/www\"\nstrip_prefix = true\nport = 8080\n"
+    )
+}
+
+#[test]
+fn routes_by_host_and_path_and_survives_scaling_kills_and_updates_under_load() {
+    let s = Server::start(41);
+    let proxy = s.proxy_addr.clone();
+    s.import_busybox("bb:1");
+    let f = s.write("web.toml", &web(3, ""));
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    s.wait_running("web", 3);
+    s.wait("the route has 3 upstreams", Duration::from_secs(10), || {
+        let routes = s.json(&["route", "ls"]);
+        (routes[0]["upstreams"].as_array().map_or(0, Vec::len) == 3).then_some(())
+    });
+
+    let (code, body) = get(&proxy, "web.local", "/").unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("hello from dash"), "{body}");
+    // Wildcard host with a stripped prefix: /www/index.html → /index.html.
+    let (code, body) = get(&proxy, "a.apps.test", "/www/index.html").unwrap();
+    assert_eq!(
+        (code, body.contains("hello from dash")),
+        (200, true),
+        "{body}"
+    );
+    let (code, _) = get(&proxy, "nobody.local", "/").unwrap();
+    assert_eq!(code, 404);
+
+    // Scale 3 → 1 under load: no failed request.
+    let load = Load::start(&proxy, "web.local", 4, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    s.ok(&["scale", "web", "1"]);
+    s.wait_running("web", 1);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (ok, failed) = load.finish();
+    assert!(ok > 100, "load ran: {ok}");
+    assert_eq!(failed, 0, "failed requests while scaling 3 → 1 ({ok} ok)");
+
+    // A rolling update under load: no failed request.
+    s.ok(&["scale", "web", "3"]);
+    s.wait_running("web", 3);
+    let load = Load::start(&proxy, "web.local", 4, Duration::from_secs(90));
+    let f2 = s.write("web2.toml", &web(3, "[env]\nV = \"2\"\n"));
+    s.ok(&["apply", "-f", f2.to_str().unwrap()]);
+    s.wait("all at version 2", Duration::from_secs(60), || {
+        let r = s.replicas("web");
+        (r.len() == 3
+            && r.iter()
+                .all(|x| x["version"] == 2 && x["state"] == "running"))
+        .then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let (ok, failed) = load.finish();
+    assert_eq!(
+        failed, 0,
+        "failed requests during the rolling update ({ok} ok)"
+    );
+
+    // kill -9 of a replica under load: only requests in flight may fail, none after.
+    let victim = s.replicas("web")[0]["id"].as_str().unwrap().to_string();
+    let pid: i32 = std::fs::read_to_string(s.data_dir.join("containers").join(&victim).join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let load = Load::start(&proxy, "web.local", 4, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(300));
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    s.wait("the victim running again", Duration::from_secs(10), || {
+        let r = s.replicas("web");
+        r.iter()
+            .any(|x| x["id"] == victim.as_str() && x["restarts"] == 1 && x["state"] == "running")
+            .then_some(())
+    });
+    let (ok_during, failed_during) = load.finish();
+    assert!(
+        failed_during <= 4,
+        "more failures than requests in flight: {failed_during} ({ok_during} ok)"
+    );
+    let load = Load::start(&proxy, "web.local", 4, Duration::from_secs(3));
+    let (ok, failed) = load.finish_after(Duration::from_secs(2));
+    assert_eq!(failed, 0, "failures after the restart ({ok} ok)");
+
+    // Counters show in `dash route ls`.
+    let routes = s.json(&["route", "ls"]);
+    assert!(routes[0]["requests"].as_u64().unwrap() > 100, "{routes}");
+}
+
+impl Load {
+    fn finish_after(self, d: Duration) -> (u64, u64) {
+        std::thread::sleep(d);
+        self.finish()
+    }
+}
