@@ -1,0 +1,176 @@
+//! proxy stats: per-route counters kept with relaxed atomics on the request path, and the
+//! snapshot [`crate::ProxyHandle::stats`] reads from them.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use crate::clock;
+use crate::routes::RouteEntry;
+
+/// Upper bounds (inclusive, milliseconds) of the latency histogram buckets; one more bucket
+/// counts everything slower.
+pub const LATENCY_BUCKETS_MS: [u64; 10] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000];
+
+/// Seconds in the requests-per-second window.
+const WINDOW_SECS: u64 = 10;
+
+/// What one route has served since it first appeared in a table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteStats {
+    pub service: String,
+    pub host: String,
+    pub path_prefix: String,
+    /// Requests routed here, finished or not.
+    pub requests: u64,
+    /// Responses by class: `[1xx, 2xx, 3xx, 4xx, 5xx]`, the proxy's own 502/503/504 included.
+    pub status: [u64; 5],
+    /// Requests the proxy answered itself because no upstream could: no upstream (503), connect or
+    /// transport failure (502), timeout (504).
+    pub errors: u64,
+    /// Time from routing to the upstream's response headers (or the error): count per bucket,
+    /// `latency_ms[i]` ≤ [`LATENCY_BUCKETS_MS`]`[i]`, the last one slower than 1000 ms. Not
+    /// cumulative.
+    pub latency_ms: [u64; LATENCY_BUCKETS_MS.len() + 1],
+    /// Requests per second over the last 10 seconds.
+    pub requests_per_second: f64,
+    pub upstreams: Vec<UpstreamStats>,
+}
+
+/// One upstream of a route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamStats {
+    pub replica: String,
+    pub addr: SocketAddr,
+    /// Requests sent and not finished (response body or upgraded connection still open).
+    pub in_flight: u64,
+    /// Ejected by passive health checks right now.
+    pub ejected: bool,
+    /// Requests sent to it, retries included.
+    pub requests: u64,
+    /// Connect failures, timeouts, transport errors and 5xx responses.
+    pub failures: u64,
+}
+
+/// Counters of one route; shared by every table the route appears in.
+#[derive(Debug, Default)]
+pub(crate) struct RouteCounters {
+    pub(crate) requests: AtomicU64,
+    status: [AtomicU64; 5],
+    errors: AtomicU64,
+    latency: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
+    /// One slot per second of the window: `second << 32 | count`.
+    window: [AtomicU64; WINDOW_SECS as usize],
+    /// Round-robin position.
+    pub(crate) next: AtomicUsize,
+}
+
+impl RouteCounters {
+    /// Counts a request as it is routed.
+    pub(crate) fn start(&self, now: Instant) {
+        self.requests.fetch_add(1, Relaxed);
+        let second = clock::secs(now);
+        let slot = &self.window[(second % WINDOW_SECS) as usize];
+        let _ = slot.fetch_update(Relaxed, Relaxed, |packed| {
+            Some(if packed >> 32 == second {
+                packed + 1
+            } else {
+                (second << 32) | 1
+            })
+        });
+    }
+
+    /// Counts the response status and how long it took to get it.
+    pub(crate) fn finish(&self, status: u16, elapsed: Duration, proxy_error: bool) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.status[class].fetch_add(1, Relaxed);
+        if proxy_error {
+            self.errors.fetch_add(1, Relaxed);
+        }
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let bucket = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|&ms| micros <= ms * 1000)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        self.latency[bucket].fetch_add(1, Relaxed);
+    }
+
+    fn requests_per_second(&self, now: Instant) -> f64 {
+        let second = clock::secs(now);
+        let recent: u64 = self
+            .window
+            .iter()
+            .map(|slot| slot.load(Relaxed))
+            .filter(|packed| second.saturating_sub(packed >> 32) < WINDOW_SECS)
+            .map(|packed| packed & u64::from(u32::MAX))
+            .sum();
+        recent as f64 / WINDOW_SECS as f64
+    }
+}
+
+pub(crate) fn snapshot(entry: &RouteEntry, now: Instant) -> RouteStats {
+    let counters = &entry.counters;
+    let load = |a: &AtomicU64| a.load(Relaxed);
+    let now_nanos = clock::nanos(now);
+    let route = entry.route();
+    RouteStats {
+        service: route.service.clone(),
+        host: route.host.clone(),
+        path_prefix: entry.prefix().to_owned(),
+        requests: load(&counters.requests),
+        status: counters.status.each_ref().map(load),
+        errors: load(&counters.errors),
+        latency_ms: counters.latency.each_ref().map(load),
+        requests_per_second: counters.requests_per_second(now),
+        upstreams: entry
+            .upstreams
+            .iter()
+            .map(|u| UpstreamStats {
+                replica: u.upstream.replica.clone(),
+                addr: u.upstream.addr,
+                in_flight: load(&u.in_flight),
+                ejected: u.is_ejected(now_nanos),
+                requests: load(&u.requests),
+                failures: load(&u.failures),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finish_counts_status_class_and_latency_bucket() {
+        let c = RouteCounters::default();
+        c.finish(200, Duration::from_micros(900), false);
+        c.finish(204, Duration::from_millis(3), false);
+        c.finish(101, Duration::from_millis(1000), false);
+        c.finish(502, Duration::from_secs(2), true);
+        let status = c.status.each_ref().map(|a| a.load(Relaxed));
+        assert_eq!(status, [1, 2, 0, 0, 1]);
+        assert_eq!(c.errors.load(Relaxed), 1);
+        let latency = c.latency.each_ref().map(|a| a.load(Relaxed));
+        assert_eq!(latency, [1, 0, 1, 0, 0, 0, 0, 0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn requests_per_second_covers_the_last_ten_seconds() {
+        let c = RouteCounters::default();
+        let t0 = Instant::now() + Duration::from_secs(100);
+        for _ in 0..30 {
+            c.start(t0);
+        }
+        for _ in 0..20 {
+            c.start(t0 + Duration::from_secs(1));
+        }
+        assert_eq!(c.requests_per_second(t0 + Duration::from_secs(1)), 5.0);
+        assert_eq!(c.requests_per_second(t0 + Duration::from_secs(10)), 2.0);
+        assert_eq!(c.requests_per_second(t0 + Duration::from_secs(11)), 0.0);
+        // The slot of t0 is reused ten seconds later.
+        c.start(t0 + Duration::from_secs(10));
+        assert_eq!(c.requests_per_second(t0 + Duration::from_secs(10)), 2.1);
+        assert_eq!(c.requests.load(Relaxed), 51);
+    }
+}
