@@ -13,6 +13,11 @@ if ! curl -fs http://127.0.0.1:7070/healthz >/dev/null 2>&1; then
   mkdir -p "$DATA"
   setsid nohup dash server --data-dir "$DATA" >>/var/log/dash.log 2>&1 < /dev/null &
   for _ in $(seq 100); do curl -fs http://127.0.0.1:7070/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+  if ! curl -fs http://127.0.0.1:7070/healthz >/dev/null 2>&1; then
+    echo "error: dash server did not start; the end of /var/log/dash.log:" >&2
+    tail -n 5 /var/log/dash.log >&2
+    exit 1
+  fi
 fi
 
 echo "==> building the demo image from busybox-static"
