@@ -131,7 +131,7 @@ async fn forward(
         let Some(index) = balance::pick(
             cfg.balance,
             &entry.upstreams,
-            entry.counters.next(),
+            &entry.counters.next,
             now_nanos,
             tried,
         ) else {
@@ -242,27 +242,29 @@ async fn send(
                 Err(error) => return Err(Failed::BeforeSend(error, Box::new(req))),
             },
         };
-        if sender.ready().await.is_err() {
+        if let Err(source) = sender.ready().await {
             if pooled {
                 // Closed while idle: take another.
                 continue;
             }
-            return Err(Failed::BeforeSend(
-                ForwardError::Closed { addr },
-                Box::new(req),
-            ));
+            let error = ForwardError::Handshake { addr, source };
+            return Err(Failed::BeforeSend(error, Box::new(req)));
         }
-        match tokio::time::timeout(cfg.header_timeout, sender.try_send_request(req)).await {
+        let sent = tokio::time::timeout(cfg.header_timeout, sender.try_send_request(req)).await;
+        match sent {
             Ok(Ok(response)) => return Ok((response, sender)),
             Ok(Err(mut error)) => match error.take_message() {
                 // Not written: a pooled connection closed under us. Try a fresh one.
                 Some(unsent) if pooled => req = unsent,
                 Some(unsent) => {
-                    let error = ForwardError::Closed { addr };
+                    let error = ForwardError::Handshake {
+                        addr,
+                        source: error.into_error(),
+                    };
                     return Err(Failed::BeforeSend(error, Box::new(unsent)));
                 }
                 None => {
-                    let source = Some(error.into_error());
+                    let source = error.into_error();
                     return Err(Failed::Sent(ForwardError::Upstream { addr, source }));
                 }
             },

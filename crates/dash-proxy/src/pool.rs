@@ -1,17 +1,11 @@
 //! proxy pool: keep-alive HTTP/1.1 connections to one upstream.
 //!
-//! Each upstream keeps, per worker thread, a stack of idle senders behind a small mutex of its
-//! own; the most recently used connection goes out first. A worker only takes connections that
-//! run on its own runtime, so a request never wakes another thread. A connection comes back when its response body has been read to
+//! Each upstream keeps a stack of idle senders behind its own small mutex; the most recently used
+//! connection goes out first. A connection comes back when its response body has been read to
 //! the end, and is dropped (and so closed) when the body was not, when it is older than the idle
-//! timeout, or when the upstream closed it. Each connection runs on a task of its own.
-//!
-//! Why not hyper-util's legacy `Client`: its one pool sits behind one mutex for every upstream,
-//! and it boxes each request future and spawns a task per request to watch the connection come
-//! back; this is the same protocol work without those. Driving each connection from the request
-//! that uses it (no task of its own) was tried and measured: the same two reads and two writes per
-//! request, no less CPU per request (21 µs against 20 µs) and fewer requests per second (47k
-//! against 49k on a multi-thread runtime), so connections keep their task.
+//! timeout, or when the upstream closed it. Why not hyper-util's legacy `Client`: its one pool is
+//! behind one mutex for every upstream, it boxes each request future and spawns a task per
+//! request to watch the connection come back; this is the same protocol work without those.
 //! An upstream that leaves the route table takes its pool, and its connections, with it.
 
 use std::net::SocketAddr;
@@ -25,25 +19,16 @@ use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use crate::error::ForwardError;
-use crate::worker::{self, SHARDS};
 
 /// A sender for requests on one upstream connection.
 pub(crate) type Sender = http1::SendRequest<Incoming>;
 
-/// Idle connections kept per upstream and worker at most; more are closed when they come back.
+/// Idle connections kept per upstream at most; more are closed when they come back.
 const MAX_IDLE: usize = 256;
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Pool {
-    shards: [Mutex<Vec<Idle>>; SHARDS],
-}
-
-impl Default for Pool {
-    fn default() -> Self {
-        Pool {
-            shards: std::array::from_fn(|_| Mutex::default()),
-        }
-    }
+    idle: Mutex<Vec<Idle>>,
 }
 
 #[derive(Debug)]
@@ -75,7 +60,7 @@ impl Pool {
         }
     }
 
-    /// Closes this worker's connections idle for `max_idle` or closed by the upstream.
+    /// Closes connections idle for `max_idle` or closed by the upstream.
     pub(crate) fn prune(&self, now: Instant, max_idle: Duration) {
         let stale: Vec<Idle> = {
             let mut idle = self.lock();
@@ -88,23 +73,16 @@ impl Pool {
         drop(stale);
     }
 
-    /// Closes every idle connection of every worker.
+    /// Closes every idle connection.
     pub(crate) fn clear(&self) {
-        for shard in &self.shards {
-            let idle = std::mem::take(&mut *lock(shard));
-            drop(idle);
-        }
+        let idle = std::mem::take(&mut *self.lock());
+        drop(idle);
     }
 
-    /// This worker's shard.
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
-        lock(&self.shards[worker::shard()])
+        // A panic while holding this lock leaves a valid Vec behind: keep using it.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-fn lock(shard: &Mutex<Vec<Idle>>) -> std::sync::MutexGuard<'_, Vec<Idle>> {
-    // A panic while holding this lock leaves a valid Vec behind: keep using it.
-    shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Opens a new connection to `addr` and starts driving it on its own task.

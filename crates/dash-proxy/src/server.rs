@@ -1,27 +1,37 @@
-//! proxy server: the [`Proxy`] and its [`ProxyHandle`]: binding, live table updates, stats, and
-//! serving until shutdown (the listening itself is in `accept`).
+//! proxy server: the listener, one task per client connection, live table updates and shutdown.
+//!
+//! Shutdown: stop accepting, ask every connection to finish gracefully (in-flight requests
+//! complete, idle keep-alive connections close), wait up to [`DRAIN_TIMEOUT`] for them, then
+//! abort what is left, end spliced (upgraded) connections and close pooled upstream connections.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::accept::{self, Listeners};
 use crate::config::ProxyConfig;
+use crate::forward::{self, ConnCtx};
+use crate::headers::ClientInfo;
 use crate::routes::RouteTable;
 use crate::stats::{self, RouteStats};
+
+/// How long shutdown waits for in-flight requests before it cuts them off.
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The proxy: bound, not yet serving. Keep a [`ProxyHandle`] to update routes and read stats
 /// while [`Proxy::serve`] runs.
 pub struct Proxy {
     shared: Arc<Shared>,
-    listeners: Listeners,
+    listener: TcpListener,
     local_addr: SocketAddr,
 }
 
@@ -32,7 +42,7 @@ pub struct ProxyHandle {
     shared: Arc<Shared>,
 }
 
-/// State shared by every listener, connection and handle, across worker threads.
+/// State shared by the listener, every connection and every handle.
 pub(crate) struct Shared {
     pub(crate) cfg: ProxyConfig,
     table: RwLock<Arc<RouteTable>>,
@@ -40,7 +50,7 @@ pub(crate) struct Shared {
     updating: Mutex<()>,
     /// Turns true when spliced (upgraded) connections must end.
     pub(crate) abort: watch::Sender<bool>,
-    pub(crate) http: auto::Builder<TokioExecutor>,
+    http: auto::Builder<TokioExecutor>,
 }
 
 impl Shared {
@@ -60,12 +70,14 @@ impl Shared {
     fn stats(&self) -> Vec<RouteStats> {
         let now = Instant::now();
         let table = self.table();
-        let entries = table.entries().iter();
-        entries.map(|e| stats::snapshot(e, now)).collect()
+        table
+            .entries()
+            .iter()
+            .map(|e| stats::snapshot(e, now))
+            .collect()
     }
 
-    /// Closes pooled upstream connections idle past `idle_timeout` or closed by the upstream.
-    pub(crate) fn prune_pools(&self) {
+    fn prune_pools(&self) {
         let now = Instant::now();
         for entry in self.table().entries() {
             for upstream in &entry.upstreams {
@@ -84,14 +96,14 @@ impl Shared {
 }
 
 impl Proxy {
-    /// Validates `cfg` and binds its listen address (once per worker thread, see
-    /// [`ProxyConfig::threads`]); serves nothing until [`Proxy::serve`]. Starts with an empty
-    /// route table: every request gets 404 until the first update.
+    /// Validates `cfg` and binds its listen address; serves nothing until [`Proxy::serve`].
+    /// Starts with an empty route table: every request gets 404 until the first update.
     pub async fn bind(cfg: ProxyConfig) -> io::Result<Proxy> {
         let cfg = cfg
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let (listeners, local_addr) = Listeners::bind(cfg.listen, cfg.threads).await?;
+        let listener = TcpListener::bind(cfg.listen).await?;
+        let local_addr = listener.local_addr()?;
 
         let mut http = auto::Builder::new(TokioExecutor::new());
         // An HTTP/1 connection waiting for its next request head longer than idle_timeout is
@@ -112,10 +124,10 @@ impl Proxy {
             abort,
             http,
         });
-        tracing::info!(listen = %local_addr, threads = shared.cfg.threads, "proxy bound");
+        tracing::info!(listen = %local_addr, "proxy bound");
         Ok(Proxy {
             shared,
-            listeners,
+            listener,
             local_addr,
         })
     }
@@ -142,20 +154,59 @@ impl Proxy {
         self.shared.stats()
     }
 
-    /// Serves clients until `shutdown` completes, then drains and returns: stop accepting, let
-    /// in-flight requests finish and close idle keep-alive connections, wait up to 10 s for them,
-    /// cut off what is left, end spliced (upgraded) connections and close pooled upstream
-    /// connections.
+    /// Serves clients until `shutdown` completes, then drains (see the module doc) and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let span = tracing::info_span!("proxy", listen = %self.local_addr);
+        self.run(shutdown).instrument(span).await;
+    }
+
+    async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let Proxy {
-            shared,
-            listeners,
-            local_addr,
+            shared, listener, ..
         } = self;
-        let span = tracing::info_span!("proxy", listen = %local_addr);
-        accept::serve(Arc::clone(&shared), listeners, shutdown)
-            .instrument(span)
-            .await;
+        let (stop, stopping) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        // Pooled upstream connections past idle_timeout are closed on this tick.
+        let mut prune = tokio::time::interval(
+            shared
+                .cfg
+                .idle_timeout
+                .clamp(Duration::from_secs(1), Duration::from_secs(10)),
+        );
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let conn = serve_connection(Arc::clone(&shared), stream, peer, stopping.clone());
+                        connections.spawn(conn.instrument(tracing::debug_span!("conn", %peer)));
+                    }
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                _ = prune.tick() => shared.prune_pools(),
+            }
+        }
+        drop(listener);
+        tracing::info!(connections = connections.len(), "proxy shutting down");
+        let _ = stop.send(true);
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                connections = connections.len(),
+                "connections still open after {DRAIN_TIMEOUT:?}; closing them"
+            );
+            connections.shutdown().await;
+        }
         let _ = shared.abort.send(true);
         shared.clear_pools();
     }
@@ -173,5 +224,33 @@ impl ProxyHandle {
     /// Per-route stats for the routes in the current table, in table order.
     pub fn stats(&self) -> Vec<RouteStats> {
         self.shared.stats()
+    }
+}
+
+async fn serve_connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let ctx = Arc::new(ConnCtx {
+        shared: Arc::clone(&shared),
+        client: ClientInfo::new(peer),
+    });
+    let service = service_fn(move |req| forward::handle(Arc::clone(&ctx), req));
+    let conn = shared
+        .http
+        .serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "client connection ended with an error");
     }
 }
