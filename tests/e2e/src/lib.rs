@@ -470,15 +470,28 @@ pub fn http_request(
     path: &str,
     token: Option<&str>,
 ) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr).with_context(|| format!("connecting {addr}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\n\r\n"
-    )?;
+    http_exchange(
+        addr,
+        &format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\n\r\n"),
+    )
+}
+
+/// A GET with its own `Host` header (through the proxy): (status, body).
+pub fn http_get_host(addr: &str, host: &str, path: &str) -> Result<(u16, String)> {
+    http_exchange(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// Sends `request`, reads the answer to the end: (status, body).
+fn http_exchange(addr: &str, request: &str) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr).with_context(|| format!("connecting {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(request.as_bytes())?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
     let code = buf

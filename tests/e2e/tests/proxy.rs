@@ -3,8 +3,6 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -12,26 +10,8 @@ use std::time::{Duration, Instant};
 use dash_e2e::Server;
 
 /// One HTTP/1.1 GET through the proxy with a Host header: (status, body).
-fn get(proxy: &str, host: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(proxy)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    let code = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((
-        code,
-        buf.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default(),
-    ))
+fn get(proxy: &str, host: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    dash_e2e::http_get_host(proxy, host, path)
 }
 
 /// A steady load of `threads` clients until stopped (at most `limit`): (ok, failed).
