@@ -5,7 +5,8 @@
 //! cargo run --release -p dash-proxy --example bench_proxy -- 127.0.0.1:8080 2 127.0.0.1:9000
 //! wrk -t2 -c64 -d10s http://127.0.0.1:8080/
 //! ```
-//! Arguments: LISTEN THREADS UPSTREAM... (round robin). Stops on Ctrl-C and prints the stats.
+//! Arguments: LISTEN THREADS UPSTREAM... (round robin; THREADS is `ProxyConfig::threads`). Stops
+//! on Ctrl-C and prints the stats.
 
 use std::io;
 use std::net::SocketAddr;
@@ -41,13 +42,14 @@ fn main() -> io::Result<()> {
         strip_prefix: false,
         port: 80,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads.max(1))
+    // The proxy runs its own worker threads; this runtime only waits for Ctrl-C.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         let cfg = ProxyConfig {
             listen,
+            threads,
             ..ProxyConfig::default()
         };
         let proxy = Proxy::bind(cfg).await?;

@@ -15,6 +15,7 @@ use rand::Rng;
 
 use crate::pool::Pool;
 use crate::routes::Upstream;
+use crate::worker::{self, Padded, SHARDS};
 
 /// How a request picks one of its route's upstreams that is not ejected.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,7 +32,8 @@ pub enum Balance {
 pub(crate) struct UpstreamState {
     pub(crate) upstream: Upstream,
     pub(crate) in_flight: AtomicU64,
-    pub(crate) requests: AtomicU64,
+    /// Per worker (see `worker`): every request writes it.
+    requests: [Padded<AtomicU64>; SHARDS],
     pub(crate) failures: AtomicU64,
     consecutive_failures: AtomicU32,
     /// [`crate::clock::nanos`] until which the upstream is ejected; 0 when it is not.
@@ -44,12 +46,20 @@ impl UpstreamState {
         UpstreamState {
             upstream,
             in_flight: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
+            requests: Default::default(),
             failures: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             pool: Pool::default(),
         }
+    }
+
+    pub(crate) fn count_request(&self) {
+        self.requests[worker::shard()].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.iter().map(|r| r.load(Relaxed)).sum()
     }
 
     pub(crate) fn is_ejected(&self, now_nanos: u64) -> bool {

@@ -27,7 +27,7 @@ pub(crate) struct Lease {
 impl Lease {
     pub(crate) fn new(upstream: &Arc<UpstreamState>) -> Self {
         upstream.in_flight.fetch_add(1, Relaxed);
-        upstream.requests.fetch_add(1, Relaxed);
+        upstream.count_request();
         Lease {
             upstream: Arc::clone(upstream),
             sender: None,

@@ -28,6 +28,10 @@ pub struct ProxyConfig {
     pub eject_after: u32,
     /// How long an ejected upstream gets no traffic (10 s).
     pub eject_for: Duration,
+    /// Worker threads of the proxy's own, each with a single-threaded runtime and its own
+    /// `SO_REUSEPORT` listener (default: one per core). 0 serves on the runtime that calls
+    /// [`crate::Proxy::serve`] instead, from one listener.
+    pub threads: usize,
 }
 
 impl Default for ProxyConfig {
@@ -40,6 +44,7 @@ impl Default for ProxyConfig {
             idle_timeout: Duration::from_secs(60),
             eject_after: 3,
             eject_for: Duration::from_secs(10),
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 }

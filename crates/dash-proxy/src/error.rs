@@ -32,11 +32,13 @@ pub(crate) enum ForwardError {
     },
     #[error("{addr} sent no response headers within {after:?}")]
     HeaderTimeout { addr: SocketAddr, after: Duration },
+    #[error("{addr} closed the connection before the request was sent")]
+    Closed { addr: SocketAddr },
     #[error("request to {addr}")]
     Upstream {
         addr: SocketAddr,
         #[source]
-        source: hyper::Error,
+        source: Option<hyper::Error>,
     },
 }
 

@@ -63,7 +63,7 @@ pub(crate) async fn handle(
         ));
     };
     let host = headers::host_without_port(host);
-    let table = ctx.shared.table();
+    let table = ctx.shared.table_for_request();
     let entry = match table.find(host, req.uri().path()) {
         Ok(entry) => entry,
         Err(Miss::Host) => {
@@ -131,7 +131,7 @@ async fn forward(
         let Some(index) = balance::pick(
             cfg.balance,
             &entry.upstreams,
-            &entry.counters.next,
+            entry.counters.next(),
             now_nanos,
             tried,
         ) else {
@@ -242,29 +242,27 @@ async fn send(
                 Err(error) => return Err(Failed::BeforeSend(error, Box::new(req))),
             },
         };
-        if let Err(source) = sender.ready().await {
+        if sender.ready().await.is_err() {
             if pooled {
                 // Closed while idle: take another.
                 continue;
             }
-            let error = ForwardError::Handshake { addr, source };
-            return Err(Failed::BeforeSend(error, Box::new(req)));
+            return Err(Failed::BeforeSend(
+                ForwardError::Closed { addr },
+                Box::new(req),
+            ));
         }
-        let sent = tokio::time::timeout(cfg.header_timeout, sender.try_send_request(req)).await;
-        match sent {
+        match tokio::time::timeout(cfg.header_timeout, sender.try_send_request(req)).await {
             Ok(Ok(response)) => return Ok((response, sender)),
             Ok(Err(mut error)) => match error.take_message() {
                 // Not written: a pooled connection closed under us. Try a fresh one.
                 Some(unsent) if pooled => req = unsent,
                 Some(unsent) => {
-                    let error = ForwardError::Handshake {
-                        addr,
-                        source: error.into_error(),
-                    };
+                    let error = ForwardError::Closed { addr };
                     return Err(Failed::BeforeSend(error, Box::new(unsent)));
                 }
                 None => {
-                    let source = error.into_error();
+                    let source = Some(error.into_error());
                     return Err(Failed::Sent(ForwardError::Upstream { addr, source }));
                 }
             },

@@ -7,6 +7,7 @@
 //! `Forwarded` element appended to any already there.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -36,6 +37,9 @@ pub(crate) struct ClientInfo {
     ip: HeaderValue,
     /// `for=192.0.2.1` or `for="[2001:db8::1]"`.
     forwarded_for: String,
+    /// The last host seen and its `Forwarded` element: a connection mostly asks for one host, so
+    /// this saves building the element for every request.
+    last: Mutex<Option<(HeaderValue, HeaderValue)>>,
 }
 
 impl ClientInfo {
@@ -49,15 +53,52 @@ impl ClientInfo {
             ip: HeaderValue::from_maybe_shared(Bytes::from(ip.to_string()))
                 .expect("an ip address is a valid header value"),
             forwarded_for,
+            last: Mutex::new(None),
         }
     }
+
+    /// `for=…;proto=http;host=…` for a request to `host`.
+    fn forwarded(&self, host: &HeaderValue) -> Option<HeaderValue> {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((last_host, element)) = &*last
+            && last_host == host
+        {
+            return Some(element.clone());
+        }
+        let element = forwarded_element(&self.forwarded_for, host.as_bytes())?;
+        *last = Some((host.clone(), element.clone()));
+        Some(element)
+    }
+}
+
+fn forwarded_element(forwarded_for: &str, host: &[u8]) -> Option<HeaderValue> {
+    let mut element = Vec::with_capacity(forwarded_for.len() + host.len() + 20);
+    element.extend_from_slice(forwarded_for.as_bytes());
+    element.extend_from_slice(b";proto=http;host=");
+    if host.iter().all(|&b| is_tchar(b)) {
+        element.extend_from_slice(host);
+    } else {
+        element.push(b'"');
+        for &b in host {
+            if b == b'"' || b == b'\\' {
+                element.push(b'\\');
+            }
+            element.push(b);
+        }
+        element.push(b'"');
+    }
+    HeaderValue::from_maybe_shared(Bytes::from(element)).ok()
 }
 
 /// The host a request is for, port included: the URI's authority (HTTP/2, absolute-form) or else
 /// the `Host` header.
 pub(crate) fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
     match req.uri().authority() {
-        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        // Without any `user@`: that is no part of the host.
+        Some(authority) => {
+            let host = authority.as_str().rsplit('@').next().unwrap_or_default();
+            HeaderValue::from_str(host).ok()
+        }
         None => req.headers().get(header::HOST).cloned(),
     }
 }
@@ -92,6 +133,10 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 
 /// Removes hop-by-hop headers; an upgrade keeps `Upgrade` and gets `Connection: upgrade`.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages have none: one pass over the names beats nine hashed removals.
+    if !upgrade && !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     // Headers named by `Connection` are hop-by-hop as well. Rare: only allocate when there are.
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter(|t| {
@@ -119,44 +164,29 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 /// Adds `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded` for a request
 /// from `client` to `host` (the Host header as sent, port included).
 pub(crate) fn add_forwarding(headers: &mut HeaderMap, client: &ClientInfo, host: &HeaderValue) {
-    append(headers, &X_FORWARDED_FOR, client.ip.as_bytes());
+    append(headers, &X_FORWARDED_FOR, &client.ip);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     headers.insert(X_FORWARDED_HOST.clone(), host.clone());
-
-    let host = host.as_bytes();
-    let mut element = Vec::with_capacity(client.forwarded_for.len() + host.len() + 20);
-    element.extend_from_slice(client.forwarded_for.as_bytes());
-    element.extend_from_slice(b";proto=http;host=");
-    if host.iter().all(|&b| is_tchar(b)) {
-        element.extend_from_slice(host);
-    } else {
-        element.push(b'"');
-        for &b in host {
-            if b == b'"' || b == b'\\' {
-                element.push(b'\\');
-            }
-            element.push(b);
-        }
-        element.push(b'"');
+    if let Some(element) = client.forwarded(host) {
+        append(headers, &FORWARDED, &element);
     }
-    append(headers, &FORWARDED, &element);
 }
 
 /// Sets `name` to its current values joined by `, ` with `ours` at the end.
-fn append(headers: &mut HeaderMap, name: &HeaderName, ours: &[u8]) {
+fn append(headers: &mut HeaderMap, name: &HeaderName, ours: &HeaderValue) {
+    if !headers.contains_key(name) {
+        // The usual case: no copy, the value is shared.
+        headers.insert(name.clone(), ours.clone());
+        return;
+    }
     let mut joined = Vec::new();
     for value in headers.get_all(name) {
         joined.extend_from_slice(value.as_bytes());
         joined.extend_from_slice(b", ");
     }
-    let value = if joined.is_empty() {
-        HeaderValue::from_bytes(ours)
-    } else {
-        joined.extend_from_slice(ours);
-        HeaderValue::from_maybe_shared(Bytes::from(joined))
-    };
+    joined.extend_from_slice(ours.as_bytes());
     // Every part came from a valid header value; a failure here would only drop our addition.
-    if let Ok(value) = value {
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(joined)) {
         headers.insert(name.clone(), value);
     }
 }
@@ -241,6 +271,11 @@ mod tests {
             map["forwarded"],
             "for=10.0.0.1, for=192.0.2.7;proto=http;host=web.local"
         );
+
+        // The cached element follows the host.
+        let mut map = HeaderMap::new();
+        add_forwarding(&mut map, &client, &HeaderValue::from_static("api.local"));
+        assert_eq!(map["forwarded"], "for=192.0.2.7;proto=http;host=api.local");
 
         let client = ClientInfo::new("[2001:db8::1]:5000".parse().unwrap());
         let mut map = HeaderMap::new();

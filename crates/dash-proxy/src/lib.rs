@@ -4,18 +4,19 @@
 //! connections. WebSocket and other HTTP/1.1 upgrades are spliced through.
 //!
 //! ```text
-//!  client ──h1/h2c──▶ server (accept, hyper auto) ──▶ forward ──▶ balance::pick ──▶ pool ──h1──▶ replica
-//!                                │                     │   ▲           │
-//!                     RwLock<Arc<RouteTable>> ◀─ update │   └─ retry ───┘ connect refused (GET/HEAD/OPTIONS)
-//!                                                      ▼
-//!                              RouteCounters / UpstreamState (atomics) ──▶ stats()
+//!  client ─h1/h2c─▶ accept ─▶ forward ─▶ balance::pick ─▶ pool ─h1─▶ replica
+//!          (a worker thread per   │   ▲          │
+//!           core, SO_REUSEPORT)   │   └─ retry ──┘ connect refused (GET/HEAD/OPTIONS, ≤ 2)
+//!                                 ▼
+//!     RwLock<Arc<RouteTable>> ◀── update()        RouteCounters / UpstreamState (atomics) ─▶ stats()
 //! ```
 //!
-//! Modules: [`routes`] (pure: the [`RouteTable`], host and prefix matching, path rewriting),
+//! Modules: `routes` (pure: the [`RouteTable`], host and prefix matching, path rewriting),
 //! `balance` (round robin and power-of-two-choices over upstreams, passive ejection), `stats`
 //! (lock-free counters and their snapshot), `headers` (hop-by-hop removal, `X-Forwarded-*` and
 //! `Forwarded`), `pool` (keep-alive connections to each upstream), `body`, `forward` (one
-//! request) and `server` (the [`Proxy`]: listener, connections, shutdown).
+//! request), `accept` (listeners, worker threads, client connections, draining), `worker`
+//! (per-worker shards of hot state) and `server` (the [`Proxy`] and its [`ProxyHandle`]).
 //!
 //! The daemon owns the routing table; it builds a [`RouteTable`] from its services and replicas and
 //! hands it over with [`ProxyHandle::update`]. This crate must not depend on the store, the runtime or
@@ -23,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+mod accept;
 mod balance;
 mod body;
 mod clock;
@@ -31,9 +33,10 @@ mod error;
 mod forward;
 mod headers;
 mod pool;
-pub mod routes;
+mod routes;
 mod server;
 mod stats;
+mod worker;
 
 pub use balance::Balance;
 pub use config::ProxyConfig;

@@ -1,37 +1,29 @@
-//! proxy server: the listener, one task per client connection, live table updates and shutdown.
-//!
-//! Shutdown: stop accepting, ask every connection to finish gracefully (in-flight requests
-//! complete, idle keep-alive connections close), wait up to [`DRAIN_TIMEOUT`] for them, then
-//! abort what is left, end spliced (upgraded) connections and close pooled upstream connections.
+//! proxy server: the [`Proxy`] and its [`ProxyHandle`]: binding, live table updates, stats, and
+//! serving until shutdown (the listening itself is in `accept`).
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::accept::{self, Listeners};
 use crate::config::ProxyConfig;
-use crate::forward::{self, ConnCtx};
-use crate::headers::ClientInfo;
 use crate::routes::RouteTable;
 use crate::stats::{self, RouteStats};
-
-/// How long shutdown waits for in-flight requests before it cuts them off.
-pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The proxy: bound, not yet serving. Keep a [`ProxyHandle`] to update routes and read stats
 /// while [`Proxy::serve`] runs.
 pub struct Proxy {
     shared: Arc<Shared>,
-    listener: TcpListener,
+    listeners: Listeners,
     local_addr: SocketAddr,
 }
 
@@ -42,15 +34,44 @@ pub struct ProxyHandle {
     shared: Arc<Shared>,
 }
 
-/// State shared by the listener, every connection and every handle.
+/// Tells proxies apart in [`CACHED`] (an address could be reused by a later proxy).
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The table this thread last routed with.
+    static CACHED: RefCell<Option<Cached>> = const { RefCell::new(None) };
+}
+
+struct Cached {
+    proxy: u64,
+    version: u64,
+    table: Arc<TableRef>,
+}
+
+/// A thread's own `Arc` around the shared table: cloning it per request writes only memory of
+/// that thread.
+pub(crate) struct TableRef(Arc<RouteTable>);
+
+impl std::ops::Deref for TableRef {
+    type Target = RouteTable;
+
+    fn deref(&self) -> &RouteTable {
+        &self.0
+    }
+}
+
+/// State shared by every listener, connection and handle, across worker threads.
 pub(crate) struct Shared {
     pub(crate) cfg: ProxyConfig,
+    id: u64,
     table: RwLock<Arc<RouteTable>>,
+    /// Bumped after each table swap.
+    version: AtomicU64,
     /// Serializes updates, so each one inherits state from the table it replaces.
     updating: Mutex<()>,
     /// Turns true when spliced (upgraded) connections must end.
     pub(crate) abort: watch::Sender<bool>,
-    http: auto::Builder<TokioExecutor>,
+    pub(crate) http: auto::Builder<TokioExecutor>,
 }
 
 impl Shared {
@@ -59,25 +80,49 @@ impl Shared {
         Arc::clone(&self.table.read().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// The current table for a request. On the request path the shared lock and the table's
+    /// reference count would be written by every request on every core, bouncing their cache
+    /// lines between cores; this reads one shared version number instead and clones a
+    /// thread-private `Arc` (after an update, the first request on each thread takes the lock).
+    pub(crate) fn table_for_request(&self) -> Arc<TableRef> {
+        let version = self.version.load(Ordering::Acquire);
+        CACHED.with(|cached| {
+            let mut cached = cached.borrow_mut();
+            if let Some(c) = &*cached
+                && c.proxy == self.id
+                && c.version == version
+            {
+                return Arc::clone(&c.table);
+            }
+            let table = Arc::new(TableRef(self.table()));
+            *cached = Some(Cached {
+                proxy: self.id,
+                version,
+                table: Arc::clone(&table),
+            });
+            table
+        })
+    }
+
     fn update(&self, mut table: RouteTable) {
         let _updating = self.updating.lock().unwrap_or_else(PoisonError::into_inner);
         let old = self.table();
         table.inherit(&old);
         tracing::debug!(routes = table.len(), "route table updated");
         *self.table.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(table);
+        // After the swap: a thread that sees the new version finds the new table.
+        self.version.fetch_add(1, Ordering::Release);
     }
 
     fn stats(&self) -> Vec<RouteStats> {
         let now = Instant::now();
         let table = self.table();
-        table
-            .entries()
-            .iter()
-            .map(|e| stats::snapshot(e, now))
-            .collect()
+        let entries = table.entries().iter();
+        entries.map(|e| stats::snapshot(e, now)).collect()
     }
 
-    fn prune_pools(&self) {
+    /// Closes pooled upstream connections idle past `idle_timeout` or closed by the upstream.
+    pub(crate) fn prune_pools(&self) {
         let now = Instant::now();
         for entry in self.table().entries() {
             for upstream in &entry.upstreams {
@@ -96,21 +141,23 @@ impl Shared {
 }
 
 impl Proxy {
-    /// Validates `cfg` and binds its listen address; serves nothing until [`Proxy::serve`].
-    /// Starts with an empty route table: every request gets 404 until the first update.
+    /// Validates `cfg` and binds its listen address (once per worker thread, see
+    /// [`ProxyConfig::threads`]); serves nothing until [`Proxy::serve`]. Starts with an empty
+    /// route table: every request gets 404 until the first update.
     pub async fn bind(cfg: ProxyConfig) -> io::Result<Proxy> {
         let cfg = cfg
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let listener = TcpListener::bind(cfg.listen).await?;
-        let local_addr = listener.local_addr()?;
+        let (listeners, local_addr) = Listeners::bind(cfg.listen, cfg.threads).await?;
 
         let mut http = auto::Builder::new(TokioExecutor::new());
         // An HTTP/1 connection waiting for its next request head longer than idle_timeout is
         // closed: that is the keep-alive idle timeout (hyper starts this timer between requests).
         http.http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(cfg.idle_timeout);
+            .header_read_timeout(cfg.idle_timeout)
+            // One buffer and send(2) instead of writev(2) (see `pool::connect`).
+            .writev(false);
         // HTTP/2 has no idle timer in hyper; PINGs at least find dead peers.
         http.http2()
             .timer(TokioTimer::new())
@@ -119,15 +166,17 @@ impl Proxy {
         let (abort, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             cfg,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             table: RwLock::new(Arc::new(RouteTable::default())),
+            version: AtomicU64::new(0),
             updating: Mutex::new(()),
             abort,
             http,
         });
-        tracing::info!(listen = %local_addr, "proxy bound");
+        tracing::info!(listen = %local_addr, threads = shared.cfg.threads, "proxy bound");
         Ok(Proxy {
             shared,
-            listener,
+            listeners,
             local_addr,
         })
     }
@@ -154,59 +203,20 @@ impl Proxy {
         self.shared.stats()
     }
 
-    /// Serves clients until `shutdown` completes, then drains (see the module doc) and returns.
+    /// Serves clients until `shutdown` completes, then drains and returns: stop accepting, let
+    /// in-flight requests finish and close idle keep-alive connections, wait up to 10 s for them,
+    /// cut off what is left, end spliced (upgraded) connections and close pooled upstream
+    /// connections.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let span = tracing::info_span!("proxy", listen = %self.local_addr);
-        self.run(shutdown).instrument(span).await;
-    }
-
-    async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let Proxy {
-            shared, listener, ..
+            shared,
+            listeners,
+            local_addr,
         } = self;
-        let (stop, stopping) = watch::channel(false);
-        let mut connections = JoinSet::new();
-        // Pooled upstream connections past idle_timeout are closed on this tick.
-        let mut prune = tokio::time::interval(
-            shared
-                .cfg
-                .idle_timeout
-                .clamp(Duration::from_secs(1), Duration::from_secs(10)),
-        );
-        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let conn = serve_connection(Arc::clone(&shared), stream, peer, stopping.clone());
-                        connections.spawn(conn.instrument(tracing::debug_span!("conn", %peer)));
-                    }
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                _ = prune.tick() => shared.prune_pools(),
-            }
-        }
-        drop(listener);
-        tracing::info!(connections = connections.len(), "proxy shutting down");
-        let _ = stop.send(true);
-        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-            while connections.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                connections = connections.len(),
-                "connections still open after {DRAIN_TIMEOUT:?}; closing them"
-            );
-            connections.shutdown().await;
-        }
+        let span = tracing::info_span!("proxy", listen = %local_addr);
+        accept::serve(Arc::clone(&shared), listeners, shutdown)
+            .instrument(span)
+            .await;
         let _ = shared.abort.send(true);
         shared.clear_pools();
     }
@@ -224,33 +234,5 @@ impl ProxyHandle {
     /// Per-route stats for the routes in the current table, in table order.
     pub fn stats(&self) -> Vec<RouteStats> {
         self.shared.stats()
-    }
-}
-
-async fn serve_connection(
-    shared: Arc<Shared>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    mut stopping: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    let ctx = Arc::new(ConnCtx {
-        shared: Arc::clone(&shared),
-        client: ClientInfo::new(peer),
-    });
-    let service = service_fn(move |req| forward::handle(Arc::clone(&ctx), req));
-    let conn = shared
-        .http
-        .serve_connection_with_upgrades(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(error) = result {
-        tracing::debug!(%error, "client connection ended with an error");
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::clock;
 use crate::routes::RouteEntry;
+use crate::worker::{self, Padded, SHARDS};
 
 /// Upper bounds (inclusive, milliseconds) of the latency histogram buckets; one more bucket
 /// counts everything slower.
@@ -18,6 +19,7 @@ const WINDOW_SECS: u64 = 10;
 /// What one route has served since it first appeared in a table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RouteStats {
+    /// `service`, `host` and `path_prefix` as the route gave them.
     pub service: String,
     pub host: String,
     pub path_prefix: String,
@@ -52,25 +54,41 @@ pub struct UpstreamStats {
     pub failures: u64,
 }
 
-/// Counters of one route; shared by every table the route appears in.
+/// Counters of one route; shared by every table the route appears in. Split per worker (see
+/// `worker`); a snapshot adds the shards up.
 #[derive(Debug, Default)]
 pub(crate) struct RouteCounters {
-    pub(crate) requests: AtomicU64,
+    shards: [Padded<Shard>; SHARDS],
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    requests: AtomicU64,
     status: [AtomicU64; 5],
     errors: AtomicU64,
     latency: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
     /// One slot per second of the window: `second << 32 | count`.
     window: [AtomicU64; WINDOW_SECS as usize],
-    /// Round-robin position.
-    pub(crate) next: AtomicUsize,
+    /// Round-robin position: each worker takes the upstreams in turn on its own.
+    next: AtomicUsize,
 }
 
 impl RouteCounters {
+    fn shard(&self) -> &Shard {
+        &self.shards[worker::shard()]
+    }
+
+    /// This worker's round-robin position.
+    pub(crate) fn next(&self) -> &AtomicUsize {
+        &self.shard().next
+    }
+
     /// Counts a request as it is routed.
     pub(crate) fn start(&self, now: Instant) {
-        self.requests.fetch_add(1, Relaxed);
+        let shard = self.shard();
+        shard.requests.fetch_add(1, Relaxed);
         let second = clock::secs(now);
-        let slot = &self.window[(second % WINDOW_SECS) as usize];
+        let slot = &shard.window[(second % WINDOW_SECS) as usize];
         let _ = slot.fetch_update(Relaxed, Relaxed, |packed| {
             Some(if packed >> 32 == second {
                 packed + 1
@@ -82,24 +100,30 @@ impl RouteCounters {
 
     /// Counts the response status and how long it took to get it.
     pub(crate) fn finish(&self, status: u16, elapsed: Duration, proxy_error: bool) {
+        let shard = self.shard();
         let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.status[class].fetch_add(1, Relaxed);
+        shard.status[class].fetch_add(1, Relaxed);
         if proxy_error {
-            self.errors.fetch_add(1, Relaxed);
+            shard.errors.fetch_add(1, Relaxed);
         }
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         let bucket = LATENCY_BUCKETS_MS
             .iter()
             .position(|&ms| micros <= ms * 1000)
             .unwrap_or(LATENCY_BUCKETS_MS.len());
-        self.latency[bucket].fetch_add(1, Relaxed);
+        shard.latency[bucket].fetch_add(1, Relaxed);
+    }
+
+    fn sum(&self, field: impl Fn(&Shard) -> &AtomicU64) -> u64 {
+        self.shards.iter().map(|s| field(s).load(Relaxed)).sum()
     }
 
     fn requests_per_second(&self, now: Instant) -> f64 {
         let second = clock::secs(now);
         let recent: u64 = self
-            .window
+            .shards
             .iter()
+            .flat_map(|s| s.window.iter())
             .map(|slot| slot.load(Relaxed))
             .filter(|packed| second.saturating_sub(packed >> 32) < WINDOW_SECS)
             .map(|packed| packed & u64::from(u32::MAX))
@@ -116,11 +140,11 @@ pub(crate) fn snapshot(entry: &RouteEntry, now: Instant) -> RouteStats {
     RouteStats {
         service: route.service.clone(),
         host: route.host.clone(),
-        path_prefix: entry.prefix().to_owned(),
-        requests: load(&counters.requests),
-        status: counters.status.each_ref().map(load),
-        errors: load(&counters.errors),
-        latency_ms: counters.latency.each_ref().map(load),
+        path_prefix: route.path_prefix.clone(),
+        requests: counters.sum(|s| &s.requests),
+        status: std::array::from_fn(|i| counters.sum(|s| &s.status[i])),
+        errors: counters.sum(|s| &s.errors),
+        latency_ms: std::array::from_fn(|i| counters.sum(|s| &s.latency[i])),
         requests_per_second: counters.requests_per_second(now),
         upstreams: entry
             .upstreams
@@ -130,7 +154,7 @@ pub(crate) fn snapshot(entry: &RouteEntry, now: Instant) -> RouteStats {
                 addr: u.upstream.addr,
                 in_flight: load(&u.in_flight),
                 ejected: u.is_ejected(now_nanos),
-                requests: load(&u.requests),
+                requests: u.requests(),
                 failures: load(&u.failures),
             })
             .collect(),
@@ -148,10 +172,10 @@ mod tests {
         c.finish(204, Duration::from_millis(3), false);
         c.finish(101, Duration::from_millis(1000), false);
         c.finish(502, Duration::from_secs(2), true);
-        let status = c.status.each_ref().map(|a| a.load(Relaxed));
+        let status: [u64; 5] = std::array::from_fn(|i| c.sum(|s| &s.status[i]));
         assert_eq!(status, [1, 2, 0, 0, 1]);
-        assert_eq!(c.errors.load(Relaxed), 1);
-        let latency = c.latency.each_ref().map(|a| a.load(Relaxed));
+        assert_eq!(c.sum(|s| &s.errors), 1);
+        let latency: [u64; 11] = std::array::from_fn(|i| c.sum(|s| &s.latency[i]));
         assert_eq!(latency, [1, 0, 1, 0, 0, 0, 0, 0, 0, 1, 1]);
     }
 
@@ -171,6 +195,6 @@ mod tests {
         // The slot of t0 is reused ten seconds later.
         c.start(t0 + Duration::from_secs(10));
         assert_eq!(c.requests_per_second(t0 + Duration::from_secs(10)), 2.1);
-        assert_eq!(c.requests.load(Relaxed), 51);
+        assert_eq!(c.sum(|s| &s.requests), 51);
     }
 }

@@ -160,7 +160,12 @@ async fn a_route_whose_only_upstream_refuses_gets_502() {
 #[tokio::test]
 async fn upstream_connections_are_reused() {
     let up = TestUpstream::start("web-1").await;
-    let proxy = TestProxy::start(web(vec![up.upstream()])).await;
+    // One worker: each worker keeps connections of its own.
+    let cfg = ProxyConfig {
+        threads: 1,
+        ..ProxyConfig::default()
+    };
+    let proxy = TestProxy::with_config(cfg, web(vec![up.upstream()])).await;
     for _ in 0..3 {
         // A new client connection each time: the upstream side is pooled regardless.
         let mut client = Client::connect(proxy.addr).await;

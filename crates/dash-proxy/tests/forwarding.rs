@@ -150,3 +150,97 @@ async fn shutdown_lets_the_in_flight_request_finish() {
         "the listener is closed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_zero_serves_on_the_callers_runtime() {
+    let up = TestUpstream::start("web-1").await;
+    let cfg = dash_proxy::ProxyConfig {
+        threads: 0,
+        ..dash_proxy::ProxyConfig::default()
+    };
+    let table = RouteTable::new(vec![(route("web", "web.local", "/"), vec![up.upstream()])]);
+    let proxy = TestProxy::with_config(cfg, table).await;
+    let mut client = Client::connect(proxy.addr).await;
+    for _ in 0..5 {
+        assert_eq!(client.get("web.local", "/").await.body, "web-1");
+    }
+    assert_eq!(up.connections(), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let up = TestUpstream::start("web-1").await;
+    let cfg = dash_proxy::ProxyConfig {
+        idle_timeout: std::time::Duration::from_millis(300),
+        ..dash_proxy::ProxyConfig::default()
+    };
+    let table = RouteTable::new(vec![(route("web", "web.local", "/"), vec![up.upstream()])]);
+    let proxy = TestProxy::with_config(cfg, table).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: web.local\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].ends_with(b"web-1"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // Nothing more is sent: the proxy hangs up once the connection has idled long enough.
+    let n = tokio::time::timeout(DEADLINE, stream.read(&mut buf))
+        .await
+        .expect("the proxy closes the idle connection")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn request_and_response_bodies_stream_through_and_head_has_none() {
+    let up = TestUpstream::start("web-1").await;
+    let proxy = web_proxy(&up).await;
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+
+    // 1 MiB each way, then a HEAD, on one keep-alive connection.
+    let payload: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    for _ in 0..2 {
+        let req = Request::post("/echo")
+            .header(hyper::header::HOST, "web.local")
+            .body(http_body_util::Full::new(Bytes::from(payload.clone())))
+            .unwrap();
+        let response = sender.send_request(req).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(
+            body == payload,
+            "echoed body differs ({} bytes)",
+            body.len()
+        );
+    }
+    sender.ready().await.unwrap();
+    let req = Request::head("/")
+        .header(hyper::header::HOST, "web.local")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-length"], "5");
+    assert!(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .is_empty()
+    );
+    assert_eq!(up.hits(), 3);
+}

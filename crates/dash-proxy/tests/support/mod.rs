@@ -31,7 +31,8 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 /// A hyper server on 127.0.0.1 that answers with its name in the body and `x-upstream`.
 ///
 /// Paths: `/slow` waits 400 ms; `/hold` waits for [`TestUpstream::release`]; `/headers` answers
-/// with the request headers, one `name: value` a line; `/ws` accepts a WebSocket and echoes it.
+/// with the request headers, one `name: value` a line; `/echo` answers with the request body;
+/// `/ws` accepts a WebSocket and echoes it.
 /// Every response carries `x-path` (the path and query it got). A failing upstream answers 500.
 pub struct TestUpstream {
     pub name: String,
@@ -140,6 +141,14 @@ async fn answer(
     match req.uri().path() {
         "/slow" => tokio::time::sleep(Duration::from_millis(400)).await,
         "/hold" => state.gate.acquire().await.unwrap().forget(),
+        "/echo" => {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let mut response = Response::new(Full::new(body));
+            response
+                .headers_mut()
+                .insert("x-upstream", state.name.parse().unwrap());
+            return Ok(response);
+        }
         "/headers" => {
             body = req
                 .headers()
