@@ -16,9 +16,7 @@ use support::*;
 async fn basic_auth_needs_the_right_credentials() {
     let registry = Registry::start_with_auth();
     let env = Env::new();
-    let layout = env.layout("bb");
-    let written = write_layout(&layout, "v1", &busybox_image());
-    registry.push(&layout, "v1", "private/bb:1");
+    let written = registry.push_image(&env, "bb", &busybox_image(), "private/bb:1");
     let reference = format!("{}/private/bb:1", registry.host);
     let credentials = env.dir.path().join("registries.json");
 
@@ -119,9 +117,7 @@ async fn docker_config_credentials_are_used() {
     )
     .unwrap();
     let env = Env::with(|cfg| cfg.docker_config = Some(docker.path().to_path_buf()));
-    let layout = env.layout("bb");
-    let written = write_layout(&layout, "v1", &busybox_image());
-    registry.push(&layout, "v1", "bb:1");
+    let written = registry.push_image(&env, "bb", &busybox_image(), "bb:1");
     let record = env
         .puller
         .pull(&format!("{}/bb:1", registry.host), &|_| {})

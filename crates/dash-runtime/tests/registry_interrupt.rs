@@ -42,9 +42,7 @@ fn puller_for(root: &Path, credentials: &Path) -> (Arc<ImageStore>, Puller) {
 async fn an_interrupted_pull_resumes_without_fetching_completed_blobs_again() {
     let registry = Registry::start();
     let env = Env::new();
-    let layout = env.layout("big");
-    let written = write_layout(&layout, "v1", &big_image());
-    registry.push(&layout, "v1", "big:1");
+    let written = registry.push_image(&env, "big", &big_image(), "big:1");
     let reference = format!("{}/big:1", registry.host);
     let layers: HashSet<String> = written
         .layers
@@ -135,9 +133,7 @@ impl Drop for ChildGuard {
 async fn a_killed_pull_resumes_without_fetching_completed_blobs_again() {
     let registry = Registry::start();
     let env = Env::new();
-    let layout = env.layout("big");
-    let written = write_layout(&layout, "v1", &big_image());
-    registry.push(&layout, "v1", "big:1");
+    let written = registry.push_image(&env, "big", &big_image(), "big:1");
     let reference = format!("{}/big:1", registry.host);
     let root = env.root().to_path_buf();
 
@@ -236,9 +232,7 @@ async fn killed_pull_child() {
 async fn a_corrupt_blob_in_the_pull_cache_is_not_trusted() {
     let registry = Registry::start();
     let env = Env::new();
-    let layout = env.layout("bb");
-    let written = write_layout(&layout, "v1", &busybox_image());
-    registry.push(&layout, "v1", "bb:1");
+    let written = registry.push_image(&env, "bb", &busybox_image(), "bb:1");
     let reference = format!("{}/bb:1", registry.host);
     // What a disk error could leave under a verified name.
     let corrupt = env.root().join("pulls/blobs").join(&written.layers[1]);

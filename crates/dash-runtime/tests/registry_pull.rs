@@ -29,9 +29,7 @@ fn assert_busybox_layers(store: &ImageStore, reference: &str) {
 async fn pulls_by_tag_and_by_digest_land_in_the_store() {
     let registry = Registry::start();
     let env = Env::new();
-    let layout = env.layout("bb");
-    let written = write_layout(&layout, "v1", &busybox_image());
-    registry.push(&layout, "v1", "team/bb:1");
+    let written = registry.push_image(&env, "bb", &busybox_image(), "team/bb:1");
 
     tracing::info!("--- pull by tag");
     let reference = format!("{}/team/bb:1", registry.host);
@@ -313,9 +311,7 @@ async fn an_image_may_list_the_same_layer_twice() {
 async fn a_tampered_blob_is_refused_and_nothing_is_kept() {
     let registry = Registry::start();
     let env = Env::new();
-    let layout = env.layout("t");
-    let written = write_layout(&layout, "v1", &busybox_image());
-    registry.push(&layout, "v1", "tamper:1");
+    let written = registry.push_image(&env, "t", &busybox_image(), "tamper:1");
     // Same size, other bytes: only the digest can tell.
     let data = registry.blob_data(&written.layers[0]);
     let len = fs::metadata(&data).unwrap().len() as usize;
@@ -407,9 +403,7 @@ async fn concurrent_pulls_share_one_download_of_each_blob() {
         ],
         arch: "amd64",
     };
-    let layout = env.layout("d");
-    let other_written = write_layout(&layout, "v1", &other);
-    registry.push(&layout, "v1", "d:1");
+    let other_written = registry.push_image(&env, "d", &other, "d:1");
     let third = TestImage {
         layers: vec![
             Layer::new(img::busybox_rootfs(), Compression::Gzip),
@@ -417,9 +411,7 @@ async fn concurrent_pulls_share_one_download_of_each_blob() {
         ],
         arch: "amd64",
     };
-    let layout = env.layout("e");
-    let third_written = write_layout(&layout, "v1", &third);
-    registry.push(&layout, "v1", "e:1");
+    let third_written = registry.push_image(&env, "e", &third, "e:1");
     let fresh = Env::new();
     let (d, e) = (
         format!("{}/d:1", registry.host),

@@ -186,6 +186,14 @@ impl Registry {
 
     /// Like [`Registry::push`], converting manifests (and an index) to Docker schema 2 (and
     /// a Docker manifest list) on the way: new manifest digests, same configs and layers.
+    /// Writes `image` as an OCI layout named `name` in `env` and pushes it as `dest`.
+    pub fn push_image(&self, env: &Env, name: &str, image: &TestImage, dest: &str) -> Written {
+        let layout = env.layout(name);
+        let written = write_layout(&layout, "v1", image);
+        self.push(&layout, "v1", dest);
+        written
+    }
+
     pub fn push_as_docker(&self, layout: &Path, tag: &str, dest: &str) {
         self.skopeo_copy(layout, tag, dest, &["--format", "v2s2"]);
     }
