@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod registry;
+pub mod ws;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -51,6 +52,12 @@ pub fn dash_bin() -> PathBuf {
 
 /// A root filesystem tarball of busybox-static with an httpd page at /www/index.html.
 pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
+    busybox_rootfs_tar_with(dir, &[])
+}
+
+/// [`busybox_rootfs_tar`] plus host binaries in /bin, each with the shared libraries `ldd`
+/// says it needs, at the same paths as on the host.
+pub fn busybox_rootfs_tar_with(dir: &Path, binaries: &[&Path]) -> PathBuf {
     require(
         "/bin/busybox (Debian busybox-static)",
         Path::new("/bin/busybox").exists(),
@@ -67,6 +74,15 @@ pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
         }
     }
     std::fs::write(root.join("www/index.html"), "<h1>hello from dash</h1>\n").unwrap();
+    for bin in binaries {
+        let name = bin.file_name().unwrap();
+        std::fs::copy(bin, root.join("bin").join(name)).unwrap();
+        for lib in shared_libraries(bin) {
+            let to = root.join(lib.strip_prefix("/").unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&lib, &to).unwrap();
+        }
+    }
     let tar = dir.join("busybox-rootfs.tar");
     let st = Command::new("tar")
         .arg("-C")
@@ -78,6 +94,20 @@ pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
         .unwrap();
     assert!(st.success(), "tar failed");
     tar
+}
+
+/// The absolute paths of the shared libraries (and loader) `ldd` lists for `bin`.
+fn shared_libraries(bin: &Path) -> Vec<PathBuf> {
+    let out = Command::new("ldd").arg(bin).output().unwrap();
+    assert!(out.status.success(), "ldd {}: {out:?}", bin.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
+            let path = l.split("=>").last()?.split_whitespace().next()?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
 }
 
 /// One `dash server` of a test. `slot` (1..=99) keeps its names, ports and subnet apart.
@@ -241,7 +271,12 @@ impl Server {
     }
 
     pub fn import_busybox(&self, reference: &str) {
-        let tar = busybox_rootfs_tar(self.dir.path());
+        self.import_busybox_with(reference, &[]);
+    }
+
+    /// Imports busybox plus `binaries` (see [`busybox_rootfs_tar_with`]) as `reference`.
+    pub fn import_busybox_with(&self, reference: &str, binaries: &[&Path]) {
+        let tar = busybox_rootfs_tar_with(self.dir.path(), binaries);
         self.ok(&[
             "image",
             "import",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use dash_e2e::Server;
+use dash_e2e::{Server, ws};
 
 /// One HTTP/1.1 GET through the proxy with a Host header: (status, body).
 fn get(proxy: &str, host: &str, path: &str) -> anyhow::Result<(u16, String)> {
@@ -174,4 +174,53 @@ impl Load {
         std::thread::sleep(d);
         self.finish()
     }
+}
+
+#[test]
+fn websocket_echo_reaches_a_replica_through_the_proxy() {
+    let s = Server::start(42);
+    let echo = std::path::PathBuf::from(env!("CARGO_BIN_EXE_ws-echo"));
+    s.import_busybox_with("wsecho:1", &[&echo]);
+    let f = s.write(
+        "ws.toml",
+        "name = \"ws\"\nimage = \"wsecho:1\"\ncommand = [\"/bin/ws-echo\", \"9000\"]\nreplicas = 2\n\
+         stop_grace_period = \"1s\"\n[health]\nhttp = \"/\"\nport = 9000\ninterval = \"200ms\"\ntimeout = \"200ms\"\n\
+         [[routes]]\nhost = \"ws.local\"\nport = 9000\n",
+    );
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    s.wait_running("ws", 2);
+    s.wait("both replicas routed", Duration::from_secs(15), || {
+        let routes = s.json(&["route", "ls"]);
+        (routes[0]["upstreams"].as_array().map_or(0, Vec::len) == 2).then_some(())
+    });
+    let replicas: Vec<String> = s
+        .replicas("ws")
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+
+    // Two connections: round robin sends them to different replicas, both echo.
+    let mut seen = Vec::new();
+    for i in 0..2 {
+        let mut c = ws::Client::connect(&s.proxy_addr, "ws.local", "/chat").unwrap();
+        let replica = ws::header(&c.head, "x-replica").unwrap_or("").to_string();
+        assert!(
+            replicas.contains(&replica),
+            "upgrade answered by {replica:?}, not one of {replicas:?}"
+        );
+        seen.push(replica);
+        let text = format!("hello {i} through the proxy");
+        c.send(ws::TEXT, text.as_bytes()).unwrap();
+        assert_eq!(c.recv().unwrap(), (ws::TEXT, text.into_bytes()));
+        let big: Vec<u8> = (0..100_000u32).map(|x| (x % 251) as u8).collect();
+        c.send(ws::BINARY, &big).unwrap();
+        assert_eq!(c.recv().unwrap(), (ws::BINARY, big));
+        c.send(ws::PING, b"p").unwrap();
+        assert_eq!(c.recv().unwrap(), (ws::PONG, b"p".to_vec()));
+        c.send(ws::CLOSE, &1000u16.to_be_bytes()).unwrap();
+        assert_eq!(c.recv().unwrap().0, ws::CLOSE);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 2, "both replicas served an upgrade: {seen:?}");
 }
