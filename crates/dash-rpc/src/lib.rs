@@ -1,0 +1,12 @@
+//! dash-rpc: the gRPC contracts between Dash's nodes and the PKI under them.
+//!
+//! - [`proto`]: master_api (workers → masters) and worker_api (masters → workers), generated
+//!   from `proto/dash.proto` at build time.
+//! - [`pki`]: the cluster CA, node certificates from CSRs, join tokens that pin the CA.
+
+pub mod pki;
+
+#[allow(clippy::all, clippy::pedantic, clippy::unwrap_used)]
+pub mod proto {
+    tonic::include_proto!("dash.v1");
+}
