@@ -155,6 +155,35 @@ pub struct NodeInfo {
     pub last_seen_ms: u64,
 }
 
+/// A join token as `dash token ls` shows it (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenInfo {
+    pub id: String,
+    pub role: String,
+    pub created_ms: u64,
+    pub expires_ms: Option<u64>,
+    pub revoked_ms: Option<u64>,
+}
+
+/// `POST /v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenRequest {
+    /// `worker` (masters join with `dash master --join`, not yet built).
+    pub role: String,
+    /// Lifetime in seconds; none: valid until revoked.
+    pub ttl_s: Option<u64>,
+}
+
+/// `POST /v1/tokens`: the token, shown once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenCreated {
+    pub token: String,
+    pub info: TokenInfo,
+}
+
 /// `POST /v1/services`: a service file, parsed and validated by the server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -92,4 +92,30 @@ pub enum Command {
         node: Box<NodeRecord>,
         at_ms: u64,
     },
+    /// A node's state as the masters judge it (heartbeats, drain).
+    SetNodeState {
+        id: String,
+        state: NodeState,
+        at_ms: u64,
+    },
+    /// The certificate a node now presents; the previous one stays valid until the next.
+    SetNodeCert {
+        id: String,
+        serial: String,
+    },
+    /// Forgets a node: its certificates are refused from now on, its replicas are gone.
+    RemoveNode {
+        id: String,
+    },
+    CreateToken {
+        id: String,
+        role: String,
+        secret_hash: String,
+        expires_ms: Option<u64>,
+        at_ms: u64,
+    },
+    RevokeToken {
+        id: String,
+        at_ms: u64,
+    },
 }

@@ -25,6 +25,10 @@ pub enum EventKind {
     ImageImported,
     ImageRemoved,
     NodeReady,
+    NodeJoined,
+    NodeUnreachable,
+    NodeDown,
+    NodeRemoved,
     UpdateStarted,
     UpdateCompleted,
 }

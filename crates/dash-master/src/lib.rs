@@ -13,7 +13,9 @@
 
 pub mod admin_api;
 pub mod local_link;
+pub mod master_api;
 pub mod message_queue;
+pub mod node_bouncer;
 pub mod reconciler;
 pub mod route_table;
 pub mod service_manager;

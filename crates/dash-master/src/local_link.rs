@@ -30,37 +30,7 @@ impl LocalLink {
 
 impl MasterLink for LocalLink {
     async fn assignments(&self, node: &str) -> Result<Vec<Assignment>, String> {
-        let replicas = self
-            .store
-            .node_replicas(node)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut out = Vec::with_capacity(replicas.len());
-        for r in replicas {
-            let spec = match self
-                .store
-                .service_version(&r.service, r.version)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Some(spec) => spec,
-                None if r.desired == DesiredState::Remove => continue,
-                None => {
-                    return Err(format!(
-                        "replica {}: version {} of {} not stored",
-                        r.id, r.version, r.service
-                    ));
-                }
-            };
-            out.push(Assignment {
-                replica: r.id,
-                service: r.service,
-                version: r.version,
-                spec,
-                desired: r.desired,
-            });
-        }
-        Ok(out)
+        node_assignments(&self.store, node).await
     }
 
     async fn changed(&self) {
@@ -80,4 +50,35 @@ impl MasterLink for LocalLink {
             tracing::warn!(error = %e, replica, "recording a removed replica");
         }
     }
+}
+
+/// Everything assigned to `node`, with the spec of each replica's version (shared with
+/// master_api, which sends the same list to remote workers).
+pub async fn node_assignments(store: &MasterStore, node: &str) -> Result<Vec<Assignment>, String> {
+    let replicas = store.node_replicas(node).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(replicas.len());
+    for r in replicas {
+        let spec = match store
+            .service_version(&r.service, r.version)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Some(spec) => spec,
+            None if r.desired == DesiredState::Remove => continue,
+            None => {
+                return Err(format!(
+                    "replica {}: version {} of {} not stored",
+                    r.id, r.version, r.service
+                ));
+            }
+        };
+        out.push(Assignment {
+            replica: r.id,
+            service: r.service,
+            version: r.version,
+            spec,
+            desired: r.desired,
+        });
+    }
+    Ok(out)
 }

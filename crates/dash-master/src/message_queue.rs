@@ -42,14 +42,30 @@ impl MessageQueue {
         replica: Option<&str>,
         message: impl Into<String>,
     ) {
+        self.send(kind, service, replica, None, message.into());
+    }
+
+    /// An event about a node.
+    pub fn publish_node(&self, kind: EventKind, node: &str, message: String) {
+        self.send(kind, None, None, Some(node), message);
+    }
+
+    fn send(
+        &self,
+        kind: EventKind,
+        service: Option<&str>,
+        replica: Option<&str>,
+        node: Option<&str>,
+        message: String,
+    ) {
         let event = Event {
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
             time_ms: crate::now_ms(),
             kind,
             service: service.map(str::to_string),
             replica: replica.map(str::to_string),
-            node: None,
-            message: message.into(),
+            node: node.map(str::to_string),
+            message,
         };
         tracing::debug!(?event.kind, service = ?event.service, replica = ?event.replica, "{}", event.message);
         if let Ok(mut recent) = self.recent.lock() {

@@ -5,6 +5,7 @@
 //! - [`pki`]: the cluster CA, node certificates from CSRs, join tokens that pin the CA.
 
 pub mod pki;
+pub mod tls;
 
 #[allow(clippy::all, clippy::pedantic, clippy::unwrap_used)]
 pub mod proto {

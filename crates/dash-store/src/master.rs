@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use dash_core::ServiceSpec;
-use dash_core::api::{DesiredState, NodeInfo, NodeState, ReplicaInfo, ReplicaState};
+use dash_core::api::{DesiredState, NodeInfo, NodeState, ReplicaInfo, ReplicaState, TokenInfo};
 use dash_core::command::{Command, NodeRecord};
 use dash_core::spec::Resources;
 use sqlx::sqlite::SqliteRow;
@@ -276,9 +276,116 @@ impl MasterStore {
                 .await?;
                 out.changed = true;
             }
+            Command::SetNodeState { id, state, at_ms } => {
+                out.changed = sqlx::query(
+                    "UPDATE nodes SET state = ?, last_seen_ms = MAX(last_seen_ms, ?) WHERE id = ? AND state != ?",
+                )
+                .bind(state.as_str())
+                .bind(*at_ms as i64)
+                .bind(id)
+                .bind(state.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    > 0;
+            }
+            Command::SetNodeCert { id, serial } => {
+                out.changed = sqlx::query(
+                    "UPDATE nodes SET prev_cert_serial = cert_serial, cert_serial = ? WHERE id = ? AND cert_serial != ?",
+                )
+                .bind(serial)
+                .bind(id)
+                .bind(serial)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    > 0;
+            }
+            Command::RemoveNode { id } => {
+                sqlx::query("DELETE FROM replicas WHERE node = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "DELETE FROM services WHERE removing = 1
+                     AND NOT EXISTS (SELECT 1 FROM replicas WHERE service = services.name)",
+                )
+                .execute(&mut *tx)
+                .await?;
+                out.changed = sqlx::query("DELETE FROM nodes WHERE id = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    > 0;
+            }
+            Command::CreateToken {
+                id,
+                role,
+                secret_hash,
+                expires_ms,
+                at_ms,
+            } => {
+                sqlx::query(
+                    "INSERT INTO join_tokens (id, role, secret_hash, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(id)
+                .bind(role)
+                .bind(secret_hash)
+                .bind(*at_ms as i64)
+                .bind(expires_ms.map(|v| v as i64))
+                .execute(&mut *tx)
+                .await?;
+                out.changed = true;
+            }
+            Command::RevokeToken { id, at_ms } => {
+                out.changed = sqlx::query(
+                    "UPDATE join_tokens SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL",
+                )
+                .bind(*at_ms as i64)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    > 0;
+            }
         }
         tx.commit().await?;
         Ok(out)
+    }
+
+    /// Every join token, newest first, with the hash of its secret.
+    pub async fn tokens(&self) -> Result<Vec<(TokenInfo, String)>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM join_tokens ORDER BY created_ms DESC, id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                (
+                    TokenInfo {
+                        id: row.get("id"),
+                        role: row.get("role"),
+                        created_ms: row.get::<i64, _>("created_ms") as u64,
+                        expires_ms: row.get::<Option<i64>, _>("expires_ms").map(|v| v as u64),
+                        revoked_ms: row.get::<Option<i64>, _>("revoked_ms").map(|v| v as u64),
+                    },
+                    row.get("secret_hash"),
+                )
+            })
+            .collect())
+    }
+
+    /// The certificate serials node `id` may present (current, previous); None if no such node.
+    pub async fn node_cert_serials(
+        &self,
+        id: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT cert_serial, prev_cert_serial FROM nodes WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| (r.get("cert_serial"), r.get("prev_cert_serial"))))
     }
 
     /// The spec a given version of a service had.

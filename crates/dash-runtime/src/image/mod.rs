@@ -41,6 +41,7 @@ mod prune;
 mod pull_cache;
 mod pulled;
 mod reference;
+mod share;
 mod refs;
 mod store;
 mod stream;
@@ -52,6 +53,7 @@ pub use error::ImageError;
 pub use inspect::{ImageInspect, LayerInspect};
 pub use prune::PruneReport;
 pub use reference::normalize_reference;
+pub use share::ImageExport;
 
 pub(crate) use pull_cache::PullCache;
 

@@ -1,0 +1,563 @@
+//! master_api: the gRPC service workers call (tonic; contract in `crates/dash-rpc/proto`).
+//!
+//! Join is the only call without a client certificate (the token authorises it, see
+//! node_bouncer); every other call is authorised from the peer's certificate. Heartbeats feed
+//! [`Liveness`], which turns silence into `unreachable` and then `down`; the reconciler moves
+//! the replicas of down nodes.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dash_core::api::NodeState;
+use dash_core::command::{Command, NodeRecord, ReplicaStatus};
+use dash_core::event::EventKind;
+use dash_core::spec::Resources;
+use dash_rpc::pki::{PeerIdentity, Role};
+use dash_rpc::proto::master_api_server::MasterApi;
+use dash_rpc::proto::*;
+use dash_runtime::image::ImageStore;
+use dash_store::MasterStore;
+use futures::Stream;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::{Notify, mpsc, watch};
+use tonic::{Request, Response, Status};
+
+use crate::local_link::node_assignments;
+use crate::message_queue::MessageQueue;
+use crate::node_bouncer::{BouncerError, NodeBouncer};
+use crate::now_ms;
+use crate::service_state::ServiceState;
+
+/// Timings of node liveness.
+#[derive(Debug, Clone, Copy)]
+pub struct LivenessConfig {
+    /// How often workers send a heartbeat.
+    pub heartbeat: Duration,
+    /// Silence after which a node is `unreachable` (its replicas stay).
+    pub unreachable_after: Duration,
+    /// Silence after which a node is `down` and its replicas are started elsewhere.
+    pub down_after: Duration,
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_millis(500),
+            unreachable_after: Duration::from_millis(1500),
+            down_after: Duration::from_secs(3),
+        }
+    }
+}
+
+/// When each node was last heard from (in memory: a restarted master gives every node a full
+/// `down_after` before judging it).
+pub struct Liveness {
+    cfg: LivenessConfig,
+    started: Instant,
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl Liveness {
+    pub fn new(cfg: LivenessConfig) -> Self {
+        Self {
+            cfg,
+            started: Instant::now(),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn beat(&self, node: &str) {
+        if let Ok(mut s) = self.seen.lock() {
+            s.insert(node.to_string(), Instant::now());
+        }
+    }
+
+    fn silence(&self, node: &str) -> Duration {
+        let last = self
+            .seen
+            .lock()
+            .ok()
+            .and_then(|s| s.get(node).copied())
+            .unwrap_or(self.started);
+        last.elapsed()
+    }
+
+    /// Judges every joined node every 100 ms until `shutdown`; `local` (the master's own node)
+    /// is never judged.
+    pub async fn run(
+        self: Arc<Self>,
+        store: MasterStore,
+        mq: Arc<MessageQueue>,
+        wake: Arc<Notify>,
+        local: String,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = shutdown.changed() => return,
+            }
+            let Ok(nodes) = store.nodes().await else {
+                continue;
+            };
+            for n in nodes.iter().filter(|n| n.id != local) {
+                let silence = self.silence(&n.id);
+                let judged = if silence >= self.cfg.down_after {
+                    NodeState::Down
+                } else if silence >= self.cfg.unreachable_after {
+                    NodeState::Unreachable
+                } else {
+                    continue;
+                };
+                // Silence only makes things worse: a down node is not "unreachable" again,
+                // and a drained node keeps its state (its replicas are gone already).
+                let worse = matches!(
+                    (n.state, judged),
+                    (NodeState::Ready, _) | (NodeState::Unreachable, NodeState::Down)
+                );
+                if !worse {
+                    continue;
+                }
+                let cmd = Command::SetNodeState {
+                    id: n.id.clone(),
+                    state: judged,
+                    at_ms: now_ms(),
+                };
+                if store.apply(&cmd).await.is_ok() {
+                    let kind = if judged == NodeState::Down {
+                        EventKind::NodeDown
+                    } else {
+                        EventKind::NodeUnreachable
+                    };
+                    tracing::warn!(node = %n.id, state = judged.as_str(), silence_ms = silence.as_millis() as u64, "node judged");
+                    mq.publish_node(kind, &n.id, format!("no heartbeat for {} ms", silence.as_millis()));
+                    wake.notify_one();
+                }
+            }
+        }
+    }
+}
+
+/// The version of an assignment list: the first 8 bytes of the SHA-256 of its JSON. A worker
+/// resumes its watch with the version it holds; nothing is sent until the list differs.
+pub fn assignments_version(json: &str) -> u64 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(json.as_bytes());
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
+/// Container subnets for joining nodes: /24s of the cluster CIDR, in order, skipping those in
+/// use (the masters' own subnet included).
+#[derive(Debug, Clone, Copy)]
+pub struct SubnetPool {
+    pub base: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl SubnetPool {
+    fn next_free(&self, used: &[String]) -> Option<String> {
+        let base = u32::from(self.base) & (u32::MAX << (32 - u32::from(self.prefix)));
+        let count = 1u32 << (24 - u32::from(self.prefix.min(24)));
+        (0..count)
+            .map(|i| Ipv4Addr::from(base + (i << 8)))
+            .map(|net| format!("{net}/24"))
+            .find(|s| !used.contains(s))
+    }
+}
+
+#[derive(Clone)]
+pub struct MasterApiService {
+    pub store: MasterStore,
+    pub bouncer: NodeBouncer,
+    pub state: ServiceState,
+    pub mq: Arc<MessageQueue>,
+    pub wake: Arc<Notify>,
+    pub liveness: Arc<Liveness>,
+    pub changes: watch::Receiver<u64>,
+    pub images: Arc<ImageStore>,
+    pub subnets: SubnetPool,
+}
+
+fn status_of(e: BouncerError) -> Status {
+    match e {
+        BouncerError::Refused(m) => Status::unauthenticated(m),
+        BouncerError::Invalid { field, message } => {
+            Status::invalid_argument(format!("{field}: {message}"))
+        }
+        BouncerError::NotFound(m) => Status::not_found(m),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+impl MasterApiService {
+    async fn peer<T>(&self, req: &Request<T>) -> Result<PeerIdentity, Status> {
+        let certs = req.peer_certs();
+        let der = certs.as_ref().and_then(|c| c.first()).map(|c| c.as_ref());
+        self.bouncer.authorize(der).await.map_err(status_of)
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl MasterApi for MasterApiService {
+    async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let r = req.into_inner();
+        let role = self.bouncer.check_token(&r.token).await.map_err(|e| {
+            tracing::warn!(node = %r.node, error = %e, "join refused");
+            status_of(e)
+        })?;
+        if !valid_node_name(&r.node) {
+            return Err(Status::invalid_argument(format!(
+                "node name {:?}: use 1 to 63 letters, digits and '-' (--node-name)",
+                r.node
+            )));
+        }
+        let addr: std::net::SocketAddr = r.advertise_addr.parse().map_err(|_| {
+            Status::invalid_argument(format!(
+                "advertise address {:?}: not an IP:port (--advertise-addr)",
+                r.advertise_addr
+            ))
+        })?;
+        let capacity: Resources = serde_json::from_str(&r.capacity_json)
+            .map_err(|e| Status::invalid_argument(format!("capacity: {e}")))?;
+        let labels: std::collections::BTreeMap<String, String> = if r.labels_json.is_empty() {
+            Default::default()
+        } else {
+            serde_json::from_str(&r.labels_json)
+                .map_err(|e| Status::invalid_argument(format!("labels: {e}")))?
+        };
+        let nodes = self.store.nodes().await.map_err(internal)?;
+        let existing = nodes.iter().find(|n| n.id == r.node);
+        if let Some(n) = existing
+            && n.role == "server"
+        {
+            return Err(Status::already_exists(format!(
+                "node name {:?} is the master's; give this node another --node-name",
+                r.node
+            )));
+        }
+        let subnet = match existing {
+            Some(n) => n.subnet.clone(),
+            None => {
+                let used: Vec<String> = nodes.iter().map(|n| n.subnet.clone()).collect();
+                self.subnets.next_free(&used).ok_or_else(|| {
+                    Status::resource_exhausted("no free /24 left in the cluster CIDR (--cluster-cidr)")
+                })?
+            }
+        };
+        let record = NodeRecord {
+            id: r.node.clone(),
+            address: addr.to_string(),
+            role: role.as_str().to_string(),
+            state: NodeState::Ready,
+            labels,
+            capacity,
+            subnet: subnet.clone(),
+            runtime: r.runtime.clone(),
+        };
+        self.store
+            .apply(&Command::UpsertNode {
+                node: Box::new(record),
+                at_ms: now_ms(),
+            })
+            .await
+            .map_err(internal)?;
+        let issued = self
+            .bouncer
+            .issue(&r.node, role, &r.csr_pem)
+            .await
+            .map_err(status_of)?;
+        self.liveness.beat(&r.node);
+        self.mq.publish_node(
+            EventKind::NodeJoined,
+            &r.node,
+            format!("{} at {addr}, subnet {subnet}", role.as_str()),
+        );
+        self.wake.notify_one();
+        tracing::info!(node = %r.node, %addr, %subnet, "node joined");
+        Ok(Response::new(JoinResponse {
+            cert_pem: issued.pem,
+            ca_pem: self.bouncer.ca_pem().to_string(),
+            subnet,
+        }))
+    }
+
+    async fn renew(&self, req: Request<RenewRequest>) -> Result<Response<RenewResponse>, Status> {
+        let peer = self.peer(&req).await?;
+        let issued = self
+            .bouncer
+            .issue(&peer.node, peer.role, &req.get_ref().csr_pem)
+            .await
+            .map_err(status_of)?;
+        tracing::info!(node = %peer.node, serial = %issued.serial, "certificate renewed");
+        Ok(Response::new(RenewResponse {
+            cert_pem: issued.pem,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let peer = self.peer(&req).await?;
+        self.liveness.beat(&peer.node);
+        let node = self
+            .store
+            .nodes()
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .find(|n| n.id == peer.node)
+            .ok_or_else(|| Status::not_found("node removed"))?;
+        let mut state = node.state;
+        if matches!(state, NodeState::Unreachable | NodeState::Down) {
+            state = NodeState::Ready;
+            self.store
+                .apply(&Command::SetNodeState {
+                    id: peer.node.clone(),
+                    state,
+                    at_ms: now_ms(),
+                })
+                .await
+                .map_err(internal)?;
+            self.mq
+                .publish_node(EventKind::NodeReady, &peer.node, "heartbeats again".into());
+            self.wake.notify_one();
+        }
+        Ok(Response::new(HeartbeatResponse {
+            state: state.as_str().to_string(),
+            interval_ms: self.liveness.cfg.heartbeat.as_millis() as u64,
+        }))
+    }
+
+    async fn report(&self, req: Request<ReportRequest>) -> Result<Response<Ack>, Status> {
+        let peer = self.peer(&req).await?;
+        let status: ReplicaStatus = serde_json::from_str(&req.get_ref().status_json)
+            .map_err(|e| Status::invalid_argument(format!("status_json: {e}")))?;
+        match self.store.replica(&status.id).await.map_err(internal)? {
+            Some(r) if r.node.as_deref() == Some(peer.node.as_str()) => {
+                self.state
+                    .report(&peer.node, status)
+                    .await
+                    .map_err(internal)?;
+            }
+            _ => tracing::debug!(node = %peer.node, replica = %status.id, "report for a replica not assigned to the node ignored"),
+        }
+        Ok(Response::new(Ack {}))
+    }
+
+    async fn removed(&self, req: Request<RemovedRequest>) -> Result<Response<Ack>, Status> {
+        let peer = self.peer(&req).await?;
+        let id = &req.get_ref().replica;
+        if let Some(r) = self.store.replica(id).await.map_err(internal)?
+            && r.node.as_deref() == Some(peer.node.as_str())
+        {
+            self.state.removed(id).await.map_err(internal)?;
+        }
+        Ok(Response::new(Ack {}))
+    }
+
+    type WatchStream = BoxStream<Assignments>;
+
+    async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let peer = self.peer(&req).await?;
+        let after = req.get_ref().after_version;
+        let (tx, rx) = mpsc::channel(4);
+        let store = self.store.clone();
+        let mut changes = self.changes.clone();
+        tokio::spawn(async move {
+            let mut held = after;
+            loop {
+                match node_assignments(&store, &peer.node).await {
+                    Ok(list) => {
+                        let json = serde_json::to_string(&list).unwrap_or_default();
+                        let version = assignments_version(&json);
+                        if version != held {
+                            let msg = Assignments {
+                                version,
+                                assignments_json: json,
+                            };
+                            if tx.send(Ok(msg)).await.is_err() {
+                                return;
+                            }
+                            held = version;
+                        }
+                    }
+                    Err(e) => tracing::warn!(node = %peer.node, error = %e, "computing assignments"),
+                }
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { return },
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn peers(&self, req: Request<PeersRequest>) -> Result<Response<PeersResponse>, Status> {
+        self.peer(&req).await?;
+        let peers = self
+            .store
+            .nodes()
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|n| Peer {
+                address: node_ip(&n.address).map(|ip| ip.to_string()).unwrap_or_default(),
+                node: n.id,
+                subnet: n.subnet,
+            })
+            .collect();
+        Ok(Response::new(PeersResponse { peers }))
+    }
+
+    async fn image_manifest(
+        &self,
+        req: Request<ImageRequest>,
+    ) -> Result<Response<ImageManifestResponse>, Status> {
+        self.peer(&req).await?;
+        let images = self.images.clone();
+        let reference = req.get_ref().reference.clone();
+        let export = tokio::task::spawn_blocking(move || images.export(&reference))
+            .await
+            .map_err(internal)?
+            .map_err(|e| match e {
+                dash_runtime::image::ImageError::NotFound { .. } => Status::not_found(e.to_string()),
+                other => Status::internal(other.to_string()),
+            })?;
+        Ok(Response::new(ImageManifestResponse {
+            manifest_json: String::from_utf8_lossy(&export.manifest).into_owned(),
+            config_json: String::from_utf8_lossy(&export.config).into_owned(),
+            digest: export.manifest_digest,
+        }))
+    }
+
+    type FetchBlobStream = BoxStream<BlobChunk>;
+
+    async fn fetch_blob(
+        &self,
+        req: Request<BlobRequest>,
+    ) -> Result<Response<Self::FetchBlobStream>, Status> {
+        self.peer(&req).await?;
+        let BlobRequest { digest, offset } = req.into_inner();
+        let path = self
+            .images
+            .blob_file(&digest)
+            .map_err(|e| Status::not_found(e.to_string()))?;
+        let mut file = tokio::fs::File::open(&path).await.map_err(internal)?;
+        let size = file.metadata().await.map_err(internal)?.len();
+        if offset > size {
+            return Err(Status::out_of_range(format!(
+                "offset {offset} is past the end of {digest} ({size} bytes)"
+            )));
+        }
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(internal)?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                match file.read(&mut buf).await {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        let chunk = BlobChunk {
+                            data: buf[..n].to_vec(),
+                            size,
+                        };
+                        if tx.send(Ok(chunk)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(internal(e))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// The IP of a node's address (`10.0.0.2:7072` or `10.0.0.2`).
+pub fn node_ip(address: &str) -> Option<IpAddr> {
+    address
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| address.parse::<IpAddr>())
+        .ok()
+}
+
+/// Checks the role in a peer certificate.
+pub fn require_role(peer: &PeerIdentity, role: Role) -> Result<(), Status> {
+    if peer.role == role {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(format!(
+            "node {} is a {}; this call is for {}s",
+            peer.node,
+            peer.role.as_str(),
+            role.as_str()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_skip_used_ones_and_run_out() {
+        let pool = SubnetPool {
+            base: Ipv4Addr::new(10, 98, 0, 0),
+            prefix: 23,
+        };
+        assert_eq!(pool.next_free(&[]).as_deref(), Some("10.98.0.0/24"));
+        assert_eq!(
+            pool.next_free(&["10.98.0.0/24".into()]).as_deref(),
+            Some("10.98.1.0/24")
+        );
+        assert_eq!(
+            pool.next_free(&["10.98.0.0/24".into(), "10.98.1.0/24".into()]),
+            None
+        );
+    }
+
+    #[test]
+    fn versions_follow_content() {
+        assert_eq!(assignments_version("[]"), assignments_version("[]"));
+        assert_ne!(assignments_version("[]"), assignments_version("[1]"));
+    }
+
+    #[test]
+    fn node_names() {
+        assert!(valid_node_name("w-1"));
+        for bad in ["", "-a", "a-", "a_b", "a.b", &"x".repeat(64)] {
+            assert!(!valid_node_name(bad), "{bad}");
+        }
+    }
+}
