@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use dash_core::api::{
     ApplyAction, ApplyRequest, ApplyResponse, ImageInfo, LogLine, LoginRequest, NodeInfo,
     PruneReport, PullEvent, PullRequest, ReplicaInfo, RouteInfo, ScaleRequest, ServiceInfo,
+    TokenCreated, TokenInfo, TokenRequest,
 };
 use hyper::Method;
 
@@ -47,8 +48,14 @@ pub enum Format {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run a single-node cluster: master and worker in one process.
+    /// Run a master (and, in the same process, a worker): a single-node cluster, or the first
+    /// master of a cluster with --advertise-addr.
     Server(Box<ServerArgs>),
+    /// Run a worker that joins a cluster: `dash worker --join TOKEN@MASTER:7071 --advertise-addr IP`.
+    Worker(Box<WorkerArgs>),
+    /// Join tokens: create, ls, revoke.
+    #[command(subcommand)]
+    Token(TokenCmd),
     /// Images: import, list, remove.
     #[command(subcommand)]
     Image(ImageCmd),
@@ -128,6 +135,76 @@ pub struct ServerArgs {
     /// Log level or filter, e.g. info, debug, dash_worker=debug.
     #[arg(long, env = "DASH_LOG", default_value = "info")]
     pub log_level: String,
+    /// This master's address for other nodes; turns on master_api (mutual TLS) on
+    /// ADDR:--cluster-port so workers can join.
+    #[arg(long, value_name = "IP")]
+    pub advertise_addr: Option<String>,
+    /// master_api's port.
+    #[arg(long, default_value_t = 7071)]
+    pub cluster_port: u16,
+    /// Where joining nodes' container subnets (/24 each) come from.
+    #[arg(long, default_value = "10.89.0.0/16")]
+    pub cluster_cidr: String,
+    /// Silence after which a node is down and its replicas start elsewhere (e.g. 3s, 500ms).
+    #[arg(long, default_value = "3s")]
+    pub node_down_after: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    /// `TOKEN@MASTER:PORT` from `dash token create`; not needed once joined (kept in the data dir).
+    #[arg(long, value_name = "TOKEN@MASTER:PORT")]
+    pub join: Option<String>,
+    /// This node's address, where masters reach its worker_api and other nodes its containers.
+    #[arg(long, value_name = "IP")]
+    pub advertise_addr: String,
+    /// worker_api's port.
+    #[arg(long, default_value_t = 7072)]
+    pub worker_port: u16,
+    /// Where state, images and containers live.
+    #[arg(long, env = "DASH_DATA_DIR", default_value = "/var/lib/dash")]
+    pub data_dir: PathBuf,
+    /// OCI runtime: crun or runc (default: crun if it works here, else runc).
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Bridge for this node's containers.
+    #[arg(long, default_value = "dash0")]
+    pub bridge: String,
+    /// The nftables table Dash owns.
+    #[arg(long, default_value = "dash")]
+    pub nft_table: String,
+    /// State of the OCI runtime and pinned network namespaces.
+    #[arg(long, default_value = "/run/dash")]
+    pub run_dir: PathBuf,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// A label for placement constraints, KEY=VALUE (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// A registry (`host:port`) that may be reached over plain HTTP; loopback ones always may.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// Log level or filter.
+    #[arg(long, env = "DASH_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// A new join token, printed once.
+    Create {
+        /// What the token admits: worker.
+        #[arg(long, default_value = "worker")]
+        role: String,
+        /// Lifetime, e.g. 1h, 30m (default: until revoked).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Tokens: id, role, created, expires, revoked.
+    Ls,
+    /// Revoke a token by id: it admits no node from now on.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -184,6 +261,17 @@ pub enum RouteCmd {
 #[derive(Subcommand, Debug)]
 pub enum NodeCmd {
     Ls,
+    /// One node, as JSON.
+    Inspect {
+        node: String,
+    },
+    /// Forget a node: its replicas start elsewhere and its certificate is refused.
+    Rm {
+        node: String,
+        /// Even if it is still ready.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Reads the admin token: DASH_TOKEN, else `<data-dir>/admin.token`.
@@ -219,7 +307,93 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = Client::new(cli.addr.clone(), token());
     let json = cli.output == Format::Json;
     match cli.command {
-        Command::Server(_) => anyhow::bail!("`dash server` is run by the binary"),
+        Command::Server(_) | Command::Worker(_) => {
+            anyhow::bail!("daemons are run by the binary")
+        }
+        Command::Token(TokenCmd::Create { role, ttl }) => {
+            let ttl_s = match ttl {
+                None => None,
+                Some(t) => Some(
+                    dash_core::units::parse_duration(&t)
+                        .map_err(|e| anyhow::anyhow!("--ttl {t:?}: {e}"))?
+                        .as_secs(),
+                ),
+            };
+            let created: TokenCreated = client
+                .post("/v1/tokens", &TokenRequest { role, ttl_s })
+                .await?;
+            if json {
+                print_json(&created);
+            } else {
+                println!("{}", created.token);
+            }
+        }
+        Command::Token(TokenCmd::Ls) => {
+            let tokens: Vec<TokenInfo> = client.get("/v1/tokens").await?;
+            if json {
+                print_json(&tokens);
+            } else {
+                let now = output::now_ms();
+                let mut t = Table::new(["ID", "ROLE", "AGE", "EXPIRES", "STATE"]);
+                for tok in tokens {
+                    let state = if tok.revoked_ms.is_some() {
+                        "revoked"
+                    } else if tok.expires_ms.is_some_and(|e| e <= now) {
+                        "expired"
+                    } else {
+                        "valid"
+                    };
+                    t.row([
+                        tok.id,
+                        tok.role,
+                        dash_core::units::format_age(std::time::Duration::from_millis(
+                            now.saturating_sub(tok.created_ms),
+                        )),
+                        tok.expires_ms.map_or("never".into(), |e| {
+                            if e > now {
+                                format!(
+                                    "in {}",
+                                    dash_core::units::format_age(std::time::Duration::from_millis(
+                                        e - now
+                                    ))
+                                )
+                            } else {
+                                format!(
+                                    "{} ago",
+                                    dash_core::units::format_age(std::time::Duration::from_millis(
+                                        now - e
+                                    ))
+                                )
+                            }
+                        }),
+                        state.into(),
+                    ]);
+                }
+                t.print();
+            }
+        }
+        Command::Token(TokenCmd::Revoke { id }) => {
+            let info: TokenInfo = client.delete(&format!("/v1/tokens/{id}")).await?;
+            if json {
+                print_json(&info);
+            } else {
+                println!("revoked {}", info.id);
+            }
+        }
+        Command::Node(NodeCmd::Inspect { node }) => {
+            let n: NodeInfo = client.get(&format!("/v1/nodes/{node}")).await?;
+            print_json(&n);
+        }
+        Command::Node(NodeCmd::Rm { node, force }) => {
+            let n: NodeInfo = client
+                .delete(&format!("/v1/nodes/{node}?force={force}"))
+                .await?;
+            if json {
+                print_json(&n);
+            } else {
+                println!("removed {}", n.id);
+            }
+        }
         Command::Image(ImageCmd::Import {
             file,
             rootfs,

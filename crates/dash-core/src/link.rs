@@ -18,4 +18,11 @@ pub trait MasterLink: Send + Sync + 'static {
     fn report(&self, node: &str, status: ReplicaStatus) -> impl Future<Output = ()> + Send;
     /// A replica was stopped and everything it held released.
     fn removed(&self, node: &str, replica: &str) -> impl Future<Output = ()> + Send;
+    /// Fetches image `reference` from the masters into the local store. Ok(false): the masters
+    /// do not hold it (pull it from its registry instead). In process there is nothing to
+    /// fetch: master and worker share one store.
+    fn fetch_image(&self, reference: &str) -> impl Future<Output = Result<bool, String>> + Send {
+        let _ = reference;
+        async { Ok(false) }
+    }
 }

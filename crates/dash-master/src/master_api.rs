@@ -133,7 +133,11 @@ impl Liveness {
                         EventKind::NodeUnreachable
                     };
                     tracing::warn!(node = %n.id, state = judged.as_str(), silence_ms = silence.as_millis() as u64, "node judged");
-                    mq.publish_node(kind, &n.id, format!("no heartbeat for {} ms", silence.as_millis()));
+                    mq.publish_node(
+                        kind,
+                        &n.id,
+                        format!("no heartbeat for {} ms", silence.as_millis()),
+                    );
                     wake.notify_one();
                 }
             }
@@ -199,9 +203,7 @@ fn internal(e: impl std::fmt::Display) -> Status {
 fn valid_node_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
 }
@@ -259,7 +261,9 @@ impl MasterApi for MasterApiService {
             None => {
                 let used: Vec<String> = nodes.iter().map(|n| n.subnet.clone()).collect();
                 self.subnets.next_free(&used).ok_or_else(|| {
-                    Status::resource_exhausted("no free /24 left in the cluster CIDR (--cluster-cidr)")
+                    Status::resource_exhausted(
+                        "no free /24 left in the cluster CIDR (--cluster-cidr)",
+                    )
                 })?
             }
         };
@@ -359,7 +363,9 @@ impl MasterApi for MasterApiService {
                     .await
                     .map_err(internal)?;
             }
-            _ => tracing::debug!(node = %peer.node, replica = %status.id, "report for a replica not assigned to the node ignored"),
+            _ => {
+                tracing::debug!(node = %peer.node, replica = %status.id, "report for a replica not assigned to the node ignored")
+            }
         }
         Ok(Response::new(Ack {}))
     }
@@ -377,7 +383,10 @@ impl MasterApi for MasterApiService {
 
     type WatchStream = BoxStream<Assignments>;
 
-    async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        req: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         let peer = self.peer(&req).await?;
         let after = req.get_ref().after_version;
         let (tx, rx) = mpsc::channel(4);
@@ -401,7 +410,9 @@ impl MasterApi for MasterApiService {
                             held = version;
                         }
                     }
-                    Err(e) => tracing::warn!(node = %peer.node, error = %e, "computing assignments"),
+                    Err(e) => {
+                        tracing::warn!(node = %peer.node, error = %e, "computing assignments")
+                    }
                 }
                 tokio::select! {
                     r = changes.changed() => if r.is_err() { return },
@@ -424,7 +435,9 @@ impl MasterApi for MasterApiService {
             .map_err(internal)?
             .into_iter()
             .map(|n| Peer {
-                address: node_ip(&n.address).map(|ip| ip.to_string()).unwrap_or_default(),
+                address: node_ip(&n.address)
+                    .map(|ip| ip.to_string())
+                    .unwrap_or_default(),
                 node: n.id,
                 subnet: n.subnet,
             })
@@ -443,7 +456,9 @@ impl MasterApi for MasterApiService {
             .await
             .map_err(internal)?
             .map_err(|e| match e {
-                dash_runtime::image::ImageError::NotFound { .. } => Status::not_found(e.to_string()),
+                dash_runtime::image::ImageError::NotFound { .. } => {
+                    Status::not_found(e.to_string())
+                }
                 other => Status::internal(other.to_string()),
             })?;
         Ok(Response::new(ImageManifestResponse {

@@ -90,7 +90,9 @@ impl NodeBouncer {
             Some(0) => {
                 return Err(BouncerError::Invalid {
                     field: "ttl",
-                    message: "0s: a token must live at least a second; leave --ttl out for no expiry".into(),
+                    message:
+                        "0s: a token must live at least a second; leave --ttl out for no expiry"
+                            .into(),
                 });
             }
             Some(s) if s > 10 * 365 * 24 * 3600 => {
@@ -123,7 +125,13 @@ impl NodeBouncer {
     }
 
     pub async fn tokens(&self) -> Result<Vec<TokenInfo>, BouncerError> {
-        Ok(self.store.tokens().await?.into_iter().map(|(t, _)| t).collect())
+        Ok(self
+            .store
+            .tokens()
+            .await?
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect())
     }
 
     pub async fn revoke(&self, id: &str) -> Result<(), BouncerError> {
@@ -143,11 +151,12 @@ impl NodeBouncer {
 
     /// Checks a join token; the error says exactly which check failed.
     pub async fn check_token(&self, text: &str) -> Result<Role, BouncerError> {
-        let token =
-            JoinToken::parse(text).map_err(|e| BouncerError::Refused(format!("join refused: {e}")))?;
+        let token = JoinToken::parse(text)
+            .map_err(|e| BouncerError::Refused(format!("join refused: {e}")))?;
         if !pki::constant_time_eq(&token.ca_fingerprint, &self.fingerprint) {
             return Err(BouncerError::Refused(
-                "join refused: the token is for another cluster (its CA fingerprint differs)".into(),
+                "join refused: the token is for another cluster (its CA fingerprint differs)"
+                    .into(),
             ));
         }
         let tokens = self.store.tokens().await?;
@@ -209,7 +218,10 @@ impl NodeBouncer {
 
     /// Who is calling: the peer certificate (already verified by TLS against the CA) must
     /// belong to a node the cluster still has, with a serial it issued to it.
-    pub async fn authorize(&self, peer_cert_der: Option<&[u8]>) -> Result<PeerIdentity, BouncerError> {
+    pub async fn authorize(
+        &self,
+        peer_cert_der: Option<&[u8]>,
+    ) -> Result<PeerIdentity, BouncerError> {
         let der = peer_cert_der.ok_or_else(|| {
             BouncerError::Refused(
                 "a client certificate issued by the cluster CA is required; join with a token first".into(),

@@ -58,7 +58,7 @@ impl Reconciler {
 
     /// One pass over every service.
     pub async fn pass(&mut self) -> Result<(), StoreError> {
-        let mut changed = false;
+        let mut changed = self.evacuate_lost_nodes().await?;
         for row in self.store.services().await? {
             if row.removing {
                 continue;
@@ -69,6 +69,40 @@ impl Reconciler {
             self.changes.send_modify(|v| *v += 1);
         }
         Ok(())
+    }
+
+    /// Replicas on nodes that are down (or gone) are given up: marked for removal, so the plan
+    /// starts replacements on nodes that are up. When the node comes back its agent sees the
+    /// removal and stops them: never two copies serving once it is reachable again.
+    async fn evacuate_lost_nodes(&self) -> Result<bool, StoreError> {
+        let nodes = self.store.nodes().await?;
+        let up: HashSet<&str> = nodes
+            .iter()
+            .filter(|n| n.state != NodeState::Down)
+            .map(|n| n.id.as_str())
+            .collect();
+        let mut changed = false;
+        for r in self.store.replicas(None).await? {
+            let Some(node) = &r.node else { continue };
+            if r.desired != DesiredState::Run || up.contains(node.as_str()) {
+                continue;
+            }
+            self.store
+                .apply(&Command::SetReplicaDesired {
+                    id: r.id.clone(),
+                    desired: DesiredState::Remove,
+                    at_ms: now_ms(),
+                })
+                .await?;
+            self.mq.publish(
+                EventKind::ReplicaStopping,
+                Some(&r.service),
+                Some(&r.id),
+                format!("node {node} is down; replaced elsewhere"),
+            );
+            changed = true;
+        }
+        Ok(changed)
     }
 
     async fn reconcile(&mut self, row: &ServiceRow) -> Result<bool, StoreError> {

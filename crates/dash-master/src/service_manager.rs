@@ -50,6 +50,11 @@ impl ServiceManager {
         &self.store
     }
 
+    /// Asks the reconciler for a pass (after a change it cannot see in services).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
     /// Creates or updates a service from a service file. Idempotent.
     pub async fn apply(&self, req: &ApplyRequest) -> Result<ApplyResponse, ManagerError> {
         let spec = parse_service(&req.file_name, &req.content).map_err(ManagerError::Invalid)?;

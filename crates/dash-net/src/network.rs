@@ -175,6 +175,35 @@ impl Network {
         })
     }
 
+    /// Routes to other nodes' container subnets: each via that node's address (static routes:
+    /// the nodes share a network). Replaces what is there; routes of nodes no longer listed are
+    /// left (a node that left keeps its subnet reserved until it is removed).
+    pub async fn set_peer_routes(
+        &self,
+        peers: &[(crate::Ipv4Net, Ipv4Addr)],
+    ) -> Result<(), NetError> {
+        for (net, via) in peers {
+            if *net == self.cfg.subnet {
+                continue;
+            }
+            let msg = rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(net.addr(), net.prefix())
+                .gateway(*via)
+                .build();
+            self.host
+                .route()
+                .add(msg)
+                .replace()
+                .execute()
+                .await
+                .map_err(|source| NetError::Netlink {
+                    op: format!("adding the route to {net} via {via}"),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
     /// The configuration this network was set up with.
     pub fn config(&self) -> &NetConfig {
         &self.cfg

@@ -13,7 +13,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+use tonic::transport::{
+    Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig,
+};
 
 use crate::pki::{MASTER_NAME, WORKER_NAME};
 
@@ -26,7 +28,12 @@ pub fn init_crypto() {
 /// What a master serves with: its certificate chain (leaf + CA) and key; client certificates
 /// from the CA are checked when presented, and required by every call but Join (see
 /// node_bouncer). A worker's worker_api requires them (`client_required`).
-pub fn server_tls(chain_pem: &str, key_pem: &str, ca_pem: &str, client_required: bool) -> ServerTlsConfig {
+pub fn server_tls(
+    chain_pem: &str,
+    key_pem: &str,
+    ca_pem: &str,
+    client_required: bool,
+) -> ServerTlsConfig {
     ServerTlsConfig::new()
         .identity(Identity::from_pem(chain_pem, key_pem))
         .client_ca_root(Certificate::from_pem(ca_pem))
@@ -110,7 +117,10 @@ impl ServerCertVerifier for PinnedCa {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let hex = |der: &[u8]| -> String {
-            Sha256::digest(der).iter().map(|b| format!("{b:02x}")).collect()
+            Sha256::digest(der)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
         };
         let ca = intermediates
             .iter()

@@ -553,7 +553,16 @@ async fn ensure_image<L: MasterLink>(
                 .map_err(|e| e.to_string())
         }
     };
-    let local = resolve().await?;
+    let mut local = resolve().await?;
+    if local.is_err() && spec.pull_policy != PullPolicy::Always {
+        // In a cluster the masters may hold it (imported or pulled there): fetch it from them.
+        st.message = format!("fetching {} from the masters", spec.image);
+        st.send(ctx, id).await;
+        if ctx.link.fetch_image(&spec.image).await? {
+            local = resolve().await?;
+        }
+        st.message.clear();
+    }
     let must_pull = match (spec.pull_policy, &local) {
         (PullPolicy::Always, _) => true,
         (PullPolicy::IfNotPresent | PullPolicy::Never, Ok(_)) => false,

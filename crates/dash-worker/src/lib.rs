@@ -12,6 +12,7 @@
 //! daemon (their monitor holds them); on start the agent re-adopts what its store recorded.
 
 pub mod agent;
+pub mod master_link;
 pub mod sentry;
 
 pub use agent::{Agent, AgentConfig};

@@ -2,6 +2,7 @@
 //! daemon (`dash server`) or a client command against the admin API.
 
 mod server;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,20 @@ fn main() -> ExitCode {
         Command::Server(args) => {
             init_tracing(&args.log_level);
             match rt.block_on(server::run(*args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(server::ServerError::Config(msg)) => {
+                    eprintln!("error: {msg}");
+                    ExitCode::from(64)
+                }
+                Err(server::ServerError::Other(e)) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Worker(args) => {
+            init_tracing(&args.log_level);
+            match rt.block_on(worker::run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(server::ServerError::Config(msg)) => {
                     eprintln!("error: {msg}");

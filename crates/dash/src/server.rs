@@ -13,6 +13,7 @@ use dash_core::spec::Resources;
 use dash_master::admin_api::{self, AppState};
 use dash_master::local_link::LocalLink;
 use dash_master::message_queue::MessageQueue;
+use dash_master::node_bouncer::{self, NodeBouncer};
 use dash_master::reconciler::Reconciler;
 use dash_master::route_table;
 use dash_master::service_manager::ServiceManager;
@@ -39,6 +40,7 @@ impl From<anyhow::Error> for ServerError {
 }
 
 struct Validated {
+    cluster: Option<ClusterFlags>,
     listen: SocketAddr,
     proxy_listen: SocketAddr,
     subnet: (Ipv4Addr, u8),
@@ -97,7 +99,43 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "node1".into()),
     };
+    let cluster = match &args.advertise_addr {
+        None => None,
+        Some(a) => {
+            let ip: std::net::IpAddr = a.parse().map_err(|_| {
+                ServerError::Config(format!(
+                    "--advertise-addr {a:?}: not an IP address; use this machine's address other nodes reach, e.g. 10.0.0.1"
+                ))
+            })?;
+            let (base, prefix) = args
+                .cluster_cidr
+                .split_once('/')
+                .and_then(|(a, p)| Some((a.parse::<Ipv4Addr>().ok()?, p.parse::<u8>().ok()?)))
+                .filter(|(_, p)| (8..=24).contains(p))
+                .ok_or_else(|| {
+                    ServerError::Config(format!(
+                        "--cluster-cidr {:?}: not an IPv4 network with a prefix of 8 to 24; use e.g. 10.89.0.0/16",
+                        args.cluster_cidr
+                    ))
+                })?;
+            let down_after = dash_core::units::parse_duration(&args.node_down_after)
+                .ok()
+                .filter(|d| *d >= std::time::Duration::from_millis(300))
+                .ok_or_else(|| {
+                    ServerError::Config(format!(
+                        "--node-down-after {:?}: a duration of at least 300ms, e.g. 3s",
+                        args.node_down_after
+                    ))
+                })?;
+            Some(ClusterFlags {
+                listen: SocketAddr::new(ip, args.cluster_port),
+                subnets: dash_master::master_api::SubnetPool { base, prefix },
+                down_after,
+            })
+        }
+    };
     Ok(Validated {
+        cluster,
         listen,
         proxy_listen,
         subnet: (net, prefix),
@@ -106,7 +144,13 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
     })
 }
 
-fn host_capacity() -> Resources {
+struct ClusterFlags {
+    listen: SocketAddr,
+    subnets: dash_master::master_api::SubnetPool,
+    down_after: std::time::Duration,
+}
+
+pub(crate) fn host_capacity() -> Resources {
     let mem_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -122,7 +166,7 @@ fn host_capacity() -> Resources {
     }
 }
 
-fn monitor_path() -> anyhow::Result<PathBuf> {
+pub(crate) fn monitor_path() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the dash binary")?;
     let path = exe.with_file_name("dash-monitor");
     anyhow::ensure!(
@@ -181,7 +225,10 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
 
     let node = NodeRecord {
         id: v.node.clone(),
-        address: v.listen.ip().to_string(),
+        address: v
+            .cluster
+            .as_ref()
+            .map_or_else(|| v.listen.ip().to_string(), |c| c.listen.ip().to_string()),
         role: "server".into(),
         state: NodeState::Ready,
         labels: Default::default(),
@@ -206,6 +253,30 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     let manager = ServiceManager::new(master_store.clone(), mq.clone(), wake.clone());
     let state = ServiceState::new(master_store.clone(), mq.clone(), wake.clone());
     let reconciler = Reconciler::new(master_store.clone(), mq.clone(), wake.clone(), changes_tx);
+    let mut cluster_tasks = Vec::new();
+    let bouncer = match &v.cluster {
+        None => None,
+        Some(c) => {
+            let (bouncer, tasks) = start_master_api(
+                c,
+                data,
+                &v.node,
+                MasterApiParts {
+                    store: master_store.clone(),
+                    state: state.clone(),
+                    mq: mq.clone(),
+                    wake: wake.clone(),
+                    changes: changes_rx.clone(),
+                    images: images.clone(),
+                    net: net.clone(),
+                },
+                shutdown_rx.clone(),
+            )
+            .await?;
+            cluster_tasks = tasks;
+            Some(bouncer)
+        }
+    };
     let link = Arc::new(LocalLink::new(master_store.clone(), state, changes_rx));
     let agent = Agent::new(
         AgentConfig {
@@ -251,6 +322,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
         upload_dir: data.join("tmp"),
         log_paths: Arc::new(move |id: &str| rt_for_logs.log_path(id)),
         route_stats,
+        bouncer,
     });
     let listener = tokio::net::TcpListener::bind(v.listen)
         .await
@@ -277,11 +349,137 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     let _ = server_task.await;
     let _ = proxy_task.await;
     let _ = feeder.await;
+    for t in cluster_tasks {
+        let _ = t.await;
+    }
     let _ = Path::new(data);
     Ok(())
 }
 
-async fn wait_for_signal() {
+struct MasterApiParts {
+    store: MasterStore,
+    state: ServiceState,
+    mq: Arc<MessageQueue>,
+    wake: Arc<Notify>,
+    changes: watch::Receiver<u64>,
+    images: Arc<ImageStore>,
+    net: Arc<Network>,
+}
+
+/// The cluster side of a master: its CA and certificate, master_api on --advertise-addr with
+/// mutual TLS, node liveness, and routes to the other nodes' container subnets.
+async fn start_master_api(
+    c: &ClusterFlags,
+    data: &Path,
+    node: &str,
+    p: MasterApiParts,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(NodeBouncer, Vec<tokio::task::JoinHandle<()>>), ServerError> {
+    use dash_master::master_api::{Liveness, LivenessConfig, MasterApiService};
+    dash_rpc::tls::init_crypto();
+    let ca = node_bouncer::load_or_create_ca(&data.join("pki"), node)
+        .context("creating the cluster CA")?;
+    let bouncer = NodeBouncer::new(p.store.clone(), ca, node_bouncer::DEFAULT_CERT_VALIDITY)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // A fresh key and certificate for this master at every start; the key stays in memory.
+    let (key_pem, csr_pem) = dash_rpc::pki::new_csr(node).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let issued = bouncer
+        .issue(node, dash_rpc::pki::Role::Master, &csr_pem)
+        .await
+        .map_err(|e| anyhow::anyhow!("issuing this master's certificate: {e}"))?;
+    let chain = format!("{}{}", issued.pem, bouncer.ca_pem());
+    let liveness = Arc::new(Liveness::new(LivenessConfig {
+        down_after: c.down_after,
+        unreachable_after: c.down_after / 2,
+        ..LivenessConfig::default()
+    }));
+    let service = MasterApiService {
+        store: p.store.clone(),
+        bouncer: bouncer.clone(),
+        state: p.state,
+        mq: p.mq.clone(),
+        wake: p.wake.clone(),
+        liveness: liveness.clone(),
+        changes: p.changes,
+        images: p.images,
+        subnets: c.subnets,
+    };
+    let listener = tokio::net::TcpListener::bind(c.listen)
+        .await
+        .with_context(|| format!("binding master_api on {}", c.listen))?;
+    let tls = dash_rpc::tls::server_tls(&chain, &key_pem, bouncer.ca_pem(), false);
+    let mut stop = shutdown.clone();
+    let server = tonic::transport::Server::builder()
+        .tls_config(tls)
+        .context("master_api TLS")?
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(1)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(2)))
+        .add_service(dash_rpc::proto::master_api_server::MasterApiServer::new(
+            service,
+        ))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move {
+                let _ = stop.changed().await;
+            },
+        );
+    tracing::info!(listen = %c.listen, ca = bouncer.ca_fingerprint(), "master_api ready");
+    let mut tasks = vec![tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "master_api stopped");
+        }
+    })];
+    tasks.push(tokio::spawn(liveness.run(
+        p.store.clone(),
+        p.mq,
+        p.wake,
+        node.to_string(),
+        shutdown.clone(),
+    )));
+    tasks.push(tokio::spawn(peer_routes_from_store(
+        p.store, p.net, shutdown,
+    )));
+    Ok((bouncer, tasks))
+}
+
+/// Keeps routes to every other node's subnet via that node (every 2 s).
+async fn peer_routes_from_store(
+    store: MasterStore,
+    net: Arc<Network>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if let Ok(nodes) = store.nodes().await {
+            let peers: Vec<(String, String)> =
+                nodes.into_iter().map(|n| (n.subnet, n.address)).collect();
+            set_peer_routes(&net, &peers).await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Applies (subnet, node address) pairs as routes; bad entries are skipped with a warning.
+pub(crate) async fn set_peer_routes(net: &Network, peers: &[(String, String)]) {
+    let routes: Vec<(dash_net::Ipv4Net, Ipv4Addr)> = peers
+        .iter()
+        .filter_map(|(subnet, address)| {
+            let net: dash_net::Ipv4Net = subnet.parse().ok()?;
+            let ip = match dash_master::master_api::node_ip(address)? {
+                std::net::IpAddr::V4(ip) => ip,
+                std::net::IpAddr::V6(_) => return None,
+            };
+            Some((net, ip))
+        })
+        .collect();
+    if let Err(e) = net.set_peer_routes(&routes).await {
+        tracing::warn!(error = %e, "setting routes to other nodes");
+    }
+}
+
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),

@@ -42,6 +42,8 @@ pub struct AppState {
     pub upload_dir: PathBuf,
     pub log_paths: LogPaths,
     pub route_stats: RouteStats,
+    /// Admission of nodes; None when master_api is off (no --advertise-addr).
+    pub bouncer: Option<crate::node_bouncer::NodeBouncer>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -54,6 +56,9 @@ pub fn router(state: AppState) -> Router {
         .route("/services/{name}/scale", post(services::scale))
         .route("/replicas", get(services::replicas))
         .route("/nodes", get(nodes::list))
+        .route("/nodes/{id}", get(nodes::inspect).delete(nodes::remove))
+        .route("/tokens", get(nodes::list_tokens).post(nodes::create_token))
+        .route("/tokens/{id}", axum::routing::delete(nodes::revoke_token))
         .route("/images", get(images::list))
         .route(
             "/images/import",

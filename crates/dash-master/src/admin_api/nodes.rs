@@ -1,11 +1,16 @@
-//! /v1/nodes.
+//! /v1/nodes and /v1/tokens: the cluster's members and the tokens that admit new ones.
 
 use axum::Json;
-use axum::extract::State;
-use dash_core::api::NodeInfo;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use dash_core::api::{NodeInfo, NodeState, TokenCreated, TokenInfo, TokenRequest};
+use dash_core::command::Command;
+use dash_core::event::EventKind;
+use serde::Deserialize;
 
 use super::AppState;
-use super::error::HttpError;
+use super::error::{ApiJson, HttpError};
+use crate::node_bouncer::{BouncerError, NodeBouncer};
 
 #[utoipa::path(get, path = "/v1/nodes", responses((status = 200, body = Vec<NodeInfo>)))]
 pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<NodeInfo>>, HttpError> {
@@ -16,4 +21,125 @@ pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<NodeInfo>>, Http
             .await
             .map_err(HttpError::internal)?,
     ))
+}
+
+async fn find(s: &AppState, id: &str) -> Result<NodeInfo, HttpError> {
+    s.manager
+        .store()
+        .nodes()
+        .await
+        .map_err(HttpError::internal)?
+        .into_iter()
+        .find(|n| n.id == id)
+        .ok_or_else(|| {
+            HttpError::not_found(format!("node {id:?} not found; `dash node ls` lists nodes"))
+        })
+}
+
+#[utoipa::path(get, path = "/v1/nodes/{id}", responses((status = 200, body = NodeInfo), (status = 404, body = dash_core::api::ApiError)))]
+pub async fn inspect(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<NodeInfo>, HttpError> {
+    Ok(Json(find(&s, &id).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct RemoveQuery {
+    /// Remove a node that is still ready (its replicas are started elsewhere; the node is
+    /// refused from then on).
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[utoipa::path(delete, path = "/v1/nodes/{id}", params(RemoveQuery), responses((status = 200, body = NodeInfo, description = "the node as it was"), (status = 409, body = dash_core::api::ApiError)))]
+pub async fn remove(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<RemoveQuery>,
+) -> Result<Json<NodeInfo>, HttpError> {
+    let node = find(&s, &id).await?;
+    if node.role == "server" {
+        return Err(HttpError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("node {id} is this master; a master cannot remove itself"),
+        ));
+    }
+    if node.state == NodeState::Ready && !q.force {
+        return Err(HttpError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "node {id} is ready; drain it or stop it first, or remove it anyway with --force"
+            ),
+        ));
+    }
+    s.manager
+        .store()
+        .apply(&Command::RemoveNode { id: id.clone() })
+        .await
+        .map_err(HttpError::internal)?;
+    s.mq.publish_node(
+        EventKind::NodeRemoved,
+        &id,
+        "removed; its certificate is refused from now on".into(),
+    );
+    s.manager.wake();
+    Ok(Json(node))
+}
+
+fn bouncer(s: &AppState) -> Result<&NodeBouncer, HttpError> {
+    s.bouncer.as_ref().ok_or_else(|| {
+        HttpError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "this server runs without master_api; start it with --advertise-addr to admit nodes",
+        )
+    })
+}
+
+fn bouncer_error(e: BouncerError) -> HttpError {
+    match e {
+        BouncerError::Invalid { field, message } => HttpError::bad_request(field, message),
+        BouncerError::NotFound(m) => HttpError::not_found(m),
+        other => HttpError::internal(other),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/tokens", request_body = TokenRequest, responses((status = 200, body = TokenCreated), (status = 400, body = dash_core::api::ApiError)))]
+pub async fn create_token(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<TokenRequest>,
+) -> Result<Json<TokenCreated>, HttpError> {
+    let (token, info) = bouncer(&s)?
+        .create_token(&req)
+        .await
+        .map_err(bouncer_error)?;
+    Ok(Json(TokenCreated {
+        token: token.to_string(),
+        info,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/tokens", responses((status = 200, body = Vec<TokenInfo>)))]
+pub async fn list_tokens(State(s): State<AppState>) -> Result<Json<Vec<TokenInfo>>, HttpError> {
+    Ok(Json(bouncer(&s)?.tokens().await.map_err(bouncer_error)?))
+}
+
+#[utoipa::path(delete, path = "/v1/tokens/{id}", responses((status = 200, body = TokenInfo), (status = 404, body = dash_core::api::ApiError)))]
+pub async fn revoke_token(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TokenInfo>, HttpError> {
+    let b = bouncer(&s)?;
+    b.revoke(&id).await.map_err(bouncer_error)?;
+    let info = b
+        .tokens()
+        .await
+        .map_err(bouncer_error)?
+        .into_iter()
+        .find(|t| t.id == id)
+        .ok_or_else(|| HttpError::not_found(format!("token {id} vanished")))?;
+    Ok(Json(info))
 }

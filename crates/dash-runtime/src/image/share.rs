@@ -123,9 +123,10 @@ impl ImageStore {
         export: &ImageExport,
     ) -> Result<ImageRecord, ImageError> {
         let dir = self.root().join("fetch");
-        let record = self.import_pulled(tag, &export.manifest, &export.config, &|digest: &str| {
-            dir.join(digest.strip_prefix("sha256:").unwrap_or(digest))
-        })?;
+        let record =
+            self.import_pulled(tag, &export.manifest, &export.config, &|digest: &str| {
+                dir.join(digest.strip_prefix("sha256:").unwrap_or(digest))
+            })?;
         for (digest, _) in &export.layers {
             if let Ok(p) = self.fetch_path(digest, false) {
                 let _ = fs::remove_file(p);

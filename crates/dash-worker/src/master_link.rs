@@ -1,0 +1,452 @@
+//! The worker's side of master_api: joining with a token, then the [`MasterLink`] the agent
+//! runs on, over mutual TLS.
+//!
+//! - Join: a key pair made here (it never leaves the node), a CSR, the token; the master's
+//!   chain is trusted only if it holds the CA the token pins. The certificate, key and CA are
+//!   kept in `<data>/pki/` (0600), the master's address and this node's subnet in
+//!   `<data>/cluster.json`: a restarted worker reconnects without a token.
+//! - Heartbeats at the interval the masters ask for; assignments from a watch stream that
+//!   resumes from the version it holds after a reconnect; status reports with retries.
+//! - Images: a reference the node lacks is rebuilt from the masters' copy, blob by blob
+//!   (digest-verified, resumable from a partial file, once per node), then imported.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dash_core::api::Assignment;
+use dash_core::command::ReplicaStatus;
+use dash_core::link::MasterLink;
+use dash_core::spec::Resources;
+use dash_rpc::pki;
+use dash_rpc::proto::master_api_client::MasterApiClient;
+use dash_rpc::proto::*;
+use dash_runtime::image::{ImageExport, ImageStore};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{Mutex, watch};
+use tonic::transport::{Channel, Endpoint};
+
+/// What a joined node remembers (`<data>/cluster.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Membership {
+    pub master: String,
+    pub node: String,
+    pub subnet: String,
+}
+
+/// The node's TLS material, PEM.
+#[derive(Clone)]
+pub struct Identity {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
+}
+
+fn pki_dir(data: &Path) -> PathBuf {
+    data.join("pki")
+}
+
+/// Reads a previous join from `data`, if there was one.
+pub fn load_membership(data: &Path) -> Option<(Membership, Identity)> {
+    let m: Membership =
+        serde_json::from_slice(&std::fs::read(data.join("cluster.json")).ok()?).ok()?;
+    let dir = pki_dir(data);
+    let id = Identity {
+        cert_pem: std::fs::read_to_string(dir.join("node.crt")).ok()?,
+        key_pem: std::fs::read_to_string(dir.join("node.key")).ok()?,
+        ca_pem: std::fs::read_to_string(dir.join("ca.crt")).ok()?,
+    };
+    Some((m, id))
+}
+
+fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(content)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// What a node tells the masters when it joins.
+pub struct JoinRequestInfo<'a> {
+    pub token: &'a str,
+    pub master: &'a str,
+    pub node: &'a str,
+    pub advertise_addr: &'a str,
+    pub capacity: Resources,
+    pub labels: &'a std::collections::BTreeMap<String, String>,
+    pub runtime: &'a str,
+}
+
+/// Joins the cluster and stores the membership in `data`. The error says why a join was
+/// refused (bad, expired or revoked token; wrong cluster).
+pub async fn join(data: &Path, req: JoinRequestInfo<'_>) -> Result<(Membership, Identity), String> {
+    let token = pki::JoinToken::parse(req.token).map_err(|e| e.to_string())?;
+    let channel = dash_rpc::tls::join_channel(req.master, &token.ca_fingerprint)
+        .await
+        .map_err(|e| format!("connecting to the master at {}: {e}", req.master))?;
+    let (key_pem, csr_pem) = pki::new_csr(req.node).map_err(|e| e.to_string())?;
+    let mut client = MasterApiClient::new(channel);
+    let resp = client
+        .join(JoinRequest {
+            token: req.token.trim().to_string(),
+            node: req.node.to_string(),
+            advertise_addr: req.advertise_addr.to_string(),
+            csr_pem,
+            capacity_json: serde_json::to_string(&req.capacity).map_err(|e| e.to_string())?,
+            labels_json: serde_json::to_string(req.labels).map_err(|e| e.to_string())?,
+            runtime: req.runtime.to_string(),
+        })
+        .await
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    if pki::fingerprint(&resp.ca_pem).map_err(|e| e.to_string())? != token.ca_fingerprint {
+        return Err("the master answered with a CA other than the token's".into());
+    }
+    let dir = pki_dir(data);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let save = |name: &str, content: &str| {
+        write_private(&dir.join(name), content.as_bytes())
+            .map_err(|e| format!("writing {}: {e}", dir.join(name).display()))
+    };
+    save("node.key", &key_pem)?;
+    save("node.crt", &resp.cert_pem)?;
+    save("ca.crt", &resp.ca_pem)?;
+    let m = Membership {
+        master: req.master.to_string(),
+        node: req.node.to_string(),
+        subnet: resp.subnet,
+    };
+    write_private(
+        &data.join("cluster.json"),
+        &serde_json::to_vec_pretty(&m).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("writing cluster.json: {e}"))?;
+    Ok((
+        m,
+        Identity {
+            cert_pem: resp.cert_pem,
+            key_pem,
+            ca_pem: resp.ca_pem,
+        },
+    ))
+}
+
+/// A lazily connected, self-reconnecting mTLS channel to the master at `addr`.
+pub fn master_channel(addr: &str, id: &Identity) -> Result<Channel, String> {
+    let endpoint = Endpoint::from_shared(format!("https://{addr}"))
+        .map_err(|e| format!("master address {addr:?}: {e}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(2))
+        .tls_config(dash_rpc::tls::master_client_tls(
+            &id.cert_pem,
+            &id.key_pem,
+            &id.ca_pem,
+        ))
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    Ok(endpoint.connect_lazy())
+}
+
+/// The worker's [`MasterLink`] over master_api.
+pub struct GrpcLink {
+    client: MasterApiClient<Channel>,
+    latest: watch::Receiver<Option<Vec<Assignment>>>,
+    seen: Mutex<watch::Receiver<Option<Vec<Assignment>>>>,
+    images: Arc<ImageStore>,
+    fetches: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl GrpcLink {
+    /// Starts the heartbeat and watch loops (they end with `shutdown`).
+    pub fn start(
+        channel: Channel,
+        node: String,
+        capacity: Resources,
+        images: Arc<ImageStore>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<GrpcLink> {
+        let client = MasterApiClient::new(channel);
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(watch_loop(client.clone(), tx, shutdown.clone()));
+        tokio::spawn(heartbeat_loop(client.clone(), node, capacity, shutdown));
+        Arc::new(GrpcLink {
+            client,
+            seen: Mutex::new(rx.clone()),
+            latest: rx,
+            images,
+            fetches: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The client, for calls beyond the agent's (peers).
+    pub fn client(&self) -> MasterApiClient<Channel> {
+        self.client.clone()
+    }
+
+    async fn fetch(&self, reference: &str) -> Result<bool, String> {
+        let mut client = self.client.clone();
+        let resp = match client
+            .image_manifest(ImageRequest {
+                reference: reference.to_string(),
+            })
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == tonic::Code::NotFound => return Ok(false),
+            Err(s) => {
+                return Err(format!(
+                    "asking the masters for {reference}: {}",
+                    s.message()
+                ));
+            }
+        };
+        let manifest: serde_json::Value = serde_json::from_str(&resp.manifest_json)
+            .map_err(|e| format!("manifest of {reference} from the masters: {e}"))?;
+        let layers: Vec<(String, u64)> = manifest["layers"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|d| Some((d["digest"].as_str()?.to_string(), d["size"].as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let export = ImageExport {
+            manifest_digest: resp.digest,
+            manifest: resp.manifest_json.into_bytes(),
+            config: resp.config_json.into_bytes(),
+            layers,
+        };
+        for (digest, size) in &export.layers {
+            if self.images.has_blob_digest(digest) {
+                continue;
+            }
+            self.fetch_blob(digest, *size).await?;
+        }
+        let images = self.images.clone();
+        let tag = reference.to_string();
+        tokio::task::spawn_blocking(move || images.import_fetched(&tag, &export))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("importing {reference} fetched from the masters: {e}"))?;
+        tracing::info!(reference, "image fetched from the masters");
+        Ok(true)
+    }
+
+    /// One blob into `fetch/`, continuing a partial file; three tries.
+    async fn fetch_blob(&self, digest: &str, size: u64) -> Result<(), String> {
+        let done = self
+            .images
+            .fetch_path(digest, false)
+            .map_err(|e| e.to_string())?;
+        if done.is_file() {
+            return Ok(());
+        }
+        let partial = self
+            .images
+            .fetch_path(digest, true)
+            .map_err(|e| e.to_string())?;
+        let mut last_err = String::new();
+        for _ in 0..3 {
+            let offset = tokio::fs::metadata(&partial).await.map_or(0, |m| m.len());
+            if offset < size {
+                match self.stream_blob(digest, offset, &partial).await {
+                    Ok(()) => {}
+                    Err(e) => {
+                        last_err = e;
+                        continue;
+                    }
+                }
+            }
+            let images = self.images.clone();
+            let d = digest.to_string();
+            return tokio::task::spawn_blocking(move || images.finish_fetch(&d))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string());
+        }
+        Err(format!(
+            "fetching blob {digest} from the masters: {last_err}"
+        ))
+    }
+
+    async fn stream_blob(&self, digest: &str, offset: u64, partial: &Path) -> Result<(), String> {
+        let mut client = self.client.clone();
+        let mut stream = client
+            .fetch_blob(BlobRequest {
+                digest: digest.to_string(),
+                offset,
+            })
+            .await
+            .map_err(|s| s.message().to_string())?
+            .into_inner();
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(partial)
+            .await
+            .map_err(|e| format!("opening {}: {e}", partial.display()))?;
+        while let Some(chunk) = stream
+            .message()
+            .await
+            .map_err(|s| s.message().to_string())?
+        {
+            file.write_all(&chunk.data)
+                .await
+                .map_err(|e| format!("writing {}: {e}", partial.display()))?;
+        }
+        file.flush().await.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+async fn watch_loop(
+    mut client: MasterApiClient<Channel>,
+    tx: watch::Sender<Option<Vec<Assignment>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut held = 0u64;
+    loop {
+        let attempt = async {
+            let mut stream = client
+                .watch(WatchRequest {
+                    after_version: held,
+                })
+                .await?
+                .into_inner();
+            while let Some(msg) = stream.message().await? {
+                match serde_json::from_str::<Vec<Assignment>>(&msg.assignments_json) {
+                    Ok(list) => {
+                        held = msg.version;
+                        let _ = tx.send(Some(list));
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "assignments from the masters unreadable")
+                    }
+                }
+            }
+            Ok::<(), tonic::Status>(())
+        };
+        tokio::select! {
+            r = attempt => if let Err(s) = r {
+                tracing::warn!(code = ?s.code(), error = %s.message(), "assignment watch lost; reconnecting");
+            },
+            _ = shutdown.changed() => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn heartbeat_loop(
+    mut client: MasterApiClient<Channel>,
+    node: String,
+    capacity: Resources,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut interval = Duration::from_millis(500);
+    let capacity_json = serde_json::to_string(&capacity).unwrap_or_default();
+    loop {
+        let beat = client.heartbeat(HeartbeatRequest {
+            node: node.clone(),
+            capacity_json: capacity_json.clone(),
+            running: 0,
+        });
+        match tokio::time::timeout(Duration::from_secs(2), beat).await {
+            Ok(Ok(r)) => {
+                let ms = r.into_inner().interval_ms.clamp(100, 30_000);
+                interval = Duration::from_millis(ms);
+            }
+            Ok(Err(s)) => {
+                tracing::warn!(code = ?s.code(), error = %s.message(), "heartbeat refused")
+            }
+            Err(_) => tracing::warn!("heartbeat timed out"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+impl MasterLink for GrpcLink {
+    async fn assignments(&self, _node: &str) -> Result<Vec<Assignment>, String> {
+        self.latest
+            .borrow()
+            .clone()
+            .ok_or_else(|| "no assignments from the masters yet".to_string())
+    }
+
+    async fn changed(&self) {
+        let mut rx = self.seen.lock().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), rx.changed()).await;
+    }
+
+    async fn report(&self, _node: &str, status: ReplicaStatus) {
+        let Ok(json) = serde_json::to_string(&status) else {
+            return;
+        };
+        for attempt in 0..3u64 {
+            let mut client = self.client.clone();
+            match client
+                .report(ReportRequest {
+                    status_json: json.clone(),
+                })
+                .await
+            {
+                Ok(_) => return,
+                Err(s) => {
+                    tracing::warn!(error = %s.message(), replica = %status.id, "reporting a status");
+                    tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+                }
+            }
+        }
+    }
+
+    async fn removed(&self, _node: &str, replica: &str) {
+        for attempt in 0..3u64 {
+            let mut client = self.client.clone();
+            match client
+                .removed(RemovedRequest {
+                    replica: replica.to_string(),
+                })
+                .await
+            {
+                Ok(_) => return,
+                Err(s) => {
+                    tracing::warn!(error = %s.message(), replica, "reporting a removal");
+                    tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+                }
+            }
+        }
+    }
+
+    async fn fetch_image(&self, reference: &str) -> Result<bool, String> {
+        // One fetch per reference at a time; a second caller finds the image imported.
+        let lock = {
+            let mut f = self.fetches.lock().await;
+            f.entry(reference.to_string()).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        let images = self.images.clone();
+        let r = reference.to_string();
+        if tokio::task::spawn_blocking(move || images.resolve(&r).is_ok())
+            .await
+            .unwrap_or(false)
+        {
+            return Ok(true);
+        }
+        self.fetch(reference).await
+    }
+}

@@ -1,0 +1,193 @@
+//! `dash worker`: a node that joins a cluster and runs what the masters assign to it.
+//!
+//! Joins once with `--join TOKEN@MASTER:PORT` (the membership and the node's certificate are
+//! kept in the data dir, so a restart needs no token), then runs the agent over master_api,
+//! keeps routes to the other nodes' container subnets, and lets containers outlive it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use dash_cli::WorkerArgs;
+use dash_net::{NetConfig, Network};
+use dash_runtime::container::{ContainerRuntime, RuntimeConfig, RuntimeKind};
+use dash_runtime::image::ImageStore;
+use dash_runtime::registry::{Puller, RegistryConfig};
+use dash_store::WorkerStore;
+use dash_worker::master_link::{self, GrpcLink, JoinRequestInfo};
+use dash_worker::{Agent, AgentConfig};
+use tokio::sync::watch;
+
+use crate::server::{ServerError, host_capacity, monitor_path, set_peer_routes};
+
+fn config_error(msg: String) -> ServerError {
+    ServerError::Config(msg)
+}
+
+pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
+    dash_rpc::tls::init_crypto();
+    let advertise: std::net::IpAddr = args.advertise_addr.parse().map_err(|_| {
+        config_error(format!(
+            "--advertise-addr {:?}: not an IP address; use the address masters and other nodes reach this one at",
+            args.advertise_addr
+        ))
+    })?;
+    let runtime_kind = match args.runtime.as_deref() {
+        None => None,
+        Some("crun") => Some(RuntimeKind::Crun),
+        Some("runc") => Some(RuntimeKind::Runc),
+        Some(other) => {
+            return Err(config_error(format!(
+                "--runtime {other:?}: use crun or runc"
+            )));
+        }
+    };
+    let mut labels = BTreeMap::new();
+    for l in &args.labels {
+        let (k, v) = l
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| config_error(format!("--label {l:?}: use KEY=VALUE, e.g. zone=a")))?;
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let node = match &args.node_name {
+        Some(n) => n.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "worker".into()),
+    };
+    let data = &args.data_dir;
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+
+    let images =
+        Arc::new(ImageStore::open(&data.join("images")).context("opening the image store")?);
+    let runtime = Arc::new(
+        ContainerRuntime::new(RuntimeConfig {
+            state_dir: data.join("containers"),
+            runtime_root: args.run_dir.join("runtime"),
+            monitor_bin: monitor_path()?,
+            prefer: runtime_kind,
+            cgroup_parent: "dash".into(),
+        })
+        .context("setting up the container runtime")?,
+    );
+    let capacity = host_capacity();
+    let (membership, identity) = match master_link::load_membership(data) {
+        Some(found) => {
+            tracing::info!(master = %found.0.master, node = %found.0.node, "joined before; reconnecting");
+            found
+        }
+        None => {
+            let join = args.join.as_deref().ok_or_else(|| {
+                config_error(
+                    "this node has not joined a cluster: give --join TOKEN@MASTER:PORT (from `dash token create` on a master)".into(),
+                )
+            })?;
+            let (token, master) = join.rsplit_once('@').ok_or_else(|| {
+                config_error(format!(
+                    "--join {join:?}: use TOKEN@MASTER:PORT, e.g. DASH1-…@10.0.0.1:7071"
+                ))
+            })?;
+            master_link::join(
+                data,
+                JoinRequestInfo {
+                    token,
+                    master,
+                    node: &node,
+                    advertise_addr: &std::net::SocketAddr::new(advertise, args.worker_port)
+                        .to_string(),
+                    capacity,
+                    labels: &labels,
+                    runtime: &runtime.kind().to_string(),
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("joining via {master}: {e}"))?
+        }
+    };
+    tracing::info!(node = %membership.node, subnet = %membership.subnet, "member of the cluster");
+    let subnet: dash_net::Ipv4Net = membership
+        .subnet
+        .parse()
+        .map_err(|e| anyhow::anyhow!("subnet {:?} from the masters: {e}", membership.subnet))?;
+    let net = Arc::new(
+        Network::init(NetConfig {
+            bridge: args.bridge.clone(),
+            subnet,
+            nft_table: args.nft_table.clone(),
+            netns_dir: args.run_dir.join("netns"),
+        })
+        .await
+        .context("setting up the node network")?,
+    );
+    let mut registry_cfg = RegistryConfig::new(data.join("registries.json"));
+    registry_cfg.insecure = args.insecure_registries.clone();
+    let puller =
+        Arc::new(Puller::new(images.clone(), registry_cfg).context("setting up registry pulls")?);
+    let pool = dash_store::open(&data.join("dash.db"))
+        .await
+        .context("opening the store")?;
+    let worker_store = WorkerStore::new(pool);
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let channel = master_link::master_channel(&membership.master, &identity)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let link = GrpcLink::start(
+        channel,
+        membership.node.clone(),
+        capacity,
+        images.clone(),
+        shutdown_rx.clone(),
+    );
+    let routes_task = tokio::spawn(peer_routes_from_masters(
+        link.clone(),
+        net.clone(),
+        shutdown_rx.clone(),
+    ));
+    let agent = Agent::new(
+        AgentConfig {
+            node: membership.node.clone(),
+            subnet: (subnet.addr(), subnet.prefix()),
+        },
+        link,
+        worker_store,
+        runtime.clone(),
+        images,
+        puller,
+        net,
+    );
+    tracing::info!(node = %membership.node, master = %membership.master, runtime = %runtime.kind(), "dash worker ready");
+    let agent_task = tokio::spawn(agent.run(shutdown_rx));
+    crate::server::wait_for_signal().await;
+    tracing::info!("shutting down; containers keep running");
+    let _ = shutdown_tx.send(true);
+    let _ = agent_task.await;
+    let _ = routes_task.await;
+    Ok(())
+}
+
+async fn peer_routes_from_masters(
+    link: Arc<GrpcLink>,
+    net: Arc<Network>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let mut client = link.client();
+        match client.peers(dash_rpc::proto::PeersRequest {}).await {
+            Ok(r) => {
+                let peers: Vec<(String, String)> = r
+                    .into_inner()
+                    .peers
+                    .into_iter()
+                    .map(|p| (p.subnet, p.address))
+                    .collect();
+                set_peer_routes(&net, &peers).await;
+            }
+            Err(s) => tracing::debug!(error = %s.message(), "listing peers"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
