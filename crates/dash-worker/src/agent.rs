@@ -84,9 +84,36 @@ impl<L: MasterLink> Agent<L> {
     /// Re-adopts recorded replicas, then follows the assignments until `shutdown`.
     /// On shutdown the containers keep running: they outlive the daemon.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        // The masters' word first: a replica they moved away while this node was gone must not
+        // be restarted here, not even for a moment (never two copies serving). Without an
+        // answer (masters unreachable) everything recorded is adopted, as the masters left it.
+        let first = tokio::select! {
+            a = self.first_assignments() => a,
+            _ = shutdown.changed() => return,
+        };
         match self.ctx.store.list().await {
             Ok(locals) => {
                 for local in locals {
+                    if let Some(list) = &first
+                        && !list
+                            .iter()
+                            .any(|a| a.replica == local.id && a.desired == DesiredState::Run)
+                    {
+                        tracing::info!(replica = %local.id, "no longer assigned here; tearing down");
+                        let ctx = self.ctx.clone();
+                        let id = local.id.clone();
+                        let spec = local.spec.clone();
+                        self.supervisors.lock().await.insert(
+                            local.id.clone(),
+                            Supervisor {
+                                stop: watch::channel(true).0,
+                                task: tokio::spawn(async move {
+                                    teardown(&ctx, &id, &spec, None).await
+                                }),
+                            },
+                        );
+                        continue;
+                    }
                     tracing::info!(replica = %local.id, "re-adopting");
                     self.spawn(
                         local.id.clone(),
@@ -113,6 +140,27 @@ impl<L: MasterLink> Agent<L> {
         // Leave containers running; just stop watching them.
         for (_, s) in self.supervisors.lock().await.drain() {
             s.task.abort();
+        }
+    }
+
+    /// The first assignment list, waiting up to 10 s for the masters.
+    async fn first_assignments(&self) -> Option<Vec<Assignment>> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Ok(list) = self.ctx.link.assignments(&self.ctx.node).await {
+                return Some(list);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    "no assignments from the masters after 10 s; adopting every recorded replica"
+                );
+                return None;
+            }
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_millis(200),
+                self.ctx.link.changed(),
+            )
+            .await;
         }
     }
 

@@ -337,8 +337,15 @@ async fn watch_loop(
             Ok::<(), tonic::Status>(())
         };
         tokio::select! {
-            r = attempt => if let Err(s) = r {
-                tracing::warn!(code = ?s.code(), error = %s.message(), "assignment watch lost; reconnecting");
+            r = attempt => match r {
+                Err(s) if s.code() == tonic::Code::Unauthenticated => {
+                    // Removed from the cluster (or its certificate replaced): what it ran was
+                    // started elsewhere, so it stops everything and waits to be let in again.
+                    tracing::error!(error = %s.message(), "the masters refuse this node; stopping its replicas");
+                    let _ = tx.send(Some(Vec::new()));
+                }
+                Err(s) => tracing::warn!(code = ?s.code(), error = %s.message(), "assignment watch lost; reconnecting"),
+                Ok(()) => {}
             },
             _ = shutdown.changed() => return,
         }

@@ -7,6 +7,7 @@
 // A test harness: a step that fails is a failed test, so panicking on it is the point.
 #![allow(clippy::unwrap_used)]
 
+pub mod cluster;
 pub mod registry;
 pub mod ws;
 

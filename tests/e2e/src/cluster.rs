@@ -1,0 +1,470 @@
+//! A cluster on one machine: every node a network namespace with a veth to a test bridge,
+//! its own data dir, runtime root, run dir and ports (the namespace gives each its own
+//! loopback, bridge and nftables). Node 0 is the master (`dash server --advertise-addr`),
+//! the others workers (`dash worker --join`). Daemons are entered into their namespace with
+//! `nsenter --net` only (not `ip netns exec`, which remounts /sys and so hides the cgroup
+//! hierarchies). Nodes can be killed by pid, partitioned (link down) and restarted.
+//!
+//! On drop: every service is removed (a dead worker is started again first so that it tears
+//! its containers down), the daemons stop, and the namespaces, veths, bridge and dirs go.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{busybox_rootfs_tar, dash_bin, require, tail};
+
+pub struct Node {
+    pub name: String,
+    pub ip: String,
+    pub netns: String,
+    pub data_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+    args: Vec<String>,
+}
+
+impl Node {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.netns))
+            .arg(dash_bin())
+            .args(&self.args)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// kill -9 of the daemon and of every container it started (the node dies).
+    pub fn kill_node(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for pid in self.container_pids() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+
+    /// Pids of this node's containers that are alive.
+    pub fn container_pids(&self) -> Vec<u32> {
+        let Ok(dir) = std::fs::read_dir(self.data_dir.join("containers")) else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| {
+            let pid: u32 = std::fs::read_to_string(e.ok()?.path().join("pid"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            std::path::Path::new(&format!("/proc/{pid}"))
+                .exists()
+                .then_some(pid)
+        })
+        .collect()
+    }
+
+    /// Link down (or up) on the node's only interface: a network partition.
+    pub fn set_link(&self, up: bool) {
+        let st = Command::new("ip")
+            .args([
+                "-n",
+                &self.netns,
+                "link",
+                "set",
+                "eth0",
+                if up { "up" } else { "down" },
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    pub fn restart(&mut self) {
+        if self.alive() {
+            return;
+        }
+        self.spawn();
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub slot: u8,
+    pub bridge: String,
+    pub nodes: Vec<Node>,
+    pub addr: String,
+    pub token: String,
+}
+
+fn run(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Cluster {
+    /// A master and `workers` workers (labelled `tier=worker`), joined and ready.
+    /// `slot` (1..=99) keeps names and subnets apart from other tests.
+    pub fn start(slot: u8, workers: usize) -> Cluster {
+        require(
+            "nsenter (util-linux)",
+            Path::new("/usr/bin/nsenter").exists(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let bridge = format!("dcb{slot}");
+        let _ = Command::new("ip").args(["link", "del", &bridge]).output();
+        run("ip", &["link", "add", &bridge, "type", "bridge"]);
+        run(
+            "ip",
+            &["addr", "add", &format!("10.96.{slot}.1/24"), "dev", &bridge],
+        );
+        run("ip", &["link", "set", &bridge, "up"]);
+        let mut c = Cluster {
+            addr: format!("10.96.{slot}.10:7070"),
+            dir,
+            slot,
+            bridge,
+            nodes: Vec::new(),
+            token: String::new(),
+        };
+        for i in 0..=workers {
+            c.add_netns(i);
+        }
+        let master_args = {
+            let n = &c.nodes[0];
+            vec![
+                "server".into(),
+                "--data-dir".into(),
+                n.data_dir.display().to_string(),
+                "--run-dir".into(),
+                n.run_dir.display().to_string(),
+                "--listen".into(),
+                c.addr.clone(),
+                "--advertise-addr".into(),
+                n.ip.clone(),
+                "--subnet".into(),
+                format!("10.95.{slot}.0/24"),
+                "--cluster-cidr".into(),
+                format!("10.{}.0.0/20", 150 + u16::from(slot)),
+                "--node-name".into(),
+                n.name.clone(),
+                "--node-down-after".into(),
+                "2s".into(),
+            ]
+        };
+        c.nodes[0].args = master_args;
+        c.nodes[0].spawn();
+        c.wait("the master's admin API", Duration::from_secs(20), || {
+            c.nodes[0]
+                .data_dir
+                .join("admin.token")
+                .exists()
+                .then(|| c.dash(&["node", "ls"]).status.success().then_some(()))
+                .flatten()
+        });
+        c.token = c
+            .ok(&["token", "create", "--role", "worker"])
+            .trim()
+            .to_string();
+        for i in 1..=workers {
+            let token = c.token.clone();
+            c.spawn_worker(i, &token);
+        }
+        c.wait_nodes_ready(workers + 1);
+        c
+    }
+
+    fn add_netns(&mut self, i: usize) {
+        let slot = self.slot;
+        let name = if i == 0 {
+            "m".to_string()
+        } else {
+            format!("w{i}")
+        };
+        let netns = format!("dash-c{slot}-{name}");
+        let veth = format!("dc{slot}{name}");
+        let _ = Command::new("ip").args(["netns", "del", &netns]).output();
+        run("ip", &["netns", "add", &netns]);
+        run(
+            "ip",
+            &[
+                "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &netns,
+            ],
+        );
+        run("ip", &["link", "set", &veth, "master", &self.bridge, "up"]);
+        let ip = format!("10.96.{slot}.{}", 10 + i);
+        run(
+            "ip",
+            &[
+                "-n",
+                &netns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+            ],
+        );
+        run("ip", &["-n", &netns, "link", "set", "eth0", "up"]);
+        run("ip", &["-n", &netns, "link", "set", "lo", "up"]);
+        let node = Node {
+            data_dir: self.dir.path().join(&name),
+            run_dir: PathBuf::from(format!("/run/dash-e2e-c{slot}-{name}")),
+            log: self.dir.path().join(format!("{name}.log")),
+            name,
+            ip,
+            netns,
+            child: None,
+            args: Vec::new(),
+        };
+        self.nodes.push(node);
+    }
+
+    /// The arguments `dash worker` gets for node `i` with `token`.
+    pub fn worker_args(&self, i: usize, token: &str) -> Vec<String> {
+        let n = &self.nodes[i];
+        vec![
+            "worker".into(),
+            "--join".into(),
+            format!("{token}@{}:7071", self.nodes[0].ip),
+            "--advertise-addr".into(),
+            n.ip.clone(),
+            "--data-dir".into(),
+            n.data_dir.display().to_string(),
+            "--run-dir".into(),
+            n.run_dir.display().to_string(),
+            "--node-name".into(),
+            n.name.clone(),
+            "--label".into(),
+            "tier=worker".into(),
+        ]
+    }
+
+    pub fn spawn_worker(&mut self, i: usize, token: &str) {
+        let args = self.worker_args(i, token);
+        self.nodes[i].args = args;
+        self.nodes[i].spawn();
+    }
+
+    /// Runs `dash worker` for node `i` with `token` in the foreground (a join that must fail).
+    pub fn try_join(&self, i: usize, token: &str) -> Output {
+        let mut args = self.worker_args(i, token);
+        // A throwaway data dir: a refused join must leave nothing behind anyway.
+        let tmp = self.dir.path().join(format!("refused-{i}"));
+        args[6] = tmp.display().to_string();
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.nodes[i].netns))
+            .arg(dash_bin())
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return child.wait_with_output().unwrap();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "a join with a bad token did not fail: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn dash(&self, args: &[&str]) -> Output {
+        let token =
+            std::fs::read_to_string(self.nodes[0].data_dir.join("admin.token")).unwrap_or_default();
+        Command::new(dash_bin())
+            .args(args)
+            .env("DASH_ADDR", &self.addr)
+            .env("DASH_TOKEN", token.trim())
+            .output()
+            .unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.dash(args);
+        assert!(
+            out.status.success(),
+            "dash {args:?} failed: {}\nmaster log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.nodes[0].log_text(), 40)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut full = vec!["-o", "json"];
+        full.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&full)).unwrap()
+    }
+
+    pub fn wait<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = check() {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let logs: String = self
+                    .nodes
+                    .iter()
+                    .map(|n| format!("--- {} ---\n{}\n", n.name, tail(&n.log_text(), 25)))
+                    .collect();
+                panic!("timed out waiting for {what}\n{logs}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn wait_nodes_ready(&self, n: usize) {
+        self.wait(&format!("{n} ready nodes"), Duration::from_secs(30), || {
+            let nodes = self.json(&["node", "ls"]);
+            let ready = nodes
+                .as_array()?
+                .iter()
+                .filter(|x| x["state"] == "ready")
+                .count();
+            (ready == n).then_some(())
+        });
+    }
+
+    pub fn import_busybox(&self, reference: &str) {
+        let tar = busybox_rootfs_tar(self.dir.path());
+        self.ok(&[
+            "image",
+            "import",
+            "--rootfs",
+            tar.to_str().unwrap(),
+            reference,
+        ]);
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    pub fn replicas(&self, service: &str) -> Vec<Value> {
+        match self.json(&["ps", service]) {
+            Value::Array(v) => v,
+            other => panic!("ps returned {other}"),
+        }
+    }
+
+    /// Node name → number of its replicas of `service` that run and are meant to.
+    pub fn running_per_node(&self, service: &str) -> std::collections::BTreeMap<String, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for r in self.replicas(service) {
+            if r["state"] == "running" && r["desired"] != "remove" {
+                *m.entry(r["node"].as_str().unwrap_or("-").to_string())
+                    .or_default() += 1;
+            }
+        }
+        m
+    }
+
+    /// Containers alive on all nodes (what really serves, whatever the masters think).
+    pub fn live_containers(&self) -> usize {
+        self.nodes.iter().map(|n| n.container_pids().len()).sum()
+    }
+}
+
+use std::path::Path;
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Dead or partitioned nodes come back so that they tear their containers down.
+        for n in self.nodes.iter_mut() {
+            n.set_link(true);
+            if !n.args.is_empty() {
+                n.restart();
+            }
+        }
+        if let Ok(Value::Array(services)) =
+            serde_json::from_slice::<Value>(&self.dash(&["-o", "json", "service", "ls"]).stdout)
+        {
+            for s in services {
+                if let Some(name) = s["spec"]["name"].as_str() {
+                    let _ = self.dash(&["service", "rm", name]);
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline {
+            let empty = serde_json::from_slice::<Value>(&self.dash(&["-o", "json", "ps"]).stdout)
+                .ok()
+                .and_then(|v| v.as_array().map(Vec::is_empty))
+                .unwrap_or(false);
+            if empty && self.live_containers() == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for n in self.nodes.iter_mut().rev() {
+            n.stop();
+        }
+        for n in &self.nodes {
+            let _ = Command::new("ip").args(["netns", "del", &n.netns]).output();
+            let _ = std::fs::remove_dir_all(&n.run_dir);
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+    }
+}
