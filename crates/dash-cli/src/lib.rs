@@ -248,8 +248,16 @@ pub enum RegistryCmd {
 #[derive(Subcommand, Debug)]
 pub enum ServiceCmd {
     Ls,
-    Inspect { name: String },
-    Rm { name: String },
+    Inspect {
+        name: String,
+    },
+    Rm {
+        name: String,
+    },
+    /// Back to the previous version's spec (the replica count stays), replaced like an update.
+    Rollback {
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -264,6 +272,21 @@ pub enum NodeCmd {
     /// One node, as JSON.
     Inspect {
         node: String,
+    },
+    /// Move a node's replicas elsewhere (each started before the old one stops); it takes no
+    /// new ones until activated.
+    Drain {
+        node: String,
+    },
+    /// Let a drained node take replicas again.
+    Activate {
+        node: String,
+    },
+    /// Set labels (KEY=VALUE) or remove them (KEY-), e.g. `dash node label n1 zone=a disk-`.
+    Label {
+        node: String,
+        #[arg(required = true)]
+        labels: Vec<String>,
     },
     /// Forget a node: its replicas start elsewhere and its certificate is refused.
     Rm {
@@ -378,6 +401,50 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_json(&info);
             } else {
                 println!("revoked {}", info.id);
+            }
+        }
+        Command::Node(NodeCmd::Drain { node }) => {
+            let n: NodeInfo = client
+                .post(&format!("/v1/nodes/{node}/drain"), &serde_json::json!({}))
+                .await?;
+            println!("{} {}", n.id, n.state.as_str());
+        }
+        Command::Node(NodeCmd::Activate { node }) => {
+            let n: NodeInfo = client
+                .post(
+                    &format!("/v1/nodes/{node}/activate"),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            println!("{} {}", n.id, n.state.as_str());
+        }
+        Command::Node(NodeCmd::Label { node, labels }) => {
+            let mut set = serde_json::Map::new();
+            let mut remove = Vec::new();
+            for l in labels {
+                match l.split_once('=') {
+                    Some((k, v)) => {
+                        set.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+                    }
+                    None => match l.strip_suffix('-') {
+                        Some(k) => remove.push(k.to_string()),
+                        None => {
+                            anyhow::bail!("label {l:?}: use KEY=VALUE to set or KEY- to remove")
+                        }
+                    },
+                }
+            }
+            let n: NodeInfo = client
+                .post(
+                    &format!("/v1/nodes/{node}/labels"),
+                    &serde_json::json!({"set": set, "remove": remove}),
+                )
+                .await?;
+            if json {
+                print_json(&n);
+            } else {
+                let text: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("{} {}", n.id, text.join(","));
             }
         }
         Command::Node(NodeCmd::Inspect { node }) => {
@@ -616,6 +683,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             // The inspection is structured data either way.
             print_json(&s);
+        }
+        Command::Service(ServiceCmd::Rollback { name }) => {
+            let r: serde_json::Value = client
+                .post(
+                    &format!("/v1/services/{}/rollback", encode(&name)),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            if json {
+                print_json(&r);
+            } else {
+                println!("{name} rolled back (version {})", r["version"]);
+            }
         }
         Command::Service(ServiceCmd::Rm { name }) => {
             client

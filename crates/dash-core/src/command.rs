@@ -98,6 +98,10 @@ pub enum Command {
         state: NodeState,
         at_ms: u64,
     },
+    SetNodeLabels {
+        id: String,
+        labels: BTreeMap<String, String>,
+    },
     /// The certificate a node now presents; the previous one stays valid until the next.
     SetNodeCert {
         id: String,

@@ -29,8 +29,10 @@ pub enum EventKind {
     NodeUnreachable,
     NodeDown,
     NodeRemoved,
+    NodeDrained,
     UpdateStarted,
     UpdateCompleted,
+    UpdateRolledBack,
 }
 
 /// One event. `seq` grows by one per event within a daemon's life.

@@ -23,6 +23,9 @@ pub struct ReplicaView {
     pub desired: DesiredState,
     pub state: ReplicaState,
     pub created_ms: u64,
+    /// On a node being drained: replaced like a replica of an old version, always
+    /// start-first (the replacement is ready before this one stops) and all at once.
+    pub evict: bool,
 }
 
 /// One step of a plan.
@@ -71,7 +74,8 @@ pub fn plan(
         .filter(|r| r.desired == DesiredState::Run)
         .collect();
     let (current, old): (Vec<&ReplicaView>, Vec<&ReplicaView>) =
-        live.iter().partition(|r| r.version >= version);
+        live.iter().partition(|r| r.version >= version && !r.evict);
+    let evicting = old.iter().filter(|r| r.evict).count();
     let mut plan = Plan::default();
 
     // Worst first: not ready before ready, then newest first.
@@ -102,7 +106,9 @@ pub fn plan(
         return plan;
     }
 
-    let parallelism = (spec.update.parallelism.max(1) as usize).min(old.len());
+    let parallelism = (spec.update.parallelism.max(1) as usize)
+        .max(evicting)
+        .min(old.len());
     let in_flight = current.iter().filter(|r| !ready(r)).count();
     let ready_count = live.iter().filter(|r| ready(r)).count();
     let delay_ms = spec.update.delay.as_millis() as u64;
@@ -115,7 +121,13 @@ pub fn plan(
         current.len().min(n),
         n
     );
-    match spec.update.order {
+    let order = if evicting > 0 {
+        plan.update_status = format!("draining: {evicting} replicas moving off drained nodes");
+        UpdateOrder::StartFirst
+    } else {
+        spec.update.order
+    };
+    match order {
         UpdateOrder::StopFirst => {
             if live.len() > n {
                 for r in olds.iter().take(live.len() - n) {
@@ -203,6 +215,7 @@ mod tests {
             desired: DesiredState::Run,
             state,
             created_ms,
+            evict: false,
         }
     }
 
@@ -335,5 +348,44 @@ mod tests {
                 reason: "rolling update"
             }]
         );
+    }
+
+    #[test]
+    fn evicted_replicas_are_replaced_start_first_all_at_once() {
+        let sp = spec(3, "stop-first", 1);
+        let mut reps = vec![
+            r("a", 1, Running, 1),
+            r("b", 1, Running, 2),
+            r("c", 1, Running, 3),
+        ];
+        reps[0].evict = true;
+        reps[1].evict = true;
+        // First the replacements, both at once, nothing removed.
+        let p = plan(&sp, 1, &reps, 10, 0);
+        assert_eq!(p.actions, vec![Action::Create { count: 2 }]);
+        assert!(
+            p.update_status.starts_with("draining"),
+            "{}",
+            p.update_status
+        );
+        // Replacements starting: still nothing removed.
+        reps.push(r("d", 1, Starting, 11));
+        reps.push(r("e", 1, Starting, 11));
+        let p = plan(&sp, 1, &reps, 12, 10);
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        // Ready: the evicted ones go.
+        reps[3].state = Running;
+        reps[4].state = Running;
+        let p = plan(&sp, 1, &reps, 13, 10);
+        let mut removed: Vec<&str> = p
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Remove { replica, .. } => Some(replica.as_str()),
+                _ => None,
+            })
+            .collect();
+        removed.sort_unstable();
+        assert_eq!(removed, vec!["a", "b"]);
     }
 }

@@ -27,6 +27,10 @@ pub struct ServiceSpec {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub replicas: u32,
+    /// `replicated` (default): `replicas` copies placed by the scheduler; `global`: one replica
+    /// on every eligible node, including nodes that join later (`replicas` is ignored).
+    #[serde(default)]
+    pub mode: Mode,
     #[serde(default)]
     pub resources: Resources,
     #[serde(default)]
@@ -85,6 +89,16 @@ pub struct RouteSpec {
     pub strip_prefix: bool,
     /// The container port.
     pub port: u16,
+}
+
+/// How a service's replicas are counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    #[default]
+    Replicated,
+    Global,
 }
 
 /// When a node pulls a service's image.

@@ -6,11 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dash_core::api::{DesiredState, NodeState, ReplicaInfo};
+use dash_core::api::{DesiredState, NodeState, ReplicaInfo, ReplicaState};
 use dash_core::command::{Command, NewReplica};
 use dash_core::event::EventKind;
 use dash_core::reconcile::{self, Action, ReplicaView};
 use dash_core::scheduler::{self, NodeSnapshot, Request};
+use dash_core::spec::Mode;
 use dash_core::{ReplicaId, ServiceName};
 use dash_store::{MasterStore, ServiceRow, StoreError};
 use tokio::sync::{Notify, watch};
@@ -24,6 +25,8 @@ pub struct Reconciler {
     wake: Arc<Notify>,
     changes: watch::Sender<u64>,
     updating: HashSet<String>,
+    /// Versions made by an automatic rollback: never rolled back automatically again.
+    rolled_back: HashMap<String, u64>,
 }
 
 impl Reconciler {
@@ -39,6 +42,7 @@ impl Reconciler {
             wake,
             changes,
             updating: HashSet::new(),
+            rolled_back: HashMap::new(),
         }
     }
 
@@ -108,19 +112,98 @@ impl Reconciler {
     async fn reconcile(&mut self, row: &ServiceRow) -> Result<bool, StoreError> {
         let name = row.spec.name.to_string();
         let replicas = self.store.replicas(Some(&name)).await?;
-        let views: Vec<ReplicaView> = replicas
+        let nodes = self.store.nodes().await?;
+        let drained: HashSet<&str> = nodes
             .iter()
-            .map(|r| ReplicaView {
-                id: r.id.clone(),
-                version: r.version,
-                desired: r.desired,
-                state: r.state,
-                created_ms: r.created_ms,
-            })
+            .filter(|n| n.state == NodeState::Drained)
+            .map(|n| n.id.as_str())
             .collect();
         let now = now_ms();
-        let plan = reconcile::plan(&row.spec, row.version, &views, now, row.last_batch_ms);
         let mut changed = false;
+        let mut spec = row.spec.clone();
+        // Replicas of an older version whose container is what the current spec asks for (a
+        // rollback brings back their spec) count as current: nothing to replace.
+        let mut same_container: HashSet<u64> = HashSet::new();
+        let older: HashSet<u64> = replicas
+            .iter()
+            .map(|r| r.version)
+            .filter(|v| *v < row.version)
+            .collect();
+        for v in older {
+            if let Some(old) = self.store.service_version(&name, v).await?
+                && !old.needs_replacement(&row.spec)
+            {
+                same_container.insert(v);
+            }
+        }
+        let view = |r: &ReplicaInfo, evict: bool| {
+            let mut v = view(r, evict);
+            if same_container.contains(&r.version) {
+                v.version = row.version;
+            }
+            v
+        };
+        let mut views: Vec<ReplicaView> = Vec::with_capacity(replicas.len());
+        if spec.mode == Mode::Global {
+            // One per eligible node: the count is the eligible nodes; a replica on a node that
+            // is no longer eligible (drained, constraints, removed) just goes; updates are
+            // stop-first, since a node holds one replica of the service at most.
+            let eligible: HashSet<&str> = nodes
+                .iter()
+                .filter(|n| {
+                    n.state == NodeState::Ready
+                        && spec
+                            .placement
+                            .constraints
+                            .iter()
+                            .all(|c| c.matches(&n.id, &n.labels))
+                })
+                .map(|n| n.id.as_str())
+                .collect();
+            spec.replicas = eligible.len() as u32;
+            spec.update.order = dash_core::spec::UpdateOrder::StopFirst;
+            for r in &replicas {
+                let on_eligible = r.node.as_deref().is_some_and(|n| eligible.contains(n));
+                if r.desired == DesiredState::Run && !on_eligible && r.node.is_some() {
+                    self.store
+                        .apply(&Command::SetReplicaDesired {
+                            id: r.id.clone(),
+                            desired: DesiredState::Remove,
+                            at_ms: now,
+                        })
+                        .await?;
+                    self.mq.publish(
+                        EventKind::ReplicaStopping,
+                        Some(&name),
+                        Some(&r.id),
+                        "its node is no longer eligible for this global service",
+                    );
+                    changed = true;
+                    continue;
+                }
+                views.push(view(r, false));
+            }
+        } else {
+            views.extend(
+                replicas
+                    .iter()
+                    .map(|r| view(r, r.node.as_deref().is_some_and(|n| drained.contains(n)))),
+            );
+        }
+        if let Some(why) = self.failed_update(row, &replicas) {
+            match crate::service_manager::rollback(&self.store, &self.mq, &name, &why).await {
+                Ok(v) => {
+                    tracing::warn!(service = %name, from = row.version, to = v, reason = %why, "update failed; rolled back");
+                    self.rolled_back.insert(name.clone(), v);
+                    self.wake.notify_one();
+                    return Ok(true);
+                }
+                Err(e) => {
+                    tracing::error!(service = %name, error = %e, "rolling back a failed update")
+                }
+            }
+        }
+        let plan = reconcile::plan(&spec, row.version, &views, now, row.last_batch_ms);
 
         if plan.update_status.is_empty() {
             if self.updating.remove(&name) {
@@ -198,6 +281,44 @@ impl Reconciler {
             }
         }
         Ok(changed)
+    }
+
+    /// Why the rolling update in flight has failed: a replica of the new version turned
+    /// unhealthy, failed, or crashed, while replicas of an older version still run. None when
+    /// no update is in flight, or the version is itself an automatic rollback.
+    fn failed_update(&self, row: &ServiceRow, replicas: &[ReplicaInfo]) -> Option<String> {
+        if self.rolled_back.get(row.spec.name.as_str()) == Some(&row.version) {
+            return None;
+        }
+        let live = |r: &&ReplicaInfo| r.desired == DesiredState::Run;
+        if !replicas
+            .iter()
+            .filter(live)
+            .any(|r| r.version < row.version)
+        {
+            return None;
+        }
+        replicas
+            .iter()
+            .filter(live)
+            .filter(|r| r.version == row.version)
+            .find_map(|r| match r.state {
+                ReplicaState::Unhealthy => Some(format!(
+                    "replica {} of version {} is unhealthy",
+                    r.id, row.version
+                )),
+                ReplicaState::Failed => Some(format!(
+                    "replica {} of version {} failed",
+                    r.id, row.version
+                )),
+                _ if r.restarts > 0 => Some(format!(
+                    "replica {} of version {} exited (code {}) and was restarted",
+                    r.id,
+                    row.version,
+                    r.exit_code.unwrap_or(-1)
+                )),
+                _ => None,
+            })
     }
 
     async fn create(
@@ -283,6 +404,21 @@ fn request(row: &ServiceRow) -> Request {
         service: ServiceName::to_string(&row.spec.name),
         resources: row.spec.resources,
         constraints: row.spec.placement.constraints.clone(),
-        max_per_node: row.spec.placement.max_per_node,
+        max_per_node: if row.spec.mode == Mode::Global {
+            1
+        } else {
+            row.spec.placement.max_per_node
+        },
+    }
+}
+
+fn view(r: &ReplicaInfo, evict: bool) -> ReplicaView {
+    ReplicaView {
+        id: r.id.clone(),
+        version: r.version,
+        desired: r.desired,
+        state: r.state,
+        created_ms: r.created_ms,
+        evict,
     }
 }

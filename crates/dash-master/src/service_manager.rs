@@ -133,6 +133,14 @@ impl ServiceManager {
         })
     }
 
+    /// `dash service rollback`: back to the spec of the previous version (the replica count
+    /// stays), as a new version that replaces the current replicas by the update policy.
+    pub async fn rollback(&self, name: &str, reason: &str) -> Result<u64, ManagerError> {
+        let v = rollback(&self.store, &self.mq, name, reason).await?;
+        self.wake.notify_one();
+        Ok(v)
+    }
+
     pub async fn scale(&self, name: &str, replicas: u32) -> Result<(), ManagerError> {
         if replicas > dash_core::config_parser::MAX_REPLICAS {
             return Err(ManagerError::BadRequest {
@@ -256,4 +264,55 @@ fn diff(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
         }
     }
     out
+}
+
+/// Puts the previous version's spec back (keeping the replica count); returns the new version.
+pub async fn rollback(
+    store: &MasterStore,
+    mq: &MessageQueue,
+    name: &str,
+    reason: &str,
+) -> Result<u64, ManagerError> {
+    let row = store
+        .service(name)
+        .await?
+        .ok_or_else(|| ManagerError::NotFound(name.to_string()))?;
+    let previous = match row.version.checked_sub(1).filter(|v| *v >= 1) {
+        Some(v) => store.service_version(name, v).await?,
+        None => None,
+    };
+    let Some(mut spec) = previous else {
+        return Err(ManagerError::BadRequest {
+            field: "name",
+            message: format!(
+                "service {name} is at version {}: there is no previous version to roll back to",
+                row.version
+            ),
+        });
+    };
+    spec.replicas = row.spec.replicas;
+    if spec == row.spec {
+        return Err(ManagerError::BadRequest {
+            field: "name",
+            message: format!("service {name}: the previous version is the same as the current one"),
+        });
+    }
+    let applied = store
+        .apply(&Command::PutService {
+            spec: Box::new(spec),
+            at_ms: now_ms(),
+        })
+        .await?;
+    let version = applied.version.unwrap_or(row.version);
+    mq.publish(
+        EventKind::UpdateRolledBack,
+        Some(name),
+        None,
+        format!(
+            "version {} rolled back to the spec of version {} as version {version}: {reason}",
+            row.version,
+            row.version - 1
+        ),
+    );
+    Ok(version)
 }

@@ -289,6 +289,16 @@ impl MasterStore {
                 .rows_affected()
                     > 0;
             }
+            Command::SetNodeLabels { id, labels } => {
+                let json = serde_json::to_string(labels).map_err(|e| corrupt("node labels", e))?;
+                out.changed = sqlx::query("UPDATE nodes SET labels = ? WHERE id = ?")
+                    .bind(json)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    > 0;
+            }
             Command::SetNodeCert { id, serial } => {
                 out.changed = sqlx::query(
                     "UPDATE nodes SET prev_cert_serial = cert_serial, cert_serial = ? WHERE id = ? AND cert_serial != ?",

@@ -283,6 +283,33 @@ impl Cluster {
         ]
     }
 
+    /// A new node (namespace and worker) joining with the cluster's token; returns its index.
+    pub fn join_new_worker(&mut self) -> usize {
+        let i = self.nodes.len();
+        self.add_netns(i);
+        let token = self.token.clone();
+        self.spawn_worker(i, &token);
+        i
+    }
+
+    /// The events the master kept, oldest first.
+    pub fn events(&self) -> Vec<Value> {
+        let token =
+            std::fs::read_to_string(self.nodes[0].data_dir.join("admin.token")).unwrap_or_default();
+        let out = Command::new("timeout")
+            .args(["2"])
+            .arg(dash_bin())
+            .args(["-o", "json", "events", "--past"])
+            .env("DASH_ADDR", &self.addr)
+            .env("DASH_TOKEN", token.trim())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
     pub fn spawn_worker(&mut self, i: usize, token: &str) {
         let args = self.worker_args(i, token);
         self.nodes[i].args = args;
@@ -441,9 +468,17 @@ impl Drop for Cluster {
         {
             for s in services {
                 if let Some(name) = s["spec"]["name"].as_str() {
-                    let _ = self.dash(&["service", "rm", name]);
+                    let out = self.dash(&["service", "rm", name]);
+                    if !out.status.success() {
+                        eprintln!(
+                            "cleanup: dash service rm {name}: {}",
+                            String::from_utf8_lossy(&out.stderr)
+                        );
+                    }
                 }
             }
+        } else {
+            eprintln!("cleanup: cannot list services");
         }
         let deadline = Instant::now() + Duration::from_secs(40);
         while Instant::now() < deadline {
@@ -453,6 +488,13 @@ impl Drop for Cluster {
                 .unwrap_or(false);
             if empty && self.live_containers() == 0 {
                 break;
+            }
+            if Instant::now() + Duration::from_millis(150) > deadline {
+                eprintln!(
+                    "cleanup: gave up with {} containers alive; ps: {}",
+                    self.live_containers(),
+                    String::from_utf8_lossy(&self.dash(&["ps"]).stdout)
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }

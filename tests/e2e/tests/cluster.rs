@@ -4,11 +4,11 @@ use std::time::{Duration, Instant};
 
 use dash_e2e::cluster::Cluster;
 
-const WEB: &str = "name = \"web\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n\
+const WEB: &str = "name = \"cweb\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n\
 replicas = 6\nstop_grace_period = \"1s\"\n[placement]\nconstraints = [\"node.labels.tier == worker\"]\n";
 
 fn spread(c: &Cluster) -> Vec<usize> {
-    c.running_per_node("web").values().copied().collect()
+    c.running_per_node("cweb").values().copied().collect()
 }
 
 #[test]
@@ -74,10 +74,10 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
         Duration::from_secs(60),
         || (spread(&c) == vec![2, 2, 2]).then_some(()),
     );
-    assert!(!c.running_per_node("web").contains_key("m"));
+    assert!(!c.running_per_node("cweb").contains_key("m"));
 
     // A replica on one node reaches a replica on another by IP.
-    let reps = c.replicas("web");
+    let reps = c.replicas("cweb");
     let on = |node: &str| reps.iter().find(|r| r["node"] == node).unwrap().clone();
     let (a, b) = (on("w1"), on("w2"));
     let pid = std::fs::read_to_string(
@@ -115,7 +115,7 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
         "w3's replicas running on w1 and w2",
         Duration::from_secs(30),
         || {
-            let m = c.running_per_node("web");
+            let m = c.running_per_node("cweb");
             (m.get("w1").copied().unwrap_or(0) + m.get("w2").copied().unwrap_or(0) == 6)
                 .then_some(())
         },
@@ -132,9 +132,9 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
     });
     assert_eq!(c.live_containers(), 6);
     assert!(
-        !c.replicas("web").iter().any(|r| r["node"] == "w3"),
+        !c.replicas("cweb").iter().any(|r| r["node"] == "w3"),
         "{:?}",
-        c.replicas("web")
+        c.replicas("cweb")
     );
 
     // Partition w2: its replicas move; heal: it stops them, no duplicates.
@@ -144,7 +144,7 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
         "w2's replicas running elsewhere",
         Duration::from_secs(30),
         || {
-            let m = c.running_per_node("web");
+            let m = c.running_per_node("cweb");
             (!m.contains_key("w2") && m.values().sum::<usize>() == 6).then_some(())
         },
     );
@@ -174,4 +174,161 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
             .contains("not part of this cluster")
             .then_some(())
     });
+}
+
+fn healthy(c: &Cluster, service: &str) -> usize {
+    c.replicas(service)
+        .iter()
+        .filter(|r| r["state"] == "healthy" && r["desired"] != "remove")
+        .count()
+}
+
+const HEALTH: &str =
+    "[health]\nhttp = \"/\"\nport = 8080\ninterval = \"200ms\"\ntimeout = \"200ms\"\nretries = 2\n";
+
+#[test]
+fn global_services_drain_and_automatic_rollback() {
+    let mut c = Cluster::start(52, 2);
+    c.import_busybox("bb:1");
+
+    // Global: one replica on each eligible node, and on a node that joins later.
+    let f = c.write(
+        "gl.toml",
+        "name = \"gl\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\nmode = \"global\"\n\
+         stop_grace_period = \"1s\"\n[placement]\nconstraints = [\"node.labels.tier == worker\"]\n",
+    );
+    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    c.wait("gl on w1 and w2", Duration::from_secs(60), || {
+        let m = c.running_per_node("gl");
+        (m.len() == 2 && m.values().all(|n| *n == 1)).then_some(())
+    });
+    let w3 = c.join_new_worker();
+    c.wait_nodes_ready(4);
+    c.wait("gl on the new worker too", Duration::from_secs(60), || {
+        let m = c.running_per_node("gl");
+        (m.len() == 3 && m.values().all(|n| *n == 1) && m.contains_key(&c.nodes[w3].name))
+            .then_some(())
+    });
+
+    // Drain w1: each replica's replacement is healthy before it stops; never fewer healthy
+    // replicas than asked for.
+    let f = c.write(
+        "dr.toml",
+        &format!("name = \"dr\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\nreplicas = 3\n\
+         stop_grace_period = \"1s\"\n[placement]\nconstraints = [\"node.labels.tier == worker\"]\n{HEALTH}"),
+    );
+    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    c.wait("dr healthy", Duration::from_secs(60), || {
+        (healthy(&c, "dr") == 3).then_some(())
+    });
+    let on_w1: Vec<String> = c
+        .replicas("dr")
+        .iter()
+        .filter(|r| r["node"] == "w1")
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !on_w1.is_empty(),
+        "spread puts one on w1: {:?}",
+        c.replicas("dr")
+    );
+    c.ok(&["node", "drain", "w1"]);
+    let mut min_healthy = usize::MAX;
+    c.wait("w1 emptied", Duration::from_secs(60), || {
+        min_healthy = min_healthy.min(healthy(&c, "dr"));
+        let r = c.replicas("dr");
+        (!r.iter().any(|x| x["node"] == "w1") && healthy(&c, "dr") == 3).then_some(())
+    });
+    assert!(
+        min_healthy >= 3,
+        "healthy replicas dropped to {min_healthy} during the drain"
+    );
+    assert!(
+        !c.running_per_node("gl").contains_key("w1"),
+        "a global service leaves a drained node"
+    );
+    let events = c.events();
+    let seq_of = |kind: &str, id: &str| {
+        events
+            .iter()
+            .find(|e| e["kind"] == kind && e["replica"] == id)
+            .and_then(|e| e["seq"].as_u64())
+    };
+    let new_ids: Vec<String> = c
+        .replicas("dr")
+        .iter()
+        .filter(|r| !on_w1.contains(&r["id"].as_str().unwrap().to_string()))
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    for old in &on_w1 {
+        let stopped = seq_of("replica_stopping", old).expect("stop event of the drained replica");
+        let replacements_healthy = new_ids
+            .iter()
+            .filter_map(|n| seq_of("replica_healthy", n))
+            .filter(|s| *s < stopped)
+            .count();
+        assert!(
+            replacements_healthy >= 1,
+            "{old} stopped (event {stopped}) before a replacement was healthy"
+        );
+    }
+    c.ok(&["node", "activate", "w1"]);
+    c.wait("gl back on w1", Duration::from_secs(30), || {
+        c.running_per_node("gl").contains_key("w1").then_some(())
+    });
+
+    // A rolling update to a command that fails its health check rolls back by itself; the
+    // service keeps serving throughout.
+    let rb = |cmd: &str| {
+        format!(
+            "name = \"rb\"\nimage = \"bb:1\"\ncommand = {cmd}\nreplicas = 3\nstop_grace_period = \"1s\"\n\
+                 [placement]\nconstraints = [\"node.labels.tier == worker\"]\n{HEALTH}"
+        )
+    };
+    let good = c.write(
+        "rb.toml",
+        &rb("[\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]"),
+    );
+    c.ok(&["apply", "-f", good.to_str().unwrap()]);
+    c.wait("rb healthy", Duration::from_secs(60), || {
+        (healthy(&c, "rb") == 3).then_some(())
+    });
+    let bad = c.write(
+        "rb2.toml",
+        &rb("[\"httpd\", \"-f\", \"-p\", \"9999\", \"-h\", \"/www\"]"),
+    );
+    c.ok(&["apply", "-f", bad.to_str().unwrap()]);
+    let mut min_healthy = usize::MAX;
+    c.wait("the update rolled back", Duration::from_secs(60), || {
+        min_healthy = min_healthy.min(healthy(&c, "rb"));
+        c.events()
+            .iter()
+            .any(|e| e["kind"] == "update_rolled_back" && e["service"] == "rb")
+            .then_some(())
+    });
+    c.wait(
+        "rb back to 3 healthy on the old command",
+        Duration::from_secs(60),
+        || {
+            min_healthy = min_healthy.min(healthy(&c, "rb"));
+            let svc = c.json(&["service", "inspect", "rb"]);
+            let reps = c.replicas("rb");
+            (healthy(&c, "rb") == 3
+                && reps.len() == 3
+                && svc["spec"]["command"][3] == "8080"
+                && svc["version"] == 3)
+                .then_some(())
+        },
+    );
+    assert!(
+        min_healthy >= 2,
+        "healthy replicas dropped to {min_healthy} during the failed update"
+    );
+    // A service without a previous version has nothing to roll back to, and says so.
+    let out = c.dash(&["service", "rollback", "gl"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no previous version"),
+        "{err}"
+    );
 }

@@ -14,6 +14,7 @@ pub(super) struct RawService {
     pub args: Option<Spanned<Vec<String>>>,
     pub env: Option<BTreeMap<String, Spanned<Scalar>>>,
     pub replicas: Option<Spanned<i64>>,
+    pub mode: Option<Spanned<String>>,
     pub resources: Option<RawResources>,
     pub ports: Option<Vec<Spanned<RawPort>>>,
     pub health: Option<Spanned<RawHealth>>,

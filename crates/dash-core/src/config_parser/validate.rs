@@ -9,7 +9,7 @@ use super::MAX_REPLICAS;
 use super::diagnostic::{Diagnostic, Diagnostics, line_col};
 use super::raw::{self, RawService, SizeValue, StringOrList};
 use crate::spec::{
-    Constraint, HealthCheck, Placement, PortSpec, Probe, Protocol, PullPolicy, Resources,
+    Constraint, HealthCheck, Mode, Placement, PortSpec, Probe, Protocol, PullPolicy, Resources,
     RestartCondition, RestartPolicy, RouteSpec, UpdateOrder, UpdatePolicy,
 };
 use crate::units::{parse_duration, parse_size};
@@ -152,6 +152,20 @@ pub(super) fn validate(
             .map_or(1, |n| n as u32),
     };
 
+    let mode = match raw.mode.as_ref().map(|m| (m, m.get_ref().as_str())) {
+        None | Some((_, "replicated")) => Mode::Replicated,
+        Some((_, "global")) => Mode::Global,
+        Some((m, other)) => {
+            cx.report(
+                m,
+                "mode",
+                format!("mode = {other:?}: unknown mode"),
+                "use \"replicated\" (replicas copies) or \"global\" (one per node)",
+            );
+            Mode::Replicated
+        }
+    };
+
     let resources = resources(&mut cx, raw.resources);
     let ports = ports(&mut cx, raw.ports.unwrap_or_default());
     let health = raw.health.and_then(|h| health(&mut cx, h));
@@ -233,6 +247,7 @@ pub(super) fn validate(
             args,
             env,
             replicas,
+            mode,
             resources,
             ports,
             health,

@@ -54,9 +54,13 @@ pub fn router(state: AppState) -> Router {
             get(services::inspect).delete(services::remove),
         )
         .route("/services/{name}/scale", post(services::scale))
+        .route("/services/{name}/rollback", post(services::rollback))
         .route("/replicas", get(services::replicas))
         .route("/nodes", get(nodes::list))
         .route("/nodes/{id}", get(nodes::inspect).delete(nodes::remove))
+        .route("/nodes/{id}/drain", post(nodes::drain))
+        .route("/nodes/{id}/activate", post(nodes::activate))
+        .route("/nodes/{id}/labels", post(nodes::label))
         .route("/tokens", get(nodes::list_tokens).post(nodes::create_token))
         .route("/tokens/{id}", axum::routing::delete(nodes::revoke_token))
         .route("/images", get(images::list))

@@ -143,3 +143,98 @@ pub async fn revoke_token(
         .ok_or_else(|| HttpError::not_found(format!("token {id} vanished")))?;
     Ok(Json(info))
 }
+
+async fn set_state(s: &AppState, id: &str, state: NodeState) -> Result<NodeInfo, HttpError> {
+    let node = find(s, id).await?;
+    if state == NodeState::Ready && node.state != NodeState::Drained {
+        return Err(HttpError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "node {id} is {}, not drained; only a drained node is activated (an unreachable or down node becomes ready by itself when it is heard again)",
+                node.state.as_str()
+            ),
+        ));
+    }
+    s.manager
+        .store()
+        .apply(&Command::SetNodeState {
+            id: id.to_string(),
+            state,
+            at_ms: crate::now_ms(),
+        })
+        .await
+        .map_err(HttpError::internal)?;
+    let (kind, msg) = if state == NodeState::Drained {
+        (
+            EventKind::NodeDrained,
+            "drained: its replicas move to other nodes, each started before the old one stops",
+        )
+    } else {
+        (EventKind::NodeReady, "activated: takes new replicas again")
+    };
+    s.mq.publish_node(kind, id, msg.into());
+    s.manager.wake();
+    find(s, id).await
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{id}/drain", responses((status = 200, body = NodeInfo), (status = 404, body = dash_core::api::ApiError)))]
+pub async fn drain(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<NodeInfo>, HttpError> {
+    Ok(Json(set_state(&s, &id, NodeState::Drained).await?))
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{id}/activate", responses((status = 200, body = NodeInfo), (status = 409, body = dash_core::api::ApiError)))]
+pub async fn activate(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<NodeInfo>, HttpError> {
+    Ok(Json(set_state(&s, &id, NodeState::Ready).await?))
+}
+
+/// `POST /v1/nodes/{id}/labels`: labels to set and label keys to remove.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
+pub struct LabelRequest {
+    #[serde(default)]
+    pub set: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[utoipa::path(post, path = "/v1/nodes/{id}/labels", request_body = LabelRequest, responses((status = 200, body = NodeInfo), (status = 400, body = dash_core::api::ApiError)))]
+pub async fn label(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<LabelRequest>,
+) -> Result<Json<NodeInfo>, HttpError> {
+    let node = find(&s, &id).await?;
+    let valid = |k: &str| {
+        !k.is_empty()
+            && k.len() <= 63
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+    };
+    if let Some(bad) = req.set.keys().chain(req.remove.iter()).find(|k| !valid(k)) {
+        return Err(HttpError::bad_request(
+            "labels",
+            format!("label key {bad:?}: use 1 to 63 letters, digits, '-', '_', '.', '/'"),
+        ));
+    }
+    let mut labels = node.labels;
+    for k in &req.remove {
+        labels.remove(k);
+    }
+    labels.extend(req.set);
+    s.manager
+        .store()
+        .apply(&Command::SetNodeLabels {
+            id: id.clone(),
+            labels,
+        })
+        .await
+        .map_err(HttpError::internal)?;
+    s.manager.wake();
+    Ok(Json(find(&s, &id).await?))
+}

@@ -54,6 +54,29 @@ pub async fn scale(
     Ok(StatusCode::ACCEPTED)
 }
 
+/// The version a rollback made.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct RollbackResponse {
+    pub service: String,
+    pub version: u64,
+}
+
+#[utoipa::path(post, path = "/v1/services/{name}/rollback", params(("name" = String, Path)),
+    responses((status = 200, body = RollbackResponse), (status = 400, body = dash_core::api::ApiError), (status = 404, body = dash_core::api::ApiError)))]
+pub async fn rollback(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<RollbackResponse>, HttpError> {
+    let version = s
+        .manager
+        .rollback(&name, "asked for (dash service rollback)")
+        .await?;
+    Ok(Json(RollbackResponse {
+        service: name,
+        version,
+    }))
+}
+
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct ReplicaQuery {
     /// Only this service's replicas.
