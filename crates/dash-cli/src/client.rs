@@ -145,6 +145,57 @@ impl Client {
         decode(resp).await
     }
 
+    /// A GET that upgrades the connection to `protocol`; the raw connection after the 101.
+    pub async fn upgrade(
+        &self,
+        path: &str,
+        protocol: &str,
+    ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
+        let stream =
+            TcpStream::connect(&self.addr)
+                .await
+                .map_err(|source| ClientError::Connect {
+                    addr: self.addr.clone(),
+                    source,
+                })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header("host", &self.addr)
+            .header("connection", "Upgrade")
+            .header("upgrade", protocol);
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let status = resp.status();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| ClientError::Http(e.to_string()))?
+                .to_bytes();
+            return Err(api_error(status, &bytes));
+        }
+        let upgraded = hyper::upgrade::on(resp)
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        Ok(TokioIo::new(upgraded))
+    }
+
     /// Calls `on_line` for each line of a streaming answer until it ends.
     pub async fn stream(&self, path: &str, on_line: impl FnMut(&str)) -> Result<(), ClientError> {
         let resp = self.send(Method::GET, path, ReqBody::Empty).await?;

@@ -2,6 +2,7 @@
 //! admin API. Every listing has `-o json`.
 
 pub mod client;
+mod exec;
 mod output;
 mod progress;
 
@@ -53,6 +54,19 @@ pub enum Command {
     Server(Box<ServerArgs>),
     /// Run a worker that joins a cluster: `dash worker --join TOKEN@MASTER:7071 --advertise-addr IP`.
     Worker(Box<WorkerArgs>),
+    /// Run a command in a replica, on whatever node holds it: `dash exec -it web-1a2b -- sh`.
+    Exec {
+        /// Keep stdin open and send it to the command.
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        /// Give the command a terminal (raw keyboard input; one output stream).
+        #[arg(short = 't', long)]
+        tty: bool,
+        replica: String,
+        /// The command and its arguments (after `--`).
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
     /// Join tokens: create, ls, revoke.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -332,6 +346,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(_) | Command::Worker(_) => {
             anyhow::bail!("daemons are run by the binary")
+        }
+        Command::Exec {
+            interactive,
+            tty,
+            replica,
+            command,
+        } => {
+            let code = exec::run(&client, &replica, command, interactive, tty).await?;
+            std::process::exit(code);
         }
         Command::Token(TokenCmd::Create { role, ttl }) => {
             let ttl_s = match ttl {

@@ -374,3 +374,130 @@ pub struct UpstreamInfo {
     pub requests: u64,
     pub failures: u64,
 }
+
+/// `dash exec`: what to run in a replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    /// A pseudo-terminal for the command (`-t`): one output stream, raw input.
+    #[serde(default)]
+    pub tty: bool,
+}
+
+/// What comes out of an exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecEvent {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    /// The command ended with this status (128 + signal when killed).
+    Exit(i32),
+    /// It could not run; the message says why.
+    Error(String),
+}
+
+/// The frames of an exec session over an upgraded admin API connection: one kind byte, a
+/// big-endian u32 length, the payload. Client to server: stdin (0) and end of stdin (4);
+/// server to client: stdout (1), stderr (2), exit status (3, i32 BE), error (5, UTF-8).
+pub mod exec_frame {
+    use super::ExecEvent;
+
+    pub const STDIN: u8 = 0;
+    pub const STDOUT: u8 = 1;
+    pub const STDERR: u8 = 2;
+    pub const EXIT: u8 = 3;
+    pub const STDIN_EOF: u8 = 4;
+    pub const ERROR: u8 = 5;
+    /// Frames larger than this are refused (a peer that sends one is broken).
+    pub const MAX_PAYLOAD: usize = 1 << 20;
+
+    pub fn encode(kind: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(5 + payload.len());
+        out.push(kind);
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    pub fn encode_event(e: &ExecEvent) -> Vec<u8> {
+        match e {
+            ExecEvent::Stdout(d) => encode(STDOUT, d),
+            ExecEvent::Stderr(d) => encode(STDERR, d),
+            ExecEvent::Exit(c) => encode(EXIT, &c.to_be_bytes()),
+            ExecEvent::Error(m) => encode(ERROR, m.as_bytes()),
+        }
+    }
+
+    /// Splits one frame off the front of `buf`: Ok(None) when it is not complete yet.
+    pub fn decode(buf: &mut Vec<u8>) -> Result<Option<(u8, Vec<u8>)>, String> {
+        if buf.len() < 5 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+        if len > MAX_PAYLOAD {
+            return Err(format!(
+                "exec frame of {len} bytes is over the {MAX_PAYLOAD}-byte limit"
+            ));
+        }
+        if buf.len() < 5 + len {
+            return Ok(None);
+        }
+        let kind = buf[0];
+        let payload = buf[5..5 + len].to_vec();
+        buf.drain(..5 + len);
+        Ok(Some((kind, payload)))
+    }
+
+    /// An output frame as an event (None for client-to-server kinds).
+    pub fn to_event(kind: u8, payload: Vec<u8>) -> Option<ExecEvent> {
+        match kind {
+            STDOUT => Some(ExecEvent::Stdout(payload)),
+            STDERR => Some(ExecEvent::Stderr(payload)),
+            EXIT => {
+                let b: [u8; 4] = payload.get(..4)?.try_into().ok()?;
+                Some(ExecEvent::Exit(i32::from_be_bytes(b)))
+            }
+            ERROR => Some(ExecEvent::Error(
+                String::from_utf8_lossy(&payload).into_owned(),
+            )),
+            _ => None,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn frames_round_trip_in_pieces_and_refuse_huge_ones() {
+            let mut stream = Vec::new();
+            for e in [
+                ExecEvent::Stdout(b"hello".to_vec()),
+                ExecEvent::Stderr(Vec::new()),
+                ExecEvent::Exit(-3),
+                ExecEvent::Error("no".into()),
+            ] {
+                stream.extend(encode_event(&e));
+            }
+            let mut buf = Vec::new();
+            let mut got = Vec::new();
+            for b in stream {
+                buf.push(b);
+                while let Some((k, p)) = decode(&mut buf).unwrap() {
+                    got.push(to_event(k, p).unwrap());
+                }
+            }
+            assert_eq!(
+                got,
+                vec![
+                    ExecEvent::Stdout(b"hello".to_vec()),
+                    ExecEvent::Stderr(Vec::new()),
+                    ExecEvent::Exit(-3),
+                    ExecEvent::Error("no".into())
+                ]
+            );
+            let mut huge = vec![STDIN, 0xff, 0xff, 0xff, 0xff];
+            assert!(decode(&mut huge).is_err());
+        }
+    }
+}

@@ -20,6 +20,7 @@ pub mod reconciler;
 pub mod route_table;
 pub mod service_manager;
 pub mod service_state;
+pub mod worker_clients;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

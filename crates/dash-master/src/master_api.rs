@@ -392,6 +392,9 @@ impl MasterApi for MasterApiService {
         let (tx, rx) = mpsc::channel(4);
         let store = self.store.clone();
         let mut changes = self.changes.clone();
+        // Events (a service removed, a node drained) change assignments without a reconciler
+        // change; they wake the watch too. The list is only sent when it differs.
+        let mut events = self.mq.subscribe();
         tokio::spawn(async move {
             let mut held = after;
             loop {
@@ -416,6 +419,10 @@ impl MasterApi for MasterApiService {
                 }
                 tokio::select! {
                     r = changes.changed() => if r.is_err() { return },
+                    _ = events.recv() => {
+                        // Fold a burst of events into one recomputation.
+                        while events.try_recv().is_ok() {}
+                    }
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                     _ = tx.closed() => return,
                 }

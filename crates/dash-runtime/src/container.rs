@@ -516,6 +516,26 @@ impl ContainerRuntime {
         self.cli_for(&dir)?.exec(id, args)
     }
 
+    /// The command line of `runtime exec` in the running container, not started: the caller
+    /// gives it stdio (pipes, or a pseudo-terminal for `dash exec -t`).
+    pub fn exec_command(
+        &self,
+        id: &str,
+        args: &[String],
+    ) -> Result<std::process::Command, RuntimeError> {
+        let dir = self.existing_bundle(id)?;
+        if args.is_empty() {
+            return Err(RuntimeError::InvalidSpec {
+                id: id.to_owned(),
+                reason: "exec needs a command".to_owned(),
+            });
+        }
+        let argv = self.cli_for(&dir)?.exec_argv(id, args);
+        let mut cmd = std::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
+        Ok(cmd)
+    }
+
     /// Memory and CPU use from the container's cgroup.
     pub fn stats(&self, id: &str) -> Result<Stats, RuntimeError> {
         let dir = self.existing_bundle(id)?;

@@ -140,6 +140,14 @@ impl OciCli {
         self.output(&all, COMMAND_TIMEOUT)
     }
 
+    /// The argv of `exec <id> args…`, for callers that wire its stdio themselves
+    /// (interactive `dash exec`).
+    pub(crate) fn exec_argv(&self, id: &str, args: &[String]) -> Vec<OsString> {
+        let mut all: Vec<&OsStr> = vec![OsStr::new("exec"), OsStr::new(id)];
+        all.extend(args.iter().map(OsStr::new));
+        self.argv(&all)
+    }
+
     /// Where the runtime keeps the container's state (`<root>/<id>`).
     pub(crate) fn state_dir(&self, id: &str) -> PathBuf {
         self.root.join(id)

@@ -12,7 +12,9 @@
 //! daemon (their monitor holds them); on start the agent re-adopts what its store recorded.
 
 pub mod agent;
+pub mod exec;
 pub mod master_link;
 pub mod sentry;
+pub mod worker_api;
 
 pub use agent::{Agent, AgentConfig};

@@ -254,10 +254,11 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     let state = ServiceState::new(master_store.clone(), mq.clone(), wake.clone());
     let reconciler = Reconciler::new(master_store.clone(), mq.clone(), wake.clone(), changes_tx);
     let mut cluster_tasks = Vec::new();
+    let mut worker_clients = None;
     let bouncer = match &v.cluster {
         None => None,
         Some(c) => {
-            let (bouncer, tasks) = start_master_api(
+            let (bouncer, tasks, clients) = start_master_api(
                 c,
                 data,
                 &v.node,
@@ -274,6 +275,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
             )
             .await?;
             cluster_tasks = tasks;
+            worker_clients = Some(clients);
             Some(bouncer)
         }
     };
@@ -312,7 +314,60 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
         Arc::new(move || route_infos(&handle, &routes_now))
     };
 
-    let rt_for_logs = runtime.clone();
+    let logs: admin_api::LogReader = {
+        let runtime = runtime.clone();
+        let local = v.node.clone();
+        let remote = worker_clients.clone();
+        Arc::new(move |r: dash_core::api::ReplicaInfo, offset: u64| {
+            let runtime = runtime.clone();
+            let local = local.clone();
+            let remote = remote.clone();
+            Box::pin(async move {
+                match (&r.node, &remote) {
+                    (Some(node), Some(remote)) if *node != local => {
+                        remote.read_log(node, &r.id, offset).await
+                    }
+                    _ => {
+                        let path = runtime.log_path(&r.id);
+                        tokio::task::spawn_blocking(move || {
+                            admin_api::logs::read_from(&path, offset)
+                        })
+                        .await
+                        .map_err(|e| e.to_string())
+                    }
+                }
+            })
+        })
+    };
+    let exec: admin_api::ExecStarter = {
+        let runtime = runtime.clone();
+        let local = v.node.clone();
+        let remote = worker_clients.clone();
+        Arc::new(
+            move |r: dash_core::api::ReplicaInfo, req: dash_core::api::ExecRequest| {
+                let runtime = runtime.clone();
+                let local = local.clone();
+                let remote = remote.clone();
+                Box::pin(async move {
+                    match (&r.node, &remote) {
+                        (Some(node), Some(remote)) if *node != local => {
+                            remote.exec(node, &r.id, &req).await
+                        }
+                        (Some(node), None) if *node != local => Err(format!(
+                            "replica {} is on node {node}, and this server runs without master_api",
+                            r.id
+                        )),
+                        _ => dash_worker::exec::start(&runtime, &r.id, &req).map(|s| {
+                            dash_master::worker_clients::ExecChannels {
+                                stdin: s.stdin,
+                                events: s.events,
+                            }
+                        }),
+                    }
+                })
+            },
+        )
+    };
     let app = admin_api::router(AppState {
         manager,
         mq,
@@ -320,7 +375,8 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
         puller,
         token: token.into(),
         upload_dir: data.join("tmp"),
-        log_paths: Arc::new(move |id: &str| rt_for_logs.log_path(id)),
+        logs,
+        exec,
         route_stats,
         bouncer,
     });
@@ -374,7 +430,14 @@ async fn start_master_api(
     node: &str,
     p: MasterApiParts,
     shutdown: watch::Receiver<bool>,
-) -> Result<(NodeBouncer, Vec<tokio::task::JoinHandle<()>>), ServerError> {
+) -> Result<
+    (
+        NodeBouncer,
+        Vec<tokio::task::JoinHandle<()>>,
+        Arc<dash_master::worker_clients::WorkerClients>,
+    ),
+    ServerError,
+> {
     use dash_master::master_api::{Liveness, LivenessConfig, MasterApiService};
     dash_rpc::tls::init_crypto();
     let ca = node_bouncer::load_or_create_ca(&data.join("pki"), node)
@@ -436,10 +499,14 @@ async fn start_master_api(
         node.to_string(),
         shutdown.clone(),
     )));
+    let clients = Arc::new(dash_master::worker_clients::WorkerClients::new(
+        p.store.clone(),
+        dash_rpc::tls::worker_client_tls(&issued.pem, &key_pem, bouncer.ca_pem()),
+    ));
     tasks.push(tokio::spawn(peer_routes_from_store(
         p.store, p.net, shutdown,
     )));
-    Ok((bouncer, tasks))
+    Ok((bouncer, tasks, clients))
 }
 
 /// Keeps routes to every other node's subnet via that node (every 2 s).

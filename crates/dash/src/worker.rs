@@ -144,6 +144,37 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
         net.clone(),
         shutdown_rx.clone(),
     ));
+    // worker_api: masters only (client certificates required, role checked per call).
+    let api_addr = std::net::SocketAddr::new(advertise, args.worker_port);
+    let api_listener = tokio::net::TcpListener::bind(api_addr)
+        .await
+        .with_context(|| format!("binding worker_api on {api_addr}"))?;
+    let chain = format!("{}{}", identity.cert_pem, identity.ca_pem);
+    let mut api_stop = shutdown_rx.clone();
+    let api_server = tonic::transport::Server::builder()
+        .tls_config(dash_rpc::tls::server_tls(
+            &chain,
+            &identity.key_pem,
+            &identity.ca_pem,
+            true,
+        ))
+        .context("worker_api TLS")?
+        .add_service(dash_rpc::proto::worker_api_server::WorkerApiServer::new(
+            dash_worker::worker_api::WorkerApiService {
+                runtime: runtime.clone(),
+            },
+        ))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(api_listener),
+            async move {
+                let _ = api_stop.changed().await;
+            },
+        );
+    let api_task = tokio::spawn(async move {
+        if let Err(e) = api_server.await {
+            tracing::error!(error = %e, "worker_api stopped");
+        }
+    });
     let agent = Agent::new(
         AgentConfig {
             node: membership.node.clone(),
@@ -163,6 +194,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
     let _ = shutdown_tx.send(true);
     let _ = agent_task.await;
     let _ = routes_task.await;
+    let _ = api_task.await;
     Ok(())
 }
 

@@ -106,9 +106,116 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
         "{out:?}"
     );
 
+    // dash exec on a replica of another node: output, exit status, stdin, a terminal.
+    let id = a["id"].as_str().unwrap();
+    let out = c.dash(&["exec", id, "--", "cat", "/www/index.html"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("hello from dash"),
+        "{out:?}"
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let out = c.dash(&["exec", id, "--", "sh", "-c", "echo oops >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("oops"),
+        "{out:?}"
+    );
+    let mut child = std::process::Command::new(dash_e2e::dash_bin())
+        .args([
+            "exec",
+            "-i",
+            id,
+            "--",
+            "sh",
+            "-c",
+            "read line; echo got-$line; hostname",
+        ])
+        .env("DASH_ADDR", &c.addr)
+        .env(
+            "DASH_TOKEN",
+            std::fs::read_to_string(c.nodes[0].data_dir.join("admin.token"))
+                .unwrap()
+                .trim(),
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"ping\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("got-ping") && text.contains(id), "{text}");
+    let out = c.dash(&[
+        "exec",
+        "-t",
+        id,
+        "--",
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo on-a-terminal",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("on-a-terminal"),
+        "{out:?}"
+    );
+    let out = c.dash(&[
+        "exec",
+        id,
+        "--",
+        "sh",
+        "-c",
+        "test -t 0 || echo no-terminal",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no-terminal"),
+        "{out:?}"
+    );
+
+    // dash logs -f merges the logs of replicas on other nodes and follows them.
+    let f = c.write(
+        "ticker.toml",
+        "name = \"ticker\"\nimage = \"bb:1\"\ncommand = [\"sh\", \"-c\", \"while true; do echo tick-$(hostname); sleep 0.2; done\"]\n\
+         replicas = 2\nstop_grace_period = \"1s\"\n[placement]\nconstraints = [\"node.labels.tier == worker\"]\n",
+    );
+    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    c.wait("ticker running", Duration::from_secs(30), || {
+        (c.running_per_node("ticker").values().sum::<usize>() == 2).then_some(())
+    });
+    let tickers: Vec<String> = c
+        .replicas("ticker")
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    let out = std::process::Command::new("timeout")
+        .args(["3"])
+        .arg(dash_e2e::dash_bin())
+        .args(["logs", "-f", "ticker"])
+        .env("DASH_ADDR", &c.addr)
+        .env(
+            "DASH_TOKEN",
+            std::fs::read_to_string(c.nodes[0].data_dir.join("admin.token"))
+                .unwrap()
+                .trim(),
+        )
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for t in &tickers {
+        let n = text
+            .lines()
+            .filter(|l| l.contains(&format!("tick-{t}")))
+            .count();
+        assert!(n >= 5, "{n} lines of {t} in 3 s of `dash logs -f`:\n{text}");
+    }
+    c.ok(&["service", "rm", "ticker"]);
+
     // kill -9 of a worker and its containers: its replicas run on the others.
-    let before = c.live_containers();
-    assert_eq!(before, 6);
+    c.wait("ticker gone", Duration::from_secs(20), || {
+        (c.live_containers() == 6).then_some(())
+    });
     let t0 = Instant::now();
     c.nodes[3].kill_node();
     c.wait(
@@ -131,10 +238,10 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
         (c.nodes[3].container_pids().is_empty()).then_some(())
     });
     assert_eq!(c.live_containers(), 6);
-    assert!(
-        !c.replicas("cweb").iter().any(|r| r["node"] == "w3"),
-        "{:?}",
-        c.replicas("cweb")
+    c.wait(
+        "w3's moved replicas gone from the masters' records",
+        Duration::from_secs(20),
+        || (!c.replicas("cweb").iter().any(|r| r["node"] == "w3")).then_some(()),
     );
 
     // Partition w2: its replicas move; heal: it stops them, no duplicates.

@@ -5,8 +5,9 @@
 mod auth;
 mod error;
 mod events;
+mod exec;
 mod images;
-mod logs;
+pub mod logs;
 mod nodes;
 mod openapi;
 mod registries;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use dash_core::api::ReplicaInfo;
 use dash_runtime::image::ImageStore;
 
 pub use auth::load_or_create_token;
@@ -25,8 +27,25 @@ pub use auth::load_or_create_token;
 use crate::message_queue::MessageQueue;
 use crate::service_manager::ServiceManager;
 
-/// Where a replica's log file is (on a single node, the runtime knows).
-pub type LogPaths = Arc<dyn Fn(&str) -> PathBuf + Send + Sync>;
+/// Complete log lines of a replica from a byte offset, and the offset after them: from the
+/// local file for replicas on this node, through worker_api for others.
+pub type LogReader = Arc<
+    dyn Fn(ReplicaInfo, u64) -> futures::future::BoxFuture<'static, Result<(String, u64), String>>
+        + Send
+        + Sync,
+>;
+
+/// Starts an exec session in a replica, wherever it runs.
+pub type ExecStarter = Arc<
+    dyn Fn(
+            ReplicaInfo,
+            dash_core::api::ExecRequest,
+        ) -> futures::future::BoxFuture<
+            'static,
+            Result<crate::worker_clients::ExecChannels, String>,
+        > + Send
+        + Sync,
+>;
 
 /// The proxy's routes and counters (the proxy runs in the worker part of this process).
 pub type RouteStats = Arc<dyn Fn() -> Vec<dash_core::api::RouteInfo> + Send + Sync>;
@@ -40,7 +59,8 @@ pub struct AppState {
     pub token: Arc<str>,
     /// Where uploads are staged before import.
     pub upload_dir: PathBuf,
-    pub log_paths: LogPaths,
+    pub logs: LogReader,
+    pub exec: ExecStarter,
     pub route_stats: RouteStats,
     /// Admission of nodes; None when master_api is off (no --advertise-addr).
     pub bouncer: Option<crate::node_bouncer::NodeBouncer>,
@@ -56,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/services/{name}/scale", post(services::scale))
         .route("/services/{name}/rollback", post(services::rollback))
         .route("/replicas", get(services::replicas))
+        .route("/replicas/{id}/exec", get(exec::exec))
         .route("/nodes", get(nodes::list))
         .route("/nodes/{id}", get(nodes::inspect).delete(nodes::remove))
         .route("/nodes/{id}/drain", post(nodes::drain))

@@ -1,0 +1,129 @@
+//! `dash exec`: an upgraded admin API connection carrying exec frames (see
+//! `dash_core::api::exec_frame`). With `-t` on a terminal, the local terminal is put in raw
+//! mode for the session (keys go to the remote terminal as typed) and restored after.
+
+use std::io::Write;
+
+use dash_core::api::{ExecEvent, exec_frame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::client::Client;
+
+/// Raw mode on stdin while alive.
+struct RawMode(Option<nix::sys::termios::Termios>);
+
+impl RawMode {
+    fn enter(tty: bool) -> RawMode {
+        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+        if !tty {
+            return RawMode(None);
+        }
+        let stdin = std::io::stdin();
+        let Ok(saved) = tcgetattr(&stdin) else {
+            return RawMode(None);
+        };
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        if tcsetattr(&stdin, SetArg::TCSANOW, &raw).is_err() {
+            return RawMode(None);
+        }
+        RawMode(Some(saved))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                saved,
+            );
+        }
+    }
+}
+
+fn encode_query(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Runs the session; returns the command's exit status.
+pub async fn run(
+    client: &Client,
+    replica: &str,
+    command: Vec<String>,
+    interactive: bool,
+    tty: bool,
+) -> anyhow::Result<i32> {
+    let json = serde_json::to_string(&command)?;
+    let path = format!(
+        "/v1/replicas/{}/exec?command={}&tty={tty}",
+        encode_query(replica),
+        encode_query(&json)
+    );
+    let io = client.upgrade(&path, "dash-exec").await?;
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let _raw = RawMode::enter(tty && interactive);
+    let input = tokio::spawn(async move {
+        if interactive {
+            let mut stdin = tokio::io::stdin();
+            let mut buf = [0u8; 4096];
+            loop {
+                match stdin.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if wr
+                            .write_all(&exec_frame::encode(exec_frame::STDIN, &buf[..n]))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        let _ = wr
+            .write_all(&exec_frame::encode(exec_frame::STDIN_EOF, &[]))
+            .await;
+        // Keep the write half open: closing it could end the session before the output.
+        std::future::pending::<()>().await;
+    });
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let code = 'outer: loop {
+        let n = rd.read(&mut chunk).await?;
+        if n == 0 {
+            anyhow::bail!("the server ended the exec session without an exit status");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some((kind, payload)) =
+            exec_frame::decode(&mut buf).map_err(anyhow::Error::msg)?
+        {
+            match exec_frame::to_event(kind, payload) {
+                Some(ExecEvent::Stdout(d)) => {
+                    let mut out = std::io::stdout();
+                    out.write_all(&d)?;
+                    out.flush()?;
+                }
+                Some(ExecEvent::Stderr(d)) => {
+                    let mut err = std::io::stderr();
+                    err.write_all(&d)?;
+                    err.flush()?;
+                }
+                Some(ExecEvent::Exit(code)) => break 'outer code,
+                Some(ExecEvent::Error(m)) => anyhow::bail!("exec: {m}"),
+                None => {}
+            }
+        }
+    };
+    input.abort();
+    Ok(code)
+}

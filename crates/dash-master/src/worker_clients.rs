@@ -1,0 +1,163 @@
+//! The masters' side of worker_api: a mutual-TLS client per worker (by its advertised
+//! address, made on first use and kept), for log reads and exec sessions of replicas on other
+//! nodes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use dash_core::api::{ExecEvent, ExecRequest};
+use dash_rpc::proto::worker_api_client::WorkerApiClient;
+use dash_rpc::proto::{ExecInput, ReadLogRequest};
+use dash_store::MasterStore;
+use tokio::sync::mpsc;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+/// The two ends of an exec session, wherever it runs.
+pub struct ExecChannels {
+    /// Stdin chunks; None closes stdin.
+    pub stdin: mpsc::Sender<Option<Vec<u8>>>,
+    pub events: mpsc::Receiver<ExecEvent>,
+}
+
+pub struct WorkerClients {
+    store: MasterStore,
+    tls: ClientTlsConfig,
+    clients: Mutex<HashMap<String, WorkerApiClient<Channel>>>,
+}
+
+impl WorkerClients {
+    /// `tls`: this master's certificate and key, the cluster CA (see `dash_rpc::tls`).
+    pub fn new(store: MasterStore, tls: ClientTlsConfig) -> Self {
+        Self {
+            store,
+            tls,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn client(&self, node: &str) -> Result<WorkerApiClient<Channel>, String> {
+        let info = self
+            .store
+            .nodes()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|n| n.id == node)
+            .ok_or_else(|| format!("node {node} is not in the cluster"))?;
+        let addr = info.address;
+        if let Ok(c) = self.clients.lock()
+            && let Some(client) = c.get(&addr)
+        {
+            return Ok(client.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("https://{addr}"))
+            .map_err(|e| format!("node {node} address {addr:?}: {e}"))?
+            .connect_timeout(Duration::from_secs(3))
+            .tls_config(self.tls.clone())
+            .map_err(|e| e.to_string())?;
+        let client = WorkerApiClient::new(endpoint.connect_lazy());
+        if let Ok(mut c) = self.clients.lock() {
+            c.insert(addr, client.clone());
+        }
+        Ok(client)
+    }
+
+    /// Complete log lines of `replica` on `node` from `offset`, and the offset after them.
+    pub async fn read_log(
+        &self,
+        node: &str,
+        replica: &str,
+        offset: u64,
+    ) -> Result<(String, u64), String> {
+        let mut c = self.client(node).await?;
+        let r = c
+            .read_log(ReadLogRequest {
+                replica: replica.to_string(),
+                offset,
+            })
+            .await
+            .map_err(|s| format!("reading the log of {replica} on {node}: {}", s.message()))?
+            .into_inner();
+        Ok((String::from_utf8_lossy(&r.data).into_owned(), r.end))
+    }
+
+    /// An exec session in `replica` on `node`, through its worker_api.
+    pub async fn exec(
+        &self,
+        node: &str,
+        replica: &str,
+        req: &ExecRequest,
+    ) -> Result<ExecChannels, String> {
+        let mut c = self.client(node).await?;
+        let (in_tx, in_rx) = mpsc::channel::<Option<Vec<u8>>>(16);
+        let first = ExecInput {
+            replica: replica.to_string(),
+            command: req.command.clone(),
+            tty: req.tty,
+            ..Default::default()
+        };
+        let rest = futures::stream::unfold(Some(in_rx), |state| async move {
+            let mut rx = state?;
+            match rx.recv().await {
+                Some(Some(d)) => Some((
+                    ExecInput {
+                        stdin: d,
+                        ..Default::default()
+                    },
+                    Some(rx),
+                )),
+                Some(None) | None => Some((
+                    ExecInput {
+                        stdin_closed: true,
+                        ..Default::default()
+                    },
+                    None,
+                )),
+            }
+        });
+        let outbound = futures::StreamExt::chain(futures::stream::once(async move { first }), rest);
+        let mut stream = c
+            .exec(outbound)
+            .await
+            .map_err(|s| format!("exec in {replica} on {node}: {}", s.message()))?
+            .into_inner();
+        let (ev_tx, ev_rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                match stream.message().await {
+                    Ok(Some(out)) => {
+                        if !out.stdout.is_empty()
+                            && ev_tx.send(ExecEvent::Stdout(out.stdout)).await.is_err()
+                        {
+                            return;
+                        }
+                        if !out.stderr.is_empty()
+                            && ev_tx.send(ExecEvent::Stderr(out.stderr)).await.is_err()
+                        {
+                            return;
+                        }
+                        if out.exited {
+                            let _ = ev_tx.send(ExecEvent::Exit(out.exit_code)).await;
+                            return;
+                        }
+                    }
+                    Ok(None) => {
+                        let _ = ev_tx
+                            .send(ExecEvent::Error("the worker ended the exec stream".into()))
+                            .await;
+                        return;
+                    }
+                    Err(s) => {
+                        let _ = ev_tx.send(ExecEvent::Error(s.message().to_string())).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(ExecChannels {
+            stdin: in_tx,
+            events: ev_rx,
+        })
+    }
+}

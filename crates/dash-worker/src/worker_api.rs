@@ -1,0 +1,167 @@
+//! worker_api: what masters ask a worker about its local replicas (tonic, mutual TLS; only
+//! peers whose certificate says `master` are served): log reads, exec sessions, inspect.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use dash_core::api::{ExecEvent, ExecRequest};
+use dash_rpc::pki;
+use dash_rpc::proto::worker_api_server::WorkerApi;
+use dash_rpc::proto::*;
+use dash_runtime::container::ContainerRuntime;
+use futures::Stream;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+pub struct WorkerApiService {
+    pub runtime: Arc<ContainerRuntime>,
+}
+
+fn require_master<T>(req: &Request<T>) -> Result<(), Status> {
+    let certs = req.peer_certs();
+    let der = certs
+        .as_ref()
+        .and_then(|c| c.first())
+        .ok_or_else(|| Status::unauthenticated("a master's client certificate is required"))?;
+    let id = pki::identity(der.as_ref()).map_err(|e| Status::unauthenticated(e.to_string()))?;
+    if id.role != pki::Role::Master {
+        return Err(Status::permission_denied(format!(
+            "node {} is a {}; only masters call worker_api",
+            id.node,
+            id.role.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// Complete lines of a log file from `offset` (at most 4 MiB), and the offset after them. A
+/// file shorter than `offset` was rotated: read it from the start.
+pub fn read_log(path: &std::path::Path, offset: u64) -> (Vec<u8>, u64) {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return (Vec::new(), offset);
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = if len < offset { 0 } else { offset };
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return (Vec::new(), offset);
+    }
+    let mut buf = Vec::new();
+    if f.take(4 << 20).read_to_end(&mut buf).is_err() {
+        return (Vec::new(), offset);
+    }
+    let complete = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    buf.truncate(complete);
+    (buf, start + complete as u64)
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl WorkerApi for WorkerApiService {
+    async fn read_log(
+        &self,
+        req: Request<ReadLogRequest>,
+    ) -> Result<Response<ReadLogResponse>, Status> {
+        require_master(&req)?;
+        let r = req.into_inner();
+        let path = self.runtime.log_path(&r.replica);
+        let (data, end) = tokio::task::spawn_blocking(move || read_log(&path, r.offset))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(ReadLogResponse { data, end }))
+    }
+
+    type ExecStream = BoxStream<ExecOutput>;
+
+    async fn exec(
+        &self,
+        req: Request<Streaming<ExecInput>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        require_master(&req)?;
+        let mut input = req.into_inner();
+        let first = input
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("exec: no first message"))?;
+        let session = crate::exec::start(
+            &self.runtime,
+            &first.replica,
+            &ExecRequest {
+                command: first.command,
+                tty: first.tty,
+            },
+        )
+        .map_err(Status::failed_precondition)?;
+        let stdin = session.stdin.clone();
+        if !first.stdin.is_empty() {
+            let _ = stdin.send(Some(first.stdin)).await;
+        }
+        tokio::spawn(async move {
+            while let Ok(Some(msg)) = input.message().await {
+                if !msg.stdin.is_empty() && stdin.send(Some(msg.stdin)).await.is_err() {
+                    return;
+                }
+                if msg.stdin_closed {
+                    let _ = stdin.send(None).await;
+                    return;
+                }
+            }
+            let _ = stdin.send(None).await;
+        });
+        let (tx, rx) = mpsc::channel(64);
+        let mut events = session.events;
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                let out = match ev {
+                    ExecEvent::Stdout(d) => ExecOutput {
+                        stdout: d,
+                        ..Default::default()
+                    },
+                    ExecEvent::Stderr(d) => ExecOutput {
+                        stderr: d,
+                        ..Default::default()
+                    },
+                    ExecEvent::Exit(code) => ExecOutput {
+                        exited: true,
+                        exit_code: code,
+                        ..Default::default()
+                    },
+                    ExecEvent::Error(m) => {
+                        let _ = tx.send(Err(Status::internal(m))).await;
+                        return;
+                    }
+                };
+                let last = out.exited;
+                if tx.send(Ok(out)).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn inspect(
+        &self,
+        req: Request<InspectRequest>,
+    ) -> Result<Response<InspectResponse>, Status> {
+        require_master(&req)?;
+        let runtime = self.runtime.clone();
+        let id = req.into_inner().replica;
+        let json = tokio::task::spawn_blocking(move || {
+            let stats = runtime.stats(&id).ok();
+            serde_json::json!({
+                "replica": id,
+                "log": runtime.log_path(&id),
+                "memory_bytes": stats.as_ref().map(|s| s.memory_bytes),
+                "cpu_usage_ns": stats.as_ref().map(|s| s.cpu_usage_ns),
+            })
+            .to_string()
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(InspectResponse { json }))
+    }
+}
