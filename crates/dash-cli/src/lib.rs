@@ -272,6 +272,10 @@ pub enum ServiceCmd {
     Rollback {
         name: String,
     },
+    /// Why each replica is where it is, or why it is pending; how each node looks to it.
+    Explain {
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -706,6 +710,51 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             // The inspection is structured data either way.
             print_json(&s);
+        }
+        Command::Service(ServiceCmd::Explain { name }) => {
+            let e: dash_core::api::ServiceExplain = client
+                .get(&format!("/v1/services/{}/explain", encode(&name)))
+                .await?;
+            if json {
+                print_json(&e);
+            } else {
+                let mut t = Table::new(["REPLICA", "NODE", "STATE", "WHY"]);
+                for r in &e.replicas {
+                    t.row([
+                        r.replica.clone(),
+                        r.node.clone().unwrap_or_else(|| "-".into()),
+                        r.state.as_str().into(),
+                        r.why.clone(),
+                    ]);
+                }
+                t.print();
+                println!();
+                let mut t = Table::new([
+                    "NODE",
+                    "STATE",
+                    "RANK",
+                    "OF SERVICE",
+                    "LOAD",
+                    "REPLICAS",
+                    "REJECTED",
+                ]);
+                for n in &e.nodes {
+                    t.row([
+                        n.node.clone(),
+                        n.state.as_str().into(),
+                        if n.rank == 0 {
+                            "-".into()
+                        } else {
+                            n.rank.to_string()
+                        },
+                        n.service_replicas.to_string(),
+                        format!("{}%", n.load_percent),
+                        n.total_replicas.to_string(),
+                        n.rejected.clone().unwrap_or_else(|| "-".into()),
+                    ]);
+                }
+                t.print();
+            }
         }
         Command::Service(ServiceCmd::Rollback { name }) => {
             let r: serde_json::Value = client

@@ -501,3 +501,36 @@ pub mod exec_frame {
         }
     }
 }
+
+/// `dash service explain`: where each replica is and why, and how every node looks to the
+/// service now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServiceExplain {
+    pub service: String,
+    pub replicas: Vec<ReplicaExplain>,
+    /// Best first: `rank` 1 is where the next replica would go; rejected nodes last.
+    pub nodes: Vec<NodeExplain>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReplicaExplain {
+    pub replica: String,
+    pub node: Option<String>,
+    pub state: ReplicaState,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NodeExplain {
+    pub node: String,
+    pub state: NodeState,
+    /// Which filter rejects the node for one more replica; none when it would take one.
+    pub rejected: Option<String>,
+    pub rank: usize,
+    pub service_replicas: u32,
+    pub load_percent: u32,
+    pub total_replicas: u32,
+}

@@ -371,35 +371,42 @@ impl Reconciler {
 
     async fn snapshot(
         &self,
-        row: &ServiceRow,
+        _row: &ServiceRow,
         replicas: &[ReplicaInfo],
     ) -> Result<Vec<NodeSnapshot>, StoreError> {
-        let mut per_node: HashMap<&str, u32> = HashMap::new();
-        for r in replicas.iter().filter(|r| r.desired == DesiredState::Run) {
-            if let Some(n) = &r.node {
-                *per_node.entry(n.as_str()).or_default() += 1;
-            }
-        }
-        let _ = &row.spec;
-        Ok(self
-            .store
-            .nodes()
-            .await?
-            .into_iter()
-            .map(|n| NodeSnapshot {
-                service_replicas: per_node.get(n.id.as_str()).copied().unwrap_or(0),
-                ready: n.state == NodeState::Ready,
-                total_replicas: n.replicas,
-                id: n.id,
-                labels: n.labels,
-                capacity: n.capacity,
-                allocated: n.allocated,
-            })
-            .collect())
+        node_snapshots(&self.store, replicas).await
     }
 }
 
-fn request(row: &ServiceRow) -> Request {
+/// The cluster as the scheduler sees it for one service (`replicas`: the service's).
+pub async fn node_snapshots(
+    store: &MasterStore,
+    replicas: &[ReplicaInfo],
+) -> Result<Vec<NodeSnapshot>, StoreError> {
+    let mut per_node: HashMap<&str, u32> = HashMap::new();
+    for r in replicas.iter().filter(|r| r.desired == DesiredState::Run) {
+        if let Some(n) = &r.node {
+            *per_node.entry(n.as_str()).or_default() += 1;
+        }
+    }
+    Ok(store
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|n| NodeSnapshot {
+            service_replicas: per_node.get(n.id.as_str()).copied().unwrap_or(0),
+            ready: n.state == NodeState::Ready,
+            total_replicas: n.replicas,
+            id: n.id,
+            labels: n.labels,
+            capacity: n.capacity,
+            allocated: n.allocated,
+        })
+        .collect())
+}
+
+/// What one replica of the service asks of a node.
+pub fn request(row: &ServiceRow) -> Request {
     Request {
         service: ServiceName::to_string(&row.spec.name),
         resources: row.spec.resources,

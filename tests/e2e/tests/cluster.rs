@@ -431,6 +431,50 @@ fn global_services_drain_and_automatic_rollback() {
         min_healthy >= 2,
         "healthy replicas dropped to {min_healthy} during the failed update"
     );
+    // explain: where and why; and for a replica no node can take, which filter rejected whom.
+    let e = c.json(&["service", "explain", "dr"]);
+    for r in e["replicas"].as_array().unwrap() {
+        if r["node"].is_string() {
+            assert!(
+                r["why"].as_str().unwrap().contains("fewest replicas"),
+                "{r}"
+            );
+        }
+    }
+    let m = e["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "m")
+        .unwrap()
+        .clone();
+    assert!(
+        m["rejected"]
+            .as_str()
+            .unwrap()
+            .contains("placement constraint"),
+        "{m}"
+    );
+    let f = c.write(
+        "gpu.toml",
+        "name = \"gpu\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"1000\"]\n[placement]\nconstraints = [\"node.labels.tier == gpu\"]\n",
+    );
+    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let e = c.wait("a pending gpu replica", Duration::from_secs(10), || {
+        let e = c.json(&["service", "explain", "gpu"]);
+        (e["replicas"].as_array()?.len() == 1).then_some(e)
+    });
+    let why = e["replicas"][0]["why"].as_str().unwrap();
+    assert!(
+        why.starts_with("pending") && why.contains("w1: fails a placement constraint"),
+        "{why}"
+    );
+    let table = c.ok(&["service", "explain", "gpu"]);
+    assert!(
+        table.contains("REJECTED") && table.contains("pending"),
+        "{table}"
+    );
+
     // A service without a previous version has nothing to roll back to, and says so.
     let out = c.dash(&["service", "rollback", "gl"]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -112,6 +112,60 @@ pub fn place(
     out
 }
 
+/// How a node looks to a request now, for `dash service explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeVerdict {
+    pub node: String,
+    /// Why the node cannot take a replica, or None when it can.
+    pub rejected: Option<Rejection>,
+    /// Replicas of the service on the node (the first criterion: fewer is better).
+    pub service_replicas: u32,
+    /// Use of the tighter of CPU and memory, in percent of capacity (the second).
+    pub load_percent: u32,
+    /// All replicas on the node (breaks ties when no capacity is declared).
+    pub total_replicas: u32,
+    /// 1 = where the next replica would go; 0 for rejected nodes.
+    pub rank: usize,
+}
+
+/// Every node's verdict for one more replica of `request`, best first, rejected last.
+pub fn explain(nodes: &[NodeSnapshot], request: &Request) -> Vec<NodeVerdict> {
+    let mut ok = Vec::new();
+    let mut out = Vec::new();
+    for (index, node) in nodes.iter().enumerate() {
+        let l = Load::of(node, index);
+        let frac = |used: u64, cap: u64| used.saturating_mul(100).checked_div(cap).unwrap_or(0);
+        let load_percent = frac(l.allocated.memory_bytes, node.capacity.memory_bytes).max(frac(
+            u64::from(l.allocated.cpu_millis),
+            u64::from(node.capacity.cpu_millis),
+        )) as u32;
+        let verdict = NodeVerdict {
+            node: node.id.clone(),
+            rejected: filter::check(node, &l, request).err(),
+            service_replicas: l.service_replicas,
+            load_percent,
+            total_replicas: l.total_replicas,
+            rank: 0,
+        };
+        if verdict.rejected.is_none() {
+            ok.push((score::Key::new(node, &l, request, index), verdict));
+        } else {
+            out.push(verdict);
+        }
+    }
+    ok.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut ranked: Vec<NodeVerdict> = ok
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, mut v))| {
+            v.rank = i + 1;
+            v
+        })
+        .collect();
+    ranked.extend(out);
+    ranked
+}
+
 /// The part of a node that placing replicas changes.
 #[derive(Debug, Clone)]
 pub(crate) struct Load {

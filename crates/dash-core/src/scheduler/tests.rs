@@ -160,3 +160,26 @@ proptest! {
         prop_assert!(max - min <= 1);
     }
 }
+
+#[test]
+fn explain_ranks_like_place_and_names_rejections() {
+    let mut nodes: Vec<NodeSnapshot> = (0..4).map(|i| node(&format!("n{i}"), 1 << 30)).collect();
+    nodes[0].ready = false;
+    nodes[1].service_replicas = 2;
+    let req = req(0);
+    let v = explain(&nodes, &req);
+    assert_eq!(v.len(), 4);
+    // The first ranked node is where `place` puts the next replica.
+    let placed = place(&nodes, &req, 1).remove(0).unwrap();
+    assert_eq!(v[0].node, placed);
+    assert_eq!(v[0].rank, 1);
+    assert!(v[..3].iter().all(|x| x.rejected.is_none()));
+    assert_eq!(
+        v[2].node, "n1",
+        "most replicas of the service ranks last: {v:?}"
+    );
+    assert_eq!(
+        (v[3].node.as_str(), v[3].rejected),
+        ("n0", Some(Rejection::NotReady))
+    );
+}

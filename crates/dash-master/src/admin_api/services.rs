@@ -54,6 +54,107 @@ pub async fn scale(
     Ok(StatusCode::ACCEPTED)
 }
 
+#[utoipa::path(get, path = "/v1/services/{name}/explain", params(("name" = String, Path)),
+    responses((status = 200, body = dash_core::api::ServiceExplain), (status = 404, body = dash_core::api::ApiError)))]
+pub async fn explain(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<dash_core::api::ServiceExplain>, HttpError> {
+    use dash_core::api::{DesiredState, NodeExplain, ReplicaExplain};
+    use dash_core::scheduler::Rejection;
+    let store = s.manager.store();
+    let row = store
+        .service(&name)
+        .await
+        .map_err(HttpError::internal)?
+        .ok_or_else(|| {
+            HttpError::not_found(format!(
+                "service {name:?} not found; `dash service ls` lists services"
+            ))
+        })?;
+    let replicas = store
+        .replicas(Some(&name))
+        .await
+        .map_err(HttpError::internal)?;
+    let nodes = store.nodes().await.map_err(HttpError::internal)?;
+    let snapshots = crate::reconciler::node_snapshots(store, &replicas)
+        .await
+        .map_err(HttpError::internal)?;
+    let req = crate::reconciler::request(&row);
+    let verdicts = dash_core::scheduler::explain(&snapshots, &req);
+    let reason = |r: Rejection| match r {
+        Rejection::NotReady => "not ready (unreachable, down or drained)".to_string(),
+        Rejection::Constraint => format!(
+            "fails a placement constraint ({})",
+            row.spec
+                .placement
+                .constraints
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Rejection::MaxPerNode => format!(
+            "already holds max_per_node = {} of its replicas",
+            req.max_per_node
+        ),
+        Rejection::Memory => "lacks the memory a replica asks for".to_string(),
+        Rejection::Cpu => "lacks the CPU a replica asks for".to_string(),
+    };
+    let node_views: Vec<NodeExplain> = verdicts
+        .iter()
+        .map(|v| NodeExplain {
+            node: v.node.clone(),
+            state: nodes
+                .iter()
+                .find(|n| n.id == v.node)
+                .map_or(dash_core::api::NodeState::Down, |n| n.state),
+            rejected: v.rejected.map(reason),
+            rank: v.rank,
+            service_replicas: v.service_replicas,
+            load_percent: v.load_percent,
+            total_replicas: v.total_replicas,
+        })
+        .collect();
+    let explained = replicas
+        .iter()
+        .map(|r| {
+            let why = match (&r.node, r.desired) {
+                (_, DesiredState::Remove) => format!("being removed: {}", if r.message.is_empty() { "scaled down, replaced or its node is gone" } else { &r.message }),
+                (Some(n), _) => match node_views.iter().find(|v| v.node == *n) {
+                    Some(v) => format!(
+                        "on {n}: the scheduler takes the node with the fewest replicas of {name}, then the least loaded; {n} holds {} of them, load {}%, {} replicas in all",
+                        v.service_replicas, v.load_percent, v.total_replicas
+                    ),
+                    None => format!("on {n}, a node no longer in the cluster"),
+                },
+                (None, _) => {
+                    let rejected: Vec<String> = node_views
+                        .iter()
+                        .filter_map(|v| v.rejected.as_ref().map(|why| format!("{}: {why}", v.node)))
+                        .collect();
+                    if rejected.is_empty() {
+                        "pending: no node in the cluster".to_string()
+                    } else {
+                        format!("pending: {}", rejected.join("; "))
+                    }
+                }
+            };
+            ReplicaExplain {
+                replica: r.id.clone(),
+                node: r.node.clone(),
+                state: r.state,
+                why,
+            }
+        })
+        .collect();
+    Ok(Json(dash_core::api::ServiceExplain {
+        service: name,
+        replicas: explained,
+        nodes: node_views,
+    }))
+}
+
 /// The version a rollback made.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RollbackResponse {
