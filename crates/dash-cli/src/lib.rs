@@ -162,6 +162,9 @@ pub struct ServerArgs {
     /// Silence after which a node is down and its replicas start elsewhere (e.g. 3s, 500ms).
     #[arg(long, default_value = "3s")]
     pub node_down_after: String,
+    /// Lifetime of node certificates; nodes renew theirs at two thirds of it.
+    #[arg(long, default_value = "168h")]
+    pub cert_validity: String,
 }
 
 #[derive(Args, Debug, Clone)]

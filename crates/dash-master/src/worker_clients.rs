@@ -22,7 +22,7 @@ pub struct ExecChannels {
 
 pub struct WorkerClients {
     store: MasterStore,
-    tls: ClientTlsConfig,
+    tls: Mutex<ClientTlsConfig>,
     clients: Mutex<HashMap<String, WorkerApiClient<Channel>>>,
 }
 
@@ -31,8 +31,18 @@ impl WorkerClients {
     pub fn new(store: MasterStore, tls: ClientTlsConfig) -> Self {
         Self {
             store,
-            tls,
+            tls: Mutex::new(tls),
             clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A new identity (this master's certificate was renewed): new connections use it.
+    pub fn set_tls(&self, tls: ClientTlsConfig) {
+        if let Ok(mut t) = self.tls.lock() {
+            *t = tls;
+        }
+        if let Ok(mut c) = self.clients.lock() {
+            c.clear();
         }
     }
 
@@ -54,7 +64,12 @@ impl WorkerClients {
         let endpoint = Endpoint::from_shared(format!("https://{addr}"))
             .map_err(|e| format!("node {node} address {addr:?}: {e}"))?
             .connect_timeout(Duration::from_secs(3))
-            .tls_config(self.tls.clone())
+            .tls_config(
+                self.tls
+                    .lock()
+                    .map_err(|_| "TLS configuration lock poisoned".to_string())?
+                    .clone(),
+            )
             .map_err(|e| e.to_string())?;
         let client = WorkerApiClient::new(endpoint.connect_lazy());
         if let Ok(mut c) = self.clients.lock() {

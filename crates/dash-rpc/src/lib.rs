@@ -4,6 +4,7 @@
 //!   from `proto/dash.proto` at build time.
 //! - [`pki`]: the cluster CA, node certificates from CSRs, join tokens that pin the CA.
 
+pub mod acceptor;
 pub mod pki;
 pub mod tls;
 

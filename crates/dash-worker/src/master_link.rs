@@ -37,7 +37,7 @@ pub struct Membership {
 }
 
 /// The node's TLS material, PEM.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Identity {
     pub cert_pem: String,
     pub key_pem: String,
@@ -159,7 +159,11 @@ pub fn master_channel(addr: &str, id: &Identity) -> Result<Channel, String> {
 
 /// The worker's [`MasterLink`] over master_api.
 pub struct GrpcLink {
-    client: MasterApiClient<Channel>,
+    /// Replaced when the node's certificate is renewed (a new TLS identity), and when the
+    /// connection stays broken (tonic does not always redial a connection the server closed).
+    client: std::sync::RwLock<MasterApiClient<Channel>>,
+    master: String,
+    identity: std::sync::RwLock<Identity>,
     latest: watch::Receiver<Option<Vec<Assignment>>>,
     seen: Mutex<watch::Receiver<Option<Vec<Assignment>>>>,
     images: Arc<ImageStore>,
@@ -167,34 +171,66 @@ pub struct GrpcLink {
 }
 
 impl GrpcLink {
-    /// Starts the heartbeat and watch loops (they end with `shutdown`).
+    /// Connects (lazily) to `master` with `identity` and starts the heartbeat and watch loops
+    /// (they end with `shutdown`).
     pub fn start(
-        channel: Channel,
+        master: &str,
+        identity: Identity,
         node: String,
         capacity: Resources,
         images: Arc<ImageStore>,
         shutdown: watch::Receiver<bool>,
-    ) -> Arc<GrpcLink> {
-        let client = MasterApiClient::new(channel);
+    ) -> Result<Arc<GrpcLink>, String> {
+        let channel = master_channel(master, &identity)?;
         let (tx, rx) = watch::channel(None);
-        tokio::spawn(watch_loop(client.clone(), tx, shutdown.clone()));
-        tokio::spawn(heartbeat_loop(client.clone(), node, capacity, shutdown));
-        Arc::new(GrpcLink {
-            client,
+        let link = Arc::new(GrpcLink {
+            client: std::sync::RwLock::new(MasterApiClient::new(channel)),
+            master: master.to_string(),
+            identity: std::sync::RwLock::new(identity),
             seen: Mutex::new(rx.clone()),
             latest: rx,
             images,
             fetches: Mutex::new(HashMap::new()),
-        })
+        });
+        tokio::spawn(watch_loop(link.clone(), tx, shutdown.clone()));
+        tokio::spawn(heartbeat_loop(link.clone(), node, capacity, shutdown));
+        Ok(link)
     }
 
-    /// The client, for calls beyond the agent's (peers).
+    /// The client of the current channel.
     pub fn client(&self) -> MasterApiClient<Channel> {
-        self.client.clone()
+        match self.client.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Switches to a new identity (after a renewal); calls in flight finish on the old
+    /// channel, the watch reconnects on the new one.
+    pub fn set_identity(&self, identity: Identity) -> Result<(), String> {
+        match self.identity.write() {
+            Ok(mut i) => *i = identity,
+            Err(poisoned) => *poisoned.into_inner() = identity,
+        }
+        self.redial()
+    }
+
+    /// A fresh channel with the current identity.
+    pub fn redial(&self) -> Result<(), String> {
+        let identity = match self.identity.read() {
+            Ok(i) => i.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let client = MasterApiClient::new(master_channel(&self.master, &identity)?);
+        match self.client.write() {
+            Ok(mut c) => *c = client,
+            Err(poisoned) => *poisoned.into_inner() = client,
+        }
+        Ok(())
     }
 
     async fn fetch(&self, reference: &str) -> Result<bool, String> {
-        let mut client = self.client.clone();
+        let mut client = self.client();
         let resp = match client
             .image_manifest(ImageRequest {
                 reference: reference.to_string(),
@@ -280,7 +316,7 @@ impl GrpcLink {
     }
 
     async fn stream_blob(&self, digest: &str, offset: u64, partial: &Path) -> Result<(), String> {
-        let mut client = self.client.clone();
+        let mut client = self.client();
         let mut stream = client
             .fetch_blob(BlobRequest {
                 digest: digest.to_string(),
@@ -310,12 +346,13 @@ impl GrpcLink {
 }
 
 async fn watch_loop(
-    mut client: MasterApiClient<Channel>,
+    link: Arc<GrpcLink>,
     tx: watch::Sender<Option<Vec<Assignment>>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut held = 0u64;
     loop {
+        let mut client = link.client();
         let attempt = async {
             let mut stream = client
                 .watch(WatchRequest {
@@ -357,14 +394,16 @@ async fn watch_loop(
 }
 
 async fn heartbeat_loop(
-    mut client: MasterApiClient<Channel>,
+    link: Arc<GrpcLink>,
     node: String,
     capacity: Resources,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut interval = Duration::from_millis(500);
     let capacity_json = serde_json::to_string(&capacity).unwrap_or_default();
+    let mut failures = 0u32;
     loop {
+        let mut client = link.client();
         let beat = client.heartbeat(HeartbeatRequest {
             node: node.clone(),
             capacity_json: capacity_json.clone(),
@@ -374,11 +413,23 @@ async fn heartbeat_loop(
             Ok(Ok(r)) => {
                 let ms = r.into_inner().interval_ms.clamp(100, 30_000);
                 interval = Duration::from_millis(ms);
+                failures = 0;
             }
             Ok(Err(s)) => {
-                tracing::warn!(code = ?s.code(), error = %s.message(), "heartbeat refused")
+                tracing::warn!(code = ?s.code(), error = %s.message(), "heartbeat refused");
+                failures += 1;
             }
-            Err(_) => tracing::warn!("heartbeat timed out"),
+            Err(_) => {
+                tracing::warn!("heartbeat timed out");
+                failures += 1;
+            }
+        }
+        if failures >= 2 {
+            // Redial rather than trust the channel to recover on its own.
+            if let Err(e) = link.redial() {
+                tracing::warn!(error = %e, "redialling the masters");
+            }
+            failures = 0;
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -405,7 +456,7 @@ impl MasterLink for GrpcLink {
             return;
         };
         for attempt in 0..3u64 {
-            let mut client = self.client.clone();
+            let mut client = self.client();
             match client
                 .report(ReportRequest {
                     status_json: json.clone(),
@@ -423,7 +474,7 @@ impl MasterLink for GrpcLink {
 
     async fn removed(&self, _node: &str, replica: &str) {
         for attempt in 0..3u64 {
-            let mut client = self.client.clone();
+            let mut client = self.client();
             match client
                 .removed(RemovedRequest {
                     replica: replica.to_string(),
@@ -456,4 +507,43 @@ impl MasterLink for GrpcLink {
         }
         self.fetch(reference).await
     }
+}
+
+/// Renews the node's certificate: a new key made here, a CSR, the masters sign it; the files
+/// in `<data>/pki/` are replaced. Returns the new identity.
+pub async fn renew(
+    link: &GrpcLink,
+    data: &Path,
+    node: &str,
+    old: &Identity,
+) -> Result<Identity, String> {
+    let (key_pem, csr_pem) = pki::new_csr(node).map_err(|e| e.to_string())?;
+    let mut client = link.client();
+    let resp = client
+        .renew(RenewRequest { csr_pem })
+        .await
+        .map_err(|s| format!("renewing the certificate: {}", s.message()))?
+        .into_inner();
+    let dir = pki_dir(data);
+    write_private(&dir.join("node.key"), key_pem.as_bytes()).map_err(|e| e.to_string())?;
+    write_private(&dir.join("node.crt"), resp.cert_pem.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(Identity {
+        cert_pem: resp.cert_pem,
+        key_pem,
+        ca_pem: old.ca_pem.clone(),
+    })
+}
+
+/// When a certificate should be renewed: at two thirds of its lifetime (seconds since the
+/// epoch), or now if it cannot be read.
+pub fn renew_at(cert_pem: &str) -> i64 {
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else {
+        return 0;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&pem.contents) else {
+        return 0;
+    };
+    let from = cert.validity().not_before.timestamp();
+    let to = cert.validity().not_after.timestamp();
+    from + (to - from) * 2 / 3
 }

@@ -127,7 +127,17 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
                         args.node_down_after
                     ))
                 })?;
+            let cert_validity = dash_core::units::parse_duration(&args.cert_validity)
+                .ok()
+                .filter(|d| *d >= std::time::Duration::from_secs(3))
+                .ok_or_else(|| {
+                    ServerError::Config(format!(
+                        "--cert-validity {:?}: a duration of at least 3s, e.g. 168h",
+                        args.cert_validity
+                    ))
+                })?;
             Some(ClusterFlags {
+                cert_validity,
                 listen: SocketAddr::new(ip, args.cluster_port),
                 subnets: dash_master::master_api::SubnetPool { base, prefix },
                 down_after,
@@ -145,6 +155,7 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
 }
 
 struct ClusterFlags {
+    cert_validity: std::time::Duration,
     listen: SocketAddr,
     subnets: dash_master::master_api::SubnetPool,
     down_after: std::time::Duration,
@@ -442,7 +453,7 @@ async fn start_master_api(
     dash_rpc::tls::init_crypto();
     let ca = node_bouncer::load_or_create_ca(&data.join("pki"), node)
         .context("creating the cluster CA")?;
-    let bouncer = NodeBouncer::new(p.store.clone(), ca, node_bouncer::DEFAULT_CERT_VALIDITY)
+    let bouncer = NodeBouncer::new(p.store.clone(), ca, c.cert_validity)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     // A fresh key and certificate for this master at every start; the key stays in memory.
     let (key_pem, csr_pem) = dash_rpc::pki::new_csr(node).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -450,7 +461,6 @@ async fn start_master_api(
         .issue(node, dash_rpc::pki::Role::Master, &csr_pem)
         .await
         .map_err(|e| anyhow::anyhow!("issuing this master's certificate: {e}"))?;
-    let chain = format!("{}{}", issued.pem, bouncer.ca_pem());
     let liveness = Arc::new(Liveness::new(LivenessConfig {
         down_after: c.down_after,
         unreachable_after: c.down_after / 2,
@@ -467,31 +477,26 @@ async fn start_master_api(
         images: p.images,
         subnets: c.subnets,
     };
+    let clients = Arc::new(dash_master::worker_clients::WorkerClients::new(
+        p.store.clone(),
+        dash_rpc::tls::worker_client_tls(&issued.pem, &key_pem, bouncer.ca_pem()),
+    ));
+    // Bound here so that a taken port fails the start; later generations rebind it.
     let listener = tokio::net::TcpListener::bind(c.listen)
         .await
         .with_context(|| format!("binding master_api on {}", c.listen))?;
-    let tls = dash_rpc::tls::server_tls(&chain, &key_pem, bouncer.ca_pem(), false);
-    let mut stop = shutdown.clone();
-    let server = tonic::transport::Server::builder()
-        .tls_config(tls)
-        .context("master_api TLS")?
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(1)))
-        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(2)))
-        .add_service(dash_rpc::proto::master_api_server::MasterApiServer::new(
-            service,
-        ))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async move {
-                let _ = stop.changed().await;
-            },
-        );
     tracing::info!(listen = %c.listen, ca = bouncer.ca_fingerprint(), "master_api ready");
-    let mut tasks = vec![tokio::spawn(async move {
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "master_api stopped");
-        }
-    })];
+    let mut tasks = vec![tokio::spawn(serve_master_api(
+        MasterIdentity {
+            node: node.to_string(),
+            bouncer: bouncer.clone(),
+            clients: clients.clone(),
+        },
+        service,
+        listener,
+        (issued.pem, key_pem),
+        shutdown.clone(),
+    ))];
     tasks.push(tokio::spawn(liveness.run(
         p.store.clone(),
         p.mq,
@@ -499,14 +504,95 @@ async fn start_master_api(
         node.to_string(),
         shutdown.clone(),
     )));
-    let clients = Arc::new(dash_master::worker_clients::WorkerClients::new(
-        p.store.clone(),
-        dash_rpc::tls::worker_client_tls(&issued.pem, &key_pem, bouncer.ca_pem()),
-    ));
     tasks.push(tokio::spawn(peer_routes_from_store(
         p.store, p.net, shutdown,
     )));
     Ok((bouncer, tasks, clients))
+}
+
+struct MasterIdentity {
+    node: String,
+    bouncer: NodeBouncer,
+    clients: Arc<dash_master::worker_clients::WorkerClients>,
+}
+
+/// Serves master_api with this master's certificate and renews it at two thirds of its
+/// lifetime: a new key and certificate, a new server generation on the same port (the old one
+/// stops accepting; its streams end and workers reconnect), and the new identity for calls to
+/// worker_api. No restart.
+async fn serve_master_api(
+    id: MasterIdentity,
+    service: dash_master::master_api::MasterApiService,
+    first_listener: tokio::net::TcpListener,
+    mut cert: (String, String),
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (acceptor, mut incoming) = dash_rpc::acceptor::Acceptor::start(first_listener);
+    loop {
+        let chain = format!("{}{}", cert.0, id.bouncer.ca_pem());
+        let mut stop_rx = shutdown.clone();
+        let builder = tonic::transport::Server::builder().tls_config(dash_rpc::tls::server_tls(
+            &chain,
+            &cert.1,
+            id.bouncer.ca_pem(),
+            false,
+        ));
+        let builder = match builder {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "master_api TLS");
+                return;
+            }
+        };
+        let server = builder
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(1)))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(2)))
+            .add_service(dash_rpc::proto::master_api_server::MasterApiServer::new(
+                service.clone(),
+            ))
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop_rx.changed().await;
+            });
+        let handle = tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "master_api stopped");
+            }
+        });
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let wait = (dash_worker::master_link::renew_at(&cert.0) - now).max(1) as u64;
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(wait)) => {}
+            _ = shutdown.changed() => {
+                let _ = handle.await;
+                return;
+            }
+        }
+        let renewed = async {
+            let (key, csr) = dash_rpc::pki::new_csr(&id.node).map_err(|e| e.to_string())?;
+            let issued = id
+                .bouncer
+                .issue(&id.node, dash_rpc::pki::Role::Master, &csr)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((issued.pem, key))
+        };
+        match renewed.await {
+            Ok(new) => {
+                id.clients.set_tls(dash_rpc::tls::worker_client_tls(
+                    &new.0,
+                    &new.1,
+                    id.bouncer.ca_pem(),
+                ));
+                cert = new;
+                tracing::info!(node = %id.node, "master certificate renewed");
+            }
+            Err(e) => tracing::warn!(error = %e, "renewing this master's certificate; retrying"),
+        }
+        incoming = acceptor.next_generation();
+        drop(handle);
+    }
 }
 
 /// Keeps routes to every other node's subnet via that node (every 2 s).

@@ -130,51 +130,31 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
     let worker_store = WorkerStore::new(pool);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let channel = master_link::master_channel(&membership.master, &identity)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let link = GrpcLink::start(
-        channel,
+        &membership.master,
+        identity.clone(),
         membership.node.clone(),
         capacity,
         images.clone(),
         shutdown_rx.clone(),
-    );
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let routes_task = tokio::spawn(peer_routes_from_masters(
         link.clone(),
         net.clone(),
         shutdown_rx.clone(),
     ));
-    // worker_api: masters only (client certificates required, role checked per call).
-    let api_addr = std::net::SocketAddr::new(advertise, args.worker_port);
-    let api_listener = tokio::net::TcpListener::bind(api_addr)
-        .await
-        .with_context(|| format!("binding worker_api on {api_addr}"))?;
-    let chain = format!("{}{}", identity.cert_pem, identity.ca_pem);
-    let mut api_stop = shutdown_rx.clone();
-    let api_server = tonic::transport::Server::builder()
-        .tls_config(dash_rpc::tls::server_tls(
-            &chain,
-            &identity.key_pem,
-            &identity.ca_pem,
-            true,
-        ))
-        .context("worker_api TLS")?
-        .add_service(dash_rpc::proto::worker_api_server::WorkerApiServer::new(
-            dash_worker::worker_api::WorkerApiService {
-                runtime: runtime.clone(),
-            },
-        ))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(api_listener),
-            async move {
-                let _ = api_stop.changed().await;
-            },
-        );
-    let api_task = tokio::spawn(async move {
-        if let Err(e) = api_server.await {
-            tracing::error!(error = %e, "worker_api stopped");
-        }
-    });
+    let identity_task = tokio::spawn(serve_and_rotate(
+        Rotation {
+            link: link.clone(),
+            data: data.clone(),
+            node: membership.node.clone(),
+            runtime: runtime.clone(),
+            api_addr: std::net::SocketAddr::new(advertise, args.worker_port),
+        },
+        identity,
+        shutdown_rx.clone(),
+    ));
     let agent = Agent::new(
         AgentConfig {
             node: membership.node.clone(),
@@ -194,7 +174,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
     let _ = shutdown_tx.send(true);
     let _ = agent_task.await;
     let _ = routes_task.await;
-    let _ = api_task.await;
+    let _ = identity_task.await;
     Ok(())
 }
 
@@ -222,4 +202,107 @@ async fn peer_routes_from_masters(
             _ = shutdown.changed() => return,
         }
     }
+}
+
+struct Rotation {
+    link: Arc<GrpcLink>,
+    data: std::path::PathBuf,
+    node: String,
+    runtime: Arc<ContainerRuntime>,
+    api_addr: std::net::SocketAddr,
+}
+
+/// Serves worker_api with the node's certificate and renews the certificate at two thirds of
+/// its lifetime: the new identity goes to the master channel and to a new worker_api server
+/// (the old one stops once the new one listens), without restarting the daemon.
+async fn serve_and_rotate(
+    r: Rotation,
+    mut identity: master_link::Identity,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let listener = match tokio::net::TcpListener::bind(r.api_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, addr = %r.api_addr, "binding worker_api");
+            return;
+        }
+    };
+    let (acceptor, mut incoming) = dash_rpc::acceptor::Acceptor::start(listener);
+    loop {
+        let server = match start_worker_api(&r, &identity, incoming, shutdown.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "worker_api");
+                return;
+            }
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let wait = (master_link::renew_at(&identity.cert_pem) - now).max(1) as u64;
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(wait)) => {}
+            _ = shutdown.changed() => {
+                let _ = server.await;
+                return;
+            }
+        }
+        // Retried every second: the certificate may have little time left (a renewal can
+        // fail when the master switches its own certificate at the same moment).
+        loop {
+            match master_link::renew(&r.link, &r.data, &r.node, &identity).await {
+                Ok(new) => {
+                    if let Err(e) = r.link.set_identity(new.clone()) {
+                        tracing::error!(error = %e, "channel with the renewed certificate");
+                    }
+                    identity = new;
+                    tracing::info!(node = %r.node, "certificate renewed");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "certificate renewal failed; retrying in 1 s");
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => {
+                            let _ = server.await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        // New connections go to the next generation; the old one ends with its streams.
+        incoming = acceptor.next_generation();
+        drop(server);
+    }
+}
+
+fn start_worker_api(
+    r: &Rotation,
+    id: &master_link::Identity,
+    incoming: dash_rpc::acceptor::Incoming,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let chain = format!("{}{}", id.cert_pem, id.ca_pem);
+    let server = tonic::transport::Server::builder()
+        .tls_config(dash_rpc::tls::server_tls(
+            &chain,
+            &id.key_pem,
+            &id.ca_pem,
+            true,
+        ))
+        .context("worker_api TLS")?
+        .add_service(dash_rpc::proto::worker_api_server::WorkerApiServer::new(
+            dash_worker::worker_api::WorkerApiService {
+                runtime: r.runtime.clone(),
+            },
+        ))
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop.changed().await;
+        });
+    Ok(tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "worker_api stopped");
+        }
+    }))
 }

@@ -149,6 +149,11 @@ impl Cluster {
     /// A master and `workers` workers (labelled `tier=worker`), joined and ready.
     /// `slot` (1..=99) keeps names and subnets apart from other tests.
     pub fn start(slot: u8, workers: usize) -> Cluster {
+        Self::start_with(slot, workers, &[])
+    }
+
+    /// [`Cluster::start`] with more `dash server` flags for the master.
+    pub fn start_with(slot: u8, workers: usize, master_flags: &[&str]) -> Cluster {
         require(
             "nsenter (util-linux)",
             Path::new("/usr/bin/nsenter").exists(),
@@ -194,6 +199,9 @@ impl Cluster {
                 "--node-down-after".into(),
                 "2s".into(),
             ]
+            .into_iter()
+            .chain(master_flags.iter().map(|f| f.to_string()))
+            .collect()
         };
         c.nodes[0].args = master_args;
         c.nodes[0].spawn();
@@ -226,7 +234,9 @@ impl Cluster {
         };
         let netns = format!("dash-c{slot}-{name}");
         let veth = format!("dc{slot}{name}");
+        // What an earlier, killed run of this test may have left.
         let _ = Command::new("ip").args(["netns", "del", &netns]).output();
+        let _ = Command::new("ip").args(["link", "del", &veth]).output();
         run("ip", &["netns", "add", &netns]);
         run(
             "ip",
@@ -456,6 +466,12 @@ use std::path::Path;
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if self.nodes.is_empty() {
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.bridge])
+                .output();
+            return;
+        }
         // Dead or partitioned nodes come back so that they tear their containers down.
         for n in self.nodes.iter_mut() {
             n.set_link(true);

@@ -483,3 +483,55 @@ fn global_services_drain_and_automatic_rollback() {
         "{err}"
     );
 }
+
+#[test]
+fn certificates_rotate_without_a_restart() {
+    let c = Cluster::start_with(53, 1, &["--cert-validity", "9s"]);
+    c.import_busybox("bb:1");
+    let f = c.write(
+        "rot.toml",
+        "name = \"rot\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"1000\"]\nstop_grace_period = \"1s\"\n\
+         [placement]\nconstraints = [\"node.labels.tier == worker\"]\n",
+    );
+    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    c.wait("rot running on w1", Duration::from_secs(30), || {
+        (c.running_per_node("rot").get("w1") == Some(&1)).then_some(())
+    });
+    let cert =
+        |i: usize| std::fs::read_to_string(c.nodes[i].data_dir.join("pki/node.crt")).unwrap();
+    let first = cert(1);
+    let pid = c.nodes[1].pid();
+    // Two renewals of each side (every 6 s), then everything still works.
+    c.wait(
+        "the worker's certificate renewed twice",
+        Duration::from_secs(30),
+        || (c.nodes[1].log_text().matches("certificate renewed").count() >= 2).then_some(()),
+    );
+    c.wait(
+        "the master's certificate renewed twice",
+        Duration::from_secs(30),
+        || {
+            (c.nodes[0]
+                .log_text()
+                .matches("master certificate renewed")
+                .count()
+                >= 2)
+                .then_some(())
+        },
+    );
+    assert_ne!(cert(1), first, "node.crt replaced");
+    assert_eq!(c.nodes[1].pid(), pid, "no restart");
+    c.wait_nodes_ready(2);
+    let id = c.replicas("rot")[0]["id"].as_str().unwrap().to_string();
+    let out = c.dash(&["exec", &id, "--", "echo", "still-here"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("still-here"),
+        "{out:?}"
+    );
+    c.ok(&["scale", "rot", "2"]);
+    c.wait(
+        "a second replica on the renewed worker",
+        Duration::from_secs(30),
+        || (c.running_per_node("rot").get("w1") == Some(&2)).then_some(()),
+    );
+}
