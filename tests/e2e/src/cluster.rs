@@ -196,10 +196,14 @@ impl Cluster {
                 format!("10.{}.0.0/20", 150 + u16::from(slot)),
                 "--node-name".into(),
                 n.name.clone(),
-                "--node-down-after".into(),
-                "2s".into(),
             ]
             .into_iter()
+            .chain(
+                (!master_flags.contains(&"--node-down-after"))
+                    .then(|| ["--node-down-after".to_string(), "2s".to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
             .chain(master_flags.iter().map(|f| f.to_string()))
             .collect()
         };

@@ -28,8 +28,12 @@ pub fn require(what: &str, ok: bool) {
     );
 }
 
-/// `target/debug` (or release) of this build: where `dash` and `dash-monitor` are.
+/// `target/debug` (or release) of this build: where `dash` and `dash-monitor` are
+/// (`DASH_BIN_DIR` overrides it: the benchmarks run release binaries).
 pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DASH_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
     let exe = std::env::current_exe().expect("test binary path");
     // target/<profile>/deps/<test>-<hash>
     exe.parent()
