@@ -44,7 +44,9 @@ fn main() {
                 .iter()
                 .all(|r| r["state"] == "running" && Some(r["node"].as_str().unwrap_or("")) != avoid)
     };
-    c.wait("fo running", Duration::from_secs(60), || all_running(&c, None).then_some(()));
+    c.wait("fo running", Duration::from_secs(60), || {
+        all_running(&c, None).then_some(())
+    });
 
     let mut death = Vec::new();
     for t in 0..trials {
@@ -66,17 +68,25 @@ fn main() {
             if all_running(&c, Some(&name)) {
                 break;
             }
-            assert!(t0.elapsed() < Duration::from_secs(120), "no failover in 2 min");
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "no failover in 2 min"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
-        eprintln!("trial {}: {name} killed → 6 running elsewhere in {ms:.0} ms", t + 1);
+        eprintln!(
+            "trial {}: {name} killed → 6 running elsewhere in {ms:.0} ms",
+            t + 1
+        );
         death.push(ms);
         c.nodes[victim].restart();
         c.wait_nodes_ready(4);
-        c.wait("the victim gave its replicas up", Duration::from_secs(60), || {
-            c.nodes[victim].container_pids().is_empty().then_some(())
-        });
+        c.wait(
+            "the victim gave its replicas up",
+            Duration::from_secs(60),
+            || c.nodes[victim].container_pids().is_empty().then_some(()),
+        );
     }
 
     // Rolling update of 10 replicas.
@@ -91,17 +101,25 @@ fn main() {
             &format!("name = \"fo\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n\
              replicas = 10\nstop_grace_period = \"1s\"\n[env]\nROUND = \"{t}\"\n[placement]\nconstraints = [\"node.labels.tier == worker\"]\n"),
         );
-        let version = c.json(&["service", "inspect", "fo"])["version"].as_u64().unwrap() + 1;
+        let version = c.json(&["service", "inspect", "fo"])["version"]
+            .as_u64()
+            .unwrap()
+            + 1;
         let t0 = Instant::now();
         c.ok(&["apply", "-f", f.to_str().unwrap()]);
         loop {
             let reps = c.replicas("fo");
             if reps.len() == 10
-                && reps.iter().all(|r| r["version"] == version && r["state"] == "running")
+                && reps
+                    .iter()
+                    .all(|r| r["version"] == version && r["state"] == "running")
             {
                 break;
             }
-            assert!(t0.elapsed() < Duration::from_secs(300), "update not done in 5 min");
+            assert!(
+                t0.elapsed() < Duration::from_secs(300),
+                "update not done in 5 min"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
@@ -117,14 +135,28 @@ fn main() {
     // then the new pod's start: ≈ 350 s (5 min 50 s).
     let swarm = 20_000.0;
     let k8s = 350_000.0;
-    println!("node death → replicas running elsewhere ({trials} trials, --node-down-after {down_after})");
+    println!(
+        "node death → replicas running elsewhere ({trials} trials, --node-down-after {down_after})"
+    );
     println!("  dash     min {dmin:.0} ms  median {dmed:.0} ms  max {dmax:.0} ms");
-    println!("  swarm    ≈ {swarm:.0} ms (defaults)  dash/swarm median {:.3}", dmed / swarm);
-    println!("  k8s      ≈ {k8s:.0} ms (defaults)  dash/k8s median {:.4}", dmed / k8s);
+    println!(
+        "  swarm    ≈ {swarm:.0} ms (defaults)  dash/swarm median {:.3}",
+        dmed / swarm
+    );
+    println!(
+        "  k8s      ≈ {k8s:.0} ms (defaults)  dash/k8s median {:.4}",
+        dmed / k8s
+    );
     // Swarm's default update: parallelism 1, delay 0, monitor 5 s after each task: at least
     // 10 × 5 s = 50 s for 10 replicas before any start time.
     let swarm_update = 50_000.0;
-    println!("rolling update of 10 replicas (parallelism 1, stop-first, {} trials)", update.len());
+    println!(
+        "rolling update of 10 replicas (parallelism 1, stop-first, {} trials)",
+        update.len()
+    );
     println!("  dash     min {umin:.0} ms  median {umed:.0} ms  max {umax:.0} ms");
-    println!("  swarm    ≥ {swarm_update:.0} ms (defaults: 10 × 5 s monitor)  dash/swarm median {:.3}", umed / swarm_update);
+    println!(
+        "  swarm    ≥ {swarm_update:.0} ms (defaults: 10 × 5 s monitor)  dash/swarm median {:.3}",
+        umed / swarm_update
+    );
 }

@@ -156,6 +156,9 @@ pub struct ServerArgs {
     /// master_api's port.
     #[arg(long, default_value_t = 7071)]
     pub cluster_port: u16,
+    /// Run no replicas on this master (only joined workers take them).
+    #[arg(long)]
+    pub no_worker: bool,
     /// Where joining nodes' container subnets (/24 each) come from.
     #[arg(long, default_value = "10.89.0.0/16")]
     pub cluster_cidr: String,
@@ -178,6 +181,9 @@ pub struct WorkerArgs {
     /// worker_api's port.
     #[arg(long, default_value_t = 7072)]
     pub worker_port: u16,
+    /// Where this node's built-in L7 proxy listens (routes to replicas on every node).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub proxy_listen: String,
     /// Where state, images and containers live.
     #[arg(long, env = "DASH_DATA_DIR", default_value = "/var/lib/dash")]
     pub data_dir: PathBuf,

@@ -249,7 +249,7 @@ impl MasterApi for MasterApiService {
         let nodes = self.store.nodes().await.map_err(internal)?;
         let existing = nodes.iter().find(|n| n.id == r.node);
         if let Some(n) = existing
-            && n.role == "server"
+            && (n.role == "server" || n.role == "master")
         {
             return Err(Status::already_exists(format!(
                 "node name {:?} is the master's; give this node another --node-name",
@@ -450,6 +450,19 @@ impl MasterApi for MasterApiService {
             })
             .collect();
         Ok(Response::new(PeersResponse { peers }))
+    }
+
+    async fn routes(
+        &self,
+        req: Request<RoutesRequest>,
+    ) -> Result<Response<RoutesResponse>, Status> {
+        self.peer(&req).await?;
+        let entries = crate::route_table::build(&self.store)
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(RoutesResponse {
+            entries_json: serde_json::to_string(&entries).map_err(internal)?,
+        }))
     }
 
     async fn image_manifest(

@@ -152,6 +152,7 @@ impl Reconciler {
                 .iter()
                 .filter(|n| {
                     n.state == NodeState::Ready
+                        && n.role != "master"
                         && spec
                             .placement
                             .constraints
@@ -395,7 +396,8 @@ pub async fn node_snapshots(
         .into_iter()
         .map(|n| NodeSnapshot {
             service_replicas: per_node.get(n.id.as_str()).copied().unwrap_or(0),
-            ready: n.state == NodeState::Ready,
+            // A master started with --no-worker (role "master") runs no replicas.
+            ready: n.state == NodeState::Ready && n.role != "master",
             total_replicas: n.replicas,
             id: n.id,
             labels: n.labels,

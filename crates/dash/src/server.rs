@@ -240,7 +240,8 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
             .cluster
             .as_ref()
             .map_or_else(|| v.listen.ip().to_string(), |c| c.listen.ip().to_string()),
-        role: "server".into(),
+        // "master": a master that runs no replicas (--no-worker); the scheduler skips it.
+        role: if args.no_worker { "master" } else { "server" }.into(),
         state: NodeState::Ready,
         labels: Default::default(),
         capacity: host_capacity(),
@@ -397,7 +398,12 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     tracing::info!(listen = %v.listen, data_dir = %data.display(), runtime = %runtime.kind(), node = %v.node, "dash server ready");
 
     let reconciler_task = tokio::spawn(reconciler.run(shutdown_rx.clone()));
-    let agent_task = tokio::spawn(agent.run(shutdown_rx.clone()));
+    let agent_task = if args.no_worker {
+        drop(agent);
+        tokio::spawn(async {})
+    } else {
+        tokio::spawn(agent.run(shutdown_rx.clone()))
+    };
     let mut shutdown_http = shutdown_rx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = shutdown_http.changed().await;
@@ -680,7 +686,7 @@ async fn feed_routes(
     }
 }
 
-fn table(entries: &[RouteEntry]) -> RouteTable {
+pub(crate) fn table(entries: &[RouteEntry]) -> RouteTable {
     RouteTable::new(
         entries
             .iter()

@@ -139,6 +139,27 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
         shutdown_rx.clone(),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let proxy_listen: std::net::SocketAddr = args.proxy_listen.parse().map_err(|_| {
+        config_error(format!(
+            "--proxy-listen {:?}: not an address; use e.g. 127.0.0.1:8080",
+            args.proxy_listen
+        ))
+    })?;
+    let proxy = dash_proxy::Proxy::bind(dash_proxy::ProxyConfig {
+        listen: proxy_listen,
+        ..dash_proxy::ProxyConfig::default()
+    })
+    .await
+    .with_context(|| format!("binding the proxy on {proxy_listen}"))?;
+    let feeder = tokio::spawn(routes_from_masters(
+        link.clone(),
+        proxy.handle(),
+        shutdown_rx.clone(),
+    ));
+    let mut proxy_stop = shutdown_rx.clone();
+    let proxy_task = tokio::spawn(proxy.serve(async move {
+        let _ = proxy_stop.changed().await;
+    }));
     let routes_task = tokio::spawn(peer_routes_from_masters(
         link.clone(),
         net.clone(),
@@ -175,7 +196,41 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
     let _ = agent_task.await;
     let _ = routes_task.await;
     let _ = identity_task.await;
+    let _ = feeder.await;
+    let _ = proxy_task.await;
     Ok(())
+}
+
+/// Keeps this node's proxy on the masters' routing table (polled every second; the table is
+/// only rebuilt when it changed).
+async fn routes_from_masters(
+    link: Arc<GrpcLink>,
+    proxy: dash_proxy::ProxyHandle,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last = String::new();
+    loop {
+        let mut client = link.client();
+        match client.routes(dash_rpc::proto::RoutesRequest {}).await {
+            Ok(r) => {
+                let json = r.into_inner().entries_json;
+                if json != last {
+                    match serde_json::from_str::<Vec<dash_core::api::RouteEntry>>(&json) {
+                        Ok(entries) => {
+                            proxy.update(crate::server::table(&entries));
+                            last = json;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "routes from the masters unreadable"),
+                    }
+                }
+            }
+            Err(s) => tracing::debug!(error = %s.message(), "fetching routes"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 async fn peer_routes_from_masters(

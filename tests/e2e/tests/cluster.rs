@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use dash_e2e::cluster::Cluster;
 
 const WEB: &str = "name = \"cweb\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n\
-replicas = 6\nstop_grace_period = \"1s\"\n[placement]\nconstraints = [\"node.labels.tier == worker\"]\n";
+replicas = 6\nstop_grace_period = \"1s\"\n[placement]\nconstraints = [\"node.labels.tier == worker\"]\n\
+[[routes]]\nhost = \"cweb.local\"\nport = 8080\n";
 
 fn spread(c: &Cluster) -> Vec<usize> {
     c.running_per_node("cweb").values().copied().collect()
@@ -104,6 +105,30 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("hello from dash"),
         "{out:?}"
+    );
+
+    // Every worker runs the proxy, routing to replicas on any node.
+    c.wait(
+        "w3's proxy serves cweb.local",
+        Duration::from_secs(20),
+        || {
+            let out = std::process::Command::new("nsenter")
+                .args([
+                    &format!("--net=/run/netns/{}", c.nodes[3].netns),
+                    "curl",
+                    "-s",
+                    "-m",
+                    "2",
+                    "-H",
+                    "Host: cweb.local",
+                    "http://127.0.0.1:8080/",
+                ])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .contains("hello from dash")
+                .then_some(())
+        },
     );
 
     // dash exec on a replica of another node: output, exit status, stdin, a terminal.
@@ -295,27 +320,36 @@ const HEALTH: &str =
 
 #[test]
 fn global_services_drain_and_automatic_rollback() {
-    let mut c = Cluster::start(52, 2);
+    let mut c = Cluster::start(52, 3);
     c.import_busybox("bb:1");
 
-    // Global: one replica on each eligible node, and on a node that joins later.
+    // Global: one replica on every node (the master runs replicas too), and on a node that
+    // joins later.
     let f = c.write(
         "gl.toml",
         "name = \"gl\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\nmode = \"global\"\n\
-         stop_grace_period = \"1s\"\n[placement]\nconstraints = [\"node.labels.tier == worker\"]\n",
+         stop_grace_period = \"1s\"\n",
     );
     c.ok(&["apply", "-f", f.to_str().unwrap()]);
-    c.wait("gl on w1 and w2", Duration::from_secs(60), || {
-        let m = c.running_per_node("gl");
-        (m.len() == 2 && m.values().all(|n| *n == 1)).then_some(())
-    });
-    let w3 = c.join_new_worker();
-    c.wait_nodes_ready(4);
-    c.wait("gl on the new worker too", Duration::from_secs(60), || {
-        let m = c.running_per_node("gl");
-        (m.len() == 3 && m.values().all(|n| *n == 1) && m.contains_key(&c.nodes[w3].name))
-            .then_some(())
-    });
+    c.wait(
+        "gl on the master and the 3 workers",
+        Duration::from_secs(60),
+        || {
+            let m = c.running_per_node("gl");
+            (m.len() == 4 && m.values().all(|n| *n == 1)).then_some(())
+        },
+    );
+    let w4 = c.join_new_worker();
+    c.wait_nodes_ready(5);
+    c.wait(
+        "gl on the fourth worker too",
+        Duration::from_secs(60),
+        || {
+            let m = c.running_per_node("gl");
+            (m.len() == 5 && m.values().all(|n| *n == 1) && m.contains_key(&c.nodes[w4].name))
+                .then_some(())
+        },
+    );
 
     // Drain w1: each replica's replacement is healthy before it stops; never fewer healthy
     // replicas than asked for.
@@ -486,12 +520,12 @@ fn global_services_drain_and_automatic_rollback() {
 
 #[test]
 fn certificates_rotate_without_a_restart() {
-    let c = Cluster::start_with(53, 1, &["--cert-validity", "9s"]);
+    // The master runs no replicas (--no-worker): everything lands on w1.
+    let c = Cluster::start_with(53, 1, &["--cert-validity", "9s", "--no-worker"]);
     c.import_busybox("bb:1");
     let f = c.write(
         "rot.toml",
-        "name = \"rot\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"1000\"]\nstop_grace_period = \"1s\"\n\
-         [placement]\nconstraints = [\"node.labels.tier == worker\"]\n",
+        "name = \"rot\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"1000\"]\nstop_grace_period = \"1s\"\n",
     );
     c.ok(&["apply", "-f", f.to_str().unwrap()]);
     c.wait("rot running on w1", Duration::from_secs(30), || {

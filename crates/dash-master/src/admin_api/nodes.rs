@@ -59,7 +59,7 @@ pub async fn remove(
     Query(q): Query<RemoveQuery>,
 ) -> Result<Json<NodeInfo>, HttpError> {
     let node = find(&s, &id).await?;
-    if node.role == "server" {
+    if node.role == "server" || node.role == "master" {
         return Err(HttpError::new(
             StatusCode::CONFLICT,
             "conflict",
