@@ -160,6 +160,11 @@ impl MasterStore {
                     .bind(name)
                     .execute(&mut *tx)
                     .await?;
+                // Replicas never placed (pending) have nothing to stop on any node.
+                sqlx::query("DELETE FROM replicas WHERE service = ? AND node IS NULL")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
                 // A service without replicas goes at once.
                 sqlx::query(
                     "DELETE FROM services WHERE name = ? AND NOT EXISTS (SELECT 1 FROM replicas WHERE service = ?)",
@@ -180,9 +185,12 @@ impl MasterStore {
             Command::CreateReplicas { replicas, at_ms } => {
                 for r in replicas {
                     let state = ReplicaState::Pending;
+                    // Never for a service being removed: a reconcile pass that read the service
+                    // just before `dash service rm` must not bring replicas back.
                     sqlx::query(
                         "INSERT OR IGNORE INTO replicas (id, service, version, node, desired, state, created_ms, message)
-                         VALUES (?, ?, ?, ?, 'run', ?, ?, ?)",
+                         SELECT ?, ?, ?, ?, 'run', ?, ?, ? WHERE EXISTS
+                           (SELECT 1 FROM services WHERE name = ? AND removing = 0)",
                     )
                     .bind(&r.id)
                     .bind(&r.service)
@@ -191,6 +199,7 @@ impl MasterStore {
                     .bind(state.as_str())
                     .bind(*at_ms as i64)
                     .bind(&r.message)
+                    .bind(&r.service)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -206,6 +215,13 @@ impl MasterStore {
                         .await?
                         .rows_affected()
                         > 0;
+                // A replica never placed has nothing to stop: it goes at once.
+                if *desired == DesiredState::Remove {
+                    sqlx::query("DELETE FROM replicas WHERE id = ? AND node IS NULL")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
             Command::PlaceReplica { id, node, message } => {
                 sqlx::query("UPDATE replicas SET node = ?, message = ? WHERE id = ?")

@@ -468,13 +468,11 @@ impl Cluster {
 
 use std::path::Path;
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
+impl Cluster {
+    /// Removes every service and waits until no container is left; Err says what remained.
+    fn cleanup(&mut self) -> Result<(), String> {
         if self.nodes.is_empty() {
-            let _ = Command::new("ip")
-                .args(["link", "del", &self.bridge])
-                .output();
-            return;
+            return Ok(());
         }
         // Dead or partitioned nodes come back so that they tear their containers down.
         for n in self.nodes.iter_mut() {
@@ -483,41 +481,52 @@ impl Drop for Cluster {
                 n.restart();
             }
         }
-        if let Ok(Value::Array(services)) =
-            serde_json::from_slice::<Value>(&self.dash(&["-o", "json", "service", "ls"]).stdout)
-        {
-            for s in services {
-                if let Some(name) = s["spec"]["name"].as_str() {
-                    let out = self.dash(&["service", "rm", name]);
-                    if !out.status.success() {
-                        eprintln!(
-                            "cleanup: dash service rm {name}: {}",
-                            String::from_utf8_lossy(&out.stderr)
-                        );
+        match serde_json::from_slice::<Value>(&self.dash(&["-o", "json", "service", "ls"]).stdout) {
+            Ok(Value::Array(services)) => {
+                for s in services {
+                    if let Some(name) = s["spec"]["name"].as_str() {
+                        let out = self.dash(&["service", "rm", name]);
+                        if !out.status.success() {
+                            return Err(format!(
+                                "dash service rm {name}: {}",
+                                String::from_utf8_lossy(&out.stderr)
+                            ));
+                        }
                     }
                 }
             }
-        } else {
-            eprintln!("cleanup: cannot list services");
+            other => return Err(format!("cannot list services: {other:?}")),
         }
         let deadline = Instant::now() + Duration::from_secs(40);
-        while Instant::now() < deadline {
-            let empty = serde_json::from_slice::<Value>(&self.dash(&["-o", "json", "ps"]).stdout)
+        loop {
+            let ps = self.dash(&["-o", "json", "ps"]);
+            let empty = serde_json::from_slice::<Value>(&ps.stdout)
                 .ok()
                 .and_then(|v| v.as_array().map(Vec::is_empty))
                 .unwrap_or(false);
             if empty && self.live_containers() == 0 {
-                break;
+                return Ok(());
             }
-            if Instant::now() + Duration::from_millis(150) > deadline {
-                eprintln!(
-                    "cleanup: gave up with {} containers alive; ps: {}",
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} containers still alive after removing every service; ps: {}",
                     self.live_containers(),
-                    String::from_utf8_lossy(&self.dash(&["ps"]).stdout)
-                );
+                    String::from_utf8_lossy(&ps.stdout)
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The end of a test: everything removed, or the test fails saying what is left.
+    pub fn finish(mut self) {
+        let result = self.cleanup();
+        if let Err(e) = result {
+            panic!("cleanup failed: {e}");
+        }
+    }
+
+    fn teardown(&mut self) {
         for n in self.nodes.iter_mut().rev() {
             n.stop();
         }
@@ -528,5 +537,14 @@ impl Drop for Cluster {
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .output();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Err(e) = self.cleanup() {
+            eprintln!("cluster cleanup: {e}");
+        }
+        self.teardown();
     }
 }

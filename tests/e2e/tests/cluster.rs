@@ -306,6 +306,7 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
             .contains("not part of this cluster")
             .then_some(())
     });
+    c.finish();
 }
 
 fn healthy(c: &Cluster, service: &str) -> usize {
@@ -516,6 +517,7 @@ fn global_services_drain_and_automatic_rollback() {
         !out.status.success() && err.contains("no previous version"),
         "{err}"
     );
+    c.finish();
 }
 
 #[test]
@@ -568,4 +570,5 @@ fn certificates_rotate_without_a_restart() {
         Duration::from_secs(30),
         || (c.running_per_node("rot").get("w1") == Some(&2)).then_some(()),
     );
+    c.finish();
 }

@@ -192,3 +192,89 @@ async fn ip_allocation_is_lowest_free_and_sticky() {
     let full = lowest_free(net, 30, &[Ipv4Addr::new(10, 9, 0, 2)].into_iter().collect());
     assert_eq!(full, None);
 }
+
+#[tokio::test]
+async fn removal_drops_unplaced_replicas_and_is_never_undone_by_a_late_create() {
+    let (_d, s, _) = store().await;
+    s.apply(&Command::PutService {
+        spec: spec(""),
+        at_ms: 1,
+    })
+    .await
+    .unwrap();
+    let node = NodeRecord {
+        id: "n1".into(),
+        address: "127.0.0.1".into(),
+        role: "server".into(),
+        state: NodeState::Ready,
+        labels: BTreeMap::new(),
+        capacity: Resources::default(),
+        subnet: "10.0.0.0/24".into(),
+        runtime: "runc".into(),
+    };
+    s.apply(&Command::UpsertNode {
+        node: Box::new(node),
+        at_ms: 1,
+    })
+    .await
+    .unwrap();
+    let r = |id: &str, node: Option<&str>| NewReplica {
+        id: id.into(),
+        service: "web".into(),
+        version: 1,
+        node: node.map(Into::into),
+        message: String::new(),
+    };
+    s.apply(&Command::CreateReplicas {
+        replicas: vec![
+            r("web-placed", Some("n1")),
+            r("web-pending", None),
+            r("web-p2", None),
+        ],
+        at_ms: 2,
+    })
+    .await
+    .unwrap();
+    // Scaling a pending replica away: nothing to stop, it goes at once.
+    s.apply(&Command::SetReplicaDesired {
+        id: "web-p2".into(),
+        desired: DesiredState::Remove,
+        at_ms: 3,
+    })
+    .await
+    .unwrap();
+    assert!(s.replica("web-p2").await.unwrap().is_none());
+    s.apply(&Command::RemoveService {
+        name: "web".into(),
+        at_ms: 4,
+    })
+    .await
+    .unwrap();
+    let left: Vec<String> = s
+        .replicas(Some("web"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        left,
+        vec!["web-placed".to_string()],
+        "the pending one is gone, the placed one waits for its node"
+    );
+    // A reconcile pass that read the service before the removal tries to create: ignored.
+    s.apply(&Command::CreateReplicas {
+        replicas: vec![r("web-late", Some("n1"))],
+        at_ms: 5,
+    })
+    .await
+    .unwrap();
+    assert!(s.replica("web-late").await.unwrap().is_none());
+    // The placed one confirmed removed: the service is gone.
+    s.apply(&Command::DeleteReplica {
+        id: "web-placed".into(),
+    })
+    .await
+    .unwrap();
+    assert!(s.service("web").await.unwrap().is_none());
+}
