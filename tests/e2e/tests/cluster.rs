@@ -66,6 +66,74 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
         "expected unauthenticated: {head}"
     );
 
+    // A certificate from another CA does not even get through the TLS handshake, and
+    // worker_api wants a client certificate before anything.
+    let (key, crt) = (
+        c.dir.path().join("other.key"),
+        c.dir.path().join("other.crt"),
+    );
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            crt.to_str().unwrap(),
+            "-subj",
+            "/CN=w1/O=master",
+            "-days",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{st:?}");
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sk",
+            "--http2",
+            "--cert",
+            crt.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/grpc",
+            "--data-binary",
+            &format!("@{}", empty.display()),
+            &format!("https://{}:7071/dash.v1.MasterApi/Heartbeat", c.nodes[0].ip),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a foreign certificate was accepted: {out:?}"
+    );
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sk",
+            "--http2",
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/grpc",
+            "--data-binary",
+            &format!("@{}", empty.display()),
+            &format!("https://{}:7072/dash.v1.WorkerApi/Inspect", c.nodes[1].ip),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "worker_api answered without a client certificate: {out:?}"
+    );
+
     // The image exists on the master only; the workers fetch it from there.
     c.import_busybox("bb:1");
     let f = c.write("web.toml", WEB);
