@@ -281,3 +281,141 @@ pub fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use dash_core::api::NodeState;
+    use dash_core::command::NodeRecord;
+
+    use super::*;
+
+    async fn bouncer() -> (tempfile::TempDir, NodeBouncer) {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = dash_store::open(&dir.path().join("dash.db")).await.unwrap();
+        let ca = load_or_create_ca(&dir.path().join("pki"), "test").unwrap();
+        let b = NodeBouncer::new(MasterStore::new(pool), ca, Duration::from_secs(3600)).unwrap();
+        (dir, b)
+    }
+
+    fn refused(r: Result<Role, BouncerError>) -> String {
+        match r {
+            Err(BouncerError::Refused(m)) => m,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_bad_token_is_refused_with_its_reason() {
+        let (_d, b) = bouncer().await;
+        let req = |ttl_s| TokenRequest {
+            role: "worker".into(),
+            ttl_s,
+        };
+        let (good, _) = b.create_token(&req(None)).await.unwrap();
+        assert_eq!(
+            b.check_token(&good.to_string()).await.unwrap(),
+            Role::Worker
+        );
+
+        let mut wrong = good.clone();
+        wrong.secret = "0".repeat(32);
+        assert!(refused(b.check_token(&wrong.to_string()).await).contains("wrong secret"));
+        let mut unknown = good.clone();
+        unknown.id = "deadbeef".into();
+        assert!(refused(b.check_token(&unknown.to_string()).await).contains("unknown"));
+        let mut other = good.clone();
+        other.ca_fingerprint = "a".repeat(64);
+        assert!(refused(b.check_token(&other.to_string()).await).contains("another cluster"));
+        assert!(refused(b.check_token("garbage").await).contains("DASH1-"));
+
+        let (short, _) = b.create_token(&req(Some(1))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert!(refused(b.check_token(&short.to_string()).await).contains("expired"));
+
+        let (revoked, info) = b.create_token(&req(None)).await.unwrap();
+        b.revoke(&info.id).await.unwrap();
+        assert!(refused(b.check_token(&revoked.to_string()).await).contains("revoked"));
+        assert!(matches!(
+            b.revoke("nope").await,
+            Err(BouncerError::NotFound(_))
+        ));
+
+        for (role, ttl_s) in [("master", None), ("worker", Some(0))] {
+            let r = b
+                .create_token(&TokenRequest {
+                    role: role.into(),
+                    ttl_s,
+                })
+                .await;
+            assert!(
+                matches!(r, Err(BouncerError::Invalid { .. })),
+                "{role} {ttl_s:?}"
+            );
+        }
+        // The store holds hashes only.
+        let stored = b.store.tokens().await.unwrap();
+        assert!(
+            stored
+                .iter()
+                .all(|(_, h)| *h != good.secret && h.len() == 64)
+        );
+    }
+
+    #[tokio::test]
+    async fn certificates_of_removed_nodes_and_old_serials_are_refused() {
+        let (_d, b) = bouncer().await;
+        let node = NodeRecord {
+            id: "w1".into(),
+            address: "10.0.0.2:7072".into(),
+            role: "worker".into(),
+            state: NodeState::Ready,
+            labels: Default::default(),
+            capacity: Default::default(),
+            subnet: "10.89.0.0/24".into(),
+            runtime: "crun".into(),
+        };
+        b.store
+            .apply(&Command::UpsertNode {
+                node: Box::new(node),
+                at_ms: 1,
+            })
+            .await
+            .unwrap();
+        let der = |pem: &str| {
+            x509_parser::pem::parse_x509_pem(pem.as_bytes())
+                .unwrap()
+                .1
+                .contents
+        };
+        let (_, csr) = pki::new_csr("w1").unwrap();
+        let first = b.issue("w1", Role::Worker, &csr).await.unwrap();
+        assert_eq!(
+            b.authorize(Some(&der(&first.pem))).await.unwrap().node,
+            "w1"
+        );
+        assert!(matches!(
+            b.authorize(None).await,
+            Err(BouncerError::Refused(_))
+        ));
+        // Two renewals: the first certificate is neither current nor previous any more.
+        let second = b.issue("w1", Role::Worker, &csr).await.unwrap();
+        assert!(
+            b.authorize(Some(&der(&first.pem))).await.is_ok(),
+            "previous still valid"
+        );
+        let third = b.issue("w1", Role::Worker, &csr).await.unwrap();
+        assert!(b.authorize(Some(&der(&first.pem))).await.is_err());
+        assert!(b.authorize(Some(&der(&second.pem))).await.is_ok());
+        b.store
+            .apply(&Command::RemoveNode { id: "w1".into() })
+            .await
+            .unwrap();
+        let err = b
+            .authorize(Some(&der(&third.pem)))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not part of this cluster"), "{err}");
+    }
+}
