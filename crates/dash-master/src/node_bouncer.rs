@@ -10,8 +10,6 @@
 //!   for it (current and, during a rotation, previous). `dash node rm` forgets the node, so its
 //!   certificate is refused from then on.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -263,23 +261,9 @@ pub fn load_or_create_ca(dir: &Path, cluster: &str) -> Result<Ca, std::io::Error
     }
     std::fs::create_dir_all(dir)?;
     let ca = Ca::create(cluster).map_err(other)?;
-    write_private(&key_path, ca.key_pem())?;
-    write_private(&cert_path, &ca.cert_pem)?;
+    pki::write_private(&key_path, ca.key_pem().as_bytes())?;
+    pki::write_private(&cert_path, ca.cert_pem.as_bytes())?;
     Ok(ca)
-}
-
-/// Writes `content` to `path` with mode 0600, atomically.
-pub fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(content.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -91,19 +91,12 @@ impl Reconciler {
             if r.desired != DesiredState::Run || up.contains(node.as_str()) {
                 continue;
             }
-            self.store
-                .apply(&Command::SetReplicaDesired {
-                    id: r.id.clone(),
-                    desired: DesiredState::Remove,
-                    at_ms: now_ms(),
-                })
-                .await?;
-            self.mq.publish(
-                EventKind::ReplicaStopping,
-                Some(&r.service),
-                Some(&r.id),
-                format!("node {node} is down; replaced elsewhere"),
-            );
+            self.remove(
+                &r.service,
+                &r.id,
+                &format!("node {node} is down; replaced elsewhere"),
+            )
+            .await?;
             changed = true;
         }
         Ok(changed)
@@ -166,19 +159,12 @@ impl Reconciler {
             for r in &replicas {
                 let on_eligible = r.node.as_deref().is_some_and(|n| eligible.contains(n));
                 if r.desired == DesiredState::Run && !on_eligible && r.node.is_some() {
-                    self.store
-                        .apply(&Command::SetReplicaDesired {
-                            id: r.id.clone(),
-                            desired: DesiredState::Remove,
-                            at_ms: now,
-                        })
-                        .await?;
-                    self.mq.publish(
-                        EventKind::ReplicaStopping,
-                        Some(&name),
-                        Some(&r.id),
+                    self.remove(
+                        &name,
+                        &r.id,
                         "its node is no longer eligible for this global service",
-                    );
+                    )
+                    .await?;
                     changed = true;
                     continue;
                 }
@@ -234,19 +220,7 @@ impl Reconciler {
         for action in plan.actions {
             match action {
                 Action::Remove { replica, reason } => {
-                    self.store
-                        .apply(&Command::SetReplicaDesired {
-                            id: replica.clone(),
-                            desired: DesiredState::Remove,
-                            at_ms: now,
-                        })
-                        .await?;
-                    self.mq.publish(
-                        EventKind::ReplicaStopping,
-                        Some(&name),
-                        Some(&replica),
-                        reason,
-                    );
+                    self.remove(&name, &replica, reason).await?;
                     changed = true;
                 }
                 Action::Create { count } => {
@@ -320,6 +294,24 @@ impl Reconciler {
                 )),
                 _ => None,
             })
+    }
+
+    /// Marks a replica for removal (its node stops it) and says why in an event.
+    async fn remove(&self, service: &str, replica: &str, reason: &str) -> Result<(), StoreError> {
+        self.store
+            .apply(&Command::SetReplicaDesired {
+                id: replica.to_string(),
+                desired: DesiredState::Remove,
+                at_ms: now_ms(),
+            })
+            .await?;
+        self.mq.publish(
+            EventKind::ReplicaStopping,
+            Some(service),
+            Some(replica),
+            reason,
+        );
+        Ok(())
     }
 
     async fn create(

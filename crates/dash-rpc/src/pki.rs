@@ -65,6 +65,23 @@ impl Role {
     }
 }
 
+/// Writes a secret (a key, a token) to `path`: mode 0600 from the first byte, synced, then
+/// renamed into place, so a reader never sees it partial or readable by others.
+pub fn write_private(path: &std::path::Path, content: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(content)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 /// SHA-256 of a certificate's DER, lower-case hex: what a join token pins.
 pub fn fingerprint(cert_pem: &str) -> Result<String, PkiError> {
     let der = pem_der(cert_pem, "CERTIFICATE")?;

@@ -489,6 +489,28 @@ impl ContainerRuntime {
             .join(format!("{id}.{}", monitor::LOG_FILE))
     }
 
+    /// Complete lines of replica `id`'s log from byte `from` (at most 4 MiB), and the offset
+    /// after them, for readers that follow the log by polling. A file shorter than `from` was
+    /// rotated: it is read from the start. A missing log reads as empty.
+    pub fn read_log(&self, id: &str, from: u64) -> (Vec<u8>, u64) {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(self.log_path(id)) else {
+            return (Vec::new(), from);
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let start = if len < from { 0 } else { from };
+        if f.seek(SeekFrom::Start(start)).is_err() {
+            return (Vec::new(), from);
+        }
+        let mut buf = Vec::new();
+        if f.take(4 << 20).read_to_end(&mut buf).is_err() {
+            return (Vec::new(), from);
+        }
+        let complete = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        buf.truncate(complete);
+        (buf, start + complete as u64)
+    }
+
     /// Deletes a container's log files; idempotent.
     pub fn remove_logs(&self, id: &str) -> Result<(), RuntimeError> {
         let log = self.log_path(id);

@@ -61,21 +61,6 @@ pub fn load_membership(data: &Path) -> Option<(Membership, Identity)> {
     Some((m, id))
 }
 
-fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(content)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
 /// What a node tells the masters when it joins.
 pub struct JoinRequestInfo<'a> {
     pub token: &'a str,
@@ -115,7 +100,7 @@ pub async fn join(data: &Path, req: JoinRequestInfo<'_>) -> Result<(Membership, 
     let dir = pki_dir(data);
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let save = |name: &str, content: &str| {
-        write_private(&dir.join(name), content.as_bytes())
+        pki::write_private(&dir.join(name), content.as_bytes())
             .map_err(|e| format!("writing {}: {e}", dir.join(name).display()))
     };
     save("node.key", &key_pem)?;
@@ -126,7 +111,7 @@ pub async fn join(data: &Path, req: JoinRequestInfo<'_>) -> Result<(Membership, 
         node: req.node.to_string(),
         subnet: resp.subnet,
     };
-    write_private(
+    pki::write_private(
         &data.join("cluster.json"),
         &serde_json::to_vec_pretty(&m).map_err(|e| e.to_string())?,
     )
@@ -525,8 +510,9 @@ pub async fn renew(
         .map_err(|s| format!("renewing the certificate: {}", s.message()))?
         .into_inner();
     let dir = pki_dir(data);
-    write_private(&dir.join("node.key"), key_pem.as_bytes()).map_err(|e| e.to_string())?;
-    write_private(&dir.join("node.crt"), resp.cert_pem.as_bytes()).map_err(|e| e.to_string())?;
+    pki::write_private(&dir.join("node.key"), key_pem.as_bytes()).map_err(|e| e.to_string())?;
+    pki::write_private(&dir.join("node.crt"), resp.cert_pem.as_bytes())
+        .map_err(|e| e.to_string())?;
     Ok(Identity {
         cert_pem: resp.cert_pem,
         key_pem,

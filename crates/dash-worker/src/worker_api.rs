@@ -34,27 +34,6 @@ fn require_master<T>(req: &Request<T>) -> Result<(), Status> {
     Ok(())
 }
 
-/// Complete lines of a log file from `offset` (at most 4 MiB), and the offset after them. A
-/// file shorter than `offset` was rotated: read it from the start.
-pub fn read_log(path: &std::path::Path, offset: u64) -> (Vec<u8>, u64) {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return (Vec::new(), offset);
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let start = if len < offset { 0 } else { offset };
-    if f.seek(SeekFrom::Start(start)).is_err() {
-        return (Vec::new(), offset);
-    }
-    let mut buf = Vec::new();
-    if f.take(4 << 20).read_to_end(&mut buf).is_err() {
-        return (Vec::new(), offset);
-    }
-    let complete = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    buf.truncate(complete);
-    (buf, start + complete as u64)
-}
-
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -65,10 +44,11 @@ impl WorkerApi for WorkerApiService {
     ) -> Result<Response<ReadLogResponse>, Status> {
         require_master(&req)?;
         let r = req.into_inner();
-        let path = self.runtime.log_path(&r.replica);
-        let (data, end) = tokio::task::spawn_blocking(move || read_log(&path, r.offset))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let runtime = self.runtime.clone();
+        let (data, end) =
+            tokio::task::spawn_blocking(move || runtime.read_log(&r.replica, r.offset))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(ReadLogResponse { data, end }))
     }
 

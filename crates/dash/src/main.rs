@@ -25,31 +25,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Server(args) => {
             init_tracing(&args.log_level);
-            match rt.block_on(server::run(*args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(server::ServerError::Config(msg)) => {
-                    eprintln!("error: {msg}");
-                    ExitCode::from(64)
-                }
-                Err(server::ServerError::Other(e)) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(1)
-                }
-            }
+            daemon_exit(rt.block_on(server::run(*args)))
         }
         Command::Worker(args) => {
             init_tracing(&args.log_level);
-            match rt.block_on(worker::run(*args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(server::ServerError::Config(msg)) => {
-                    eprintln!("error: {msg}");
-                    ExitCode::from(64)
-                }
-                Err(server::ServerError::Other(e)) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(1)
-                }
-            }
+            daemon_exit(rt.block_on(worker::run(*args)))
         }
         _ => match rt.block_on(dash_cli::run(cli)) {
             Ok(()) => ExitCode::SUCCESS,
@@ -58,6 +38,21 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+    }
+}
+
+/// A daemon's end: 64 for bad flags or environment (nothing was touched), 1 for a failure.
+fn daemon_exit(result: Result<(), server::ServerError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(server::ServerError::Config(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(64)
+        }
+        Err(server::ServerError::Other(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -66,27 +66,13 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
             "--proxy-listen {proxy_listen} is also --listen; give them different ports"
         )));
     }
-    let (net, prefix) = args
-        .subnet
-        .split_once('/')
-        .and_then(|(a, p)| Some((a.parse::<Ipv4Addr>().ok()?, p.parse::<u8>().ok()?)))
-        .filter(|(_, p)| (8..=30).contains(p))
-        .ok_or_else(|| {
-            ServerError::Config(format!(
-                "--subnet {:?}: not an IPv4 subnet with a prefix of 8 to 30; use e.g. 10.88.0.0/24",
-                args.subnet
-            ))
-        })?;
-    let runtime = match args.runtime.as_deref() {
-        None => None,
-        Some("crun") => Some(RuntimeKind::Crun),
-        Some("runc") => Some(RuntimeKind::Runc),
-        Some(other) => {
-            return Err(ServerError::Config(format!(
-                "--runtime {other:?}: use crun or runc"
-            )));
-        }
-    };
+    let (net, prefix) = ipv4_net(&args.subnet, 8..=30).ok_or_else(|| {
+        ServerError::Config(format!(
+            "--subnet {:?}: not an IPv4 subnet with a prefix of 8 to 30; use e.g. 10.88.0.0/24",
+            args.subnet
+        ))
+    })?;
+    let runtime = runtime_flag(args.runtime.as_deref())?;
     if args.bridge.is_empty() || args.bridge.len() > 15 {
         return Err(ServerError::Config(format!(
             "--bridge {:?}: an interface name of 1 to 15 characters",
@@ -107,35 +93,24 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
                     "--advertise-addr {a:?}: not an IP address; use this machine's address other nodes reach, e.g. 10.0.0.1"
                 ))
             })?;
-            let (base, prefix) = args
-                .cluster_cidr
-                .split_once('/')
-                .and_then(|(a, p)| Some((a.parse::<Ipv4Addr>().ok()?, p.parse::<u8>().ok()?)))
-                .filter(|(_, p)| (8..=24).contains(p))
-                .ok_or_else(|| {
-                    ServerError::Config(format!(
-                        "--cluster-cidr {:?}: not an IPv4 network with a prefix of 8 to 24; use e.g. 10.89.0.0/16",
-                        args.cluster_cidr
-                    ))
-                })?;
-            let down_after = dash_core::units::parse_duration(&args.node_down_after)
-                .ok()
-                .filter(|d| *d >= std::time::Duration::from_millis(300))
-                .ok_or_else(|| {
-                    ServerError::Config(format!(
-                        "--node-down-after {:?}: a duration of at least 300ms, e.g. 3s",
-                        args.node_down_after
-                    ))
-                })?;
-            let cert_validity = dash_core::units::parse_duration(&args.cert_validity)
-                .ok()
-                .filter(|d| *d >= std::time::Duration::from_secs(3))
-                .ok_or_else(|| {
-                    ServerError::Config(format!(
-                        "--cert-validity {:?}: a duration of at least 3s, e.g. 168h",
-                        args.cert_validity
-                    ))
-                })?;
+            let (base, prefix) = ipv4_net(&args.cluster_cidr, 8..=24).ok_or_else(|| {
+                ServerError::Config(format!(
+                    "--cluster-cidr {:?}: not an IPv4 network with a prefix of 8 to 24; use e.g. 10.89.0.0/16",
+                    args.cluster_cidr
+                ))
+            })?;
+            let down_after = duration_flag(
+                "--node-down-after",
+                &args.node_down_after,
+                std::time::Duration::from_millis(300),
+                "3s",
+            )?;
+            let cert_validity = duration_flag(
+                "--cert-validity",
+                &args.cert_validity,
+                std::time::Duration::from_secs(3),
+                "168h",
+            )?;
             Some(ClusterFlags {
                 cert_validity,
                 listen: SocketAddr::new(ip, args.cluster_port),
@@ -152,6 +127,30 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
         runtime,
         node,
     })
+}
+
+/// `A.B.C.D/N` with N in `prefixes`.
+fn ipv4_net(text: &str, prefixes: std::ops::RangeInclusive<u8>) -> Option<(Ipv4Addr, u8)> {
+    text.split_once('/')
+        .and_then(|(a, p)| Some((a.parse::<Ipv4Addr>().ok()?, p.parse::<u8>().ok()?)))
+        .filter(|(_, p)| prefixes.contains(p))
+}
+
+/// A duration flag of at least `min`; the error names the flag, the value and an example.
+fn duration_flag(
+    flag: &str,
+    value: &str,
+    min: std::time::Duration,
+    example: &str,
+) -> Result<std::time::Duration, ServerError> {
+    dash_core::units::parse_duration(value)
+        .ok()
+        .filter(|d| *d >= min)
+        .ok_or_else(|| {
+            ServerError::Config(format!(
+                "{flag} {value:?}: a duration of at least {min:?}, e.g. {example}"
+            ))
+        })
 }
 
 struct ClusterFlags {
@@ -177,6 +176,69 @@ pub(crate) fn host_capacity() -> Resources {
     }
 }
 
+/// `--runtime`: crun, runc, or None for "crun if it works here, else runc".
+pub(crate) fn runtime_flag(value: Option<&str>) -> Result<Option<RuntimeKind>, ServerError> {
+    match value {
+        None => Ok(None),
+        Some("crun") => Ok(Some(RuntimeKind::Crun)),
+        Some("runc") => Ok(Some(RuntimeKind::Runc)),
+        Some(other) => Err(ServerError::Config(format!(
+            "--runtime {other:?}: use crun or runc"
+        ))),
+    }
+}
+
+/// The node's image store and registry puller (`<data>/images`, `<data>/registries.json`).
+pub(crate) fn open_images(
+    data: &Path,
+    insecure: &[String],
+) -> Result<(Arc<ImageStore>, Arc<Puller>), ServerError> {
+    let images =
+        Arc::new(ImageStore::open(&data.join("images")).context("opening the image store")?);
+    let mut registry_cfg = RegistryConfig::new(data.join("registries.json"));
+    registry_cfg.insecure = insecure.to_vec();
+    let puller =
+        Arc::new(Puller::new(images.clone(), registry_cfg).context("setting up registry pulls")?);
+    Ok((images, puller))
+}
+
+/// The container runtime: state in `<data>/containers`, the OCI runtime's root in the run dir.
+pub(crate) fn open_runtime(
+    data: &Path,
+    run_dir: &Path,
+    prefer: Option<RuntimeKind>,
+) -> Result<Arc<ContainerRuntime>, ServerError> {
+    Ok(Arc::new(
+        ContainerRuntime::new(RuntimeConfig {
+            state_dir: data.join("containers"),
+            runtime_root: run_dir.join("runtime"),
+            monitor_bin: monitor_path()?,
+            prefer,
+            cgroup_parent: "dash".into(),
+        })
+        .context("setting up the container runtime")?,
+    ))
+}
+
+/// The node's bridge, nftables table and netns dir.
+pub(crate) async fn open_network(
+    bridge: &str,
+    subnet: dash_net::Ipv4Net,
+    nft_table: &str,
+    run_dir: &Path,
+) -> Result<Arc<Network>, ServerError> {
+    Ok(Arc::new(
+        Network::init(NetConfig {
+            bridge: bridge.to_string(),
+            subnet,
+            nft_table: nft_table.to_string(),
+            netns_dir: run_dir.join("netns"),
+        })
+        .await
+        .context("setting up the node network")?,
+    ))
+}
+
 pub(crate) fn monitor_path() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the dash binary")?;
     let path = exe.with_file_name("dash-monitor");
@@ -200,34 +262,11 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     let master_store = MasterStore::new(pool.clone());
     let worker_store = WorkerStore::new(pool);
 
-    let images =
-        Arc::new(ImageStore::open(&data.join("images")).context("opening the image store")?);
-    let mut registry_cfg = RegistryConfig::new(data.join("registries.json"));
-    registry_cfg.insecure = args.insecure_registries.clone();
-    let puller =
-        Arc::new(Puller::new(images.clone(), registry_cfg).context("setting up registry pulls")?);
-    let runtime = Arc::new(
-        ContainerRuntime::new(RuntimeConfig {
-            state_dir: data.join("containers"),
-            runtime_root: args.run_dir.join("runtime"),
-            monitor_bin: monitor_path()?,
-            prefer: v.runtime,
-            cgroup_parent: "dash".into(),
-        })
-        .context("setting up the container runtime")?,
-    );
+    let (images, puller) = open_images(data, &args.insecure_registries)?;
+    let runtime = open_runtime(data, &args.run_dir, v.runtime)?;
     let subnet = dash_net::Ipv4Net::new(v.subnet.0, v.subnet.1)
         .map_err(|e| ServerError::Config(format!("--subnet: {e}")))?;
-    let net = Arc::new(
-        Network::init(NetConfig {
-            bridge: args.bridge.clone(),
-            subnet,
-            nft_table: args.nft_table.clone(),
-            netns_dir: args.run_dir.join("netns"),
-        })
-        .await
-        .context("setting up the node network")?,
-    );
+    let net = open_network(&args.bridge, subnet, &args.nft_table, &args.run_dir).await?;
 
     let mq = Arc::new(MessageQueue::new());
     let wake = Arc::new(Notify::new());
@@ -339,14 +378,12 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
                     (Some(node), Some(remote)) if *node != local => {
                         remote.read_log(node, &r.id, offset).await
                     }
-                    _ => {
-                        let path = runtime.log_path(&r.id);
-                        tokio::task::spawn_blocking(move || {
-                            admin_api::logs::read_from(&path, offset)
-                        })
-                        .await
-                        .map_err(|e| e.to_string())
-                    }
+                    _ => tokio::task::spawn_blocking(move || {
+                        let (data, end) = runtime.read_log(&r.id, offset);
+                        (String::from_utf8_lossy(&data).into_owned(), end)
+                    })
+                    .await
+                    .map_err(|e| e.to_string()),
                 }
             })
         })

@@ -9,16 +9,17 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use dash_cli::WorkerArgs;
-use dash_net::{NetConfig, Network};
-use dash_runtime::container::{ContainerRuntime, RuntimeConfig, RuntimeKind};
-use dash_runtime::image::ImageStore;
-use dash_runtime::registry::{Puller, RegistryConfig};
+use dash_net::Network;
+use dash_runtime::container::ContainerRuntime;
 use dash_store::WorkerStore;
 use dash_worker::master_link::{self, GrpcLink, JoinRequestInfo};
 use dash_worker::{Agent, AgentConfig};
 use tokio::sync::watch;
 
-use crate::server::{ServerError, host_capacity, monitor_path, set_peer_routes};
+use crate::server::{
+    ServerError, host_capacity, open_images, open_network, open_runtime, runtime_flag,
+    set_peer_routes,
+};
 
 fn config_error(msg: String) -> ServerError {
     ServerError::Config(msg)
@@ -32,16 +33,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
             args.advertise_addr
         ))
     })?;
-    let runtime_kind = match args.runtime.as_deref() {
-        None => None,
-        Some("crun") => Some(RuntimeKind::Crun),
-        Some("runc") => Some(RuntimeKind::Runc),
-        Some(other) => {
-            return Err(config_error(format!(
-                "--runtime {other:?}: use crun or runc"
-            )));
-        }
-    };
+    let runtime_kind = runtime_flag(args.runtime.as_deref())?;
     let mut labels = BTreeMap::new();
     for l in &args.labels {
         let (k, v) = l
@@ -59,18 +51,8 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
     let data = &args.data_dir;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
 
-    let images =
-        Arc::new(ImageStore::open(&data.join("images")).context("opening the image store")?);
-    let runtime = Arc::new(
-        ContainerRuntime::new(RuntimeConfig {
-            state_dir: data.join("containers"),
-            runtime_root: args.run_dir.join("runtime"),
-            monitor_bin: monitor_path()?,
-            prefer: runtime_kind,
-            cgroup_parent: "dash".into(),
-        })
-        .context("setting up the container runtime")?,
-    );
+    let (images, puller) = open_images(data, &args.insecure_registries)?;
+    let runtime = open_runtime(data, &args.run_dir, runtime_kind)?;
     let capacity = host_capacity();
     let (membership, identity) = match master_link::load_membership(data) {
         Some(found) => {
@@ -110,20 +92,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
         .subnet
         .parse()
         .map_err(|e| anyhow::anyhow!("subnet {:?} from the masters: {e}", membership.subnet))?;
-    let net = Arc::new(
-        Network::init(NetConfig {
-            bridge: args.bridge.clone(),
-            subnet,
-            nft_table: args.nft_table.clone(),
-            netns_dir: args.run_dir.join("netns"),
-        })
-        .await
-        .context("setting up the node network")?,
-    );
-    let mut registry_cfg = RegistryConfig::new(data.join("registries.json"));
-    registry_cfg.insecure = args.insecure_registries.clone();
-    let puller =
-        Arc::new(Puller::new(images.clone(), registry_cfg).context("setting up registry pulls")?);
+    let net = open_network(&args.bridge, subnet, &args.nft_table, &args.run_dir).await?;
     let pool = dash_store::open(&data.join("dash.db"))
         .await
         .context("opening the store")?;

@@ -2,8 +2,6 @@
 //!
 //! The token is generated at first start into `<data-dir>/admin.token` (mode 0600).
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use axum::extract::{Request, State};
@@ -25,17 +23,7 @@ pub fn load_or_create_token(path: &Path) -> std::io::Result<String> {
     let token: String = (0..32)
         .map(|_| format!("{:02x}", rand::random::<u8>()))
         .collect();
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(token.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    dash_rpc::pki::write_private(path, format!("{token}\n").as_bytes())?;
     Ok(token)
 }
 

@@ -5,8 +5,6 @@
 //! timestamps sort as text, so merging is a sort on the line.
 
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
-
 use std::time::Duration;
 
 use axum::body::Body;
@@ -126,27 +124,4 @@ fn json_line(l: &LogLine) -> String {
     let mut s = serde_json::to_string(l).unwrap_or_default();
     s.push('\n');
     s
-}
-
-/// Complete lines of `path` from byte `from` on, and the offset after them. A file shorter
-/// than `from` was rotated: read it from the start.
-pub fn read_from(path: &std::path::Path, from: u64) -> (String, u64) {
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return (String::new(), from);
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let start = if len < from { 0 } else { from };
-    if f.seek(SeekFrom::Start(start)).is_err() {
-        return (String::new(), from);
-    }
-    let mut buf = Vec::new();
-    if f.take(16 << 20).read_to_end(&mut buf).is_err() {
-        return (String::new(), from);
-    }
-    let complete = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    buf.truncate(complete);
-    (
-        String::from_utf8_lossy(&buf).into_owned(),
-        start + complete as u64,
-    )
 }

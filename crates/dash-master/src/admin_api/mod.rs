@@ -7,7 +7,7 @@ mod error;
 mod events;
 mod exec;
 mod images;
-pub mod logs;
+mod logs;
 mod nodes;
 mod openapi;
 mod registries;
