@@ -44,6 +44,8 @@ pub struct Network {
     nft: Nft,
     /// What the chain `published` holds; see the module doc for why the lock spans the nft run.
     ports: tokio::sync::Mutex<PublishedPorts>,
+    /// The peer subnets last written to the nft set (written again only when they change).
+    peers: tokio::sync::Mutex<Option<Vec<String>>>,
     _connection: AbortOnDrop,
 }
 
@@ -171,6 +173,7 @@ impl Network {
             host,
             nft,
             ports: tokio::sync::Mutex::new(ports),
+            peers: tokio::sync::Mutex::new(None),
             _connection: connection,
         })
     }
@@ -182,6 +185,22 @@ impl Network {
         &self,
         peers: &[(crate::Ipv4Net, Ipv4Addr)],
     ) -> Result<(), NetError> {
+        let mut subnets: Vec<String> = peers
+            .iter()
+            .filter(|(net, _)| *net != self.cfg.subnet)
+            .map(|(net, _)| net.to_string())
+            .collect();
+        subnets.sort();
+        subnets.dedup();
+        {
+            let mut last = self.peers.lock().await;
+            if last.as_ref() != Some(&subnets) {
+                self.nft
+                    .apply(&nftables::peers_script(&self.cfg.nft_table, &subnets))
+                    .await?;
+                *last = Some(subnets);
+            }
+        }
         for (net, via) in peers {
             if *net == self.cfg.subnet {
                 continue;

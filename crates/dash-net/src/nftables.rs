@@ -151,6 +151,20 @@ fn json_items<'a>(
 
 /// The regular chain holding one dnat rule per published port; prerouting and output jump to it.
 pub(crate) const PUBLISHED_CHAIN: &str = "published";
+/// The set of other nodes' container subnets.
+pub(crate) const PEERS_SET: &str = "peers";
+
+/// Replaces the elements of the peers set.
+pub(crate) fn peers_script(table: &str, subnets: &[String]) -> String {
+    let mut s = format!("flush set ip {table} {PEERS_SET}\n");
+    if !subnets.is_empty() {
+        s.push_str(&format!(
+            "add element ip {table} {PEERS_SET} {{ {} }}\n",
+            subnets.join(", ")
+        ));
+    }
+    s
+}
 
 /// What a published port's rule comment starts with; the owner follows.
 const OWNER_COMMENT: &str = "owner=";
@@ -298,6 +312,14 @@ pub(crate) fn init_script(table: &str, bridge: &str, subnet: &Ipv4Net) -> String
     // a neighbour) would get the reply straight from the target, not from the address it dialled.
     line(format!(
         "add rule {t} postrouting ct status dnat ip saddr {subnet} ip daddr {subnet} masquerade"
+    ));
+    // Other nodes' container subnets (set by `Network::set_peer_routes`): routed as they are,
+    // so a replica on another node sees the replica's own address, not this node's.
+    line(format!(
+        "add set {t} {PEERS_SET} {{ type ipv4_addr; flags interval; }}"
+    ));
+    line(format!(
+        "add rule {t} postrouting ip saddr {subnet} ip daddr @{PEERS_SET} accept"
     ));
     line(format!(
         "add rule {t} postrouting ip saddr {subnet} ip daddr != {subnet} masquerade"

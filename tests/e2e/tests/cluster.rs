@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use dash_e2e::cluster::Cluster;
 
-const WEB: &str = "name = \"cweb\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n\
+const WEB: &str = "name = \"cweb\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-v\", \"-p\", \"8080\", \"-h\", \"/www\"]\n\
 replicas = 6\nstop_grace_period = \"1s\"\n[placement]\nconstraints = [\"node.labels.tier == worker\"]\n\
 [[routes]]\nhost = \"cweb.local\"\nport = 8080\n";
 
@@ -157,22 +157,41 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
             .join("pid"),
     )
     .unwrap();
-    let out = std::process::Command::new("nsenter")
-        .args([
-            "-t",
-            pid.trim(),
-            "-n",
-            "curl",
-            "-s",
-            "-m",
-            "5",
-            &format!("http://{}:8080/", b["ip"].as_str().unwrap()),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("hello from dash"),
-        "{out:?}"
+    // Routes between nodes follow the masters' node list within a couple of seconds.
+    c.wait(
+        "w1's replica reaches w2's by IP",
+        Duration::from_secs(15),
+        || {
+            let out = std::process::Command::new("nsenter")
+                .args([
+                    "-t",
+                    pid.trim(),
+                    "-n",
+                    "curl",
+                    "-s",
+                    "-m",
+                    "2",
+                    &format!("http://{}:8080/", b["ip"].as_str().unwrap()),
+                ])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .contains("hello from dash")
+                .then_some(())
+        },
+    );
+    // Not masqueraded between nodes: the replica on w2 saw the replica's own address.
+    let a_ip = a["ip"].as_str().unwrap().to_string();
+    let b_id = b["id"].as_str().unwrap().to_string();
+    c.wait(
+        "w2's replica logged the caller's address",
+        Duration::from_secs(10),
+        || {
+            let logs = c.ok(&["logs", "cweb"]);
+            logs.lines()
+                .any(|l| l.starts_with(&b_id) && l.contains(&format!("{a_ip}]")))
+                .then_some(())
+        },
     );
 
     // Every worker runs the proxy, routing to replicas on any node.
