@@ -183,6 +183,8 @@ pub struct MasterApiService {
     pub changes: watch::Receiver<u64>,
     pub images: Arc<ImageStore>,
     pub subnets: SubnetPool,
+    /// Joins one at a time: choosing a free subnet and recording the node is one step.
+    pub joins: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn status_of(e: BouncerError) -> Status {
@@ -246,6 +248,7 @@ impl MasterApi for MasterApiService {
             serde_json::from_str(&r.labels_json)
                 .map_err(|e| Status::invalid_argument(format!("labels: {e}")))?
         };
+        let _one_join_at_a_time = self.joins.lock().await;
         let nodes = self.store.nodes().await.map_err(internal)?;
         let existing = nodes.iter().find(|n| n.id == r.node);
         if let Some(n) = existing

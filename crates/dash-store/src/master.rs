@@ -268,6 +268,18 @@ impl MasterStore {
                 }
             }
             Command::UpsertNode { node, at_ms } => {
+                let taken: Option<String> =
+                    sqlx::query_scalar("SELECT id FROM nodes WHERE subnet = ? AND id != ?")
+                        .bind(&node.subnet)
+                        .bind(&node.id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if let Some(other) = taken {
+                    return Err(StoreError::Conflict(format!(
+                        "subnet {} of node {} is already node {other}'s",
+                        node.subnet, node.id
+                    )));
+                }
                 let labels =
                     serde_json::to_string(&node.labels).map_err(|e| corrupt("node labels", e))?;
                 sqlx::query(

@@ -519,6 +519,7 @@ async fn start_master_api(
         changes: p.changes,
         images: p.images,
         subnets: c.subnets,
+        joins: Arc::default(),
     };
     let clients = Arc::new(dash_master::worker_clients::WorkerClients::new(
         p.store.clone(),

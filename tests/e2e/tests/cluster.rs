@@ -144,6 +144,17 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
         || (spread(&c) == vec![2, 2, 2]).then_some(()),
     );
     assert!(!c.running_per_node("cweb").contains_key("m"));
+    // Three workers joined at the same moment: each has a subnet of its own.
+    let mut subnets: Vec<String> = c
+        .json(&["node", "ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["subnet"].as_str().unwrap().to_string())
+        .collect();
+    subnets.sort();
+    subnets.dedup();
+    assert_eq!(subnets.len(), 4, "{subnets:?}");
 
     // A replica on one node reaches a replica on another by IP.
     let reps = c.replicas("cweb");

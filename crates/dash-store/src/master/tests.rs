@@ -278,3 +278,28 @@ async fn removal_drops_unplaced_replicas_and_is_never_undone_by_a_late_create() 
     .unwrap();
     assert!(s.service("web").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn two_nodes_never_share_a_subnet() {
+    let (_d, s, _) = store().await;
+    let node = |id: &str| NodeRecord {
+        id: id.into(),
+        address: "10.0.0.2:7072".into(),
+        role: "worker".into(),
+        state: NodeState::Ready,
+        labels: BTreeMap::new(),
+        capacity: Resources::default(),
+        subnet: "10.89.0.0/24".into(),
+        runtime: "crun".into(),
+    };
+    let up = |n| Command::UpsertNode {
+        node: Box::new(n),
+        at_ms: 1,
+    };
+    s.apply(&up(node("w1"))).await.unwrap();
+    // The same node again (a re-join) keeps its subnet.
+    s.apply(&up(node("w1"))).await.unwrap();
+    let e = s.apply(&up(node("w2"))).await.unwrap_err().to_string();
+    assert!(e.contains("already node w1's"), "{e}");
+    assert_eq!(s.nodes().await.unwrap().len(), 1);
+}
