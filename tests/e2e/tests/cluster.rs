@@ -27,6 +27,18 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
         !out.status.success() && err.contains("wrong secret"),
         "{err}"
     );
+    // A token pinning another CA: the worker refuses the master before it sends anything.
+    let other_ca = format!(
+        "DASH1-{}-{}",
+        "ab".repeat(32),
+        c.token.rsplit_once('-').unwrap().1
+    );
+    let out = c.try_join(3, &other_ca);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("does not match the token's fingerprint"),
+        "{err}"
+    );
     let short = c.json(&["token", "create", "--ttl", "1s"]);
     std::thread::sleep(Duration::from_millis(1500));
     let out = c.try_join(3, short["token"].as_str().unwrap());
