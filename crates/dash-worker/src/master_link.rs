@@ -263,7 +263,8 @@ impl GrpcLink {
         Ok(true)
     }
 
-    /// One blob into `fetch/`, continuing a partial file; three tries.
+    /// One blob into `fetch/`, continuing a partial file; three tries (a transfer that fails
+    /// its digest check is thrown away and fetched again from the start).
     async fn fetch_blob(&self, digest: &str, size: u64) -> Result<(), String> {
         let done = self
             .images
@@ -290,10 +291,17 @@ impl GrpcLink {
             }
             let images = self.images.clone();
             let d = digest.to_string();
-            return tokio::task::spawn_blocking(move || images.finish_fetch(&d))
+            // A digest mismatch discards the partial file: the next round starts from zero.
+            match tokio::task::spawn_blocking(move || images.finish_fetch(&d))
                 .await
                 .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string());
+            {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(blob = digest, error = %e, "fetched blob refused; fetching again");
+                    last_err = e.to_string();
+                }
+            }
         }
         Err(format!(
             "fetching blob {digest} from the masters: {last_err}"
