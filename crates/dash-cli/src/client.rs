@@ -35,32 +35,41 @@ impl Client {
         Self { addr, token }
     }
 
+    async fn connect(&self) -> Result<TokioIo<TcpStream>, ClientError> {
+        TcpStream::connect(&self.addr)
+            .await
+            .map(TokioIo::new)
+            .map_err(|source| ClientError::Connect {
+                addr: self.addr.clone(),
+                source,
+            })
+    }
+
+    /// A request to the admin API with its host and bearer token.
+    fn request(&self, method: Method, path: &str) -> hyper::http::request::Builder {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.addr);
+        match &self.token {
+            Some(t) => req.header("authorization", format!("Bearer {t}")),
+            None => req,
+        }
+    }
+
     async fn send(
         &self,
         method: Method,
         path: &str,
         body: ReqBody,
     ) -> Result<Response<Incoming>, ClientError> {
-        let stream =
-            TcpStream::connect(&self.addr)
-                .await
-                .map_err(|source| ClientError::Connect {
-                    addr: self.addr.clone(),
-                    source,
-                })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(self.connect().await?)
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &self.addr);
-        if let Some(t) = &self.token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
+        let req = self.request(method, path);
         let req = match body {
             ReqBody::Empty => req.body(http_body_util::Either::Left(Full::new(Bytes::new()))),
             ReqBody::Json(b) => req
@@ -151,29 +160,16 @@ impl Client {
         path: &str,
         protocol: &str,
     ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
-        let stream =
-            TcpStream::connect(&self.addr)
-                .await
-                .map_err(|source| ClientError::Connect {
-                    addr: self.addr.clone(),
-                    source,
-                })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(self.connect().await?)
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
-        let mut req = Request::builder()
-            .method(Method::GET)
-            .uri(path)
-            .header("host", &self.addr)
+        let req = self
+            .request(Method::GET, path)
             .header("connection", "Upgrade")
-            .header("upgrade", protocol);
-        if let Some(t) = &self.token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let req = req
+            .header("upgrade", protocol)
             .body(Full::new(Bytes::new()))
             .map_err(|e| ClientError::Http(e.to_string()))?;
         let resp = sender

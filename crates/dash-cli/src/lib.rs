@@ -114,20 +114,15 @@ pub enum Command {
     },
 }
 
+/// What every node daemon (`dash server`, `dash worker`) takes.
 #[derive(Args, Debug, Clone)]
-pub struct ServerArgs {
+pub struct NodeArgs {
     /// Where state, images and containers live.
     #[arg(long, env = "DASH_DATA_DIR", default_value = "/var/lib/dash")]
     pub data_dir: PathBuf,
-    /// Admin API listen address (loopback unless told otherwise).
-    #[arg(long, default_value = "127.0.0.1:7070")]
-    pub listen: String,
     /// OCI runtime: crun or runc (default: crun if it works here, else runc).
     #[arg(long)]
     pub runtime: Option<String>,
-    /// Container subnet of this node.
-    #[arg(long, default_value = "10.88.0.0/24")]
-    pub subnet: String,
     /// Bridge for this node's containers.
     #[arg(long, default_value = "dash0")]
     pub bridge: String,
@@ -140,7 +135,7 @@ pub struct ServerArgs {
     /// This node's name (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
-    /// Where the built-in L7 proxy listens.
+    /// Where this node's built-in L7 proxy listens (routes to replicas on every node).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub proxy_listen: String,
     /// A registry (`host:port`) that may be reached over plain HTTP; loopback ones always may.
@@ -149,6 +144,18 @@ pub struct ServerArgs {
     /// Log level or filter, e.g. info, debug, dash_worker=debug.
     #[arg(long, env = "DASH_LOG", default_value = "info")]
     pub log_level: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Admin API listen address (loopback unless told otherwise).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: String,
+    /// Container subnet of this node.
+    #[arg(long, default_value = "10.88.0.0/24")]
+    pub subnet: String,
     /// This master's address for other nodes; turns on master_api (mutual TLS) on
     /// ADDR:--cluster-port so workers can join.
     #[arg(long, value_name = "IP")]
@@ -172,6 +179,8 @@ pub struct ServerArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct WorkerArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// `TOKEN@MASTER:PORT` from `dash token create`; not needed once joined (kept in the data dir).
     #[arg(long, value_name = "TOKEN@MASTER:PORT")]
     pub join: Option<String>,
@@ -181,36 +190,9 @@ pub struct WorkerArgs {
     /// worker_api's port.
     #[arg(long, default_value_t = 7072)]
     pub worker_port: u16,
-    /// Where this node's built-in L7 proxy listens (routes to replicas on every node).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub proxy_listen: String,
-    /// Where state, images and containers live.
-    #[arg(long, env = "DASH_DATA_DIR", default_value = "/var/lib/dash")]
-    pub data_dir: PathBuf,
-    /// OCI runtime: crun or runc (default: crun if it works here, else runc).
-    #[arg(long)]
-    pub runtime: Option<String>,
-    /// Bridge for this node's containers.
-    #[arg(long, default_value = "dash0")]
-    pub bridge: String,
-    /// The nftables table Dash owns.
-    #[arg(long, default_value = "dash")]
-    pub nft_table: String,
-    /// State of the OCI runtime and pinned network namespaces.
-    #[arg(long, default_value = "/run/dash")]
-    pub run_dir: PathBuf,
-    /// This node's name (default: the host name).
-    #[arg(long)]
-    pub node_name: Option<String>,
     /// A label for placement constraints, KEY=VALUE (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
-    /// A registry (`host:port`) that may be reached over plain HTTP; loopback ones always may.
-    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
-    pub insecure_registries: Vec<String>,
-    /// Log level or filter.
-    #[arg(long, env = "DASH_LOG", default_value = "info")]
-    pub log_level: String,
 }
 
 #[derive(Subcommand, Debug)]

@@ -24,11 +24,11 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Server(args) => {
-            init_tracing(&args.log_level);
+            init_tracing(&args.node.log_level);
             daemon_exit(rt.block_on(server::run(*args)))
         }
         Command::Worker(args) => {
-            init_tracing(&args.log_level);
+            init_tracing(&args.node.log_level);
             daemon_exit(rt.block_on(worker::run(*args)))
         }
         _ => match rt.block_on(dash_cli::run(cli)) {

@@ -55,10 +55,10 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
             args.listen
         ))
     })?;
-    let proxy_listen: SocketAddr = args.proxy_listen.parse().map_err(|_| {
+    let proxy_listen: SocketAddr = args.node.proxy_listen.parse().map_err(|_| {
         ServerError::Config(format!(
             "--proxy-listen {:?}: not an address; use e.g. 127.0.0.1:8080",
-            args.proxy_listen
+            args.node.proxy_listen
         ))
     })?;
     if proxy_listen == listen {
@@ -72,14 +72,14 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
             args.subnet
         ))
     })?;
-    let runtime = runtime_flag(args.runtime.as_deref())?;
-    if args.bridge.is_empty() || args.bridge.len() > 15 {
+    let runtime = runtime_flag(args.node.runtime.as_deref())?;
+    if args.node.bridge.is_empty() || args.node.bridge.len() > 15 {
         return Err(ServerError::Config(format!(
             "--bridge {:?}: an interface name of 1 to 15 characters",
-            args.bridge
+            args.node.bridge
         )));
     }
-    let node = match &args.node_name {
+    let node = match &args.node.node_name {
         Some(n) => n.clone(),
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
@@ -252,7 +252,7 @@ pub(crate) fn monitor_path() -> anyhow::Result<PathBuf> {
 
 pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     let v = validate(&args)?;
-    let data = &args.data_dir;
+    let data = &args.node.data_dir;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let token = admin_api::load_or_create_token(&data.join("admin.token"))
         .context("creating the admin token")?;
@@ -262,11 +262,17 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     let master_store = MasterStore::new(pool.clone());
     let worker_store = WorkerStore::new(pool);
 
-    let (images, puller) = open_images(data, &args.insecure_registries)?;
-    let runtime = open_runtime(data, &args.run_dir, v.runtime)?;
+    let (images, puller) = open_images(data, &args.node.insecure_registries)?;
+    let runtime = open_runtime(data, &args.node.run_dir, v.runtime)?;
     let subnet = dash_net::Ipv4Net::new(v.subnet.0, v.subnet.1)
         .map_err(|e| ServerError::Config(format!("--subnet: {e}")))?;
-    let net = open_network(&args.bridge, subnet, &args.nft_table, &args.run_dir).await?;
+    let net = open_network(
+        &args.node.bridge,
+        subnet,
+        &args.node.nft_table,
+        &args.node.run_dir,
+    )
+    .await?;
 
     let mq = Arc::new(MessageQueue::new());
     let wake = Arc::new(Notify::new());

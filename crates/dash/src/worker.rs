@@ -33,7 +33,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
             args.advertise_addr
         ))
     })?;
-    let runtime_kind = runtime_flag(args.runtime.as_deref())?;
+    let runtime_kind = runtime_flag(args.node.runtime.as_deref())?;
     let mut labels = BTreeMap::new();
     for l in &args.labels {
         let (k, v) = l
@@ -42,17 +42,17 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
             .ok_or_else(|| config_error(format!("--label {l:?}: use KEY=VALUE, e.g. zone=a")))?;
         labels.insert(k.to_string(), v.to_string());
     }
-    let node = match &args.node_name {
+    let node = match &args.node.node_name {
         Some(n) => n.clone(),
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "worker".into()),
     };
-    let data = &args.data_dir;
+    let data = &args.node.data_dir;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
 
-    let (images, puller) = open_images(data, &args.insecure_registries)?;
-    let runtime = open_runtime(data, &args.run_dir, runtime_kind)?;
+    let (images, puller) = open_images(data, &args.node.insecure_registries)?;
+    let runtime = open_runtime(data, &args.node.run_dir, runtime_kind)?;
     let capacity = host_capacity();
     let (membership, identity) = match master_link::load_membership(data) {
         Some(found) => {
@@ -92,7 +92,13 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
         .subnet
         .parse()
         .map_err(|e| anyhow::anyhow!("subnet {:?} from the masters: {e}", membership.subnet))?;
-    let net = open_network(&args.bridge, subnet, &args.nft_table, &args.run_dir).await?;
+    let net = open_network(
+        &args.node.bridge,
+        subnet,
+        &args.node.nft_table,
+        &args.node.run_dir,
+    )
+    .await?;
     let pool = dash_store::open(&data.join("dash.db"))
         .await
         .context("opening the store")?;
@@ -108,10 +114,10 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
         shutdown_rx.clone(),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let proxy_listen: std::net::SocketAddr = args.proxy_listen.parse().map_err(|_| {
+    let proxy_listen: std::net::SocketAddr = args.node.proxy_listen.parse().map_err(|_| {
         config_error(format!(
             "--proxy-listen {:?}: not an address; use e.g. 127.0.0.1:8080",
-            args.proxy_listen
+            args.node.proxy_listen
         ))
     })?;
     let proxy = dash_proxy::Proxy::bind(dash_proxy::ProxyConfig {

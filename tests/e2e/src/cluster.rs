@@ -389,27 +389,13 @@ impl Cluster {
         serde_json::from_str(&self.ok(&full)).unwrap()
     }
 
-    pub fn wait<T>(
-        &self,
-        what: &str,
-        timeout: Duration,
-        mut check: impl FnMut() -> Option<T>,
-    ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = check() {
-                return v;
-            }
-            if Instant::now() > deadline {
-                let logs: String = self
-                    .nodes
-                    .iter()
-                    .map(|n| format!("--- {} ---\n{}\n", n.name, tail(&n.log_text(), 25)))
-                    .collect();
-                panic!("timed out waiting for {what}\n{logs}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    pub fn wait<T>(&self, what: &str, timeout: Duration, check: impl FnMut() -> Option<T>) -> T {
+        crate::wait_for(what, timeout, check, || {
+            self.nodes
+                .iter()
+                .map(|n| format!("--- {} ---\n{}\n", n.name, tail(&n.log_text(), 25)))
+                .collect()
+        })
     }
 
     pub fn wait_nodes_ready(&self, n: usize) {

@@ -292,26 +292,14 @@ impl Server {
     }
 
     /// Polls `check` until it returns Some or `timeout` passes.
-    pub fn wait<T>(
-        &self,
-        what: &str,
-        timeout: Duration,
-        mut check: impl FnMut() -> Option<T>,
-    ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = check() {
-                return v;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out after {timeout:?} waiting for {what}\nps: {}\nlog tail:\n{}",
-                    self.dash_ps_text(),
-                    tail(&self.log(), 40)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    pub fn wait<T>(&self, what: &str, timeout: Duration, check: impl FnMut() -> Option<T>) -> T {
+        wait_for(what, timeout, check, || {
+            format!(
+                "ps: {}\nlog tail:\n{}",
+                self.dash_ps_text(),
+                tail(&self.log(), 40)
+            )
+        })
     }
 
     fn dash_ps_text(&self) -> String {
@@ -492,6 +480,29 @@ fn unsafe_free_is_root() -> bool {
                 .map(|l| l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+/// Polls `check` until it returns Some; after `timeout`, fails the test with `what` and what
+/// `context` says about the state (logs, `dash ps`). Never a fixed sleep.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+    context: impl FnOnce() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                context()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 pub fn tail(s: &str, n: usize) -> String {
