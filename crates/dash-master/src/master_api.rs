@@ -15,7 +15,7 @@ use dash_core::api::NodeState;
 use dash_core::command::{Command, NodeRecord, ReplicaStatus};
 use dash_core::event::EventKind;
 use dash_core::spec::Resources;
-use dash_rpc::pki::{PeerIdentity, Role};
+use dash_rpc::pki::PeerIdentity;
 use dash_rpc::proto::master_api_server::MasterApi;
 use dash_rpc::proto::*;
 use dash_runtime::image::ImageStore;
@@ -548,20 +548,6 @@ pub fn node_ip(address: &str) -> Option<IpAddr> {
         .map(|a| a.ip())
         .or_else(|_| address.parse::<IpAddr>())
         .ok()
-}
-
-/// Checks the role in a peer certificate.
-pub fn require_role(peer: &PeerIdentity, role: Role) -> Result<(), Status> {
-    if peer.role == role {
-        Ok(())
-    } else {
-        Err(Status::permission_denied(format!(
-            "node {} is a {}; this call is for {}s",
-            peer.node,
-            peer.role.as_str(),
-            role.as_str()
-        )))
-    }
 }
 
 #[cfg(test)]

@@ -21,9 +21,6 @@ use dash_store::{MasterStore, StoreError};
 
 use crate::now_ms;
 
-/// How long node certificates are valid; nodes renew at two thirds of it.
-pub const DEFAULT_CERT_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
-
 #[derive(Debug, thiserror::Error)]
 pub enum BouncerError {
     /// The token (or certificate) was refused; the message says why, for the operator.
