@@ -194,6 +194,9 @@ fn status_of(e: BouncerError) -> Status {
             Status::invalid_argument(format!("{field}: {message}"))
         }
         BouncerError::NotFound(m) => Status::not_found(m),
+        BouncerError::Pki(e @ dash_rpc::pki::PkiError::Invalid { .. }) => {
+            Status::invalid_argument(e.to_string())
+        }
         other => Status::internal(other.to_string()),
     }
 }
@@ -270,6 +273,11 @@ impl MasterApi for MasterApiService {
                 })?
             }
         };
+        // Signed before anything is recorded: a bad CSR leaves no half-joined node behind.
+        let issued = self
+            .bouncer
+            .sign(&r.node, role, &r.csr_pem)
+            .map_err(status_of)?;
         let record = NodeRecord {
             id: r.node.clone(),
             address: addr.to_string(),
@@ -287,11 +295,13 @@ impl MasterApi for MasterApiService {
             })
             .await
             .map_err(internal)?;
-        let issued = self
-            .bouncer
-            .issue(&r.node, role, &r.csr_pem)
+        self.store
+            .apply(&Command::SetNodeCert {
+                id: r.node.clone(),
+                serial: issued.serial.clone(),
+            })
             .await
-            .map_err(status_of)?;
+            .map_err(internal)?;
         self.liveness.beat(&r.node);
         self.mq.publish_node(
             EventKind::NodeJoined,
@@ -575,6 +585,62 @@ mod tests {
     fn versions_follow_content() {
         assert_eq!(assignments_version("[]"), assignments_version("[]"));
         assert_ne!(assignments_version("[]"), assignments_version("[1]"));
+    }
+
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn a_bad_csr_leaves_no_half_joined_node_and_a_good_one_joins() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MasterStore::new(dash_store::open(&dir.path().join("dash.db")).await.unwrap());
+        let ca = crate::node_bouncer::load_or_create_ca(&dir.path().join("pki"), "t").unwrap();
+        let bouncer = NodeBouncer::new(store.clone(), ca, Duration::from_secs(3600)).unwrap();
+        let (token, _) = bouncer
+            .create_token(&dash_core::api::TokenRequest {
+                role: "worker".into(),
+                ttl_s: None,
+            })
+            .await
+            .unwrap();
+        let mq = Arc::new(MessageQueue::new());
+        let wake = Arc::new(Notify::new());
+        let svc = MasterApiService {
+            store: store.clone(),
+            bouncer,
+            state: ServiceState::new(store.clone(), mq.clone(), wake.clone()),
+            mq,
+            wake,
+            liveness: Arc::new(Liveness::new(LivenessConfig::default())),
+            changes: watch::channel(0).1,
+            images: Arc::new(ImageStore::open(&dir.path().join("images")).unwrap()),
+            subnets: SubnetPool {
+                base: Ipv4Addr::new(10, 89, 0, 0),
+                prefix: 16,
+            },
+            joins: Arc::default(),
+        };
+        let req = |csr: &str| {
+            Request::new(JoinRequest {
+                token: token.to_string(),
+                node: "w1".into(),
+                advertise_addr: "10.0.0.2:7072".into(),
+                csr_pem: csr.into(),
+                capacity_json: "{}".into(),
+                labels_json: String::new(),
+                runtime: "crun".into(),
+            })
+        };
+        let err = svc.join(req("not a CSR")).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+        assert!(err.message().contains("csr_pem"), "{err}");
+        assert!(store.nodes().await.unwrap().is_empty(), "nothing recorded");
+
+        let (_key, csr) = dash_rpc::pki::new_csr("w1").unwrap();
+        let ok = svc.join(req(&csr)).await.unwrap().into_inner();
+        assert_eq!(ok.subnet, "10.89.0.0/24");
+        let nodes = store.nodes().await.unwrap();
+        assert_eq!((nodes.len(), nodes[0].id.as_str()), (1, "w1"));
+        let (serial, _) = store.node_cert_serials("w1").await.unwrap().unwrap();
+        assert!(!serial.is_empty());
     }
 
     #[test]
