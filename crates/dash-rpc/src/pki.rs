@@ -206,24 +206,9 @@ pub struct IssuedCert {
     pub not_after_s: i64,
 }
 
-/// 16 random bytes with the top bit clear (a positive DER integer), from the OS.
+/// 16 random bytes (OS-seeded CSPRNG) with the top bit clear: a positive DER integer.
 fn rand_serial() -> [u8; 16] {
-    let mut s = [0u8; 16];
-    let key = KeyPair::generate()
-        .map(|k| k.serialize_der())
-        .unwrap_or_default();
-    // A fresh key's DER is random; hash it with the time so the serial is unique even if the
-    // key source failed.
-    let mut h = Sha256::new();
-    h.update(&key);
-    h.update(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos()
-            .to_le_bytes(),
-    );
-    s.copy_from_slice(&h.finalize()[..16]);
+    let mut s: [u8; 16] = rand::random();
     s[0] &= 0x7f;
     s
 }
