@@ -89,14 +89,7 @@ impl Client {
         if resp.status().is_success() {
             return Ok(resp);
         }
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?
-            .to_bytes();
-        Err(api_error(status, &bytes))
+        Err(error_of(resp).await)
     }
 
     pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -177,14 +170,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-            let status = resp.status();
-            let bytes = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| ClientError::Http(e.to_string()))?
-                .to_bytes();
-            return Err(api_error(status, &bytes));
+            return Err(error_of(resp).await);
         }
         let upgraded = hyper::upgrade::on(resp)
             .await
@@ -277,5 +263,14 @@ fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
             "{status}: {}",
             String::from_utf8_lossy(body).trim()
         )),
+    }
+}
+
+/// The error an unsuccessful answer carries (its `{code, message}` body).
+async fn error_of(resp: Response<Incoming>) -> ClientError {
+    let status = resp.status();
+    match resp.into_body().collect().await {
+        Ok(body) => api_error(status, &body.to_bytes()),
+        Err(e) => ClientError::Http(e.to_string()),
     }
 }
