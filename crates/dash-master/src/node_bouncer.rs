@@ -228,7 +228,13 @@ impl NodeBouncer {
                 "node {} is not part of this cluster (removed?); join again with a new token",
                 id.node
             ))),
-            Some((current, previous)) if id.serial == current || id.serial == previous => Ok(id),
+            Some((current, previous))
+                if [&current, &previous]
+                    .iter()
+                    .any(|s| pki::canonical_serial(s) == id.serial) =>
+            {
+                Ok(id)
+            }
             Some(_) => Err(BouncerError::Refused(format!(
                 "certificate {} of node {} was replaced; the node must use its newest certificate",
                 id.serial, id.node

@@ -12,3 +12,19 @@ pub mod tls;
 pub mod proto {
     tonic::include_proto!("dash.v1");
 }
+
+/// A status as one line with what caused it: tonic's "transport error" alone does not say
+/// whether the connection was refused, timed out or failed its TLS handshake.
+pub fn describe(status: &tonic::Status) -> String {
+    use std::error::Error as _;
+    let mut text = status.message().to_string();
+    let mut source = status.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
+        source = s.source();
+    }
+    text
+}

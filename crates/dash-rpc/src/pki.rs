@@ -92,6 +92,16 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A serial in hex without leading zero bytes: the form [`identity`] reads and
+/// [`Ca::sign`] records. Serials stored by earlier versions could keep a leading `00`.
+pub fn canonical_serial(serial: &str) -> &str {
+    let mut s = serial;
+    while s.len() > 2 && s.starts_with("00") {
+        s = &s[2..];
+    }
+    s
+}
+
 fn pem_der(pem: &str, label: &'static str) -> Result<Vec<u8>, PkiError> {
     let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
         .map_err(|e| invalid("PEM", format!("not a PEM {label}: {e}")))?;
@@ -158,6 +168,17 @@ impl Ca {
         role: Role,
         validity: std::time::Duration,
     ) -> Result<IssuedCert, PkiError> {
+        self.sign_with_serial(csr_pem, node, role, validity, rand_serial())
+    }
+
+    fn sign_with_serial(
+        &self,
+        csr_pem: &str,
+        node: &str,
+        role: Role,
+        validity: std::time::Duration,
+        serial: [u8; 16],
+    ) -> Result<IssuedCert, PkiError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| invalid("csr_pem", format!("not a valid certificate request: {e}")))?;
         let key = KeyPair::from_pem(&self.key_pem)?;
@@ -171,7 +192,6 @@ impl Ca {
         dn.push(DnType::CommonName, node);
         dn.push(DnType::OrganizationName, role.as_str());
         params.distinguished_name = dn;
-        let serial: [u8; 16] = rand_serial();
         params.serial_number = Some(SerialNumber::from(serial.to_vec()));
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
@@ -191,7 +211,9 @@ impl Ca {
         let cert = params.signed_by(&csr.public_key, &issuer)?;
         Ok(IssuedCert {
             pem: cert.pem(),
-            serial: hex(&serial),
+            // As a peer's certificate will show it: DER keeps integers minimal, so a serial
+            // whose first random byte is zero is one byte shorter than the bytes it came from.
+            serial: identity(cert.der())?.serial,
             not_after_s: params.not_after.unix_timestamp(),
         })
     }
@@ -253,7 +275,7 @@ pub fn identity(der: &[u8]) -> Result<PeerIdentity, PkiError> {
     Ok(PeerIdentity {
         node,
         role,
-        serial: hex(cert.raw_serial()),
+        serial: canonical_serial(&hex(cert.raw_serial())).to_string(),
         not_after_s: cert.validity().not_after.timestamp(),
     })
 }
@@ -380,6 +402,30 @@ mod tests {
             .sign(&csr, "n", Role::Master, std::time::Duration::from_secs(60))
             .unwrap();
         assert_ne!(a.serial, b.serial);
+    }
+
+    #[test]
+    fn a_serial_with_leading_zero_bytes_is_recorded_as_peers_will_present_it() {
+        // One certificate in 128 has a zero first byte; DER drops it from the encoding.
+        let ca = Ca::create("test").unwrap();
+        let (_k, csr) = new_csr("n").unwrap();
+        let mut serial = [0x5a_u8; 16];
+        serial[0] = 0;
+        serial[1] = 0;
+        let issued = ca
+            .sign_with_serial(
+                &csr,
+                "n",
+                Role::Worker,
+                std::time::Duration::from_secs(60),
+                serial,
+            )
+            .unwrap();
+        let der = pem_der(&issued.pem, "CERTIFICATE").unwrap();
+        assert_eq!(identity(&der).unwrap().serial, issued.serial);
+        assert_eq!(issued.serial, "5a".repeat(14));
+        assert_eq!(canonical_serial(&hex(&serial)), issued.serial);
+        assert_eq!(canonical_serial("00"), "00");
     }
 
     #[test]

@@ -374,7 +374,7 @@ async fn watch_loop(
                     tracing::error!(error = %s.message(), "the masters refuse this node; stopping its replicas");
                     let _ = tx.send(Some(Vec::new()));
                 }
-                Err(s) => tracing::warn!(code = ?s.code(), error = %s.message(), "assignment watch lost; reconnecting"),
+                Err(s) => tracing::warn!(code = ?s.code(), error = %dash_rpc::describe(&s), "assignment watch lost; reconnecting"),
                 Ok(()) => {}
             },
             _ = shutdown.changed() => return,
@@ -409,7 +409,7 @@ async fn heartbeat_loop(
                 failures = 0;
             }
             Ok(Err(s)) => {
-                tracing::warn!(code = ?s.code(), error = %s.message(), "heartbeat refused");
+                tracing::warn!(code = ?s.code(), error = %dash_rpc::describe(&s), "heartbeat refused");
                 failures += 1;
             }
             Err(_) => {
@@ -458,7 +458,7 @@ impl MasterLink for GrpcLink {
             {
                 Ok(_) => return,
                 Err(s) => {
-                    tracing::warn!(error = %s.message(), replica = %status.id, "reporting a status");
+                    tracing::warn!(error = %dash_rpc::describe(&s), replica = %status.id, "reporting a status");
                     tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
                 }
             }
@@ -476,7 +476,7 @@ impl MasterLink for GrpcLink {
             {
                 Ok(_) => return,
                 Err(s) => {
-                    tracing::warn!(error = %s.message(), replica, "reporting a removal");
+                    tracing::warn!(error = %dash_rpc::describe(&s), replica, "reporting a removal");
                     tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
                 }
             }
@@ -515,7 +515,7 @@ pub async fn renew(
     let resp = client
         .renew(RenewRequest { csr_pem })
         .await
-        .map_err(|s| format!("renewing the certificate: {}", s.message()))?
+        .map_err(|s| format!("renewing the certificate: {}", dash_rpc::describe(&s)))?
         .into_inner();
     let dir = pki_dir(data);
     pki::write_private(&dir.join("node.key"), key_pem.as_bytes()).map_err(|e| e.to_string())?;

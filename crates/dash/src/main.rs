@@ -57,7 +57,14 @@ fn daemon_exit(result: Result<(), server::ServerError>) -> ExitCode {
 }
 
 fn init_tracing(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+    // tonic reports a refused TLS handshake (a bad or expired node certificate) only at
+    // debug level; a cluster's operators need to see those.
+    let directives = if level.contains("tonic") {
+        level.to_string()
+    } else {
+        format!("{level},tonic::transport::server::io_stream=debug")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
