@@ -633,7 +633,7 @@ fn global_services_drain_and_automatic_rollback() {
 #[test]
 fn certificates_rotate_without_a_restart() {
     // The master runs no replicas (--no-worker): everything lands on w1.
-    let c = Cluster::start_with(53, 1, &["--cert-validity", "9s", "--no-worker"]);
+    let c = Cluster::start_with(53, 1, &["--cert-validity", "12s", "--no-worker"]);
     c.import_busybox("bb:1");
     let f = c.write(
         "rot.toml",
@@ -647,7 +647,8 @@ fn certificates_rotate_without_a_restart() {
         |i: usize| std::fs::read_to_string(c.nodes[i].data_dir.join("pki/node.crt")).unwrap();
     let first = cert(1);
     let pid = c.nodes[1].pid();
-    // Two renewals of each side (every 6 s), then everything still works.
+    // Two renewals of each side (every 8 s, which leaves a slow machine 4 s to renew), then
+    // everything still works.
     c.wait(
         "the worker's certificate renewed twice",
         Duration::from_secs(30),
