@@ -1,10 +1,11 @@
 //! `dash exec`: an upgraded admin API connection carrying exec frames (see
 //! `dash_core::api::exec_frame`). With `-t` on a terminal, the local terminal is put in raw
-//! mode for the session (keys go to the remote terminal as typed) and restored after.
+//! mode for the session (keys go to the remote terminal as typed) and restored after, and
+//! the remote terminal gets its size, at the start and on every SIGWINCH.
 
 use std::io::Write;
 
-use dash_core::api::{ExecEvent, exec_frame};
+use dash_core::api::{ExecEvent, ExecInput, exec_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::client::Client;
@@ -43,6 +44,14 @@ impl Drop for RawMode {
     }
 }
 
+/// The size of the terminal on stdin (or stdout), if there is one.
+fn terminal_size() -> Option<(u16, u16)> {
+    let size = rustix::termios::tcgetwinsize(std::io::stdin())
+        .or_else(|_| rustix::termios::tcgetwinsize(std::io::stdout()))
+        .ok()?;
+    (size.ws_row > 0 && size.ws_col > 0).then_some((size.ws_row, size.ws_col))
+}
+
 fn encode_query(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -63,14 +72,30 @@ pub async fn run(
     tty: bool,
 ) -> anyhow::Result<i32> {
     let json = serde_json::to_string(&command)?;
-    let path = format!(
+    let mut path = format!(
         "/v1/replicas/{}/exec?command={}&tty={tty}",
         encode_query(replica),
         encode_query(&json)
     );
+    let size = if tty { terminal_size() } else { None };
+    if let Some((rows, cols)) = size {
+        path.push_str(&format!("&rows={rows}&cols={cols}"));
+    }
     let io = client.upgrade(&path, "dash-exec").await?;
     let (mut rd, mut wr) = tokio::io::split(io);
     let _raw = RawMode::enter(tty && interactive);
+    // One writer for the frames of stdin and of resizes.
+    let (frames, mut outgoing) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = outgoing.recv().await {
+            if wr.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+        // Keep the write half open: closing it could end the session before the output.
+        std::future::pending::<()>().await;
+    });
+    let stdin_frames = frames.clone();
     let input = tokio::spawn(async move {
         if interactive {
             let mut stdin = tokio::io::stdin();
@@ -79,22 +104,36 @@ pub async fn run(
                 match stdin.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        if wr
-                            .write_all(&exec_frame::encode(exec_frame::STDIN, &buf[..n]))
-                            .await
-                            .is_err()
-                        {
+                        let frame = exec_frame::encode_input(&ExecInput::Stdin(buf[..n].to_vec()));
+                        if stdin_frames.send(frame).await.is_err() {
                             return;
                         }
                     }
                 }
             }
         }
-        let _ = wr
-            .write_all(&exec_frame::encode(exec_frame::STDIN_EOF, &[]))
+        let _ = stdin_frames
+            .send(exec_frame::encode_input(&ExecInput::StdinEof))
             .await;
-        // Keep the write half open: closing it could end the session before the output.
-        std::future::pending::<()>().await;
+    });
+    // The remote terminal follows the local one's size.
+    let resizes = tokio::spawn(async move {
+        if size.is_none() {
+            return;
+        }
+        let Ok(mut winch) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+        else {
+            return;
+        };
+        while winch.recv().await.is_some() {
+            if let Some((rows, cols)) = terminal_size() {
+                let frame = exec_frame::encode_input(&ExecInput::Resize { rows, cols });
+                if frames.send(frame).await.is_err() {
+                    return;
+                }
+            }
+        }
     });
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -125,5 +164,7 @@ pub async fn run(
         }
     };
     input.abort();
+    resizes.abort();
+    writer.abort();
     Ok(code)
 }

@@ -383,6 +383,24 @@ pub struct ExecRequest {
     /// A pseudo-terminal for the command (`-t`): one output stream, raw input.
     #[serde(default)]
     pub tty: bool,
+    /// The terminal's initial size (`-t`); 0 leaves the runtime's default.
+    #[serde(default)]
+    pub rows: u16,
+    #[serde(default)]
+    pub cols: u16,
+}
+
+/// What goes into an exec session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecInput {
+    Stdin(Vec<u8>),
+    /// End of input: a pipe is closed; a terminal gets ^D.
+    StdinEof,
+    /// The caller's terminal changed size (`-t` only).
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
 }
 
 /// What comes out of an exec.
@@ -397,10 +415,11 @@ pub enum ExecEvent {
 }
 
 /// The frames of an exec session over an upgraded admin API connection: one kind byte, a
-/// big-endian u32 length, the payload. Client to server: stdin (0) and end of stdin (4);
-/// server to client: stdout (1), stderr (2), exit status (3, i32 BE), error (5, UTF-8).
+/// big-endian u32 length, the payload. Client to server: stdin (0), end of stdin (4) and a
+/// terminal size (6: rows, cols as u16 BE); server to client: stdout (1), stderr (2), exit
+/// status (3, i32 BE), error (5, UTF-8).
 pub mod exec_frame {
-    use super::ExecEvent;
+    use super::{ExecEvent, ExecInput};
 
     pub const STDIN: u8 = 0;
     pub const STDOUT: u8 = 1;
@@ -408,6 +427,7 @@ pub mod exec_frame {
     pub const EXIT: u8 = 3;
     pub const STDIN_EOF: u8 = 4;
     pub const ERROR: u8 = 5;
+    pub const RESIZE: u8 = 6;
     /// Frames larger than this are refused (a peer that sends one is broken).
     pub const MAX_PAYLOAD: usize = 1 << 20;
 
@@ -425,6 +445,34 @@ pub mod exec_frame {
             ExecEvent::Stderr(d) => encode(STDERR, d),
             ExecEvent::Exit(c) => encode(EXIT, &c.to_be_bytes()),
             ExecEvent::Error(m) => encode(ERROR, m.as_bytes()),
+        }
+    }
+
+    pub fn encode_input(i: &ExecInput) -> Vec<u8> {
+        match i {
+            ExecInput::Stdin(d) => encode(STDIN, d),
+            ExecInput::StdinEof => encode(STDIN_EOF, &[]),
+            ExecInput::Resize { rows, cols } => {
+                let mut p = rows.to_be_bytes().to_vec();
+                p.extend_from_slice(&cols.to_be_bytes());
+                encode(RESIZE, &p)
+            }
+        }
+    }
+
+    /// An input frame (None for server-to-client kinds and short resize frames).
+    pub fn to_input(kind: u8, payload: Vec<u8>) -> Option<ExecInput> {
+        match kind {
+            STDIN => Some(ExecInput::Stdin(payload)),
+            STDIN_EOF => Some(ExecInput::StdinEof),
+            RESIZE => {
+                let b: [u8; 4] = payload.get(..4)?.try_into().ok()?;
+                Some(ExecInput::Resize {
+                    rows: u16::from_be_bytes([b[0], b[1]]),
+                    cols: u16::from_be_bytes([b[2], b[3]]),
+                })
+            }
+            _ => None,
         }
     }
 
@@ -498,6 +546,25 @@ pub mod exec_frame {
             );
             let mut huge = vec![STDIN, 0xff, 0xff, 0xff, 0xff];
             assert!(decode(&mut huge).is_err());
+        }
+
+        #[test]
+        fn input_frames_round_trip_and_short_resizes_are_dropped() {
+            for i in [
+                ExecInput::Stdin(b"ls\n".to_vec()),
+                ExecInput::StdinEof,
+                ExecInput::Resize {
+                    rows: 50,
+                    cols: 300,
+                },
+            ] {
+                let mut buf = encode_input(&i);
+                let (k, p) = decode(&mut buf).unwrap().unwrap();
+                assert_eq!(to_input(k, p), Some(i));
+                assert!(buf.is_empty());
+            }
+            assert_eq!(to_input(RESIZE, vec![0, 1]), None);
+            assert_eq!(to_input(STDOUT, vec![1]), None);
         }
     }
 }

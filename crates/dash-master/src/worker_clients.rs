@@ -6,17 +6,17 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use dash_core::api::{ExecEvent, ExecRequest};
+use dash_core::api::{ExecEvent, ExecInput, ExecRequest};
 use dash_rpc::proto::worker_api_client::WorkerApiClient;
-use dash_rpc::proto::{ExecInput, ReadLogRequest};
+use dash_rpc::proto::{self, ReadLogRequest};
 use dash_store::MasterStore;
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// The two ends of an exec session, wherever it runs.
 pub struct ExecChannels {
-    /// Stdin chunks; None closes stdin.
-    pub stdin: mpsc::Sender<Option<Vec<u8>>>,
+    /// Stdin, its end, terminal resizes.
+    pub stdin: mpsc::Sender<ExecInput>,
     pub events: mpsc::Receiver<ExecEvent>,
 }
 
@@ -105,25 +105,35 @@ impl WorkerClients {
         req: &ExecRequest,
     ) -> Result<ExecChannels, String> {
         let mut c = self.client(node).await?;
-        let (in_tx, in_rx) = mpsc::channel::<Option<Vec<u8>>>(16);
-        let first = ExecInput {
+        let (in_tx, in_rx) = mpsc::channel::<ExecInput>(16);
+        let first = proto::ExecInput {
             replica: replica.to_string(),
             command: req.command.clone(),
             tty: req.tty,
+            rows: req.rows.into(),
+            cols: req.cols.into(),
             ..Default::default()
         };
         let rest = futures::stream::unfold(Some(in_rx), |state| async move {
             let mut rx = state?;
             match rx.recv().await {
-                Some(Some(d)) => Some((
-                    ExecInput {
+                Some(ExecInput::Stdin(d)) => Some((
+                    proto::ExecInput {
                         stdin: d,
                         ..Default::default()
                     },
                     Some(rx),
                 )),
-                Some(None) | None => Some((
-                    ExecInput {
+                Some(ExecInput::Resize { rows, cols }) => Some((
+                    proto::ExecInput {
+                        rows: rows.into(),
+                        cols: cols.into(),
+                        ..Default::default()
+                    },
+                    Some(rx),
+                )),
+                Some(ExecInput::StdinEof) | None => Some((
+                    proto::ExecInput {
                         stdin_closed: true,
                         ..Default::default()
                     },

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::bundle::{self, BundleParams};
 use crate::cgroups::OwnCgroups;
+use crate::console;
 use crate::error::RuntimeError;
 use crate::monitor::{self, Launch};
 use crate::oci_cli::{self, OciCli};
@@ -135,6 +136,98 @@ pub enum ContainerStatus {
     Exited { code: i32 },
     /// No such container.
     Missing,
+}
+
+/// A command running in a container with a terminal ([`ContainerRuntime::exec_tty`]).
+pub struct TtyExec {
+    /// The runtime's `exec`: waits for the command, exits with its status.
+    pub child: std::process::Child,
+    /// The terminal's master end: the command's output, its input.
+    pub terminal: std::os::fd::OwnedFd,
+    /// Who must hear of a resize (runc in the foreground).
+    notify: Option<u32>,
+}
+
+impl TtyExec {
+    /// A handle that resizes the terminal (it can move to another thread).
+    pub fn resizer(&self) -> Result<TtyResizer, RuntimeError> {
+        Ok(TtyResizer {
+            terminal: self
+                .terminal
+                .try_clone()
+                .map_err(|e| RuntimeError::io("sharing the terminal", e))?,
+            notify: self.notify,
+        })
+    }
+}
+
+/// Resizes an exec's terminal.
+pub struct TtyResizer {
+    terminal: std::os::fd::OwnedFd,
+    notify: Option<u32>,
+}
+
+impl TtyResizer {
+    pub fn resize(&self, rows: u16, cols: u16) {
+        set_winsize(&self.terminal, rows, cols);
+        if let Some(pid) = self.notify.and_then(|p| i32::try_from(p).ok()) {
+            // A reaped and reused pid would get a SIGWINCH, which nothing acts on by default.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGWINCH,
+            );
+        }
+    }
+}
+
+/// Writes the OCI process of an exec with a terminal: the container's own process from its
+/// bundle's config.json, with `args`, a terminal and its size.
+fn exec_process_file(
+    bundle: &Path,
+    args: &[String],
+    size: Option<(u16, u16)>,
+    out: &Path,
+) -> Result<(), RuntimeError> {
+    let config_path = bundle.join("config.json");
+    let config = fs::read(&config_path)
+        .map_err(|e| RuntimeError::io(format!("reading {}", config_path.display()), e))?;
+    let parse = |reason: String| RuntimeError::Parse {
+        path: config_path.clone(),
+        reason,
+    };
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&config).map_err(|e| parse(e.to_string()))?;
+    let process = config
+        .get_mut("process")
+        .and_then(|p| p.as_object_mut())
+        .ok_or_else(|| parse("no process object".into()))?;
+    process.insert("args".into(), serde_json::json!(args));
+    process.insert("terminal".into(), serde_json::Value::Bool(true));
+    match size {
+        Some((rows, cols)) => {
+            process.insert(
+                "consoleSize".into(),
+                serde_json::json!({ "height": rows, "width": cols }),
+            );
+        }
+        None => {
+            process.remove("consoleSize");
+        }
+    }
+    let bytes = serde_json::to_vec(process).map_err(|e| parse(e.to_string()))?;
+    fs::write(out, bytes).map_err(|e| RuntimeError::io(format!("writing {}", out.display()), e))
+}
+
+fn set_winsize(fd: &std::os::fd::OwnedFd, rows: u16, cols: u16) {
+    let size = rustix::termios::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    if let Err(e) = rustix::termios::tcsetwinsize(fd, size) {
+        tracing::debug!(error = %e, "setting a terminal's size");
+    }
 }
 
 /// Resource use of a running container, from its cgroup.
@@ -556,6 +649,96 @@ impl ContainerRuntime {
         let mut cmd = std::process::Command::new(&argv[0]);
         cmd.args(&argv[1..]);
         Ok(cmd)
+    }
+
+    /// Starts `args` in the running container with a terminal the runtime makes inside it:
+    /// from the container's devpts, the command's stdio and controlling terminal, sized
+    /// `size` (rows, columns) when given. Returns the runtime's process (it exits with the
+    /// command's status; its stderr is piped and carries the runtime's own errors) and a
+    /// terminal to read the output from, write the input to and resize.
+    ///
+    /// crun sends the terminal's master end over a console socket. runc only does that when
+    /// it detaches, and then it cannot report the exit status; in the foreground it copies
+    /// between the container's terminal and its own stdio, so it gets a host-side
+    /// pseudo-terminal as stdio, and a SIGWINCH after each resize of that one.
+    pub fn exec_tty(
+        &self,
+        id: &str,
+        args: &[String],
+        size: Option<(u16, u16)>,
+    ) -> Result<TtyExec, RuntimeError> {
+        let dir = self.existing_bundle(id)?;
+        if args.is_empty() {
+            return Err(RuntimeError::InvalidSpec {
+                id: id.to_owned(),
+                reason: "exec needs a command".to_owned(),
+            });
+        }
+        let cli = self.cli_for(&dir)?;
+        let spawn = |argv: &[std::ffi::OsString], stdio: Option<&std::os::fd::OwnedFd>| {
+            let shown = oci_cli::display_argv(argv);
+            let mut cmd = std::process::Command::new(&argv[0]);
+            cmd.args(&argv[1..]).stderr(std::process::Stdio::piped());
+            match stdio {
+                Some(fd) => {
+                    let io = |fd: &std::os::fd::OwnedFd| {
+                        fd.try_clone()
+                            .map(std::process::Stdio::from)
+                            .map_err(|e| RuntimeError::io("sharing the terminal", e))
+                    };
+                    cmd.stdin(io(fd)?).stdout(io(fd)?);
+                }
+                None => {
+                    cmd.stdin(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::null());
+                }
+            }
+            let child = cmd.spawn().map_err(|source| RuntimeError::Spawn {
+                argv: shown.clone(),
+                source,
+            })?;
+            Ok::<_, RuntimeError>((child, shown))
+        };
+        match self.kind_of(&dir) {
+            RuntimeKind::Crun => {
+                let socket = console::ConsoleSocket::bind()?;
+                // The process as the container's own (environment, user, capabilities), with
+                // these args and the size set before it starts.
+                let process = socket.dir.join("process.json");
+                exec_process_file(&dir, args, size, &process)?;
+                let argv = cli.exec_console_argv(id, &process, &socket.path);
+                let (mut child, shown) = spawn(&argv, None)?;
+                match socket.receive(&mut child, &shown) {
+                    Ok(terminal) => Ok(TtyExec {
+                        child,
+                        terminal,
+                        notify: None,
+                    }),
+                    Err(e) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        Err(e)
+                    }
+                }
+            }
+            RuntimeKind::Runc => {
+                let pty = nix::pty::openpty(None, None).map_err(|e| {
+                    RuntimeError::io("allocating a terminal", std::io::Error::from(e))
+                })?;
+                if let Some((rows, cols)) = size {
+                    // runc sizes the container's terminal from this one as it starts.
+                    set_winsize(&pty.master, rows, cols);
+                }
+                let argv = cli.exec_tty_argv(id, args);
+                let (child, _) = spawn(&argv, Some(&pty.slave))?;
+                let notify = Some(child.id());
+                Ok(TtyExec {
+                    child,
+                    terminal: pty.master,
+                    notify,
+                })
+            }
+        }
     }
 
     /// Memory and CPU use from the container's cgroup.

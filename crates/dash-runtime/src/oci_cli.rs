@@ -4,7 +4,7 @@
 //! Every call has a timeout; a failure records argv, exit status and stderr.
 
 use std::ffi::{OsStr, OsString};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -146,6 +146,35 @@ impl OciCli {
         let mut all: Vec<&OsStr> = vec![OsStr::new("exec"), OsStr::new(id)];
         all.extend(args.iter().map(OsStr::new));
         self.argv(&all)
+    }
+
+    /// The argv of `exec --tty <id> args…`: the runtime makes the pseudo-terminal inside the
+    /// container (its devpts, the process's controlling terminal) and copies between it and
+    /// its own stdio, which must be a terminal.
+    pub(crate) fn exec_tty_argv(&self, id: &str, args: &[String]) -> Vec<OsString> {
+        let mut all: Vec<&OsStr> = vec![OsStr::new("exec"), OsStr::new("--tty"), OsStr::new(id)];
+        all.extend(args.iter().map(OsStr::new));
+        self.argv(&all)
+    }
+
+    /// The argv of `exec --process <file> --tty --console-socket <socket> <id>`: the process
+    /// (args, environment, terminal size) from an OCI process file; the terminal's master
+    /// end goes to whoever listens on `socket`.
+    pub(crate) fn exec_console_argv(
+        &self,
+        id: &str,
+        process: &Path,
+        socket: &Path,
+    ) -> Vec<OsString> {
+        self.argv(&[
+            OsStr::new("exec"),
+            OsStr::new("--process"),
+            process.as_os_str(),
+            OsStr::new("--tty"),
+            OsStr::new("--console-socket"),
+            socket.as_os_str(),
+            OsStr::new(id),
+        ])
     }
 
     /// Where the runtime keeps the container's state (`<root>/<id>`).

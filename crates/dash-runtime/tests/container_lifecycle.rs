@@ -384,6 +384,55 @@ fn lifecycle(kind: RuntimeKind, tag: &str) {
         "{stats:?}"
     );
 
+    // --- exec with a terminal: made in the container's devpts, the command's controlling
+    // terminal, sized by the caller, then resized.
+    let script = "tty; stty size; read -r pid comm state ppid pgrp session tty_nr rest \\
+        < /proc/self/stat; echo tty_nr=$tty_nr; read go; stty size";
+    let mut t = fx
+        .rt
+        .exec_tty(
+            &id,
+            &["sh".into(), "-c".into(), script.into()],
+            Some((21, 77)),
+        )
+        .unwrap();
+    let resizer = t.resizer().unwrap();
+    let mut term = fs::File::from(t.terminal);
+    let mut text = Vec::new();
+    let mut buf = [0u8; 1024];
+    // The first size is shown before the command waits for a line; then a resize.
+    while !String::from_utf8_lossy(&text).contains("tty_nr=") {
+        let n = std::io::Read::read(&mut term, &mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&text));
+        text.extend_from_slice(&buf[..n]);
+    }
+    resizer.resize(30, 90);
+    std::thread::sleep(Duration::from_millis(100));
+    std::io::Write::write_all(&mut term, b"go\n").unwrap();
+    // EIO once the command is gone and with it the terminal's last user.
+    while let Ok(n) = std::io::Read::read(&mut term, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n]);
+    }
+    let status = t.child.wait().unwrap();
+    let text = String::from_utf8_lossy(&text);
+    assert!(status.success(), "{status:?}: {text}");
+    assert!(text.contains("/dev/pts/0"), "{text}");
+    assert!(text.contains("21 77"), "{text}");
+    assert!(text.contains("30 90"), "{text}");
+    assert!(!text.contains("tty_nr=0\r"), "{text}");
+    // A missing program fails: before the terminal is handed over, or after it with the
+    // runtime's status.
+    match fx.rt.exec_tty(&id, &["/no/such/program".into()], None) {
+        Err(e) => eprintln!("{kind}: exec -t of a missing program: {e}"),
+        Ok(mut t) => {
+            let status = t.child.wait().unwrap();
+            assert!(!status.success(), "{status:?}");
+        }
+    }
+
     // --- stop: sh as PID 1 ignores TERM, so KILL after the grace period
     fx.rt.stop(&id, Duration::from_millis(500)).unwrap();
     let code = match fx.rt.status(&id).unwrap() {

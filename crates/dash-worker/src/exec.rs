@@ -1,24 +1,34 @@
 //! Exec sessions in local replicas (`dash exec`): the runtime's `exec` with its stdio wired to
-//! channels, or to a pseudo-terminal (`-t`: the command sees a terminal, one output stream).
-//! Used by worker_api for remote callers and in process on a master's own node.
+//! channels, or with a terminal (`-t`). Used by worker_api for remote callers and in process
+//! on a master's own node.
+//!
+//! The terminal is made by the runtime itself (`ContainerRuntime::exec_tty`, as containerd
+//! does): it comes from the container's own devpts and is the command's controlling
+//! terminal, so `tty` names it, shells get job control and ^C reaches the foreground job.
+//! Dash pumps its master end and sets its size from the caller's terminal, at the start and
+//! on every resize.
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
-use dash_core::api::{ExecEvent, ExecRequest};
-use dash_runtime::container::ContainerRuntime;
+use dash_core::api::{ExecEvent, ExecInput, ExecRequest};
+use dash_runtime::container::{ContainerRuntime, TtyExec};
 use tokio::sync::mpsc;
 
-/// A running exec: send stdin chunks (None closes stdin), receive output until `Exit`.
+/// A running exec: send input (stdin, its end, resizes), receive output until `Exit`.
 pub struct ExecSession {
-    pub stdin: mpsc::Sender<Option<Vec<u8>>>,
+    pub stdin: mpsc::Sender<ExecInput>,
     pub events: mpsc::Receiver<ExecEvent>,
 }
 
+/// How long output is still read after the command ended (a background job can keep the
+/// terminal open; the session ends anyway).
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
 /// Starts `req` in replica `id`.
-pub fn start(
+pub async fn start(
     runtime: &Arc<ContainerRuntime>,
     id: &str,
     req: &ExecRequest,
@@ -26,101 +36,150 @@ pub fn start(
     if req.command.is_empty() {
         return Err("exec needs a command, e.g. `dash exec REPLICA -- sh`".into());
     }
+    if req.tty {
+        let runtime = runtime.clone();
+        let id = id.to_string();
+        let req = req.clone();
+        tokio::task::spawn_blocking(move || start_tty(&runtime, &id, &req))
+            .await
+            .map_err(|e| format!("exec: {e}"))?
+    } else {
+        start_piped(runtime, id, req)
+    }
+}
+
+fn start_piped(
+    runtime: &Arc<ContainerRuntime>,
+    id: &str,
+    req: &ExecRequest,
+) -> Result<ExecSession, String> {
     let mut cmd = runtime
         .exec_command(id, &req.command)
         .map_err(|e| e.to_string())?;
-    let (stdin_tx, mut stdin_rx) = mpsc::channel::<Option<Vec<u8>>>(16);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("starting exec: {e}"))?;
+    let (Some(mut stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err("exec: no stdio pipes".into());
+    };
+    let (stdin_tx, mut stdin_rx) = mpsc::channel::<ExecInput>(16);
     let (ev_tx, ev_rx) = mpsc::channel::<ExecEvent>(64);
-    if req.tty {
-        let pty =
-            nix::pty::openpty(None, None).map_err(|e| format!("allocating a terminal: {e}"))?;
-        let slave: OwnedFd = pty.slave;
-        let master = std::fs::File::from(pty.master);
-        cmd.stdin(Stdio::from(slave.try_clone().map_err(|e| e.to_string())?))
-            .stdout(Stdio::from(slave.try_clone().map_err(|e| e.to_string())?))
-            .stderr(Stdio::from(slave));
-        let mut child = cmd.spawn().map_err(|e| format!("starting exec: {e}"))?;
-        // The child holds the slave now; our copies are closed with `cmd`.
-        drop(cmd);
-        let mut reader = master.try_clone().map_err(|e| e.to_string())?;
-        let mut writer = master;
-        let out_tx = ev_tx.clone();
-        let pump_out = std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            // EIO once the last slave user is gone: the end of output.
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0
-                    || out_tx
-                        .blocking_send(ExecEvent::Stdout(buf[..n].to_vec()))
-                        .is_err()
-                {
-                    break;
-                }
-            }
-        });
-        std::thread::spawn(move || {
-            while let Some(Some(data)) = stdin_rx.blocking_recv() {
-                if writer.write_all(&data).is_err() {
-                    break;
-                }
-            }
-            // ^D for a closed stdin: the shell's end of input.
-            let _ = writer.write_all(&[4]);
-        });
-        std::thread::spawn(move || {
-            let code = child.wait().map(exit_code).unwrap_or(-1);
-            let _ = pump_out.join();
-            let _ = ev_tx.blocking_send(ExecEvent::Exit(code));
-        });
-    } else {
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| format!("starting exec: {e}"))?;
-        let (Some(mut stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err("exec: no stdio pipes".into());
-        };
-        let pump = |mut src: Box<dyn Read + Send>, tx: mpsc::Sender<ExecEvent>, err: bool| {
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = src.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    let chunk = buf[..n].to_vec();
-                    let ev = if err {
-                        ExecEvent::Stderr(chunk)
-                    } else {
-                        ExecEvent::Stdout(chunk)
-                    };
-                    if tx.blocking_send(ev).is_err() {
+    let out = pump(Box::new(stdout), ev_tx.clone(), ExecEvent::Stdout, None);
+    let err = pump(Box::new(stderr), ev_tx.clone(), ExecEvent::Stderr, None);
+    std::thread::spawn(move || {
+        while let Some(input) = stdin_rx.blocking_recv() {
+            match input {
+                ExecInput::Stdin(data) => {
+                    if stdin.write_all(&data).is_err() {
                         break;
                     }
                 }
-            })
-        };
-        let out = pump(Box::new(stdout), ev_tx.clone(), false);
-        let err = pump(Box::new(stderr), ev_tx.clone(), true);
-        std::thread::spawn(move || {
-            while let Some(Some(data)) = stdin_rx.blocking_recv() {
-                if stdin.write_all(&data).is_err() {
-                    break;
-                }
+                ExecInput::StdinEof => break,
+                ExecInput::Resize { .. } => {}
             }
-            drop(stdin);
-        });
-        std::thread::spawn(move || {
-            let code = child.wait().map(exit_code).unwrap_or(-1);
-            let _ = out.join();
-            let _ = err.join();
-            let _ = ev_tx.blocking_send(ExecEvent::Exit(code));
-        });
-    }
+        }
+        drop(stdin);
+    });
+    std::thread::spawn(move || {
+        let code = child.wait().map(exit_code).unwrap_or(-1);
+        let _ = out.join();
+        let _ = err.join();
+        let _ = ev_tx.blocking_send(ExecEvent::Exit(code));
+    });
     Ok(ExecSession {
         stdin: stdin_tx,
         events: ev_rx,
+    })
+}
+
+fn start_tty(
+    runtime: &Arc<ContainerRuntime>,
+    id: &str,
+    req: &ExecRequest,
+) -> Result<ExecSession, String> {
+    let size = (req.rows > 0 && req.cols > 0).then_some((req.rows, req.cols));
+    let tty = runtime
+        .exec_tty(id, &req.command, size)
+        .map_err(|e| e.to_string())?;
+    let resizer = tty.resizer().map_err(|e| e.to_string())?;
+    let TtyExec {
+        mut child,
+        terminal: master,
+        ..
+    } = tty;
+    let Some(runtime_stderr) = child.stderr.take() else {
+        return Err("exec: no stderr pipe".into());
+    };
+    let master = std::fs::File::from(master);
+    let reader = master.try_clone().map_err(|e| e.to_string())?;
+    let mut writer = master;
+    let (stdin_tx, mut stdin_rx) = mpsc::channel::<ExecInput>(16);
+    let (ev_tx, ev_rx) = mpsc::channel::<ExecEvent>(64);
+    let (drained_tx, drained_rx) = std::sync::mpsc::channel();
+    // EIO once the last user of the terminal is gone: the end of output.
+    let out = pump(
+        Box::new(reader),
+        ev_tx.clone(),
+        ExecEvent::Stdout,
+        Some(drained_tx),
+    );
+    // What the runtime itself says (a command that does not exist, say).
+    let err = pump(
+        Box::new(runtime_stderr),
+        ev_tx.clone(),
+        ExecEvent::Stderr,
+        None,
+    );
+    std::thread::spawn(move || {
+        while let Some(input) = stdin_rx.blocking_recv() {
+            match input {
+                ExecInput::Stdin(data) => {
+                    if writer.write_all(&data).is_err() {
+                        break;
+                    }
+                }
+                // ^D: the end of input for whatever reads the terminal.
+                ExecInput::StdinEof => {
+                    let _ = writer.write_all(&[4]);
+                }
+                ExecInput::Resize { rows, cols } => resizer.resize(rows, cols),
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        let code = child.wait().map(exit_code).unwrap_or(-1);
+        let _ = err.join();
+        if drained_rx.recv_timeout(DRAIN_AFTER_EXIT).is_ok() {
+            let _ = out.join();
+        }
+        let _ = ev_tx.blocking_send(ExecEvent::Exit(code));
+    });
+    Ok(ExecSession {
+        stdin: stdin_tx,
+        events: ev_rx,
+    })
+}
+
+/// Copies `src` into events until it ends; says so on `done`.
+fn pump(
+    mut src: Box<dyn Read + Send>,
+    tx: mpsc::Sender<ExecEvent>,
+    wrap: fn(Vec<u8>) -> ExecEvent,
+    done: Option<std::sync::mpsc::Sender<()>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = src.read(&mut buf) {
+            if n == 0 || tx.blocking_send(wrap(buf[..n].to_vec())).is_err() {
+                break;
+            }
+        }
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
     })
 }
 

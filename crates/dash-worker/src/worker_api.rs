@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use dash_core::api::{ExecEvent, ExecRequest};
+use dash_core::api::{ExecEvent, ExecInput as SessionInput, ExecRequest};
 use dash_rpc::pki;
 use dash_rpc::proto::worker_api_server::WorkerApi;
 use dash_rpc::proto::*;
@@ -70,24 +70,38 @@ impl WorkerApi for WorkerApiService {
             &ExecRequest {
                 command: first.command,
                 tty: first.tty,
+                rows: clamp_u16(first.rows),
+                cols: clamp_u16(first.cols),
             },
         )
+        .await
         .map_err(Status::failed_precondition)?;
         let stdin = session.stdin.clone();
         if !first.stdin.is_empty() {
-            let _ = stdin.send(Some(first.stdin)).await;
+            let _ = stdin.send(SessionInput::Stdin(first.stdin)).await;
         }
         tokio::spawn(async move {
             while let Ok(Some(msg)) = input.message().await {
-                if !msg.stdin.is_empty() && stdin.send(Some(msg.stdin)).await.is_err() {
+                if msg.rows > 0 && msg.cols > 0 {
+                    let resize = SessionInput::Resize {
+                        rows: clamp_u16(msg.rows),
+                        cols: clamp_u16(msg.cols),
+                    };
+                    if stdin.send(resize).await.is_err() {
+                        return;
+                    }
+                }
+                if !msg.stdin.is_empty()
+                    && stdin.send(SessionInput::Stdin(msg.stdin)).await.is_err()
+                {
                     return;
                 }
                 if msg.stdin_closed {
-                    let _ = stdin.send(None).await;
+                    let _ = stdin.send(SessionInput::StdinEof).await;
                     return;
                 }
             }
-            let _ = stdin.send(None).await;
+            let _ = stdin.send(SessionInput::StdinEof).await;
         });
         let (tx, rx) = mpsc::channel(64);
         let mut events = session.events;
@@ -144,4 +158,9 @@ impl WorkerApi for WorkerApiService {
         .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(InspectResponse { json }))
     }
+}
+
+/// A terminal dimension from the wire (u32) as the u16 a terminal keeps.
+fn clamp_u16(v: u32) -> u16 {
+    u16::try_from(v).unwrap_or(u16::MAX)
 }

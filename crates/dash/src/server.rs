@@ -412,12 +412,12 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
                             "replica {} is on node {node}, and this server runs without master_api",
                             r.id
                         )),
-                        _ => dash_worker::exec::start(&runtime, &r.id, &req).map(|s| {
-                            dash_master::worker_clients::ExecChannels {
+                        _ => dash_worker::exec::start(&runtime, &r.id, &req)
+                            .await
+                            .map(|s| dash_master::worker_clients::ExecChannels {
                                 stdin: s.stdin,
                                 events: s.events,
-                            }
-                        }),
+                            }),
                     }
                 })
             },

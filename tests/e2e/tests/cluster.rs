@@ -308,6 +308,48 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
         String::from_utf8_lossy(&out.stdout).contains("no-terminal"),
         "{out:?}"
     );
+    // The terminal is the container's own (its devpts names it) and the command's controlling
+    // terminal (tty_nr, the 7th field of /proc/self/stat, is not 0; the shell leads its
+    // session), so shells get job control.
+    let out = c.dash(&[
+        "exec",
+        "-t",
+        id,
+        "--",
+        "sh",
+        "-c",
+        "tty; read -r pid comm state ppid pgrp session tty_nr rest < /proc/self/stat; \
+         echo tty_nr=$tty_nr leader=$(test $pid = $session && echo yes)",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/"), "{out:?}");
+    assert!(
+        !text.contains("tty_nr=0") && text.contains("leader=yes"),
+        "{out:?}"
+    );
+    // Its size follows the caller's terminal: `script` gives the CLI one of 33 × 111.
+    let token = std::fs::read_to_string(c.nodes[0].data_dir.join("admin.token")).unwrap();
+    let out = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!(
+                "stty rows 33 cols 111; {} exec -t {id} -- stty size",
+                dash_e2e::dash_bin().display()
+            ),
+            "/dev/null",
+        ])
+        .env("DASH_ADDR", &c.addr)
+        .env("DASH_TOKEN", token.trim())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("33 111"),
+        "{out:?}"
+    );
+    // A command that does not exist: the runtime's words, a failed status.
+    let out = c.dash(&["exec", "-t", id, "--", "no-such-command"]);
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
 
     // dash logs -f merges the logs of replicas on other nodes and follows them.
     let f = c.write(

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
-use dash_core::api::{ExecEvent, ExecRequest, exec_frame};
+use dash_core::api::{ExecEvent, ExecInput, ExecRequest, exec_frame};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,6 +22,11 @@ pub struct ExecQuery {
     /// Give the command a terminal.
     #[serde(default)]
     tty: bool,
+    /// The terminal's initial size (with `tty`).
+    #[serde(default)]
+    rows: u16,
+    #[serde(default)]
+    cols: u16,
 }
 
 #[utoipa::path(get, path = "/v1/replicas/{id}/exec", params(("id" = String, Path), ExecQuery),
@@ -79,6 +84,8 @@ pub async fn exec(
         ExecRequest {
             command,
             tty: q.tty,
+            rows: q.rows,
+            cols: q.cols,
         },
     )
     .await
@@ -103,21 +110,20 @@ pub async fn exec(
                 buf.extend_from_slice(&chunk[..n]);
                 loop {
                     match exec_frame::decode(&mut buf) {
-                        Ok(Some((exec_frame::STDIN, data))) => {
-                            if stdin.send(Some(data)).await.is_err() {
+                        Ok(Some((kind, payload))) => {
+                            let Some(input) = exec_frame::to_input(kind, payload) else {
+                                continue;
+                            };
+                            if stdin.send(input).await.is_err() {
                                 return;
                             }
                         }
-                        Ok(Some((exec_frame::STDIN_EOF, _))) => {
-                            let _ = stdin.send(None).await;
-                        }
-                        Ok(Some(_)) => {}
                         Ok(None) => break,
                         Err(_) => return,
                     }
                 }
             }
-            let _ = stdin.send(None).await;
+            let _ = stdin.send(ExecInput::StdinEof).await;
         });
         while let Some(ev) = events.recv().await {
             let last = matches!(ev, ExecEvent::Exit(_) | ExecEvent::Error(_));
