@@ -8,6 +8,7 @@
 //! Must not depend on tokio, sqlx, axum, hyper, tonic or nix (`.ci/run` checks it).
 
 pub mod api;
+pub mod autoscale;
 pub mod command;
 pub mod config_parser;
 pub mod event;

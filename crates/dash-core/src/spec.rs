@@ -55,6 +55,34 @@ pub struct ServiceSpec {
     #[serde(with = "millis", default = "default_stop_grace")]
     #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub stop_grace: Duration,
+    /// `[autoscale]`: the service_scaler sets `replicas` from the load.
+    #[serde(default)]
+    pub autoscale: Option<Autoscale>,
+}
+
+/// Keeps `replicas` between `min` and `max` so that the average load per replica stays near
+/// its targets (at least one of them is set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Autoscale {
+    pub min: u32,
+    pub max: u32,
+    /// Average CPU use per replica, in percent of its `resources.cpu` (of one core when that
+    /// is not set).
+    #[serde(default)]
+    pub cpu_percent: Option<u32>,
+    /// Requests per second per replica through the service's proxy routes.
+    #[serde(default)]
+    pub requests_per_second: Option<u32>,
+    /// How long the load must call for fewer replicas before they are removed.
+    #[serde(with = "millis", default = "default_scale_down_delay")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub scale_down_delay: Duration,
+}
+
+/// One minute: short bursts of quiet do not take replicas away.
+pub fn default_scale_down_delay() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// Docker's and Swarm's default: 10 s.

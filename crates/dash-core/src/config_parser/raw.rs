@@ -25,6 +25,17 @@ pub(super) struct RawService {
     pub stop_grace_period: Option<Spanned<String>>,
     pub pull_policy: Option<Spanned<String>>,
     pub routes: Option<Vec<Spanned<RawRoute>>>,
+    pub autoscale: Option<Spanned<RawAutoscale>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAutoscale {
+    pub min: Option<Spanned<i64>>,
+    pub max: Spanned<i64>,
+    pub cpu_percent: Option<Spanned<i64>>,
+    pub requests_per_second: Option<Spanned<i64>>,
+    pub scale_down_delay: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -250,3 +250,61 @@ fn routes() {
     );
     assert_eq!(e.first().unwrap().field, "routes", "{e}");
 }
+
+#[test]
+fn autoscale_parses_and_starts_at_min() {
+    let s = parse_service(
+        "web.toml",
+        "name = \"web\"\nimage = \"b\"\n[autoscale]\nmin = 2\nmax = 8\ncpu_percent = 70\nrequests_per_second = 50\nscale_down_delay = \"30s\"\n",
+    )
+    .unwrap();
+    assert_eq!(s.replicas, 2);
+    let a = s.autoscale.unwrap();
+    assert_eq!((a.min, a.max), (2, 8));
+    assert_eq!(a.cpu_percent, Some(70));
+    assert_eq!(a.requests_per_second, Some(50));
+    assert_eq!(a.scale_down_delay, Duration::from_secs(30));
+    let s = parse_service(
+        "web.toml",
+        "name = \"web\"\nimage = \"b\"\n[autoscale]\nmax = 3\nrequests_per_second = 5\n",
+    )
+    .unwrap();
+    let a = s.autoscale.unwrap();
+    assert_eq!((s.replicas, a.min, a.cpu_percent), (1, 1, None));
+    assert_eq!(a.scale_down_delay, Duration::from_secs(60));
+}
+
+#[test]
+fn bad_autoscale_names_each_field() {
+    let e = err("name = \"web\"\nimage = \"b\"\n[autoscale]\nmin = 0\nmax = 3\ncpu_percent = 0\n");
+    let fields: Vec<_> = e.0.iter().map(|d| d.field.as_str()).collect();
+    assert_eq!(fields, ["autoscale.min", "autoscale.cpu_percent"], "{e}");
+    let e = err("name = \"web\"\nimage = \"b\"\n[autoscale]\nmin = 5\nmax = 3\ncpu_percent = 50\n");
+    assert!(
+        e.to_string()
+            .contains("autoscale.max = 3: less than autoscale.min = 5"),
+        "{e}"
+    );
+    let e = err("name = \"web\"\nimage = \"b\"\n[autoscale]\nmax = 3\n");
+    assert!(e.to_string().contains("has no target"), "{e}");
+    let e = err(
+        "name = \"web\"\nimage = \"b\"\nreplicas = 9\n[autoscale]\nmax = 3\ncpu_percent = 50\n",
+    );
+    assert!(
+        e.to_string()
+            .contains("replicas = 9: outside autoscale.min"),
+        "{e}"
+    );
+    let e = err(
+        "name = \"web\"\nimage = \"b\"\nmode = \"global\"\n[autoscale]\nmax = 3\ncpu_percent = 50\n",
+    );
+    assert!(e.to_string().contains("global"), "{e}");
+    let e = err(
+        "name = \"web\"\nimage = \"b\"\n[autoscale]\nmax = 3\ncpu_percent = 50\nscale_down_delay = \"soon\"\n",
+    );
+    assert!(e.to_string().contains("autoscale.scale_down_delay"), "{e}");
+    let e = err(
+        "name = \"web\"\nimage = \"b\"\n[autoscale]\nmax = 99999999999\nrequests_per_second = \"many\"\n",
+    );
+    assert!(!e.0.is_empty(), "{e}");
+}

@@ -9,8 +9,8 @@ use super::MAX_REPLICAS;
 use super::diagnostic::{Diagnostic, Diagnostics, line_col};
 use super::raw::{self, RawService, SizeValue, StringOrList};
 use crate::spec::{
-    Constraint, HealthCheck, Mode, Placement, PortSpec, Probe, Protocol, PullPolicy, Resources,
-    RestartCondition, RestartPolicy, RouteSpec, UpdateOrder, UpdatePolicy,
+    Autoscale, Constraint, HealthCheck, Mode, Placement, PortSpec, Probe, Protocol, PullPolicy,
+    Resources, RestartCondition, RestartPolicy, RouteSpec, UpdateOrder, UpdatePolicy,
 };
 use crate::units::{parse_duration, parse_size};
 use crate::{ServiceName, ServiceSpec};
@@ -238,6 +238,24 @@ pub(super) fn validate(
     };
 
     let routes = routes(&mut cx, raw.routes.unwrap_or_default());
+    let autoscale = raw.autoscale.and_then(|a| autoscale(&mut cx, a, mode));
+    // Start within the bounds: replicas defaults to min, and is kept between min and max.
+    let replicas = match (&autoscale, &raw.replicas) {
+        (Some(a), None) => a.min,
+        (Some(a), Some(r)) if replicas < a.min || replicas > a.max => {
+            cx.report(
+                r,
+                "replicas",
+                format!(
+                    "replicas = {replicas}: outside autoscale.min..autoscale.max ({}..{})",
+                    a.min, a.max
+                ),
+                "leave replicas out: an autoscaled service starts with autoscale.min",
+            );
+            replicas
+        }
+        _ => replicas,
+    };
 
     match name {
         Some(name) if cx.problems.is_empty() => Ok(ServiceSpec {
@@ -258,6 +276,7 @@ pub(super) fn validate(
             stop_grace,
             pull_policy,
             routes,
+            autoscale,
         }),
         _ => {
             cx.problems.sort_by_key(|d| (d.line, d.column));
@@ -593,4 +612,88 @@ fn routes(cx: &mut Ctx<'_>, raw: Vec<Spanned<raw::RawRoute>>) -> Vec<RouteSpec> 
         }
     }
     out
+}
+
+fn autoscale(cx: &mut Ctx<'_>, raw: Spanned<raw::RawAutoscale>, mode: Mode) -> Option<Autoscale> {
+    let a = raw.get_ref();
+    let max_replicas = i64::from(MAX_REPLICAS);
+    let mut ok = true;
+    if mode == Mode::Global {
+        cx.report(
+            &raw,
+            "autoscale",
+            "autoscale with mode = \"global\": a global service runs one replica per node".into(),
+            "remove [autoscale], or use mode = \"replicated\"",
+        );
+        ok = false;
+    }
+    let min = match &a.min {
+        None => Some(1),
+        Some(m) => cx.int(
+            m,
+            "autoscale.min",
+            1,
+            max_replicas,
+            "at least 1: the load of a service without replicas cannot be measured",
+        ),
+    };
+    let max = cx.int(&a.max, "autoscale.max", 1, max_replicas, "e.g. max = 10");
+    if let (Some(lo), Some(hi)) = (min, max)
+        && hi < lo
+    {
+        cx.report(
+            &a.max,
+            "autoscale.max",
+            format!("autoscale.max = {hi}: less than autoscale.min = {lo}"),
+            "max must be at least min",
+        );
+        ok = false;
+    }
+    let cpu_percent = a.cpu_percent.as_ref().map(|c| {
+        cx.int(
+            c,
+            "autoscale.cpu_percent",
+            1,
+            1000,
+            "percent of the replica's resources.cpu, e.g. cpu_percent = 70",
+        )
+    });
+    let requests_per_second = a.requests_per_second.as_ref().map(|r| {
+        cx.int(
+            r,
+            "autoscale.requests_per_second",
+            1,
+            1_000_000,
+            "requests per second per replica, e.g. requests_per_second = 100",
+        )
+    });
+    if cpu_percent.is_none() && requests_per_second.is_none() {
+        cx.report(
+            &raw,
+            "autoscale",
+            "[autoscale] has no target: nothing to scale on".into(),
+            "set cpu_percent = 70 or requests_per_second = 100 (or both)",
+        );
+        ok = false;
+    }
+    let scale_down_delay = cx.duration(
+        &a.scale_down_delay,
+        "autoscale.scale_down_delay",
+        crate::spec::default_scale_down_delay(),
+    );
+    let (Some(min), Some(max), Some(cpu_percent), Some(requests_per_second)) = (
+        min,
+        max,
+        cpu_percent.map_or(Some(None), |c| c.map(Some)),
+        requests_per_second.map_or(Some(None), |r| r.map(Some)),
+    ) else {
+        return None;
+    };
+    ok.then_some(Autoscale {
+        min: min as u32,
+        max: max as u32,
+        cpu_percent: cpu_percent.map(|c| c as u32),
+        requests_per_second: requests_per_second.map(|r| r as u32),
+        scale_down_delay,
+    })
 }
