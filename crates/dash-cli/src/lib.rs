@@ -83,6 +83,8 @@ pub enum Command {
     },
     /// List replicas: id, node, state, ip, restarts, age.
     Ps { service: Option<String> },
+    /// Resource use of running replicas (CPU, memory), as their nodes last measured it.
+    Stats { service: Option<String> },
     /// Services: list, inspect, remove.
     #[command(subcommand)]
     Service(ServiceCmd),
@@ -175,6 +177,9 @@ pub struct ServerArgs {
     /// Lifetime of node certificates; nodes renew theirs at two thirds of it.
     #[arg(long, default_value = "168h")]
     pub cert_validity: String,
+    /// How often the service_scaler looks at the load of autoscaled services.
+    #[arg(long, default_value = "5s")]
+    pub autoscale_interval: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -667,6 +672,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 t.print();
             }
         }
+        Command::Stats { service } => {
+            let path = match &service {
+                Some(s) => format!("/v1/stats?service={}", encode(s)),
+                None => "/v1/stats".into(),
+            };
+            let stats: Vec<dash_core::api::ReplicaStats> = client.get(&path).await?;
+            if json {
+                print_json(&stats);
+            } else {
+                let mut t = Table::new([
+                    "REPLICA", "SERVICE", "NODE", "CPU %", "OF LIMIT", "MEMORY", "LIMIT",
+                ]);
+                let percent = |p: Option<f64>| p.map_or_else(|| "-".into(), |p| format!("{p:.1}%"));
+                for r in stats {
+                    t.row([
+                        r.replica,
+                        r.service,
+                        r.node.unwrap_or_else(|| "-".into()),
+                        percent(r.cpu_percent),
+                        percent(r.cpu_percent_of_limit),
+                        r.memory_bytes.map_or_else(|| "-".into(), human_bytes),
+                        r.memory_limit_bytes.map_or_else(|| "-".into(), human_bytes),
+                    ]);
+                }
+                t.print();
+            }
+        }
         Command::Service(ServiceCmd::Ls) => {
             let services: Vec<ServiceInfo> = client.get("/v1/services").await?;
             if json {
@@ -967,4 +999,20 @@ fn credentials(username: Option<String>, password_stdin: bool) -> anyhow::Result
         );
     }
     Ok((username, password))
+}
+
+/// Bytes in binary units: `12.3MiB`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.1}{}", UNITS[unit])
+    }
 }

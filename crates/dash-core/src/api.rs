@@ -375,6 +375,51 @@ pub struct UpstreamInfo {
     pub failures: u64,
 }
 
+/// What a node measures and sends to the masters every few seconds: its replicas' resource
+/// use and its proxy's load per service.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct NodeMetrics {
+    pub replicas: Vec<ReplicaSample>,
+    pub routes: Vec<RouteLoad>,
+}
+
+/// One replica's resource use, from its cgroup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaSample {
+    pub replica: String,
+    /// CPU use since the previous sample, in percent of one core (200 = two cores busy);
+    /// None for a replica's first sample.
+    pub cpu_percent: Option<f64>,
+    /// Memory in use, page cache not counted (like `docker stats`).
+    pub memory_bytes: u64,
+}
+
+/// Requests per second through one node's proxy to a service (its routes together).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteLoad {
+    pub service: String,
+    pub requests_per_second: f64,
+}
+
+/// `GET /v1/stats`: a replica's resource use (`dash stats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReplicaStats {
+    pub replica: String,
+    pub service: String,
+    pub node: Option<String>,
+    /// Percent of one core; None until the replica's node has measured it twice.
+    pub cpu_percent: Option<f64>,
+    /// Percent of the CPU the replica may use (`resources.cpu`, else one core): what
+    /// `autoscale.cpu_percent` is compared with.
+    pub cpu_percent_of_limit: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    /// `resources.memory`; None when unlimited.
+    pub memory_limit_bytes: Option<u64>,
+    /// When the node measured it (ms since the epoch).
+    pub sampled_ms: Option<u64>,
+}
+
 /// `dash exec`: what to run in a replica.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

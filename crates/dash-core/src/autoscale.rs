@@ -103,6 +103,17 @@ pub fn stabilize(history: &[(u64, u32)], now_ms: u64, delay: Duration, current: 
     recent_max.min(current)
 }
 
+/// CPU use in percent of one core as a percent of what a replica may use: `cpu_millis`
+/// thousandths of a core (`resources.cpu`), one core when unset.
+pub fn cpu_of_limit(cpu_percent: f64, cpu_millis: u32) -> f64 {
+    let cores = if cpu_millis == 0 {
+        1.0
+    } else {
+        f64::from(cpu_millis) / 1000.0
+    };
+    cpu_percent / cores
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -125,6 +136,13 @@ mod tests {
             cpu_percent: cpu,
             requests_per_second: rps,
         }
+    }
+
+    #[test]
+    fn cpu_is_measured_against_the_replicas_share() {
+        assert_eq!(cpu_of_limit(50.0, 0), 50.0);
+        assert_eq!(cpu_of_limit(50.0, 500), 100.0);
+        assert_eq!(cpu_of_limit(150.0, 2000), 75.0);
     }
 
     #[test]

@@ -15,10 +15,12 @@ pub mod admin_api;
 pub mod local_link;
 pub mod master_api;
 pub mod message_queue;
+pub mod metrics;
 pub mod node_bouncer;
 pub mod reconciler;
 pub mod route_table;
 pub mod service_manager;
+pub mod service_scaler;
 pub mod service_state;
 pub mod worker_clients;
 

@@ -185,6 +185,8 @@ pub struct MasterApiService {
     pub subnets: SubnetPool,
     /// Joins one at a time: choosing a free subnet and recording the node is one step.
     pub joins: Arc<tokio::sync::Mutex<()>>,
+    /// Where nodes' measurements go (`dash stats`, the service_scaler).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn status_of(e: BouncerError) -> Status {
@@ -363,6 +365,15 @@ impl MasterApi for MasterApiService {
             state: state.as_str().to_string(),
             interval_ms: self.liveness.cfg.heartbeat.as_millis() as u64,
         }))
+    }
+
+    async fn report_metrics(&self, req: Request<MetricsRequest>) -> Result<Response<Ack>, Status> {
+        let peer = self.peer(&req).await?;
+        let metrics: dash_core::api::NodeMetrics =
+            serde_json::from_str(&req.get_ref().metrics_json)
+                .map_err(|e| Status::invalid_argument(format!("metrics_json: {e}")))?;
+        self.metrics.record(&peer.node, metrics, now_ms());
+        Ok(Response::new(Ack {}))
     }
 
     async fn report(&self, req: Request<ReportRequest>) -> Result<Response<Ack>, Status> {
@@ -617,6 +628,7 @@ mod tests {
                 prefix: 16,
             },
             joins: Arc::default(),
+            metrics: Arc::default(),
         };
         let req = |csr: &str| {
             Request::new(JoinRequest {

@@ -57,8 +57,16 @@ impl ServiceManager {
 
     /// Creates or updates a service from a service file. Idempotent.
     pub async fn apply(&self, req: &ApplyRequest) -> Result<ApplyResponse, ManagerError> {
-        let spec = parse_service(&req.file_name, &req.content).map_err(ManagerError::Invalid)?;
+        let mut spec =
+            parse_service(&req.file_name, &req.content).map_err(ManagerError::Invalid)?;
         let existing = self.store.service(spec.name.as_str()).await?;
+        // An autoscaled service keeps the count the scaler chose (within the new bounds):
+        // applying the same file again must not undo the scaling.
+        if let (Some(a), Some(old)) = (&spec.autoscale, &existing)
+            && old.spec.autoscale.is_some()
+        {
+            spec.replicas = old.spec.replicas.clamp(a.min, a.max);
+        }
         let name = spec.name.to_string();
         let (action, changes, plan) = match &existing {
             None => (
@@ -142,6 +150,25 @@ impl ServiceManager {
     }
 
     pub async fn scale(&self, name: &str, replicas: u32) -> Result<(), ManagerError> {
+        self.scale_because(name, replicas, None).await
+    }
+
+    /// Scales on the service_scaler's behalf; the event says why.
+    pub async fn autoscale(
+        &self,
+        name: &str,
+        replicas: u32,
+        reason: &str,
+    ) -> Result<(), ManagerError> {
+        self.scale_because(name, replicas, Some(reason)).await
+    }
+
+    async fn scale_because(
+        &self,
+        name: &str,
+        replicas: u32,
+        reason: Option<&str>,
+    ) -> Result<(), ManagerError> {
         if replicas > dash_core::config_parser::MAX_REPLICAS {
             return Err(ManagerError::BadRequest {
                 field: "replicas",
@@ -156,6 +183,17 @@ impl ServiceManager {
             .service(name)
             .await?
             .ok_or_else(|| ManagerError::NotFound(name.into()))?;
+        if let Some(a) = &old.spec.autoscale
+            && (replicas < a.min || replicas > a.max)
+        {
+            return Err(ManagerError::BadRequest {
+                field: "replicas",
+                message: format!(
+                    "replicas = {replicas}: service {name} autoscales between {} and {}; change [autoscale] min/max in its file to go beyond",
+                    a.min, a.max
+                ),
+            });
+        }
         let applied = self
             .store
             .apply(&Command::ScaleService {
@@ -170,7 +208,13 @@ impl ServiceManager {
                 EventKind::ServiceScaled,
                 Some(name),
                 None,
-                format!("replicas {} -> {replicas}", old.spec.replicas),
+                match reason {
+                    Some(why) => format!(
+                        "replicas {} -> {replicas} (autoscale: {why})",
+                        old.spec.replicas
+                    ),
+                    None => format!("replicas {} -> {replicas}", old.spec.replicas),
+                },
             );
             self.wake.notify_one();
         }

@@ -15,6 +15,7 @@ pub mod agent;
 pub mod exec;
 pub mod master_link;
 pub mod sentry;
+pub mod stats;
 pub mod worker_api;
 
 pub use agent::{Agent, AgentConfig};

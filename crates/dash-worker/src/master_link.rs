@@ -214,6 +214,20 @@ impl GrpcLink {
         Ok(())
     }
 
+    /// Sends what this node measured (one try: the next measurement follows in seconds).
+    pub async fn report_metrics(&self, metrics: &dash_core::api::NodeMetrics) {
+        let Ok(json) = serde_json::to_string(metrics) else {
+            return;
+        };
+        let mut client = self.client();
+        if let Err(s) = client
+            .report_metrics(MetricsRequest { metrics_json: json })
+            .await
+        {
+            tracing::debug!(error = %dash_rpc::describe(&s), "reporting metrics");
+        }
+    }
+
     async fn fetch(&self, reference: &str) -> Result<bool, String> {
         let mut client = self.client();
         let resp = match client

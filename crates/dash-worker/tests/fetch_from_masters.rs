@@ -48,6 +48,9 @@ impl MasterApi for Master {
     async fn report(&self, _: Request<ReportRequest>) -> Result<Response<Ack>, Status> {
         Ok(Response::new(Ack {}))
     }
+    async fn report_metrics(&self, _: Request<MetricsRequest>) -> Result<Response<Ack>, Status> {
+        Ok(Response::new(Ack {}))
+    }
     async fn removed(&self, _: Request<RemovedRequest>) -> Result<Response<Ack>, Status> {
         Ok(Response::new(Ack {}))
     }

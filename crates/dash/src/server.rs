@@ -40,6 +40,7 @@ impl From<anyhow::Error> for ServerError {
 }
 
 struct Validated {
+    autoscale_interval: std::time::Duration,
     cluster: Option<ClusterFlags>,
     listen: SocketAddr,
     proxy_listen: SocketAddr,
@@ -119,7 +120,14 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
             })
         }
     };
+    let autoscale_interval = duration_flag(
+        "--autoscale-interval",
+        &args.autoscale_interval,
+        std::time::Duration::from_millis(200),
+        "5s",
+    )?;
     Ok(Validated {
+        autoscale_interval,
         cluster,
         listen,
         proxy_listen,
@@ -307,6 +315,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
         format!("{} ({})", v.node, runtime.kind()),
     );
 
+    let metrics = Arc::new(dash_master::metrics::Metrics::new());
     let manager = ServiceManager::new(master_store.clone(), mq.clone(), wake.clone());
     let state = ServiceState::new(master_store.clone(), mq.clone(), wake.clone());
     let reconciler = Reconciler::new(master_store.clone(), mq.clone(), wake.clone(), changes_tx);
@@ -327,6 +336,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
                     changes: changes_rx.clone(),
                     images: images.clone(),
                     net: net.clone(),
+                    metrics: metrics.clone(),
                 },
                 shutdown_rx.clone(),
             )
@@ -423,6 +433,25 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
             },
         )
     };
+    let scaler = dash_master::service_scaler::ServiceScaler::new(
+        manager.clone(),
+        metrics.clone(),
+        v.autoscale_interval,
+    );
+    let scaler_task = tokio::spawn(scaler.run(shutdown_rx.clone()));
+    let measure_task = {
+        let metrics = metrics.clone();
+        let node = v.node.clone();
+        tokio::spawn(measure_node(
+            (!args.no_worker).then(|| runtime.clone()),
+            proxy_handle.clone(),
+            shutdown_rx.clone(),
+            move |m| {
+                metrics.record(&node, m, dash_master::now_ms());
+                std::future::ready(())
+            },
+        ))
+    };
     let app = admin_api::router(AppState {
         manager,
         mq,
@@ -433,6 +462,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
         logs,
         exec,
         route_stats,
+        metrics,
         bouncer,
     });
     let listener = tokio::net::TcpListener::bind(v.listen)
@@ -461,6 +491,8 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     tracing::info!("shutting down; containers keep running");
     let _ = shutdown_tx.send(true);
     let _ = reconciler_task.await;
+    let _ = scaler_task.await;
+    let _ = measure_task.await;
     let _ = agent_task.await;
     let _ = server_task.await;
     let _ = proxy_task.await;
@@ -472,6 +504,58 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// Measures this node every 2 s (its replicas' CPU and memory when it runs any, its
+/// proxy's load per service) and hands the result to `sink`.
+pub(crate) async fn measure_node<F, Fut>(
+    runtime: Option<Arc<dash_runtime::container::ContainerRuntime>>,
+    proxy: ProxyHandle,
+    mut shutdown: watch::Receiver<bool>,
+    mut sink: F,
+) where
+    F: FnMut(dash_core::api::NodeMetrics) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut sampler = runtime.map(dash_worker::stats::Sampler::new);
+    loop {
+        let replicas = match sampler.take() {
+            None => Vec::new(),
+            Some(mut s) => {
+                match tokio::task::spawn_blocking(move || {
+                    let out = s.sample();
+                    (s, out)
+                })
+                .await
+                {
+                    Ok((s, out)) => {
+                        sampler = Some(s);
+                        out
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "measuring replicas");
+                        Vec::new()
+                    }
+                }
+            }
+        };
+        let mut per_service: std::collections::BTreeMap<String, f64> = Default::default();
+        for r in proxy.stats() {
+            *per_service.entry(r.service).or_default() += r.requests_per_second;
+        }
+        let routes = per_service
+            .into_iter()
+            .map(|(service, requests_per_second)| dash_core::api::RouteLoad {
+                service,
+                requests_per_second,
+            })
+            .collect();
+        sink(dash_core::api::NodeMetrics { replicas, routes }).await;
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
 struct MasterApiParts {
     store: MasterStore,
     state: ServiceState,
@@ -480,6 +564,7 @@ struct MasterApiParts {
     changes: watch::Receiver<u64>,
     images: Arc<ImageStore>,
     net: Arc<Network>,
+    metrics: Arc<dash_master::metrics::Metrics>,
 }
 
 /// The cluster side of a master: its CA and certificate, master_api on --advertise-addr with
@@ -526,6 +611,7 @@ async fn start_master_api(
         images: p.images,
         subnets: c.subnets,
         joins: Arc::default(),
+        metrics: p.metrics,
     };
     let clients = Arc::new(dash_master::worker_clients::WorkerClients::new(
         p.store.clone(),

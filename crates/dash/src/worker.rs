@@ -131,6 +131,18 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
         proxy.handle(),
         shutdown_rx.clone(),
     ));
+    let measure_task = {
+        let link = link.clone();
+        tokio::spawn(crate::server::measure_node(
+            Some(runtime.clone()),
+            proxy.handle(),
+            shutdown_rx.clone(),
+            move |m| {
+                let link = link.clone();
+                async move { link.report_metrics(&m).await }
+            },
+        ))
+    };
     let mut proxy_stop = shutdown_rx.clone();
     let proxy_task = tokio::spawn(proxy.serve(async move {
         let _ = proxy_stop.changed().await;
@@ -172,6 +184,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
     let _ = routes_task.await;
     let _ = identity_task.await;
     let _ = feeder.await;
+    let _ = measure_task.await;
     let _ = proxy_task.await;
     Ok(())
 }

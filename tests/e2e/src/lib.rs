@@ -127,11 +127,18 @@ pub struct Server {
     pub table: String,
     pub subnet: String,
     pub slot: u8,
+    /// More `dash server` flags (`start_with`).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl Server {
     pub fn start(slot: u8) -> Server {
+        Server::start_with(slot, &[])
+    }
+
+    /// Like [`Server::start`], with more `dash server` flags.
+    pub fn start_with(slot: u8, extra: &[&str]) -> Server {
         require(
             "root (containers, netns and nftables need it)",
             unsafe_free_is_root(),
@@ -146,6 +153,7 @@ impl Server {
             table: format!("dash_e2e_{slot}"),
             subnet: format!("10.97.{slot}.0/24"),
             slot,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             dir,
             child: None,
         };
@@ -181,6 +189,7 @@ impl Server {
                 "--log-level",
                 "info,dash_worker=debug",
             ])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -13,6 +13,7 @@ mod openapi;
 mod registries;
 mod routes;
 mod services;
+mod stats;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub logs: LogReader,
     pub exec: ExecStarter,
     pub route_stats: RouteStats,
+    /// Nodes' latest measurements (`/v1/stats`).
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Admission of nodes; None when master_api is off (no --advertise-addr).
     pub bouncer: Option<crate::node_bouncer::NodeBouncer>,
 }
@@ -102,6 +105,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(registries::logout),
         )
         .route("/routes", get(routes::list))
+        .route("/stats", get(stats::list))
         .route("/events", get(events::stream))
         .route("/logs/{service}", get(logs::stream));
     Router::new()

@@ -1,0 +1,114 @@
+//! service_scaler: every `interval`, each service with `[autoscale]` gets the replica count
+//! its load calls for (`dash_core::autoscale`): the average CPU use of its running replicas
+//! against `cpu_percent`, its requests per second through every node's proxy against
+//! `requests_per_second` per replica. Growth applies at once; shrinking once the load has
+//! called for fewer replicas for all of `scale_down_delay`. Each change is a `dash scale`
+//! with an event that says why.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dash_core::api::{DesiredState, ReplicaState};
+use dash_core::autoscale::{self, Load};
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::service_manager::ServiceManager;
+
+pub struct ServiceScaler {
+    manager: ServiceManager,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    /// Per service: the recent proposals `(at_ms, replicas)`, oldest first.
+    history: HashMap<String, Vec<(u64, u32)>>,
+}
+
+impl ServiceScaler {
+    pub fn new(manager: ServiceManager, metrics: Arc<Metrics>, interval: Duration) -> Self {
+        ServiceScaler {
+            manager,
+            metrics,
+            interval,
+            history: HashMap::new(),
+        }
+    }
+
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(e) = self.tick(now_ms()).await {
+                tracing::warn!(error = %e, "autoscaling");
+            }
+        }
+    }
+
+    /// One round over every autoscaled service.
+    pub async fn tick(&mut self, now_ms: u64) -> Result<(), String> {
+        let store = self.manager.store();
+        let services = store.services().await.map_err(|e| e.to_string())?;
+        let samples = self.metrics.replicas();
+        let mut autoscaled = Vec::new();
+        for svc in services.iter().filter(|s| !s.removing) {
+            let Some(policy) = svc.spec.autoscale else {
+                continue;
+            };
+            let name = svc.spec.name.to_string();
+            autoscaled.push(name.clone());
+            let replicas = store
+                .replicas(Some(&name))
+                .await
+                .map_err(|e| e.to_string())?;
+            let running: Vec<_> = replicas
+                .iter()
+                .filter(|r| {
+                    // Serving or able to: an unhealthy replica is not measured.
+                    matches!(r.state, ReplicaState::Running | ReplicaState::Healthy)
+                        && r.desired == DesiredState::Run
+                        && r.version == svc.version
+                })
+                .collect();
+            let cpu: Vec<f64> = running
+                .iter()
+                .filter_map(|r| samples.get(&r.id).and_then(|(_, s, _)| s.cpu_percent))
+                .map(|c| autoscale::cpu_of_limit(c, svc.spec.resources.cpu_millis))
+                .collect();
+            let load = Load {
+                running: running.len() as u32,
+                cpu_percent: (!cpu.is_empty()).then(|| cpu.iter().sum::<f64>() / cpu.len() as f64),
+                requests_per_second: self.metrics.requests_per_second(&name),
+            };
+            let current = svc.spec.replicas;
+            let Some(proposal) = autoscale::propose(&policy, current, &load) else {
+                continue;
+            };
+            let delay = policy.scale_down_delay;
+            let history = self.history.entry(name.clone()).or_default();
+            history.push((now_ms, proposal.replicas));
+            // Keep the window and one entry before it (it shows the window is covered).
+            let since = now_ms.saturating_sub(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+            while history.len() > 1 && history[1].0 <= since {
+                history.remove(0);
+            }
+            let target = autoscale::stabilize(history, now_ms, delay, current);
+            if target != current {
+                tracing::info!(service = %name, from = current, to = target, reason = %proposal.reason, "autoscaling");
+                self.manager
+                    .autoscale(&name, target, &proposal.reason)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        self.history.retain(|name, _| autoscaled.contains(name));
+        Ok(())
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,200 @@
+//! service_scaler with real replicas: requests through the proxy and CPU use measured from
+//! cgroups scale services up, quiet scales them back down after `scale_down_delay`, and
+//! `dash stats` shows what the scaler sees.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dash_e2e::Server;
+
+fn running(s: &Server, service: &str) -> usize {
+    s.replicas(service)
+        .iter()
+        .filter(|r| {
+            matches!(r["state"].as_str(), Some("running" | "healthy")) && r["desired"] == "run"
+        })
+        .count()
+}
+
+fn past_events(s: &Server) -> String {
+    let out = std::process::Command::new("timeout")
+        .arg("2")
+        .arg(dash_e2e::dash_bin())
+        .args(["events", "--past"])
+        .env("DASH_ADDR", &s.addr)
+        .env("DASH_TOKEN", s.token())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn requests_through_the_proxy_scale_a_service_up_and_quiet_scales_it_down() {
+    let s = Server::start_with(61, &["--autoscale-interval", "1s"]);
+    s.import_busybox("bb:1");
+    let file = s.write(
+        "aweb.toml",
+        r#"name = "aweb"
+image = "bb:1"
+command = ["httpd", "-f", "-p", "8080", "-h", "/www"]
+stop_grace_period = "1s"
+
+[[routes]]
+host = "aweb.local"
+port = 8080
+
+[autoscale]
+max = 3
+requests_per_second = 4
+scale_down_delay = "4s"
+"#,
+    );
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    s.wait_running("aweb", 1);
+    // By hand only within the bounds.
+    let out = s.dash(&["scale", "aweb", "5"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("autoscales between 1 and 3"),
+        "{err}"
+    );
+
+    // About 40 requests per second, ten times the target of one replica.
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicU64::new(0));
+    let load = {
+        let (stop, served, proxy) = (stop.clone(), served.clone(), s.proxy_addr.clone());
+        std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(90);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                if let Ok((200, _)) = dash_e2e::http_get_host(&proxy, "aweb.local", "/") {
+                    served.fetch_add(1, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        })
+    };
+    let started = Instant::now();
+    s.wait(
+        "aweb scaled up to its max of 3",
+        Duration::from_secs(60),
+        || (running(&s, "aweb") == 3).then_some(()),
+    );
+    eprintln!(
+        "scaled 1 -> 3 in {:?} under load ({} requests served)",
+        started.elapsed(),
+        served.load(Ordering::Relaxed)
+    );
+    let events = past_events(&s);
+    assert!(
+        events.contains("replicas 1 -> 2 (autoscale:") && events.contains("req/s per replica"),
+        "{events}"
+    );
+    // What the scaler saw, per replica.
+    let stats = s.json(&["stats", "aweb"]);
+    let stats = stats.as_array().unwrap();
+    assert_eq!(stats.len(), 3, "{stats:?}");
+    s.wait(
+        "every aweb replica measured",
+        Duration::from_secs(10),
+        || {
+            let stats = s.json(&["stats", "aweb"]);
+            stats
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["memory_bytes"].as_u64().is_some_and(|m| m > 0))
+                .then_some(())
+        },
+    );
+    // Applying the same file again keeps the scaler's count.
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(
+        s.json(&["service", "inspect", "aweb"])["spec"]["replicas"],
+        3
+    );
+
+    // Quiet: back to the minimum once the delay has passed.
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    let quiet = Instant::now();
+    s.wait("aweb back to 1 replica", Duration::from_secs(60), || {
+        (running(&s, "aweb") == 1).then_some(())
+    });
+    let waited = quiet.elapsed();
+    eprintln!("scaled back to 1 in {waited:?} after the load stopped");
+    assert!(
+        past_events(&s).contains("-> 1 (autoscale:"),
+        "the scaler, not something else, scaled it down"
+    );
+}
+
+#[test]
+fn cpu_use_against_the_replicas_share_scales_a_service_up() {
+    let s = Server::start_with(62, &["--autoscale-interval", "1s"]);
+    s.import_busybox("bb:1");
+    // A busy loop capped at a fifth of a core: 100 % of its share, twice the target.
+    let file = s.write(
+        "hog.toml",
+        r#"name = "hog"
+image = "bb:1"
+command = ["sh", "-c", "while :; do :; done"]
+stop_grace_period = "1s"
+
+[resources]
+cpu = 0.2
+
+[autoscale]
+max = 2
+cpu_percent = 50
+"#,
+    );
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    s.wait_running("hog", 1);
+    s.wait("hog scaled up to 2 on CPU", Duration::from_secs(60), || {
+        (running(&s, "hog") == 2).then_some(())
+    });
+    let events = past_events(&s);
+    assert!(
+        events.contains("replicas 1 -> 2 (autoscale: cpu"),
+        "{events}"
+    );
+    let stats = s.json(&["stats", "hog"]);
+    let first = &stats.as_array().unwrap()[0];
+    assert!(
+        first["cpu_percent_of_limit"].as_f64().unwrap_or(0.0) > 50.0,
+        "{stats}"
+    );
+    // The table names what it shows.
+    let table = s.ok(&["stats"]);
+    assert!(table.contains("CPU %") && table.contains("hog-"), "{table}");
+}
+
+#[test]
+fn bad_autoscale_sections_are_refused_naming_the_field() {
+    let s = Server::start_with(63, &[]);
+    let file = s.write(
+        "bad.toml",
+        "name = \"bad\"\nimage = \"bb:1\"\n[autoscale]\nmin = 4\nmax = 2\n",
+    );
+    let out = s.dash(&["apply", "-f", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("autoscale.max = 2: less than autoscale.min = 4"),
+        "{err}"
+    );
+    assert!(err.contains("has no target"), "{err}");
+    assert!(
+        !s.ok(&["service", "ls"]).contains("bad"),
+        "nothing half-made"
+    );
+    let out = s.dash(&["stats", "nope"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not found"),
+        "{out:?}"
+    );
+}
