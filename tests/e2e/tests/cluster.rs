@@ -241,6 +241,25 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
         },
     );
 
+    // Every node measures its replicas and reports them (ReportMetrics): dash stats shows
+    // the memory and CPU of cweb's replicas wherever they run.
+    c.wait(
+        "every cweb replica measured by its node",
+        Duration::from_secs(20),
+        || {
+            let stats = c.json(&["stats", "cweb"]);
+            let stats = stats.as_array()?;
+            let nodes: std::collections::BTreeSet<_> =
+                stats.iter().filter_map(|r| r["node"].as_str()).collect();
+            (nodes.len() >= 2
+                && stats.iter().all(|r| {
+                    r["memory_bytes"].as_u64().is_some_and(|m| m > 0)
+                        && r["cpu_percent"].as_f64().is_some()
+                }))
+            .then_some(())
+        },
+    );
+
     // dash exec on a replica of another node: output, exit status, stdin, a terminal.
     let id = a["id"].as_str().unwrap();
     let out = c.dash(&["exec", id, "--", "cat", "/www/index.html"]);
