@@ -718,7 +718,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     t.row([
                         s.spec.name.to_string(),
                         s.spec.image.clone(),
-                        format!("{}/{}", s.ready, s.spec.replicas),
+                        match &s.spec.autoscale {
+                            Some(a) => format!(
+                                "{}/{} (auto {}-{})",
+                                s.ready, s.spec.replicas, a.min, a.max
+                            ),
+                            None => format!("{}/{}", s.ready, s.spec.replicas),
+                        },
                         s.version.to_string(),
                         ports.join(","),
                         s.update_status,

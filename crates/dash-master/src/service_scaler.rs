@@ -3,7 +3,7 @@
 //! against `cpu_percent`, its requests per second through every node's proxy against
 //! `requests_per_second` per replica. Growth applies at once; shrinking once the load has
 //! called for fewer replicas for all of `scale_down_delay`. Each change is a `dash scale`
-//! with an event that says why.
+//! with an event that says why. A service in the middle of a rolling update is left alone.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -62,6 +62,14 @@ impl ServiceScaler {
                 .replicas(Some(&name))
                 .await
                 .map_err(|e| e.to_string())?;
+            // Mid-update the load is shared with the old version's replicas: wait for the
+            // update to finish rather than scale on a skewed measurement.
+            if replicas
+                .iter()
+                .any(|r| r.desired == DesiredState::Run && r.version != svc.version)
+            {
+                continue;
+            }
             let running: Vec<_> = replicas
                 .iter()
                 .filter(|r| {
