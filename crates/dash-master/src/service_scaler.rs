@@ -81,7 +81,11 @@ impl ServiceScaler {
                 .collect();
             let cpu: Vec<f64> = running
                 .iter()
-                .filter_map(|r| samples.get(&r.id).and_then(|(_, s, _)| s.cpu_percent))
+                .filter_map(|r| {
+                    // Only the replica's own node speaks for it.
+                    let (node, sample, _) = samples.get(&r.id)?;
+                    (r.node.as_deref() == Some(node.as_str())).then_some(sample.cpu_percent)?
+                })
                 .map(|c| autoscale::cpu_of_limit(c, svc.spec.resources.cpu_millis))
                 .collect();
             let load = Load {

@@ -47,7 +47,10 @@ pub async fn list(
                 .find(|svc| svc.spec.name.as_str() == r.service)
                 .map(|svc| svc.spec.resources)
                 .unwrap_or_default();
-            let sample = samples.get(&r.id);
+            // Only the replica's own node speaks for it.
+            let sample = samples
+                .get(&r.id)
+                .filter(|(node, _, _)| r.node.as_deref() == Some(node.as_str()));
             let cpu_percent = sample.and_then(|(_, s, _)| s.cpu_percent);
             ReplicaStats {
                 cpu_percent_of_limit: cpu_percent
