@@ -255,7 +255,7 @@ fn routes() {
 fn autoscale_parses_and_starts_at_min() {
     let s = parse_service(
         "web.toml",
-        "name = \"web\"\nimage = \"b\"\n[autoscale]\nmin = 2\nmax = 8\ncpu_percent = 70\nrequests_per_second = 50\nscale_down_delay = \"30s\"\n",
+        "name = \"web\"\nimage = \"b\"\n[[routes]]\nhost = \"w\"\nport = 80\n[autoscale]\nmin = 2\nmax = 8\ncpu_percent = 70\nrequests_per_second = 50\nscale_down_delay = \"30s\"\n",
     )
     .unwrap();
     assert_eq!(s.replicas, 2);
@@ -266,7 +266,7 @@ fn autoscale_parses_and_starts_at_min() {
     assert_eq!(a.scale_down_delay, Duration::from_secs(30));
     let s = parse_service(
         "web.toml",
-        "name = \"web\"\nimage = \"b\"\n[autoscale]\nmax = 3\nrequests_per_second = 5\n",
+        "name = \"web\"\nimage = \"b\"\n[[routes]]\nhost = \"w\"\nport = 80\n[autoscale]\nmax = 3\nrequests_per_second = 5\n",
     )
     .unwrap();
     let a = s.autoscale.unwrap();
@@ -307,4 +307,6 @@ fn bad_autoscale_names_each_field() {
         "name = \"web\"\nimage = \"b\"\n[autoscale]\nmax = 99999999999\nrequests_per_second = \"many\"\n",
     );
     assert!(!e.0.is_empty(), "{e}");
+    let e = err("name = \"web\"\nimage = \"b\"\n[autoscale]\nmax = 3\nrequests_per_second = 5\n");
+    assert!(e.to_string().contains("without [[routes]]"), "{e}");
 }

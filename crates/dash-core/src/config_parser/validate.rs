@@ -238,6 +238,17 @@ pub(super) fn validate(
     };
 
     let routes = routes(&mut cx, raw.routes.unwrap_or_default());
+    if let Some(a) = &raw.autoscale
+        && let Some(r) = &a.get_ref().requests_per_second
+        && routes.is_empty()
+    {
+        cx.report(
+            r,
+            "autoscale.requests_per_second",
+            "autoscale.requests_per_second without [[routes]]: requests are counted by the proxy routes".into(),
+            "add a [[routes]] section, or scale on cpu_percent",
+        );
+    }
     let autoscale = raw.autoscale.and_then(|a| autoscale(&mut cx, a, mode));
     // Start within the bounds: replicas defaults to min, and is kept between min and max.
     let replicas = match (&autoscale, &raw.replicas) {
