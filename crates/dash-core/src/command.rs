@@ -97,6 +97,10 @@ pub enum Command {
         id: String,
         state: NodeState,
         at_ms: u64,
+        /// Only if the node is in this state now (a judgement made on what was read must not
+        /// overwrite what happened since, e.g. a heartbeat).
+        #[serde(default)]
+        from: Option<NodeState>,
     },
     SetNodeLabels {
         id: String,

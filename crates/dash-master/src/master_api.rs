@@ -118,15 +118,18 @@ impl Liveness {
                     (n.state, judged),
                     (NodeState::Ready, _) | (NodeState::Unreachable, NodeState::Down)
                 );
-                if !worse {
+                // A heartbeat may have come while the store was read.
+                if !worse || self.silence(&n.id) < self.cfg.unreachable_after {
                     continue;
                 }
                 let cmd = Command::SetNodeState {
                     id: n.id.clone(),
                     state: judged,
                     at_ms: now_ms(),
+                    // ...or while this was decided: then the heartbeat's Ready stands.
+                    from: Some(n.state),
                 };
-                if store.apply(&cmd).await.is_ok() {
+                if store.apply(&cmd).await.is_ok_and(|a| a.changed) {
                     let kind = if judged == NodeState::Down {
                         EventKind::NodeDown
                     } else {
@@ -354,6 +357,7 @@ impl MasterApi for MasterApiService {
                     id: peer.node.clone(),
                     state,
                     at_ms: now_ms(),
+                    from: None,
                 })
                 .await
                 .map_err(internal)?;

@@ -139,12 +139,13 @@ impl Reconciler {
         let mut views: Vec<ReplicaView> = Vec::with_capacity(replicas.len());
         if spec.mode == Mode::Global {
             // One per eligible node: the count is the eligible nodes; a replica on a node that
-            // is no longer eligible (drained, constraints, removed) just goes; updates are
-            // stop-first, since a node holds one replica of the service at most.
+            // is no longer eligible (drained, down, constraints, removed) just goes; updates are
+            // stop-first, since a node holds one replica of the service at most. An
+            // unreachable node stays eligible: a late heartbeat must not cost its replica.
             let eligible: HashSet<&str> = nodes
                 .iter()
                 .filter(|n| {
-                    n.state == NodeState::Ready
+                    matches!(n.state, NodeState::Ready | NodeState::Unreachable)
                         && n.role != "master"
                         && spec
                             .placement

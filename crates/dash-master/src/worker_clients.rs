@@ -22,7 +22,8 @@ pub struct ExecChannels {
 
 pub struct WorkerClients {
     store: MasterStore,
-    tls: Mutex<ClientTlsConfig>,
+    /// The identity to dial with, and how many times it was replaced.
+    tls: Mutex<(u64, ClientTlsConfig)>,
     clients: Mutex<HashMap<String, WorkerApiClient<Channel>>>,
 }
 
@@ -31,7 +32,7 @@ impl WorkerClients {
     pub fn new(store: MasterStore, tls: ClientTlsConfig) -> Self {
         Self {
             store,
-            tls: Mutex::new(tls),
+            tls: Mutex::new((0, tls)),
             clients: Mutex::new(HashMap::new()),
         }
     }
@@ -39,7 +40,7 @@ impl WorkerClients {
     /// A new identity (this master's certificate was renewed): new connections use it.
     pub fn set_tls(&self, tls: ClientTlsConfig) {
         if let Ok(mut t) = self.tls.lock() {
-            *t = tls;
+            *t = (t.0 + 1, tls);
         }
         if let Ok(mut c) = self.clients.lock() {
             c.clear();
@@ -61,18 +62,24 @@ impl WorkerClients {
         {
             return Ok(client.clone());
         }
+        let (generation, tls) = self
+            .tls
+            .lock()
+            .map_err(|_| "TLS configuration lock poisoned".to_string())?
+            .clone();
         let endpoint = Endpoint::from_shared(format!("https://{addr}"))
             .map_err(|e| format!("node {node} address {addr:?}: {e}"))?
             .connect_timeout(Duration::from_secs(3))
-            .tls_config(
-                self.tls
-                    .lock()
-                    .map_err(|_| "TLS configuration lock poisoned".to_string())?
-                    .clone(),
-            )
+            .tls_config(tls)
             .map_err(|e| e.to_string())?;
         let client = WorkerApiClient::new(endpoint.connect_lazy());
-        if let Ok(mut c) = self.clients.lock() {
+        // Kept only if the identity was not renewed meanwhile (else the cache would hold a
+        // client with the old certificate).
+        // (Both locks in set_tls's order, so that it cannot clear the cache in between.)
+        if let Ok(t) = self.tls.lock()
+            && t.0 == generation
+            && let Ok(mut c) = self.clients.lock()
+        {
             c.insert(addr, client.clone());
         }
         Ok(client)

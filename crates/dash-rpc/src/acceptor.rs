@@ -12,6 +12,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 pub type Incoming = ReceiverStream<std::io::Result<TcpStream>>;
 
+/// How long a replaced generation still finishes the handshakes it has begun.
+pub const HANDSHAKE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct Acceptor {
     current: Arc<Mutex<mpsc::Sender<std::io::Result<TcpStream>>>>,
     task: tokio::task::JoinHandle<()>,
@@ -41,13 +44,19 @@ impl Acceptor {
     }
 
     /// A new generation: connections accepted from now on go to the returned stream; the
-    /// previous stream ends.
+    /// previous stream ends [`HANDSHAKE_GRACE`] later. (tonic drops the TLS handshakes still
+    /// in progress when its incoming stream ends: a connection accepted just before the
+    /// switch must have the time to finish its handshake on the old generation.)
     pub fn next_generation(&self) -> Incoming {
         let (tx, rx) = mpsc::channel(64);
-        match self.current.lock() {
-            Ok(mut t) => *t = tx,
-            Err(p) => *p.into_inner() = tx,
-        }
+        let old = match self.current.lock() {
+            Ok(mut t) => std::mem::replace(&mut *t, tx),
+            Err(p) => std::mem::replace(&mut *p.into_inner(), tx),
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(HANDSHAKE_GRACE).await;
+            drop(old);
+        });
         ReceiverStream::new(rx)
     }
 }

@@ -304,14 +304,22 @@ impl MasterStore {
                 .await?;
                 out.changed = true;
             }
-            Command::SetNodeState { id, state, at_ms } => {
+            Command::SetNodeState {
+                id,
+                state,
+                at_ms,
+                from,
+            } => {
                 out.changed = sqlx::query(
-                    "UPDATE nodes SET state = ?, last_seen_ms = MAX(last_seen_ms, ?) WHERE id = ? AND state != ?",
+                    "UPDATE nodes SET state = ?, last_seen_ms = MAX(last_seen_ms, ?)
+                     WHERE id = ? AND state != ? AND (? IS NULL OR state = ?)",
                 )
                 .bind(state.as_str())
                 .bind(*at_ms as i64)
                 .bind(id)
                 .bind(state.as_str())
+                .bind(from.map(|f| f.as_str()))
+                .bind(from.map(|f| f.as_str()))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()

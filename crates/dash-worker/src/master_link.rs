@@ -387,6 +387,8 @@ async fn watch_loop(
                     // started elsewhere, so it stops everything and waits to be let in again.
                     tracing::error!(error = %s.message(), "the masters refuse this node; stopping its replicas");
                     let _ = tx.send(Some(Vec::new()));
+                    // What it held is gone: let back in, it needs the whole list again.
+                    held = 0;
                 }
                 Err(s) => tracing::warn!(code = ?s.code(), error = %dash_rpc::describe(&s), "assignment watch lost; reconnecting"),
                 Ok(()) => {}

@@ -103,7 +103,7 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
             let down_after = duration_flag(
                 "--node-down-after",
                 &args.node_down_after,
-                std::time::Duration::from_millis(300),
+                std::time::Duration::from_secs(1),
                 "3s",
             )?;
             let cert_validity = duration_flag(
@@ -598,7 +598,11 @@ async fn start_master_api(
     let liveness = Arc::new(Liveness::new(LivenessConfig {
         down_after: c.down_after,
         unreachable_after: c.down_after / 2,
-        ..LivenessConfig::default()
+        // At least four beats before a node counts as unreachable.
+        heartbeat: (c.down_after / 8).clamp(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_millis(500),
+        ),
     }));
     let service = MasterApiService {
         store: p.store.clone(),

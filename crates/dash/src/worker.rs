@@ -88,6 +88,19 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
         }
     };
     tracing::info!(node = %membership.node, subnet = %membership.subnet, "member of the cluster");
+    // Heartbeats first: the masters count silence from the join on, and setting up the
+    // network can take a while.
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let link = GrpcLink::start(
+        &membership.master,
+        identity.clone(),
+        membership.node.clone(),
+        capacity,
+        images.clone(),
+        shutdown_rx.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+
     let subnet: dash_net::Ipv4Net = membership
         .subnet
         .parse()
@@ -104,16 +117,6 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
         .context("opening the store")?;
     let worker_store = WorkerStore::new(pool);
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let link = GrpcLink::start(
-        &membership.master,
-        identity.clone(),
-        membership.node.clone(),
-        capacity,
-        images.clone(),
-        shutdown_rx.clone(),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let proxy_listen: std::net::SocketAddr = args.node.proxy_listen.parse().map_err(|_| {
         config_error(format!(
             "--proxy-listen {:?}: not an address; use e.g. 127.0.0.1:8080",

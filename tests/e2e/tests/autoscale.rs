@@ -33,7 +33,7 @@ fn past_events(s: &Server) -> String {
 
 #[test]
 fn requests_through_the_proxy_scale_a_service_up_and_quiet_scales_it_down() {
-    let s = Server::start_with(61, &["--autoscale-interval", "1s"]);
+    let s = Server::start_with(71, &["--autoscale-interval", "1s"]);
     s.import_busybox("bb:1");
     let file = s.write(
         "aweb.toml",
@@ -134,7 +134,7 @@ scale_down_delay = "4s"
 
 #[test]
 fn cpu_use_against_the_replicas_share_scales_a_service_up() {
-    let s = Server::start_with(62, &["--autoscale-interval", "1s"]);
+    let s = Server::start_with(72, &["--autoscale-interval", "1s"]);
     s.import_busybox("bb:1");
     // A busy loop capped at a fifth of a core: 100 % of its share, twice the target.
     let file = s.write(
@@ -175,7 +175,7 @@ cpu_percent = 50
 
 #[test]
 fn bad_autoscale_sections_are_refused_naming_the_field() {
-    let s = Server::start_with(63, &[]);
+    let s = Server::start_with(73, &[]);
     let file = s.write(
         "bad.toml",
         "name = \"bad\"\nimage = \"bb:1\"\n[autoscale]\nmin = 4\nmax = 2\n",

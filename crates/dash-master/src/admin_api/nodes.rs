@@ -162,6 +162,7 @@ async fn set_state(s: &AppState, id: &str, state: NodeState) -> Result<NodeInfo,
             id: id.to_string(),
             state,
             at_ms: crate::now_ms(),
+            from: None,
         })
         .await
         .map_err(HttpError::internal)?;

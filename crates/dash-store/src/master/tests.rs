@@ -303,3 +303,44 @@ async fn two_nodes_never_share_a_subnet() {
     assert!(e.contains("already node w1's"), "{e}");
     assert_eq!(s.nodes().await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_node_state_judged_on_a_stale_read_does_not_overwrite_a_newer_one() {
+    let (_d, s, _) = store().await;
+    s.apply(&Command::UpsertNode {
+        node: Box::new(NodeRecord {
+            id: "w1".into(),
+            address: "10.0.0.2:7072".into(),
+            role: "worker".into(),
+            state: NodeState::Unreachable,
+            labels: BTreeMap::new(),
+            capacity: Resources::default(),
+            subnet: "10.89.0.0/24".into(),
+            runtime: "crun".into(),
+        }),
+        at_ms: 1,
+    })
+    .await
+    .unwrap();
+    let set = |state, from| Command::SetNodeState {
+        id: "w1".into(),
+        state,
+        at_ms: 2,
+        from,
+    };
+    // A heartbeat made it ready while liveness was deciding on "unreachable".
+    assert!(s.apply(&set(NodeState::Ready, None)).await.unwrap().changed);
+    let late = s
+        .apply(&set(NodeState::Down, Some(NodeState::Unreachable)))
+        .await
+        .unwrap();
+    assert!(!late.changed);
+    assert_eq!(s.nodes().await.unwrap()[0].state, NodeState::Ready);
+    // On a fresh read it applies.
+    let fresh = s
+        .apply(&set(NodeState::Down, Some(NodeState::Ready)))
+        .await
+        .unwrap();
+    assert!(fresh.changed);
+    assert_eq!(s.nodes().await.unwrap()[0].state, NodeState::Down);
+}
