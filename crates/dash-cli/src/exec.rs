@@ -112,9 +112,13 @@ pub async fn run(
                 }
             }
         }
-        let _ = stdin_frames
-            .send(exec_frame::encode_input(&ExecInput::StdinEof))
-            .await;
+        // Without -i: no input at all. Pipes are closed at once; a terminal is left alone
+        // (as docker does: an end of input typed into it would end a shell).
+        if interactive || !tty {
+            let _ = stdin_frames
+                .send(exec_frame::encode_input(&ExecInput::StdinEof))
+                .await;
+        }
     });
     // The remote terminal follows the local one's size.
     let resizes = tokio::spawn(async move {

@@ -353,8 +353,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             replica,
             command,
         } => {
-            let code = exec::run(&client, &replica, command, interactive, tty).await?;
-            std::process::exit(code);
+            // Exits here, error or not: returning would wait for the blocking read of stdin
+            // that tokio may still have in flight.
+            match exec::run(&client, &replica, command, interactive, tty).await {
+                Ok(code) => std::process::exit(code),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::exit(1);
+                }
+            }
         }
         Command::Token(TokenCmd::Create { role, ttl }) => {
             let ttl_s = match ttl {

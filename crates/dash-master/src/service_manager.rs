@@ -60,11 +60,10 @@ impl ServiceManager {
         let mut spec =
             parse_service(&req.file_name, &req.content).map_err(ManagerError::Invalid)?;
         let existing = self.store.service(spec.name.as_str()).await?;
-        // An autoscaled service keeps the count the scaler chose (within the new bounds):
-        // applying the same file again must not undo the scaling.
-        if let (Some(a), Some(old)) = (&spec.autoscale, &existing)
-            && old.spec.autoscale.is_some()
-        {
+        // An autoscaled service keeps the count it runs (within the new bounds): applying the
+        // same file again must not undo the scaling, nor adding [autoscale] drop a busy
+        // service to its minimum at once.
+        if let (Some(a), Some(old)) = (&spec.autoscale, &existing) {
             spec.replicas = old.spec.replicas.clamp(a.min, a.max);
         }
         let name = spec.name.to_string();

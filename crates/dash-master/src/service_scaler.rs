@@ -68,6 +68,8 @@ impl ServiceScaler {
                 .iter()
                 .any(|r| r.desired == DesiredState::Run && r.version != svc.version)
             {
+                // A gap in the proposals: scaling down waits for a whole delay again after it.
+                self.history.remove(&name);
                 continue;
             }
             let running: Vec<_> = replicas
@@ -95,6 +97,7 @@ impl ServiceScaler {
             };
             let current = svc.spec.replicas;
             let Some(proposal) = autoscale::propose(&policy, current, &load) else {
+                self.history.remove(&name);
                 continue;
             };
             let delay = policy.scale_down_delay;
@@ -108,10 +111,14 @@ impl ServiceScaler {
             let target = autoscale::stabilize(history, now_ms, delay, current);
             if target != current {
                 tracing::info!(service = %name, from = current, to = target, reason = %proposal.reason, "autoscaling");
-                self.manager
+                // One service's failure (removed meanwhile, say) does not stop the others.
+                if let Err(e) = self
+                    .manager
                     .autoscale(&name, target, &proposal.reason)
                     .await
-                    .map_err(|e| e.to_string())?;
+                {
+                    tracing::warn!(service = %name, error = %e, "autoscaling");
+                }
             }
         }
         self.history.retain(|name, _| autoscaled.contains(name));

@@ -139,13 +139,16 @@ impl WorkerClients {
                     },
                     Some(rx),
                 )),
-                Some(ExecInput::StdinEof) | None => Some((
+                // The end of stdin; the stream stays open for resizes.
+                Some(ExecInput::StdinEof) => Some((
                     proto::ExecInput {
                         stdin_closed: true,
                         ..Default::default()
                     },
-                    None,
+                    Some(rx),
                 )),
+                // The caller is gone: ending the stream hangs the session up.
+                None => None,
             }
         });
         let outbound = futures::StreamExt::chain(futures::stream::once(async move { first }), rest);

@@ -17,16 +17,14 @@ use crate::error::RuntimeError;
 /// How long the runtime may take to hand over the terminal.
 const HANDOVER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A listening socket in a directory of its own; both are removed on drop.
-pub(crate) struct ConsoleSocket {
-    /// Removed with the socket: a place for files that live as long as it (process.json).
+/// A private directory for an exec's files (its OCI process file, the console socket),
+/// removed on drop.
+pub struct Scratch {
     pub(crate) dir: PathBuf,
-    pub(crate) path: PathBuf,
-    listener: UnixListener,
 }
 
-impl ConsoleSocket {
-    pub(crate) fn bind() -> Result<ConsoleSocket, RuntimeError> {
+impl Scratch {
+    pub(crate) fn new() -> Result<Scratch, RuntimeError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         // Short: a socket's path is limited to 107 bytes.
         let dir = std::env::temp_dir().join(format!(
@@ -36,15 +34,33 @@ impl ConsoleSocket {
         ));
         std::fs::create_dir(&dir)
             .map_err(|e| RuntimeError::io(format!("creating {}", dir.display()), e))?;
-        let path = dir.join("sock");
+        Ok(Scratch { dir })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A listening socket in a directory of its own; both are removed on drop.
+pub(crate) struct ConsoleSocket {
+    /// Removed with the socket: a place for files that live as long as it (process.json).
+    pub(crate) scratch: Scratch,
+    pub(crate) path: PathBuf,
+    listener: UnixListener,
+}
+
+impl ConsoleSocket {
+    pub(crate) fn bind() -> Result<ConsoleSocket, RuntimeError> {
+        let scratch = Scratch::new()?;
+        let path = scratch.dir.join("sock");
         let listener = UnixListener::bind(&path)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .map_err(|e| {
-                let _ = std::fs::remove_dir_all(&dir);
-                RuntimeError::io(format!("listening on {}", path.display()), e)
-            })?;
+            .map_err(|e| RuntimeError::io(format!("listening on {}", path.display()), e))?;
         Ok(ConsoleSocket {
-            dir,
+            scratch,
             path,
             listener,
         })
@@ -79,12 +95,6 @@ impl ConsoleSocket {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-    }
-}
-
-impl Drop for ConsoleSocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -129,7 +139,7 @@ mod tests {
     fn a_descriptor_sent_over_the_socket_is_received_and_the_directory_removed() {
         use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
         let socket = ConsoleSocket::bind().unwrap();
-        let dir = socket.dir.clone();
+        let dir = socket.scratch.dir.clone();
         let (reader, mut writer) = std::io::pipe().unwrap();
         let sender = UnixStream::connect(&socket.path).unwrap();
         let fds = [writer.as_fd()];

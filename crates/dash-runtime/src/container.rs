@@ -146,9 +146,17 @@ pub struct TtyExec {
     pub terminal: std::os::fd::OwnedFd,
     /// Who must hear of a resize (runc in the foreground).
     notify: Option<u32>,
+    /// Files the runtime may still read: keep until the runtime is done
+    /// ([`TtyExec::keep_until_exit`]).
+    scratch: Option<console::Scratch>,
 }
 
 impl TtyExec {
+    /// What must live as long as the runtime's process (drop it after `child` exited).
+    pub fn keep_until_exit(&mut self) -> Option<console::Scratch> {
+        self.scratch.take()
+    }
+
     /// A handle that resizes the terminal (it can move to another thread).
     pub fn resizer(&self) -> Result<TtyResizer, RuntimeError> {
         Ok(TtyResizer {
@@ -216,6 +224,30 @@ fn exec_process_file(
     }
     let bytes = serde_json::to_vec(process).map_err(|e| parse(e.to_string()))?;
     fs::write(out, bytes).map_err(|e| RuntimeError::io(format!("writing {}", out.display()), e))
+}
+
+/// A host-side pseudo-terminal, both ends close-on-exec (so that nothing else spawned at the
+/// same time inherits them and keeps the terminal from hanging up): (master, slave).
+fn host_pty() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), RuntimeError> {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    use std::os::unix::fs::OpenOptionsExt;
+    let failed = |e: rustix::io::Errno| RuntimeError::io("allocating a terminal", e.into());
+    let master =
+        openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).map_err(failed)?;
+    grantpt(&master).map_err(failed)?;
+    unlockpt(&master).map_err(failed)?;
+    let name = ptsname(&master, Vec::new()).map_err(failed)?;
+    let path = std::path::PathBuf::from(
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name.as_bytes()),
+    );
+    // std opens with O_CLOEXEC.
+    let slave = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&path)
+        .map_err(|e| RuntimeError::io(format!("opening {}", path.display()), e))?;
+    Ok((master, slave.into()))
 }
 
 fn set_winsize(fd: &std::os::fd::OwnedFd, rows: u16, cols: u16) {
@@ -653,9 +685,11 @@ impl ContainerRuntime {
 
     /// Starts `args` in the running container with a terminal the runtime makes inside it:
     /// from the container's devpts, the command's stdio and controlling terminal, sized
-    /// `size` (rows, columns) when given. Returns the runtime's process (it exits with the
-    /// command's status; its stderr is piped and carries the runtime's own errors) and a
-    /// terminal to read the output from, write the input to and resize.
+    /// `size` (rows, columns) before the command starts when given. The process is the
+    /// container's own (environment, user, capabilities) with these args, from an OCI
+    /// process file. Returns the runtime's process (it exits with the command's status; its
+    /// stderr is piped and carries the runtime's own errors) and a terminal to read the
+    /// output from, write the input to and resize.
     ///
     /// crun sends the terminal's master end over a console socket. runc only does that when
     /// it detaches, and then it cannot report the exit status; in the foreground it copies
@@ -702,17 +736,17 @@ impl ContainerRuntime {
         match self.kind_of(&dir) {
             RuntimeKind::Crun => {
                 let socket = console::ConsoleSocket::bind()?;
-                // The process as the container's own (environment, user, capabilities), with
-                // these args and the size set before it starts.
-                let process = socket.dir.join("process.json");
+                let process = socket.scratch.dir.join("process.json");
                 exec_process_file(&dir, args, size, &process)?;
-                let argv = cli.exec_console_argv(id, &process, &socket.path);
+                let argv = cli.exec_console_argv(id, &process, Some(&socket.path));
                 let (mut child, shown) = spawn(&argv, None)?;
                 match socket.receive(&mut child, &shown) {
                     Ok(terminal) => Ok(TtyExec {
                         child,
                         terminal,
                         notify: None,
+                        // crun has read the process file before it sends the terminal.
+                        scratch: None,
                     }),
                     Err(e) => {
                         let _ = child.kill();
@@ -722,20 +756,23 @@ impl ContainerRuntime {
                 }
             }
             RuntimeKind::Runc => {
-                let pty = nix::pty::openpty(None, None).map_err(|e| {
-                    RuntimeError::io("allocating a terminal", std::io::Error::from(e))
-                })?;
+                let scratch = console::Scratch::new()?;
+                let process = scratch.dir.join("process.json");
+                exec_process_file(&dir, args, size, &process)?;
+                let (master, slave) = host_pty()?;
                 if let Some((rows, cols)) = size {
-                    // runc sizes the container's terminal from this one as it starts.
-                    set_winsize(&pty.master, rows, cols);
+                    set_winsize(&master, rows, cols);
                 }
-                let argv = cli.exec_tty_argv(id, args);
-                let (child, _) = spawn(&argv, Some(&pty.slave))?;
+                let argv = cli.exec_console_argv(id, &process, None);
+                let (child, _) = spawn(&argv, Some(&slave))?;
+                drop(slave);
                 let notify = Some(child.id());
                 Ok(TtyExec {
                     child,
-                    terminal: pty.master,
+                    terminal: master,
                     notify,
+                    // runc reads the process file some time after it started.
+                    scratch: Some(scratch),
                 })
             }
         }

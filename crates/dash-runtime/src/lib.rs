@@ -7,7 +7,7 @@
 
 mod bundle;
 mod cgroups;
-mod console;
+pub mod console;
 pub mod container;
 pub mod error;
 pub mod image;

@@ -148,33 +148,27 @@ impl OciCli {
         self.argv(&all)
     }
 
-    /// The argv of `exec --tty <id> args…`: the runtime makes the pseudo-terminal inside the
-    /// container (its devpts, the process's controlling terminal) and copies between it and
-    /// its own stdio, which must be a terminal.
-    pub(crate) fn exec_tty_argv(&self, id: &str, args: &[String]) -> Vec<OsString> {
-        let mut all: Vec<&OsStr> = vec![OsStr::new("exec"), OsStr::new("--tty"), OsStr::new(id)];
-        all.extend(args.iter().map(OsStr::new));
-        self.argv(&all)
-    }
-
-    /// The argv of `exec --process <file> --tty --console-socket <socket> <id>`: the process
-    /// (args, environment, terminal size) from an OCI process file; the terminal's master
-    /// end goes to whoever listens on `socket`.
+    /// The argv of `exec --process <file> --tty [--console-socket <socket>] <id>`: the
+    /// process (args, environment, terminal size) from an OCI process file. With a socket the
+    /// terminal's master end goes to whoever listens there; without, the runtime copies
+    /// between the terminal and its own stdio, which must be a terminal.
     pub(crate) fn exec_console_argv(
         &self,
         id: &str,
         process: &Path,
-        socket: &Path,
+        socket: Option<&Path>,
     ) -> Vec<OsString> {
-        self.argv(&[
+        let mut all: Vec<&OsStr> = vec![
             OsStr::new("exec"),
             OsStr::new("--process"),
             process.as_os_str(),
             OsStr::new("--tty"),
-            OsStr::new("--console-socket"),
-            socket.as_os_str(),
-            OsStr::new(id),
-        ])
+        ];
+        if let Some(socket) = socket {
+            all.extend([OsStr::new("--console-socket"), socket.as_os_str()]);
+        }
+        all.push(OsStr::new(id));
+        self.argv(&all)
     }
 
     /// Where the runtime keeps the container's state (`<root>/<id>`).

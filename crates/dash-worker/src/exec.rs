@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dash_core::api::{ExecEvent, ExecInput, ExecRequest};
-use dash_runtime::container::{ContainerRuntime, TtyExec};
+use dash_runtime::container::ContainerRuntime;
 use tokio::sync::mpsc;
 
 /// A running exec: send input (stdin, its end, resizes), receive output until `Exit`.
@@ -101,31 +101,39 @@ fn start_tty(
     req: &ExecRequest,
 ) -> Result<ExecSession, String> {
     let size = (req.rows > 0 && req.cols > 0).then_some((req.rows, req.cols));
-    let tty = runtime
+    let mut tty = runtime
         .exec_tty(id, &req.command, size)
         .map_err(|e| e.to_string())?;
-    let resizer = tty.resizer().map_err(|e| e.to_string())?;
-    let TtyExec {
-        mut child,
-        terminal: master,
-        ..
-    } = tty;
-    let Some(runtime_stderr) = child.stderr.take() else {
-        return Err("exec: no stderr pipe".into());
+    let keep = tty.keep_until_exit();
+    let parts = (|| {
+        let resizer = tty.resizer().map_err(|e| e.to_string())?;
+        let reader = tty.terminal.try_clone().map_err(|e| e.to_string())?;
+        let (cancel_rx, cancel_tx) = std::io::pipe().map_err(|e| e.to_string())?;
+        let cancel_waiter = cancel_tx.try_clone().map_err(|e| e.to_string())?;
+        let stderr = tty
+            .child
+            .stderr
+            .take()
+            .ok_or_else(|| "exec: no stderr pipe".to_string())?;
+        Ok::<_, String>((resizer, reader, cancel_rx, cancel_tx, cancel_waiter, stderr))
+    })();
+    let (resizer, reader, cancel_rx, mut cancel_tx, mut cancel_waiter, runtime_stderr) = match parts
+    {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = tty.child.kill();
+            let _ = tty.child.wait();
+            return Err(e);
+        }
     };
-    let master = std::fs::File::from(master);
-    let reader = master.try_clone().map_err(|e| e.to_string())?;
-    let mut writer = master;
+    // The waiter takes the child out once it has exited: a hangup signals only a process
+    // not reaped yet (never a reused pid).
+    let child = Arc::new(std::sync::Mutex::new(Some(tty.child)));
+    let mut writer = std::fs::File::from(tty.terminal);
     let (stdin_tx, mut stdin_rx) = mpsc::channel::<ExecInput>(16);
     let (ev_tx, ev_rx) = mpsc::channel::<ExecEvent>(64);
     let (drained_tx, drained_rx) = std::sync::mpsc::channel();
-    // EIO once the last user of the terminal is gone: the end of output.
-    let out = pump(
-        Box::new(reader),
-        ev_tx.clone(),
-        ExecEvent::Stdout,
-        Some(drained_tx),
-    );
+    let out = pump_terminal(reader, cancel_rx, ev_tx.clone(), drained_tx);
     // What the runtime itself says (a command that does not exist, say).
     let err = pump(
         Box::new(runtime_stderr),
@@ -133,6 +141,7 @@ fn start_tty(
         ExecEvent::Stderr,
         None,
     );
+    let hangup_child = child.clone();
     std::thread::spawn(move || {
         while let Some(input) = stdin_rx.blocking_recv() {
             match input {
@@ -148,18 +157,102 @@ fn start_tty(
                 ExecInput::Resize { rows, cols } => resizer.resize(rows, cols),
             }
         }
+        // The caller is gone: hang the terminal up, as closing an ssh session does. The
+        // runtime passes SIGHUP on (runc); closing every copy of the master makes the kernel
+        // send it to the command's session (crun).
+        if let Ok(mut guard) = hangup_child.lock()
+            && let Some(c) = guard.as_mut()
+            && matches!(c.try_wait(), Ok(None))
+            && let Ok(pid) = i32::try_from(c.id())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGHUP,
+            );
+        }
+        let _ = cancel_tx.write_all(&[1]);
+        drop(writer);
+        drop(resizer);
     });
     std::thread::spawn(move || {
-        let code = child.wait().map(exit_code).unwrap_or(-1);
+        let code = loop {
+            let done = match child.lock() {
+                Ok(mut guard) => match guard.as_mut().map(|c| c.try_wait()) {
+                    Some(Ok(Some(status))) => {
+                        guard.take();
+                        Some(exit_code(status))
+                    }
+                    Some(Ok(None)) => None,
+                    Some(Err(_)) | None => Some(-1),
+                },
+                Err(_) => Some(-1),
+            };
+            if let Some(code) = done {
+                break code;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        drop(keep);
         let _ = err.join();
-        if drained_rx.recv_timeout(DRAIN_AFTER_EXIT).is_ok() {
-            let _ = out.join();
+        // A background job can keep the terminal open: its output is given a moment, then
+        // the terminal is closed (which hangs the job up).
+        if drained_rx.recv_timeout(DRAIN_AFTER_EXIT).is_err() {
+            let _ = cancel_waiter.write_all(&[1]);
         }
+        let _ = out.join();
         let _ = ev_tx.blocking_send(ExecEvent::Exit(code));
     });
     Ok(ExecSession {
         stdin: stdin_tx,
         events: ev_rx,
+    })
+}
+
+/// Copies the terminal's output into events until it ends (EIO once its last user is gone)
+/// or `cancel` becomes readable; then closes this copy of the terminal.
+fn pump_terminal(
+    terminal: std::os::fd::OwnedFd,
+    cancel: std::io::PipeReader,
+    tx: mpsc::Sender<ExecEvent>,
+    done: std::sync::mpsc::Sender<()>,
+) -> std::thread::JoinHandle<()> {
+    use rustix::event::{PollFd, PollFlags, poll};
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        let mut file = std::fs::File::from(terminal);
+        loop {
+            let mut fds = [
+                PollFd::new(&file, PollFlags::IN),
+                PollFd::new(&cancel, PollFlags::IN),
+            ];
+            match poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => break,
+            }
+            let (term, cancelled) = (fds[0].revents(), fds[1].revents());
+            if !cancelled.is_empty() {
+                break;
+            }
+            if term.is_empty() {
+                continue;
+            }
+            match file.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    if tx
+                        .blocking_send(ExecEvent::Stdout(buf[..n].to_vec()))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                _ => {
+                    let _ = done.send(());
+                    break;
+                }
+            }
+        }
+        drop(file);
     })
 }
 

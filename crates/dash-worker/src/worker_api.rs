@@ -96,12 +96,11 @@ impl WorkerApi for WorkerApiService {
                 {
                     return;
                 }
-                if msg.stdin_closed {
-                    let _ = stdin.send(SessionInput::StdinEof).await;
+                if msg.stdin_closed && stdin.send(SessionInput::StdinEof).await.is_err() {
                     return;
                 }
             }
-            let _ = stdin.send(SessionInput::StdinEof).await;
+            // The master ended the stream: dropping `stdin` hangs the session up.
         });
         let (tx, rx) = mpsc::channel(64);
         let mut events = session.events;

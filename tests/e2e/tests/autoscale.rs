@@ -90,7 +90,7 @@ scale_down_delay = "4s"
     );
     let events = past_events(&s);
     assert!(
-        events.contains("replicas 1 -> 2 (autoscale:") && events.contains("req/s per replica"),
+        events.contains("replicas 1 -> ") && events.contains("req/s per replica, target 4"),
         "{events}"
     );
     // What the scaler saw, per replica.

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
-use dash_core::api::{ExecEvent, ExecInput, ExecRequest, exec_frame};
+use dash_core::api::{ExecEvent, ExecRequest, exec_frame};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -123,7 +123,8 @@ pub async fn exec(
                     }
                 }
             }
-            let _ = stdin.send(ExecInput::StdinEof).await;
+            // The client is gone: dropping `stdin` hangs the session up (a terminal) or
+            // closes the command's stdin (pipes).
         });
         while let Some(ev) = events.recv().await {
             let last = matches!(ev, ExecEvent::Exit(_) | ExecEvent::Error(_));

@@ -1,0 +1,107 @@
+//! `dash exec -t` sessions end with their caller: a client that goes away hangs the terminal
+//! up, so nothing it started keeps running in the replica; with crun and with runc.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dash_e2e::Server;
+
+/// Processes on this host whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let out = Command::new("pgrep")
+        .args(["-a", "-f", marker])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        // pgrep's own sh -c, if any, is not the replica's.
+        .filter(|l| !l.contains("pgrep"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn hangup_on_disconnect(slot: u8, runtime: &str) {
+    let s = Server::start_with(slot, &["--runtime", runtime]);
+    s.import_busybox("bb:1");
+    let f = s.write(
+        "idle.toml",
+        "name = \"idle\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"1000\"]\nstop_grace_period = \"1s\"\n",
+    );
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let id = s.wait_running("idle", 1)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let marker = format!("dash-hangup-{slot}-{runtime}");
+    // -t without -i: no input at all, so the command waits in `read` (no ^D typed for it);
+    // after it, a sleep that only a hangup ends.
+    let mut client = Command::new(dash_e2e::dash_bin())
+        .args([
+            "exec",
+            "-t",
+            &id,
+            "--",
+            "sh",
+            "-c",
+            &format!("echo {marker}; read line; sleep 300"),
+        ])
+        .env("DASH_ADDR", &s.addr)
+        .env("DASH_TOKEN", s.token())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(client.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains(&marker), "{first:?}");
+    assert!(
+        !processes_with(&marker).is_empty(),
+        "the command runs while its caller is there"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        client.try_wait().unwrap().is_none(),
+        "-t without -i sent no end of input"
+    );
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let t0 = Instant::now();
+    s.wait(
+        "the command hung up after its caller went away",
+        Duration::from_secs(15),
+        || processes_with(&marker).is_empty().then_some(()),
+    );
+    eprintln!(
+        "{runtime}: hung up {:?} after the client died",
+        t0.elapsed()
+    );
+    // Nothing left of the session on the host either (the scratch dir goes once the runtime
+    // has exited).
+    let prefix = format!("dash-console-{}-", s.pid().unwrap());
+    s.wait(
+        "no console scratch dirs left",
+        Duration::from_secs(5),
+        || {
+            std::fs::read_dir(std::env::temp_dir())
+                .unwrap()
+                .filter_map(Result::ok)
+                .all(|e| !e.file_name().to_string_lossy().starts_with(&prefix))
+                .then_some(())
+        },
+    );
+}
+
+#[test]
+fn a_terminal_session_hangs_up_when_its_client_dies_crun() {
+    hangup_on_disconnect(74, "crun");
+}
+
+#[test]
+fn a_terminal_session_hangs_up_when_its_client_dies_runc() {
+    hangup_on_disconnect(75, "runc");
+}
