@@ -21,6 +21,8 @@ pub struct Load {
     /// Average CPU use of those, in percent of the CPU each may use (`resources.cpu`, or one
     /// core); None when none has been measured yet.
     pub cpu_percent: Option<f64>,
+    /// Average memory use of those, in percent of their `resources.memory`.
+    pub memory_percent: Option<f64>,
     /// Requests per second through the service's proxy routes, all nodes together.
     pub requests_per_second: Option<f64>,
 }
@@ -59,6 +61,13 @@ pub fn propose(policy: &Autoscale, current: u32, load: &Load) -> Option<Proposal
         consider(
             cpu / target,
             format!("cpu {cpu:.0}% per replica, target {target:.0}%"),
+        );
+    }
+    if let (Some(target), Some(mem)) = (policy.memory_percent, load.memory_percent) {
+        let target = f64::from(target);
+        consider(
+            mem / target,
+            format!("memory {mem:.0}% per replica, target {target:.0}%"),
         );
     }
     if let (Some(target), Some(rps)) = (policy.requests_per_second, load.requests_per_second) {
@@ -125,6 +134,7 @@ mod tests {
             min,
             max,
             cpu_percent: cpu,
+            memory_percent: None,
             requests_per_second: rps,
             scale_down_delay: Duration::from_secs(60),
         }
@@ -134,6 +144,7 @@ mod tests {
         Load {
             running,
             cpu_percent: cpu,
+            memory_percent: None,
             requests_per_second: rps,
         }
     }
@@ -178,6 +189,17 @@ mod tests {
         assert_eq!(got.replicas, 6, "rps wants 10, capped at max 6");
         let got = propose(&p, 3, &load(3, Some(1.0), Some(0.0))).unwrap();
         assert_eq!(got.replicas, 2, "idle: min");
+    }
+
+    #[test]
+    fn memory_counts_like_cpu() {
+        let mut p = policy(1, 10, None, None);
+        p.memory_percent = Some(80);
+        let mut l = load(2, None, None);
+        l.memory_percent = Some(120.0);
+        let got = propose(&p, 2, &l).unwrap();
+        assert_eq!(got.replicas, 3);
+        assert!(got.reason.contains("memory 120%"), "{}", got.reason);
     }
 
     #[test]

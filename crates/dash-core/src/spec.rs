@@ -71,6 +71,9 @@ pub struct Autoscale {
     /// is not set).
     #[serde(default)]
     pub cpu_percent: Option<u32>,
+    /// Average memory use per replica, in percent of its `resources.memory`.
+    #[serde(default)]
+    pub memory_percent: Option<u32>,
     /// Requests per second per replica through the service's proxy routes.
     #[serde(default)]
     pub requests_per_second: Option<u32>,

@@ -1,6 +1,6 @@
 //! service_scaler: every `interval`, each service with `[autoscale]` gets the replica count
-//! its load calls for (`dash_core::autoscale`): the average CPU use of its running replicas
-//! against `cpu_percent`, its requests per second through every node's proxy against
+//! its load calls for (`dash_core::autoscale`): the average CPU and memory use of its running
+//! replicas against `cpu_percent` and `memory_percent`, its requests per second through every node's proxy against
 //! `requests_per_second` per replica. Growth applies at once; shrinking once the load has
 //! called for fewer replicas for all of `scale_down_delay`. Each change is a `dash scale`
 //! with an event that says why. A service in the middle of a rolling update is left alone.
@@ -90,9 +90,22 @@ impl ServiceScaler {
                 })
                 .map(|c| autoscale::cpu_of_limit(c, svc.spec.resources.cpu_millis))
                 .collect();
+            let limit = svc.spec.resources.memory_bytes;
+            let memory: Vec<f64> = running
+                .iter()
+                .filter(|_| limit > 0)
+                .filter_map(|r| {
+                    let (node, sample, _) = samples.get(&r.id)?;
+                    (r.node.as_deref() == Some(node.as_str()))
+                        .then(|| sample.memory_bytes as f64 / limit as f64 * 100.0)
+                })
+                .collect();
+            let average =
+                |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
             let load = Load {
                 running: running.len() as u32,
-                cpu_percent: (!cpu.is_empty()).then(|| cpu.iter().sum::<f64>() / cpu.len() as f64),
+                cpu_percent: average(&cpu),
+                memory_percent: average(&memory),
                 requests_per_second: self.metrics.requests_per_second(&name),
             };
             let current = svc.spec.replicas;

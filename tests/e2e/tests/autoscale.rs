@@ -174,6 +174,44 @@ cpu_percent = 50
 }
 
 #[test]
+fn memory_use_against_the_replicas_limit_scales_a_service_up() {
+    let s = Server::start_with(76, &["--autoscale-interval", "1s"]);
+    s.import_busybox("bb:1");
+    // About 24 MiB held in a shell variable (the loop keeps the shell from exec-ing away),
+    // against a 64 MiB limit: ≈ 38 %, about twice the target.
+    let file = s.write(
+        "mem.toml",
+        r#"name = "mem"
+image = "bb:1"
+command = ["sh", "-c", "x=$(yes aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa | head -c 25000000); while :; do sleep 1000; done"]
+stop_grace_period = "1s"
+
+[resources]
+memory = "64MiB"
+
+[autoscale]
+max = 2
+memory_percent = 20
+"#,
+    );
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    s.wait_running("mem", 1);
+    s.wait(
+        "mem scaled up to 2 on memory",
+        Duration::from_secs(60),
+        || (running(&s, "mem") == 2).then_some(()),
+    );
+    let events = past_events(&s);
+    assert!(
+        events.contains("replicas 1 -> 2 (autoscale: memory"),
+        "{events}"
+    );
+    let stats = s.json(&["stats", "mem"]);
+    let first = &stats.as_array().unwrap()[0];
+    assert_eq!(first["memory_limit_bytes"], 64 << 20, "{stats}");
+}
+
+#[test]
 fn bad_autoscale_sections_are_refused_naming_the_field() {
     let s = Server::start_with(73, &[]);
     let file = s.write(

@@ -34,6 +34,7 @@ pub(super) struct RawAutoscale {
     pub min: Option<Spanned<i64>>,
     pub max: Spanned<i64>,
     pub cpu_percent: Option<Spanned<i64>>,
+    pub memory_percent: Option<Spanned<i64>>,
     pub requests_per_second: Option<Spanned<i64>>,
     pub scale_down_delay: Option<Spanned<String>>,
 }

@@ -309,4 +309,19 @@ fn bad_autoscale_names_each_field() {
     assert!(!e.0.is_empty(), "{e}");
     let e = err("name = \"web\"\nimage = \"b\"\n[autoscale]\nmax = 3\nrequests_per_second = 5\n");
     assert!(e.to_string().contains("without [[routes]]"), "{e}");
+    let e = err("name = \"web\"\nimage = \"b\"\n[autoscale]\nmax = 3\nmemory_percent = 80\n");
+    assert!(e.to_string().contains("without resources.memory"), "{e}");
+    let e = err(
+        "name = \"web\"\nimage = \"b\"\n[resources]\nmemory = \"64MiB\"\n[autoscale]\nmax = 3\nmemory_percent = 101\n",
+    );
+    assert!(
+        e.to_string().contains("autoscale.memory_percent = 101"),
+        "{e}"
+    );
+    let s = parse_service(
+        "web.toml",
+        "name = \"web\"\nimage = \"b\"\n[resources]\nmemory = \"64MiB\"\n[autoscale]\nmax = 3\nmemory_percent = 80\n",
+    )
+    .unwrap();
+    assert_eq!(s.autoscale.unwrap().memory_percent, Some(80));
 }

@@ -249,6 +249,17 @@ pub(super) fn validate(
             "add a [[routes]] section, or scale on cpu_percent",
         );
     }
+    if let Some(a) = &raw.autoscale
+        && let Some(m) = &a.get_ref().memory_percent
+        && resources.memory_bytes == 0
+    {
+        cx.report(
+            m,
+            "autoscale.memory_percent",
+            "autoscale.memory_percent without resources.memory: the percent is of the replica's memory limit".into(),
+            "set [resources] memory = \"256MiB\", say, or scale on cpu_percent",
+        );
+    }
     let autoscale = raw.autoscale.and_then(|a| autoscale(&mut cx, a, mode));
     // Start within the bounds: replicas defaults to min, and is kept between min and max.
     let replicas = match (&autoscale, &raw.replicas) {
@@ -669,6 +680,15 @@ fn autoscale(cx: &mut Ctx<'_>, raw: Spanned<raw::RawAutoscale>, mode: Mode) -> O
             "percent of the replica's resources.cpu, e.g. cpu_percent = 70",
         )
     });
+    let memory_percent = a.memory_percent.as_ref().map(|m| {
+        cx.int(
+            m,
+            "autoscale.memory_percent",
+            1,
+            100,
+            "percent of the replica's resources.memory, e.g. memory_percent = 80",
+        )
+    });
     let requests_per_second = a.requests_per_second.as_ref().map(|r| {
         cx.int(
             r,
@@ -678,12 +698,12 @@ fn autoscale(cx: &mut Ctx<'_>, raw: Spanned<raw::RawAutoscale>, mode: Mode) -> O
             "requests per second per replica, e.g. requests_per_second = 100",
         )
     });
-    if cpu_percent.is_none() && requests_per_second.is_none() {
+    if cpu_percent.is_none() && memory_percent.is_none() && requests_per_second.is_none() {
         cx.report(
             &raw,
             "autoscale",
             "[autoscale] has no target: nothing to scale on".into(),
-            "set cpu_percent = 70 or requests_per_second = 100 (or both)",
+            "set cpu_percent = 70, memory_percent = 80 or requests_per_second = 100 (one or more)",
         );
         ok = false;
     }
@@ -692,10 +712,11 @@ fn autoscale(cx: &mut Ctx<'_>, raw: Spanned<raw::RawAutoscale>, mode: Mode) -> O
         "autoscale.scale_down_delay",
         crate::spec::default_scale_down_delay(),
     );
-    let (Some(min), Some(max), Some(cpu_percent), Some(requests_per_second)) = (
+    let (Some(min), Some(max), Some(cpu_percent), Some(memory_percent), Some(requests_per_second)) = (
         min,
         max,
         cpu_percent.map_or(Some(None), |c| c.map(Some)),
+        memory_percent.map_or(Some(None), |m| m.map(Some)),
         requests_per_second.map_or(Some(None), |r| r.map(Some)),
     ) else {
         return None;
@@ -704,6 +725,7 @@ fn autoscale(cx: &mut Ctx<'_>, raw: Spanned<raw::RawAutoscale>, mode: Mode) -> O
         min: min as u32,
         max: max as u32,
         cpu_percent: cpu_percent.map(|c| c as u32),
+        memory_percent: memory_percent.map(|m| m as u32),
         requests_per_second: requests_per_second.map(|r| r as u32),
         scale_down_delay,
     })
