@@ -80,6 +80,7 @@ pub async fn remove(
         .apply(&Command::RemoveNode { id: id.clone() })
         .await
         .map_err(HttpError::internal)?;
+    s.metrics.forget(&id);
     s.mq.publish_node(
         EventKind::NodeRemoved,
         &id,
