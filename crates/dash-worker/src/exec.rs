@@ -154,7 +154,16 @@ fn start_tty(
                 ExecInput::StdinEof => {
                     let _ = writer.write_all(&[4]);
                 }
-                ExecInput::Resize { rows, cols } => resizer.resize(rows, cols),
+                // Under the lock, while the runtime is not reaped: runc hears of a resize by
+                // a signal to its pid, which must not be a reused one.
+                ExecInput::Resize { rows, cols } => {
+                    if let Ok(mut guard) = hangup_child.lock()
+                        && let Some(c) = guard.as_mut()
+                        && matches!(c.try_wait(), Ok(None))
+                    {
+                        resizer.resize(rows, cols);
+                    }
+                }
             }
         }
         // The caller is gone: hang the terminal up, as closing an ssh session does. The
