@@ -52,17 +52,6 @@ fn terminal_size() -> Option<(u16, u16)> {
     (size.ws_row > 0 && size.ws_col > 0).then_some((size.ws_row, size.ws_col))
 }
 
-fn encode_query(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Runs the session; returns the command's exit status.
 pub async fn run(
     client: &Client,
@@ -74,8 +63,8 @@ pub async fn run(
     let json = serde_json::to_string(&command)?;
     let mut path = format!(
         "/v1/replicas/{}/exec?command={}&tty={tty}",
-        encode_query(replica),
-        encode_query(&json)
+        crate::encode(replica),
+        crate::encode(&json)
     );
     let size = if tty { terminal_size() } else { None };
     if let Some((rows, cols)) = size {
