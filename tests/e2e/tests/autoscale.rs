@@ -19,6 +19,17 @@ fn running(s: &Server, service: &str) -> usize {
         .count()
 }
 
+/// A server whose scaler looks every second, running the service of `file_text` (named
+/// `name`) with its first replica up; also the service file's path.
+fn serve(slot: u8, name: &str, file_text: &str) -> (Server, std::path::PathBuf) {
+    let s = Server::start_with(slot, &["--autoscale-interval", "1s"]);
+    s.import_busybox("bb:1");
+    let file = s.write(&format!("{name}.toml"), file_text);
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    s.wait_running(name, 1);
+    (s, file)
+}
+
 fn past_events(s: &Server) -> String {
     let out = std::process::Command::new("timeout")
         .arg("2")
@@ -33,10 +44,9 @@ fn past_events(s: &Server) -> String {
 
 #[test]
 fn requests_through_the_proxy_scale_a_service_up_and_quiet_scales_it_down() {
-    let s = Server::start_with(71, &["--autoscale-interval", "1s"]);
-    s.import_busybox("bb:1");
-    let file = s.write(
-        "aweb.toml",
+    let (s, file) = serve(
+        71,
+        "aweb",
         r#"name = "aweb"
 image = "bb:1"
 command = ["httpd", "-f", "-p", "8080", "-h", "/www"]
@@ -52,8 +62,6 @@ requests_per_second = 4
 scale_down_delay = "4s"
 "#,
     );
-    s.ok(&["apply", "-f", file.to_str().unwrap()]);
-    s.wait_running("aweb", 1);
     // By hand only within the bounds.
     let out = s.dash(&["scale", "aweb", "5"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -134,11 +142,10 @@ scale_down_delay = "4s"
 
 #[test]
 fn cpu_use_against_the_replicas_share_scales_a_service_up() {
-    let s = Server::start_with(72, &["--autoscale-interval", "1s"]);
-    s.import_busybox("bb:1");
     // A busy loop capped at a fifth of a core: 100 % of its share, twice the target.
-    let file = s.write(
-        "hog.toml",
+    let (s, _) = serve(
+        72,
+        "hog",
         r#"name = "hog"
 image = "bb:1"
 command = ["sh", "-c", "while :; do :; done"]
@@ -152,8 +159,6 @@ max = 2
 cpu_percent = 50
 "#,
     );
-    s.ok(&["apply", "-f", file.to_str().unwrap()]);
-    s.wait_running("hog", 1);
     s.wait("hog scaled up to 2 on CPU", Duration::from_secs(60), || {
         (running(&s, "hog") == 2).then_some(())
     });
@@ -175,12 +180,11 @@ cpu_percent = 50
 
 #[test]
 fn memory_use_against_the_replicas_limit_scales_a_service_up() {
-    let s = Server::start_with(76, &["--autoscale-interval", "1s"]);
-    s.import_busybox("bb:1");
     // About 24 MiB held in a shell variable (the loop keeps the shell from exec-ing away),
     // against a 64 MiB limit: ≈ 38 %, about twice the target.
-    let file = s.write(
-        "mem.toml",
+    let (s, _) = serve(
+        76,
+        "mem",
         r#"name = "mem"
 image = "bb:1"
 command = ["sh", "-c", "x=$(yes aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa | head -c 25000000); while :; do sleep 1000; done"]
@@ -194,8 +198,6 @@ max = 2
 memory_percent = 20
 "#,
     );
-    s.ok(&["apply", "-f", file.to_str().unwrap()]);
-    s.wait_running("mem", 1);
     s.wait(
         "mem scaled up to 2 on memory",
         Duration::from_secs(60),
