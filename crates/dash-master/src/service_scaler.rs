@@ -81,24 +81,24 @@ impl ServiceScaler {
                         && r.version == svc.version
                 })
                 .collect();
-            let cpu: Vec<f64> = running
+            // Only the replica's own node speaks for it.
+            let measured: Vec<_> = running
                 .iter()
                 .filter_map(|r| {
-                    // Only the replica's own node speaks for it.
                     let (node, sample, _) = samples.get(&r.id)?;
-                    (r.node.as_deref() == Some(node.as_str())).then_some(sample.cpu_percent)?
+                    (r.node.as_deref() == Some(node.as_str())).then_some(sample)
                 })
+                .collect();
+            let cpu: Vec<f64> = measured
+                .iter()
+                .filter_map(|s| s.cpu_percent)
                 .map(|c| autoscale::cpu_of_limit(c, svc.spec.resources.cpu_millis))
                 .collect();
             let limit = svc.spec.resources.memory_bytes;
-            let memory: Vec<f64> = running
+            let memory: Vec<f64> = measured
                 .iter()
                 .filter(|_| limit > 0)
-                .filter_map(|r| {
-                    let (node, sample, _) = samples.get(&r.id)?;
-                    (r.node.as_deref() == Some(node.as_str()))
-                        .then(|| sample.memory_bytes as f64 / limit as f64 * 100.0)
-                })
+                .map(|s| s.memory_bytes as f64 / limit as f64 * 100.0)
                 .collect();
             let average =
                 |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
