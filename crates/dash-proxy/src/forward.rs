@@ -14,7 +14,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
-use hyper::body::{Body, Incoming};
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::http::uri::PathAndQuery;
 use hyper::upgrade::OnUpgrade;
@@ -101,9 +101,6 @@ async fn forward(
     let cfg = &ctx.shared.cfg;
     let upgrade = headers::wants_upgrade(req.headers(), req.version());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let retryable = !upgrade
-        && matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        && req.body().is_end_stream();
 
     let (mut parts, body) = req.into_parts();
     parts.uri = match upstream_uri(entry, &parts.uri) {
@@ -172,7 +169,9 @@ async fn forward(
             }
             Err(Failed::BeforeSend(error, unsent)) => {
                 fail(upstream, cfg);
-                if retryable && attempts <= MAX_RETRIES {
+                // Nothing reached the upstream (refused, timed out, closed before the
+                // request was written): any request, POST and upgrades too, can go elsewhere.
+                if attempts <= MAX_RETRIES {
                     tracing::debug!(error = ?error, "retrying on another upstream");
                     req = *unsent;
                     last_error = Some(error);

@@ -6,7 +6,7 @@
 //! ```text
 //!  client ─h1/h2c─▶ accept ─▶ forward ─▶ balance::pick ─▶ pool ─h1─▶ replica
 //!          (a worker thread per   │   ▲          │
-//!           core, SO_REUSEPORT)   │   └─ retry ──┘ connect refused (GET/HEAD/OPTIONS, ≤ 2)
+//!           core, SO_REUSEPORT)   │   └─ retry ──┘ nothing sent yet (refused, closed; ≤ 2)
 //!                                 ▼
 //!     RwLock<Arc<RouteTable>> ◀── update()        RouteCounters / UpstreamState (atomics) ─▶ stats()
 //! ```

@@ -661,10 +661,29 @@ async fn publish<L: MasterLink>(
     }
 }
 
+/// How long a routed replica keeps serving after it left the routing tables, before it gets
+/// SIGTERM: every node's proxy must have its new table first (workers poll the masters'
+/// table every second), or a replica that exits at once on SIGTERM would still be sent
+/// requests. Like Nomad's `shutdown_delay`, or the `preStop` sleep Kubernetes users add.
+pub const ROUTE_DRAIN: Duration = Duration::from_millis(1500);
+
 /// Stops and removes the container, releases the network and the address, tells the master.
 async fn teardown<L: MasterLink>(ctx: &Ctx<L>, id: &str, spec: &ServiceSpec, ip: Option<Ipv4Addr>) {
     // No new connections to a replica that is about to stop.
     publish(ctx, id, spec, ip, false).await;
+    // (It was reported `stopping` before this, which takes it out of the routes.)
+    let running = {
+        let rt = ctx.runtime.clone();
+        let cid = id.to_string();
+        tokio::task::spawn_blocking(move || {
+            matches!(rt.status(&cid), Ok(ContainerStatus::Running { .. }))
+        })
+        .await
+        .unwrap_or(false)
+    };
+    if !spec.routes.is_empty() && running {
+        tokio::time::sleep(ROUTE_DRAIN).await;
+    }
     let rt = ctx.runtime.clone();
     let cid = id.to_string();
     let grace = spec.stop_grace;

@@ -744,3 +744,77 @@ fn certificates_rotate_without_a_restart() {
     );
     c.finish();
 }
+
+/// Four load loops of curl inside `netns` against its node's proxy for `secs` seconds: the
+/// HTTP status of every request (000: no answer).
+fn load_in_netns(netns: &str, host: &str, secs: u32) -> std::thread::JoinHandle<Vec<String>> {
+    let script = format!(
+        "end=$(( $(date +%s) + {secs} )); \
+         for i in 1 2 3 4; do ( while [ $(date +%s) -lt $end ]; do \
+           curl -s -o /dev/null -m 3 -w '%{{http_code}}\\n' -H 'Host: {host}' http://127.0.0.1:8080/; \
+         done ) & done; wait"
+    );
+    let netns = netns.to_string();
+    std::thread::spawn(move || {
+        // No nsenter output: no codes, which the caller reports.
+        std::process::Command::new("nsenter")
+            .args([&format!("--net=/run/netns/{netns}"), "sh", "-c", &script])
+            .output()
+            .map(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+#[test]
+fn replicas_on_other_nodes_leave_every_proxy_before_they_stop() {
+    // Replicas that exit the moment SIGTERM comes (sh with a TERM trap as PID 1), spread over
+    // two workers; requests enter through w1's proxy, which learns of removals by polling the
+    // masters' table. Scaling 4 → 1 under load fails none of them.
+    let c = Cluster::start_with(54, 2, &["--no-worker"]);
+    c.import_busybox("bb:1");
+    let f = c.write(
+        "quick.toml",
+        "name = \"quick\"\nimage = \"bb:1\"\n\
+         command = [\"sh\", \"-c\", \"trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait\"]\n\
+         replicas = 4\nstop_grace_period = \"10s\"\n[[routes]]\nhost = \"quick.local\"\nport = 8080\n",
+    );
+    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    c.wait(
+        "quick 2 + 2 on the workers",
+        Duration::from_secs(60),
+        || {
+            let per = c.running_per_node("quick");
+            (per.get("w1") == Some(&2) && per.get("w2") == Some(&2)).then_some(())
+        },
+    );
+    let w1 = c.nodes[1].netns.clone();
+    c.wait(
+        "w1's proxy routes to all 4",
+        Duration::from_secs(20),
+        || {
+            let codes = load_in_netns(&w1, "quick.local", 1).join().unwrap();
+            (!codes.is_empty() && codes.iter().all(|c| c == "200")).then_some(())
+        },
+    );
+    let load = load_in_netns(&w1, "quick.local", 9);
+    std::thread::sleep(Duration::from_secs(2));
+    c.ok(&["scale", "quick", "1"]);
+    c.wait("3 replicas gone", Duration::from_secs(30), || {
+        (c.replicas("quick").len() == 1).then_some(())
+    });
+    let codes = load.join().unwrap();
+    let failed: Vec<_> = codes.iter().filter(|c| *c != "200").collect();
+    assert!(codes.len() > 50, "load ran: {}", codes.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        codes.len()
+    );
+    c.finish();
+}

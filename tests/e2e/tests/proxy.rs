@@ -228,3 +228,37 @@ fn websocket_echo_reaches_a_replica_through_the_proxy() {
     }
     assert_eq!(seen.len(), 2, "both replicas served an upgrade: {seen:?}");
 }
+
+#[test]
+fn replicas_that_exit_at_once_on_sigterm_fail_no_request_when_scaled_down() {
+    // sh as PID 1 with a TERM trap: the whole replica is gone the moment SIGTERM arrives
+    // (busybox httpd alone, as PID 1, ignores it and waits for the SIGKILL).
+    let s = Server::start(43);
+    let proxy = s.proxy_addr.clone();
+    s.import_busybox("bb:1");
+    let f = s.write(
+        "quick.toml",
+        "name = \"quick\"\nimage = \"bb:1\"\n\
+         command = [\"sh\", \"-c\", \"trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait\"]\n\
+         replicas = 3\nstop_grace_period = \"10s\"\n[[routes]]\nhost = \"quick.local\"\nport = 8080\n",
+    );
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    s.wait_running("quick", 3);
+    s.wait("the route has 3 upstreams", Duration::from_secs(10), || {
+        let routes = s.json(&["route", "ls"]);
+        (routes[0]["upstreams"].as_array().map_or(0, Vec::len) == 3).then_some(())
+    });
+    let load = Load::start(&proxy, "quick.local", 4, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = Instant::now();
+    s.ok(&["scale", "quick", "1"]);
+    s.wait("2 replicas gone", Duration::from_secs(30), || {
+        (s.replicas("quick").len() == 1).then_some(())
+    });
+    // They exited on SIGTERM, long before their 10 s grace period.
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    std::thread::sleep(Duration::from_millis(1000));
+    let (ok, failed) = load.finish();
+    assert!(ok > 100, "load ran: {ok}");
+    assert_eq!(failed, 0, "failed requests while scaling 3 → 1 ({ok} ok)");
+}
