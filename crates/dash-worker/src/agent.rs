@@ -665,7 +665,7 @@ async fn publish<L: MasterLink>(
 /// SIGTERM: every node's proxy must have its new table first (workers poll the masters'
 /// table every second), or a replica that exits at once on SIGTERM would still be sent
 /// requests. Like Nomad's `shutdown_delay`, or the `preStop` sleep Kubernetes users add.
-pub const ROUTE_DRAIN: Duration = Duration::from_millis(1500);
+pub const ROUTE_DRAIN: Duration = Duration::from_secs(2);
 
 /// Stops and removes the container, releases the network and the address, tells the master.
 async fn teardown<L: MasterLink>(ctx: &Ctx<L>, id: &str, spec: &ServiceSpec, ip: Option<Ipv4Addr>) {
