@@ -279,19 +279,24 @@ async fn removal_drops_unplaced_replicas_and_is_never_undone_by_a_late_create() 
     assert!(s.service("web").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn two_nodes_never_share_a_subnet() {
-    let (_d, s, _) = store().await;
-    let node = |id: &str| NodeRecord {
+/// A worker node record with the subnet 10.89.0.0/24.
+fn worker(id: &str, state: NodeState) -> NodeRecord {
+    NodeRecord {
         id: id.into(),
         address: "10.0.0.2:7072".into(),
         role: "worker".into(),
-        state: NodeState::Ready,
+        state,
         labels: BTreeMap::new(),
         capacity: Resources::default(),
         subnet: "10.89.0.0/24".into(),
         runtime: "crun".into(),
-    };
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_never_share_a_subnet() {
+    let (_d, s, _) = store().await;
+    let node = |id: &str| worker(id, NodeState::Ready);
     let up = |n| Command::UpsertNode {
         node: Box::new(n),
         at_ms: 1,
@@ -308,16 +313,7 @@ async fn two_nodes_never_share_a_subnet() {
 async fn a_node_state_judged_on_a_stale_read_does_not_overwrite_a_newer_one() {
     let (_d, s, _) = store().await;
     s.apply(&Command::UpsertNode {
-        node: Box::new(NodeRecord {
-            id: "w1".into(),
-            address: "10.0.0.2:7072".into(),
-            role: "worker".into(),
-            state: NodeState::Unreachable,
-            labels: BTreeMap::new(),
-            capacity: Resources::default(),
-            subnet: "10.89.0.0/24".into(),
-            runtime: "crun".into(),
-        }),
+        node: Box::new(worker("w1", NodeState::Unreachable)),
         at_ms: 1,
     })
     .await
