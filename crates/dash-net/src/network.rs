@@ -238,6 +238,14 @@ impl Network {
         self.cfg.netns_dir.join(replica)
     }
 
+    /// The replicas that have a netns pinned here (their ids), for a sweep of leftovers.
+    pub fn attached(&self) -> Result<Vec<String>, NetError> {
+        Ok(netns::list(&self.cfg.netns_dir)?
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+            .collect())
+    }
+
     /// Gives `replica` its own netns with `ip` on eth0, joined to the bridge, and makes it a
     /// backend of exactly `ports`. Replicas of one `owner` (the service) share a published port,
     /// load-balanced round-robin per new connection; a port published by replicas of another

@@ -271,6 +271,25 @@ pub struct Stats {
     pub cpu_usage_ns: u64,
 }
 
+/// A container's exit as an async event: see [`ContainerRuntime::exit_watch`].
+#[derive(Debug)]
+pub struct ExitWatch(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>);
+
+impl ExitWatch {
+    /// Returns once the container's monitor has ended (so its exit is recorded), or at once if
+    /// it has already (a pidfd stays readable).
+    pub async fn exited(&self) {
+        // Readiness is never cleared: an exited process stays exited.
+        let _ = self.0.readable().await;
+    }
+
+    /// Whether the monitor has ended, without waiting.
+    pub fn has_exited(&self) -> bool {
+        use futures_util::FutureExt;
+        self.exited().now_or_never().is_some()
+    }
+}
+
 /// Runs containers with crun or runc; cheap to share across threads (`&self` everywhere).
 #[derive(Debug)]
 pub struct ContainerRuntime {
@@ -495,6 +514,19 @@ impl ContainerRuntime {
         })
     }
 
+    /// Wakes its holder once the container has exited and its exit code is recorded (a pidfd
+    /// of its monitor, in the tokio reactor: call it within a tokio runtime). `None` when the
+    /// container has no live monitor: it exited already, or never started.
+    pub fn exit_watch(&self, id: &str) -> Result<Option<ExitWatch>, RuntimeError> {
+        validate_id(id)?;
+        let Some(fd) = monitor::monitor_pidfd(&self.bundle_dir(id)) else {
+            return Ok(None);
+        };
+        let fd = sys::register_pidfd(fd)
+            .map_err(|e| RuntimeError::io("watching the monitor's pidfd", e))?;
+        Ok(Some(ExitWatch(fd)))
+    }
+
     /// Sends `signal` to the container's init through the runtime.
     pub fn kill(&self, id: &str, signal: i32) -> Result<(), RuntimeError> {
         let dir = self.existing_bundle(id)?;
@@ -581,7 +613,7 @@ impl ContainerRuntime {
         }
     }
 
-    /// Ids of all containers with a bundle dir, sorted.
+    /// Ids of all containers with a bundle dir or runtime state, sorted.
     pub fn list(&self) -> Result<Vec<String>, RuntimeError> {
         let entries = fs::read_dir(&self.cfg.state_dir).map_err(|e| {
             RuntimeError::io(format!("listing {}", self.cfg.state_dir.display()), e)
@@ -598,7 +630,21 @@ impl ContainerRuntime {
                 ids.push(name.to_owned());
             }
         }
+        // Runtime state without a bundle (a removal cut short) is a container too.
+        for cli in &self.clis {
+            if let Ok(entries) = fs::read_dir(&cli.root) {
+                for entry in entries.flatten() {
+                    if let Some(name) = entry.file_name().to_str()
+                        && validate_id(name).is_ok()
+                        && entry.file_type().is_ok_and(|t| t.is_dir())
+                    {
+                        ids.push(name.to_owned());
+                    }
+                }
+            }
+        }
         ids.sort();
+        ids.dedup();
         Ok(ids)
     }
 

@@ -223,6 +223,20 @@ pub(crate) fn monitor_alive(bundle: &Path) -> Option<i32> {
     read_pid(&bundle.join(MONITOR_PID_FILE)).filter(|pid| is_monitor_of(*pid, bundle))
 }
 
+/// A pidfd of the bundle's live monitor: it turns readable when the monitor exits, which it
+/// does right after it recorded the exit code, so a waiter learns of the exit at once instead
+/// of polling the exit file. `None` when no monitor of this bundle runs.
+pub(crate) fn monitor_pidfd(bundle: &Path) -> Option<std::os::fd::OwnedFd> {
+    let pid = read_pid(&bundle.join(MONITOR_PID_FILE))?;
+    let fd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(pid)?,
+        rustix::process::PidfdFlags::NONBLOCK,
+    )
+    .ok()?;
+    // Checked after the fd is held: it now names this process, even if the pid is reused.
+    is_monitor_of(pid, bundle).then_some(fd)
+}
+
 /// A live process whose command line names this bundle: guards against pid reuse after the
 /// monitor died.
 fn is_monitor_of(pid: i32, bundle: &Path) -> bool {

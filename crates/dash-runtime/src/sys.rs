@@ -88,3 +88,15 @@ pub(crate) fn nofile_hard_limit() -> io::Result<u64> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// Registers a pidfd with the tokio reactor, to be woken when its process exits (a pidfd turns
+/// readable then, and stays so).
+pub(crate) fn register_pidfd(
+    fd: std::os::fd::OwnedFd,
+) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    // SAFETY: the AsyncFd owns the OwnedFd for its whole life, so the descriptor stays open
+    // and names the same pidfd until the AsyncFd is dropped; OwnedFd::as_raw_fd always
+    // returns that one descriptor.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+}

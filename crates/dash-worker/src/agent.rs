@@ -4,7 +4,7 @@
 //! restart policy and health checks, and on removal the teardown in reverse. The agent loop
 //! only starts and cancels supervisors, so one slow replica never holds up another.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,19 +15,15 @@ use dash_core::command::ReplicaStatus;
 use dash_core::link::MasterLink;
 use dash_core::spec::{PortSpec, Protocol, PullPolicy};
 use dash_net::{Network, PortMapping};
-use dash_runtime::container::{ContainerRuntime, ContainerSpec, ContainerStatus};
+use dash_runtime::container::{ContainerRuntime, ContainerSpec, ContainerStatus, ExitWatch};
 use dash_runtime::image::ImageStore;
 use dash_runtime::registry::Puller;
 use dash_store::{LocalReplica, WorkerStore};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
-use crate::sentry::health::{self, Tracker};
-use crate::sentry::restart::{AfterExit, after_exit};
-
-/// How often a supervisor looks at its container. Exit detection is a stat of the monitor's
-/// exit file, so this is cheap; it bounds the time from a crash to the restart.
-const POLL: Duration = Duration::from_millis(50);
+use crate::sentry::health;
+use crate::sentry::machine::{Action, Input, Sentry};
 
 pub struct AgentConfig {
     pub node: String,
@@ -127,19 +123,70 @@ impl<L: MasterLink> Agent<L> {
             }
             Err(e) => tracing::error!(error = %e, "reading the local replica record"),
         }
+        let mut sweep =
+            tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.sweep().await;
         loop {
             match self.ctx.link.assignments(&self.ctx.node).await {
                 Ok(assignments) => self.converge(assignments).await,
                 Err(e) => tracing::warn!(error = %e, "fetching assignments"),
             }
-            tokio::select! {
-                _ = self.ctx.link.changed() => {}
-                _ = shutdown.changed() => break,
+            loop {
+                tokio::select! {
+                    _ = self.ctx.link.changed() => break,
+                    _ = sweep.tick() => self.sweep().await,
+                    _ = shutdown.changed() => return self.stop_watching().await,
+                }
             }
         }
-        // Leave containers running; just stop watching them.
+    }
+
+    /// On shutdown the containers keep running: they outlive the daemon. Only their
+    /// supervisors stop.
+    async fn stop_watching(&self) {
         for (_, s) in self.supervisors.lock().await.drain() {
             s.task.abort();
+        }
+    }
+
+    /// Removes every container and network namespace on this node that no replica owns: what a
+    /// removal cut short (a daemon killed mid-teardown, a runtime error) left behind.
+    async fn sweep(&self) {
+        // Listed before the owners are read: a replica started after the listing is not in it.
+        let rt = self.ctx.runtime.clone();
+        let containers = match tokio::task::spawn_blocking(move || rt.list()).await {
+            Ok(Ok(ids)) => ids,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "sweep: listing containers");
+                return;
+            }
+            Err(_) => return,
+        };
+        let namespaces = self.ctx.net.attached().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "sweep: listing network namespaces");
+            Vec::new()
+        });
+        let mut owned: std::collections::HashSet<String> = {
+            let sups = self.supervisors.lock().await;
+            sups.keys().cloned().collect()
+        };
+        match self.ctx.store.list().await {
+            Ok(locals) => owned.extend(locals.into_iter().map(|l| l.id)),
+            Err(e) => {
+                tracing::warn!(error = %e, "sweep: reading the replica record");
+                return;
+            }
+        }
+        for id in containers.iter().filter(|id| !owned.contains(*id)) {
+            tracing::info!(container = %id, "sweep: removing a container no replica owns");
+            remove_container(&self.ctx, id, Duration::ZERO).await;
+        }
+        for id in namespaces.iter().filter(|id| !owned.contains(*id)) {
+            tracing::info!(replica = %id, "sweep: removing a network namespace no replica owns");
+            if let Err(e) = self.ctx.net.detach(id, Ipv4Addr::UNSPECIFIED, &[]).await {
+                tracing::warn!(replica = %id, error = %e, "sweep: detaching");
+            }
         }
     }
 
@@ -262,6 +309,14 @@ struct Status {
 }
 
 impl Status {
+    /// Takes what the sentry decided (state, restarts, exit code, message).
+    fn sync(&mut self, sentry: &Sentry) {
+        self.state = sentry.state();
+        self.restarts = sentry.restarts();
+        self.exit_code = sentry.exit_code();
+        self.message = sentry.message().to_owned();
+    }
+
     async fn send<L: MasterLink>(&self, ctx: &Ctx<L>, id: &str) {
         let status = ReplicaStatus {
             id: id.to_string(),
@@ -276,6 +331,12 @@ impl Status {
     }
 }
 
+/// How often a supervisor looks at a running container even without a sign from its monitor
+/// (exits are normally seen at once through the monitor's pidfd; this is the safety net).
+const EXIT_POLL: Duration = Duration::from_secs(1);
+
+/// Carries out one replica's sentry: it observes the container and feeds the pure
+/// [`Sentry`] machine, then does what the machine decides (start, publish, probe, report).
 async fn supervise<L: MasterLink>(
     ctx: Arc<Ctx<L>>,
     id: String,
@@ -285,206 +346,158 @@ async fn supervise<L: MasterLink>(
     adopted: Option<LocalReplica>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut sentry = Sentry::new(
+        spec.restart.clone(),
+        spec.health.clone(),
+        adopted.as_ref().map_or(0, |a| a.restarts),
+    );
     let mut st = Status {
         state: ReplicaState::Starting,
         ip: adopted.as_ref().and_then(|a| a.ip),
-        restarts: adopted.as_ref().map_or(0, |a| a.restarts),
+        restarts: sentry.restarts(),
         exit_code: None,
         started_ms: adopted.as_ref().and_then(|a| a.started_ms),
         message: String::new(),
     };
     let created_ms = adopted.as_ref().map_or_else(now_ms, |a| a.created_ms);
-    let record = |st: &Status| LocalReplica {
-        id: id.clone(),
-        service: service.clone(),
-        version,
-        spec: spec.clone(),
-        ip: st.ip,
-        restarts: st.restarts,
-        created_ms,
-        started_ms: st.started_ms,
-    };
 
     // Re-adopt a running container as it is; anything else (re)starts.
     let status = blocking(&ctx.runtime, &id, |rt, id| rt.status(id)).await;
-    let mut running = matches!(status, Ok(ContainerStatus::Running { .. }));
-    if running {
-        // Re-attaching is idempotent: it restores the published ports of a restarted daemon.
-        if let Some(ip) = st.ip
-            && let Err(e) = ctx
-                .net
-                .attach(&id, ip, &port_mappings(&spec.ports), &service)
-                .await
-        {
-            tracing::warn!(error = %e, "re-attaching the network of an adopted replica");
-        }
-        st.state = ReplicaState::Running;
-        st.message = "re-adopted".into();
-        st.send(&ctx, &id).await;
-    } else if let Ok(ContainerStatus::Exited { code }) = status
-        && adopted.is_some()
-    {
-        // It exited while the daemon was away: the restart policy decides, below.
-        st.exit_code = Some(code);
-        st.state = ReplicaState::Exited;
-    }
-    if !running && st.state != ReplicaState::Exited {
-        st.send(&ctx, &id).await;
-        match start(&ctx, &id, &spec, &mut st).await {
-            Ok(()) => {
-                running = true;
-                let _ = ctx.store.put(&record(&st)).await;
-                st.state = ReplicaState::Running;
-                st.message.clear();
-                if spec.health.is_none() {
-                    publish(&ctx, &id, &spec, st.ip, true).await;
-                }
-                st.send(&ctx, &id).await;
+    // A container left from before (created, exited) is removed before a start.
+    let mut leftover = !matches!(status, Ok(ContainerStatus::Missing));
+    let mut exit_fd = None;
+    let first = match status {
+        Ok(ContainerStatus::Running { .. }) => {
+            // Re-attaching is idempotent: it restores the published ports of a restarted daemon.
+            if let Some(ip) = st.ip
+                && let Err(e) = ctx
+                    .net
+                    .attach(&id, ip, &port_mappings(&spec.ports), &service)
+                    .await
+            {
+                tracing::warn!(error = %e, "re-attaching the network of an adopted replica");
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "starting");
-                st.state = ReplicaState::Failed;
-                st.message = e;
-                st.send(&ctx, &id).await;
-            }
+            exit_fd = exit_watch(&ctx.runtime, &id);
+            Input::Adopted
         }
-    }
+        // It exited while the daemon was away: the restart policy decides.
+        Ok(ContainerStatus::Exited { code }) if adopted.is_some() => Input::FoundExited { code },
+        _ => Input::Begin,
+    };
+    let mut todo: VecDeque<Action> = sentry.handle(first, Instant::now()).into();
 
-    let mut tracker = Tracker::default();
-    let mut next_probe = spec
-        .health
-        .as_ref()
-        .map(|h| Instant::now() + h.start_period.max(Duration::from_millis(200)));
-    let mut restart_at: Option<Instant> = (st.state == ReplicaState::Exited).then(Instant::now);
-    if st.state == ReplicaState::Exited {
-        restart_at = decide_restart(&spec, &mut st, &ctx, &id).await;
-    }
-    let mut failed_start = !running && st.state == ReplicaState::Failed;
-    if failed_start {
-        // A failed start counts as an exit for the restart policy.
-        st.exit_code = Some(-1);
-        restart_at = decide_restart(&spec, &mut st, &ctx, &id).await;
-    }
-
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            _ = tokio::time::sleep(POLL) => {}
-        }
-        if *stop.borrow() {
-            break;
-        }
-        if let Some(at) = restart_at {
-            if Instant::now() < at {
-                continue;
-            }
-            restart_at = None;
-            st.restarts += 1;
-            let _ = blocking(&ctx.runtime, &id, |rt, id| rt.remove(id)).await;
-            match start(&ctx, &id, &spec, &mut st).await {
-                Ok(()) => {
-                    failed_start = false;
-                    st.state = ReplicaState::Running;
-                    st.exit_code = None;
-                    st.message.clear();
-                    if spec.health.is_none() {
-                        publish(&ctx, &id, &spec, st.ip, true).await;
+    'life: loop {
+        while let Some(action) = todo.pop_front() {
+            let input = match action {
+                Action::Start => {
+                    if leftover {
+                        let _ = blocking(&ctx.runtime, &id, |rt, id| rt.remove(id)).await;
                     }
-                    tracker = Tracker::default();
-                    next_probe = spec
-                        .health
-                        .as_ref()
-                        .map(|h| Instant::now() + h.start_period.max(Duration::from_millis(200)));
+                    leftover = true;
+                    st.sync(&sentry);
+                    let result = start(&ctx, &id, &spec, &mut st).await;
+                    exit_fd = None;
+                    match result {
+                        Ok(()) => {
+                            exit_fd = exit_watch(&ctx.runtime, &id);
+                            Input::Started
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "starting");
+                            Input::StartFailed(e)
+                        }
+                    }
                 }
-                Err(e) => {
-                    failed_start = true;
-                    st.state = ReplicaState::Failed;
-                    st.exit_code = Some(-1);
-                    st.message = e;
+                Action::Probe => {
+                    let Some(h) = &spec.health else { continue };
+                    let result = health::probe(&h.probe, st.ip, h.timeout, &ctx.runtime, &id).await;
+                    Input::Probed(result)
+                }
+                Action::Publish(on) => {
+                    publish(&ctx, &id, &spec, st.ip, on).await;
+                    continue;
+                }
+                Action::Report => {
+                    st.sync(&sentry);
+                    st.send(&ctx, &id).await;
+                    continue;
+                }
+                Action::Persist => {
+                    st.sync(&sentry);
+                    let record = LocalReplica {
+                        id: id.clone(),
+                        service: service.clone(),
+                        version,
+                        spec: spec.clone(),
+                        ip: st.ip,
+                        restarts: st.restarts,
+                        created_ms,
+                        started_ms: st.started_ms,
+                    };
+                    if let Err(e) = ctx.store.put(&record).await {
+                        tracing::warn!(error = %e, "recording the replica");
+                    }
+                    continue;
+                }
+            };
+            todo.extend(sentry.handle(input, Instant::now()));
+        }
+
+        let wake = sentry.next_wake();
+        let watching = sentry.watches_exit();
+        let input = tokio::select! {
+            _ = stop.changed() => break 'life,
+            _ = exited(exit_fd.as_ref()), if watching => {
+                match blocking(&ctx.runtime, &id, |rt, id| rt.status(id)).await {
+                    Ok(ContainerStatus::Exited { code }) => Input::Exited { code },
+                    Ok(ContainerStatus::Missing) => Input::Disappeared,
+                    Ok(_) => {
+                        // Still running: the monitor is gone but the init lives, or this was
+                        // the safety-net poll. Watch by polling from now on.
+                        if exit_fd.as_ref().is_some_and(ExitWatch::has_exited) {
+                            exit_fd = None;
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "reading the container's status");
+                        continue;
+                    }
                 }
             }
-            let _ = ctx.store.put(&record(&st)).await;
-            st.send(&ctx, &id).await;
-            if failed_start {
-                restart_at = decide_restart(&spec, &mut st, &ctx, &id).await;
-            }
-            continue;
-        }
-        if matches!(st.state, ReplicaState::Exited | ReplicaState::Failed) {
-            continue;
-        }
-        match blocking(&ctx.runtime, &id, |rt, id| rt.status(id)).await {
-            Ok(ContainerStatus::Exited { code }) => {
-                publish(&ctx, &id, &spec, st.ip, false).await;
-                st.exit_code = Some(code);
-                st.state = ReplicaState::Exited;
-                st.message.clear();
-                st.send(&ctx, &id).await;
-                restart_at = decide_restart(&spec, &mut st, &ctx, &id).await;
-                continue;
-            }
-            Ok(ContainerStatus::Missing) => {
-                publish(&ctx, &id, &spec, st.ip, false).await;
-                st.exit_code = Some(-1);
-                st.state = ReplicaState::Exited;
-                st.message = "container disappeared".into();
-                st.send(&ctx, &id).await;
-                restart_at = decide_restart(&spec, &mut st, &ctx, &id).await;
-                continue;
-            }
-            _ => {}
-        }
-        if let (Some(h), Some(at)) = (&spec.health, next_probe)
-            && Instant::now() >= at
-        {
-            next_probe = Some(Instant::now() + h.interval);
-            let result = health::probe(&h.probe, st.ip, h.timeout, &ctx.runtime, &id).await;
-            if let Some(healthy) = tracker.record(result.is_ok(), h.retries) {
-                st.state = if healthy {
-                    ReplicaState::Healthy
-                } else {
-                    ReplicaState::Unhealthy
-                };
-                st.message = result.err().unwrap_or_default();
-                publish(&ctx, &id, &spec, st.ip, healthy).await;
-                st.send(&ctx, &id).await;
-            }
-        }
+            _ = sleep_until(wake) => Input::Tick,
+        };
+        todo.extend(sentry.handle(input, Instant::now()));
     }
+    st.sync(&sentry);
     st.state = ReplicaState::Stopping;
     st.send(&ctx, &id).await;
     teardown(&ctx, &id, &spec, st.ip).await;
 }
 
-/// Applies the restart policy after an exit; returns when to restart, if at all.
-async fn decide_restart<L: MasterLink>(
-    spec: &ServiceSpec,
-    st: &mut Status,
-    ctx: &Ctx<L>,
-    id: &str,
-) -> Option<Instant> {
-    match after_exit(&spec.restart, st.exit_code.unwrap_or(-1), st.restarts) {
-        AfterExit::RestartIn(d) => {
-            if !d.is_zero() {
-                let next = format!("restarting in {}", dash_core::units::format_age(d));
-                // Keep why it failed in view: "image …: not found; restarting in 400ms".
-                st.message = match st.message.split("; restarting in ").next() {
-                    Some(why) if !why.is_empty() && !why.starts_with("restarting in") => {
-                        format!("{why}; {next}")
-                    }
-                    _ => next,
-                };
-                st.send(ctx, id).await;
-            }
-            Some(Instant::now() + d)
-        }
-        AfterExit::Stay => None,
-        AfterExit::GiveUp => {
-            st.state = ReplicaState::Failed;
-            st.message = format!("gave up after {} restarts", st.restarts);
-            st.send(ctx, id).await;
-            None
-        }
+/// The container's exit as an async event (its monitor's pidfd); `None`: watch by polling.
+fn exit_watch(rt: &ContainerRuntime, id: &str) -> Option<ExitWatch> {
+    rt.exit_watch(id).unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "no exit notification; polling");
+        None
+    })
+}
+
+/// Returns when the container may have exited: its monitor ended, or the poll interval passed.
+async fn exited(watch: Option<&ExitWatch>) {
+    let Some(watch) = watch else {
+        return tokio::time::sleep(EXIT_POLL).await;
+    };
+    tokio::select! {
+        _ = watch.exited() => {}
+        _ = tokio::time::sleep(EXIT_POLL) => {}
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -684,18 +697,7 @@ async fn teardown<L: MasterLink>(ctx: &Ctx<L>, id: &str, spec: &ServiceSpec, ip:
     if !spec.routes.is_empty() && running {
         tokio::time::sleep(ROUTE_DRAIN).await;
     }
-    let rt = ctx.runtime.clone();
-    let cid = id.to_string();
-    let grace = spec.stop_grace;
-    let res = tokio::task::spawn_blocking(move || {
-        rt.stop(&cid, grace)?;
-        rt.remove(&cid)?;
-        rt.remove_logs(&cid)
-    })
-    .await;
-    if let Ok(Err(e)) = res {
-        tracing::warn!(replica = id, error = %e, "removing container");
-    }
+    remove_container(ctx, id, spec.stop_grace).await;
     let ip = match ip {
         Some(ip) => Some(ip),
         None => ctx
@@ -715,3 +717,40 @@ async fn teardown<L: MasterLink>(ctx: &Ctx<L>, id: &str, spec: &ServiceSpec, ip:
     }
     ctx.link.removed(&ctx.node, id).await;
 }
+
+/// Stops and removes a container, trying again until the runtime says it is gone (a removal
+/// can fail for a moment, e.g. while the container's process is exiting); what still fails
+/// after that is left to the sweep.
+async fn remove_container<L: MasterLink>(ctx: &Ctx<L>, id: &str, grace: Duration) {
+    let mut pause = REMOVE_RETRY;
+    for attempt in 1..=REMOVE_ATTEMPTS {
+        let rt = ctx.runtime.clone();
+        let cid = id.to_string();
+        let res = tokio::task::spawn_blocking(move || {
+            rt.stop(&cid, grace)?;
+            rt.remove(&cid)?;
+            rt.remove_logs(&cid)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+        match res {
+            Ok(()) => return,
+            Err(e) if attempt == REMOVE_ATTEMPTS => {
+                tracing::error!(replica = id, error = %e, attempt, "removing container; the sweep will try again");
+            }
+            Err(e) => {
+                tracing::warn!(replica = id, error = %e, attempt, "removing container; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Tries of [`remove_container`] (≈ 20 s in all) and the first pause between them.
+const REMOVE_ATTEMPTS: u32 = 6;
+const REMOVE_RETRY: Duration = Duration::from_millis(500);
+
+/// How often the agent looks for containers and network namespaces that no replica owns.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);

@@ -30,16 +30,16 @@ fn killed_replica_restarts_and_the_event_shows() {
     let r = s.wait_running("sleepy", 1);
     let id = r[0]["id"].as_str().unwrap().to_string();
 
-    // Follow `dash events` while the replica is killed.
+    // Follow `dash events` while the replica is killed; with --past the stream starts with
+    // the kept events, so the restart shows even if it happens before the subscription.
     let events_out = s.dir.path().join("events.ndjson");
     let mut events = Command::new(dash_e2e::dash_bin())
-        .args(["events", "-o", "json"])
+        .args(["events", "--past", "-o", "json"])
         .env("DASH_ADDR", &s.addr)
         .env("DASH_DATA_DIR", &s.data_dir)
         .stdout(std::fs::File::create(&events_out).unwrap())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
 
     let pid = host_pid_of(&s, &id);
     let st = Command::new("kill")
@@ -240,4 +240,73 @@ fn replica_that_exited_while_the_daemon_was_down_follows_its_restart_policy() {
         },
     );
     assert_eq!(after.1["restarts"], 0);
+}
+
+/// The back-off starts over once a replica has run 10 s (docs/service-file.md "Restarts and
+/// back-off"): with a 12 s back-off, a second quick crash waits 12 s (and a third would wait
+/// 24 s), but a crash after a run of more than 10 s is restarted at once.
+#[test]
+fn the_back_off_starts_over_after_a_long_run() {
+    let s = Server::start(16);
+    s.import_busybox("bb:1");
+    let f = s.write(
+        "reset.toml",
+        "name = \"reset\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"600\"]\n\
+         [restart]\nbackoff = \"12s\"\nmax_backoff = \"60s\"\n",
+    );
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let id = s.wait_running("reset", 1)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let kill = |restarts_before: u64| {
+        let pid = host_pid_of(&s, &id);
+        let st = Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        s.wait("the kill seen", Duration::from_secs(10), || {
+            let r = s.replicas("reset");
+            (r[0]["restarts"].as_u64() > Some(restarts_before)
+                || r[0]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("restarting in")))
+            .then_some(r)
+        })
+    };
+    let running_again = |restarts: u64| {
+        s.wait(
+            &format!("running again with restarts={restarts}"),
+            Duration::from_secs(10),
+            || {
+                let r = s.replicas("reset");
+                (r[0]["restarts"] == restarts && r[0]["state"] == "running").then_some(())
+            },
+        )
+    };
+    // First crash: restarted at once (the back-off's first step is always immediate).
+    kill(0);
+    running_again(1);
+    // A quick second crash: the back-off applies.
+    let r = kill(1);
+    assert!(
+        r[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("restarting in 12s"),
+        "{r:?}"
+    );
+    s.wait("the delayed restart", Duration::from_secs(30), || {
+        let r = s.replicas("reset");
+        (r[0]["restarts"] == 2 && r[0]["state"] == "running").then_some(())
+    });
+    // It runs past the reset period, then crashes: restarted at once, no "restarting in".
+    std::thread::sleep(Duration::from_secs(11));
+    let r = kill(2);
+    assert!(
+        !r[0]["message"].as_str().unwrap().contains("restarting in"),
+        "the back-off was not reset: {r:?}"
+    );
+    running_again(3);
 }
