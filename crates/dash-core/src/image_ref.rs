@@ -1,7 +1,22 @@
 //! Image references: `[host[:port]/]path[:tag]` or `[host[:port]/]path[:tag]@sha256:<hex>`, the
 //! grammar of the distribution project (`docker/distribution/reference`).
+//!
+//! One grammar for every door: `dash apply` (so `--dry-run` refuses a malformed reference
+//! before anything else), the image store (tags are kept normalised) and the registry client
+//! ([`ImageRef`], with docker's defaults).
 
-use super::ImageError;
+use std::fmt;
+
+/// A reference that does not follow the grammar, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid image reference {reference:?}: {reason}")]
+pub struct InvalidImageRef {
+    pub reference: String,
+    pub reason: String,
+}
+
+/// The registry Docker uses when a reference names none.
+pub const DEFAULT_REGISTRY: &str = "docker.io";
 
 /// Longest repository name the grammar allows (without the tag).
 const MAX_NAME_LEN: usize = 255;
@@ -17,8 +32,8 @@ const MAX_TAG_LEN: usize = 128;
 /// by) stays one, without a tag: `bb:1@sha256:…` becomes `bb@sha256:…`, since the digest alone
 /// names the image. The store keeps it like a tag, so the image is found by the reference it
 /// was pulled with. Only sha256 digests are accepted.
-pub fn normalize_reference(r: &str) -> Result<String, ImageError> {
-    let invalid = |reason: &str| ImageError::InvalidReference {
+pub fn normalize(r: &str) -> Result<String, InvalidImageRef> {
+    let invalid = |reason: &str| InvalidImageRef {
         reference: r.to_owned(),
         reason: reason.to_owned(),
     };
@@ -37,10 +52,7 @@ pub fn normalize_reference(r: &str) -> Result<String, ImageError> {
                 "digest references must be name@sha256:<64 lowercase hex digits>",
             ));
         }
-        let tagged = normalize_reference(named).map_err(|e| match e {
-            ImageError::InvalidReference { reason, .. } => invalid(&reason),
-            other => other,
-        })?;
+        let tagged = normalize(named).map_err(|e| invalid(&e.reason))?;
         let name = tagged
             .rsplit_once(':')
             .map_or(tagged.as_str(), |(name, _)| name);
@@ -60,7 +72,7 @@ pub fn normalize_reference(r: &str) -> Result<String, ImageError> {
 
 /// If `r` looks like an image id or id prefix (`sha256:<hex>` or at least 12 lowercase hex
 /// digits), returns the hex part.
-pub(crate) fn id_prefix(r: &str) -> Option<&str> {
+pub fn id_prefix(r: &str) -> Option<&str> {
     let hex = r.strip_prefix("sha256:").unwrap_or(r);
     let ok = (12..=64).contains(&hex.len())
         && hex
@@ -187,6 +199,100 @@ fn check_path_component(part: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A reference taken apart with docker's defaults: where the image lives and which one it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImageRef {
+    /// `host[:port]`; `docker.io` when the reference names no registry.
+    pub registry: String,
+    /// The repository path in the registry; `library/<name>` for single-name docker.io ones.
+    pub repository: String,
+    /// The tag; `latest` when the reference has neither tag nor digest.
+    pub tag: Option<String>,
+    /// `sha256:<hex>` of the manifest (or index), when the reference pins one.
+    pub digest: Option<String>,
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for ImageRef {
+    type Err = InvalidImageRef;
+
+    /// Parses `[registry/]repository[:tag][@sha256:<64 hex>]` with docker's defaults: registry
+    /// `docker.io` (`index.docker.io` is the same), `library/` before single-name docker.io
+    /// repositories, tag `latest` when there is neither tag nor digest.
+    ///
+    /// The first path component names a registry when more follow and it has a `.` or a `:` or
+    /// is `localhost`: `localhost/bb` is on `localhost`, `team/bb` on docker.io.
+    fn from_str(r: &str) -> Result<Self, Self::Err> {
+        normalize(r)?;
+        let (named, digest) = match r.split_once('@') {
+            Some((named, digest)) => (named, Some(digest.to_owned())),
+            None => (r, None),
+        };
+        let (name, tag) = match named.rfind(':') {
+            Some(i) if !named[i..].contains('/') => (&named[..i], Some(named[i + 1..].to_owned())),
+            _ => (named, None),
+        };
+        let (registry, repository) = match name.split_once('/') {
+            Some((first, rest))
+                if first.contains('.')
+                    || first.contains(':')
+                    || first == "localhost"
+                    || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+            {
+                (first.to_owned(), rest.to_owned())
+            }
+            _ => (DEFAULT_REGISTRY.to_owned(), name.to_owned()),
+        };
+        let registry = canonical_registry(&registry);
+        let repository = if registry == DEFAULT_REGISTRY && !repository.contains('/') {
+            format!("library/{repository}")
+        } else {
+            repository
+        };
+        let tag = match (tag, &digest) {
+            (None, None) => Some("latest".to_owned()),
+            (tag, _) => tag,
+        };
+        Ok(ImageRef {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
+    }
+}
+
+/// The name credentials and the insecure list use for a registry: `index.docker.io` and
+/// `registry-1.docker.io` are `docker.io`; a scheme and a path (`https://host/v1/`, as in
+/// docker's config.json) are dropped.
+pub fn canonical_registry(registry: &str) -> String {
+    let without_scheme = registry
+        .strip_prefix("https://")
+        .or_else(|| registry.strip_prefix("http://"))
+        .unwrap_or(registry);
+    let host = without_scheme
+        .split('/')
+        .next()
+        .unwrap_or(without_scheme)
+        .to_owned();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" => DEFAULT_REGISTRY.to_owned(),
+        _ => host,
+    }
+}
+
 #[cfg(test)]
-#[path = "reference_test.rs"]
+#[path = "image_ref_test.rs"]
 mod tests;

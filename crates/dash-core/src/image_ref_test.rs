@@ -1,4 +1,4 @@
-use super::{id_prefix, normalize_reference};
+use super::{id_prefix, normalize};
 
 #[test]
 fn valid_references_are_normalised() {
@@ -34,7 +34,7 @@ fn valid_references_are_normalised() {
         ),
     ];
     for (input, want) in cases {
-        assert_eq!(normalize_reference(input).unwrap(), want, "input {input:?}");
+        assert_eq!(normalize(input).unwrap(), want, "input {input:?}");
     }
 }
 
@@ -69,14 +69,14 @@ fn invalid_references_are_rejected_with_a_reason() {
         ("bu sy", "whitespace"),
     ];
     for (input, want) in cases {
-        let err = normalize_reference(input).unwrap_err().to_string();
+        let err = normalize(input).unwrap_err().to_string();
         assert!(err.contains(want), "input {input:?}: {err}");
         assert!(err.starts_with("invalid image reference"), "{err}");
     }
     let long = "a".repeat(256);
-    assert!(normalize_reference(&long).is_err());
+    assert!(normalize(&long).is_err());
     let long_tag = format!("a:{}", "t".repeat(129));
-    assert!(normalize_reference(&long_tag).is_err());
+    assert!(normalize(&long_tag).is_err());
 }
 
 #[test]

@@ -13,6 +13,7 @@ pub mod command;
 pub mod config_parser;
 pub mod event;
 pub mod ids;
+pub mod image_ref;
 pub mod link;
 pub mod reconcile;
 pub mod scheduler;

@@ -177,10 +177,6 @@ fn device_nodes_are_rejected() {
         block,
         &["entry \"dev/sda\" is a block device"],
     );
-    let fifo = RawTar::new()
-        .entry("run/fifo", EntryType::Fifo, 0o600, b"", None)
-        .finish();
-    rejected_layer(&env, &store, fifo, &["entry \"run/fifo\" is a fifo"]);
 }
 
 /// Absolute entry names are taken as relative to the layer directory (as docker does): the
@@ -480,4 +476,30 @@ fn hostile_rootfs_is_rejected_and_leaves_nothing() {
         (blobs, layers, 0)
     );
     assert!(store.resolve("evil").is_err());
+}
+
+/// A named pipe is legitimate (`RUN mkfifo` in a Dockerfile; Docker and containerd import it):
+/// it is created in the layer and never opened (opening one would hang the import).
+#[test]
+fn a_fifo_in_a_layer_is_imported_as_a_fifo() {
+    use std::os::unix::fs::FileTypeExt;
+    let (env, store) = env_with_base();
+    let layer = RawTar::new()
+        .entry("run/ctl", EntryType::Fifo, 0o620, b"", None)
+        .finish();
+    let (files, _) = layout_with_layer(layer);
+    store
+        .import_archive(&env.input("fifo.tar", &files.to_tar()))
+        .expect("a fifo imports");
+    let image = store
+        .resolve("hostile")
+        .expect("resolve the imported image");
+    let fifo = image
+        .layer_dirs
+        .iter()
+        .map(|d| d.join("run/ctl"))
+        .find(|p| p.symlink_metadata().is_ok())
+        .expect("the fifo is in a layer");
+    assert!(fifo.symlink_metadata().unwrap().file_type().is_fifo());
+    env.assert_nothing_outside();
 }

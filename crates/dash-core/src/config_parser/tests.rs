@@ -325,3 +325,28 @@ fn bad_autoscale_names_each_field() {
     .unwrap();
     assert_eq!(s.autoscale.unwrap().memory_percent, Some(80));
 }
+
+#[test]
+fn malformed_image_references_are_refused_naming_the_field() {
+    for (image, why) in [
+        (
+            "bb@sha256:xyz",
+            "digest references must be name@sha256:<64 lowercase hex digits>",
+        ),
+        ("Busybox", "must be lowercase"),
+        ("bb:", "the tag after ':' is empty"),
+        ("localhost:5x/bb", "is not a number"),
+        ("a//b", "empty path component"),
+    ] {
+        let e = err(&format!("name = \"web\"\nimage = \"{image}\"\n"));
+        let text = e.to_string();
+        assert!(text.contains("web.toml:2"), "{image}: {text}");
+        assert!(
+            text.contains(&format!("image = {image:?}: not an image reference")),
+            "{image}: {text}"
+        );
+        assert!(text.contains(why), "{image}: {text}");
+    }
+    let digest = format!("bb@sha256:{}", "a".repeat(64));
+    parse_service("w.toml", &format!("name = \"w\"\nimage = \"{digest}\"\n")).unwrap();
+}

@@ -99,12 +99,17 @@ pub(super) fn validate(
     };
 
     let image = raw.image.get_ref().trim().to_string();
-    if image.is_empty() || image.contains(char::is_whitespace) {
+    if let Err(e) = crate::image_ref::normalize(&image) {
         cx.report(
             &raw.image,
             "image",
-            format!("image = {:?}: not an image reference", raw.image.get_ref()),
-            "e.g. image = \"busybox:latest\"",
+            format!(
+                "image = {:?}: not an image reference: {}",
+                raw.image.get_ref(),
+                e.reason
+            ),
+            "e.g. image = \"busybox:latest\", \"registry.example:5000/team/web:1.4\" or \
+             \"busybox@sha256:<64 lowercase hex digits>\"",
         );
     }
 

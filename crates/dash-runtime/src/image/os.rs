@@ -69,6 +69,12 @@ pub(crate) fn make_whiteout(path: &Path) -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
+/// Creates a named pipe at `path` with mode 0600 (the caller sets the real mode); fails if
+/// anything is already there.
+pub(crate) fn make_fifo(path: &Path) -> io::Result<()> {
+    nix::unistd::mkfifo(path, Mode::S_IRUSR | Mode::S_IWUSR).map_err(io::Error::from)
+}
+
 /// Marks `dir` as opaque for overlayfs: entries of lower layers under it are hidden.
 pub(crate) fn set_opaque(dir: &Path) -> io::Result<()> {
     set_xattr(dir, "trusted.overlay.opaque", b"y")
@@ -127,7 +133,8 @@ pub(crate) fn get_xattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> 
     Ok(Some(buf))
 }
 
-/// Sets the access and modification times of the symlink `path` itself.
+/// Sets the access and modification times of `path` itself: a symlink is not followed, a
+/// fifo not opened.
 pub(crate) fn set_symlink_mtime(path: &Path, secs: i64, nanos: u32) -> io::Result<()> {
     let ts = TimeSpec::new(secs, i64::from(nanos));
     nix::sys::stat::utimensat(None, path, &ts, &ts, UtimensatFlags::NoFollowSymlink)

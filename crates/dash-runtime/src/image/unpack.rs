@@ -10,7 +10,8 @@
 //!   in the store's private `tmp/`, written by this code alone (under the store lock);
 //! - a hardlink target is normalised the same way, must already exist in this layer, must not
 //!   be reached through a symlink and must be a regular file or a symlink;
-//! - character and block devices and fifos are refused;
+//! - character and block devices are refused; a fifo is made with `mkfifo` (as Docker and
+//!   containerd import `mkfifo` in a Dockerfile) and never opened;
 //! - the uncompressed stream is capped ([`Limits::max_layer_bytes`]) while it is read, and so
 //!   is the number of entries ([`Limits::max_layer_entries`]).
 //!
@@ -261,11 +262,6 @@ impl Unpacker<'_> {
                     "is a block device; device nodes are not allowed in image layers",
                 ));
             }
-            tar::EntryType::Fifo => {
-                return Err(
-                    self.unsafe_entry(&name, "is a fifo; fifos are not allowed in image layers")
-                );
-            }
             _ => {}
         }
         if rel.as_os_str().is_empty() {
@@ -276,6 +272,7 @@ impl Unpacker<'_> {
                 self.file(entry, &rel, &name, mode, uid, gid, &meta)
             }
             tar::EntryType::Symlink => self.symlink(&rel, &name, uid, gid, &meta),
+            tar::EntryType::Fifo => self.fifo(&rel, &name, mode, uid, gid, &meta),
             tar::EntryType::Link => self.hardlink(&rel, &name, &meta),
             tar::EntryType::GNUSparse => {
                 Err(self.unsafe_entry(&name, "is a sparse file, which is not supported"))
@@ -453,6 +450,34 @@ impl Unpacker<'_> {
             .map_err(|e| self.write_error(name, e))?;
         std::os::unix::fs::lchown(&abs, Some(uid), Some(gid))
             .map_err(|e| self.write_error(name, e))?;
+        os::set_symlink_mtime(&abs, meta.mtime.0, meta.mtime.1)
+            .map_err(|e| self.write_error(name, e))?;
+        Ok(())
+    }
+
+    /// A named pipe: created, owned and timestamped by path, never opened (opening a fifo
+    /// blocks until a writer comes).
+    fn fifo(
+        &mut self,
+        rel: &Path,
+        name: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        meta: &EntryMeta,
+    ) -> Result<(), ImageError> {
+        self.parents(rel, name)?;
+        let abs = self.root.join(rel);
+        self.clear(&abs, name)?;
+        self.whiteouts.remove(rel);
+        // mkfifo fails on anything already there, a symlink included: it never follows one.
+        os::make_fifo(&abs).map_err(|e| self.write_error(name, e))?;
+        std::os::unix::fs::lchown(&abs, Some(uid), Some(gid))
+            .map_err(|e| self.write_error(name, e))?;
+        // Owner first (chown clears setuid/setgid bits); the path is a fifo this code just made.
+        fs::set_permissions(&abs, Permissions::from_mode(mode))
+            .map_err(|e| self.write_error(name, e))?;
+        self.set_xattrs(&abs, name, &meta.xattrs);
         os::set_symlink_mtime(&abs, meta.mtime.0, meta.mtime.1)
             .map_err(|e| self.write_error(name, e))?;
         Ok(())
