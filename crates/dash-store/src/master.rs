@@ -78,7 +78,9 @@ impl MasterStore {
                         }
                         // Only changes to what runs in the container make a new version.
                         let version = if old.needs_replacement(spec) {
-                            version + 1
+                            let next = version + 1;
+                            keep_same_containers(&mut tx, spec, next).await?;
+                            next
                         } else {
                             version
                         };
@@ -542,6 +544,50 @@ impl MasterStore {
         }
         Ok(out)
     }
+}
+
+/// A new `version` of `spec` is being written: live replicas of an older version whose
+/// container is what `spec` asks for (a rollback brings back their spec, or an update returns
+/// to it) are recorded at the new version. They are kept, not replaced, so they are current:
+/// `dash service ls` must not call them "left" to update, and the rolling update must not
+/// replace them.
+async fn keep_same_containers(
+    tx: &mut sqlx::SqliteConnection,
+    spec: &ServiceSpec,
+    version: u64,
+) -> Result<(), StoreError> {
+    let name = spec.name.as_str();
+    let versions: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT version FROM replicas WHERE service = ? AND version < ? AND desired = ?",
+    )
+    .bind(name)
+    .bind(version as i64)
+    .bind(DesiredState::Run.as_str())
+    .fetch_all(&mut *tx)
+    .await?;
+    for v in versions {
+        let old: Option<String> =
+            sqlx::query_scalar("SELECT spec FROM service_versions WHERE name = ? AND version = ?")
+                .bind(name)
+                .bind(v)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(old) = old else { continue };
+        let old: ServiceSpec =
+            serde_json::from_str(&old).map_err(|e| corrupt("service spec", e))?;
+        if !old.needs_replacement(spec) {
+            sqlx::query(
+                "UPDATE replicas SET version = ? WHERE service = ? AND version = ? AND desired = ?",
+            )
+            .bind(version as i64)
+            .bind(name)
+            .bind(v)
+            .bind(DesiredState::Run.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 fn service_row(row: &SqliteRow) -> Result<ServiceRow, StoreError> {

@@ -340,3 +340,70 @@ async fn a_node_state_judged_on_a_stale_read_does_not_overwrite_a_newer_one() {
     assert!(fresh.changed);
     assert_eq!(s.nodes().await.unwrap()[0].state, NodeState::Down);
 }
+
+/// A rollback (or an update back to an earlier spec) keeps the replicas that already run that
+/// spec: they are recorded at the new version, so nothing reports them as left to update.
+#[tokio::test]
+async fn replicas_whose_container_the_new_version_asks_for_move_to_it() {
+    let (_d, s, _) = store().await;
+    let put = |text: &'static str, at_ms| {
+        let s = s.clone();
+        async move {
+            s.apply(&Command::PutService {
+                spec: spec(text),
+                at_ms,
+            })
+            .await
+            .unwrap()
+            .version
+        }
+    };
+    assert_eq!(put("replicas = 2", 1).await, Some(1));
+    let replica = |id: &str, version| NewReplica {
+        id: id.into(),
+        service: "web".into(),
+        version,
+        node: None,
+        message: String::new(),
+    };
+    s.apply(&Command::CreateReplicas {
+        replicas: vec![replica("web-a", 1), replica("web-b", 1)],
+        at_ms: 2,
+    })
+    .await
+    .unwrap();
+    // Version 2 changes the container; one replica is replaced, then the update fails.
+    assert_eq!(put("replicas = 2\n[env]\nA = \"1\"", 3).await, Some(2));
+    s.apply(&Command::CreateReplicas {
+        replicas: vec![replica("web-c", 2)],
+        at_ms: 4,
+    })
+    .await
+    .unwrap();
+    s.apply(&Command::SetReplicaDesired {
+        id: "web-a".into(),
+        desired: DesiredState::Remove,
+        at_ms: 4,
+    })
+    .await
+    .unwrap();
+    // Rolled back: version 3 has version 1's spec.
+    assert_eq!(put("replicas = 2", 5).await, Some(3));
+    let versions: BTreeMap<String, (u64, DesiredState)> = s
+        .replicas(Some("web"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, (r.version, r.desired)))
+        .collect();
+    assert_eq!(
+        versions["web-b"],
+        (3, DesiredState::Run),
+        "kept, and current"
+    );
+    assert_eq!(versions["web-c"], (2, DesiredState::Run), "to be replaced");
+    assert!(
+        !versions.contains_key("web-a"),
+        "an unplaced replica marked for removal is gone"
+    );
+}
