@@ -107,6 +107,38 @@ string_id!(
     NodeId
 );
 
+impl NodeId {
+    /// Longest node name: a host name label.
+    pub const MAX_LEN: usize = 63;
+
+    /// A node name as given (`--node-name`, a joining node's request): 1 to 63 letters, digits
+    /// and '-', neither first nor last (a host name label; it names nodes in placement
+    /// constraints and certificates).
+    pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
+        let value = value.into();
+        let err = |reason| {
+            Err(IdError {
+                what: "node name",
+                value: value.clone(),
+                reason,
+            })
+        };
+        if value.is_empty() || value.len() > Self::MAX_LEN {
+            return err("use 1 to 63 characters");
+        }
+        if !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return err("use only letters, digits and '-'");
+        }
+        if value.starts_with('-') || value.ends_with('-') {
+            return err("it must not start or end with '-'");
+        }
+        Ok(Self(value))
+    }
+}
+
 impl ReplicaId {
     /// A fresh id for a replica of `service`.
     pub fn generate(service: &ServiceName) -> Self {

@@ -211,11 +211,7 @@ fn internal(e: impl std::fmt::Display) -> Status {
 }
 
 fn valid_node_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
+    dash_core::NodeId::new(name).is_ok()
 }
 
 impl MasterApiService {

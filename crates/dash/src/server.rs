@@ -73,13 +73,10 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
             args.subnet
         ))
     })?;
+    let subnet = dash_net::Ipv4Net::new(net, prefix)
+        .map_err(|e| ServerError::Config(format!("--subnet {:?}: {e}", args.subnet)))?;
     let runtime = runtime_flag(args.node.runtime.as_deref())?;
-    if args.node.bridge.is_empty() || args.node.bridge.len() > 15 {
-        return Err(ServerError::Config(format!(
-            "--bridge {:?}: an interface name of 1 to 15 characters",
-            args.node.bridge
-        )));
-    }
+    check_node_flags(&args.node, subnet)?;
     let node = match &args.node.node_name {
         Some(n) => n.clone(),
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -135,6 +132,54 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
         runtime,
         node,
     })
+}
+
+/// The flags every node daemon shares, checked before anything is opened or created: the
+/// network names (they end up in netlink requests and nft scripts), the directories, and the
+/// monitor binary the runtime needs.
+pub(crate) fn check_node_flags(
+    node: &dash_cli::NodeArgs,
+    subnet: dash_net::Ipv4Net,
+) -> Result<(), ServerError> {
+    let net = NetConfig {
+        bridge: node.bridge.clone(),
+        subnet,
+        nft_table: node.nft_table.clone(),
+        netns_dir: node.run_dir.join("netns"),
+    };
+    net.validate().map_err(|e| {
+        ServerError::Config(match e {
+            dash_net::NetError::Config {
+                field,
+                value,
+                reason,
+            } => {
+                let flag = match field {
+                    "nft_table" => "--nft-table",
+                    "netns_dir" => "--run-dir",
+                    "bridge" => "--bridge",
+                    _ => "--subnet",
+                };
+                format!("{flag} {value:?}: {reason}")
+            }
+            other => other.to_string(),
+        })
+    })?;
+    for (flag, dir) in [("--data-dir", &node.data_dir), ("--run-dir", &node.run_dir)] {
+        if !dir.is_absolute() {
+            return Err(ServerError::Config(format!(
+                "{flag} {:?}: must be an absolute path, e.g. /var/lib/dash",
+                dir.display().to_string()
+            )));
+        }
+    }
+    if let Some(name) = &node.node_name
+        && let Err(e) = dash_core::NodeId::new(name.clone())
+    {
+        return Err(ServerError::Config(format!("--node-name {name:?}: {e}")));
+    }
+    monitor_path().map_err(|e| ServerError::Config(format!("{e:#}")))?;
+    Ok(())
 }
 
 /// `A.B.C.D/N` with N in `prefixes`.
@@ -273,7 +318,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     let (images, puller) = open_images(data, &args.node.insecure_registries)?;
     let runtime = open_runtime(data, &args.node.run_dir, v.runtime)?;
     let subnet = dash_net::Ipv4Net::new(v.subnet.0, v.subnet.1)
-        .map_err(|e| ServerError::Config(format!("--subnet: {e}")))?;
+        .context("--subnet was checked by validate()")?;
     let net = open_network(
         &args.node.bridge,
         subnet,

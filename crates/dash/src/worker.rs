@@ -48,7 +48,23 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "worker".into()),
     };
+    let proxy_listen: std::net::SocketAddr = args.node.proxy_listen.parse().map_err(|_| {
+        config_error(format!(
+            "--proxy-listen {:?}: not an address; use e.g. 127.0.0.1:8080",
+            args.node.proxy_listen
+        ))
+    })?;
+    // The subnet comes from the masters at the join; the flags are checked against the default.
+    crate::server::check_node_flags(&args.node, dash_net::NetConfig::default().subnet)?;
     let data = &args.node.data_dir;
+    let given = JoinFlags {
+        node: node.clone(),
+        advertise_addr: args.advertise_addr.clone(),
+        labels: labels.clone(),
+    };
+    if master_link::load_membership(data).is_some() {
+        given.check_against(&JoinFlags::load(data), args.node.node_name.is_some())?;
+    }
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
 
     let (images, puller) = open_images(data, &args.node.insecure_registries)?;
@@ -87,6 +103,10 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
             .map_err(|e| anyhow::anyhow!("joining via {master}: {e}"))?
         }
     };
+    if JoinFlags::load(data).is_none() {
+        // Joined now (or by a version that did not record the flags): remember what counted.
+        given.save(data).context("recording the join flags")?;
+    }
     tracing::info!(node = %membership.node, subnet = %membership.subnet, "member of the cluster");
     // Heartbeats first: the masters count silence from the join on, and setting up the
     // network can take a while.
@@ -117,12 +137,6 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
         .context("opening the store")?;
     let worker_store = WorkerStore::new(pool);
 
-    let proxy_listen: std::net::SocketAddr = args.node.proxy_listen.parse().map_err(|_| {
-        config_error(format!(
-            "--proxy-listen {:?}: not an address; use e.g. 127.0.0.1:8080",
-            args.node.proxy_listen
-        ))
-    })?;
     let proxy = dash_proxy::Proxy::bind(dash_proxy::ProxyConfig {
         listen: proxy_listen,
         ..dash_proxy::ProxyConfig::default()
@@ -351,4 +365,128 @@ fn start_worker_api(
             tracing::error!(error = %e, "worker_api stopped");
         }
     }))
+}
+
+/// What a worker's flags told the masters when it joined: its name, address and labels. The
+/// masters keep them in the node's record (and its certificate names the node), so a restart
+/// with other values would silently keep the old ones: it is refused instead, saying what to
+/// do. Kept in `<data-dir>/join-flags.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct JoinFlags {
+    node: String,
+    advertise_addr: String,
+    labels: BTreeMap<String, String>,
+}
+
+impl JoinFlags {
+    fn path(data: &std::path::Path) -> std::path::PathBuf {
+        data.join("join-flags.json")
+    }
+
+    fn load(data: &std::path::Path) -> Option<JoinFlags> {
+        let text = std::fs::read_to_string(Self::path(data)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn save(&self, data: &std::path::Path) -> anyhow::Result<()> {
+        let path = Self::path(data);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+
+    /// Refuses flags that differ from those the node joined with. Labels given as flags are
+    /// compared only when some are given (a restart without `--label` keeps the node's labels,
+    /// including those set since with `dash node label`); the name only when `--node-name` is.
+    fn check_against(
+        &self,
+        joined: &Option<JoinFlags>,
+        name_given: bool,
+    ) -> Result<(), ServerError> {
+        let Some(joined) = joined else { return Ok(()) };
+        if name_given && self.node != joined.node {
+            return Err(config_error(format!(
+                "--node-name {:?}: this node joined the cluster as {:?}, and a node cannot be \
+                 renamed; drop the flag, or remove the node (`dash node rm {}` on a master), clear \
+                 the data dir and join again with the new name",
+                self.node, joined.node, joined.node
+            )));
+        }
+        if self.advertise_addr != joined.advertise_addr {
+            return Err(config_error(format!(
+                "--advertise-addr {:?}: this node joined with {:?}, which the masters and the \
+                 other nodes use to reach it; start it with that address, or remove the node \
+                 (`dash node rm {}` on a master), clear the data dir and join again",
+                self.advertise_addr, joined.advertise_addr, joined.node
+            )));
+        }
+        if !self.labels.is_empty() && self.labels != joined.labels {
+            let shown: Vec<String> = self
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            return Err(config_error(format!(
+                "--label {}: labels only count when a node joins; change a joined node's labels \
+                 on a master with `dash node label {} KEY=VALUE` (or KEY- to remove one), and \
+                 drop --label here",
+                shown.join(" --label "),
+                joined.node
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(node: &str, addr: &str, labels: &[(&str, &str)]) -> JoinFlags {
+        JoinFlags {
+            node: node.into(),
+            advertise_addr: addr.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn refusal(given: &JoinFlags, joined: &JoinFlags, name_given: bool) -> String {
+        match given.check_against(&Some(joined.clone()), name_given) {
+            Err(ServerError::Config(m)) => m,
+            Err(ServerError::Other(e)) => panic!("not a config error: {e}"),
+            Ok(()) => panic!("{given:?} accepted against {joined:?}"),
+        }
+    }
+
+    #[test]
+    fn a_restart_with_other_join_flags_is_refused_with_the_fix() {
+        let joined = flags("w1", "10.0.0.2", &[("zone", "a")]);
+        let same = flags("w1", "10.0.0.2", &[("zone", "a")]);
+        assert!(same.check_against(&Some(joined.clone()), true).is_ok());
+        // No --label and no --node-name: nothing to compare (the host name may differ).
+        let bare = flags("host", "10.0.0.2", &[]);
+        assert!(bare.check_against(&Some(joined.clone()), false).is_ok());
+        // Nothing recorded (joined by an earlier version): accepted.
+        assert!(bare.check_against(&None, true).is_ok());
+
+        let m = refusal(&flags("w9", "10.0.0.2", &[]), &joined, true);
+        assert!(
+            m.contains("--node-name \"w9\"") && m.contains("dash node rm w1"),
+            "{m}"
+        );
+        let m = refusal(&flags("w1", "10.0.0.9", &[]), &joined, false);
+        assert!(
+            m.contains("--advertise-addr \"10.0.0.9\"") && m.contains("\"10.0.0.2\""),
+            "{m}"
+        );
+        let m = refusal(&flags("w1", "10.0.0.2", &[("zone", "b")]), &joined, false);
+        assert!(
+            m.contains("--label zone=b") && m.contains("dash node label w1"),
+            "{m}"
+        );
+    }
 }
