@@ -1,5 +1,5 @@
 //! worker_api: what masters ask a worker about its local replicas (tonic, mutual TLS; only
-//! peers whose certificate says `master` are served): log reads, exec sessions, inspect.
+//! peers whose certificate says `master` are served): log reads and exec sessions.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -134,28 +134,6 @@ impl WorkerApi for WorkerApiService {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
-    }
-
-    async fn inspect(
-        &self,
-        req: Request<InspectRequest>,
-    ) -> Result<Response<InspectResponse>, Status> {
-        require_master(&req)?;
-        let runtime = self.runtime.clone();
-        let id = req.into_inner().replica;
-        let json = tokio::task::spawn_blocking(move || {
-            let stats = runtime.stats(&id).ok();
-            serde_json::json!({
-                "replica": id,
-                "log": runtime.log_path(&id),
-                "memory_bytes": stats.as_ref().map(|s| s.memory_bytes),
-                "cpu_usage_ns": stats.as_ref().map(|s| s.cpu_usage_ns),
-            })
-            .to_string()
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(InspectResponse { json }))
     }
 }
 

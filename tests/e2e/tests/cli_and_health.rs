@@ -123,3 +123,84 @@ fn health_checks_drive_healthy_and_unhealthy() {
         (r.len() == 1 && r[0]["state"] == "healthy").then_some(())
     });
 }
+
+/// The three kinds of probe failure, each driving the replica's state as documented
+/// (docs/service-file.md `[health]`): a TCP check on a port that stops listening, an HTTP check
+/// answered with a non-2xx/3xx status, and a probe that does not answer within its timeout.
+/// A failing check makes the replica `unhealthy` with the reason as its message, and a passing
+/// one makes it `healthy` again; neither restarts it.
+#[test]
+fn tcp_http_status_and_timeout_probes_drive_the_state() {
+    let s = Server::start(23);
+    s.import_busybox("bb:1");
+    let state = |svc: &str| {
+        let r = s.replicas(svc);
+        assert!(r.len() <= 1, "{r:?}");
+        r.first()
+            .map(|r| {
+                (
+                    r["state"].as_str().unwrap_or_default().to_string(),
+                    r["message"].as_str().unwrap_or_default().to_string(),
+                    r["restarts"].as_u64().unwrap_or_default(),
+                    r["id"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .unwrap_or_default()
+    };
+    let wait_state = |svc: &str, want: &str, message: &str| {
+        s.wait(
+            &format!("{svc} {want} ({message:?})"),
+            Duration::from_secs(20),
+            || {
+                let st = state(svc);
+                (st.0 == want && st.1.contains(message)).then_some(st)
+            },
+        )
+    };
+
+    // TCP: healthy while httpd listens; unhealthy once it is gone (the container lives on: the
+    // shell is PID 1); healthy again when it listens again.
+    let tcp = s.write(
+        "tcp.toml",
+        "name = \"tcp\"\nimage = \"bb:1\"\n\
+         command = [\"sh\", \"-c\", \"httpd -p 8080 -h /www; exec sleep 600\"]\n\
+         [health]\ntcp = true\nport = 8080\ninterval = \"300ms\"\ntimeout = \"300ms\"\nretries = 2\n",
+    );
+    s.ok(&["apply", "-f", tcp.to_str().unwrap()]);
+    let (_, _, _, id) = wait_state("tcp", "healthy", "");
+    let out = s.exec_in(&id, &["killall", "httpd"]);
+    assert!(out.status.success(), "{out:?}");
+    let (_, message, restarts, _) = wait_state("tcp", "unhealthy", "8080");
+    assert!(message.contains("tcp"), "{message}");
+    assert_eq!(restarts, 0, "an unhealthy replica is not restarted");
+    let out = s.exec_in(&id, &["httpd", "-p", "8080", "-h", "/www"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_state("tcp", "healthy", "");
+
+    // HTTP: a 404 is a failure that names the status; the page appearing fixes it.
+    let http = s.write(
+        "http.toml",
+        "name = \"http\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n\
+         [health]\nhttp = \"/ready.html\"\nport = 8080\ninterval = \"300ms\"\ntimeout = \"300ms\"\nretries = 1\n",
+    );
+    s.ok(&["apply", "-f", http.to_str().unwrap()]);
+    let (_, _, _, id) = wait_state("http", "unhealthy", "status 404");
+    let out = s.exec_in(&id, &["touch", "/www/ready.html"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_state("http", "healthy", "");
+
+    // Timeout: a probe that hangs past its timeout fails with "timed out"; before the file
+    // exists the probe sleeps 10 s against a 300 ms timeout.
+    let slow = s.write(
+        "slow.toml",
+        "name = \"slow\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"600\"]\n\
+         [health]\nexec = [\"sh\", \"-c\", \"test -e /tmp/fast || sleep 10\"]\n\
+         interval = \"500ms\"\ntimeout = \"300ms\"\nretries = 1\n",
+    );
+    s.ok(&["apply", "-f", slow.to_str().unwrap()]);
+    let (_, _, restarts, id) = wait_state("slow", "unhealthy", "timed out");
+    assert_eq!(restarts, 0);
+    let out = s.exec_in(&id, &["touch", "/tmp/fast"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_state("slow", "healthy", "");
+}

@@ -9,17 +9,30 @@ use std::time::{Duration, Instant};
 
 use dash_e2e::Server;
 
-/// Processes on this host whose command line contains `marker`.
-fn processes_with(marker: &str) -> Vec<String> {
-    let out = Command::new("pgrep")
-        .args(["-a", "-f", marker])
-        .output()
+/// Processes inside replica `id` (in its pid namespace) other than its init: what an exec
+/// session started there. The client's own command line (`dash exec … -- sh -c …`) runs on the
+/// host, so it can never be mistaken for the command.
+fn processes_in(s: &Server, id: &str) -> Vec<String> {
+    let init: i32 = std::fs::read_to_string(s.data_dir.join("containers").join(id).join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        // pgrep's own sh -c, if any, is not the replica's.
-        .filter(|l| !l.contains("pgrep"))
-        .map(str::to_string)
+    let ns_of = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let container_ns = ns_of(&init.to_string()).expect("the replica's init runs");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()) && *pid != init.to_string())
+        .filter(|pid| ns_of(pid).as_ref() == Some(&container_ns))
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            Some(format!(
+                "{pid} {}",
+                String::from_utf8_lossy(&cmdline).replace('\0', " ")
+            ))
+        })
         .collect()
 }
 
@@ -59,9 +72,10 @@ fn hangup_on_disconnect(slot: u8, runtime: &str) {
         .read_line(&mut first)
         .unwrap();
     assert!(first.contains(&marker), "{first:?}");
+    let started = processes_in(&s, &id);
     assert!(
-        !processes_with(&marker).is_empty(),
-        "the command runs while its caller is there"
+        started.iter().any(|p| p.contains(&marker)),
+        "the command runs in the replica while its caller is there: {started:?}"
     );
     std::thread::sleep(Duration::from_millis(500));
     assert!(
@@ -74,7 +88,7 @@ fn hangup_on_disconnect(slot: u8, runtime: &str) {
     s.wait(
         "the command hung up after its caller went away",
         Duration::from_secs(15),
-        || processes_with(&marker).is_empty().then_some(()),
+        || processes_in(&s, &id).is_empty().then_some(()),
     );
     eprintln!(
         "{runtime}: hung up {:?} after the client died",
