@@ -15,8 +15,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# The workspace's rust-version (Cargo.toml): let-chains need 1.88.
+MIN_RUST=1.88
 if ! command -v cargo >/dev/null; then
-  echo "error: cargo not found; Dash needs Rust 1.85 or newer (https://rustup.rs), then run this again" >&2
+  echo "error: cargo not found; Dash needs Rust $MIN_RUST or newer: install it with rustup" \
+       "(https://rustup.rs), then run this again" >&2
+  exit 1
+fi
+have=$(rustc --version | awk '{print $2}')
+if [ "$(printf '%s\n%s\n' "$MIN_RUST" "$have" | sort -V | head -n1)" != "$MIN_RUST" ]; then
+  echo "error: rustc $have is too old; Dash needs Rust $MIN_RUST or newer: run \`rustup update stable\`" \
+       "(or install a newer toolchain with rustup), then run this again" >&2
   exit 1
 fi
 
