@@ -1,14 +1,49 @@
-//! `dash exec`: an upgraded admin API connection carrying exec frames (see
-//! `dash_core::api::exec_frame`). With `-t` on a terminal, the local terminal is put in raw
-//! mode for the session (keys go to the remote terminal as typed) and restored after, and
-//! the remote terminal gets its size, at the start and on every SIGWINCH.
+//! `dash exec`: runs a command in a replica over an upgraded admin API connection carrying
+//! exec frames (see `dash_core::api::exec_frame`). With `-t` on a terminal, the local terminal
+//! is put in raw mode for the session (keys go to the remote terminal as typed) and restored
+//! after, and the remote terminal gets its size, at the start and on every SIGWINCH.
 
 use std::io::Write;
 
+use clap::Args;
 use dash_core::api::{ExecEvent, ExecInput, exec_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::client::Client;
+
+/// `dash exec [-i] [-t] REPLICA -- COMMAND…`.
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// Keep stdin open and send it to the command.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Give the command a terminal (raw keyboard input; one output stream).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    pub replica: String,
+    /// The command and its arguments (after `--`).
+    #[arg(required = true, last = true)]
+    pub command: Vec<String>,
+}
+
+/// Runs `dash exec` and exits with the command's status (1 if the session failed).
+pub async fn run(client: &Client, args: ExecArgs) -> anyhow::Result<()> {
+    let ExecArgs {
+        interactive,
+        tty,
+        replica,
+        command,
+    } = args;
+    // Exits here, error or not: returning would wait for the blocking read of stdin
+    // that tokio may still have in flight.
+    match session(client, &replica, command, interactive, tty).await {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
 
 /// Raw mode on stdin while alive.
 struct RawMode(Option<nix::sys::termios::Termios>);
@@ -53,7 +88,7 @@ fn terminal_size() -> Option<(u16, u16)> {
 }
 
 /// Runs the session; returns the command's exit status.
-pub async fn run(
+async fn session(
     client: &Client,
     replica: &str,
     command: Vec<String>,

@@ -1,0 +1,13 @@
+//! The client commands, one file per group: its clap arguments and the function that runs it
+//! against the admin API. `lib.rs` parses the command line and dispatches here.
+
+pub mod events;
+pub mod exec;
+pub mod image;
+pub mod logs;
+pub mod node;
+pub mod registry;
+pub mod replica;
+pub mod route;
+pub mod service;
+pub mod token;

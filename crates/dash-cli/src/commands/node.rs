@@ -1,0 +1,130 @@
+//! `dash node`: the nodes of the cluster; drain, activate, label and remove them.
+
+use clap::Subcommand;
+use dash_core::api::NodeInfo;
+
+use crate::client::Client;
+use crate::output::Table;
+use crate::print_json;
+
+/// `dash node …`.
+#[derive(Subcommand, Debug)]
+pub enum NodeCmd {
+    Ls,
+    /// One node, as JSON.
+    Inspect {
+        node: String,
+    },
+    /// Move a node's replicas elsewhere (each started before the old one stops); it takes no
+    /// new ones until activated.
+    Drain {
+        node: String,
+    },
+    /// Let a drained node take replicas again.
+    Activate {
+        node: String,
+    },
+    /// Set labels (KEY=VALUE) or remove them (KEY-), e.g. `dash node label n1 zone=a disk-`.
+    Label {
+        node: String,
+        #[arg(required = true)]
+        labels: Vec<String>,
+    },
+    /// Forget a node: its replicas start elsewhere and its certificate is refused.
+    Rm {
+        node: String,
+        /// Even if it is still ready.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Runs `dash node …`.
+pub async fn run(client: &Client, json: bool, cmd: NodeCmd) -> anyhow::Result<()> {
+    match cmd {
+        NodeCmd::Ls => {
+            let nodes: Vec<NodeInfo> = client.get("/v1/nodes").await?;
+            if json {
+                print_json(&nodes);
+            } else {
+                let mut t = Table::new([
+                    "ID", "ROLE", "STATE", "ADDRESS", "SUBNET", "RUNTIME", "REPLICAS", "CPU",
+                    "MEMORY",
+                ]);
+                for n in nodes {
+                    t.row([
+                        n.id,
+                        n.role,
+                        n.state.as_str().into(),
+                        n.address,
+                        n.subnet,
+                        n.runtime,
+                        n.replicas.to_string(),
+                        format!("{:.1}", f64::from(n.capacity.cpu_millis) / 1000.0),
+                        dash_core::units::format_size(n.capacity.memory_bytes),
+                    ]);
+                }
+                t.print();
+            }
+        }
+        NodeCmd::Inspect { node } => {
+            let n: NodeInfo = client.get(&format!("/v1/nodes/{node}")).await?;
+            print_json(&n);
+        }
+        NodeCmd::Drain { node } => {
+            let n: NodeInfo = client
+                .post(&format!("/v1/nodes/{node}/drain"), &serde_json::json!({}))
+                .await?;
+            println!("{} {}", n.id, n.state.as_str());
+        }
+        NodeCmd::Activate { node } => {
+            let n: NodeInfo = client
+                .post(
+                    &format!("/v1/nodes/{node}/activate"),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            println!("{} {}", n.id, n.state.as_str());
+        }
+        NodeCmd::Label { node, labels } => {
+            let mut set = serde_json::Map::new();
+            let mut remove = Vec::new();
+            for l in labels {
+                match l.split_once('=') {
+                    Some((k, v)) => {
+                        set.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+                    }
+                    None => match l.strip_suffix('-') {
+                        Some(k) => remove.push(k.to_string()),
+                        None => {
+                            anyhow::bail!("label {l:?}: use KEY=VALUE to set or KEY- to remove")
+                        }
+                    },
+                }
+            }
+            let n: NodeInfo = client
+                .post(
+                    &format!("/v1/nodes/{node}/labels"),
+                    &serde_json::json!({"set": set, "remove": remove}),
+                )
+                .await?;
+            if json {
+                print_json(&n);
+            } else {
+                let text: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("{} {}", n.id, text.join(","));
+            }
+        }
+        NodeCmd::Rm { node, force } => {
+            let n: NodeInfo = client
+                .delete(&format!("/v1/nodes/{node}?force={force}"))
+                .await?;
+            if json {
+                print_json(&n);
+            } else {
+                println!("removed {}", n.id);
+            }
+        }
+    }
+    Ok(())
+}
