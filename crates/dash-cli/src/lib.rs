@@ -2,7 +2,7 @@
 //! admin API. Every listing has `-o json`.
 //!
 //! ```text
-//! argv ──clap──▶ Cli { addr, output, command }
+//! argv ──clap──▶ Cli { client: ClientArgs { addr, output }, command }
 //!                  ├─ server, worker ─▶ daemon_args, run by the `dash` binary
 //!                  └─ anything else ──▶ run ─▶ commands::<group> ─▶ Client ─▶ admin API
 //! ```
@@ -12,10 +12,12 @@ mod commands;
 mod daemon_args;
 mod output;
 mod progress;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use client::{Client, ClientError};
 pub use commands::events::EventsArgs;
@@ -35,22 +37,42 @@ pub use daemon_args::{NodeArgs, ServerArgs, WorkerArgs};
 #[command(
     name = "dash",
     version,
-    about = "Dash: a lightweight container orchestrator"
+    about = "Dash: a lightweight container orchestrator",
+    mut_subcommands = with_client_args
 )]
 pub struct Cli {
-    /// Admin API address.
-    #[arg(
-        long,
-        global = true,
-        env = "DASH_ADDR",
-        default_value = "127.0.0.1:7070"
-    )]
-    pub addr: String,
-    /// Output format.
-    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
-    pub output: Format,
+    #[command(flatten)]
+    pub client: ClientArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Where the admin API is and how to print. Every client command takes them, before its name
+/// or after it (`dash --addr A ps`, `dash ps --addr A`, `dash node drain n1 -o json`); the
+/// daemons take neither.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// Admin API address.
+    #[arg(long, env = "DASH_ADDR", default_value = "127.0.0.1:7070")]
+    pub addr: String,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+/// Gives a client subcommand its own copy of the client args, global below it (so
+/// `dash node --addr A drain n1` works as well as `dash node drain n1 --addr A`).
+///
+/// `global = true` on `Cli` would be simpler, but clap cannot keep a global argument away from
+/// some subcommands, and `dash server --help` would offer the `--addr` it ignores. clap merges
+/// a global argument's value up the path by its id, so `Cli::client` gets the value from
+/// wherever it was given (the innermost one if given twice).
+fn with_client_args(sub: clap::Command) -> clap::Command {
+    if matches!(sub.get_name(), "server" | "worker") {
+        return sub;
+    }
+    let client = ClientArgs::augment_args(clap::Command::new("client"));
+    sub.args(client.get_arguments().map(|a| a.clone().global(true)))
 }
 
 /// How client commands print: aligned tables, or JSON as the admin API returns it.
@@ -135,8 +157,8 @@ fn print_json(v: &impl serde::Serialize) {
 
 /// Runs a client command. Errors are for the user: they say what to do.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::new(cli.addr.clone(), token());
-    let json = cli.output == Format::Json;
+    let client = Client::new(cli.client.addr, token());
+    let json = cli.client.output == Format::Json;
     match cli.command {
         Command::Server(_) | Command::Worker(_) => {
             anyhow::bail!("daemons are run by the binary")
