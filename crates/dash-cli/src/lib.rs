@@ -95,16 +95,16 @@ pub enum Command {
     /// Join tokens: create, ls, revoke.
     #[command(subcommand)]
     Token(TokenCmd),
-    /// Images: import, list, remove.
+    /// Images: import, pull, list, inspect, prune, remove.
     #[command(subcommand)]
     Image(ImageCmd),
     /// Create or update a service from a service file (idempotent).
     Apply(ApplyArgs),
-    /// List replicas: id, node, state, ip, restarts, age.
+    /// List replicas: id, service, version, node, state, ip, restarts, age, message.
     Ps(PsArgs),
     /// Resource use of running replicas (CPU, memory), as their nodes last measured it.
     Stats(StatsArgs),
-    /// Services: list, inspect, remove.
+    /// Services: list, inspect, explain, roll back, remove.
     #[command(subcommand)]
     Service(ServiceCmd),
     /// Set a service's replica count.

@@ -4,7 +4,8 @@
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
-use crate::{Cli, Command, Format, NodeCmd};
+use crate::commands::{image, node, replica, service, token};
+use crate::{Cli, Command, Format, ImageCmd, NodeCmd};
 
 const ADDR: &str = "10.0.0.1:7070";
 
@@ -35,6 +36,21 @@ fn paths(cmd: &clap::Command, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
         out.push(path.clone());
         paths(sc, path, out);
     }
+}
+
+/// The built command tree, as parsing sees it (global args handed down).
+fn built() -> clap::Command {
+    let mut cmd = Cli::command();
+    cmd.build();
+    cmd
+}
+
+/// The subcommand at `path` of the built tree.
+fn find<'a, S: AsRef<str>>(cmd: &'a clap::Command, path: &[S]) -> &'a clap::Command {
+    path.iter().fold(cmd, |c, name| {
+        c.find_subcommand(name.as_ref())
+            .unwrap_or_else(|| panic!("no subcommand {}", name.as_ref()))
+    })
 }
 
 #[test]
@@ -76,8 +92,7 @@ fn without_flags_the_defaults_hold() {
 
 #[test]
 fn every_client_command_takes_addr_and_output() {
-    let mut cmd = Cli::command();
-    cmd.build();
+    let cmd = built();
     let mut all = Vec::new();
     paths(&cmd, Vec::new(), &mut all);
     let clients: Vec<_> = all
@@ -124,9 +139,8 @@ fn the_daemons_take_no_client_args() {
 
 #[test]
 fn server_help_rendered_from_the_command_has_no_addr() {
-    let mut cmd = Cli::command();
     // Built first, as parsing does: that is when clap hands global args down.
-    cmd.build();
+    let mut cmd = built();
     let server = cmd
         .find_subcommand_mut("server")
         .expect("dash has a server command");
@@ -169,6 +183,130 @@ fn node_drain_and_activate_take_output_json() {
             ("drain", Command::Node(NodeCmd::Drain { node }))
             | ("activate", Command::Node(NodeCmd::Activate { node })) => assert_eq!(node, "n1"),
             (_, other) => panic!("{verb}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn image_import_rootfs_is_a_switch_and_ref_the_second_argument() {
+    let cases: &[(&[&str], bool, Option<&str>)] = &[
+        (
+            &["dash", "image", "import", "--rootfs", "rootfs.tar", "bb:1"],
+            true,
+            Some("bb:1"),
+        ),
+        (
+            &["dash", "image", "import", "rootfs.tar", "bb:1", "--rootfs"],
+            true,
+            Some("bb:1"),
+        ),
+        (
+            &["dash", "image", "import", "rootfs.tar", "--rootfs", "bb:1"],
+            true,
+            Some("bb:1"),
+        ),
+        (&["dash", "image", "import", "rootfs.tar"], false, None),
+    ];
+    for (argv, rootfs, reference) in cases {
+        match parse(argv).command {
+            Command::Image(ImageCmd::Import {
+                file,
+                rootfs: r,
+                reference: got,
+            }) => {
+                assert_eq!(file.to_str(), Some("rootfs.tar"), "{argv:?}");
+                assert_eq!(r, *rootfs, "{argv:?}");
+                assert_eq!(got.as_deref(), *reference, "{argv:?}");
+            }
+            other => panic!("{argv:?}: {other:?}"),
+        }
+    }
+
+    // The help says so: --rootfs takes no value and talks about FILE and REF, and REF is
+    // the second argument in the usage line.
+    let cmd = built();
+    let import = find(&cmd, &["image", "import"]);
+    let rootfs = import
+        .get_arguments()
+        .find(|a| a.get_long() == Some("rootfs"))
+        .expect("import has --rootfs");
+    assert!(!rootfs.get_action().takes_values());
+    // clap fills in a value name when it builds; REF is the positional's, not the switch's.
+    assert!(
+        rootfs
+            .get_value_names()
+            .is_none_or(|names| names.iter().all(|n| n != "REF")),
+        "{:?}",
+        rootfs.get_value_names()
+    );
+    let rootfs_help = rootfs
+        .get_help()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        rootfs_help.contains("FILE") && rootfs_help.contains("REF"),
+        "{rootfs_help}"
+    );
+    let text = help(&["image", "import"]);
+    assert!(
+        text.contains("dash image import [OPTIONS] <FILE> [REF]"),
+        "{text}"
+    );
+    assert!(text.contains("--rootfs rootfs.tar bb:1"), "{text}");
+}
+
+#[test]
+fn listings_name_in_their_help_the_columns_they_print() {
+    let cmd = built();
+    let listings: &[(&[&str], &[&str])] = &[
+        (&["token", "ls"], &token::LS_COLUMNS),
+        (&["ps"], &replica::PS_COLUMNS),
+        (&["node", "ls"], &node::LS_COLUMNS),
+        (&["service", "ls"], &service::LS_COLUMNS),
+        (&["image", "ls"], &image::LS_COLUMNS),
+    ];
+    for (path, columns) in listings {
+        let about = find(&cmd, path)
+            .get_about()
+            .map(|a| a.to_string().to_lowercase())
+            .unwrap_or_default();
+        // The columns, in order, among the words after "Tokens:", "List replicas:" and so on.
+        let listed = about.split_once(':').map_or("", |(_, l)| l);
+        let mut words = listed.split(|c: char| !c.is_alphanumeric());
+        for column in columns.iter() {
+            let column = column.to_lowercase();
+            assert!(
+                words.any(|w| w == column),
+                "dash {} --help: {about:?} does not name {column} (or not in order)",
+                path.join(" ")
+            );
+        }
+    }
+}
+
+#[test]
+fn every_command_and_argument_has_help() {
+    let cmd = built();
+    let mut all = Vec::new();
+    paths(&cmd, Vec::new(), &mut all);
+    for path in &all {
+        let sub = find(&cmd, path);
+        let about = sub.get_about().map(ToString::to_string).unwrap_or_default();
+        assert!(
+            !about.trim().is_empty(),
+            "dash {} has no help",
+            path.join(" ")
+        );
+        for arg in sub.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            assert!(
+                arg.get_help().is_some(),
+                "dash {}: {id} has no help",
+                path.join(" ")
+            );
         }
     }
 }

@@ -20,6 +20,7 @@ pub struct ExecArgs {
     /// Give the command a terminal (raw keyboard input; one output stream).
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// The replica's id, as `dash ps` shows it.
     pub replica: String,
     /// The command and its arguments (after `--`).
     #[arg(required = true, last = true)]

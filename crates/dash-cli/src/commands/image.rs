@@ -10,28 +10,46 @@ use crate::output::Table;
 use crate::progress;
 use crate::{encode, print_json};
 
+/// What `dash image ls` prints; its help names them.
+pub(crate) const LS_COLUMNS: [&str; 4] = ["REFERENCE", "ID", "SIZE", "LAYERS"];
+
 /// `dash image …`.
 #[derive(Subcommand, Debug)]
 pub enum ImageCmd {
     /// Import an OCI image layout or `docker save` archive, or with --rootfs a root filesystem tarball.
+    #[command(
+        after_help = "Examples:\n  dash image import web.tar\n  dash image import --rootfs rootfs.tar bb:1"
+    )]
     Import {
+        /// The archive, or with --rootfs the root filesystem tarball.
         file: PathBuf,
-        /// Reference for a plain root filesystem tarball, e.g. `bb:1` (like `docker import`).
-        #[arg(long, value_name = "REF")]
+        /// FILE is a root filesystem tarball: make it a one-layer image tagged REF (like
+        /// `docker import`).
+        #[arg(long)]
         rootfs: bool,
-        /// With --rootfs: the reference to tag it with.
+        /// With --rootfs: the reference to tag the image with, e.g. `bb:1`.
+        #[arg(value_name = "REF")]
         reference: Option<String>,
     },
     /// Pull an image from its registry, with progress per layer.
-    Pull { reference: String },
-    /// List images.
+    Pull {
+        /// The image, by tag or `@sha256:` digest, e.g. `registry.example:5000/team/web:1.4`.
+        reference: String,
+    },
+    /// List images: reference, id, size, layers.
     Ls,
     /// Show an image: config, layers, digests.
-    Inspect { reference: String },
+    Inspect {
+        /// The image's reference, e.g. `bb:1`.
+        reference: String,
+    },
     /// Remove untagged images no replica uses, unreferenced blobs and unpacked layers.
     Prune,
     /// Remove an image (refused while a service uses it).
-    Rm { reference: String },
+    Rm {
+        /// The image's reference, e.g. `bb:1`.
+        reference: String,
+    },
 }
 
 /// Runs `dash image …`.
@@ -92,7 +110,7 @@ pub async fn run(client: &Client, json: bool, cmd: ImageCmd) -> anyhow::Result<(
             if json {
                 print_json(&images);
             } else {
-                let mut t = Table::new(["REFERENCE", "ID", "SIZE", "LAYERS"]);
+                let mut t = Table::new(LS_COLUMNS);
                 for i in images {
                     let tags = if i.tags.is_empty() {
                         "<none>".into()

@@ -9,7 +9,9 @@ use crate::encode;
 /// `dash logs [-f] [--tail N] SERVICE`.
 #[derive(Args, Debug)]
 pub struct LogsArgs {
+    /// The service's name.
     pub service: String,
+    /// Keep printing lines as the replicas write them.
     #[arg(short = 'f', long)]
     pub follow: bool,
     /// Only the last N lines of each replica.

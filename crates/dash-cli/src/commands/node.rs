@@ -7,31 +7,43 @@ use crate::client::Client;
 use crate::output::Table;
 use crate::print_json;
 
+/// What `dash node ls` prints; its help names them.
+pub(crate) const LS_COLUMNS: [&str; 9] = [
+    "ID", "ROLE", "STATE", "ADDRESS", "SUBNET", "RUNTIME", "REPLICAS", "CPU", "MEMORY",
+];
+
 /// `dash node …`.
 #[derive(Subcommand, Debug)]
 pub enum NodeCmd {
+    /// List nodes: id, role, state, address, subnet, runtime, replicas, CPU, memory.
     Ls,
     /// One node, as JSON.
     Inspect {
+        /// The node's id, as `dash node ls` shows it.
         node: String,
     },
     /// Move a node's replicas elsewhere (each started before the old one stops); it takes no
     /// new ones until activated.
     Drain {
+        /// The node's id, as `dash node ls` shows it.
         node: String,
     },
     /// Let a drained node take replicas again.
     Activate {
+        /// The node's id, as `dash node ls` shows it.
         node: String,
     },
     /// Set labels (KEY=VALUE) or remove them (KEY-), e.g. `dash node label n1 zone=a disk-`.
     Label {
+        /// The node's id, as `dash node ls` shows it.
         node: String,
+        /// KEY=VALUE to set a label, KEY- to remove one.
         #[arg(required = true)]
         labels: Vec<String>,
     },
     /// Forget a node: its replicas start elsewhere and its certificate is refused.
     Rm {
+        /// The node's id, as `dash node ls` shows it.
         node: String,
         /// Even if it is still ready.
         #[arg(long)]
@@ -47,10 +59,7 @@ pub async fn run(client: &Client, json: bool, cmd: NodeCmd) -> anyhow::Result<()
             if json {
                 print_json(&nodes);
             } else {
-                let mut t = Table::new([
-                    "ID", "ROLE", "STATE", "ADDRESS", "SUBNET", "RUNTIME", "REPLICAS", "CPU",
-                    "MEMORY",
-                ]);
+                let mut t = Table::new(LS_COLUMNS);
                 for n in nodes {
                     t.row([
                         n.id,

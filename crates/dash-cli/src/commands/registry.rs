@@ -13,7 +13,9 @@ use crate::{encode, print_json};
 pub enum RegistryCmd {
     /// Store credentials for a registry (checked against it first; kept 0600 on the server).
     Login {
+        /// The registry, `host[:port]`.
         registry: String,
+        /// The user name (asked for when not given).
         #[arg(short = 'u', long)]
         username: Option<String>,
         /// Read the password from standard input.
@@ -21,7 +23,10 @@ pub enum RegistryCmd {
         password_stdin: bool,
     },
     /// Forget a registry's credentials.
-    Logout { registry: String },
+    Logout {
+        /// The registry, `host[:port]`.
+        registry: String,
+    },
 }
 
 /// Runs `dash registry …`.

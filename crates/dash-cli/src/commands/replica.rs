@@ -7,15 +7,22 @@ use crate::client::Client;
 use crate::output::{Table, age_since};
 use crate::{encode, print_json};
 
+/// What `dash ps` prints; its help names them.
+pub(crate) const PS_COLUMNS: [&str; 9] = [
+    "ID", "SERVICE", "VERSION", "NODE", "STATE", "IP", "RESTARTS", "AGE", "MESSAGE",
+];
+
 /// `dash ps [SERVICE]`.
 #[derive(Args, Debug)]
 pub struct PsArgs {
+    /// Only this service's replicas.
     pub service: Option<String>,
 }
 
 /// `dash stats [SERVICE]`.
 #[derive(Args, Debug)]
 pub struct StatsArgs {
+    /// Only this service's replicas.
     pub service: Option<String>,
 }
 
@@ -29,9 +36,7 @@ pub async fn ps(client: &Client, json: bool, args: PsArgs) -> anyhow::Result<()>
     if json {
         print_json(&replicas);
     } else {
-        let mut t = Table::new([
-            "ID", "SERVICE", "VERSION", "NODE", "STATE", "IP", "RESTARTS", "AGE", "MESSAGE",
-        ]);
+        let mut t = Table::new(PS_COLUMNS);
         for r in replicas {
             let state = if r.desired == dash_core::api::DesiredState::Remove
                 && r.state != dash_core::api::ReplicaState::Stopping

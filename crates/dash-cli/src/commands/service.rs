@@ -14,6 +14,7 @@ use crate::{encode, print_json};
 /// `dash apply -f FILE [--dry-run]`.
 #[derive(Args, Debug)]
 pub struct ApplyArgs {
+    /// The service file (TOML), e.g. `demo/web.toml`.
     #[arg(short = 'f', long = "file")]
     pub file: PathBuf,
     /// Validate and print the plan without changing anything.
@@ -24,26 +25,39 @@ pub struct ApplyArgs {
 /// `dash scale SERVICE REPLICAS`.
 #[derive(Args, Debug)]
 pub struct ScaleArgs {
+    /// The service's name.
     pub service: String,
+    /// How many replicas it should run.
     pub replicas: u32,
 }
+
+/// What `dash service ls` prints; its help names them.
+pub(crate) const LS_COLUMNS: [&str; 6] =
+    ["NAME", "IMAGE", "REPLICAS", "VERSION", "PORTS", "STATUS"];
 
 /// `dash service …`.
 #[derive(Subcommand, Debug)]
 pub enum ServiceCmd {
+    /// List services: name, image, replicas (ready/desired), version, ports, status.
     Ls,
+    /// One service, as JSON: spec, version, replicas, update status.
     Inspect {
+        /// The service's name.
         name: String,
     },
+    /// Remove a service: its replicas stop, then it is gone.
     Rm {
+        /// The service's name.
         name: String,
     },
     /// Back to the previous version's spec (the replica count stays), replaced like an update.
     Rollback {
+        /// The service's name.
         name: String,
     },
     /// Why each replica is where it is, or why it is pending; how each node looks to it.
     Explain {
+        /// The service's name.
         name: String,
     },
 }
@@ -93,7 +107,7 @@ pub async fn run(client: &Client, json: bool, cmd: ServiceCmd) -> anyhow::Result
             if json {
                 print_json(&services);
             } else {
-                let mut t = Table::new(["NAME", "IMAGE", "REPLICAS", "VERSION", "PORTS", "STATUS"]);
+                let mut t = Table::new(LS_COLUMNS);
                 for s in services {
                     let ports: Vec<String> = s
                         .spec

@@ -7,6 +7,9 @@ use crate::client::Client;
 use crate::output::{self, Table};
 use crate::print_json;
 
+/// What `dash token ls` prints; its help names them.
+pub(crate) const LS_COLUMNS: [&str; 5] = ["ID", "ROLE", "AGE", "EXPIRES", "STATE"];
+
 /// `dash token …`.
 #[derive(Subcommand, Debug)]
 pub enum TokenCmd {
@@ -19,10 +22,13 @@ pub enum TokenCmd {
         #[arg(long)]
         ttl: Option<String>,
     },
-    /// Tokens: id, role, created, expires, revoked.
+    /// Tokens: id, role, age, expires, state (valid, expired or revoked).
     Ls,
     /// Revoke a token by id: it admits no node from now on.
-    Revoke { id: String },
+    Revoke {
+        /// The token's id, as `dash token ls` shows it.
+        id: String,
+    },
 }
 
 /// Runs `dash token …`.
@@ -52,7 +58,7 @@ pub async fn run(client: &Client, json: bool, cmd: TokenCmd) -> anyhow::Result<(
                 print_json(&tokens);
             } else {
                 let now = output::now_ms();
-                let mut t = Table::new(["ID", "ROLE", "AGE", "EXPIRES", "STATE"]);
+                let mut t = Table::new(LS_COLUMNS);
                 for tok in tokens {
                     let state = if tok.revoked_ms.is_some() {
                         "revoked"
