@@ -152,7 +152,12 @@ pub(crate) fn encode(s: &str) -> String {
 
 /// Pretty JSON on stdout, for `-o json` and for what is JSON either way (`inspect`).
 fn print_json(v: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    println!("{}", to_json(v));
+}
+
+/// What `print_json` prints.
+fn to_json(v: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
 /// Runs a client command. Errors are for the user: they say what to do.

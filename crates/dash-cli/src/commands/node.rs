@@ -5,7 +5,7 @@ use dash_core::api::NodeInfo;
 
 use crate::client::Client;
 use crate::output::Table;
-use crate::print_json;
+use crate::{print_json, to_json};
 
 /// What `dash node ls` prints; its help names them.
 pub(crate) const LS_COLUMNS: [&str; 9] = [
@@ -84,7 +84,7 @@ pub async fn run(client: &Client, json: bool, cmd: NodeCmd) -> anyhow::Result<()
             let n: NodeInfo = client
                 .post(&format!("/v1/nodes/{node}/drain"), &serde_json::json!({}))
                 .await?;
-            println!("{} {}", n.id, n.state.as_str());
+            println!("{}", state_change(&n, json));
         }
         NodeCmd::Activate { node } => {
             let n: NodeInfo = client
@@ -93,7 +93,7 @@ pub async fn run(client: &Client, json: bool, cmd: NodeCmd) -> anyhow::Result<()
                     &serde_json::json!({}),
                 )
                 .await?;
-            println!("{} {}", n.id, n.state.as_str());
+            println!("{}", state_change(&n, json));
         }
         NodeCmd::Label { node, labels } => {
             let mut set = serde_json::Map::new();
@@ -137,3 +137,17 @@ pub async fn run(client: &Client, json: bool, cmd: NodeCmd) -> anyhow::Result<()
     }
     Ok(())
 }
+
+/// What `dash node drain` and `activate` print: `ID STATE`, or with `-o json` the node as the
+/// admin API returns it after the change (as `dash node inspect` shows it).
+fn state_change(n: &NodeInfo, json: bool) -> String {
+    if json {
+        to_json(n)
+    } else {
+        format!("{} {}", n.id, n.state.as_str())
+    }
+}
+
+#[cfg(test)]
+#[path = "node_test.rs"]
+mod tests;
