@@ -631,6 +631,14 @@ fn global_services_drain_and_automatic_rollback() {
         min_healthy >= 2,
         "healthy replicas dropped to {min_healthy} during the failed update"
     );
+    // The replicas kept by the rollback are current: the status clears (it used to say
+    // "updating to version 3: K replicas left" for ever).
+    c.wait("rb's update status clears", Duration::from_secs(30), || {
+        let svc = c.json(&["service", "inspect", "rb"]);
+        (svc["update_status"] == "").then_some(())
+    });
+    let ls = c.ok(&["service", "ls"]);
+    assert!(!ls.contains("updating"), "{ls}");
     // explain: where and why; and for a replica no node can take, which filter rejected whom.
     let e = c.json(&["service", "explain", "dr"]);
     for r in e["replicas"].as_array().unwrap() {
