@@ -87,6 +87,9 @@ pub enum Command {
     },
     DeleteReplica {
         id: String,
+        /// When it was removed (kept with its record in `removed_replicas`).
+        #[serde(default)]
+        at_ms: u64,
     },
     UpsertNode {
         node: Box<NodeRecord>,

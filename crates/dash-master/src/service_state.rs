@@ -96,7 +96,10 @@ impl ServiceState {
     pub async fn removed(&self, replica: &str) -> Result<(), StoreError> {
         let before = self.store.replica(replica).await?;
         self.store
-            .apply(&Command::DeleteReplica { id: replica.into() })
+            .apply(&Command::DeleteReplica {
+                id: replica.into(),
+                at_ms: crate::now_ms(),
+            })
             .await?;
         if let Some(b) = before {
             self.mq.publish(

@@ -19,7 +19,7 @@ use sqlx::sqlite::{
 };
 
 pub use error::StoreError;
-pub use master::{Applied, MasterStore, ServiceRow};
+pub use master::{Applied, MasterStore, RemovedReplica, ServiceRow};
 pub use worker::{LocalReplica, WorkerStore};
 
 /// An open database: the pool and the one write lock that every store shares.

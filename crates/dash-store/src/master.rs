@@ -11,6 +11,20 @@ use sqlx::{Row, SqlitePool};
 
 use crate::error::{StoreError, corrupt};
 
+/// Removed replicas remembered per service (for their logs), newest first.
+const REMOVED_KEPT_PER_SERVICE: i64 = 20;
+
+/// A replica removed for good: where it ran, so its kept log can be found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedReplica {
+    pub id: String,
+    pub service: String,
+    pub node: Option<String>,
+    pub version: u64,
+    pub created_ms: u64,
+    pub removed_ms: u64,
+}
+
 /// A stored service.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceRow {
@@ -251,13 +265,39 @@ impl MasterStore {
                 .rows_affected()
                     > 0;
             }
-            Command::DeleteReplica { id } => {
-                let service: Option<String> =
-                    sqlx::query_scalar("DELETE FROM replicas WHERE id = ? RETURNING service")
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if let Some(service) = service {
+            Command::DeleteReplica { id, at_ms } => {
+                let gone = sqlx::query(
+                    "DELETE FROM replicas WHERE id = ? RETURNING service, node, version, created_ms",
+                )
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(gone) = gone {
+                    let service: String = gone.get("service");
+                    // Its logs stay on its node for a while: remember where.
+                    sqlx::query(
+                        "INSERT OR REPLACE INTO removed_replicas
+                         (id, service, node, version, created_ms, removed_ms)
+                         VALUES (?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(id)
+                    .bind(&service)
+                    .bind(gone.get::<Option<String>, _>("node"))
+                    .bind(gone.get::<i64, _>("version"))
+                    .bind(gone.get::<i64, _>("created_ms"))
+                    .bind(*at_ms as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "DELETE FROM removed_replicas WHERE service = ? AND id NOT IN
+                         (SELECT id FROM removed_replicas WHERE service = ?
+                          ORDER BY removed_ms DESC, id LIMIT ?)",
+                    )
+                    .bind(&service)
+                    .bind(&service)
+                    .bind(REMOVED_KEPT_PER_SERVICE)
+                    .execute(&mut *tx)
+                    .await?;
                     sqlx::query(
                         "DELETE FROM services WHERE name = ? AND removing = 1
                          AND NOT EXISTS (SELECT 1 FROM replicas WHERE service = ?)",
@@ -436,6 +476,26 @@ impl MasterStore {
         Ok(row.map(|r| (r.get("cert_serial"), r.get("prev_cert_serial"))))
     }
 
+    /// Replicas of `service` removed for good, newest first (at most 20 are remembered).
+    pub async fn removed_replicas(&self, service: &str) -> Result<Vec<RemovedReplica>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM removed_replicas WHERE service = ? ORDER BY removed_ms DESC, id",
+        )
+        .bind(service)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(removed_row).collect())
+    }
+
+    /// A removed replica by id.
+    pub async fn removed_replica(&self, id: &str) -> Result<Option<RemovedReplica>, StoreError> {
+        let row = sqlx::query("SELECT * FROM removed_replicas WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(removed_row))
+    }
+
     /// The spec a given version of a service had.
     pub async fn service_version(
         &self,
@@ -588,6 +648,17 @@ async fn keep_same_containers(
         }
     }
     Ok(())
+}
+
+fn removed_row(row: &SqliteRow) -> RemovedReplica {
+    RemovedReplica {
+        id: row.get("id"),
+        service: row.get("service"),
+        node: row.get("node"),
+        version: row.get::<i64, _>("version") as u64,
+        created_ms: row.get::<i64, _>("created_ms") as u64,
+        removed_ms: row.get::<i64, _>("removed_ms") as u64,
+    }
 }
 
 fn service_row(row: &SqliteRow) -> Result<ServiceRow, StoreError> {

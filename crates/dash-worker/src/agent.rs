@@ -729,7 +729,9 @@ async fn remove_container<L: MasterLink>(ctx: &Ctx<L>, id: &str, grace: Duration
         let res = tokio::task::spawn_blocking(move || {
             rt.stop(&cid, grace)?;
             rt.remove(&cid)?;
-            rt.remove_logs(&cid)
+            // Kept for a while (bounded): a failed update or a drain must leave something
+            // to diagnose.
+            rt.retire_logs(&cid)
         })
         .await
         .map_err(|e| e.to_string())

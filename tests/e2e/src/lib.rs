@@ -182,6 +182,9 @@ impl Server {
             ])
             .arg("--run-dir")
             .arg(&self.run_dir)
+            // Its own cgroup parent: a shared one races with another server's removal of
+            // empty parents.
+            .args(["--cgroup-parent", &format!("dash-e2e-{}", self.slot)])
             .args(["--proxy-listen", &self.proxy_addr])
             .args([
                 "--node-name",
@@ -362,7 +365,9 @@ impl Server {
             }
         }
         if let Ok(rd) = std::fs::read_dir(self.data_dir.join("logs")) {
-            for e in rd.flatten() {
+            // logs/removed/ holds removed replicas' logs on purpose (bounded, for
+            // `dash logs --previous`).
+            for e in rd.flatten().filter(|e| e.file_name() != "removed") {
                 left.push(format!("log file {}", e.path().display()));
             }
         }

@@ -156,10 +156,23 @@ async fn replicas_lifecycle_and_service_removal() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("being removed"), "{err}");
-    s.apply(&Command::DeleteReplica { id: "web-1".into() })
-        .await
-        .unwrap();
+    s.apply(&Command::DeleteReplica {
+        id: "web-1".into(),
+        at_ms: 9,
+    })
+    .await
+    .unwrap();
     assert!(s.service("web").await.unwrap().is_none());
+    // Gone, but remembered with where it ran (its logs stay there for a while).
+    let removed = s.removed_replicas("web").await.unwrap();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].id, "web-1");
+    assert_eq!(removed[0].node.as_deref(), Some("n1"));
+    assert_eq!(removed[0].removed_ms, 9);
+    assert_eq!(
+        s.removed_replica("web-1").await.unwrap(),
+        Some(removed[0].clone())
+    );
 }
 
 #[tokio::test]
@@ -273,6 +286,7 @@ async fn removal_drops_unplaced_replicas_and_is_never_undone_by_a_late_create() 
     // The placed one confirmed removed: the service is gone.
     s.apply(&Command::DeleteReplica {
         id: "web-placed".into(),
+        at_ms: 6,
     })
     .await
     .unwrap();
@@ -406,4 +420,96 @@ async fn replicas_whose_container_the_new_version_asks_for_move_to_it() {
         !versions.contains_key("web-a"),
         "an unplaced replica marked for removal is gone"
     );
+}
+
+/// Only the newest removed replicas of a service are remembered.
+#[tokio::test]
+async fn removed_replicas_are_bounded_per_service() {
+    let (_d, s, _) = store().await;
+    s.apply(&Command::PutService {
+        spec: spec("replicas = 0"),
+        at_ms: 1,
+    })
+    .await
+    .unwrap();
+    for i in 0..25u64 {
+        let id = format!("web-{i:02}");
+        s.apply(&Command::CreateReplicas {
+            replicas: vec![NewReplica {
+                id: id.clone(),
+                service: "web".into(),
+                version: 1,
+                node: None,
+                message: String::new(),
+            }],
+            at_ms: i,
+        })
+        .await
+        .unwrap();
+        s.apply(&Command::DeleteReplica { id, at_ms: 100 + i })
+            .await
+            .unwrap();
+    }
+    let removed = s.removed_replicas("web").await.unwrap();
+    assert_eq!(removed.len(), 20);
+    assert_eq!(removed[0].id, "web-24", "newest first");
+    assert_eq!(removed[19].id, "web-05");
+    assert!(s.removed_replica("web-04").await.unwrap().is_none());
+}
+
+/// A database written by the previous schema (migrations 1 to 3, before `removed_replicas`)
+/// opens with the current code: the new migration runs and nothing is lost.
+#[tokio::test]
+async fn a_database_of_the_previous_schema_upgrades_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dash.db");
+    {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+        let mut old = sqlx::migrate!("./migrations");
+        old.migrations = old
+            .migrations
+            .iter()
+            .filter(|m| m.version <= 3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        old.run(&pool).await.unwrap();
+        // Rows as the previous version wrote them.
+        let spec = serde_json::to_string(&*spec("replicas = 1")).unwrap();
+        sqlx::query("INSERT INTO services (name, spec, version, created_ms, updated_ms) VALUES ('web', ?, 1, 1, 1)")
+            .bind(&spec)
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO service_versions (name, version, spec, created_ms) VALUES ('web', 1, ?, 1)")
+            .bind(&spec)
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO replicas (id, service, version, node, desired, state, created_ms, message) VALUES ('web-1', 'web', 1, NULL, 'run', 'running', 2, '')")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let pool = crate::open(&path).await.unwrap();
+    let s = MasterStore::new(pool);
+    let row = s
+        .service("web")
+        .await
+        .unwrap()
+        .expect("the service survives");
+    assert_eq!(row.spec.replicas, 1);
+    assert_eq!(s.replicas(Some("web")).await.unwrap().len(), 1);
+    // The new table works on the upgraded database.
+    s.apply(&Command::DeleteReplica {
+        id: "web-1".into(),
+        at_ms: 3,
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.removed_replicas("web").await.unwrap().len(), 1);
 }
