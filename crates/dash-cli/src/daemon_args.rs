@@ -24,6 +24,10 @@ pub struct NodeArgs {
     /// State of the OCI runtime and pinned network namespaces.
     #[arg(long, default_value = "/run/dash")]
     pub run_dir: PathBuf,
+    /// Containers' cgroups go under `<this daemon's cgroup>/<PARENT>/<replica>` (relative
+    /// name segments). Two daemons on one host need different ones.
+    #[arg(long, value_name = "PARENT", default_value = "dash")]
+    pub cgroup_parent: String,
     /// This node's name (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,

@@ -178,6 +178,13 @@ pub(crate) fn check_node_flags(
     {
         return Err(ServerError::Config(format!("--node-name {name:?}: {e}")));
     }
+    dash_runtime::container::validate_cgroup_parent(&node.cgroup_parent).map_err(|_| {
+        ServerError::Config(format!(
+            "--cgroup-parent {:?}: use relative name segments of letters, digits, '_', '.' and \
+             '-', e.g. dash or dash/node1",
+            node.cgroup_parent
+        ))
+    })?;
     monitor_path().map_err(|e| ServerError::Config(format!("{e:#}")))?;
     Ok(())
 }
@@ -257,17 +264,16 @@ pub(crate) fn open_images(
 
 /// The container runtime: state in `<data>/containers`, the OCI runtime's root in the run dir.
 pub(crate) fn open_runtime(
-    data: &Path,
-    run_dir: &Path,
+    node: &dash_cli::NodeArgs,
     prefer: Option<RuntimeKind>,
 ) -> Result<Arc<ContainerRuntime>, ServerError> {
     Ok(Arc::new(
         ContainerRuntime::new(RuntimeConfig {
-            state_dir: data.join("containers"),
-            runtime_root: run_dir.join("runtime"),
+            state_dir: node.data_dir.join("containers"),
+            runtime_root: node.run_dir.join("runtime"),
             monitor_bin: monitor_path()?,
             prefer,
-            cgroup_parent: "dash".into(),
+            cgroup_parent: node.cgroup_parent.clone(),
         })
         .context("setting up the container runtime")?,
     ))
@@ -316,7 +322,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     let worker_store = WorkerStore::new(pool);
 
     let (images, puller) = open_images(data, &args.node.insecure_registries)?;
-    let runtime = open_runtime(data, &args.node.run_dir, v.runtime)?;
+    let runtime = open_runtime(&args.node, v.runtime)?;
     let subnet = dash_net::Ipv4Net::new(v.subnet.0, v.subnet.1)
         .context("--subnet was checked by validate()")?;
     let net = open_network(

@@ -68,7 +68,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
 
     let (images, puller) = open_images(data, &args.node.insecure_registries)?;
-    let runtime = open_runtime(data, &args.node.run_dir, runtime_kind)?;
+    let runtime = open_runtime(&args.node, runtime_kind)?;
     let capacity = host_capacity();
     let (membership, identity) = match master_link::load_membership(data) {
         Some(found) => {

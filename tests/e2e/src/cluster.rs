@@ -186,6 +186,8 @@ impl Cluster {
                 n.data_dir.display().to_string(),
                 "--run-dir".into(),
                 n.run_dir.display().to_string(),
+                "--cgroup-parent".into(),
+                cgroup_parent(&n.run_dir),
                 "--listen".into(),
                 c.addr.clone(),
                 "--advertise-addr".into(),
@@ -290,6 +292,8 @@ impl Cluster {
             n.data_dir.display().to_string(),
             "--run-dir".into(),
             n.run_dir.display().to_string(),
+            "--cgroup-parent".into(),
+            cgroup_parent(&n.run_dir),
             "--node-name".into(),
             n.name.clone(),
             "--label".into(),
@@ -533,4 +537,13 @@ impl Drop for Cluster {
         }
         self.teardown();
     }
+}
+
+/// Each node's containers get a cgroup parent of their own (named like its run dir): a shared
+/// parent would race with the removal of empty parents by another node's daemon.
+fn cgroup_parent(run_dir: &std::path::Path) -> String {
+    run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "dash-e2e".into())
 }
