@@ -1,6 +1,6 @@
 //! Plain aligned tables and time formatting for the terminal.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 pub struct Table {
     rows: Vec<Vec<String>>,
@@ -42,11 +42,7 @@ impl Table {
     }
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use dash_core::clock::now_ms;
 
 pub fn age_since(ms: u64) -> String {
     dash_core::units::format_age(Duration::from_millis(now_ms().saturating_sub(ms)))

@@ -24,11 +24,4 @@ pub mod service_scaler;
 pub mod service_state;
 pub mod worker_clients;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use dash_core::clock::now_ms;

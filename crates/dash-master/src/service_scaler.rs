@@ -139,8 +139,4 @@ impl ServiceScaler {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use dash_core::clock::now_ms;

@@ -277,11 +277,7 @@ impl<L: MasterLink> Agent<L> {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use dash_core::clock::now_ms;
 
 fn port_mappings(ports: &[PortSpec]) -> Vec<PortMapping> {
     ports

@@ -749,9 +749,7 @@ async fn serve_master_api(
                 tracing::error!(error = %e, "master_api stopped");
             }
         });
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = (dash_core::clock::now_ms() / 1000) as i64;
         let wait = (dash_worker::master_link::renew_at(&cert.0) - now).max(1) as u64;
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(wait)) => {}

@@ -296,9 +296,7 @@ async fn serve_and_rotate(
                 return;
             }
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = (dash_core::clock::now_ms() / 1000) as i64;
         let wait = (master_link::renew_at(&identity.cert_pem) - now).max(1) as u64;
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(wait)) => {}
