@@ -11,7 +11,8 @@
 //! ```
 //! The monitor detaches itself (fork + setsid), so the daemon neither has to reap it nor takes
 //! it along when it dies; it keeps none of the daemon's stdio (stdin /dev/null, stdout the
-//! report pipe until the report is written, stderr `<bundle>/monitor.log`).
+//! report pipe until the report is written, stderr `<bundle>/monitor.log`). What the two sides
+//! say to each other (arguments, report lines, exit file) is in `monitor_protocol.rs`.
 
 use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader};
@@ -22,6 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::RuntimeError;
+use crate::monitor_protocol::{self as protocol, Report};
 use crate::sys;
 
 /// How long `create` (runtime create + the monitor's start) may take; 20–30 ms here.
@@ -62,28 +64,23 @@ pub(crate) fn launch(l: &Launch<'_>) -> Result<Created, RuntimeError> {
         .append(true)
         .open(&monitor_log)
         .map_err(|e| RuntimeError::io(format!("opening {}", monitor_log.display()), e))?;
+    let args = protocol::Args {
+        id: l.id.into(),
+        runtime: l.runtime.to_owned(),
+        runtime_root: l.runtime_root.to_owned(),
+        bundle: l.bundle.to_owned(),
+        pid_file: l.bundle.join(PID_FILE),
+        log_file: l.log_file.to_owned(),
+        exit_file: l.bundle.join(EXIT_FILE),
+        log_max_bytes: match l.log_max_bytes {
+            0 => protocol::DEFAULT_LOG_MAX_BYTES,
+            n => n,
+        },
+        crun_hybrid_workaround: l.crun_hybrid_workaround,
+    };
     let mut cmd = Command::new(l.monitor_bin);
-    cmd.arg("--id")
-        .arg(l.id)
-        .arg("--runtime")
-        .arg(l.runtime)
-        .arg("--runtime-root")
-        .arg(l.runtime_root)
-        .arg("--bundle")
-        .arg(l.bundle)
-        .arg("--pid-file")
-        .arg(l.bundle.join(PID_FILE))
-        .arg("--log-file")
-        .arg(l.log_file)
-        .arg("--exit-file")
-        .arg(l.bundle.join(EXIT_FILE));
-    if l.log_max_bytes > 0 {
-        cmd.arg("--log-max-bytes").arg(l.log_max_bytes.to_string());
-    }
-    if l.crun_hybrid_workaround {
-        cmd.arg("--crun-hybrid-workaround");
-    }
-    cmd.current_dir("/")
+    cmd.args(args.to_argv())
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr);
@@ -129,24 +126,24 @@ pub(crate) fn launch(l: &Launch<'_>) -> Result<Created, RuntimeError> {
                 if let Some(error) = error.as_mut() {
                     error.push('\n');
                     error.push_str(&line);
-                } else if let Some(pid) = line.strip_prefix("pid ") {
-                    let pid = parse_pid(pid)
-                        .ok_or_else(|| monitor_err(l.id, format!("bad report {line:?}")))?;
-                    write_pid(&l.bundle.join(MONITOR_PID_FILE), pid)?;
-                    monitor_pid = Some(pid);
-                } else if let Some(pid) = line.strip_prefix("ok ") {
-                    let container_pid = parse_pid(pid)
-                        .ok_or_else(|| monitor_err(l.id, format!("bad report {line:?}")))?;
-                    let monitor_pid = monitor_pid
-                        .ok_or_else(|| monitor_err(l.id, "reported ok before its pid".into()))?;
-                    return Ok(Created {
-                        monitor_pid,
-                        container_pid,
-                    });
-                } else if let Some(text) = line.strip_prefix("error ") {
-                    error = Some(text.to_owned());
-                } else {
-                    return Err(monitor_err(l.id, format!("bad report {line:?}")));
+                    continue;
+                }
+                match Report::parse(&line) {
+                    Some(Report::Pid(pid)) => {
+                        write_pid(&l.bundle.join(MONITOR_PID_FILE), pid)?;
+                        monitor_pid = Some(pid);
+                    }
+                    Some(Report::Created(container_pid)) => {
+                        let monitor_pid = monitor_pid.ok_or_else(|| {
+                            monitor_err(l.id, "reported ok before its pid".into())
+                        })?;
+                        return Ok(Created {
+                            monitor_pid,
+                            container_pid,
+                        });
+                    }
+                    Some(Report::Error(text)) => error = Some(text),
+                    None => return Err(monitor_err(l.id, format!("bad report {line:?}"))),
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -195,10 +192,6 @@ fn tail(path: &Path) -> String {
     }
 }
 
-fn parse_pid(s: &str) -> Option<i32> {
-    s.trim().parse().ok().filter(|p: &i32| *p > 0)
-}
-
 fn write_pid(path: &Path, pid: i32) -> Result<(), RuntimeError> {
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, format!("{pid}\n"))
@@ -208,14 +201,16 @@ fn write_pid(path: &Path, pid: i32) -> Result<(), RuntimeError> {
 
 /// A pid file (the runtime's or the monitor's); `None` when missing or garbled.
 pub(crate) fn read_pid(path: &Path) -> Option<i32> {
-    fs::read_to_string(path).ok().and_then(|s| parse_pid(&s))
+    fs::read_to_string(path)
+        .ok()
+        .and_then(|s| protocol::parse_pid(&s))
 }
 
 /// The exit code the monitor recorded; `None` while the container has not exited.
 pub(crate) fn read_exit_code(bundle: &Path) -> Option<i32> {
     fs::read_to_string(bundle.join(EXIT_FILE))
         .ok()
-        .and_then(|s| s.trim().parse().ok())
+        .and_then(|s| protocol::parse_exit_file(&s))
 }
 
 /// The pid of the bundle's monitor if it is still alive.
@@ -261,14 +256,6 @@ pub(crate) fn proc_state(pid: i32) -> Option<(char, i32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pids_are_positive_numbers() {
-        assert_eq!(parse_pid("42\n"), Some(42));
-        assert_eq!(parse_pid("0"), None);
-        assert_eq!(parse_pid("-3"), None);
-        assert_eq!(parse_pid("x"), None);
-    }
 
     #[test]
     fn proc_state_of_self() {
