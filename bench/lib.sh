@@ -156,25 +156,61 @@ median() { stats "$1" | awk '{print $3}'; }
 record() { echo "$2" >>"$SAMPLES/$1"; } # record SAMPLES-FILE VALUE
 load() { uptime | sed 's/.*load average/load average/'; }
 
-# header WHAT: the report's first lines (title, host, the dash tree and binaries)
+# cgroup_mode → v1 | hybrid | v2: how this host mounts its cgroups
+cgroup_mode() {
+  if [ "$(stat -f -c %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ]; then echo v2
+  elif [ -d /sys/fs/cgroup/unified ]; then echo hybrid
+  else echo v1; fi
+}
+
+# header WHAT [TOOL-VERSIONS]: the report's first lines: title and date, the machine (cores,
+# memory, kernel, cgroup mode), the commit of the dash tree and its binaries, the versions of
+# the tools compared, and the load before the run.
 header() {
   echo "# Dash $1 bench, $(date -Is)"
-  echo "host: $(uname -n), kernel $(uname -r), $(nproc) cpus, $(awk '/MemTotal/{printf "%.1f GB", $2/1048576}' /proc/meminfo)"
-  echo "dash: tree $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty'), binaries $BIN_DIR (dash built $(date -r "$DASH" '+%F %T'))"
+  echo "machine: $(uname -n), $(nproc) cores, $(awk '/MemTotal/{printf "%.1f GB", $2/1048576}' /proc/meminfo), kernel $(uname -r), cgroup $(cgroup_mode)"
+  echo "dash: commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty'), binaries $BIN_DIR (dash built $(date -r "$DASH" '+%F %T'))"
+  [ -n "${2:-}" ] && echo "tools: $2"
+  echo "load before the run: $(load)"
+}
+
+# versions TOOL...: "crun 1.8.1, runc 1.1.5, …" for the tools installed
+versions() {
+  local t out=()
+  for t in "$@"; do
+    command -v "$t" >/dev/null || continue
+    case $t in
+      crun) out+=("$(crun --version | head -1)") ;;
+      runc) out+=("runc $(runc --version | awk 'NR==1{print $3}')") ;;
+      podman) out+=("$(podman --version)") ;;
+      docker) out+=("$(/usr/bin/docker --version | sed 's/,.*//')") ;;
+      haproxy) out+=("$(haproxy -v | head -1 | awk '{print "haproxy", $3}')") ;;
+      nginx) out+=("$(nginx -v 2>&1 | sed 's/.*: //')") ;;
+      wrk) out+=("$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')") ;;
+      skopeo) out+=("$(skopeo --version)") ;;
+      docker-registry) out+=("docker-registry $(docker-registry --version 2>/dev/null | awk '{print $3}')") ;;
+      *) out+=("$t") ;;
+    esac
+  done
+  local IFS=,
+  echo "${out[*]}" | sed 's/,/, /g'
 }
 
 # ---- dash server --------------------------------------------------------------------------
-# start_server: `dash server` on LISTEN with its own bridge, table, run dir and node name, data
-# in DATA, log in SCR/server.log; returns once it answers. DASH_ADDR and DASH_DATA_DIR point
+# start_server: `dash server` on LISTEN with its own bridge, table, run dir and node name, its
+# proxy on PROXY_LISTEN (default: a port the kernel picks), data in DATA, log in SCR/server.log;
+# returns once it answers. DASH_ADDR and DASH_DATA_DIR point
 # the dash client at it.
 start_server() {
   log "starting dash server (data $DATA)"
   OWN_NET=1
   export DASH_ADDR=$LISTEN DASH_DATA_DIR=$DATA
   # 4>&-: pull.sh's copy of its stdout (for tee) is not the server's to keep open.
+  # SERVER_FLAGS (an array, optional): more `dash server` flags.
   setsid "$DASH" server --data-dir "$DATA" --listen "$LISTEN" --bridge "$BRIDGE" \
     --subnet "$SUBNET" --nft-table "$NFT_TABLE" --run-dir "$RUN_DIR" --node-name "$NODE" \
-    </dev/null >>"$SCR/server.log" 2>&1 4>&- &
+    --proxy-listen "${PROXY_LISTEN:-127.0.0.1:0}" --cgroup-parent "${CGROUP_PARENT:-dash}" \
+    ${SERVER_FLAGS[@]+"${SERVER_FLAGS[@]}"} </dev/null >>"$SCR/server.log" 2>&1 4>&- &
   SERVER_PID=$!
   for _ in $(seq 300); do
     "$DASH" node ls -o json >/dev/null 2>&1 && break

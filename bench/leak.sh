@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# bench/leak.sh: does `dash server` give memory back? Its RSS (VmRSS) idle, after SERVICES
+# services were created and removed (1 replica each, in batches of BATCH), then with one
+# service of REPLICAS replicas running, and 60 s after that service was removed. Also checks
+# that nothing of the removed replicas is left (containers, mounts, netns, cgroups).
+#
+#   bench/leak.sh | tee bench/results/leak-$(date +%F).txt
+#
+# Environment: BIN_DIR (default target/release), SERVICES (default 500), BATCH (default 25),
+# REPLICAS (default 200). Needs root; removes everything it made on exit.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+BIN_DIR=${BIN_DIR:-target/release}
+SERVICES=${SERVICES:-500}
+BATCH=${BATCH:-25}
+REPLICAS=${REPLICAS:-200}
+LISTEN=127.0.0.1:7392
+BRIDGE=dashbleak0
+SUBNET=10.98.2.0/23
+NFT_TABLE=dash_bench_leak
+RUN_DIR=/run/dash-bench-leak
+NODE=bench-leak
+TARGET_MB=20
+
+need_root_and jq nft ip findmnt tar
+ensure_binaries
+refuse_if_taken
+bench_state dash-bench-leak
+
+cleanup() {
+  local rc=$? s left
+  cleanup_begin
+  if server_alive; then
+    for s in $("$DASH" service ls -o json 2>/dev/null | jq -r '.[].spec.name'); do
+      "$DASH" service rm "$s" >/dev/null 2>&1
+    done
+    for _ in $(seq 600); do
+      [ "$("$DASH" service ls -o json 2>/dev/null | jq length)" = 0 ] && break
+      sleep 0.2
+    done
+    stop_pid "$SERVER_PID"
+  fi
+  cleanup_net
+  cleanup_cgroups_forward
+  rm -rf --one-file-system "$SCR"
+  left=$(net_left)$(cgroups_left)
+  [ -e "$SCR" ] && left+=" $SCR"
+  if [ -n "$left" ]; then echo "cleanup: LEFT BEHIND:$left"; else echo "cleanup: nothing left behind"; fi
+  exit "$rc"
+}
+trap_cleanup
+
+rss_mb() { awk '/^VmRSS:/{printf "%.1f", $2/1024}' "/proc/$SERVER_PID/status"; }
+running() { "$DASH" ps -o json | jq '[.[] | select(.state == "running")] | length'; }
+services() { "$DASH" service ls -o json | jq length; }
+wait_for() { # wait_for WHAT SECONDS COMMAND...: until COMMAND succeeds
+  local what=$1 secs=$2 t=$SECONDS
+  shift 2
+  until "$@"; do
+    [ $((SECONDS - t)) -lt "$secs" ] || die "timed out waiting for $what"
+    sleep 0.2
+  done
+}
+# What the removed replicas left: container dirs, mounts, netns, cgroups of this server.
+leftovers() {
+  local n=0
+  n=$((n + $(find "$DATA/containers" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)))
+  n=$((n + $(findmnt -rn -o TARGET | grep -cE "^($RUN_DIR|$DATA)/" || true)))
+  n=$((n + $(find "$RUN_DIR/netns" -mindepth 1 2>/dev/null | wc -l)))
+  n=$((n + $(find /sys/fs/cgroup/*"$ME"/dash -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l)))
+  echo "$n"
+}
+
+header leak
+echo "services: $SERVICES created and removed ($BATCH at a time, 1 replica each), then one of $REPLICAS replicas"
+echo
+"$ROOT/demo/make-busybox-rootfs.sh" "$SCR/rootfs.tar"
+start_server
+"$DASH" image import --rootfs "$SCR/rootfs.tar" bb:1 >/dev/null
+sleep 3
+IDLE=$(rss_mb)
+log "idle RSS $IDLE MB"
+
+for ((b = 0; b < SERVICES / BATCH; b++)); do
+  for ((i = 0; i < BATCH; i++)); do
+    cat >"$SCR/s.toml" <<EOF
+name = "leak-$b-$i"
+image = "bb:1"
+command = ["sleep", "600"]
+stop_grace_period = "100ms"
+EOF
+    "$DASH" apply -f "$SCR/s.toml" >/dev/null
+  done
+  wait_for "batch $b running" 120 test "$(running)" -ge "$BATCH"
+  for ((i = 0; i < BATCH; i++)); do "$DASH" service rm "leak-$b-$i" >/dev/null; done
+  wait_for "batch $b removed" 120 test "$(services)" = 0
+  log "batch $((b + 1))/$((SERVICES / BATCH)): RSS $(rss_mb) MB"
+done
+sleep 3
+AFTER_SERVICES=$(rss_mb)
+LEFT_SERVICES=$(leftovers)
+
+cat >"$SCR/many.toml" <<EOF
+name = "many"
+image = "bb:1"
+command = ["sleep", "600"]
+replicas = $REPLICAS
+stop_grace_period = "100ms"
+EOF
+"$DASH" apply -f "$SCR/many.toml" >/dev/null
+wait_for "$REPLICAS replicas running" 600 test "$(running)" -ge "$REPLICAS"
+sleep 3
+WITH_MANY=$(rss_mb)
+"$DASH" service rm many >/dev/null
+wait_for "many removed" 600 test "$(services)" = 0
+sleep 60
+AFTER_MANY=$(rss_mb)
+LEFT_MANY=$(leftovers)
+
+echo "## dash server RSS (MB)"
+printf '%-52s %8s\n' "idle, after an image import" "$IDLE"
+printf '%-52s %8s\n' "after $SERVICES services created and removed" "$AFTER_SERVICES"
+printf '%-52s %8s\n' "with $REPLICAS replicas running" "$WITH_MANY"
+printf '%-52s %8s\n' "60 s after they were removed" "$AFTER_MANY"
+echo "idle target ≤ $TARGET_MB MB: $(awk -v a="$AFTER_MANY" -v t="$TARGET_MB" 'BEGIN{print (a <= t) ? "met" : "MISSED"}') after the churn"
+echo
+echo "## left behind by removed replicas (container dirs, mounts, netns, cgroups): after the services $LEFT_SERVICES, after the $REPLICAS $LEFT_MANY"
+echo "load at end: $(load)"
