@@ -10,9 +10,14 @@
 //!
 //! Holds admin_api, service_manager, service_state, the reconciler and the message_queue.
 //! Business logic stays out of HTTP handlers; pure decisions come from `dash-core`.
+//!
+//! `master` composes them into a running master (`Master::open`, then `start` with the node
+//! of its own process). Depends on dash-core, dash-store, dash-runtime and dash-rpc; never on
+//! dash-worker (the binary joins master and node).
 
 pub mod admin_api;
 pub mod local_link;
+pub mod master;
 pub mod master_api;
 pub mod message_queue;
 pub mod metrics;
@@ -25,3 +30,4 @@ pub mod service_state;
 pub mod worker_clients;
 
 pub use dash_core::clock::now_ms;
+pub use master::{LocalNode, Master, MasterConfig, MasterError, RunningMaster};

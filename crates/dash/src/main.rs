@@ -1,6 +1,7 @@
 //! `dash`: the one binary. Parses the command line, sets up tracing once, and runs either a
 //! daemon (`dash server`) or a client command against the admin API.
 
+mod daemon;
 mod server;
 mod worker;
 
@@ -42,14 +43,14 @@ fn main() -> ExitCode {
 }
 
 /// A daemon's end: 64 for bad flags or environment (nothing was touched), 1 for a failure.
-fn daemon_exit(result: Result<(), server::ServerError>) -> ExitCode {
+fn daemon_exit(result: Result<(), daemon::ServerError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(server::ServerError::Config(msg)) => {
+        Err(daemon::ServerError::Config(msg)) => {
             eprintln!("error: {msg}");
             ExitCode::from(64)
         }
-        Err(server::ServerError::Other(e)) => {
+        Err(daemon::ServerError::Other(e)) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }

@@ -1,0 +1,268 @@
+//! The cluster side of a master (`--advertise-addr`): its CA and certificate, master_api with
+//! mutual TLS, node liveness, the clients of the workers' worker_api, and the routes to the
+//! other nodes' container subnets.
+//!
+//! ```text
+//!  <data>/pki (CA) ─► NodeBouncer ─► this master's key + certificate (in memory)
+//!                                     │ at 2/3 of its life: a new one, a new server
+//!                                     ▼ generation on the same socket, new client identity
+//!  TcpListener (bound here) ─► Acceptor ─► master_api (tonic, mutual TLS) ◄── workers
+//!  Liveness: heartbeats ─► unreachable / down ─► events, reconciler wake-ups
+//!  store.nodes() every 2 s ─► (subnet, address) ─► the local node's peers feed
+//!  WorkerClients ─► worker_api (logs, exec of replicas on other nodes)
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dash_runtime::image::ImageStore;
+use dash_store::MasterStore;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::{ClusterConfig, MasterError};
+use crate::master_api::{Liveness, LivenessConfig, MasterApiService};
+use crate::message_queue::MessageQueue;
+use crate::metrics::Metrics;
+use crate::node_bouncer::{self, NodeBouncer};
+use crate::service_state::ServiceState;
+use crate::worker_clients::WorkerClients;
+
+/// What master_api and the cluster loops share with the rest of the master.
+pub(super) struct Parts {
+    pub store: MasterStore,
+    pub state: ServiceState,
+    pub mq: Arc<MessageQueue>,
+    pub wake: Arc<Notify>,
+    pub changes: watch::Receiver<u64>,
+    pub images: Arc<ImageStore>,
+    pub peers: watch::Sender<Vec<(String, String)>>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub(super) struct Started {
+    pub bouncer: NodeBouncer,
+    pub clients: Arc<WorkerClients>,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Loads or creates the CA, issues this master's certificate, binds master_api (a taken
+/// port fails the start) and starts serving it, with liveness and the peers loop.
+pub(super) async fn start(
+    c: &ClusterConfig,
+    data: &Path,
+    node: &str,
+    p: Parts,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Started, MasterError> {
+    dash_rpc::tls::init_crypto();
+    let ca = node_bouncer::load_or_create_ca(&data.join("pki"), node).map_err(MasterError::Ca)?;
+    let bouncer =
+        NodeBouncer::new(p.store.clone(), ca, c.cert_validity).map_err(MasterError::Bouncer)?;
+    // A fresh key and certificate for this master at every start; the key stays in memory.
+    let (key_pem, csr_pem) = dash_rpc::pki::new_csr(node).map_err(MasterError::Csr)?;
+    let issued = bouncer
+        .issue(node, dash_rpc::pki::Role::Master, &csr_pem)
+        .await
+        .map_err(MasterError::IssueCert)?;
+    let liveness = Arc::new(Liveness::new(LivenessConfig {
+        down_after: c.down_after,
+        unreachable_after: c.down_after / 2,
+        // At least four beats before a node counts as unreachable.
+        heartbeat: (c.down_after / 8).clamp(Duration::from_millis(100), Duration::from_millis(500)),
+    }));
+    let service = MasterApiService {
+        store: p.store.clone(),
+        bouncer: bouncer.clone(),
+        state: p.state,
+        mq: p.mq.clone(),
+        wake: p.wake.clone(),
+        liveness: liveness.clone(),
+        changes: p.changes,
+        images: p.images,
+        subnets: c.subnets,
+        joins: Arc::default(),
+        metrics: p.metrics,
+    };
+    let clients = Arc::new(WorkerClients::new(
+        p.store.clone(),
+        dash_rpc::tls::worker_client_tls(&issued.pem, &key_pem, bouncer.ca_pem()),
+    ));
+    // Bound here so that a taken port fails the start; later generations rebind it.
+    let listener = tokio::net::TcpListener::bind(c.listen)
+        .await
+        .map_err(|source| MasterError::BindMasterApi {
+            addr: c.listen,
+            source,
+        })?;
+    tracing::info!(listen = %c.listen, ca = bouncer.ca_fingerprint(), "master_api ready");
+    let tasks = vec![
+        tokio::spawn(serve_master_api(
+            Identity {
+                node: node.to_string(),
+                bouncer: bouncer.clone(),
+                clients: clients.clone(),
+            },
+            service,
+            listener,
+            (issued.pem, key_pem),
+            shutdown.clone(),
+        )),
+        tokio::spawn(liveness.run(
+            p.store.clone(),
+            p.mq,
+            p.wake,
+            node.to_string(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(peers_from_store(p.store, p.peers, shutdown)),
+    ];
+    Ok(Started {
+        bouncer,
+        clients,
+        tasks,
+    })
+}
+
+/// Who this master is on the cluster's wire: its name, the CA that renews its certificate,
+/// and the worker_api clients that dial with it.
+struct Identity {
+    node: String,
+    bouncer: NodeBouncer,
+    clients: Arc<WorkerClients>,
+}
+
+/// Serves master_api with this master's certificate and renews it at two thirds of its
+/// lifetime: a new key and certificate, a new server generation on the same port (the old one
+/// stops accepting; its streams end and workers reconnect), and the new identity for calls to
+/// worker_api. No restart.
+async fn serve_master_api(
+    id: Identity,
+    service: MasterApiService,
+    first_listener: tokio::net::TcpListener,
+    mut cert: (String, String),
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (acceptor, mut incoming) = dash_rpc::acceptor::Acceptor::start(first_listener);
+    loop {
+        let chain = format!("{}{}", cert.0, id.bouncer.ca_pem());
+        let mut stop_rx = shutdown.clone();
+        let builder = tonic::transport::Server::builder().tls_config(dash_rpc::tls::server_tls(
+            &chain,
+            &cert.1,
+            id.bouncer.ca_pem(),
+            false,
+        ));
+        let builder = match builder {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "master_api TLS");
+                return;
+            }
+        };
+        let server = builder
+            .http2_keepalive_interval(Some(Duration::from_secs(1)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(2)))
+            .add_service(dash_rpc::proto::master_api_server::MasterApiServer::new(
+                service.clone(),
+            ))
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop_rx.changed().await;
+            });
+        let handle = tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "master_api stopped");
+            }
+        });
+        let now = (dash_core::clock::now_ms() / 1000) as i64;
+        let wait = (renew_at(&cert.0) - now).max(1) as u64;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
+            _ = shutdown.changed() => {
+                let _ = handle.await;
+                return;
+            }
+        }
+        let renewed = async {
+            let (key, csr) = dash_rpc::pki::new_csr(&id.node).map_err(|e| e.to_string())?;
+            let issued = id
+                .bouncer
+                .issue(&id.node, dash_rpc::pki::Role::Master, &csr)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((issued.pem, key))
+        };
+        match renewed.await {
+            Ok(new) => {
+                id.clients.set_tls(dash_rpc::tls::worker_client_tls(
+                    &new.0,
+                    &new.1,
+                    id.bouncer.ca_pem(),
+                ));
+                cert = new;
+                tracing::info!(node = %id.node, "master certificate renewed");
+            }
+            Err(e) => tracing::warn!(error = %e, "renewing this master's certificate; retrying"),
+        }
+        incoming = acceptor.next_generation();
+        drop(handle);
+    }
+}
+
+/// When a certificate should be renewed: at two thirds of its lifetime (seconds since the
+/// epoch), or now if it cannot be read. The same rule as the workers'
+/// (`dash_worker::master_link::renew_at`, which dash-master does not depend on).
+fn renew_at(cert_pem: &str) -> i64 {
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else {
+        return 0;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&pem.contents) else {
+        return 0;
+    };
+    let from = cert.validity().not_before.timestamp();
+    let to = cert.validity().not_after.timestamp();
+    from + (to - from) * 2 / 3
+}
+
+/// Sends every node's `(subnet, address)` to the local node every 2 s: it keeps routes to
+/// the other nodes' subnets via them.
+async fn peers_from_store(
+    store: MasterStore,
+    peers: watch::Sender<Vec<(String, String)>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if let Ok(nodes) = store.nodes().await {
+            peers.send_replace(nodes.into_iter().map(|n| (n.subnet, n.address)).collect());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_is_at_two_thirds_of_the_lifetime_or_now_when_unreadable() {
+        assert_eq!(renew_at("not a certificate"), 0);
+        let ca = dash_rpc::pki::Ca::create("test").unwrap();
+        let (_, csr) = dash_rpc::pki::new_csr("m1").unwrap();
+        let issued = ca
+            .sign(
+                &csr,
+                "m1",
+                dash_rpc::pki::Role::Master,
+                Duration::from_secs(3000),
+            )
+            .unwrap();
+        let now = (dash_core::clock::now_ms() / 1000) as i64;
+        // not_before is backdated by a tenth of the lifetime (300 s): 2/3 of [-300, 3000].
+        let at = renew_at(&issued.pem);
+        assert!((at - (now + 1900)).abs() <= 5, "{at} vs now {now}");
+    }
+}

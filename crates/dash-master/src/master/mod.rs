@@ -1,0 +1,344 @@
+//! master: the master side of `dash server`, composed. The node it runs beside (dash-worker's
+//! `Node`) comes in as a [`LocalNode`]: dash-master does not depend on dash-worker, the binary
+//! joins the two (server = Master + Node).
+//!
+//! ```text
+//!  MasterConfig (flags, checked before anything is touched)
+//!     │ Master::open         data dir, <data>/admin.token, <data>/dash.db
+//!     ▼
+//!  Master ─ .start(LocalNode, shutdown) ─────────────────────────────────────────────────┐
+//!     this node's record ─► MasterStore ◄─ service_manager ◄─ admin_api (bound on listen) │
+//!     message_queue ─► route feeder ─► LocalNode.routes (the node's proxy)                │
+//!     reconciler ─► assignments changed ─► LocalLink ─► the node's agent                  │
+//!     service_scaler ◄─ metrics ◄─ measurements (metrics_sink; ReportMetrics)             │
+//!     with a cluster: CA + this master's certificate (renewed), master_api (mutual TLS),  │
+//!       liveness, peers from the store ─► LocalNode.peers, worker_api clients (logs, exec)│
+//!     ▼                                                                                   │
+//!  RunningMaster: link(), worker_store(), metrics_sink() for the node; join() ◄──────────┘
+//! ```
+//!
+//! Every task ends when `shutdown` changes; [`RunningMaster::join`] waits for them.
+
+mod admin;
+mod cluster;
+mod routes;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dash_core::api::{ExecRequest, NodeMetrics, NodeState, RouteEntry};
+use dash_core::command::{Command, NodeRecord};
+use dash_core::event::EventKind;
+use dash_core::spec::Resources;
+use dash_rpc::pki::PkiError;
+use dash_runtime::container::ContainerRuntime;
+use dash_runtime::image::ImageStore;
+use dash_runtime::registry::Puller;
+use dash_store::{MasterStore, StoreError, WorkerStore};
+use futures::future::BoxFuture;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::admin_api::{self, AppState, RouteStats};
+use crate::local_link::LocalLink;
+use crate::master_api::SubnetPool;
+use crate::message_queue::MessageQueue;
+use crate::metrics::Metrics;
+use crate::node_bouncer::BouncerError;
+use crate::reconciler::Reconciler;
+use crate::service_manager::ServiceManager;
+use crate::service_scaler::ServiceScaler;
+use crate::service_state::ServiceState;
+use crate::worker_clients::ExecChannels;
+
+/// A master's settings, from `dash server`'s flags (checked by the binary first).
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    /// `admin.token`, `dash.db`, `pki/`, upload staging (`tmp/`).
+    pub data_dir: PathBuf,
+    /// This node's name.
+    pub node: String,
+    /// The admin API's address.
+    pub listen: SocketAddr,
+    /// This node's container subnet, recorded as given (`--subnet`).
+    pub subnet: String,
+    /// A master that runs no replicas (`--no-worker`): its node's role is `master` and the
+    /// scheduler skips it.
+    pub no_worker: bool,
+    pub autoscale_interval: Duration,
+    /// master_api for other nodes (`--advertise-addr`); None: a single node.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// master_api's settings.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `--advertise-addr` and `--cluster-port`; also this node's address in its record.
+    pub listen: SocketAddr,
+    /// Where joining nodes' subnets come from (`--cluster-cidr`).
+    pub subnets: SubnetPool,
+    /// Silence after which a node is down (`--node-down-after`).
+    pub down_after: Duration,
+    /// Lifetime of the certificates the CA issues (`--cert-validity`).
+    pub cert_validity: Duration,
+}
+
+/// Starts an exec session in a replica of this process's node (`dash_worker::exec::start`,
+/// wrapped by the binary).
+pub type LocalExec = Arc<
+    dyn Fn(String, ExecRequest) -> BoxFuture<'static, Result<ExecChannels, String>> + Send + Sync,
+>;
+
+/// What the master uses of the node in its own process (dash-worker's `ReadyNode`).
+pub struct LocalNode {
+    /// Its kind goes into this node's record; local replicas' logs are read from it.
+    pub runtime: Arc<ContainerRuntime>,
+    pub capacity: Resources,
+    /// Shared with the admin API (imports, pulls) and master_api (images shipped to workers).
+    pub images: Arc<ImageStore>,
+    pub puller: Arc<Puller>,
+    /// The node's proxy follows this feed; the master sends its routes after every event.
+    pub routes: watch::Sender<Vec<RouteEntry>>,
+    /// With a cluster, the master sends every node's `(subnet, address)` here every 2 s.
+    pub peers: watch::Sender<Vec<(String, String)>>,
+    /// The node's proxy counters, for `GET /v1/routes`.
+    pub route_stats: RouteStats,
+    pub exec: LocalExec,
+}
+
+/// Why a master could not start. The messages are what the daemon prints (with the causes).
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    #[error("creating {}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("creating the admin token")]
+    AdminToken(#[source] std::io::Error),
+    #[error("opening the store")]
+    Store(#[source] StoreError),
+    #[error("registering this node")]
+    RegisterNode(#[source] StoreError),
+    #[error("creating the cluster CA")]
+    Ca(#[source] std::io::Error),
+    #[error(transparent)]
+    Bouncer(BouncerError),
+    #[error(transparent)]
+    Csr(PkiError),
+    #[error("issuing this master's certificate")]
+    IssueCert(#[source] BouncerError),
+    #[error("binding master_api on {addr}")]
+    BindMasterApi {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("binding {addr}")]
+    BindAdmin {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Stage 1: the data dir, the admin token and the store are open.
+pub struct Master {
+    cfg: MasterConfig,
+    token: String,
+    store: MasterStore,
+    worker_store: WorkerStore,
+}
+
+impl Master {
+    /// Creates the data dir, loads or creates `<data>/admin.token`, opens `<data>/dash.db`.
+    pub async fn open(cfg: MasterConfig) -> Result<Master, MasterError> {
+        let data = &cfg.data_dir;
+        std::fs::create_dir_all(data).map_err(|source| MasterError::CreateDir {
+            path: data.clone(),
+            source,
+        })?;
+        let token = admin_api::load_or_create_token(&data.join("admin.token"))
+            .map_err(MasterError::AdminToken)?;
+        let pool = dash_store::open(&data.join("dash.db"))
+            .await
+            .map_err(MasterError::Store)?;
+        Ok(Master {
+            cfg,
+            token,
+            store: MasterStore::new(pool.clone()),
+            // The node beside this master keeps its records in the same database.
+            worker_store: WorkerStore::new(pool),
+        })
+    }
+
+    /// Stage 2: registers this node, starts the reconciler, the service_scaler, the route
+    /// feeder, master_api with a cluster, and the admin API (bound here: a taken port fails
+    /// the start).
+    pub async fn start(
+        self,
+        node: LocalNode,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<RunningMaster, MasterError> {
+        let Master {
+            cfg,
+            token,
+            store,
+            worker_store,
+        } = self;
+        let mq = Arc::new(MessageQueue::new());
+        let wake = Arc::new(Notify::new());
+        let (changes_tx, changes_rx) = watch::channel(0u64);
+        let kind = node.runtime.kind();
+
+        let record = NodeRecord {
+            id: cfg.node.clone(),
+            address: cfg.cluster.as_ref().map_or_else(
+                || cfg.listen.ip().to_string(),
+                |c| c.listen.ip().to_string(),
+            ),
+            // "master": a master that runs no replicas (--no-worker); the scheduler skips it.
+            role: if cfg.no_worker { "master" } else { "server" }.into(),
+            state: NodeState::Ready,
+            labels: Default::default(),
+            capacity: node.capacity,
+            subnet: cfg.subnet.clone(),
+            runtime: kind.to_string(),
+        };
+        store
+            .apply(&Command::UpsertNode {
+                node: Box::new(record),
+                at_ms: crate::now_ms(),
+            })
+            .await
+            .map_err(MasterError::RegisterNode)?;
+        mq.publish(
+            EventKind::NodeReady,
+            None,
+            None,
+            format!("{} ({kind})", cfg.node),
+        );
+
+        let metrics = Arc::new(Metrics::new());
+        let manager = ServiceManager::new(store.clone(), mq.clone(), wake.clone());
+        let state = ServiceState::new(store.clone(), mq.clone(), wake.clone());
+        let reconciler = Reconciler::new(store.clone(), mq.clone(), wake.clone(), changes_tx);
+        let mut tasks = Vec::new();
+        let (bouncer, worker_clients) = match &cfg.cluster {
+            None => (None, None),
+            Some(c) => {
+                let started = cluster::start(
+                    c,
+                    &cfg.data_dir,
+                    &cfg.node,
+                    cluster::Parts {
+                        store: store.clone(),
+                        state: state.clone(),
+                        mq: mq.clone(),
+                        wake: wake.clone(),
+                        changes: changes_rx.clone(),
+                        images: node.images.clone(),
+                        peers: node.peers,
+                        metrics: metrics.clone(),
+                    },
+                    shutdown.clone(),
+                )
+                .await?;
+                tasks.extend(started.tasks);
+                (Some(started.bouncer), Some(started.clients))
+            }
+        };
+        let link = Arc::new(LocalLink::new(store.clone(), state, changes_rx));
+
+        tasks.push(tokio::spawn(routes::feed(
+            store.clone(),
+            mq.clone(),
+            node.routes,
+            shutdown.clone(),
+        )));
+        let logs = admin::log_reader(node.runtime, cfg.node.clone(), worker_clients.clone());
+        let exec = admin::exec_starter(node.exec, cfg.node.clone(), worker_clients);
+        let scaler = ServiceScaler::new(manager.clone(), metrics.clone(), cfg.autoscale_interval);
+        tasks.push(tokio::spawn(scaler.run(shutdown.clone())));
+        let app = admin_api::router(AppState {
+            manager,
+            mq,
+            images: node.images,
+            puller: node.puller,
+            token: token.into(),
+            upload_dir: cfg.data_dir.join("tmp"),
+            logs,
+            exec,
+            route_stats: node.route_stats,
+            metrics: metrics.clone(),
+            bouncer,
+        });
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| MasterError::BindAdmin {
+                addr: cfg.listen,
+                source,
+            })?;
+        tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), runtime = %kind, node = %cfg.node, "dash server ready");
+
+        tasks.push(tokio::spawn(reconciler.run(shutdown.clone())));
+        let mut shutdown_http = shutdown;
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = shutdown_http.changed().await;
+        });
+        tasks.push(tokio::spawn(async move {
+            let _ = server.await;
+        }));
+        Ok(RunningMaster {
+            node: cfg.node,
+            link,
+            worker_store,
+            metrics,
+            tasks,
+        })
+    }
+}
+
+/// A started master: what its node needs from it, and its tasks.
+#[must_use = "join the master's tasks after sending the shutdown signal"]
+pub struct RunningMaster {
+    node: String,
+    link: Arc<LocalLink>,
+    worker_store: WorkerStore,
+    metrics: Arc<Metrics>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningMaster {
+    /// The in-process MasterLink for this node's agent.
+    pub fn link(&self) -> Arc<LocalLink> {
+        self.link.clone()
+    }
+
+    /// The store for this node's agent: the master's database.
+    pub fn worker_store(&self) -> WorkerStore {
+        self.worker_store.clone()
+    }
+
+    /// Where this node's measurements go: straight into the service_scaler's metrics.
+    pub fn metrics_sink(
+        &self,
+    ) -> impl FnMut(NodeMetrics) -> std::future::Ready<()> + Send + 'static {
+        let metrics = self.metrics.clone();
+        let node = self.node.clone();
+        move |m| {
+            metrics.record(&node, m, crate::now_ms());
+            std::future::ready(())
+        }
+    }
+
+    /// Waits for every task (after the shutdown signal was sent).
+    pub async fn join(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! The route feeder: the local node's proxy follows the master's routes.
+//!
+//! ```text
+//!  message_queue event ─┐ (a burst folds into one rebuild)
+//!  start ───────────────┴─► route_table::build(store) ─► routes feed ─► the node's proxy
+//! ```
+
+use std::sync::Arc;
+
+use dash_core::api::RouteEntry;
+use dash_store::MasterStore;
+use tokio::sync::watch;
+
+use crate::message_queue::MessageQueue;
+use crate::route_table;
+
+/// Keeps the proxy's table equal to the master's routes: rebuilt at start and after every
+/// event (a burst of events is folded into one rebuild).
+pub(super) async fn feed(
+    store: MasterStore,
+    mq: Arc<MessageQueue>,
+    routes: watch::Sender<Vec<RouteEntry>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut events = mq.subscribe();
+    loop {
+        match route_table::build(&store).await {
+            Ok(entries) => {
+                routes.send_replace(entries);
+            }
+            Err(e) => tracing::warn!(error = %e, "building the routing table"),
+        }
+        tokio::select! {
+            r = events.recv() => {
+                if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    return;
+                }
+                // Fold the rest of a burst into the same rebuild.
+                while events.try_recv().is_ok() {}
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
