@@ -343,7 +343,7 @@ async fn supervise<L: MasterLink>(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut sentry = Sentry::new(
-        spec.restart.clone(),
+        spec.restart,
         spec.health.clone(),
         adopted.as_ref().map_or(0, |a| a.restarts),
     );
