@@ -9,11 +9,34 @@ use std::time::Duration;
 use dash_e2e::{Server, http_get, http_request};
 use serde_json::Value;
 
+/// busybox httpd on 8080 serving /www; `/id` answers the replica's host name (its id).
 fn web(port: u16, replicas: u32, extra: &str) -> String {
     format!(
-        "name = \"web\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\nreplicas = {replicas}\nstop_grace_period = \"1s\"\n\
+        "name = \"web\"\nimage = \"bb:1\"\n\
+         command = [\"sh\", \"-c\", \"hostname > /www/id && exec httpd -f -p 8080 -h /www\"]\n\
+         replicas = {replicas}\nstop_grace_period = \"1s\"\n\
          [[ports]]\ncontainer = 8080\npublished = {port}\n{extra}"
     )
+}
+
+/// GETs `/id` from `addr` in a loop until `stop`: (when, which replica answered or why not).
+fn load(
+    addr: &'static str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(std::time::Instant, Result<String, String>)>> {
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let got = match http_get(addr, "/id") {
+                Ok((200, body)) => Ok(body.trim().to_string()),
+                Ok((code, body)) => Err(format!("status {code}: {body}")),
+                Err(e) => Err(e.to_string()),
+            };
+            seen.push((std::time::Instant::now(), got));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        seen
+    })
 }
 
 fn ids(replicas: &[Value]) -> HashSet<String> {
@@ -72,29 +95,65 @@ fn service_lifecycle_scale_update_and_clean_removal() {
     s.ok(&["apply", "-f", file.to_str().unwrap()]);
     let before = ids(&s.wait_running("web", 3));
 
-    // Change env: replicas replaced one at a time (stop-first, parallelism 1).
-    let file2 = s.write("web2.toml", &web(18101, 3, "[env]\nGREETING = \"hi\"\n"));
+    // Change env (and add a health check): replicas replaced one at a time (stop-first,
+    // parallelism 1). Judged by real requests under load on the published port, each answered
+    // by a replica that names itself: every request succeeds, and in every quarter second at
+    // least 2 of the 3 replicas answer.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loader = load("127.0.0.1:18101", stop.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    let file2 = s.write(
+        "web2.toml",
+        &web(
+            18101,
+            3,
+            "[env]\nGREETING = \"hi\"\n[health]\ntcp = true\nport = 8080\ninterval = \"200ms\"\ntimeout = \"150ms\"\n",
+        ),
+    );
     let out = s.ok(&["apply", "-f", file2.to_str().unwrap()]);
     assert!(out.contains("updated (version 2)"), "{out}");
-    // One at a time: while the update runs, at least 2 of 3 replicas keep serving.
-    let mut min_serving = usize::MAX;
     let after = s.wait("all replicas at version 2", Duration::from_secs(60), || {
         let r = s.replicas("web");
-        let serving = r
-            .iter()
-            .filter(|x| x["desired"] == "run" && x["state"] == "running")
-            .count();
-        min_serving = min_serving.min(serving);
         let ok = r.len() == 3
             && r.iter()
-                .all(|x| x["version"] == 2 && x["state"] == "running");
+                .all(|x| x["version"] == 2 && x["state"] == "healthy");
         ok.then_some(r)
     });
-    assert!(ids(&after).is_disjoint(&before), "all replicas replaced");
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = loader.join().unwrap();
+    let failed: Vec<_> = seen.iter().filter(|(_, r)| r.is_err()).collect();
     assert!(
-        min_serving >= 2,
-        "replaced more than one at a time: {min_serving} serving"
+        failed.is_empty(),
+        "{} of {} requests failed during the update: {:?}",
+        failed.len(),
+        seen.len(),
+        &failed[..failed.len().min(5)]
     );
+    let t0 = seen[0].0;
+    let mut windows: std::collections::BTreeMap<u128, HashSet<&str>> = Default::default();
+    for (at, r) in &seen {
+        if let Ok(id) = r {
+            windows
+                .entry(at.duration_since(t0).as_millis() / 250)
+                .or_default()
+                .insert(id.as_str());
+        }
+    }
+    let last = windows.keys().next_back().copied().unwrap_or(0);
+    let fewest = windows
+        .iter()
+        .filter(|(w, _)| **w != last)
+        .map(|(_, ids)| ids.len())
+        .min()
+        .unwrap_or(0);
+    assert!(
+        fewest >= 2,
+        "a quarter second with only {fewest} replica(s) answering during the update"
+    );
+    let answered: HashSet<&str> = seen.iter().filter_map(|(_, r)| r.as_deref().ok()).collect();
+    assert!(answered.len() >= 6, "old and new replicas answered: {answered:?}");
+    assert!(ids(&after).is_disjoint(&before), "all replicas replaced");
     let inspect: Value = serde_json::from_str(&s.ok(&["service", "inspect", "web"])).unwrap();
     assert_eq!(inspect["version"], 2);
     assert_eq!(inspect["spec"]["env"]["GREETING"], "hi");
