@@ -77,12 +77,16 @@ kill_and_observe() {
   local label=$1 cmd=$2 victim=$3 ready pid t1 t0 nots=() p
   for p in $(pids_of "$cmd"); do nots+=(--not "$p"); done
   coproc OBS { "$OBSERVE" --cmdline "$cmd" "${nots[@]}" --timeout 60; }
-  read -r ready <&"${OBS[0]}"
+  # A copy of its output: bash drops OBS once the observer exits, maybe before we read it all.
+  exec 7<&"${OBS[0]}"
+  local job=$OBS_PID
+  read -r ready <&7
   [ "$ready" = ready ] || die "observer did not start"
   t0=$(now_us)
   kill -KILL "$victim"
-  read -r pid t1 <&"${OBS[0]}" || die "$label: no new process within 60 s"
-  wait "$OBS_PID" 2>/dev/null || true
+  read -r pid t1 <&7 || die "$label: no new process within 60 s"
+  wait "$job" 2>/dev/null || true
+  exec 7<&-
   record "$label" "$(us_to_ms $((t1 - t0)))"
   log "$label: $victim killed, $pid running after $(us_to_ms $((t1 - t0))) ms"
 }

@@ -1,35 +1,58 @@
 #!/usr/bin/env bash
-# bench/start-time.sh: "replica created → running" and per-container memory, Dash next to its
-# peers on this machine, in one run, with the same busybox-static image:
+# bench/start-time.sh: how long until a container's own process runs, Dash next to its peers on
+# this machine, in one run, with the same busybox-static image, all timed the same way:
 #
-#   dash      apply -f (N replicas of `sleep 600`, no published ports) until `dash ps` shows N
-#             running (client wall clock), and max(started_ms) − created_ms (server side)
-#   podman    N × `podman run -d` one after the other (default network: netavark bridge), with
-#             runc, and with crun through the hybrid-cgroup unshare wrapper
-#   crun      N × bare `crun run --detach` of an OCI bundle (no network, no monitor)
+#   from the moment the tool's command is invoked until the container's process (`sleep M`,
+#   a number M unique to the trial) is seen in the host's process table by one neutral
+#   observer (target/release/observe, bench/src/bin/observe.rs), the same for every tool.
 #
-# then the monitors' memory (dash-monitor vs conmon), the idle `dash server` RSS, and
-# attach_bench's numbers if that example is built. Needs root. Everything it creates (server,
-# bridge dashbench0, nft table dash_bench, /run/dash-bench, podman containers and image, crun
-# containers, cgroup dirs, scratch dirs) is removed on exit, also on error or Ctrl-C.
+# Networks are warm for every tool: Dash's bridge exists from the server's start; podman's
+# netavark bridge is kept up by a long-running keeper container (else netavark makes and
+# deletes it with the first and last container); Docker's docker0 exists from dockerd's start;
+# bare crun has no network.
+#
+# For each tool, three measurements per trial (tools interleaved within the trial):
+#   N=1      one container started alone: the "per replica" figure of one replica
+#   N=20 seq 20 one after the other: the next command is invoked once the previous returned
+#            and its process was seen (for Dash: 20 services of one replica, applied in turn)
+#   N=20 par 20 at once: 20 concurrent `podman run -d`, `docker run -d`, `crun run`; one Dash
+#            apply of 20 replicas; one Swarm service of 20 replicas; reported as the total and
+#            as total ÷ 20 (concurrent, so not a per-replica start time)
+#
+#   dash      `dash apply -f`
+#   podman    `podman run -d` with runc, and with crun through the hybrid-cgroup unshare wrapper
+#   crun      bare `crun run --detach` of an OCI bundle (through the same wrapper; no network,
+#             no monitor, no overlay)
+#   docker    `docker run -d` and a Swarm service, when Debian's docker.io is installed
+#             (bench/docker.sh: its own dockerd in its own network namespace)
+#
+# Then the kernel's share: bare crun N=1 again, right after a process was moved into another new
+# cgroup (the first cgroup move after a quiet spell waits for an RCU grace period; one just
+# before makes it cheap), the monitors' memory (dash-monitor vs conmon), the idle `dash server`
+# RSS, and attach_bench's numbers if that example is built. Needs root. Everything it creates
+# is removed on exit, also on error or Ctrl-C.
 #
 #   bench/start-time.sh | tee bench/results/start-time-$(date +%F).txt
 #
 # Environment: BIN_DIR (default target/release, relative to the repo root; built when missing),
-# TRIALS (default 5), COUNTS (default "1 20"), WARMUP (default 1: one uncounted N=1 round of
-# every method), ATTACH_CYCLES (default 50), PODMAN (default 1; 0 skips podman),
-# PODMAN_CRUN (default 1; 0 skips the podman+crun-wrapper row). Progress goes to stderr.
+# TRIALS (default 5), WARMUP (default 1: one uncounted N=1 round of every tool),
+# ATTACH_CYCLES (default 50), PODMAN (default 1; 0 skips podman), PODMAN_CRUN (default 1;
+# 0 skips the podman+crun-wrapper row), DOCKER (default 1; 0 skips Docker and Swarm).
+# Progress goes to stderr.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"        # helpers; goes to the repo root (ROOT)
+# shellcheck source-path=SCRIPTDIR source=docker.sh
+. "$(dirname "$0")/docker.sh"
 
 BIN_DIR=${BIN_DIR:-target/release}
 TRIALS=${TRIALS:-5}
-COUNTS=${COUNTS:-1 20}
+N=20
 WARMUP=${WARMUP:-1}
 ATTACH_CYCLES=${ATTACH_CYCLES:-50}
 PODMAN=${PODMAN:-1}
 PODMAN_CRUN=${PODMAN_CRUN:-1}
+DOCKER_ON=${DOCKER:-1}
 
 LISTEN=127.0.0.1:7390
 BRIDGE=dashbench0
@@ -37,20 +60,27 @@ SUBNET=10.98.0.0/24
 NFT_TABLE=dash_bench
 RUN_DIR=/run/dash-bench
 NODE=bench
-RUN_ID=$$                       # tags podman/crun names of this run
+RUN_ID=$$                       # tags names of this run
 NFT_BEFORE=$(nft list tables 2>/dev/null | sed 's/^table //' | tr '\n' ' ')
 TARGET_MS=30                    # ARCHITECTURE.md: replica created → running ≤ 30 ms
-TIMEOUT_S=120                   # per wait loop
+TIMEOUT_S=120                   # per measurement
+MARK=7000000                    # `sleep MARK`: each measurement's containers run their own
+PROBE_PID=
 
-need_root_and jq nft ip crun unshare findmnt tar
+need_root_and jq nft ip crun unshare findmnt tar nsenter
 if [ "$PODMAN" = 1 ] && ! command -v podman >/dev/null; then
   log "podman not found: skipping it"; PODMAN=0
+fi
+if [ "$DOCKER_ON" = 1 ] && ! docker_available; then
+  log "docker.io not installed: Docker and Swarm are not measured"; DOCKER_ON=0
 fi
 
 # ---- binaries -----------------------------------------------------------------------------
 # shellcheck disable=SC2119 # no extra check of the binaries
 ensure_binaries
 ATTACH_BENCH=$BIN_DIR/examples/attach_bench
+OBSERVE=$BIN_DIR/observe
+[ -x "$OBSERVE" ] || cargo build --release -p dash-bench --bin observe >&2
 
 refuse_if_taken
 
@@ -94,7 +124,7 @@ cleanup() {
       log "killing leftover monitor $pid"; kill -KILL "$pid"
     fi
   done
-  for d in /sys/fs/cgroup/*"$ME"/dash/st-n*-t*-"$RUN_ID"-* /sys/fs/cgroup/*/dash/st-n*-t*-"$RUN_ID"-*; do
+  for d in /sys/fs/cgroup/*"$ME"/dash/st-r"$RUN_ID"-* /sys/fs/cgroup/*/dash/st-r"$RUN_ID"-*; do
     [ -d "$d" ] || continue
     for pid in $(cat "$d/cgroup.procs" 2>/dev/null); do
       log "killing leftover process $pid of cgroup $d"; kill -KILL "$pid"
@@ -120,6 +150,11 @@ cleanup() {
   for h in /sys/fs/cgroup/*/; do
     [ -d "${h%/}$CRUN_CG" ] && find "${h%/}$CRUN_CG" -depth -type d -exec rmdir {} \; 2>/dev/null
   done
+  docker_cleanup
+  [ -n "$PROBE_PID" ] && kill -KILL "$PROBE_PID" 2>/dev/null
+  for h in /sys/fs/cgroup/*/; do
+    for d in "${h%/}$ME"/dashbench-probe-"$RUN_ID"-*; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
+  done
   cleanup_cgroups_forward
   findmnt -rn -o TARGET | grep -qE "^$SCR(/|$)" || rm -rf --one-file-system "$SCR"
   # What is left (should be nothing).
@@ -133,7 +168,7 @@ cleanup() {
   for h in /sys/fs/cgroup/*/; do
     [ -d "${h%/}$CRUN_CG" ] && left+=" ${h%/}$CRUN_CG"
   done
-  left+=$(cgroups_left)
+  left+=$(cgroups_left)$(docker_left)
   if [ -n "$left" ]; then
     echo "cleanup: LEFT BEHIND:$left"
   else
@@ -158,17 +193,31 @@ mem_line() {
     m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
     printf "  %-34s n=%-3d min %6.2f  median %6.2f  max %6.2f MB\n", l, NR, a[1]/1024, m/1024, a[NR]/1024 }'
 }
-count_running() { # JSON text → number of "state": "running"
-  local rest=$1 c=0
-  while [[ $rest == *'"state": "running"'* ]]; do rest=${rest#*'"state": "running"'}; c=$((c + 1)); done
-  echo $c
+
+# The observer: observe_start COUNT starts it for the next marker (MARK+1, in CMD) and waits
+# until it is ready; observe_next prints the time (µs) the next matching process was seen.
+observe_start() {
+  MARK=$((MARK + 1))
+  CMD="sleep $MARK"
+  coproc OBS { "$OBSERVE" --cmdline "$CMD" --count "$1" --timeout "$TIMEOUT_S"; }
+  # A copy of its output: bash drops OBS once the observer exits, maybe before we read it all.
+  exec 7<&"${OBS[0]}"
+  OBS_JOB=$OBS_PID
+  local ready
+  read -r ready <&7
+  [ "$ready" = ready ] || die "the observer did not start"
 }
+observe_next() {
+  local pid at
+  read -r pid at <&7 || die "$CMD: not seen within $TIMEOUT_S s"
+  echo "$at"
+}
+observe_end() { wait "$OBS_JOB" 2>/dev/null || true; exec 7<&-; }
 
 # ---- header -------------------------------------------------------------------------------
-header start-time
-echo "peers: $(crun --version | head -1)$(command -v runc >/dev/null && echo ", runc $(runc --version | awk 'NR==1{print $3}')")$( [ "$PODMAN" = 1 ] && echo ", $(podman --version)")"
-echo "trials: $TRIALS per N, N in {$COUNTS}, warm-up rounds: $WARMUP"
-echo "load at start: $(load)"
+header start-time "$(versions crun runc podman)$([ "$DOCKER_ON" = 1 ] && echo ", $(docker_version)")"
+echo "trials: $TRIALS, N = 1 and $N (one after the other, and at once), warm-up rounds: $WARMUP"
+echo "timing: from the command's invocation until the container's process is seen in /proc ($OBSERVE, polled every 0.5 ms)"
 echo
 
 # ---- attach_bench (before the server: it uses the same bridge and table names) -----------
@@ -235,6 +284,16 @@ EOF
 fi
 [ "$HARD_NOFILE" = unlimited ] && HARD_NOFILE=1048576
 
+if [ "$PODMAN" = 1 ]; then
+  # Keeps netavark's bridge up for the whole run: warm for podman as for everyone else.
+  podman run -d -q --name "dashbench-$RUN_ID-keeper" "$PODMAN_IMAGE" sleep 999999 >/dev/null
+fi
+if [ "$DOCKER_ON" = 1 ]; then
+  docker_start st
+  docker_import "$SCR/rootfs.tar" bb:1
+  docker_swarm_init
+fi
+
 log "crun bundle"
 mkdir -p "$SCR/crun/rootfs"
 tar -C "$SCR/crun/rootfs" -xf "$SCR/rootfs.tar"
@@ -243,136 +302,229 @@ jq --arg root "$SCR/crun/rootfs" --argjson h "$HARD_NOFILE" '
   .process.terminal = false | .process.args = ["sleep", "600"] | .root.path = $root
   | .process.rlimits |= map(.hard = ([.hard, $h] | min) | .soft = ([.soft, $h] | min))' \
   "$SCR/crun/config.json" >"$SCR/crun/config.base.json"
-crun_bundle() { # crun_bundle ID → bundle dir (own cgroupsPath under ours)
+crun_bundle() { # crun_bundle ID MARK → bundle dir (own cgroupsPath under ours; runs `sleep MARK`)
   local b=$SCR/crun/b-$1
   mkdir -p "$b"
-  jq --arg cg "$CRUN_CG/$1" '.linux.cgroupsPath = $cg' "$SCR/crun/config.base.json" >"$b/config.json"
+  jq --arg cg "$CRUN_CG/$1" --arg m "$2" '.linux.cgroupsPath = $cg | .process.args = ["sleep", $m]' \
+    "$SCR/crun/config.base.json" >"$b/config.json"
   echo "$b"
 }
 
-# ---- the methods: each one trial "METHOD N TRIAL [measure-memory]" -------------------------
-MEM_DASH=$SCR/mem-dash-monitor
-MEM_CONMON=$SCR/mem-conmon
 
-trial_dash() {
-  local n=$1 trial=$2 mem=${3:-0} name out c t0 t1 t2 st f pid
-  name=st-n$n-t$trial-$RUN_ID
-  cat >"$SCR/$name.toml" <<EOF
-name = "$name"
+# ---- the tools: start_TOOL ID (one container, returns when the command does), many_TOOL N
+# (N at once; returns when every command did), clean_TOOL (removes this trial's containers) ---
+TRIAL_IDS=()
+
+dash_toml() { # dash_toml NAME REPLICAS
+  cat >"$SCR/$1.toml" <<EOF
+name = "$1"
 image = "bb:1"
-command = ["sleep", "600"]
-replicas = $n
+command = ["sleep", "$MARK"]
+replicas = $2
+stop_grace_period = "100ms"
 EOF
-  t0=$(now_us)
-  "$DASH" apply -f "$SCR/$name.toml" >/dev/null
-  while :; do
-    out=$("$DASH" ps "$name" -o json)
-    c=$(count_running "$out")
-    [ "$c" -ge "$n" ] && break
-    if [[ $out == *'"state": "failed"'* ]] || [ $(($(now_us) - t0)) -gt $((TIMEOUT_S * 1000000)) ]; then
-      "$DASH" ps "$name" >&2; die "dash: $name did not get $n replicas running"
-    fi
+}
+start_dash() { dash_toml "$1" 1; "$DASH" apply -f "$SCR/$1.toml" >/dev/null; TRIAL_IDS+=("$1"); }
+many_dash() { dash_toml "$2" "$1"; "$DASH" apply -f "$SCR/$2.toml" >/dev/null; TRIAL_IDS+=("$2"); }
+clean_dash() {
+  local id t=$SECONDS
+  for id in "${TRIAL_IDS[@]}"; do "$DASH" service rm "$id" >/dev/null; done
+  while [ "$("$DASH" service ls -o json | jq length)" != 0 ]; do
+    [ $((SECONDS - t)) -lt "$TIMEOUT_S" ] || die "dash: services not removed"
+    sleep 0.05
   done
-  t1=$(now_us)
-  st=$("$DASH" service inspect "$name" | jq -r '
-    if ([.replicas[] | select(.state == "running")] | length) >= '"$n"'
-    then ([.replicas[].started_ms] | max) - .created_ms else "x" end')
-  [ "$st" != x ] || die "dash: inspect of $name disagrees with ps"
-  if [ "$trial" -gt 0 ]; then
-    record "dash-client-$n" "$(us_to_ms $((t1 - t0)))"
-    record "dash-server-$n" "$st"
-  fi
-  if [ "$mem" = 1 ]; then
-    for f in "$DATA"/containers/"$name"-*/monitor.pid; do
-      pid=$(cat "$f")
-      proc_mem "$pid" >>"$MEM_DASH"
-    done
-    if [ ! -s "$MEM_DASH" ]; then # fall back on the command line
-      for pid in $(pgrep -f "dash-monitor --id $name-"); do proc_mem "$pid" >>"$MEM_DASH"; done
-    fi
-  fi
-  t1=$(now_us)
-  "$DASH" service rm "$name" >/dev/null
-  while [[ $("$DASH" service ls -o json) == *"\"$name\""* ]]; do
-    [ $(($(now_us) - t1)) -gt $((TIMEOUT_S * 1000000)) ] && die "dash: $name not removed"
-    sleep 0.02
-  done
-  t2=$(now_us)
-  [ "$trial" -gt 0 ] && record "rm-dash-$n" "$(us_to_ms $((t2 - t1)))"
-  return 0
 }
 
-trial_podman() { # trial_podman RUNTIME-LABEL RUNTIME N TRIAL [mem]
-  local label=$1 runtime=$2 n=$3 trial=$4 mem=${5:-0} i t0 t1 t2 cid pid names=()
-  for ((i = 1; i <= n; i++)); do names+=("dashbench-$RUN_ID-$label-n$n-t$trial-$i"); done
-  t0=$(now_us)
-  for ((i = 0; i < n; i++)); do
-    podman run -d -q --runtime "$runtime" --name "${names[i]}" "$PODMAN_IMAGE" sleep 600 \
-      >>"$SCR/podman-ids" 2>>"$SCR/podman.err" </dev/null ||
-      { cat "$SCR/podman.err" >&2; die "podman run ($runtime) failed"; }
+start_podman() { # start_podman RUNTIME NAME
+  podman run -d -q --runtime "$1" --name "$2" "$PODMAN_IMAGE" sleep "$MARK" \
+    >/dev/null 2>>"$SCR/podman.err" </dev/null || { cat "$SCR/podman.err" >&2; die "podman run ($1) failed"; }
+  TRIAL_IDS+=("$2")
+}
+many_podman() { # many_podman RUNTIME N NAME
+  local i
+  for ((i = 1; i <= $2; i++)); do
+    podman run -d -q --runtime "$1" --name "$3-$i" "$PODMAN_IMAGE" sleep "$MARK" \
+      >/dev/null 2>>"$SCR/podman.err" </dev/null &
+    BG+=("$!")
+    TRIAL_IDS+=("$3-$i")
   done
-  t1=$(now_us)
-  [ "$trial" -gt 0 ] && record "$label-$n" "$(us_to_ms $((t1 - t0)))"
-  if [ "$mem" = 1 ]; then
-    for cid in $(podman inspect --format '{{.Id}}' "${names[@]}"); do
+  wait_all "podman run ($1)"
+}
+clean_podman() { podman rm -f -t 0 "${TRIAL_IDS[@]}" >/dev/null; }
+
+crun_run() { # crun_run ID: its bundle was made beforehand (prepare), off the clock
+  unshare -m sh -c 'mount -t tmpfs none /sys/fs/cgroup/unified && exec crun --root "$1" run --detach -b "$2" "$3"' \
+    sh "$CRUN_ROOT" "$SCR/crun/b-$1" "$1" </dev/null >/dev/null 2>>"$SCR/crun.err"
+}
+start_crun() { crun_run "$1" || { cat "$SCR/crun.err" >&2; die "crun run failed"; }; TRIAL_IDS+=("$1"); }
+many_crun() {
+  local i
+  for ((i = 1; i <= $1; i++)); do TRIAL_IDS+=("$2-$i"); done
+  for ((i = 1; i <= $1; i++)); do crun_run "$2-$i" & BG+=("$!"); done
+  wait_all "crun run"
+}
+clean_crun() {
+  local id
+  for id in "${TRIAL_IDS[@]}"; do crun --root "$CRUN_ROOT" delete -f "$id" 2>/dev/null; rm -rf "$SCR/crun/b-$id"; done
+}
+
+start_docker() { $DOCKER run -d --name "$1" bb:1 sleep "$MARK" >/dev/null </dev/null || die "docker run failed"; TRIAL_IDS+=("$1"); }
+many_docker() {
+  local i
+  for ((i = 1; i <= $1; i++)); do
+    $DOCKER run -d --name "$2-$i" bb:1 sleep "$MARK" >/dev/null </dev/null &
+    BG+=("$!")
+    TRIAL_IDS+=("$2-$i")
+  done
+  wait_all "docker run"
+}
+clean_docker() { $DOCKER rm -f "${TRIAL_IDS[@]}" >/dev/null; }
+
+start_swarm() { # a service of one replica; `--detach`: returns once the service is created
+  $DOCKER service create -q --detach --no-resolve-image --name "$1" bb:1 sleep "$MARK" >/dev/null || die "docker service create failed"
+  TRIAL_IDS+=("$1")
+}
+many_swarm() {
+  $DOCKER service create -q --detach --no-resolve-image --replicas "$1" --name "$2" bb:1 sleep "$MARK" >/dev/null || die "docker service create failed"
+  TRIAL_IDS+=("$2")
+}
+clean_swarm() {
+  local t=$SECONDS
+  $DOCKER service rm "${TRIAL_IDS[@]}" >/dev/null
+  while [ -n "$($DOCKER ps -q --filter label=com.docker.swarm.service.id)" ]; do
+    [ $((SECONDS - t)) -lt "$TIMEOUT_S" ] || die "swarm: tasks not removed"
+    sleep 0.1
+  done
+}
+
+BG=()                           # the commands many_* started in the background
+wait_all() { # wait for the commands in BG; dies naming WHAT if one failed
+  local pid
+  for pid in "${BG[@]}"; do
+    wait "$pid" || { cat "$SCR"/*.err >&2 2>/dev/null; die "$1 failed"; }
+  done
+  BG=()
+}
+
+TOOLS=(dash)
+[ "$PODMAN" = 1 ] && TOOLS+=(podman-runc)
+[ "$PODMAN" = 1 ] && [ "$PODMAN_CRUN" = 1 ] && TOOLS+=(podman-crun)
+TOOLS+=(crun)
+[ "$DOCKER_ON" = 1 ] && TOOLS+=(docker swarm)
+
+start_one() { # start_one TOOL ID
+  case $1 in
+    dash) start_dash "$2" ;;
+    podman-runc) start_podman runc "$2" ;;
+    podman-crun) start_podman crunhybrid "$2" ;;
+    crun) start_crun "$2" ;;
+    docker) start_docker "$2" ;;
+    swarm) start_swarm "$2" ;;
+  esac
+}
+start_many() { # start_many TOOL N ID
+  case $1 in
+    dash) many_dash "$2" "$3" ;;
+    podman-runc) many_podman runc "$2" "$3" ;;
+    podman-crun) many_podman crunhybrid "$2" "$3" ;;
+    crun) many_crun "$2" "$3" ;;
+    docker) many_docker "$2" "$3" ;;
+    swarm) many_swarm "$2" "$3" ;;
+  esac
+}
+clean_tool() {
+  case $1 in
+    dash) clean_dash ;;
+    podman-*) clean_podman ;;
+    crun) clean_crun ;;
+    docker) clean_docker ;;
+    swarm) clean_swarm ;;
+  esac
+  TRIAL_IDS=()
+}
+
+# measure TOOL KIND TRIAL (KIND: one | seq | par): records the ms from the first invocation
+# until the last container's process was seen.
+measure() {
+  local tool=$1 kind=$2 trial=$3 base t0 end i
+  base=st-r$RUN_ID-t$trial-$tool-$kind
+  [ "$tool" = dash ] || base=dashbench-$RUN_ID-t$trial-$tool-$kind
+  if [ "$tool" = crun ]; then # bundles (jq) off the clock, for the marker observe_start sets
+    prepare() { crun_bundle "$base" "$((MARK + 1))" >/dev/null; for ((i = 1; i <= N; i++)); do crun_bundle "$base-$i" "$((MARK + 1))" >/dev/null; done; }
+    prepare
+  fi
+  case $kind in
+    one)
+      observe_start 1
+      t0=$(now_us)
+      start_one "$tool" "$base"
+      end=$(observe_next) ;;
+    seq)
+      observe_start "$N"
+      t0=$(now_us)
+      for ((i = 1; i <= N; i++)); do
+        start_one "$tool" "$base-$i"
+        end=$(observe_next)
+      done ;;
+    par)
+      observe_start "$N"
+      t0=$(now_us)
+      start_many "$tool" "$N" "$base"
+      for ((i = 1; i <= N; i++)); do end=$(observe_next); done ;;
+  esac
+  observe_end
+  [ "$trial" -gt 0 ] && record "$tool-$kind" "$(us_to_ms $((end - t0)))"
+  if [ "$tool" = dash ] && [ "$kind" = par ] && [ "$trial" = 1 ]; then
+    local f pid
+    for f in "$DATA"/containers/"$base"-*/monitor.pid; do
+      pid=$(cat "$f" 2>/dev/null) && proc_mem "$pid" >>"$MEM_DASH"
+    done
+  fi
+  if [ "$tool" = podman-runc ] && [ "$kind" = par ] && [ "$trial" = 1 ]; then
+    local cid pid
+    for cid in $(podman inspect --format '{{.Id}}' "${TRIAL_IDS[@]}"); do
       pid=$(pgrep -f "conmon --api-version 1 -c $cid" | head -1)
       [ -n "$pid" ] && proc_mem "$pid" >>"$MEM_CONMON"
     done
   fi
-  t1=$(now_us)
-  podman rm -f -t 0 "${names[@]}" >/dev/null
-  t2=$(now_us)
-  [ "$trial" -gt 0 ] && record "rm-$label-$n" "$(us_to_ms $((t2 - t1)))"
-  return 0
+  clean_tool "$tool"
 }
 
-trial_crun() {
-  local n=$1 trial=$2 i t0 t1 t2 ids=() bundles=()
-  for ((i = 1; i <= n; i++)); do
-    ids+=("dashbench-$RUN_ID-n$n-t$trial-$i")
-    bundles+=("$(crun_bundle "${ids[-1]}")")
-  done
+# The kernel's share: bare crun N=1 right after another process was moved into a new cgroup.
+measure_crun_after_move() {
+  local trial=$1 h=/sys/fs/cgroup/pids d t0 end
+  d=$h$ME/dashbench-probe-$RUN_ID-$trial
+  mkdir "$d"
+  sleep 60 &
+  PROBE_PID=$!
+  crun_bundle "dashbench-$RUN_ID-t$trial-crun-aftermove" "$((MARK + 1))" >/dev/null
+  observe_start 1
+  echo "$PROBE_PID" >"$d/cgroup.procs"   # this move pays the wait; the next one should not
   t0=$(now_us)
-  for ((i = 0; i < n; i++)); do
-    unshare -m sh -c 'mount -t tmpfs none /sys/fs/cgroup/unified && exec crun --root "$1" run --detach -b "$2" "$3"' \
-      sh "$CRUN_ROOT" "${bundles[i]}" "${ids[i]}" </dev/null >/dev/null 2>>"$SCR/crun.err" ||
-      { cat "$SCR/crun.err" >&2; die "crun run failed"; }
-  done
-  t1=$(now_us)
-  [ "$trial" -gt 0 ] && record "crun-$n" "$(us_to_ms $((t1 - t0)))"
-  for ((i = 0; i < n; i++)); do crun --root "$CRUN_ROOT" delete -f "${ids[i]}"; done
-  t2=$(now_us)
-  [ "$trial" -gt 0 ] && record "rm-crun-$n" "$(us_to_ms $((t2 - t1)))"
-  rm -rf "${bundles[@]}"
-  return 0
+  start_crun "dashbench-$RUN_ID-t$trial-crun-aftermove"
+  end=$(observe_next)
+  observe_end
+  record crun-aftermove "$(us_to_ms $((end - t0)))"
+  clean_tool crun
+  kill -KILL "$PROBE_PID"; wait "$PROBE_PID" 2>/dev/null; PROBE_PID=
+  for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir "$d" 2>/dev/null && break; sleep 0.05; done
 }
 
-METHODS=(dash)
-[ "$PODMAN" = 1 ] && METHODS+=(podman-runc)
-[ "$PODMAN" = 1 ] && [ "$PODMAN_CRUN" = 1 ] && METHODS+=(podman-crun)
-METHODS+=(crun)
+MEM_DASH=$SCR/mem-dash-monitor
+MEM_CONMON=$SCR/mem-conmon
 
-run_one() { # run_one METHOD N TRIAL MEM
-  case $1 in
-    dash) trial_dash "$2" "$3" "$4" ;;
-    podman-runc) trial_podman podman-runc runc "$2" "$3" "$4" ;;
-    podman-crun) trial_podman podman-crun crunhybrid "$2" "$3" 0 ;;
-    crun) trial_crun "$2" "$3" ;;
-  esac
-}
-
-# Methods interleaved within each trial, so that load from elsewhere hits all of them alike.
+# Tools interleaved within each trial, so that load from elsewhere hits all of them alike.
 for ((w = 1; w <= WARMUP; w++)); do
   log "warm-up round $w"
-  for m in "${METHODS[@]}"; do run_one "$m" 1 0 0; done
+  for t in "${TOOLS[@]}"; do measure "$t" one 0; done
 done
-for n in $COUNTS; do
-  for ((trial = 1; trial <= TRIALS; trial++)); do
-    log "N=$n trial $trial/$TRIALS"
-    mem=0
-    [ "$n" = 20 ] && [ "$trial" = 1 ] && mem=1
-    for m in "${METHODS[@]}"; do run_one "$m" "$n" "$trial" "$mem"; sleep 0.5; done
+for ((trial = 1; trial <= TRIALS; trial++)); do
+  for kind in one seq par; do
+    log "trial $trial/$TRIALS: $kind"
+    for t in "${TOOLS[@]}"; do measure "$t" "$kind" "$trial"; sleep 0.5; done
   done
+  sleep 1   # a quiet spell, then the cgroup-move probe
+  measure_crun_after_move "$trial"
 done
 
 sleep 3
@@ -381,53 +533,46 @@ read -r END_RSS END_PSS < <(proc_mem "$SERVER_PID")
 # ---- report -------------------------------------------------------------------------------
 label() {
   case $1 in
-    dash-client) echo "dash apply->ps running (client)" ;;
-    dash-server) echo "dash created->started (server)" ;;
+    dash) echo "dash apply" ;;
     podman-runc) echo "podman run -d (runc)" ;;
     podman-crun) echo "podman run -d (crun+wrapper)" ;;
     crun) echo "crun run --detach (bare)" ;;
+    docker) echo "docker run -d" ;;
+    swarm) echo "docker service create (swarm)" ;;
   esac
 }
-echo "## replica created → running (ms; N started one after the other for the peers)"
-echo "dash runtime: $RUNTIME; ratio = peer / dash (> 1: Dash faster), vs Dash client wall clock and vs Dash server-side"
-echo "columns: total ms for all N (min, median, max over the trials), per replica = total / N (min, median)"
-printf '%-32s %3s %6s %8s %8s %8s %9s %9s %10s %10s  %s\n' method N trials min median max "min/repl" "med/repl" ratio/clnt ratio/srv "target ≤ ${TARGET_MS} ms/replica"
-for n in $COUNTS; do
-  dc=$(median "$SAMPLES/dash-client-$n")
-  ds=$(median "$SAMPLES/dash-server-$n")
-  rows=(dash-client dash-server)
-  [ "$PODMAN" = 1 ] && rows+=(podman-runc)
-  [ "$PODMAN" = 1 ] && [ "$PODMAN_CRUN" = 1 ] && rows+=(podman-crun)
-  rows+=(crun)
-  for m in "${rows[@]}"; do
-    f=$SAMPLES/$m-$n
-    [ -s "$f" ] || continue
-    read -r cnt mn md mx < <(stats "$f")
-    per=$(awk -v m="$md" -v n="$n" 'BEGIN{printf "%.1f", m/n}')
-    pmin=$(awk -v m="$mn" -v n="$n" 'BEGIN{printf "%.1f", m/n}')
-    case $m in
-      dash-*)
-        rc=-; rs=-
-        tgt=$(awk -v p="$per" -v t="$TARGET_MS" 'BEGIN{print (p <= t) ? "met" : "MISSED"}') ;;
-      *)
-        rc=$(awk -v a="$md" -v b="$dc" 'BEGIN{printf "%.2f", a/b}')
-        rs=$(awk -v a="$md" -v b="$ds" 'BEGIN{printf "%.2f", a/b}')
-        tgt= ;;
-    esac
-    printf '%-32s %3s %6s %8s %8s %8s %9s %9s %10s %10s  %s\n' "$(label "$m")" "$n" "$cnt" "$mn" "$md" "$mx" "$pmin" "$per" "$rc" "$rs" "$tgt"
-  done
+cell() { # cell FILE → "median (min–max)"
+  [ -s "$1" ] || { echo "-"; return; }
+  stats "$1" | awk '{printf "%s (%s–%s)", $3, $2, $4}'
+}
+ratio() { # ratio FILE DASH-FILE → peer median / dash median
+  [ -s "$1" ] && [ -s "$2" ] || { echo "-"; return; }
+  awk -v a="$(median "$1")" -v b="$(median "$2")" 'BEGIN{printf "%.2f", a/b}'
+}
+echo "## container started → its process running (ms: median (min–max) over $TRIALS trials)"
+echo "dash runtime: $RUNTIME; ratio = peer / dash (> 1: Dash faster), same column, same run"
+printf '%-32s %-24s %-24s %-24s %8s %8s %8s\n' tool "N=1 (alone)" "N=$N one after the other" "N=$N at once" "ratio 1" "ratio seq" "ratio par"
+for t in "${TOOLS[@]}"; do
+  d=$SAMPLES/dash
+  if [ "$t" = dash ]; then r1=; rs=; rp=; else
+    r1=$(ratio "$SAMPLES/$t-one" "$d-one"); rs=$(ratio "$SAMPLES/$t-seq" "$d-seq"); rp=$(ratio "$SAMPLES/$t-par" "$d-par"); fi
+  printf '%-32s %-24s %-24s %-24s %8s %8s %8s\n' "$(label "$t")" "$(cell "$SAMPLES/$t-one")" "$(cell "$SAMPLES/$t-seq")" "$(cell "$SAMPLES/$t-par")" "$r1" "$rs" "$rp"
 done
 echo
-echo "## removal (median ms): dash service rm → gone from service ls; podman rm -f -t 0; crun delete -f"
-for n in $COUNTS; do
-  line="N=$n:"
-  for m in dash podman-runc podman-crun crun; do
-    [ -s "$SAMPLES/rm-$m-$n" ] && line+="  $m $(median "$SAMPLES/rm-$m-$n")"
-  done
-  echo "$line"
+echo "per replica: N=1 is one replica started alone; N=$N one after the other ÷ $N is the mean per replica;"
+echo "N=$N at once ÷ $N is a batch figure (concurrent starts), not a per-replica start time:"
+for t in "${TOOLS[@]}"; do
+  printf '  %-32s seq ÷ %d = %s ms   par ÷ %d = %s ms\n' "$(label "$t")" "$N" \
+    "$(awk -v m="$(median "$SAMPLES/$t-seq")" -v n="$N" 'BEGIN{printf "%.1f", m/n}')" "$N" \
+    "$(awk -v m="$(median "$SAMPLES/$t-par")" -v n="$N" 'BEGIN{printf "%.1f", m/n}')"
 done
+echo "target ≤ ${TARGET_MS} ms for one replica (Dash, N=1 median): $(awk -v m="$(median "$SAMPLES/dash-one")" -v t="$TARGET_MS" 'BEGIN{print (m <= t) ? "met" : "MISSED"}')"
 echo
-echo "## memory per running container (20 running, RSS = VmRSS, PSS = smaps_rollup Pss)"
+echo "## the kernel's share: bare crun N=1 alone vs right after another process was moved into a new cgroup"
+printf '  %-44s %s\n' "crun run --detach, alone (as above)" "$(cell "$SAMPLES/crun-one")"
+printf '  %-44s %s\n' "crun run --detach, right after a cgroup move" "$(cell "$SAMPLES/crun-aftermove")"
+echo
+echo "## memory per running container ($N running, RSS = VmRSS, PSS = smaps_rollup Pss)"
 echo "target: monitor ≤ 1 MB (ARCHITECTURE.md; conmon measured there: 2.4 MB RSS)"
 awk '{print $1}' "$MEM_DASH" 2>/dev/null >"$SCR/m1" || true
 awk '{print $2}' "$MEM_DASH" 2>/dev/null >"$SCR/m2" || true
@@ -445,12 +590,10 @@ echo "target: ≤ 20 MB RSS (ARCHITECTURE.md; containerd 45 MB, podman service 3
 awk -v r="$IDLE_RSS" -v p="$IDLE_PSS" 'BEGIN{printf "  after image import:       RSS %6.2f MB  PSS %6.2f MB\n", r/1024, p/1024}'
 awk -v r="$END_RSS" -v p="$END_PSS" 'BEGIN{printf "  after all trials:         RSS %6.2f MB  PSS %6.2f MB\n", r/1024, p/1024}'
 echo
-echo "notes: dash replicas get a netns + veth on bridge $BRIDGE and an overlay root; podman uses its"
-echo "default network (netavark bridge 'podman'), runtime runc (its default crun fails on this hybrid"
-echo "cgroup layout) or crun through an unshare wrapper, with default_ulimits nofile=$HARD_NOFILE,"
-echo "nproc=${HARD_NPROC:-} from a throwaway CONTAINERS_CONF; bare crun shares one read-only rootfs and"
-echo "has no network, no monitor, no overlay. netavark creates the podman0 bridge for the first"
-echo "container and deletes it with the last, so each podman trial pays for it once. Removal: busybox"
-echo "sleep as PID 1 ignores SIGTERM, so dash service rm waits out the worker's 5 s stop grace; podman"
-echo "rm uses -t 0 and crun delete -f kills at once."
+echo "notes: dash replicas get a netns + veth on bridge $BRIDGE, an overlay root and a monitor; podman"
+echo "uses its default network (netavark bridge, kept up by a keeper container), runtime runc (its"
+echo "default crun fails on this hybrid cgroup layout) or crun through an unshare wrapper, with"
+echo "default_ulimits nofile=$HARD_NOFILE, nproc=${HARD_NPROC:-} from a throwaway CONTAINERS_CONF; bare"
+echo "crun shares one read-only rootfs and has no network, no monitor, no overlay; docker uses its own"
+echo "dockerd (bench/docker.sh) with docker0 and overlay2, swarm the same daemon in swarm mode."
 echo "load at end: $(load)"
