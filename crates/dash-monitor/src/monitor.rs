@@ -63,10 +63,13 @@ fn start(a: &Args) -> Result<Monitor<'_>, String> {
         .map_err(|e| format!("opening {}: {e}", a.log_file.display()))?;
 
     let mut cmd = Command::new(&a.runtime);
-    cmd.arg("--root")
-        .arg(&a.runtime_root)
-        .arg("create")
-        .arg("--bundle")
+    cmd.arg("--root").arg(&a.runtime_root);
+    if a.start {
+        cmd.arg("run").arg("--detach");
+    } else {
+        cmd.arg("create");
+    }
+    cmd.arg("--bundle")
         .arg(&a.bundle)
         .arg("--pid-file")
         .arg(&a.pid_file)

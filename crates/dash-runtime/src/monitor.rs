@@ -47,9 +47,11 @@ pub(crate) struct Launch<'a> {
     pub log_file: &'a Path,
     pub log_max_bytes: u64,
     pub crun_hybrid_workaround: bool,
+    /// Start it too (`runtime run --detach`), not only create it.
+    pub start: bool,
 }
 
-/// A container the monitor created (not started yet).
+/// A container the monitor created (and started, with [`Launch::start`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Created {
     pub monitor_pid: i32,
@@ -77,6 +79,7 @@ pub(crate) fn launch(l: &Launch<'_>) -> Result<Created, RuntimeError> {
             n => n,
         },
         crun_hybrid_workaround: l.crun_hybrid_workaround,
+        start: l.start,
     };
     let mut cmd = Command::new(l.monitor_bin);
     cmd.args(args.to_argv())

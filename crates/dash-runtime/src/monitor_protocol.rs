@@ -36,6 +36,9 @@ pub mod arg {
     pub const LOG_MAX_BYTES: &str = "--log-max-bytes";
     /// A switch: run `runtime create` behind the crun hybrid-cgroup workaround.
     pub const CRUN_HYBRID_WORKAROUND: &str = "--crun-hybrid-workaround";
+    /// A switch: start the container too (`runtime run --detach` instead of `runtime create`):
+    /// one runtime process instead of two, and no round trip through the daemon between them.
+    pub const START: &str = "--start";
     /// `dash-monitor --probe-crun CRUN`: runs `CRUN --version` behind the hybrid-cgroup
     /// workaround, so the daemon learns whether crun works here.
     pub const PROBE_CRUN: &str = "--probe-crun";
@@ -44,7 +47,7 @@ pub mod arg {
 /// What the monitor prints after an argument error.
 pub const USAGE: &str = "usage: dash-monitor --id ID --runtime PATH --runtime-root DIR \
 --bundle DIR --pid-file P --log-file L --exit-file E [--log-max-bytes N] \
-[--crun-hybrid-workaround]";
+[--crun-hybrid-workaround] [--start]";
 
 /// The log's rotation size when the launcher gives none.
 pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 << 20;
@@ -64,6 +67,8 @@ pub struct Args {
     pub exit_file: PathBuf,
     pub log_max_bytes: u64,
     pub crun_hybrid_workaround: bool,
+    /// `runtime run --detach`: the container is started, not only created.
+    pub start: bool,
 }
 
 impl Args {
@@ -89,6 +94,9 @@ impl Args {
         if self.crun_hybrid_workaround {
             argv.push(arg::CRUN_HYBRID_WORKAROUND.into());
         }
+        if self.start {
+            argv.push(arg::START.into());
+        }
         argv
     }
 
@@ -103,10 +111,15 @@ impl Args {
         let mut exit_file = None;
         let mut log_max_bytes = DEFAULT_LOG_MAX_BYTES;
         let mut crun_hybrid_workaround = false;
+        let mut start = false;
         while let Some(name) = it.next() {
             let name = name.to_string_lossy().into_owned();
             if name == arg::CRUN_HYBRID_WORKAROUND {
                 crun_hybrid_workaround = true;
+                continue;
+            }
+            if name == arg::START {
+                start = true;
                 continue;
             }
             let value = it.next().ok_or_else(|| format!("{name} needs a value"))?;
@@ -150,6 +163,7 @@ impl Args {
             exit_file: absolute(exit_file, arg::EXIT_FILE)?,
             log_max_bytes,
             crun_hybrid_workaround,
+            start,
         })
     }
 }
@@ -160,7 +174,8 @@ impl Args {
 pub enum Report {
     /// `pid <n>`: the detached monitor's own pid.
     Pid(i32),
-    /// `ok <n>`: `runtime create` succeeded; the container init's pid.
+    /// `ok <n>`: `runtime create` (or with `--start`, `runtime run --detach`) succeeded; the
+    /// container init's pid.
     Created(i32),
     /// `error <text>`: the monitor failed; the lines that follow, up to EOF, belong to the text.
     Error(String),
@@ -228,6 +243,7 @@ mod tests {
             exit_file: "/data/containers/c1/exit".into(),
             log_max_bytes: DEFAULT_LOG_MAX_BYTES,
             crun_hybrid_workaround: false,
+            start: false,
         }
     }
 
@@ -242,16 +258,15 @@ mod tests {
     fn args_round_trip() {
         let plain = args();
         let argv = plain.to_argv();
-        assert!(
-            !argv
-                .iter()
-                .any(|a| a == arg::LOG_MAX_BYTES || a == arg::CRUN_HYBRID_WORKAROUND)
-        );
+        assert!(!argv.iter().any(|a| a == arg::LOG_MAX_BYTES
+            || a == arg::CRUN_HYBRID_WORKAROUND
+            || a == arg::START));
         assert_eq!(Args::parse(argv.into_iter()).unwrap(), plain);
         let all = Args {
             runtime: "crun".into(),
             log_max_bytes: 100,
             crun_hybrid_workaround: true,
+            start: true,
             ..args()
         };
         assert_eq!(Args::parse(all.to_argv().into_iter()).unwrap(), all);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use dash_core::ServiceSpec;
 use dash_core::api::{Assignment, DesiredState, ReplicaState};
 use dash_core::command::ReplicaStatus;
-use dash_core::link::MasterLink;
+use dash_core::link::{MasterLink, with_causes};
 use dash_core::spec::{PortSpec, Protocol, PullPolicy};
 use dash_net::{Network, PortMapping};
 use dash_runtime::container::{ContainerRuntime, ContainerSpec, ContainerStatus, ExitWatch};
@@ -130,7 +130,7 @@ impl<L: MasterLink> Agent<L> {
         loop {
             match self.ctx.link.assignments(&self.ctx.node).await {
                 Ok(assignments) => self.converge(assignments).await,
-                Err(e) => tracing::warn!(error = %e, "fetching assignments"),
+                Err(e) => tracing::warn!(error = %with_causes(&e), "fetching assignments"),
             }
             loop {
                 tokio::select! {
@@ -518,6 +518,8 @@ async fn start<L: MasterLink>(
     spec: &ServiceSpec,
     st: &mut Status,
 ) -> Result<(), String> {
+    // The kernel's wait before the container's first cgroup move overlaps the work below.
+    ctx.runtime.prime_cgroup_migration();
     let ip = match st.ip {
         Some(ip) => ip,
         None => ctx
@@ -583,13 +585,10 @@ async fn start<L: MasterLink>(
         log_max_bytes: 0,
     };
     let rt = ctx.runtime.clone();
-    tokio::task::spawn_blocking(move || {
-        rt.create(&cspec)?;
-        rt.start(&cspec.id)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || rt.run(&cspec))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     st.started_ms = Some(now_ms());
     Ok(())
 }
@@ -615,7 +614,12 @@ async fn ensure_image<L: MasterLink>(
         // In a cluster the masters may hold it (imported or pulled there): fetch it from them.
         st.message = format!("fetching {} from the masters", spec.image);
         st.send(ctx, id).await;
-        if ctx.link.fetch_image(&spec.image).await? {
+        if ctx
+            .link
+            .fetch_image(&spec.image)
+            .await
+            .map_err(|e| with_causes(&e))?
+        {
             local = resolve().await?;
         }
         st.message.clear();

@@ -149,8 +149,10 @@ pub struct ContainerRuntime {
     /// Every usable runtime, so containers created by the other one can still be managed.
     clis: Vec<OciCli>,
     crun_hybrid_workaround: bool,
-    cgroups: OwnCgroups,
+    cgroups: std::sync::Arc<OwnCgroups>,
     nofile_hard: u64,
+    /// A [`ContainerRuntime::prime_cgroup_migration`] is under way.
+    priming: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ContainerRuntime {
@@ -235,9 +237,33 @@ impl ContainerRuntime {
             kind,
             clis,
             crun_hybrid_workaround,
-            cgroups,
+            cgroups: std::sync::Arc::new(cgroups),
             nofile_hard,
+            priming: Default::default(),
         })
+    }
+
+    /// Gets the kernel's cgroup-migration lock warm in the background, so that the move of the
+    /// container about to be started does not wait for it (see `OwnCgroups::prime_migration`):
+    /// call it as a start begins. Returns at once; does nothing while one is under way.
+    pub fn prime_cgroup_migration(&self) {
+        use std::sync::atomic::Ordering;
+        if self.priming.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let cgroups = self.cgroups.clone();
+        let priming = self.priming.clone();
+        let spawned = std::thread::Builder::new()
+            .name("cgroup-prime".into())
+            .spawn(move || {
+                if let Err(e) = cgroups.prime_migration() {
+                    tracing::debug!(error = %e, "priming the cgroup migration lock");
+                }
+                priming.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            self.priming.store(false, Ordering::Release);
+        }
     }
 
     /// The runtime new containers are created with.
