@@ -15,7 +15,7 @@
 # Environment: BIN_DIR (default target/release), TRIALS (default 10), DOCKER (default 1;
 # 0 skips Swarm). Needs root. Everything it makes (server, bridge, table, run dir, dockerd
 # and its netns, containers, cgroups, scratch dir) is removed on exit, also on error.
-set -euo pipefail
+set -eEuo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 # shellcheck source-path=SCRIPTDIR source=docker.sh
@@ -68,6 +68,7 @@ cleanup() {
   exit "$rc"
 }
 trap_cleanup
+trap 'log "error: exit $? at line $LINENO: $BASH_COMMAND"' ERR
 
 pids_of() { { pgrep -xf "$1" || true; } | sort -n; } # pids_of CMDLINE
 

@@ -8,7 +8,7 @@
 #
 # Environment: BIN_DIR (default target/release), SERVICES (default 500), BATCH (default 25),
 # REPLICAS (default 200). Needs root; removes everything it made on exit.
-set -euo pipefail
+set -eEuo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -51,10 +51,13 @@ cleanup() {
   exit "$rc"
 }
 trap_cleanup
+trap 'log "error: exit $? at line $LINENO: $BASH_COMMAND"' ERR
 
 rss_mb() { awk '/^VmRSS:/{printf "%.1f", $2/1024}' "/proc/$SERVER_PID/status"; }
 running() { "$DASH" ps -o json | jq '[.[] | select(.state == "running")] | length'; }
 services() { "$DASH" service ls -o json | jq length; }
+running_at_least() { [ "$(running)" -ge "$1" ]; }
+no_services() { [ "$(services)" = 0 ]; }
 wait_for() { # wait_for WHAT SECONDS COMMAND...: until COMMAND succeeds
   local what=$1 secs=$2 t=$SECONDS
   shift 2
@@ -93,9 +96,9 @@ stop_grace_period = "100ms"
 EOF
     "$DASH" apply -f "$SCR/s.toml" >/dev/null
   done
-  wait_for "batch $b running" 120 test "$(running)" -ge "$BATCH"
+  wait_for "batch $b running" 120 running_at_least "$BATCH"
   for ((i = 0; i < BATCH; i++)); do "$DASH" service rm "leak-$b-$i" >/dev/null; done
-  wait_for "batch $b removed" 120 test "$(services)" = 0
+  wait_for "batch $b removed" 120 no_services
   log "batch $((b + 1))/$((SERVICES / BATCH)): RSS $(rss_mb) MB"
 done
 sleep 3
@@ -110,11 +113,11 @@ replicas = $REPLICAS
 stop_grace_period = "100ms"
 EOF
 "$DASH" apply -f "$SCR/many.toml" >/dev/null
-wait_for "$REPLICAS replicas running" 600 test "$(running)" -ge "$REPLICAS"
+wait_for "$REPLICAS replicas running" 600 running_at_least "$REPLICAS"
 sleep 3
 WITH_MANY=$(rss_mb)
 "$DASH" service rm many >/dev/null
-wait_for "many removed" 600 test "$(services)" = 0
+wait_for "many removed" 600 no_services
 sleep 60
 AFTER_MANY=$(rss_mb)
 LEFT_MANY=$(leftovers)

@@ -39,7 +39,7 @@
 # ATTACH_CYCLES (default 50), PODMAN (default 1; 0 skips podman), PODMAN_CRUN (default 1;
 # 0 skips the podman+crun-wrapper row), DOCKER (default 1; 0 skips Docker and Swarm).
 # Progress goes to stderr.
-set -euo pipefail
+set -eEuo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"        # helpers; goes to the repo root (ROOT)
 # shellcheck source-path=SCRIPTDIR source=docker.sh
@@ -177,6 +177,7 @@ cleanup() {
   exit "$rc"
 }
 trap_cleanup
+trap 'log "error: exit $? at line $LINENO: $BASH_COMMAND"' ERR
 
 # ---- helpers ------------------------------------------------------------------------------
 # kB of a process: "rss pss"
@@ -506,7 +507,7 @@ measure_crun_after_move() {
   observe_end
   record crun-aftermove "$(us_to_ms $((end - t0)))"
   clean_tool crun
-  kill -KILL "$PROBE_PID"; wait "$PROBE_PID" 2>/dev/null; PROBE_PID=
+  kill -KILL "$PROBE_PID"; wait "$PROBE_PID" 2>/dev/null || true; PROBE_PID=
   for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir "$d" 2>/dev/null && break; sleep 0.05; done
 }
 
@@ -519,7 +520,7 @@ for ((w = 1; w <= WARMUP; w++)); do
   for t in "${TOOLS[@]}"; do measure "$t" one 0; done
 done
 for ((trial = 1; trial <= TRIALS; trial++)); do
-  for kind in one seq par; do
+  for kind in ${KINDS:-one seq par}; do
     log "trial $trial/$TRIALS: $kind"
     for t in "${TOOLS[@]}"; do measure "$t" "$kind" "$trial"; sleep 0.5; done
   done

@@ -152,7 +152,10 @@ fn service_lifecycle_scale_update_and_clean_removal() {
         "a quarter second with only {fewest} replica(s) answering during the update"
     );
     let answered: HashSet<&str> = seen.iter().filter_map(|(_, r)| r.as_deref().ok()).collect();
-    assert!(answered.len() >= 6, "old and new replicas answered: {answered:?}");
+    assert!(
+        answered.len() >= 6,
+        "old and new replicas answered: {answered:?}"
+    );
     assert!(ids(&after).is_disjoint(&before), "all replicas replaced");
     let inspect: Value = serde_json::from_str(&s.ok(&["service", "inspect", "web"])).unwrap();
     assert_eq!(inspect["version"], 2);
