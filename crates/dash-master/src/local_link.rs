@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use dash_core::api::{Assignment, DesiredState};
 use dash_core::command::ReplicaStatus;
-use dash_core::link::MasterLink;
+use dash_core::link::{LinkError, MasterLink, with_causes};
 use dash_store::MasterStore;
 use tokio::sync::watch;
 
@@ -29,8 +29,8 @@ impl LocalLink {
 }
 
 impl MasterLink for LocalLink {
-    async fn assignments(&self, node: &str) -> Result<Vec<Assignment>, String> {
-        node_assignments(&self.store, node).await
+    async fn assignments(&self, node: &str) -> Result<Vec<Assignment>, LinkError> {
+        assignments_of(&self.store, node).await
     }
 
     async fn changed(&self) {
@@ -53,23 +53,26 @@ impl MasterLink for LocalLink {
 }
 
 /// Everything assigned to `node`, with the spec of each replica's version (shared with
-/// master_api, which sends the same list to remote workers).
-pub async fn node_assignments(store: &MasterStore, node: &str) -> Result<Vec<Assignment>, String> {
-    let replicas = store.node_replicas(node).await.map_err(|e| e.to_string())?;
+/// master_api, which sends the same list to remote workers). A store failure is
+/// [`LinkError::Store`] with the store's error as its source.
+pub async fn assignments_of(store: &MasterStore, node: &str) -> Result<Vec<Assignment>, LinkError> {
+    let store_error = |e: dash_store::StoreError| LinkError::Store(Box::new(e));
+    let replicas = store.node_replicas(node).await.map_err(store_error)?;
     let mut out = Vec::with_capacity(replicas.len());
     for r in replicas {
         let spec = match store
             .service_version(&r.service, r.version)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(store_error)?
         {
             Some(spec) => spec,
             None if r.desired == DesiredState::Remove => continue,
             None => {
-                return Err(format!(
-                    "replica {}: version {} of {} not stored",
-                    r.id, r.version, r.service
-                ));
+                return Err(LinkError::VersionNotStored {
+                    replica: r.id,
+                    service: r.service,
+                    version: r.version,
+                });
             }
         };
         out.push(Assignment {
@@ -81,4 +84,12 @@ pub async fn node_assignments(store: &MasterStore, node: &str) -> Result<Vec<Ass
         });
     }
     Ok(out)
+}
+
+/// [`assignments_of`] with the error as one line of text, causes included: master_api logs
+/// it as such (it moves to the typed one with master_api's own error mapping).
+pub async fn node_assignments(store: &MasterStore, node: &str) -> Result<Vec<Assignment>, String> {
+    assignments_of(store, node)
+        .await
+        .map_err(|e| with_causes(&e))
 }

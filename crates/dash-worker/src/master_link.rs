@@ -9,6 +9,9 @@
 //!   resumes from the version it holds after a reconnect; status reports with retries.
 //! - Images: a reference the node lacks is rebuilt from the masters' copy, blob by blob
 //!   (digest-verified, resumable from a partial file, once per node), then imported.
+//!
+//! Errors are [`MasterLinkError`]s; a failed call to the masters is classified by its status
+//! code ([`MasterLinkError::from_status`]). The agent sees the [`LinkError`] kinds they map to.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,16 +20,20 @@ use std::time::Duration;
 
 use dash_core::api::Assignment;
 use dash_core::command::ReplicaStatus;
-use dash_core::link::MasterLink;
+use dash_core::link::{LinkError, MasterLink, with_causes};
 use dash_core::spec::Resources;
 use dash_rpc::pki;
 use dash_rpc::proto::master_api_client::MasterApiClient;
 use dash_rpc::proto::*;
-use dash_runtime::image::{ImageExport, ImageStore};
+use dash_runtime::image::{ImageError, ImageExport, ImageStore};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, watch};
 use tonic::transport::{Channel, Endpoint};
+
+mod error;
+
+pub use error::{Call, MasterLinkError};
 
 /// What a joined node remembers (`<data>/cluster.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,12 +81,19 @@ pub struct JoinRequestInfo<'a> {
 
 /// Joins the cluster and stores the membership in `data`. The error says why a join was
 /// refused (bad, expired or revoked token; wrong cluster).
-pub async fn join(data: &Path, req: JoinRequestInfo<'_>) -> Result<(Membership, Identity), String> {
-    let token = pki::JoinToken::parse(req.token).map_err(|e| e.to_string())?;
+pub async fn join(
+    data: &Path,
+    req: JoinRequestInfo<'_>,
+) -> Result<(Membership, Identity), MasterLinkError> {
+    let token = pki::JoinToken::parse(req.token).map_err(MasterLinkError::BadToken)?;
     let channel = dash_rpc::tls::join_channel(req.master, &token.ca_fingerprint)
         .await
-        .map_err(|e| format!("connecting to the master at {}: {e}", req.master))?;
-    let (key_pem, csr_pem) = pki::new_csr(req.node).map_err(|e| e.to_string())?;
+        .map_err(|reason| MasterLinkError::Connect {
+            master: req.master.to_string(),
+            reason,
+        })?;
+    let (key_pem, csr_pem) = pki::new_csr(req.node).map_err(MasterLinkError::Csr)?;
+    let encode = |what| move |source| MasterLinkError::Encode { what, source };
     let mut client = MasterApiClient::new(channel);
     let resp = client
         .join(JoinRequest {
@@ -87,35 +101,40 @@ pub async fn join(data: &Path, req: JoinRequestInfo<'_>) -> Result<(Membership, 
             node: req.node.to_string(),
             advertise_addr: req.advertise_addr.to_string(),
             csr_pem,
-            capacity_json: serde_json::to_string(&req.capacity).map_err(|e| e.to_string())?,
-            labels_json: serde_json::to_string(req.labels).map_err(|e| e.to_string())?,
+            capacity_json: serde_json::to_string(&req.capacity).map_err(encode("capacity"))?,
+            labels_json: serde_json::to_string(req.labels).map_err(encode("labels"))?,
             runtime: req.runtime.to_string(),
         })
         .await
-        .map_err(|s| s.message().to_string())?
+        .map_err(|status| MasterLinkError::from_join_status(req.master, status))?
         .into_inner();
-    if pki::fingerprint(&resp.ca_pem).map_err(|e| e.to_string())? != token.ca_fingerprint {
-        return Err("the master answered with a CA other than the token's".into());
+    let got = pki::fingerprint(&resp.ca_pem).map_err(MasterLinkError::BadCa)?;
+    if got != token.ca_fingerprint {
+        return Err(MasterLinkError::CaMismatch {
+            expected: token.ca_fingerprint,
+            got,
+        });
     }
     let dir = pki_dir(data);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let save = |name: &str, content: &str| {
-        pki::write_private(&dir.join(name), content.as_bytes())
-            .map_err(|e| format!("writing {}: {e}", dir.join(name).display()))
+    std::fs::create_dir_all(&dir).map_err(|source| MasterLinkError::CreateDir {
+        path: dir.clone(),
+        source,
+    })?;
+    let save = |path: PathBuf, content: &[u8]| {
+        pki::write_private(&path, content).map_err(|source| MasterLinkError::Write { path, source })
     };
-    save("node.key", &key_pem)?;
-    save("node.crt", &resp.cert_pem)?;
-    save("ca.crt", &resp.ca_pem)?;
+    save(dir.join("node.key"), key_pem.as_bytes())?;
+    save(dir.join("node.crt"), resp.cert_pem.as_bytes())?;
+    save(dir.join("ca.crt"), resp.ca_pem.as_bytes())?;
     let m = Membership {
         master: req.master.to_string(),
         node: req.node.to_string(),
         subnet: resp.subnet,
     };
-    pki::write_private(
-        &data.join("cluster.json"),
-        &serde_json::to_vec_pretty(&m).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| format!("writing cluster.json: {e}"))?;
+    save(
+        data.join("cluster.json"),
+        &serde_json::to_vec_pretty(&m).map_err(encode("membership"))?,
+    )?;
     Ok((
         m,
         Identity {
@@ -127,9 +146,12 @@ pub async fn join(data: &Path, req: JoinRequestInfo<'_>) -> Result<(Membership, 
 }
 
 /// A lazily connected, self-reconnecting mTLS channel to the master at `addr`.
-pub fn master_channel(addr: &str, id: &Identity) -> Result<Channel, String> {
+pub fn master_channel(addr: &str, id: &Identity) -> Result<Channel, MasterLinkError> {
     let endpoint = Endpoint::from_shared(format!("https://{addr}"))
-        .map_err(|e| format!("master address {addr:?}: {e}"))?
+        .map_err(|source| MasterLinkError::Address {
+            addr: addr.to_string(),
+            source,
+        })?
         .connect_timeout(Duration::from_secs(2))
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(2))
@@ -138,7 +160,7 @@ pub fn master_channel(addr: &str, id: &Identity) -> Result<Channel, String> {
             &id.key_pem,
             &id.ca_pem,
         ))
-        .map_err(|e| format!("TLS setup: {e}"))?;
+        .map_err(MasterLinkError::Tls)?;
     Ok(endpoint.connect_lazy())
 }
 
@@ -165,7 +187,7 @@ impl GrpcLink {
         capacity: Resources,
         images: Arc<ImageStore>,
         shutdown: watch::Receiver<bool>,
-    ) -> Result<Arc<GrpcLink>, String> {
+    ) -> Result<Arc<GrpcLink>, MasterLinkError> {
         let channel = master_channel(master, &identity)?;
         let (tx, rx) = watch::channel(None);
         let link = Arc::new(GrpcLink {
@@ -192,7 +214,7 @@ impl GrpcLink {
 
     /// Switches to a new identity (after a renewal); calls in flight finish on the old
     /// channel, the watch reconnects on the new one.
-    pub fn set_identity(&self, identity: Identity) -> Result<(), String> {
+    pub fn set_identity(&self, identity: Identity) -> Result<(), MasterLinkError> {
         match self.identity.write() {
             Ok(mut i) => *i = identity,
             Err(poisoned) => *poisoned.into_inner() = identity,
@@ -201,7 +223,7 @@ impl GrpcLink {
     }
 
     /// A fresh channel with the current identity.
-    pub fn redial(&self) -> Result<(), String> {
+    pub fn redial(&self) -> Result<(), MasterLinkError> {
         let identity = match self.identity.read() {
             Ok(i) => i.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -228,8 +250,11 @@ impl GrpcLink {
         }
     }
 
-    async fn fetch(&self, reference: &str) -> Result<bool, String> {
+    async fn fetch(&self, reference: &str) -> Result<bool, MasterLinkError> {
         let mut client = self.client();
+        let call = Call::ImageManifest {
+            reference: reference.to_string(),
+        };
         let resp = match client
             .image_manifest(ImageRequest {
                 reference: reference.to_string(),
@@ -237,16 +262,18 @@ impl GrpcLink {
             .await
         {
             Ok(r) => r.into_inner(),
-            Err(s) if s.code() == tonic::Code::NotFound => return Ok(false),
-            Err(s) => {
-                return Err(format!(
-                    "asking the masters for {reference}: {}",
-                    s.message()
-                ));
-            }
+            Err(s) => match MasterLinkError::from_status(call, s) {
+                MasterLinkError::NotHeld { .. } => return Ok(false),
+                e => return Err(e),
+            },
         };
-        let manifest: serde_json::Value = serde_json::from_str(&resp.manifest_json)
-            .map_err(|e| format!("manifest of {reference} from the masters: {e}"))?;
+        let manifest: serde_json::Value =
+            serde_json::from_str(&resp.manifest_json).map_err(|source| {
+                MasterLinkError::Manifest {
+                    reference: reference.to_string(),
+                    source,
+                }
+            })?;
         let layers: Vec<(String, u64)> = manifest["layers"]
             .as_array()
             .map(|l| {
@@ -271,58 +298,83 @@ impl GrpcLink {
         let tag = reference.to_string();
         tokio::task::spawn_blocking(move || images.import_fetched(&tag, &export))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("importing {reference} fetched from the masters: {e}"))?;
+            .map_err(MasterLinkError::Task)?
+            .map_err(|source| MasterLinkError::Import {
+                reference: reference.to_string(),
+                source,
+            })?;
         tracing::info!(reference, "image fetched from the masters");
         Ok(true)
     }
 
     /// One blob into `fetch/`, continuing a partial file; three tries (a transfer that fails
     /// its digest check is thrown away and fetched again from the start).
-    async fn fetch_blob(&self, digest: &str, size: u64) -> Result<(), String> {
-        let done = self
-            .images
-            .fetch_path(digest, false)
-            .map_err(|e| e.to_string())?;
+    async fn fetch_blob(&self, digest: &str, size: u64) -> Result<(), MasterLinkError> {
+        const TRIES: u32 = 3;
+        let blob_file = |source| MasterLinkError::BlobFile {
+            digest: digest.to_string(),
+            source,
+        };
+        let done = self.images.fetch_path(digest, false).map_err(blob_file)?;
         if done.is_file() {
             return Ok(());
         }
-        let partial = self
-            .images
-            .fetch_path(digest, true)
-            .map_err(|e| e.to_string())?;
-        let mut last_err = String::new();
-        for _ in 0..3 {
+        let partial = self.images.fetch_path(digest, true).map_err(blob_file)?;
+        let mut last = None;
+        for _ in 0..TRIES {
             let offset = tokio::fs::metadata(&partial).await.map_or(0, |m| m.len());
-            if offset < size {
-                match self.stream_blob(digest, offset, &partial).await {
-                    Ok(()) => {}
-                    Err(e) => {
-                        last_err = e;
-                        continue;
-                    }
-                }
+            if offset < size
+                && let Err(e) = self.stream_blob(digest, offset, &partial).await
+            {
+                last = Some(e);
+                continue;
             }
             let images = self.images.clone();
             let d = digest.to_string();
             // A digest mismatch discards the partial file: the next round starts from zero.
             match tokio::task::spawn_blocking(move || images.finish_fetch(&d))
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(MasterLinkError::Task)?
             {
                 Ok(()) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(blob = digest, error = %e, "fetched blob refused; fetching again");
-                    last_err = e.to_string();
+                Err(source) => {
+                    let e = match source {
+                        ImageError::Invalid { .. } => MasterLinkError::DigestMismatch {
+                            digest: digest.to_string(),
+                            source,
+                        },
+                        source => blob_file(source),
+                    };
+                    tracing::warn!(blob = digest, error = %with_causes(&e), "fetched blob refused; fetching again");
+                    last = Some(e);
                 }
             }
         }
-        Err(format!(
-            "fetching blob {digest} from the masters: {last_err}"
-        ))
+        Err(MasterLinkError::Blob {
+            digest: digest.to_string(),
+            tries: TRIES,
+            last: Box::new(last.expect("every try that did not return set `last`")),
+        })
     }
 
-    async fn stream_blob(&self, digest: &str, offset: u64, partial: &Path) -> Result<(), String> {
+    async fn stream_blob(
+        &self,
+        digest: &str,
+        offset: u64,
+        partial: &Path,
+    ) -> Result<(), MasterLinkError> {
+        let failed = |s| {
+            MasterLinkError::from_status(
+                Call::FetchBlob {
+                    digest: digest.to_string(),
+                },
+                s,
+            )
+        };
+        let written = |source| MasterLinkError::Write {
+            path: partial.to_path_buf(),
+            source,
+        };
         let mut client = self.client();
         let mut stream = client
             .fetch_blob(BlobRequest {
@@ -330,24 +382,21 @@ impl GrpcLink {
                 offset,
             })
             .await
-            .map_err(|s| s.message().to_string())?
+            .map_err(failed)?
             .into_inner();
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(partial)
             .await
-            .map_err(|e| format!("opening {}: {e}", partial.display()))?;
-        while let Some(chunk) = stream
-            .message()
-            .await
-            .map_err(|s| s.message().to_string())?
-        {
-            file.write_all(&chunk.data)
-                .await
-                .map_err(|e| format!("writing {}: {e}", partial.display()))?;
+            .map_err(|source| MasterLinkError::Open {
+                path: partial.to_path_buf(),
+                source,
+            })?;
+        while let Some(chunk) = stream.message().await.map_err(failed)? {
+            file.write_all(&chunk.data).await.map_err(written)?;
         }
-        file.flush().await.map_err(|e| e.to_string())?;
+        file.flush().await.map_err(written)?;
         Ok(())
     }
 }
@@ -436,7 +485,7 @@ async fn heartbeat_loop(
         if failures >= 2 {
             // Redial rather than trust the channel to recover on its own.
             if let Err(e) = link.redial() {
-                tracing::warn!(error = %e, "redialling the masters");
+                tracing::warn!(error = %with_causes(&e), "redialling the masters");
             }
             failures = 0;
         }
@@ -448,11 +497,11 @@ async fn heartbeat_loop(
 }
 
 impl MasterLink for GrpcLink {
-    async fn assignments(&self, _node: &str) -> Result<Vec<Assignment>, String> {
+    async fn assignments(&self, _node: &str) -> Result<Vec<Assignment>, LinkError> {
         self.latest
             .borrow()
             .clone()
-            .ok_or_else(|| "no assignments from the masters yet".to_string())
+            .ok_or(LinkError::NoAssignmentsYet)
     }
 
     async fn changed(&self) {
@@ -499,7 +548,7 @@ impl MasterLink for GrpcLink {
         }
     }
 
-    async fn fetch_image(&self, reference: &str) -> Result<bool, String> {
+    async fn fetch_image(&self, reference: &str) -> Result<bool, LinkError> {
         // One fetch per reference at a time; a second caller finds the image imported.
         let lock = {
             let mut f = self.fetches.lock().await;
@@ -514,7 +563,7 @@ impl MasterLink for GrpcLink {
         {
             return Ok(true);
         }
-        self.fetch(reference).await
+        Ok(self.fetch(reference).await?)
     }
 }
 
@@ -525,18 +574,20 @@ pub async fn renew(
     data: &Path,
     node: &str,
     old: &Identity,
-) -> Result<Identity, String> {
-    let (key_pem, csr_pem) = pki::new_csr(node).map_err(|e| e.to_string())?;
+) -> Result<Identity, MasterLinkError> {
+    let (key_pem, csr_pem) = pki::new_csr(node).map_err(MasterLinkError::Csr)?;
     let mut client = link.client();
     let resp = client
         .renew(RenewRequest { csr_pem })
         .await
-        .map_err(|s| format!("renewing the certificate: {}", dash_rpc::describe(&s)))?
+        .map_err(|s| MasterLinkError::from_status(Call::Renew, s))?
         .into_inner();
     let dir = pki_dir(data);
-    pki::write_private(&dir.join("node.key"), key_pem.as_bytes()).map_err(|e| e.to_string())?;
-    pki::write_private(&dir.join("node.crt"), resp.cert_pem.as_bytes())
-        .map_err(|e| e.to_string())?;
+    let save = |path: PathBuf, content: &[u8]| {
+        pki::write_private(&path, content).map_err(|source| MasterLinkError::Write { path, source })
+    };
+    save(dir.join("node.key"), key_pem.as_bytes())?;
+    save(dir.join("node.crt"), resp.cert_pem.as_bytes())?;
     Ok(Identity {
         cert_pem: resp.cert_pem,
         key_pem,

@@ -135,7 +135,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
             },
         )
         .await
-        .map_err(|e| anyhow::anyhow!("joining via {master}: {e}"))?,
+        .with_context(|| format!("joining via {master}"))?,
     };
     if JoinFlags::load(&data).is_none() {
         // Joined now (or by a version that did not record the flags): remember what counted.

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dash_core::api::RouteEntry;
+use dash_core::link::with_causes;
 use dash_net::Ipv4Net;
 use dash_runtime::container::ContainerRuntime;
 use dash_store::WorkerStore;
@@ -62,7 +63,7 @@ impl Member {
             node.images().clone(),
             shutdown,
         )
-        .map_err(|reason| NodeError::MasterLink { reason })?;
+        .map_err(NodeError::MasterLink)?;
         Ok(Member {
             cfg,
             data_dir: node.data_dir().to_path_buf(),
@@ -241,14 +242,14 @@ async fn serve_and_rotate(
             match master_link::renew(&r.link, &r.data, &r.node, &identity).await {
                 Ok(new) => {
                     if let Err(e) = r.link.set_identity(new.clone()) {
-                        tracing::error!(error = %e, "channel with the renewed certificate");
+                        tracing::error!(error = %with_causes(&e), "channel with the renewed certificate");
                     }
                     identity = new;
                     tracing::info!(node = %r.node, "certificate renewed");
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "certificate renewal failed; retrying in 1 s");
+                    tracing::warn!(error = %with_causes(&e), "certificate renewal failed; retrying in 1 s");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = shutdown.changed() => {

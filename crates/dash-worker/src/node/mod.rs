@@ -45,6 +45,7 @@ use dash_store::{StoreError, WorkerStore};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::master_link::MasterLinkError;
 use crate::{Agent, AgentConfig};
 
 pub use measure::{host_capacity, measure_node};
@@ -112,9 +113,9 @@ pub enum NodeError {
     },
     #[error("opening the store")]
     Store(#[source] StoreError),
-    /// The channel to the masters could not be set up (master_link reports a text).
-    #[error("{reason}")]
-    MasterLink { reason: String },
+    /// The channel to the masters could not be set up.
+    #[error("connecting to the masters")]
+    MasterLink(#[source] MasterLinkError),
     #[error("subnet {subnet:?} from the masters")]
     Subnet {
         subnet: String,
