@@ -1,69 +1,86 @@
 #!/usr/bin/env bash
-# bench/proxy.sh: Dash's built-in L7 proxy next to haproxy and nginx as reverse proxies, in one
-# run, on the same backend (issue: "The built-in L7 proxy … at least as fast as haproxy"):
+# bench/proxy.sh: Dash's built-in L7 proxy as users run it — inside `dash server`, in front of a
+# replica behind a `[[routes]]` entry — next to haproxy and nginx as reverse proxies to the same
+# replica, in one run:
 #
-#   direct   wrk → backend                    (the ceiling: no proxy)
-#   dash     wrk → bench_proxy (crates/dash-proxy/examples/bench_proxy.rs, THREADS runtime
-#            threads, every host and path routed to the backend) → backend
-#   haproxy  wrk → haproxy (nbthread THREADS, mode http, http-reuse always, no log) → backend
-#   nginx    wrk → nginx (worker_processes 1, upstream keepalive 64, HTTP/1.1, no log) → backend
+#   direct   wrk → the replica                (the ceiling: no proxy)
+#   dash     wrk → `dash server`'s proxy (its --proxy-listen; route host bench.local) → replica
+#   haproxy  wrk → haproxy (nbthread THREADS, mode http, http-reuse always, no log) → replica
+#   nginx    wrk → nginx (worker_processes THREADS, upstream keepalive 64, HTTP/1.1, no log)
+#            → replica
+#   dash-lib (LIB=1) wrk → bench_proxy (crates/dash-proxy/examples/bench_proxy.rs: the proxy
+#            library alone, THREADS runtime threads) → replica: what the product loses, if any
 #
-# The backend: nginx (1 worker, access_log off) serving a FILE_BYTES static file, started here
-# with a throwaway config. Every proxy speaks HTTP/1.1 keep-alive to it. Each measurement is a
+# The replica: nginx (Debian's nginx-light, 1 worker, access_log off, keep-alive) in a Dash
+# container (bench/make-nginx-rootfs.sh), serving a FILE_BYTES file on its own address; Dash's
+# proxy has 2 runtimes, haproxy 2 threads, nginx 2 workers (THREADS). Every proxy speaks
+# HTTP/1.1 keep-alive to it and adds the forwarding headers Dash adds. Each measurement is a
 # `wrk -t2 -c50 -d3s` warm-up and then `wrk -t2 -c50 -d10s --latency -H 'Host: bench.local'`;
-# TRIALS rounds over the four targets, interleaved, the order rotated per round. The report:
-# median req/s and p99 per target, ratios to haproxy, and whether Dash meets the target
-# (req/s ≥ haproxy's and p99 ≤ haproxy's). wrk, the proxy and the backend share the machine's
-# cores: the CPU other processes use during each run is measured and reported.
+# TRIALS rounds over the targets, interleaved, the order rotated per round; the whole is done
+# RUNS times (separate runs: the verdict is "met" only when the median ratios hold in every
+# run). The report: median req/s and p99 per target and run, ratios to haproxy. wrk, the
+# proxies, `dash server` and the replica share the machine's cores: the CPU other processes use
+# during each run is measured and reported.
 #
 #   bench/proxy.sh
 #
-# Run as root (as the other benches). Needs wrk, haproxy, nginx, curl, python3
-# (apt-get install wrk haproxy nginx-light; their system services are not used). Builds
-# bench_proxy (release) from the working tree and runs a copy of it. Everything it starts
-# (backend, proxies, wrk) and its scratch dir are removed on exit, also on error or Ctrl-C. The
-# output also goes to bench/results/proxy-<date>.txt (on success).
+# Run as root (as the other benches). Needs wrk, haproxy, nginx, curl, python3, jq
+# (apt-get install wrk haproxy nginx-light; their system services are not used). Builds dash and
+# dash-monitor (release) when missing, and bench_proxy when LIB=1. Everything it starts (server,
+# replica, proxies, wrk), its network and its scratch dir are removed on exit, also on error or
+# Ctrl-C. The output also goes to bench/results/proxy-<date>.txt (on success).
 #
-# Environment: TRIALS (default 3), DURATION (default 10s), WARMUP (default 3s; 0 skips the
-# warm-ups), THREADS (proxy threads for dash and haproxy, default 2), CONNS (default 50),
-# WRK_THREADS (default 2), FILE_BYTES (default 1024), PEER_HEADERS (default 1: haproxy and nginx
-# add X-Forwarded-For/-Proto/-Host and Forwarded as Dash does; 0: they add none),
-# BUILD (default 1; 0 runs target/release/examples/bench_proxy as it is). On a shared machine:
-# before each run it waits (at most QUIET_WAIT s, default 120) until other processes use less
-# than QUIET_MAX % of a core (default 10), and a measured run during which they used more is
-# redone, at most REDO times (default 3); the report says what they used. Progress: stderr.
+# Environment: BIN_DIR (default target/release), TRIALS (default 5), RUNS (default 2),
+# DURATION (default 10s), WARMUP (default 3s; 0 skips the warm-ups), THREADS (proxy threads
+# for haproxy, workers for nginx; Dash's proxy has one runtime per core), CONNS (default 50),
+# WRK_THREADS (default 2), FILE_BYTES (default 1024), LIB (default 0; 1 adds dash-lib). On a
+# shared machine: before each run it waits (at most QUIET_WAIT s, default 120) until other
+# processes use less than QUIET_MAX % of a core (default 10), and a measured run during which
+# they used more is redone, at most REDO times (default 3); the report says what they used.
+# Progress: stderr.
 set -eEuo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"        # helpers; goes to the repo root (ROOT)
 
-TRIALS=${TRIALS:-3}
+BIN_DIR=${BIN_DIR:-target/release}
+TRIALS=${TRIALS:-5}
+RUNS=${RUNS:-2}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-50}
 WRK_THREADS=${WRK_THREADS:-2}
 FILE_BYTES=${FILE_BYTES:-1024}
-PEER_HEADERS=${PEER_HEADERS:-1}
-BUILD=${BUILD:-1}
+LIB=${LIB:-0}
 QUIET_MAX=${QUIET_MAX:-10}
 QUIET_WAIT=${QUIET_WAIT:-120}
 REDO=${REDO:-3}
 
-HOST=bench.local                # bench_proxy routes every host; the peers ignore it
-FILE=file-${FILE_BYTES}.bin
+LISTEN=127.0.0.1:7393
+BRIDGE=dashbproxy0
+SUBNET=10.98.3.0/24
+NFT_TABLE=dash_bench_proxy
+RUN_DIR=/run/dash-bench-proxy
+NODE=bench-proxy
+HOST=bench.local
+FILE=file.bin
 TARGETS=(direct dash haproxy nginx)
+[ "$LIB" = 1 ] && TARGETS+=(dash-lib)
 RESULT=$ROOT/bench/results/proxy-$(date +%F).txt
 HZ=$(getconf CLK_TCK)
 
-need_root_and wrk haproxy nginx curl python3 setsid
+need_root_and wrk haproxy nginx curl python3 setsid jq nft ip findmnt
 [ "$TRIALS" -ge 1 ] || die "TRIALS must be ≥ 1"
+ensure_binaries
+refuse_if_taken
 
 # ---- state for the cleanup ----------------------------------------------------------------
-SCR=$(mktemp -d /tmp/dash-proxy-bench.XXXXXX)
-chmod 755 "$SCR"                # nginx workers run as nobody: they read www/ and the temp dirs
+bench_state dash-proxy-bench
+chmod 755 "$SCR"                # nginx workers run as nobody: they read the temp dirs
 OUT=$SCR/report.txt
-PIDS=()                         # servers we started (backend, haproxy, nginx, dash), by pid
+PIDS=()                         # servers we started (haproxy, nginx, bench_proxy), by pid
 NAMES=()
+EXCL=()                         # more processes of ours for foreign_cpu (server, monitor, replica)
 WRK_PID=
 
 # Everything on stdout also goes to $OUT, copied to $RESULT when the run succeeds.
@@ -88,13 +105,25 @@ cleanup() {
   for ((i = 0; i < ${#PIDS[@]}; i++)); do
     kill -0 "${PIDS[i]}" 2>/dev/null && left+=" ${NAMES[i]}:${PIDS[i]}"
   done
+  # The replica, then the server (it leaves containers running when it stops), its network.
+  if server_alive; then
+    "$DASH" service rm backend >/dev/null 2>&1
+    for _ in $(seq 150); do
+      [ "$("$DASH" service ls -o json 2>/dev/null | jq length)" = 0 ] && break
+      sleep 0.2
+    done
+    stop_pid "$SERVER_PID"
+  fi
+  cleanup_net
+  cleanup_cgroups_forward
+  left+=$(net_left)$(cgroups_left)
   for pid in $all_kids $(pgrep -f "$SCR/"); do # workers; anything still running from SCR
     [ "$pid" != "$TEE_PID" ] && kill -0 "$pid" 2>/dev/null && left+=" $(ps -o comm= -p "$pid"):$pid"
   done
   if [ -n "$left" ]; then
     echo "cleanup: LEFT BEHIND:$left"
   else
-    echo "cleanup: nothing left behind (backend, proxies, wrk, scratch dir)"
+    echo "cleanup: nothing left behind (server, replica, proxies, wrk, network, scratch dir)"
   fi
   # Let tee finish (not forever: a copy of the pipe the shell may still hold keeps it open).
   exec >&4 4>&-
@@ -122,18 +151,18 @@ start() { # start NAME LOG CMD...: CMD in its own session, recorded for the clea
   NAMES+=("$name")
 }
 
-# wait_http NAME PORT LOG: until GET /FILE through PORT answers 200 with FILE_BYTES bytes
+# wait_http NAME ADDR LOG [PID]: until GET /FILE at ADDR answers 200 with FILE_BYTES bytes
 wait_http() {
-  local name=$1 port=$2 logf=$3 got='' pid=${PIDS[${#PIDS[@]} - 1]}
+  local name=$1 addr=$2 logf=$3 got='' pid=${4:-${PIDS[${#PIDS[@]} - 1]}}
   for _ in $(seq 100); do
     got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' -H "Host: $HOST" \
-      "http://127.0.0.1:$port/$FILE" 2>/dev/null || true)
+      "http://$addr/$FILE" 2>/dev/null || true)
     [ "$got" = "200 $FILE_BYTES" ] && return 0
     kill -0 "$pid" 2>/dev/null || { cat "$logf" >&2; die "$name exited"; }
     sleep 0.1
   done
   tail "$logf" >&2
-  die "$name on :$port not answering 200 with $FILE_BYTES bytes (got: ${got:-nothing})"
+  die "$name at $addr not answering 200 with $FILE_BYTES bytes (got: ${got:-nothing})"
 }
 
 # cpu_snap: "pid ppid ticks comm" of every process, kernel threads left out
@@ -176,9 +205,9 @@ foreign_cpu() {
       printf "%.0f %s\n", sum * f, top }' "$before" "$after"
 }
 
-# backend_accepts: connections the backend has accepted so far (its stub_status)
+# backend_accepts: connections the replica has accepted so far (its stub_status)
 backend_accepts() {
-  curl -s "http://127.0.0.1:$BACKEND_PORT/status" | awk '/^ *[0-9]+ +[0-9]+ +[0-9]+ *$/ {print $1; exit}'
+  curl -s "http://$BACKEND/status" | awk '/^ *[0-9]+ +[0-9]+ +[0-9]+ *$/ {print $1; exit}'
 }
 
 # to_ms VALUE-WITH-UNIT (wrk: 512.00us, 1.23ms, 1.02s, 2.00m) → milliseconds
@@ -190,71 +219,83 @@ to_ms() {
     printf "%.3f\n", n }'
 }
 
-port_of() { # port_of TARGET
+addr_of() { # addr_of TARGET
   case $1 in
-    direct) echo "$BACKEND_PORT" ;; dash) echo "$DASH_PORT" ;;
-    haproxy) echo "$HAPROXY_PORT" ;; nginx) echo "$NGINX_PORT" ;;
+    direct) echo "$BACKEND" ;; dash) echo "$DASH_PROXY" ;; dash-lib) echo "127.0.0.1:$LIB_PORT" ;;
+    haproxy) echo "127.0.0.1:$HAPROXY_PORT" ;; nginx) echo "127.0.0.1:$NGINX_PORT" ;;
   esac
 }
 
 # run_wrk OUTFILE DURATION TARGET [--latency]: wrk in the background (the cleanup can stop it)
 run_wrk() {
-  local outf=$1 dur=$2 port
-  port=$(port_of "$3")
+  local outf=$1 dur=$2 addr
+  addr=$(addr_of "$3")
   shift 3
   wrk -t"$WRK_THREADS" -c"$CONNS" -d"$dur" "$@" -H "Host: $HOST" \
-    "http://127.0.0.1:$port/$FILE" >"$outf" 2>&1 4>&- &
+    "http://$addr/$FILE" >"$outf" 2>&1 4>&- &
   WRK_PID=$!
   wait "$WRK_PID" || { cat "$outf" >&2; die "wrk against $1 failed"; }
   WRK_PID=
 }
 
 # ---- build --------------------------------------------------------------------------------
-if [ "$BUILD" = 1 ]; then
+if [ "$LIB" = 1 ]; then
   log "building bench_proxy (release)"
   cargo build --release -p dash-proxy --example bench_proxy >&2
+  # A copy: another build may replace it during the run.
+  cp target/release/examples/bench_proxy "$SCR/bench_proxy"
 fi
-[ -x target/release/examples/bench_proxy ] || die "target/release/examples/bench_proxy missing"
-# A copy: another build may replace target/release/examples/bench_proxy during the run.
-cp target/release/examples/bench_proxy "$SCR/bench_proxy"
-DASH_BUILT=$(date -r target/release/examples/bench_proxy '+%F %T')
-DASH_SUM=$(sha256sum "$SCR/bench_proxy" | cut -c1-12)
 
 # ---- header -------------------------------------------------------------------------------
-echo "# Dash proxy bench, $(date -Is)"
-echo "host: $(uname -n), kernel $(uname -r), $(nproc) cpus, $(awk '/MemTotal/{printf "%.1f GB", $2/1048576}' /proc/meminfo)"
-dirty=$(git status --porcelain -- crates/dash-proxy 2>/dev/null | awk '{print $2}' | sed 's|crates/dash-proxy/||' | tr '\n' ' ')
-echo "dash: tree $(git rev-parse --short HEAD 2>/dev/null)${dirty:+ + uncommitted changes in crates/dash-proxy: ${dirty% }}"
-echo "      bench_proxy built $DASH_BUILT, sha256 $DASH_SUM…, $THREADS runtime threads"
-# (awk reads all of it: no SIGPIPE; wrk -v exits 1)
-echo "peers: $(haproxy -v 2>&1 | awk 'NR == 1 {print "haproxy", $3}'), $(nginx -v 2>&1 | sed 's|.*: ||; s|/| |'), $({ wrk -v 2>&1 || true; } | awk 'NR == 1 {print "wrk", $2}')"
-echo "backend: nginx, 1 worker, access_log off, GET /$FILE ($FILE_BYTES bytes), keep-alive"
-echo "load: wrk ($WRK_THREADS threads, $CONNS connections, keep-alive), the proxy under test and the backend all share the $(nproc) cores"
-echo "trials: $TRIALS per target (interleaved, order rotated per trial); each a ${WARMUP} warm-up (uncounted) and a $DURATION run"
+header proxy "$(versions haproxy nginx wrk)"
+echo "replica: nginx in a Dash container, 1 worker, access_log off, GET /$FILE ($FILE_BYTES bytes), keep-alive"
+echo "proxies: dash server's proxy (one runtime per core), haproxy nbthread $THREADS, nginx worker_processes $THREADS; all add X-Forwarded-For/-Proto/-Host and Forwarded"
+echo "load: wrk ($WRK_THREADS threads, $CONNS connections, keep-alive), the proxy under test, dash server and the replica all share the $(nproc) cores"
+echo "trials: $TRIALS per target and run (interleaved, order rotated per trial), $RUNS runs; each a ${WARMUP} warm-up (uncounted) and a $DURATION run"
 echo "        before each: wait ≤ ${QUIET_WAIT}s for other processes < ${QUIET_MAX}% of a core; a run they disturbed (≥ ${QUIET_MAX}%) is redone ≤ $REDO times"
-if [ "$PEER_HEADERS" = 1 ]; then
-  echo "headers: haproxy and nginx add X-Forwarded-For/-Proto/-Host and Forwarded (as Dash does)"
-else
-  echo "headers: haproxy and nginx add no forwarding headers (Dash adds X-Forwarded-For/-Proto/-Host, Forwarded)"
-fi
-echo "load at start: $(load)"
 
-# ---- the backend --------------------------------------------------------------------------
-BACKEND_PORT=$(free_port)
+# ---- the replica --------------------------------------------------------------------------
 DASH_PORT=$(free_port)
 HAPROXY_PORT=$(free_port)
 NGINX_PORT=$(free_port)
-ports=$(printf '%s\n' "$BACKEND_PORT" "$DASH_PORT" "$HAPROXY_PORT" "$NGINX_PORT" | sort -u | wc -l)
+LIB_PORT=$(free_port)
+ports=$(printf '%s\n' "$DASH_PORT" "$HAPROXY_PORT" "$NGINX_PORT" "$LIB_PORT" | sort -u | wc -l)
 [ "$ports" = 4 ] || die "got the same free port twice; run again"
+DASH_PROXY=127.0.0.1:$DASH_PORT
+PROXY_LISTEN=$DASH_PROXY
+mkdir -p "$SCR/nginx" "$SCR/haproxy"
 
-mkdir -p "$SCR/www" "$SCR/backend" "$SCR/nginx" "$SCR/haproxy"
-head -c "$FILE_BYTES" /dev/urandom >"$SCR/www/$FILE"
-chmod 644 "$SCR/www/$FILE"
+"$ROOT/bench/make-nginx-rootfs.sh" "$SCR/nginx.tar" "$FILE_BYTES"
+start_server
+"$DASH" image import --rootfs "$SCR/nginx.tar" ngx:1 >/dev/null
+cat >"$SCR/backend.toml" <<EOF
+name = "backend"
+image = "ngx:1"
+command = ["/usr/sbin/nginx", "-c", "/etc/nginx/nginx.conf"]
+stop_grace_period = "1s"
+[[routes]]
+host = "$HOST"
+port = 80
+EOF
+# The replica's config answers /status (stub_status) for the keep-alive check.
+"$DASH" apply -f "$SCR/backend.toml" >/dev/null
+for _ in $(seq 300); do
+  IP=$("$DASH" ps backend -o json | jq -r '.[] | select(.state == "running") | .ip' | head -1)
+  [ -n "$IP" ] && break
+  sleep 0.1
+done
+[ -n "$IP" ] || { "$DASH" ps backend >&2; die "the nginx replica is not running"; }
+BACKEND=$IP:80
+REPLICA_ID=$("$DASH" ps backend -o json | jq -r '.[0].id')
+MONITOR_PID=$(cat "$DATA/containers/$REPLICA_ID/monitor.pid")
+EXCL=("$SERVER_PID" "$MONITOR_PID")
+log "the replica $REPLICA_ID serves on $BACKEND"
+wait_http replica "$BACKEND" "$SCR/server.log" "$SERVER_PID"
+wait_http "dash server's proxy" "$DASH_PROXY" "$SCR/server.log" "$SERVER_PID"
 
-# nginx_common DIR: the temp paths (Debian's nginx defaults to /var/lib/nginx/…) under DIR
-nginx_common() {
+nginx_common() { # nginx_common DIR WORKERS
   cat <<EOF
-worker_processes 1;
+worker_processes $2;
 daemon off;
 master_process on;
 pid $1/nginx.pid;
@@ -267,47 +308,15 @@ nginx_temps() {
   for t in client_body proxy fastcgi uwsgi scgi; do echo "  ${t}_temp_path $1/tmp-$t;"; done
 }
 
-{
-  nginx_common "$SCR/backend"
-  cat <<EOF
-http {
-  access_log off;
-$(nginx_temps "$SCR/backend")
-  default_type application/octet-stream;
-  sendfile on;
-  open_file_cache max=64;
-  keepalive_timeout 65s;
-  keepalive_requests 1000000000;
-  server {
-    listen 127.0.0.1:$BACKEND_PORT;
-    root $SCR/www;
-    location / { }
-    location = /status { stub_status; }
-  }
-}
-EOF
-} >"$SCR/backend/nginx.conf"
-
-log "starting the backend (nginx) on 127.0.0.1:$BACKEND_PORT"
-nginx -t -q -p "$SCR/backend/" -e "$SCR/backend/error.log" -c "$SCR/backend/nginx.conf" ||
-  { cat "$SCR/backend/error.log" >&2; die "backend nginx config rejected"; }
-start backend "$SCR/backend/out.log" \
-  nginx -p "$SCR/backend/" -e "$SCR/backend/error.log" -c "$SCR/backend/nginx.conf"
-wait_http backend "$BACKEND_PORT" "$SCR/backend/error.log"
-
 # ---- the proxies --------------------------------------------------------------------------
-hap_headers=''
-ngx_headers=''
-if [ "$PEER_HEADERS" = 1 ]; then
-  hap_headers="  option forwardfor
+hap_headers="  option forwardfor
   http-request set-header X-Forwarded-Proto http
   http-request set-header X-Forwarded-Host %[req.hdr(host)]
   http-request add-header Forwarded for=%[src]"
-  ngx_headers="      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+ngx_headers="      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
       proxy_set_header X-Forwarded-Proto \$scheme;
       proxy_set_header X-Forwarded-Host \$host;
       proxy_set_header Forwarded for=\$remote_addr;"
-fi
 cat >"$SCR/haproxy/haproxy.cfg" <<EOF
 global
   nbthread $THREADS
@@ -326,15 +335,15 @@ frontend fe
 backend be
   http-reuse always
 $hap_headers
-  server s1 127.0.0.1:$BACKEND_PORT
+  server s1 $BACKEND
 EOF
 haproxy -c -q -f "$SCR/haproxy/haproxy.cfg" >&2 || die "haproxy config rejected"
 log "starting haproxy on 127.0.0.1:$HAPROXY_PORT"
 start haproxy "$SCR/haproxy/out.log" haproxy -db -f "$SCR/haproxy/haproxy.cfg"
-wait_http haproxy "$HAPROXY_PORT" "$SCR/haproxy/out.log"
+wait_http haproxy "127.0.0.1:$HAPROXY_PORT" "$SCR/haproxy/out.log"
 
 {
-  nginx_common "$SCR/nginx"
+  nginx_common "$SCR/nginx" "$THREADS"
   cat <<EOF
 http {
   access_log off;
@@ -342,7 +351,7 @@ $(nginx_temps "$SCR/nginx")
   keepalive_timeout 65s;
   keepalive_requests 1000000000;
   upstream backend {
-    server 127.0.0.1:$BACKEND_PORT;
+    server $BACKEND;
     keepalive 64;
     keepalive_requests 1000000000;
   }
@@ -364,11 +373,13 @@ nginx -t -q -p "$SCR/nginx/" -e "$SCR/nginx/error.log" -c "$SCR/nginx/nginx.conf
 log "starting nginx (proxy) on 127.0.0.1:$NGINX_PORT"
 start nginx "$SCR/nginx/out.log" \
   nginx -p "$SCR/nginx/" -e "$SCR/nginx/error.log" -c "$SCR/nginx/nginx.conf"
-wait_http nginx "$NGINX_PORT" "$SCR/nginx/error.log"
+wait_http nginx "127.0.0.1:$NGINX_PORT" "$SCR/nginx/error.log"
 
-log "starting dash bench_proxy on 127.0.0.1:$DASH_PORT"
-start dash "$SCR/dash.log" "$SCR/bench_proxy" "127.0.0.1:$DASH_PORT" "$THREADS" "127.0.0.1:$BACKEND_PORT"
-wait_http dash "$DASH_PORT" "$SCR/dash.log"
+if [ "$LIB" = 1 ]; then
+  log "starting bench_proxy on 127.0.0.1:$LIB_PORT"
+  start dash-lib "$SCR/dash-lib.log" "$SCR/bench_proxy" "127.0.0.1:$LIB_PORT" "$THREADS" "$BACKEND"
+  wait_http dash-lib "127.0.0.1:$LIB_PORT" "$SCR/dash-lib.log"
+fi
 
 # ---- the runs -----------------------------------------------------------------------------
 mkdir -p "$SCR/samples" "$SCR/wrk"
@@ -384,7 +395,7 @@ wait_quiet() {
     cpu_snap >"$SCR/q0"
     sleep 1
     cpu_snap >"$SCR/q1"
-    c=$(foreign_cpu "$SCR/q0" "$SCR/q1" 1 "${PIDS[@]}")
+    c=$(foreign_cpu "$SCR/q0" "$SCR/q1" 1 ${PIDS[@]+"${PIDS[@]}"} "${EXCL[@]}")
     [ "${c%% *}" -lt "$QUIET_MAX" ] && break
     if [ $((SECONDS - t)) -ge "$QUIET_WAIT" ]; then
       log "other processes still use ${c%% *}% of a core (busiest: ${c#* }); going on"
@@ -409,7 +420,7 @@ run_one() { # run_one TRIAL TARGET: a warm-up and a measured run, redone while d
     s1=$EPOCHREALTIME
     cpu_snap >"$SCR/cpu1"
     a1=$(backend_accepts)
-    cpu=$(foreign_cpu "$SCR/cpu0" "$SCR/cpu1" "$(awk -v a="$s0" -v b="$s1" 'BEGIN{print b - a}')" "${PIDS[@]}")
+    cpu=$(foreign_cpu "$SCR/cpu0" "$SCR/cpu1" "$(awk -v a="$s0" -v b="$s1" 'BEGIN{print b - a}')" ${PIDS[@]+"${PIDS[@]}"} "${EXCL[@]}")
     [ "${cpu%% *}" -ge "$QUIET_MAX" ] || break
     [ "$attempt" -le "$REDO" ] || break
     REDONE=$((REDONE + 1))
@@ -420,21 +431,25 @@ run_one() { # run_one TRIAL TARGET: a warm-up and a measured run, redone while d
   if [ -z "$rps" ] || [ -z "$p99raw" ]; then cat "$f" >&2; die "could not parse wrk's output ($t)"; fi
   p99=$(to_ms "$p99raw")
   errs=$(awk '/Socket errors:/{gsub(/,/, ""); s += $4 + $6 + $8 + $10} /Non-2xx/{s += $NF} END{print s + 0}' "$f")
-  echo "$rps" >>"$SCR/samples/$t.rps"
-  echo "$p99" >>"$SCR/samples/$t.p99"
-  echo "$errs" >>"$SCR/samples/$t.err"
+  echo "$rps" >>"$SAMPLES_RUN/$t.rps"
+  echo "$p99" >>"$SAMPLES_RUN/$t.p99"
+  echo "$errs" >>"$SAMPLES_RUN/$t.err"
   echo "${cpu%% *}" >>"$SCR/samples/foreign.cpu"
-  printf 'trial %d  %-8s %10.0f req/s  p99 %8.2f ms  errors %d  backend conns opened %4d  other cpu %3s%% (busiest: %s)\n' \
-    "$trial" "$t" "$rps" "$p99" "$errs" $((a1 - a0 - 1)) "${cpu%% *}" "${cpu#* }"
+  printf 'run %d trial %d  %-8s %10.0f req/s  p99 %8.2f ms  errors %d  backend conns opened %4d  other cpu %3s%% (busiest: %s)\n' \
+    "$RUN" "$trial" "$t" "$rps" "$p99" "$errs" $((a1 - a0 - 1)) "${cpu%% *}" "${cpu#* }"
 }
 WAITED=0
 REDONE=0
 n=${#TARGETS[@]}
-for ((trial = 1; trial <= TRIALS; trial++)); do
-  for ((k = 0; k < n; k++)); do
-    t=${TARGETS[(k + trial - 1) % n]}
-    log "trial $trial/$TRIALS: $t"
-    run_one "$trial" "$t"
+for ((RUN = 1; RUN <= RUNS; RUN++)); do
+  SAMPLES_RUN=$SCR/samples/run$RUN
+  mkdir -p "$SAMPLES_RUN"
+  for ((trial = 1; trial <= TRIALS; trial++)); do
+    for ((k = 0; k < n; k++)); do
+      t=${TARGETS[(k + trial - 1) % n]}
+      log "run $RUN/$RUNS, trial $trial/$TRIALS: $t"
+      run_one "$trial" "$t"
+    done
   done
 done
 
@@ -447,26 +462,32 @@ med() {
 range() { sort -g "$1" | awk -v fmt="${2:-%.2f}" 'NR == 1 {lo = $1} {hi = $1} END {printf fmt ".." fmt "\n", lo, hi}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f\n", a / b; else print "-" }'; }
 
-H_RPS=$(med "$SCR/samples/haproxy.rps" %.1f)
-H_P99=$(med "$SCR/samples/haproxy.p99" %.3f)
 echo
-echo "## wrk -t$WRK_THREADS -c$CONNS -d$DURATION --latency, GET /$FILE ($FILE_BYTES bytes), Host: $HOST; medians over $TRIALS trials"
+echo "## wrk -t$WRK_THREADS -c$CONNS -d$DURATION --latency, GET /$FILE ($FILE_BYTES bytes), Host: $HOST; medians over $TRIALS trials per run"
 echo "ratios to haproxy: req/s ratio > 1 = more throughput than haproxy; p99 ratio < 1 = lower tail latency than haproxy"
-printf '%-8s %12s %21s %11s %17s %12s %10s %7s\n' target 'req/s' '(min..max)' 'p99 ms' '(min..max)' 'req/s/hap' 'p99/hap' errors
-for t in "${TARGETS[@]}"; do
-  rps=$(med "$SCR/samples/$t.rps" %.1f)
-  p99=$(med "$SCR/samples/$t.p99" %.3f)
-  printf '%-8s %12.0f %21s %11.2f %17s %12s %10s %7d\n' "$t" "$rps" "$(range "$SCR/samples/$t.rps" %.0f)" \
-    "$p99" "$(range "$SCR/samples/$t.p99")" "$(ratio "$rps" "$H_RPS")" "$(ratio "$p99" "$H_P99")" \
-    "$(awk '{s += $1} END {print s + 0}' "$SCR/samples/$t.err")"
+VERDICT=MET
+for ((RUN = 1; RUN <= RUNS; RUN++)); do
+  S=$SCR/samples/run$RUN
+  H_RPS=$(med "$S/haproxy.rps" %.1f)
+  H_P99=$(med "$S/haproxy.p99" %.3f)
+  echo
+  echo "run $RUN:"
+  printf '%-8s %12s %21s %11s %17s %12s %10s %7s\n' target 'req/s' '(min..max)' 'p99 ms' '(min..max)' 'req/s/hap' 'p99/hap' errors
+  for t in "${TARGETS[@]}"; do
+    rps=$(med "$S/$t.rps" %.1f)
+    p99=$(med "$S/$t.p99" %.3f)
+    printf '%-8s %12.0f %21s %11.2f %17s %12s %10s %7d\n' "$t" "$rps" "$(range "$S/$t.rps" %.0f)" \
+      "$p99" "$(range "$S/$t.p99")" "$(ratio "$rps" "$H_RPS")" "$(ratio "$p99" "$H_P99")" \
+      "$(awk '{s += $1} END {print s + 0}' "$S/$t.err")"
+  done
+  R_RPS=$(ratio "$(med "$S/dash.rps" %.1f)" "$H_RPS")
+  R_P99=$(ratio "$(med "$S/dash.p99" %.3f)" "$H_P99")
+  v=$(awk -v r="$R_RPS" -v p="$R_P99" 'BEGIN { print (r >= 1 && p <= 1) ? "held" : "not held" }')
+  [ "$v" = held ] || VERDICT=MISSED
+  echo "run $RUN dash/haproxy: req/s ratio $R_RPS (target ≥ 1), p99 ratio $R_P99 (target ≤ 1): $v"
 done
-D_RPS=$(med "$SCR/samples/dash.rps" %.1f)
-D_P99=$(med "$SCR/samples/dash.p99" %.3f)
-R_RPS=$(ratio "$D_RPS" "$H_RPS")
-R_P99=$(ratio "$D_P99" "$H_P99")
-verdict=$(awk -v r="$R_RPS" -v p="$R_P99" 'BEGIN { print (r >= 1 && p <= 1) ? "MET" : "MISSED" }')
 echo
-echo "dash/haproxy: req/s ratio $R_RPS (target ≥ 1), p99 ratio $R_P99 (target ≤ 1): $verdict"
+echo "target (dash server's proxy ≥ haproxy in req/s and ≤ in p99, the median ratios holding in all $RUNS runs): $VERDICT"
 echo "other processes' CPU during the measured runs (% of one core): median $(med "$SCR/samples/foreign.cpu" %.0f), max $(sort -g "$SCR/samples/foreign.cpu" | tail -1)"
 echo "waited ${WAITED}s in all for other processes to go quiet (< ${QUIET_MAX}% of a core); $REDONE runs redone as disturbed"
 FOREIGN_MAX=$(sort -g "$SCR/samples/foreign.cpu" | tail -1)
@@ -474,11 +495,9 @@ if [ "$FOREIGN_MAX" -ge "$QUIET_MAX" ]; then
   echo "WARNING: other processes used up to ${FOREIGN_MAX}% of a core during some runs: those numbers are disturbed"
 fi
 echo "load at end: $(load)"
-if grep -qi 'panic\|error' "$SCR/dash.log"; then
-  echo "dash bench_proxy log:"
-  sed 's/^/  /' "$SCR/dash.log"
+if grep -qi 'panic\|ERROR' "$SCR/server.log"; then
+  echo "dash server log (errors):"
+  grep -i 'panic\|ERROR' "$SCR/server.log" | tail -5 | sed 's/^/  /'
 fi
-for f in "$SCR/backend/error.log" "$SCR/nginx/error.log"; do
-  [ -s "$f" ] && { echo "${f#"$SCR"/}:"; tail -5 "$f" | sed 's/^/  /'; }
-done
+[ -s "$SCR/nginx/error.log" ] && { echo "nginx/error.log:"; tail -5 "$SCR/nginx/error.log" | sed 's/^/  /'; }
 exit 0
