@@ -31,6 +31,8 @@ echo "==> cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "==> build (the end-to-end tests run the real binaries)"
 cargo build --locked --workspace
+echo "==> the admin API keeps its OpenAPI contract (schemathesis)"
+./scripts/api-contract.sh
 echo "==> cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -171,9 +171,21 @@ pub struct TokenInfo {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenRequest {
     /// `worker` (masters join with `dash master --join`, not yet built).
+    #[cfg_attr(feature = "openapi", schema(value_type = TokenRole))]
     pub role: String,
-    /// Lifetime in seconds; none: valid until revoked.
+    /// Lifetime in seconds, 1 to 10 years; none: valid until revoked.
+    #[serde(default, deserialize_with = "whole_number::option_u64")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 315360000))]
     pub ttl_s: Option<u64>,
+}
+
+/// The roles a join token can grant: the values `TokenRequest::role` takes (the field stays a
+/// string so that the server, not the JSON decoder, says what is wrong with another one).
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum TokenRole {
+    Worker,
 }
 
 /// `POST /v1/tokens`: the token, shown once.
@@ -190,7 +202,8 @@ pub struct TokenCreated {
 pub struct ApplyRequest {
     /// File name, for error messages.
     pub file_name: String,
-    /// The TOML text.
+    /// The TOML text (docs/service-file.md); an invalid one is answered 400 with every problem
+    /// in `diagnostics`.
     pub content: String,
     #[serde(default)]
     pub dry_run: bool,
@@ -221,7 +234,130 @@ pub struct ApplyResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScaleRequest {
+    /// 0 to 10000 (`config_parser::MAX_REPLICAS`); an autoscaled service also keeps within its
+    /// `[autoscale]` min and max (else 400).
+    #[serde(deserialize_with = "whole_number::u32")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 10000))]
     pub replicas: u32,
+}
+
+/// JSON Schema, and so the OpenAPI document, counts `3.0` as the integer 3, and so do the
+/// request fields that use these instead of serde's integers (which refuse a float).
+pub mod whole_number {
+    use std::fmt;
+
+    use serde::Deserializer;
+    use serde::de::{Error, Unexpected, Visitor};
+
+    struct WholeNumber;
+
+    impl<'de> Visitor<'de> for WholeNumber {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a whole number from 0 to 18446744073709551615")
+        }
+
+        fn visit_u64<E: Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+
+        fn visit_i64<E: Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+        }
+
+        fn visit_f64<E: Error>(self, v: f64) -> Result<u64, E> {
+            // 2^64 is the first float past u64::MAX; NaN and the infinities fail `fract`.
+            if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
+                Ok(v as u64)
+            } else {
+                Err(E::invalid_value(Unexpected::Float(v), &self))
+            }
+        }
+    }
+
+    /// A `u32` written as `7` or `7.0`.
+    pub fn u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let v = d.deserialize_u64(WholeNumber)?;
+        u32::try_from(v).map_err(|_| {
+            D::Error::invalid_value(
+                Unexpected::Unsigned(v),
+                &"a whole number from 0 to 4294967295",
+            )
+        })
+    }
+
+    /// An optional `u64` written as `7` or `7.0`, or `null`.
+    pub fn option_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        struct Optional;
+
+        impl<'de> Visitor<'de> for Optional {
+            type Value = Option<u64>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a whole number or null")
+            }
+
+            fn visit_none<E: Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+
+            fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_u64(WholeNumber).map(Some)
+            }
+        }
+
+        d.deserialize_option(Optional)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use crate::api::{ScaleRequest, TokenRequest};
+
+        #[test]
+        fn whole_numbers_are_taken_as_written_either_way_and_nothing_else() {
+            let replicas = |json: &str| {
+                serde_json::from_str::<ScaleRequest>(&format!(r#"{{"replicas": {json}}}"#))
+                    .map(|r| r.replicas)
+                    .map_err(|e| e.to_string())
+            };
+            assert_eq!(replicas("3"), Ok(3));
+            assert_eq!(replicas("118.0"), Ok(118));
+            assert_eq!(replicas("1e2"), Ok(100));
+            assert_eq!(replicas("4294967295"), Ok(u32::MAX));
+            for bad in [
+                "3.5",
+                "-1",
+                "-1.0",
+                "4294967296",
+                "1e20",
+                "\"3\"",
+                "null",
+                "true",
+            ] {
+                assert!(replicas(bad).is_err(), "{bad} was taken");
+            }
+            assert!(replicas("4294967296").unwrap_err().contains("4294967295"));
+            let ttl = |json: &str| {
+                serde_json::from_str::<TokenRequest>(json)
+                    .map(|r| r.ttl_s)
+                    .map_err(|e| e.to_string())
+            };
+            assert_eq!(ttl(r#"{"role": "worker"}"#), Ok(None));
+            assert_eq!(ttl(r#"{"role": "worker", "ttl_s": null}"#), Ok(None));
+            assert_eq!(ttl(r#"{"role": "worker", "ttl_s": 60.0}"#), Ok(Some(60)));
+            assert_eq!(
+                ttl(r#"{"role": "worker", "ttl_s": 18446744073709551615}"#),
+                Ok(Some(u64::MAX))
+            );
+            assert!(ttl(r#"{"role": "worker", "ttl_s": 0.5}"#).is_err());
+            assert!(ttl(r#"{"role": "worker", "ttl_s": 18446744073709551616.0}"#).is_err());
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -272,7 +408,149 @@ pub struct Assignment {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PullRequest {
     /// `registry/repository:tag` or `…@sha256:…`.
+    #[cfg_attr(feature = "openapi", schema(schema_with = patterns::image_reference))]
     pub reference: String,
+}
+
+/// The regular expressions the OpenAPI document gives for the strings the server parses
+/// itself (ECMA 262, as JSON Schema reads them): exactly what the parsers take. A lookahead at
+/// the start holds the length limit (at most 255 characters of repository name), which the
+/// rest of the pattern cannot count.
+pub mod patterns {
+    /// A host name label: letters, digits and inner dashes.
+    macro_rules! label {
+        () => {
+            r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+        };
+    }
+    macro_rules! port {
+        () => {
+            r":[0-9]{1,5}"
+        };
+    }
+    /// A repository path component: `[a-z0-9]+` joined by `.`, `_`, `__` or dashes.
+    macro_rules! component {
+        () => {
+            r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+        };
+    }
+    /// A registry name as `check_registry` takes it: a host with a `.` or a port, or localhost.
+    macro_rules! registry_host {
+        () => {
+            concat!(
+                "(?:",
+                label!(),
+                r"(?:\.",
+                label!(),
+                ")+(?:",
+                port!(),
+                ")?|",
+                label!(),
+                port!(),
+                "|localhost)"
+            )
+        };
+    }
+    /// What Rust's `str::trim` removes (Unicode White_Space; ECMA's `\s` differs by two).
+    macro_rules! space {
+        () => {
+            r"[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+        };
+    }
+
+    /// `image_ref::normalize`: `[host[:port]/]path[:tag][@sha256:<64 hex>]`. The first of
+    /// several path parts is a host when it has a `.`, a `:` or an upper-case letter (or is
+    /// `localhost`), else a path component.
+    pub const IMAGE_REFERENCE: &str = concat!(
+        r"^(?=[^@]{1,255}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@|$))",
+        "(?:",
+        component!(),
+        "|(?:",
+        label!(),
+        r"(?:\.",
+        label!(),
+        ")*(?:",
+        port!(),
+        ")?",
+        "|",
+        r"[a-z0-9]+(?:(?:_|__|-+)[a-z0-9]+)*",
+        ")(?:/",
+        component!(),
+        ")+)",
+        r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+    );
+
+    /// A registry in a request body (`POST /v1/registries/login`): `host[:port]` of at most
+    /// 253 characters (`host/x` is a repository name), spaces around it allowed.
+    pub const REGISTRY: &str = concat!(
+        "^(?=",
+        space!(),
+        r"*[\s\S]{1,253}",
+        space!(),
+        "*$)",
+        space!(),
+        "*",
+        registry_host!(),
+        space!(),
+        "*$"
+    );
+
+    /// A registry in a path (`DELETE /v1/registries/{registry}`): as [`REGISTRY`], and a
+    /// scheme before it and a path after it are dropped, as in docker's config.json.
+    pub const REGISTRY_IN_PATH: &str = concat!(
+        "^(?=",
+        space!(),
+        "*(?!",
+        space!(),
+        r")(?:https?://|(?!https?://))[^/]{1,253}(?:/|",
+        space!(),
+        "*$))",
+        space!(),
+        "*(?:https?://)?",
+        registry_host!(),
+        r"(?:/[\s\S]*)?",
+        space!(),
+        "*$"
+    );
+
+    #[cfg(feature = "openapi")]
+    fn string(pattern: &str, description: &str) -> utoipa::openapi::Object {
+        use utoipa::openapi::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(pattern))
+            .description(Some(description))
+            .build()
+    }
+
+    /// The schema of an image reference.
+    #[cfg(feature = "openapi")]
+    pub fn image_reference() -> utoipa::openapi::Object {
+        string(
+            IMAGE_REFERENCE,
+            "`[registry/]repository[:tag]` or `…@sha256:<hex>`, as docker reads it; the \
+             repository name has at most 255 characters",
+        )
+    }
+
+    /// The schema of a registry name in a body.
+    #[cfg(feature = "openapi")]
+    pub fn registry() -> utoipa::openapi::Object {
+        string(
+            REGISTRY,
+            "`host[:port]`: a host with a '.' or a port, or localhost (else it reads as a \
+             docker.io repository)",
+        )
+    }
+
+    /// The schema of a registry name in a path.
+    #[cfg(feature = "openapi")]
+    pub fn registry_in_path() -> utoipa::openapi::Object {
+        string(
+            REGISTRY_IN_PATH,
+            "`host[:port]` as for login (a scheme before it and a path after it are dropped)",
+        )
+    }
 }
 
 /// One line of a pull's progress stream (newline-delimited JSON).
@@ -318,7 +596,10 @@ pub struct PullLayer {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
     /// `host[:port]`.
+    #[cfg_attr(feature = "openapi", schema(schema_with = patterns::registry))]
     pub registry: String,
+    /// Not empty, without `:` (else 401, as the registry would answer).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[^:]+$"))]
     pub username: String,
     pub password: String,
 }

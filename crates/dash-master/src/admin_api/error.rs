@@ -69,23 +69,65 @@ impl From<ManagerError> for HttpError {
 }
 
 /// `Json<T>` whose rejections (bad JSON, wrong types, wrong content type) answer in the API's
-/// error shape instead of axum's plain text.
+/// error shape instead of axum's plain text. Every request body is a JSON object: serde would
+/// also take a struct from an array of its fields (`[]` for a body whose fields all have
+/// defaults), which the document does not allow, so anything else is refused with 422 first.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
 where
-    axum::Json<T>:
-        axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = HttpError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        let body_error = |status: StatusCode, message: String| {
+            let mut e = HttpError::new(status, "invalid", message);
+            e.1.field = Some("body".into());
+            e
+        };
+        // Content type, size limit and syntax first, with axum's statuses and messages.
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => v,
+            Err(rejection) => return Err(body_error(rejection.status(), rejection.body_text())),
+        };
+        if !value.is_object() {
+            return Err(body_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Failed to deserialize the JSON body into the target type: expected a JSON object"
+                    .into(),
+            ));
+        }
+        // From bytes again rather than `from_value`, for axum's messages that name the field.
+        let bytes = serde_json::to_vec(&value).map_err(HttpError::internal)?;
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(body_error(rejection.status(), rejection.body_text())),
+        }
+    }
+}
+
+/// `Path<T>` with rejections in the API's error shape (a segment that is not UTF-8 once
+/// percent-decoded is 400).
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = HttpError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
             Err(rejection) => {
                 let mut e = HttpError::new(rejection.status(), "invalid", rejection.body_text());
-                e.1.field = Some("body".into());
+                e.1.field = Some("path".into());
                 Err(e)
             }
         }
@@ -121,3 +163,7 @@ where
         }
     }
 }
+
+#[cfg(test)]
+#[path = "error_test.rs"]
+mod tests;

@@ -10,14 +10,20 @@ use super::AppState;
 use super::error::ApiQuery;
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
     /// Also send the kept events with a sequence number above this (0: all kept).
+    #[param(schema_with = super::openapi::unsigned_64)]
     since: Option<u64>,
 }
 
-/// Streams events as newline-delimited JSON until the client goes away.
-#[utoipa::path(get, path = "/v1/events", params(EventQuery),
-    responses((status = 200, description = "newline-delimited JSON events", body = dash_core::event::Event)))]
+/// Streams events as newline-delimited JSON until the client goes away: the answer never
+/// ends. A client that reads too slowly gets `{"kind": "lagged", "message": "N events
+/// dropped"}` in place of what it missed.
+#[utoipa::path(get, path = "/v1/events", tag = "events", operation_id = "stream_events",
+    params(EventQuery),
+    responses((status = 200, content_type = "application/x-ndjson", body = dash_core::event::Event,
+        description = "newline-delimited JSON, one `Event` a line, streamed without end")))]
 pub async fn stream(State(s): State<AppState>, ApiQuery(q): ApiQuery<EventQuery>) -> Response {
     let mut rx = s.mq.subscribe();
     let backlog = q.since.map(|since| s.mq.recent(since)).unwrap_or_default();

@@ -4,7 +4,7 @@
 //! the replica is: in process on this node, through worker_api on another.
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use dash_core::api::{ExecEvent, ExecRequest, exec_frame};
@@ -13,28 +13,39 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::AppState;
-use super::error::{ApiQuery, HttpError};
+use super::error::{ApiPath, ApiQuery, HttpError};
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExecQuery {
-    /// The command and its arguments as a JSON array, e.g. `["sh","-c","ls /"]`.
+    /// The command and its arguments as a JSON array, e.g. `["sh","-c","ls /"]` (the document
+    /// declares it as JSON content; see `openapi.rs`).
     command: String,
     /// Give the command a terminal.
     #[serde(default)]
     tty: bool,
-    /// The terminal's initial size (with `tty`).
+    /// The terminal's initial rows (with `tty`; 0 leaves the runtime's default).
     #[serde(default)]
+    #[param(maximum = 65535)]
     rows: u16,
+    /// The terminal's initial columns (with `tty`; 0 leaves the runtime's default).
     #[serde(default)]
+    #[param(maximum = 65535)]
     cols: u16,
 }
 
-#[utoipa::path(get, path = "/v1/replicas/{id}/exec", params(("id" = String, Path), ExecQuery),
+/// Runs a command in a replica over the upgraded connection (`dash exec`).
+#[utoipa::path(get, path = "/v1/replicas/{id}/exec", tag = "replicas", operation_id = "exec_replica",
+    params(("id" = String, Path, description = "The replica's id (`dash ps`)"), ExecQuery,
+        ("Upgrade" = String, Header, pattern = "^[Dd][Aa][Ss][Hh]-[Ee][Xx][Ee][Cc]$",
+            description = "`dash-exec`, in any case (with `Connection: Upgrade`)")),
     responses((status = 101, description = "the connection carries exec frames from now on"),
-              (status = 400, body = dash_core::api::ApiError), (status = 404, body = dash_core::api::ApiError)))]
+        (status = 400, body = dash_core::api::ApiError, description = "`invalid`: `command` is not a non-empty JSON array of strings (`command`), or no `Upgrade: dash-exec` (`upgrade`)"),
+        (status = 404, body = dash_core::api::ApiError, description = "`not_found`: no such replica"),
+        (status = 409, body = dash_core::api::ApiError, description = "`conflict`: the replica is not placed on a node yet, or its session could not be started")))]
 pub async fn exec(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ExecQuery>,
     mut req: Request,
 ) -> Result<Response, HttpError> {

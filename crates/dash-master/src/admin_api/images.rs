@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use dash_core::api::{ImageInfo, PruneReport, PullEvent, PullLayer, PullRequest};
+use dash_core::api::{ApiError, ImageInfo, PruneReport, PullEvent, PullLayer, PullRequest};
 use dash_core::event::EventKind;
 use dash_runtime::image::{ImageRecord, ImageStore};
 use futures::StreamExt;
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use super::AppState;
-use super::error::{ApiJson, ApiQuery, HttpError};
+use super::error::{ApiJson, ApiPath, ApiQuery, HttpError};
 
 fn info(r: ImageRecord) -> ImageInfo {
     ImageInfo {
@@ -26,7 +26,9 @@ fn info(r: ImageRecord) -> ImageInfo {
     }
 }
 
-#[utoipa::path(get, path = "/v1/images", responses((status = 200, body = Vec<ImageInfo>)))]
+/// Every image in the store.
+#[utoipa::path(get, path = "/v1/images", tag = "images", operation_id = "list_images",
+    responses((status = 200, body = Vec<ImageInfo>)))]
 pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<ImageInfo>>, HttpError> {
     let images = s.images.clone();
     let list = tokio::task::spawn_blocking(move || images.list())
@@ -41,15 +43,23 @@ pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<ImageInfo>>, Htt
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ImportQuery {
     /// Treat the body as a plain root filesystem tarball and tag it with this reference.
+    #[param(schema_with = dash_core::api::patterns::image_reference)]
     rootfs: Option<String>,
 }
 
 /// Imports an OCI image layout or `docker save` archive (or, with `rootfs`, a root filesystem
-/// tarball) sent as the request body.
-#[utoipa::path(post, path = "/v1/images/import", params(ImportQuery), request_body(content = Vec<u8>, content_type = "application/x-tar"),
-    responses((status = 200, body = Vec<ImageInfo>), (status = 400, body = dash_core::api::ApiError)))]
+/// tarball) sent as the request body. The body's content type is not looked at: the CLI sends
+/// `application/x-tar`, any other (`application/octet-stream`) is the same.
+#[utoipa::path(post, path = "/v1/images/import", tag = "images", operation_id = "import_image",
+    params(ImportQuery),
+    request_body(description = "the archive, as it is (no size limit)", content(
+        ("application/x-tar"),
+        ("application/octet-stream"))),
+    responses((status = 200, body = Vec<ImageInfo>, description = "the images imported"),
+        (status = 400, body = ApiError, description = "`invalid`: the archive could not be imported, whatever the reason (`archive`), the upload broke off (`body`), or `rootfs` is not an image reference (`rootfs`)")))]
 pub async fn import(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<ImportQuery>,
@@ -107,11 +117,15 @@ async fn receive_and_import(
     .map_err(|e| HttpError::bad_request("archive", e.to_string()))
 }
 
-#[utoipa::path(delete, path = "/v1/images/{reference}", params(("reference" = String, Path)),
-    responses((status = 200, body = ImageInfo), (status = 404, body = dash_core::api::ApiError), (status = 409, body = dash_core::api::ApiError)))]
+/// Removes an image (a tag, or by id the image and its tags).
+#[utoipa::path(delete, path = "/v1/images/{reference}", tag = "images", operation_id = "remove_image",
+    params(("reference" = String, Path, description = "A tag or an image id (prefix); `/` is `%2F`")),
+    responses((status = 200, body = ImageInfo, description = "the image removed"),
+        (status = 404, body = ApiError, description = "`not_found`: the store could not find or remove it (any failure there)"),
+        (status = 409, body = ApiError, description = "`conflict`: a service's current spec names the image")))]
 pub async fn remove(
     State(s): State<AppState>,
-    Path(reference): Path<String>,
+    ApiPath(reference): ApiPath<String>,
 ) -> Result<Json<ImageInfo>, HttpError> {
     // Refuse to remove an image that a service uses.
     let services = s.manager.list().await?;
@@ -163,8 +177,11 @@ pub fn pull_error(e: dash_runtime::registry::PullError) -> HttpError {
 /// Pulls an image, streaming its progress as newline-delimited JSON ([`PullEvent`]s) and
 /// ending with `done` or `error`. The pull goes on if the client goes away (other callers may
 /// share it).
-#[utoipa::path(post, path = "/v1/images/pull", request_body = PullRequest,
-    responses((status = 200, description = "newline-delimited JSON progress", body = PullEvent)))]
+#[utoipa::path(post, path = "/v1/images/pull", tag = "images", operation_id = "pull_image",
+    request_body = PullRequest,
+    responses((status = 200, content_type = "application/x-ndjson", body = PullEvent,
+            description = "newline-delimited JSON, one `PullEvent` a line, ending with `done` or `error` (what goes wrong once it started, e.g. an unreachable registry)"),
+        (status = 400, body = ApiError, description = "`invalid`: `reference` is not an image reference (`reference`)")))]
 pub async fn pull(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<PullRequest>,
@@ -249,11 +266,13 @@ fn line(e: &PullEvent) -> String {
 }
 
 /// An image's config, manifest digest and layers.
-#[utoipa::path(get, path = "/v1/images/{reference}", params(("reference" = String, Path)),
-    responses((status = 200, description = "the image, its config and layers"), (status = 404, body = dash_core::api::ApiError)))]
+#[utoipa::path(get, path = "/v1/images/{reference}", tag = "images", operation_id = "inspect_image",
+    params(("reference" = String, Path, description = "A tag or an image id (prefix); `/` is `%2F`")),
+    responses((status = 200, body = Object, description = "the image, its config and layers (the store's record, as it is)"),
+        (status = 404, body = ApiError, description = "`not_found`: no such image")))]
 pub async fn inspect(
     State(s): State<AppState>,
-    Path(reference): Path<String>,
+    ApiPath(reference): ApiPath<String>,
 ) -> Result<axum::Json<serde_json::Value>, HttpError> {
     let images = s.images.clone();
     let r = reference.clone();
@@ -268,7 +287,8 @@ pub async fn inspect(
 
 /// Removes untagged images that no replica uses, unreferenced blobs and unpacked layers, and
 /// the blobs of unfinished pulls.
-#[utoipa::path(post, path = "/v1/images/prune", responses((status = 200, body = PruneReport)))]
+#[utoipa::path(post, path = "/v1/images/prune", tag = "images", operation_id = "prune_images",
+    responses((status = 200, body = PruneReport)))]
 pub async fn prune(State(s): State<AppState>) -> Result<axum::Json<PruneReport>, HttpError> {
     // Every image a service or a replica (of any version) names is kept.
     let store = s.manager.store();

@@ -8,28 +8,34 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use dash_core::api::LogLine;
 use serde::Deserialize;
 
 use super::AppState;
-use super::error::{ApiQuery, HttpError};
+use super::error::{ApiPath, ApiQuery, HttpError};
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
-    /// Keep streaming new lines.
+    /// Keep streaming new lines: the answer then never ends.
     #[serde(default)]
     follow: bool,
     /// Only the last N lines of each replica.
+    #[param(schema_with = super::openapi::unsigned_64)]
     tail: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/v1/logs/{service}", params(("service" = String, Path), LogQuery),
-    responses((status = 200, description = "newline-delimited JSON", body = LogLine), (status = 404, body = dash_core::api::ApiError)))]
+/// A service's logs, its replicas' lines merged in time order.
+#[utoipa::path(get, path = "/v1/logs/{service}", tag = "logs", operation_id = "stream_logs",
+    params(("service" = String, Path, description = "The service's name"), LogQuery),
+    responses((status = 200, content_type = "application/x-ndjson", body = LogLine,
+            description = "newline-delimited JSON, one `LogLine` a line; with `follow`, streamed without end"),
+        (status = 404, body = dash_core::api::ApiError, description = "`not_found`: no such service")))]
 pub async fn stream(
     State(s): State<AppState>,
-    Path(service): Path<String>,
+    ApiPath(service): ApiPath<String>,
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<Response, HttpError> {
     if s.manager

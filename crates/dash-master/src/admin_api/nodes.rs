@@ -1,18 +1,20 @@
 //! /v1/nodes and /v1/tokens: the cluster's members and the tokens that admit new ones.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use dash_core::api::{NodeInfo, NodeState, TokenCreated, TokenInfo, TokenRequest};
+use dash_core::api::{ApiError, NodeInfo, NodeState, TokenCreated, TokenInfo, TokenRequest};
 use dash_core::command::Command;
 use dash_core::event::EventKind;
 use serde::Deserialize;
 
 use super::AppState;
-use super::error::{ApiJson, HttpError};
+use super::error::{ApiJson, ApiPath, ApiQuery, HttpError};
 use crate::node_bouncer::{BouncerError, NodeBouncer};
 
-#[utoipa::path(get, path = "/v1/nodes", responses((status = 200, body = Vec<NodeInfo>)))]
+/// Every node of the cluster.
+#[utoipa::path(get, path = "/v1/nodes", tag = "nodes", operation_id = "list_nodes",
+    responses((status = 200, body = Vec<NodeInfo>)))]
 pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<NodeInfo>>, HttpError> {
     Ok(Json(
         s.manager
@@ -36,15 +38,20 @@ async fn find(s: &AppState, id: &str) -> Result<NodeInfo, HttpError> {
         })
 }
 
-#[utoipa::path(get, path = "/v1/nodes/{id}", responses((status = 200, body = NodeInfo), (status = 404, body = dash_core::api::ApiError)))]
+/// One node.
+#[utoipa::path(get, path = "/v1/nodes/{id}", tag = "nodes", operation_id = "inspect_node",
+    params(("id" = String, Path, description = "The node's name")),
+    responses((status = 200, body = NodeInfo),
+        (status = 404, body = ApiError, description = "`not_found`: no such node")))]
 pub async fn inspect(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<NodeInfo>, HttpError> {
     Ok(Json(find(&s, &id).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RemoveQuery {
     /// Remove a node that is still ready (its replicas are started elsewhere; the node is
     /// refused from then on).
@@ -52,11 +59,16 @@ pub struct RemoveQuery {
     pub force: bool,
 }
 
-#[utoipa::path(delete, path = "/v1/nodes/{id}", params(RemoveQuery), responses((status = 200, body = NodeInfo, description = "the node as it was"), (status = 409, body = dash_core::api::ApiError)))]
+/// Removes a node from the cluster; its certificate is refused from then on.
+#[utoipa::path(delete, path = "/v1/nodes/{id}", tag = "nodes", operation_id = "remove_node",
+    params(("id" = String, Path, description = "The node's name"), RemoveQuery),
+    responses((status = 200, body = NodeInfo, description = "the node as it was"),
+        (status = 404, body = ApiError, description = "`not_found`: no such node"),
+        (status = 409, body = ApiError, description = "`conflict`: the node is this master, or ready and `force` is not set")))]
 pub async fn remove(
     State(s): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<RemoveQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<RemoveQuery>,
 ) -> Result<Json<NodeInfo>, HttpError> {
     let node = find(&s, &id).await?;
     if node.role == "server" || node.role == "master" {
@@ -90,6 +102,10 @@ pub async fn remove(
     Ok(Json(node))
 }
 
+/// Every /v1/tokens route's answer on a server without master_api.
+const NO_MASTER_API: &str =
+    "`conflict`: this server runs without master_api (no --advertise-addr), so it admits no nodes";
+
 fn bouncer(s: &AppState) -> Result<&NodeBouncer, HttpError> {
     s.bouncer.as_ref().ok_or_else(|| {
         HttpError::new(
@@ -108,7 +124,12 @@ fn bouncer_error(e: BouncerError) -> HttpError {
     }
 }
 
-#[utoipa::path(post, path = "/v1/tokens", request_body = TokenRequest, responses((status = 200, body = TokenCreated), (status = 400, body = dash_core::api::ApiError)))]
+/// A new join token; its text is in this answer only.
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", operation_id = "create_token",
+    request_body = TokenRequest,
+    responses((status = 200, body = TokenCreated),
+        (status = 400, body = ApiError, description = "`invalid`: a `role` other than `worker` (`role`), a `ttl_s` of 0 or over 10 years (`ttl`)"),
+        (status = 409, body = ApiError, description = NO_MASTER_API)))]
 pub async fn create_token(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<TokenRequest>,
@@ -123,15 +144,23 @@ pub async fn create_token(
     }))
 }
 
-#[utoipa::path(get, path = "/v1/tokens", responses((status = 200, body = Vec<TokenInfo>)))]
+/// Every join token (never its secret).
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens", operation_id = "list_tokens",
+    responses((status = 200, body = Vec<TokenInfo>),
+        (status = 409, body = ApiError, description = NO_MASTER_API)))]
 pub async fn list_tokens(State(s): State<AppState>) -> Result<Json<Vec<TokenInfo>>, HttpError> {
     Ok(Json(bouncer(&s)?.tokens().await.map_err(bouncer_error)?))
 }
 
-#[utoipa::path(delete, path = "/v1/tokens/{id}", responses((status = 200, body = TokenInfo), (status = 404, body = dash_core::api::ApiError)))]
+/// Revokes a join token (again, if it was).
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens", operation_id = "revoke_token",
+    params(("id" = String, Path, description = "The token's id (`dash token ls`)")),
+    responses((status = 200, body = TokenInfo, description = "the revoked token"),
+        (status = 404, body = ApiError, description = "`not_found`: no such token"),
+        (status = 409, body = ApiError, description = NO_MASTER_API)))]
 pub async fn revoke_token(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TokenInfo>, HttpError> {
     let b = bouncer(&s)?;
     b.revoke(&id).await.map_err(bouncer_error)?;
@@ -180,18 +209,27 @@ async fn set_state(s: &AppState, id: &str, state: NodeState) -> Result<NodeInfo,
     find(s, id).await
 }
 
-#[utoipa::path(post, path = "/v1/nodes/{id}/drain", responses((status = 200, body = NodeInfo), (status = 404, body = dash_core::api::ApiError)))]
+/// Drains a node: its replicas move to other nodes, each started before the old one stops.
+#[utoipa::path(post, path = "/v1/nodes/{id}/drain", tag = "nodes", operation_id = "drain_node",
+    params(("id" = String, Path, description = "The node's name")),
+    responses((status = 200, body = NodeInfo),
+        (status = 404, body = ApiError, description = "`not_found`: no such node")))]
 pub async fn drain(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<NodeInfo>, HttpError> {
     Ok(Json(set_state(&s, &id, NodeState::Drained).await?))
 }
 
-#[utoipa::path(post, path = "/v1/nodes/{id}/activate", responses((status = 200, body = NodeInfo), (status = 409, body = dash_core::api::ApiError)))]
+/// Lets a drained node take new replicas again.
+#[utoipa::path(post, path = "/v1/nodes/{id}/activate", tag = "nodes", operation_id = "activate_node",
+    params(("id" = String, Path, description = "The node's name")),
+    responses((status = 200, body = NodeInfo),
+        (status = 404, body = ApiError, description = "`not_found`: no such node"),
+        (status = 409, body = ApiError, description = "`conflict`: the node is not drained")))]
 pub async fn activate(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<NodeInfo>, HttpError> {
     Ok(Json(set_state(&s, &id, NodeState::Ready).await?))
 }
@@ -199,16 +237,52 @@ pub async fn activate(
 /// `POST /v1/nodes/{id}/labels`: labels to set and label keys to remove.
 #[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
 pub struct LabelRequest {
+    /// Labels to set (added or replaced), after the removals.
     #[serde(default)]
+    #[schema(schema_with = label_map)]
     pub set: std::collections::BTreeMap<String, String>,
+    /// Label keys to remove (an absent one is no error).
     #[serde(default)]
+    #[schema(schema_with = label_keys)]
     pub remove: Vec<String>,
 }
 
-#[utoipa::path(post, path = "/v1/nodes/{id}/labels", request_body = LabelRequest, responses((status = 200, body = NodeInfo), (status = 400, body = dash_core::api::ApiError)))]
+/// What `label` checks a label key with, as the document says it.
+pub(super) const LABEL_KEY: &str = "^[A-Za-z0-9._/-]{1,63}$";
+
+fn label_key() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .pattern(Some(LABEL_KEY))
+        .description(Some("1 to 63 letters, digits, '-', '_', '.', '/'"))
+        .build()
+}
+
+fn label_map() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Object)
+        .property_names(Some(label_key()))
+        .additional_properties(Some(
+            utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::String),
+        ))
+        .build()
+}
+
+fn label_keys() -> utoipa::openapi::Array {
+    utoipa::openapi::ArrayBuilder::new()
+        .items(label_key())
+        .build()
+}
+
+/// Sets and removes a node's labels (placement constraints match them).
+#[utoipa::path(post, path = "/v1/nodes/{id}/labels", tag = "nodes", operation_id = "label_node",
+    params(("id" = String, Path, description = "The node's name")), request_body = LabelRequest,
+    responses((status = 200, body = NodeInfo),
+        (status = 400, body = ApiError, description = "`invalid`: a label key that is not 1 to 63 letters, digits, '-', '_', '.', '/' (`labels`)"),
+        (status = 404, body = ApiError, description = "`not_found`: no such node")))]
 pub async fn label(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<LabelRequest>,
 ) -> Result<Json<NodeInfo>, HttpError> {
     let node = find(&s, &id).await?;

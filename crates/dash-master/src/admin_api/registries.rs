@@ -1,15 +1,20 @@
 //! /v1/registries: credentials for pulling from registries.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use dash_core::api::LoginRequest;
+use dash_core::api::{ApiError, LoginRequest};
 
 use super::AppState;
-use super::error::{ApiJson, HttpError};
+use super::error::{ApiJson, ApiPath, HttpError};
 
 /// Checks the credentials against the registry, then stores them (mode 0600 on the server).
-#[utoipa::path(post, path = "/v1/registries/login", request_body = LoginRequest,
-    responses((status = 204), (status = 401, body = dash_core::api::ApiError), (status = 502, body = dash_core::api::ApiError)))]
+#[utoipa::path(post, path = "/v1/registries/login", tag = "registries", operation_id = "login_registry",
+    request_body = LoginRequest,
+    responses((status = 204, description = "checked and stored"),
+        (status = 400, body = ApiError, description = "`invalid`: `registry` is not `host[:port]` (`registry` or `reference`)"),
+        (status = 401, body = ApiError, description = "`unauthorized`: the registry refused the credentials, or the user name is empty or has a ':'"),
+        (status = 404, body = ApiError, description = "`not_found`: the registry answered 404 where a registry would not"),
+        (status = 502, body = ApiError, description = "`registry`: the registry could not be reached or answered something unexpected, or the credentials file could not be written")))]
 pub async fn login(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<LoginRequest>,
@@ -27,11 +32,23 @@ pub async fn login(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(delete, path = "/v1/registries/{registry}", params(("registry" = String, Path)),
-    responses((status = 204)))]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RegistryPath {
+    /// `host[:port]` as for login (a scheme before it and a path after it are dropped).
+    #[param(schema_with = dash_core::api::patterns::registry_in_path, required = true)]
+    registry: String,
+}
+
+/// Forgets the stored credentials for a registry (none stored is no error).
+#[utoipa::path(delete, path = "/v1/registries/{registry}", tag = "registries", operation_id = "logout_registry",
+    params(RegistryPath),
+    responses((status = 204, description = "none are stored now"),
+        (status = 400, body = ApiError, description = "`invalid`: `registry` is not `host[:port]` (`reference`)"),
+        (status = 502, body = ApiError, description = "`registry`: the credentials file could not be read or written")))]
 pub async fn logout(
     State(s): State<AppState>,
-    Path(registry): Path<String>,
+    ApiPath(RegistryPath { registry }): ApiPath<RegistryPath>,
 ) -> Result<StatusCode, HttpError> {
     s.puller
         .logout(&registry)

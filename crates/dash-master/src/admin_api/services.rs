@@ -1,17 +1,21 @@
 //! /v1/services and /v1/replicas.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use dash_core::api::{ApplyRequest, ApplyResponse, ReplicaInfo, ScaleRequest, ServiceInfo};
 use serde::Deserialize;
 
 use super::AppState;
-use super::error::{ApiJson, ApiQuery, HttpError};
+use super::error::{ApiJson, ApiPath, ApiQuery, HttpError};
+use dash_core::api::ApiError;
 
 /// Create or update a service from a service file.
-#[utoipa::path(post, path = "/v1/services", request_body = ApplyRequest,
-    responses((status = 200, body = ApplyResponse), (status = 400, body = dash_core::api::ApiError)))]
+#[utoipa::path(post, path = "/v1/services", tag = "services", operation_id = "apply_service",
+    request_body = ApplyRequest,
+    responses((status = 200, body = ApplyResponse, description = "what changed, or (dry_run) would"),
+        (status = 400, body = ApiError, description = "`invalid`: the service file is not valid; `diagnostics` lists every problem"),
+        (status = 409, body = ApiError, description = "`conflict`: the service is being removed")))]
 pub async fn apply(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<ApplyRequest>,
@@ -19,46 +23,61 @@ pub async fn apply(
     Ok(Json(s.manager.apply(&req).await?))
 }
 
-#[utoipa::path(get, path = "/v1/services", responses((status = 200, body = Vec<ServiceInfo>)))]
+/// Every service, with its replicas.
+#[utoipa::path(get, path = "/v1/services", tag = "services", operation_id = "list_services",
+    responses((status = 200, body = Vec<ServiceInfo>)))]
 pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<ServiceInfo>>, HttpError> {
     Ok(Json(s.manager.list().await?))
 }
 
-#[utoipa::path(get, path = "/v1/services/{name}", params(("name" = String, Path)),
-    responses((status = 200, body = ServiceInfo), (status = 404, body = dash_core::api::ApiError)))]
+/// One service, with its replicas.
+#[utoipa::path(get, path = "/v1/services/{name}", tag = "services", operation_id = "inspect_service",
+    params(("name" = String, Path, description = "The service's name")),
+    responses((status = 200, body = ServiceInfo),
+        (status = 404, body = ApiError, description = "`not_found`: no such service")))]
 pub async fn inspect(
     State(s): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ServiceInfo>, HttpError> {
     Ok(Json(s.manager.inspect(&name).await?))
 }
 
-#[utoipa::path(delete, path = "/v1/services/{name}", params(("name" = String, Path)),
-    responses((status = 202), (status = 404, body = dash_core::api::ApiError)))]
+/// Removes a service: its replicas are stopped, then it goes.
+#[utoipa::path(delete, path = "/v1/services/{name}", tag = "services", operation_id = "remove_service",
+    params(("name" = String, Path, description = "The service's name")),
+    responses((status = 202, description = "being removed"),
+        (status = 404, body = ApiError, description = "`not_found`: no such service")))]
 pub async fn remove(
     State(s): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, HttpError> {
     s.manager.remove(&name).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
-#[utoipa::path(post, path = "/v1/services/{name}/scale", params(("name" = String, Path)), request_body = ScaleRequest,
-    responses((status = 202), (status = 404, body = dash_core::api::ApiError)))]
+/// Sets a service's replica count.
+#[utoipa::path(post, path = "/v1/services/{name}/scale", tag = "services", operation_id = "scale_service",
+    params(("name" = String, Path, description = "The service's name")), request_body = ScaleRequest,
+    responses((status = 202, description = "the reconciler starts or stops replicas"),
+        (status = 400, body = ApiError, description = "`invalid`: over 10000, or outside an autoscaled service's `[autoscale]` min..max (`replicas`)"),
+        (status = 404, body = ApiError, description = "`not_found`: no such service, or it is being removed")))]
 pub async fn scale(
     State(s): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<ScaleRequest>,
 ) -> Result<StatusCode, HttpError> {
     s.manager.scale(&name, req.replicas).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
-#[utoipa::path(get, path = "/v1/services/{name}/explain", params(("name" = String, Path)),
-    responses((status = 200, body = dash_core::api::ServiceExplain), (status = 404, body = dash_core::api::ApiError)))]
+/// Where each replica of a service is and why, and how every node looks to it.
+#[utoipa::path(get, path = "/v1/services/{name}/explain", tag = "services", operation_id = "explain_service",
+    params(("name" = String, Path, description = "The service's name")),
+    responses((status = 200, body = dash_core::api::ServiceExplain),
+        (status = 404, body = ApiError, description = "`not_found`: no such service")))]
 pub async fn explain(
     State(s): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<dash_core::api::ServiceExplain>, HttpError> {
     use dash_core::api::{DesiredState, NodeExplain, ReplicaExplain};
     use dash_core::scheduler::Rejection;
@@ -162,11 +181,15 @@ pub struct RollbackResponse {
     pub version: u64,
 }
 
-#[utoipa::path(post, path = "/v1/services/{name}/rollback", params(("name" = String, Path)),
-    responses((status = 200, body = RollbackResponse), (status = 400, body = dash_core::api::ApiError), (status = 404, body = dash_core::api::ApiError)))]
+/// Puts the previous version's spec back, as a new version.
+#[utoipa::path(post, path = "/v1/services/{name}/rollback", tag = "services", operation_id = "rollback_service",
+    params(("name" = String, Path, description = "The service's name")),
+    responses((status = 200, body = RollbackResponse),
+        (status = 400, body = ApiError, description = "`invalid`: no previous version, or it is the current spec (`name`)"),
+        (status = 404, body = ApiError, description = "`not_found`: no such service")))]
 pub async fn rollback(
     State(s): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<RollbackResponse>, HttpError> {
     let version = s
         .manager
@@ -179,12 +202,17 @@ pub async fn rollback(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReplicaQuery {
     /// Only this service's replicas.
     service: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/replicas", params(ReplicaQuery), responses((status = 200, body = Vec<ReplicaInfo>)))]
+/// Every replica, or one service's.
+#[utoipa::path(get, path = "/v1/replicas", tag = "replicas", operation_id = "list_replicas",
+    params(ReplicaQuery),
+    responses((status = 200, body = Vec<ReplicaInfo>),
+        (status = 404, body = ApiError, description = "`not_found`: no such service")))]
 pub async fn replicas(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<ReplicaQuery>,

@@ -9,12 +9,17 @@ use super::AppState;
 use super::error::{ApiQuery, HttpError};
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatsQuery {
     /// Only this service's replicas.
     service: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/stats", params(StatsQuery), responses((status = 200, body = Vec<ReplicaStats>), (status = 404, body = dash_core::api::ApiError)))]
+/// The resource use of running replicas, as their nodes measured it last.
+#[utoipa::path(get, path = "/v1/stats", tag = "stats", operation_id = "list_stats",
+    params(StatsQuery),
+    responses((status = 200, body = Vec<ReplicaStats>),
+        (status = 404, body = dash_core::api::ApiError, description = "`not_found`: no such service")))]
 pub async fn list(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<StatsQuery>,
