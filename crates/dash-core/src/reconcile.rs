@@ -26,6 +26,10 @@ pub struct ReplicaView {
     /// On a node being drained: replaced like a replica of an old version, always
     /// start-first (the replacement is ready before this one stops) and all at once.
     pub evict: bool,
+    /// Marked for removal and still held by a node that is up (it has not confirmed the stop
+    /// yet). False for a replica on a node that is down: nobody will stop it soon, and waiting
+    /// for it would hold up its replacement.
+    pub stopping: bool,
 }
 
 /// One step of a plan.
@@ -76,6 +80,15 @@ pub fn plan(
     let (current, old): (Vec<&ReplicaView>, Vec<&ReplicaView>) =
         live.iter().partition(|r| r.version >= version && !r.evict);
     let evicting = old.iter().filter(|r| r.evict).count();
+    // Stop-first means stopped first: replicas an update removed and a node is still stopping
+    // (they may hold a published port, memory, a lock) are gone before their replacements
+    // start, as Swarm and Docker do. Others being removed (scaled down, on a lost node) do not
+    // hold anything up.
+    let update_stopping = replicas
+        .iter()
+        .filter(|r| r.desired == DesiredState::Remove && r.stopping && r.version < version)
+        .count();
+    let stop_first = spec.update.order == UpdateOrder::StopFirst && evicting == 0;
     let mut plan = Plan::default();
 
     // Worst first: not ready before ready, then newest first.
@@ -99,9 +112,14 @@ pub fn plan(
                 });
             }
         } else if live.len() < n {
-            plan.actions.push(Action::Create {
-                count: n - live.len(),
-            });
+            if stop_first && update_stopping > 0 {
+                plan.update_status =
+                    format!("updating: waiting for {update_stopping} old replicas to stop");
+            } else {
+                plan.actions.push(Action::Create {
+                    count: n - live.len(),
+                });
+            }
         }
         return plan;
     }
@@ -137,21 +155,27 @@ pub fn plan(
                     });
                 }
             } else if live.len() < n {
-                plan.actions.push(Action::Create {
-                    count: n - live.len(),
-                });
+                if update_stopping > 0 {
+                    plan.update_status.push_str(&format!(
+                        ", waiting for {update_stopping} old replicas to stop"
+                    ));
+                } else {
+                    plan.actions.push(Action::Create {
+                        count: n - live.len(),
+                    });
+                }
             } else if in_flight > 0 {
                 plan.update_status.push_str(&format!(
                     ", waiting for {in_flight} new replicas to be ready"
                 ));
             } else if delay_passed {
+                // The batch's replacements are created once these have stopped (above).
                 for r in olds.iter().take(parallelism) {
                     plan.actions.push(Action::Remove {
                         replica: r.id.clone(),
                         reason: "rolling update",
                     });
                 }
-                plan.actions.push(Action::Create { count: parallelism });
                 plan.batch_started = true;
             }
         }
@@ -216,6 +240,7 @@ mod tests {
             state,
             created_ms,
             evict: false,
+            stopping: false,
         }
     }
 
@@ -277,9 +302,31 @@ mod tests {
             r("c", 1, Running, 3),
         ];
         let p = plan(&spec(3, "stop-first", 1), 2, &reps, 10, 0);
-        assert_eq!(p.actions.len(), 2);
-        assert!(matches!(p.actions[1], Action::Create { count: 1 }));
+        assert_eq!(p.actions.len(), 1);
+        assert!(matches!(p.actions[0], Action::Remove { .. }));
         assert!(p.batch_started);
+        // Next pass: the old one is still stopping on its node: its replacement waits.
+        let mut c = r("c", 1, Stopping, 3);
+        c.desired = DesiredState::Remove;
+        c.stopping = true;
+        let reps_stopping = [r("a", 1, Running, 1), r("b", 1, Running, 2), c.clone()];
+        let p = plan(&spec(3, "stop-first", 1), 2, &reps_stopping, 15, 10);
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        assert!(
+            p.update_status
+                .contains("waiting for 1 old replicas to stop"),
+            "{}",
+            p.update_status
+        );
+        // Stopped (gone): the replacement is created.
+        let reps_gone = [r("a", 1, Running, 1), r("b", 1, Running, 2)];
+        let p = plan(&spec(3, "stop-first", 1), 2, &reps_gone, 16, 10);
+        assert_eq!(p.actions, vec![Action::Create { count: 1 }]);
+        // A replica on a lost node (not stopping) holds nothing up.
+        c.stopping = false;
+        let reps_lost = [r("a", 1, Running, 1), r("b", 1, Running, 2), c];
+        let p = plan(&spec(3, "stop-first", 1), 2, &reps_lost, 16, 10);
+        assert_eq!(p.actions, vec![Action::Create { count: 1 }]);
         // Next pass: the new one is still starting: wait.
         let reps = [
             r("a", 1, Running, 1),
@@ -301,7 +348,7 @@ mod tests {
         s.update.delay = Duration::from_secs(5);
         let reps = [r("a", 1, Running, 1), r("n", 2, Running, 4)];
         assert!(plan(&s, 2, &reps, 3_000, 1_000).actions.is_empty());
-        assert_eq!(plan(&s, 2, &reps, 6_000, 1_000).actions.len(), 2);
+        assert_eq!(plan(&s, 2, &reps, 6_000, 1_000).actions.len(), 1);
     }
 
     #[test]

@@ -129,8 +129,16 @@ impl Reconciler {
                 same_container.insert(v);
             }
         }
+        // Nodes that will stop a replica marked for removal (not down, still known).
+        let up: HashSet<&str> = nodes
+            .iter()
+            .filter(|n| n.state != NodeState::Down)
+            .map(|n| n.id.as_str())
+            .collect();
         let view = |r: &ReplicaInfo, evict: bool| {
             let mut v = view(r, evict);
+            v.stopping = r.desired == DesiredState::Remove
+                && r.node.as_deref().is_some_and(|n| up.contains(n));
             if same_container.contains(&r.version) {
                 v.version = row.version;
             }
@@ -422,5 +430,6 @@ fn view(r: &ReplicaInfo, evict: bool) -> ReplicaView {
         state: r.state,
         created_ms: r.created_ms,
         evict,
+        stopping: false,
     }
 }
