@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# bench/swarm-update.sh: a rolling update of REPLICAS replicas on one node, Dash next to Docker
+# Swarm (Debian's docker.io, its own dockerd in its own network namespace: bench/docker.sh), in
+# one run, the same busybox image and the same update policy: one replica at a time, stop-first,
+# no delay, no health check. Swarm also watches each new task for `--update-monitor` (5 s by
+# default) before the next: measured with its default, and with 1 ms (the closest to Dash,
+# which has no such window without a health check).
+#
+# Timed by the one neutral observer (target/release/observe): from the update command's
+# invocation until the last of the REPLICAS new processes (a new command line: `sleep M`) is
+# seen in /proc. TRIALS updates per tool, the tools interleaved.
+#
+#   bench/swarm-update.sh | tee bench/results/swarm-update-$(date +%F).txt
+#
+# Environment: BIN_DIR (default target/release), TRIALS (default 3), REPLICAS (default 10).
+# Needs root and docker.io. Everything it makes is removed on exit, also on error.
+set -eEuo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=docker.sh
+. "$(dirname "$0")/docker.sh"
+
+BIN_DIR=${BIN_DIR:-target/release}
+TRIALS=${TRIALS:-3}
+REPLICAS=${REPLICAS:-10}
+LISTEN=127.0.0.1:7397
+BRIDGE=dashbup0
+SUBNET=10.98.7.0/24
+NFT_TABLE=dash_bench_up
+RUN_DIR=/run/dash-bench-up
+NODE=bench-up
+MARK=7600000
+
+need_root_and jq nft ip findmnt tar nsenter
+docker_available || die "docker.io is not installed (apt-get install --no-install-recommends docker.io)"
+ensure_binaries
+OBSERVE=$BIN_DIR/observe
+[ -x "$OBSERVE" ] || cargo build --release -p dash-bench --bin observe >&2
+refuse_if_taken
+bench_state dash-bench-up
+
+cleanup() {
+  local rc=$? s left
+  cleanup_begin
+  if server_alive; then
+    for s in $("$DASH" service ls -o json 2>/dev/null | jq -r '.[].spec.name'); do
+      "$DASH" service rm "$s" >/dev/null 2>&1
+    done
+    for _ in $(seq 300); do
+      [ "$("$DASH" service ls -o json 2>/dev/null | jq length)" = 0 ] && break
+      sleep 0.2
+    done
+    stop_pid "$SERVER_PID"
+  fi
+  cleanup_net
+  docker_cleanup
+  cleanup_cgroups_forward
+  rm -rf --one-file-system "$SCR"
+  left=$(net_left)$(cgroups_left)$(docker_left)
+  [ -e "$SCR" ] && left+=" $SCR"
+  if [ -n "$left" ]; then echo "cleanup: LEFT BEHIND:$left"; else echo "cleanup: nothing left behind"; fi
+  exit "$rc"
+}
+trap_cleanup
+trap 'log "error: exit $? at line $LINENO: $BASH_COMMAND"' ERR
+
+# timed LABEL COMMAND...: runs COMMAND (it moves the service to `sleep $MARK`) and records the
+# ms until REPLICAS processes `sleep $MARK` were seen.
+timed() {
+  local label=$1 ready pid at t0 i end
+  shift
+  coproc OBS { "$OBSERVE" --cmdline "sleep $MARK" --count "$REPLICAS" --timeout 300; }
+  exec 7<&"${OBS[0]}"
+  local job=$OBS_PID
+  read -r ready <&7
+  [ "$ready" = ready ] || die "the observer did not start"
+  t0=$(now_us)
+  "$@" >/dev/null
+  for ((i = 0; i < REPLICAS; i++)); do
+    read -r pid at <&7 || die "$label: $REPLICAS new processes not seen within 300 s"
+    end=$at
+  done
+  wait "$job" 2>/dev/null || true
+  exec 7<&-
+  record "$label" "$(us_to_ms $((end - t0)))"
+  log "$label: $(us_to_ms $((end - t0))) ms"
+}
+
+dash_file() { # the service at `sleep $MARK`
+  cat >"$SCR/up.toml" <<EOT
+name = "up"
+image = "bb:1"
+command = ["sleep", "$MARK"]
+replicas = $REPLICAS
+stop_grace_period = "1s"
+[update]
+parallelism = 1
+order = "stop-first"
+EOT
+}
+# every replica of Dash's service at the latest version
+dash_settled() {
+  [ "$("$DASH" ps up -o json | jq --arg v "$1" '[.[] | select(.state == "running" and (.version | tostring) == $v)] | length')" -ge "$REPLICAS" ]
+}
+
+header swarm-update "$(docker_version) (swarm)"
+echo "$REPLICAS replicas on one node, parallelism 1, stop-first, no delay, no health check; $TRIALS updates per tool, interleaved"
+echo
+"$ROOT/demo/make-busybox-rootfs.sh" "$SCR/rootfs.tar"
+start_server
+"$DASH" image import --rootfs "$SCR/rootfs.tar" bb:1 >/dev/null
+docker_start up
+docker_import "$SCR/rootfs.tar" bb:1
+docker_swarm_init
+
+# The first versions (not timed).
+MARK=$((MARK + 1))
+dash_file
+"$DASH" apply -f "$SCR/up.toml" >/dev/null
+$DOCKER service create -q --no-resolve-image --name up --replicas "$REPLICAS" \
+  --stop-grace-period 1s bb:1 sleep "$MARK" >/dev/null
+for _ in $(seq 600); do dash_settled 1 && break; sleep 0.2; done
+dash_settled 1 || die "dash: $REPLICAS replicas not running"
+
+version=1
+for ((t = 1; t <= TRIALS; t++)); do
+  MARK=$((MARK + 1))
+  dash_file
+  version=$((version + 1))
+  timed dash "$DASH" apply -f "$SCR/up.toml"
+  for _ in $(seq 600); do dash_settled "$version" && break; sleep 0.2; done
+  sleep 1
+  MARK=$((MARK + 1))
+  timed swarm-default $DOCKER service update -q --detach --args "sleep $MARK" \
+    --update-parallelism 1 --update-order stop-first --update-delay 0s --update-monitor 5s up
+  sleep 1
+  MARK=$((MARK + 1))
+  timed swarm-monitor-1ms $DOCKER service update -q --detach --args "sleep $MARK" \
+    --update-parallelism 1 --update-order stop-first --update-delay 0s --update-monitor 1ms up
+  sleep 1
+done
+
+echo "## rolling update of $REPLICAS replicas: update invoked → the last new process seen (ms)"
+printf '%-52s %6s %9s %9s %9s %12s\n' tool trials min median max "peer / dash"
+read -r n mn md mx < <(stats "$SAMPLES/dash")
+printf '%-52s %6s %9s %9s %9s %12s\n' "dash apply (no health check)" "$n" "$mn" "$md" "$mx" ""
+D=$md
+for l in swarm-default swarm-monitor-1ms; do
+  read -r n mn md mx < <(stats "$SAMPLES/$l")
+  case $l in
+    swarm-default) name="docker service update (--update-monitor 5s, the default)" ;;
+    *) name="docker service update (--update-monitor 1ms)" ;;
+  esac
+  printf '%-52s %6s %9s %9s %9s %12s\n' "$name" "$n" "$mn" "$md" "$mx" "$(awk -v a="$md" -v b="$D" 'BEGIN{printf "%.2f", a/b}')"
+done
+echo "load at end: $(load)"
