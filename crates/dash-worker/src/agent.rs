@@ -727,7 +727,11 @@ async fn remove_container<L: MasterLink>(ctx: &Ctx<L>, id: &str, grace: Duration
         let rt = ctx.runtime.clone();
         let cid = id.to_string();
         let res = tokio::task::spawn_blocking(move || {
-            rt.stop(&cid, grace)?;
+            match rt.stop(&cid, grace) {
+                // Never created (a start that failed early), or already gone: nothing to stop.
+                Ok(()) | Err(dash_runtime::error::RuntimeError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
             rt.remove(&cid)?;
             // Kept for a while (bounded): a failed update or a drain must leave something
             // to diagnose.

@@ -204,3 +204,75 @@ fn tcp_http_status_and_timeout_probes_drive_the_state() {
     assert!(out.status.success(), "{out:?}");
     wait_state("slow", "healthy", "");
 }
+
+/// A removed replica's log is kept: after an update replaced it, `dash logs --previous
+/// SERVICE` shows it, `dash logs REPLICA` reads it by id, and the live logs show only the new
+/// replica. It stays readable after the service itself is removed.
+#[test]
+fn logs_of_removed_replicas_stay_readable() {
+    let s = Server::start(24);
+    s.import_busybox("bb:1");
+    let talk = |version: &str| {
+        format!(
+            "name = \"talk\"\nimage = \"bb:1\"\n\
+             command = [\"sh\", \"-c\", \"echo said-$HOSTNAME-{version}; exec sleep 600\"]\n\
+             stop_grace_period = \"100ms\"\n[env]\nV = \"{version}\"\n"
+        )
+    };
+    let f = s.write("talk.toml", &talk("v1"));
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let old = s.wait_running("talk", 1)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait("the first replica's line", Duration::from_secs(10), || {
+        s.ok(&["logs", "talk"]).contains("-v1").then_some(())
+    });
+    let f = s.write("talk.toml", &talk("v2"));
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let new = s.wait("the replacement", Duration::from_secs(30), || {
+        let r = s.replicas("talk");
+        (r.len() == 1 && r[0]["version"] == 2 && r[0]["state"] == "running")
+            .then(|| r[0]["id"].as_str().unwrap().to_string())
+    });
+    assert_ne!(new, old);
+    s.wait("the new replica's line", Duration::from_secs(10), || {
+        s.ok(&["logs", "talk"]).contains("-v2").then_some(())
+    });
+    let live = s.ok(&["logs", "talk"]);
+    assert!(
+        !live.contains("-v1"),
+        "live logs show the removed replica: {live}"
+    );
+    let previous = s.ok(&["logs", "--previous", "talk"]);
+    assert!(
+        previous.contains(&format!("said-{old}-v1")) && previous.contains(&old),
+        "{previous}"
+    );
+    assert!(!previous.contains("-v2"), "{previous}");
+    let by_id = s.ok(&["logs", &old]);
+    assert!(by_id.contains(&format!("said-{old}-v1")), "{by_id}");
+    let live_by_id = s.ok(&["logs", &new]);
+    assert!(live_by_id.contains("-v2"), "{live_by_id}");
+    // Unknown names are a clear error.
+    let out = s.dash(&["logs", "nosuch"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no service or replica"),
+        "{out:?}"
+    );
+    // Still there after the service is gone.
+    s.ok(&["service", "rm", "talk"]);
+    s.wait("talk removed", Duration::from_secs(30), || {
+        s.json(&["service", "ls"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    });
+    let previous = s.ok(&["logs", "--previous", "talk"]);
+    assert!(
+        previous.contains("-v1") && previous.contains("-v2"),
+        "{previous}"
+    );
+}

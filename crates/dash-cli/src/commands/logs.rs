@@ -1,4 +1,5 @@
-//! `dash logs`: the merged logs of a service's replicas.
+//! `dash logs`: the merged logs of a service's replicas, of one replica, or of a service's
+//! removed replicas (`--previous`).
 
 use clap::Args;
 use dash_core::api::LogLine;
@@ -6,11 +7,17 @@ use dash_core::api::LogLine;
 use crate::client::Client;
 use crate::encode;
 
-/// `dash logs [-f] [--tail N] SERVICE`.
+/// `dash logs [-f] [--tail N] [--previous] SERVICE|REPLICA`.
 #[derive(Args, Debug)]
 pub struct LogsArgs {
-    /// The service's name.
+    /// A service's name (its replicas' logs, merged), or a replica's id (that replica's log,
+    /// also after it was removed: removed replicas' logs are kept 24 h, within 64 MiB a node).
+    #[arg(value_name = "SERVICE|REPLICA")]
     pub service: String,
+    /// The logs of the service's removed replicas instead (replaced by an update or a
+    /// rollback, scaled down, drained), as `kubectl logs --previous`.
+    #[arg(long)]
+    pub previous: bool,
     /// Keep printing lines as the replicas write them.
     #[arg(short = 'f', long)]
     pub follow: bool,
@@ -23,10 +30,14 @@ pub struct LogsArgs {
 pub async fn run(client: &Client, json: bool, args: LogsArgs) -> anyhow::Result<()> {
     let LogsArgs {
         service,
+        previous,
         follow,
         tail,
     } = args;
     let mut path = format!("/v1/logs/{}?follow={follow}", encode(&service));
+    if previous {
+        path.push_str("&previous=true");
+    }
     if let Some(n) = tail {
         path.push_str(&format!("&tail={n}"));
     }

@@ -1,5 +1,8 @@
-//! /v1/logs/{service}: the merged logs of a service's replicas, each line tagged with its
-//! replica, as newline-delimited JSON; `follow=true` keeps streaming new lines.
+//! /v1/logs/{name}: the merged logs of a service's replicas, each line tagged with its
+//! replica, as newline-delimited JSON; `follow=true` keeps streaming new lines. With
+//! `previous=true`, the logs of the service's removed replicas (replaced by an update or a
+//! rollback, scaled down, drained: their nodes keep them for a while). A replica's id instead
+//! of a service's name gives that replica's log, live or removed.
 //!
 //! Lines come from the per-container monitor's log files (`<time> <stream> <text>`), whose
 //! timestamps sort as text, so merging is a sort on the line.
@@ -10,7 +13,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
-use dash_core::api::LogLine;
+use dash_core::api::{DesiredState, LogLine, ReplicaInfo, ReplicaState};
+use dash_store::RemovedReplica;
 use serde::Deserialize;
 
 use super::AppState;
@@ -25,36 +29,110 @@ pub struct LogQuery {
     /// Only the last N lines of each replica.
     #[param(schema_with = super::openapi::unsigned_64)]
     tail: Option<usize>,
+    /// The service's removed replicas instead of its live ones (as `kubectl logs --previous`).
+    #[serde(default)]
+    previous: bool,
 }
 
-/// A service's logs, its replicas' lines merged in time order.
+/// Whose log lines a request gets.
+enum Source {
+    /// A service's live replicas, listed again on every follow step.
+    Service(String),
+    /// Fixed replicas: one named replica (live: followed; removed: not), or a service's
+    /// removed ones.
+    Replicas(Vec<ReplicaInfo>, bool),
+}
+
+/// A removed replica as the log reader takes it (it needs its id and node).
+fn removed_info(r: RemovedReplica) -> ReplicaInfo {
+    ReplicaInfo {
+        id: r.id,
+        service: r.service,
+        version: r.version,
+        node: r.node,
+        desired: DesiredState::Remove,
+        state: ReplicaState::Exited,
+        ip: None,
+        restarts: 0,
+        exit_code: None,
+        created_ms: r.created_ms,
+        started_ms: None,
+        message: String::new(),
+    }
+}
+
+/// What `name` (a service's name or a replica's id) and `previous` ask for.
+async fn source(s: &AppState, name: &str, previous: bool) -> Result<Source, HttpError> {
+    let store = s.manager.store();
+    let service = store.service(name).await.map_err(HttpError::internal)?;
+    let removed = store
+        .removed_replicas(name)
+        .await
+        .map_err(HttpError::internal)?;
+    if previous {
+        if removed.is_empty() {
+            let why = if service.is_some() {
+                format!("service {name:?} has no removed replicas whose logs are kept")
+            } else {
+                format!(
+                    "no service {name:?} with removed replicas; `dash service ls` lists services"
+                )
+            };
+            return Err(HttpError::not_found(why));
+        }
+        return Ok(Source::Replicas(
+            removed.into_iter().map(removed_info).collect(),
+            false,
+        ));
+    }
+    if service.is_some() {
+        return Ok(Source::Service(name.to_owned()));
+    }
+    if let Some(r) = store.replica(name).await.map_err(HttpError::internal)? {
+        return Ok(Source::Replicas(vec![r], true));
+    }
+    if let Some(r) = store
+        .removed_replica(name)
+        .await
+        .map_err(HttpError::internal)?
+    {
+        return Ok(Source::Replicas(vec![removed_info(r)], false));
+    }
+    Err(HttpError::not_found(format!(
+        "no service or replica {name:?}; `dash service ls` lists services, `dash ps` replicas"
+    )))
+}
+
+impl Source {
+    /// The replicas to read now.
+    async fn replicas(&self, s: &AppState) -> Option<Vec<ReplicaInfo>> {
+        match self {
+            Source::Service(name) => s.manager.store().replicas(Some(name)).await.ok(),
+            Source::Replicas(list, _) => Some(list.clone()),
+        }
+    }
+
+    fn followable(&self) -> bool {
+        match self {
+            Source::Service(_) => true,
+            Source::Replicas(_, live) => *live,
+        }
+    }
+}
+
+/// A service's logs, its replicas' lines merged in time order; or one replica's.
 #[utoipa::path(get, path = "/v1/logs/{service}", tag = "logs", operation_id = "stream_logs",
-    params(("service" = String, Path, description = "The service's name"), LogQuery),
+    params(("service" = String, Path, description = "A service's name, or a replica's id (live or removed)"), LogQuery),
     responses((status = 200, content_type = "application/x-ndjson", body = LogLine,
             description = "newline-delimited JSON, one `LogLine` a line; with `follow`, streamed without end"),
-        (status = 404, body = dash_core::api::ApiError, description = "`not_found`: no such service")))]
+        (status = 404, body = dash_core::api::ApiError, description = "`not_found`: no such service or replica, or (with `previous`) no removed replica whose logs are kept")))]
 pub async fn stream(
     State(s): State<AppState>,
     ApiPath(service): ApiPath<String>,
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<Response, HttpError> {
-    if s.manager
-        .store()
-        .service(&service)
-        .await
-        .map_err(HttpError::internal)?
-        .is_none()
-    {
-        return Err(HttpError::not_found(format!(
-            "service {service:?} not found; `dash service ls` lists services"
-        )));
-    }
-    let replicas = s
-        .manager
-        .store()
-        .replicas(Some(&service))
-        .await
-        .map_err(HttpError::internal)?;
+    let source = source(&s, &service, q.previous).await?;
+    let replicas = source.replicas(&s).await.unwrap_or_default();
     let mut lines = Vec::new();
     let mut offsets: HashMap<String, u64> = HashMap::new();
     for r in &replicas {
@@ -83,12 +161,12 @@ pub async fn stream(
                 return;
             }
         }
-        if !q.follow {
+        if !q.follow || !source.followable() {
             return;
         }
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let Ok(replicas) = s.manager.store().replicas(Some(&service)).await else {
+            let Some(replicas) = source.replicas(&s).await else {
                 return;
             };
             let mut batch = Vec::new();

@@ -151,7 +151,7 @@ fn the_query_parameters_the_handlers_read_are_declared_in_the_query() {
     );
     assert_eq!(
         query("/v1/logs/{service}", "get"),
-        set(&[("follow", false), ("tail", false)])
+        set(&[("follow", false), ("tail", false), ("previous", false)])
     );
     assert_eq!(query("/v1/events", "get"), set(&[("since", false)]));
     assert_eq!(query("/v1/nodes/{id}", "delete"), set(&[("force", false)]));
