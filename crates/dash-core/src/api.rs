@@ -1,6 +1,7 @@
 //! The admin API's request and response bodies, shared by the server and the CLI.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -139,12 +140,60 @@ impl NodeState {
     }
 }
 
+/// What a node is in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRole {
+    /// `dash server`: a master that also runs replicas.
+    Server,
+    /// `dash server --no-worker`: a master that runs none.
+    Master,
+    /// `dash worker`: runs replicas, holds no cluster state.
+    Worker,
+}
+
+impl NodeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Master => "master",
+            Self::Worker => "worker",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "server" => Self::Server,
+            "master" => Self::Master,
+            "worker" => Self::Worker,
+            _ => return None,
+        })
+    }
+
+    /// Whether the scheduler may place replicas on it.
+    pub fn runs_replicas(self) -> bool {
+        self != Self::Master
+    }
+
+    /// Whether it is one of the masters (they cannot join again as workers, nor be removed).
+    pub fn is_master(self) -> bool {
+        matches!(self, Self::Server | Self::Master)
+    }
+}
+
+impl fmt::Display for NodeRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeInfo {
     pub id: String,
     pub address: String,
-    pub role: String,
+    pub role: NodeRole,
     pub state: NodeState,
     pub labels: BTreeMap<String, String>,
     pub capacity: Resources,

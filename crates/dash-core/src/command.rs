@@ -35,7 +35,7 @@ pub struct ReplicaStatus {
 pub struct NodeRecord {
     pub id: String,
     pub address: String,
-    pub role: String,
+    pub role: crate::api::NodeRole,
     pub state: NodeState,
     pub labels: BTreeMap<String, String>,
     pub capacity: Resources,

@@ -256,7 +256,7 @@ impl MasterApi for MasterApiService {
         let nodes = self.store.nodes().await.map_err(internal)?;
         let existing = nodes.iter().find(|n| n.id == r.node);
         if let Some(n) = existing
-            && (n.role == "server" || n.role == "master")
+            && n.role.is_master()
         {
             return Err(Status::already_exists(format!(
                 "node name {:?} is the master's; give this node another --node-name",
@@ -282,7 +282,10 @@ impl MasterApi for MasterApiService {
         let record = NodeRecord {
             id: r.node.clone(),
             address: addr.to_string(),
-            role: role.as_str().to_string(),
+            role: match role {
+                dash_rpc::pki::Role::Worker => dash_core::api::NodeRole::Worker,
+                dash_rpc::pki::Role::Master => dash_core::api::NodeRole::Master,
+            },
             state: NodeState::Ready,
             labels,
             capacity,

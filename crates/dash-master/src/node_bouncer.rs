@@ -355,7 +355,7 @@ mod tests {
         let node = NodeRecord {
             id: "w1".into(),
             address: "10.0.0.2:7072".into(),
-            role: "worker".into(),
+            role: dash_core::api::NodeRole::Worker,
             state: NodeState::Ready,
             labels: Default::default(),
             capacity: Default::default(),

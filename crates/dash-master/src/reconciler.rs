@@ -154,7 +154,7 @@ impl Reconciler {
                 .iter()
                 .filter(|n| {
                     matches!(n.state, NodeState::Ready | NodeState::Unreachable)
-                        && n.role != "master"
+                        && n.role.runs_replicas()
                         && spec
                             .placement
                             .constraints
@@ -398,7 +398,7 @@ pub async fn node_snapshots(
         .map(|n| NodeSnapshot {
             service_replicas: per_node.get(n.id.as_str()).copied().unwrap_or(0),
             // A master started with --no-worker (role "master") runs no replicas.
-            ready: n.state == NodeState::Ready && n.role != "master",
+            ready: n.state == NodeState::Ready && n.role.runs_replicas(),
             total_replicas: n.replicas,
             id: n.id,
             labels: n.labels,

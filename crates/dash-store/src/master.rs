@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use dash_core::ServiceSpec;
-use dash_core::api::{DesiredState, NodeInfo, NodeState, ReplicaInfo, ReplicaState, TokenInfo};
+use dash_core::api::{
+    DesiredState, NodeInfo, NodeRole, NodeState, ReplicaInfo, ReplicaState, TokenInfo,
+};
 use dash_core::command::{Command, NodeRecord};
 use dash_core::spec::Resources;
 use sqlx::sqlite::SqliteRow;
@@ -334,7 +336,7 @@ impl MasterStore {
                 )
                 .bind(&node.id)
                 .bind(&node.address)
-                .bind(&node.role)
+                .bind(node.role.as_str())
                 .bind(node.state.as_str())
                 .bind(labels)
                 .bind(i64::from(node.capacity.cpu_millis))
@@ -697,10 +699,11 @@ fn replica_row(row: &SqliteRow) -> Result<ReplicaInfo, StoreError> {
 
 fn node_row(row: &SqliteRow) -> Result<NodeRecord, StoreError> {
     let state: String = row.get("state");
+    let role: String = row.get("role");
     Ok(NodeRecord {
         id: row.get("id"),
         address: row.get("address"),
-        role: row.get("role"),
+        role: NodeRole::parse(&role).ok_or_else(|| corrupt("node role", &role))?,
         state: NodeState::parse(&state).ok_or_else(|| corrupt("node state", &state))?,
         labels: serde_json::from_str(row.get("labels")).map_err(|e| corrupt("node labels", e))?,
         capacity: Resources {

@@ -63,7 +63,7 @@ pub async fn run(client: &Client, json: bool, cmd: NodeCmd) -> anyhow::Result<()
                 for n in nodes {
                     t.row([
                         n.id,
-                        n.role,
+                        n.role.as_str().into(),
                         n.state.as_str().into(),
                         n.address,
                         n.subnet,

@@ -8,7 +8,7 @@ fn node(state: NodeState) -> NodeInfo {
     NodeInfo {
         id: "w1".into(),
         address: "10.0.0.2".into(),
-        role: "worker".into(),
+        role: dash_core::api::NodeRole::Worker,
         state,
         labels: [("zone".to_string(), "a".to_string())].into(),
         capacity: Default::default(),

@@ -27,11 +27,6 @@ pub fn load_or_create_token(path: &Path) -> std::io::Result<String> {
     Ok(token)
 }
 
-/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 pub async fn require_token(
     State(state): State<AppState>,
     req: Request,
@@ -43,7 +38,10 @@ pub async fn require_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(t) if same(t.trim().as_bytes(), state.token.as_bytes()) => Ok(next.run(req).await),
+        // Constant time: the token cannot be guessed byte by byte from timings.
+        Some(t) if dash_rpc::pki::constant_time_eq(t.trim(), &state.token) => {
+            Ok(next.run(req).await)
+        }
         Some(_) => Err(HttpError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

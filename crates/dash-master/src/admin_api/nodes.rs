@@ -71,7 +71,7 @@ pub async fn remove(
     ApiQuery(q): ApiQuery<RemoveQuery>,
 ) -> Result<Json<NodeInfo>, HttpError> {
     let node = find(&s, &id).await?;
-    if node.role == "server" || node.role == "master" {
+    if node.role.is_master() {
         return Err(HttpError::new(
             StatusCode::CONFLICT,
             "conflict",

@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dash_core::api::{ExecRequest, NodeMetrics, NodeState, RouteEntry};
+use dash_core::api::{ExecRequest, NodeMetrics, NodeRole, NodeState, RouteEntry};
 use dash_core::command::{Command, NodeRecord};
 use dash_core::event::EventKind;
 use dash_core::spec::Resources;
@@ -201,7 +201,11 @@ impl Master {
                 |c| c.listen.ip().to_string(),
             ),
             // "master": a master that runs no replicas (--no-worker); the scheduler skips it.
-            role: if cfg.no_worker { "master" } else { "server" }.into(),
+            role: if cfg.no_worker {
+                NodeRole::Master
+            } else {
+                NodeRole::Server
+            },
             state: NodeState::Ready,
             labels: Default::default(),
             capacity: node.capacity,

@@ -1,5 +1,6 @@
 use std::net::Ipv4Addr;
 
+use dash_core::api::NodeRole;
 use dash_core::command::{NewReplica, ReplicaStatus};
 use dash_core::config_parser::parse_service;
 
@@ -84,7 +85,7 @@ async fn replicas_lifecycle_and_service_removal() {
     let node = NodeRecord {
         id: "n1".into(),
         address: "127.0.0.1".into(),
-        role: "server".into(),
+        role: NodeRole::Server,
         state: NodeState::Ready,
         labels: BTreeMap::new(),
         capacity: Resources::default(),
@@ -218,7 +219,7 @@ async fn removal_drops_unplaced_replicas_and_is_never_undone_by_a_late_create() 
     let node = NodeRecord {
         id: "n1".into(),
         address: "127.0.0.1".into(),
-        role: "server".into(),
+        role: NodeRole::Server,
         state: NodeState::Ready,
         labels: BTreeMap::new(),
         capacity: Resources::default(),
@@ -298,7 +299,7 @@ fn worker(id: &str, state: NodeState) -> NodeRecord {
     NodeRecord {
         id: id.into(),
         address: "10.0.0.2:7072".into(),
-        role: "worker".into(),
+        role: NodeRole::Worker,
         state,
         labels: BTreeMap::new(),
         capacity: Resources::default(),
