@@ -12,4 +12,8 @@ set -euo pipefail
 cargo build --release -p dash -p dash-monitor >&2
 # The driver unwinds on a failed step so that its cleanup runs (release panics abort).
 cargo build --profile bench-driver -p dash-bench --bin autoscale-reaction >&2
+BIN_DIR=target/release
+DASH=$ROOT/target/release/dash
+header autoscale "$(versions crun runc)"
+echo
 DASH_BIN_DIR="$ROOT/target/release" "$ROOT/target/bench-driver/autoscale-reaction"

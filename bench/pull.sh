@@ -99,7 +99,7 @@ cleanup() {
 trap_cleanup
 
 # ---- header -------------------------------------------------------------------------------
-header pull
+header pull "$(versions skopeo podman docker-registry)"
 echo "peers: $(skopeo --version), $(podman --version), registry: Debian docker-registry $(dpkg-query -W -f '${Version}' docker-registry 2>/dev/null || echo '?')"
 echo "trials: $TRIALS per tool (interleaved, order rotated per trial), warm-up rounds: $WARMUP"
 echo "load at start: $(load)"
