@@ -30,24 +30,9 @@ refuse_if_taken
 bench_state dash-bench-leak
 
 cleanup() {
-  local rc=$? s left
+  local rc=$?
   cleanup_begin
-  if server_alive; then
-    for s in $("$DASH" service ls -o json 2>/dev/null | jq -r '.[].spec.name'); do
-      "$DASH" service rm "$s" >/dev/null 2>&1
-    done
-    for _ in $(seq 600); do
-      [ "$("$DASH" service ls -o json 2>/dev/null | jq length)" = 0 ] && break
-      sleep 0.2
-    done
-    stop_pid "$SERVER_PID"
-  fi
-  cleanup_net
-  cleanup_cgroups_forward
-  rm -rf --one-file-system "$SCR"
-  left=$(net_left)$(cgroups_left)
-  [ -e "$SCR" ] && left+=" $SCR"
-  if [ -n "$left" ]; then echo "cleanup: LEFT BEHIND:$left"; else echo "cleanup: nothing left behind"; fi
+  cleanup_standard
   exit "$rc"
 }
 trap_cleanup

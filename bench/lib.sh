@@ -130,6 +130,36 @@ cleanup_cgroups_forward() {
   fi
   return 0
 }
+# stop_dash: the server's services removed (waiting up to 60 s for their replicas to go), then
+# the server stopped. Nothing when it is not running.
+stop_dash() {
+  server_alive || return 0
+  local s
+  for s in $("$DASH" service ls -o json 2>/dev/null | jq -r '.[].spec.name'); do
+    "$DASH" service rm "$s" >/dev/null 2>&1
+  done
+  for _ in $(seq 300); do
+    [ "$("$DASH" service ls -o json 2>/dev/null | jq length)" = 0 ] && break
+    sleep 0.2
+  done
+  stop_pid "$SERVER_PID"
+}
+
+# cleanup_standard [EXTRA-STEP]: the whole cleanup of a bench with one dash server (and
+# EXTRA-STEP, e.g. docker_cleanup, after its network), then the one line saying what is left.
+cleanup_standard() {
+  local left
+  stop_dash
+  cleanup_net
+  [ -n "${1:-}" ] && "$1"
+  cleanup_cgroups_forward
+  rm -rf --one-file-system "$SCR"
+  left=$(net_left)$(cgroups_left)
+  [ -n "${2:-}" ] && left+=$("$2")
+  [ -e "$SCR" ] && left+=" $SCR"
+  if [ -n "$left" ]; then echo "cleanup: LEFT BEHIND:$left"; else echo "cleanup: nothing left behind"; fi
+}
+
 # What is left of the server's network, run dir and mounts, and of CG_NEW: " what" each.
 net_left() {
   [ -e "/sys/class/net/$BRIDGE" ] && printf ' %s' "bridge:$BRIDGE"
