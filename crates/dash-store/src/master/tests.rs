@@ -73,9 +73,8 @@ async fn put_service_versions_only_on_container_changes() {
     assert_eq!(s.service("web").await.unwrap().unwrap().spec.replicas, 3);
 }
 
-#[tokio::test]
-async fn replicas_lifecycle_and_service_removal() {
-    let (_d, s, _) = store().await;
+/// Service "web" (version 1) and a ready server node "n1".
+async fn service_on_node_n1(s: &MasterStore) {
     s.apply(&Command::PutService {
         spec: spec(""),
         at_ms: 1,
@@ -98,6 +97,12 @@ async fn replicas_lifecycle_and_service_removal() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn replicas_lifecycle_and_service_removal() {
+    let (_d, s, _) = store().await;
+    service_on_node_n1(&s).await;
     let new = NewReplica {
         id: "web-1".into(),
         service: "web".into(),
@@ -210,28 +215,7 @@ async fn ip_allocation_is_lowest_free_and_sticky() {
 #[tokio::test]
 async fn removal_drops_unplaced_replicas_and_is_never_undone_by_a_late_create() {
     let (_d, s, _) = store().await;
-    s.apply(&Command::PutService {
-        spec: spec(""),
-        at_ms: 1,
-    })
-    .await
-    .unwrap();
-    let node = NodeRecord {
-        id: "n1".into(),
-        address: "127.0.0.1".into(),
-        role: NodeRole::Server,
-        state: NodeState::Ready,
-        labels: BTreeMap::new(),
-        capacity: Resources::default(),
-        subnet: "10.0.0.0/24".into(),
-        runtime: "runc".into(),
-    };
-    s.apply(&Command::UpsertNode {
-        node: Box::new(node),
-        at_ms: 1,
-    })
-    .await
-    .unwrap();
+    service_on_node_n1(&s).await;
     let r = |id: &str, node: Option<&str>| NewReplica {
         id: id.into(),
         service: "web".into(),
