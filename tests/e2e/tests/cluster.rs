@@ -54,24 +54,11 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
 
     // Without a client certificate, master_api refuses every call but Join.
     let empty = c.write("empty.grpc", "\0\0\0\0\0");
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sk",
-            "--http2",
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/grpc",
-            "-H",
-            "te: trailers",
-            "--data-binary",
-            &format!("@{}", empty.display()),
-            "-D",
-            "-",
-            &format!("https://{}:7071/dash.v1.MasterApi/Heartbeat", c.nodes[0].ip),
-        ])
-        .output()
-        .unwrap();
+    let out = grpc_post(
+        &format!("https://{}:7071/dash.v1.MasterApi/Heartbeat", c.nodes[0].ip),
+        &empty,
+        None,
+    );
     let head = String::from_utf8_lossy(&out.stdout);
     assert!(
         head.contains("grpc-status: 16"),
@@ -105,39 +92,17 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
         .output()
         .unwrap();
     assert!(st.status.success(), "{st:?}");
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sSk",
-            "--http2",
-            "--cert",
-            crt.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/grpc",
-            "--data-binary",
-            &format!("@{}", empty.display()),
-            &format!("https://{}:7071/dash.v1.MasterApi/Heartbeat", c.nodes[0].ip),
-        ])
-        .output()
-        .unwrap();
+    let out = grpc_post(
+        &format!("https://{}:7071/dash.v1.MasterApi/Heartbeat", c.nodes[0].ip),
+        &empty,
+        Some((&crt, &key)),
+    );
     assert_tls_refusal(&c, 0, &out, "invalid peer certificate");
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sSk",
-            "--http2",
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/grpc",
-            "--data-binary",
-            &format!("@{}", empty.display()),
-            &format!("https://{}:7072/dash.v1.WorkerApi/ReadLog", c.nodes[1].ip),
-        ])
-        .output()
-        .unwrap();
+    let out = grpc_post(
+        &format!("https://{}:7072/dash.v1.WorkerApi/ReadLog", c.nodes[1].ip),
+        &empty,
+        None,
+    );
     assert_tls_refusal(&c, 1, &out, "peer sent no certificates");
 
     // The image exists on the master only; the workers fetch it from there.
@@ -819,6 +784,24 @@ fn replicas_on_other_nodes_leave_every_proxy_before_they_stop() {
         codes.len()
     );
     c.finish();
+}
+
+/// An empty gRPC call to `url` with curl over HTTP/2 (any server certificate accepted), with a
+/// client certificate and key if given; the response head is printed on stdout.
+fn grpc_post(
+    url: &str,
+    body: &std::path::Path,
+    client: Option<(&std::path::Path, &std::path::Path)>,
+) -> std::process::Output {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sSk", "--http2", "-X", "POST", "-D", "-"])
+        .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+        .arg("--data-binary")
+        .arg(format!("@{}", body.display()));
+    if let Some((crt, key)) = client {
+        cmd.arg("--cert").arg(crt).arg("--key").arg(key);
+    }
+    cmd.arg(url).output().unwrap()
 }
 
 /// A request the server refused in the TLS handshake, for the reason `why`: curl reached the
