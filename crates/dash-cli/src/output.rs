@@ -7,14 +7,14 @@ pub struct Table {
 }
 
 impl Table {
-    pub fn new<const N: usize>(header: [&str; N]) -> Self {
+    pub fn new<'a>(header: impl IntoIterator<Item = &'a str>) -> Self {
         Self {
-            rows: vec![header.iter().map(|s| s.to_string()).collect()],
+            rows: vec![header.into_iter().map(str::to_string).collect()],
         }
     }
 
-    pub fn row<const N: usize>(&mut self, cells: [String; N]) {
-        self.rows.push(cells.to_vec());
+    pub fn row(&mut self, cells: impl IntoIterator<Item = String>) {
+        self.rows.push(cells.into_iter().collect());
     }
 
     pub fn print(&self) {

@@ -676,6 +676,9 @@ pub struct RouteEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RouteInfo {
+    /// The node whose proxy counted these (`?per_node=true`); absent when summed over nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub service: String,
     pub host: String,
     pub path_prefix: String,
@@ -691,6 +694,54 @@ pub struct RouteInfo {
     pub latency_buckets_ms: Vec<u64>,
     pub latency_counts: Vec<u64>,
     pub upstreams: Vec<UpstreamInfo>,
+}
+
+impl RouteInfo {
+    /// Adds another proxy's counters of the same route: requests, statuses, errors, the rate,
+    /// the latency histogram, and the upstreams by replica (up if any proxy has it up).
+    pub fn add(&mut self, other: &RouteInfo) {
+        self.requests += other.requests;
+        for (a, b) in self.status.iter_mut().zip(other.status) {
+            *a += b;
+        }
+        self.errors += other.errors;
+        self.requests_per_second += other.requests_per_second;
+        if self.latency_counts.len() == other.latency_counts.len() {
+            for (a, b) in self.latency_counts.iter_mut().zip(&other.latency_counts) {
+                *a += b;
+            }
+        }
+        for u in &other.upstreams {
+            match self.upstreams.iter_mut().find(|m| m.replica == u.replica) {
+                Some(m) => {
+                    m.in_flight += u.in_flight;
+                    m.requests += u.requests;
+                    m.failures += u.failures;
+                    if u.state == "up" {
+                        m.state = "up".into();
+                    }
+                }
+                None => self.upstreams.push(u.clone()),
+            }
+        }
+    }
+}
+
+/// Every node's counters of each route summed into one row per route (service, host, path
+/// prefix), in the order the routes first appear; `node` left empty.
+pub fn sum_routes(rows: impl IntoIterator<Item = RouteInfo>) -> Vec<RouteInfo> {
+    let mut out: Vec<RouteInfo> = Vec::new();
+    for mut r in rows {
+        r.node = None;
+        match out
+            .iter_mut()
+            .find(|o| o.service == r.service && o.host == r.host && o.path_prefix == r.path_prefix)
+        {
+            Some(o) => o.add(&r),
+            None => out.push(r),
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -711,6 +762,9 @@ pub struct UpstreamInfo {
 pub struct NodeMetrics {
     pub replicas: Vec<ReplicaSample>,
     pub routes: Vec<RouteLoad>,
+    /// Its proxy's counters per route, for `dash route ls` across nodes.
+    #[serde(default)]
+    pub route_stats: Vec<RouteInfo>,
 }
 
 /// One replica's resource use, from its cgroup.

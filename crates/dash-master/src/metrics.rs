@@ -65,6 +65,18 @@ impl Metrics {
         total
     }
 
+    /// Every freshly measured node's proxy counters per route, by node.
+    pub fn route_stats(&self) -> Vec<(String, Vec<dash_core::api::RouteInfo>)> {
+        let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<_> = nodes
+            .iter()
+            .filter(|(_, e)| e.received.elapsed() < STALE)
+            .map(|(node, e)| (node.clone(), e.metrics.route_stats.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Forgets a node (removed from the cluster).
     pub fn forget(&self, node: &str) {
         let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
@@ -91,6 +103,7 @@ mod tests {
                 service: "web".into(),
                 requests_per_second: rps,
             }],
+            route_stats: Vec::new(),
         };
         m.record("a", node(10.0, "web-1"), 1);
         m.record("b", node(5.5, "web-2"), 2);

@@ -219,6 +219,32 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
         },
     );
 
+    // dash route ls counts every node's proxy: the requests that entered through w3 show in
+    // the sum and in w3's own row (--per-node), reported by w3 every 2 s.
+    let w3 = c.nodes[3].name.clone();
+    c.wait(
+        "w3's proxy counters in dash route ls",
+        Duration::from_secs(20),
+        || {
+            let per_node = c.json(&["route", "ls", "--per-node"]);
+            let w3_requests: u64 = per_node
+                .as_array()?
+                .iter()
+                .filter(|r| r["host"] == "cweb.local" && r["node"] == w3.as_str())
+                .filter_map(|r| r["requests"].as_u64())
+                .sum();
+            let summed = c.json(&["route", "ls"]);
+            let total = summed
+                .as_array()?
+                .iter()
+                .find(|r| r["host"] == "cweb.local")?["requests"]
+                .as_u64()?;
+            (w3_requests > 0 && total >= w3_requests).then_some(())
+        },
+    );
+    let table = c.ok(&["route", "ls", "--per-node"]);
+    assert!(table.contains("NODE") && table.contains(&w3), "{table}");
+
     // dash exec on a replica of another node: output, exit status, stdin, a terminal.
     let id = a["id"].as_str().unwrap();
     let out = c.dash(&["exec", id, "--", "cat", "/www/index.html"]);
@@ -801,7 +827,7 @@ fn grpc_post(
     if let Some((crt, key)) = client {
         cmd.arg("--cert").arg(crt).arg("--key").arg(key);
     }
-    cmd.arg(url).output().unwrap()
+    cmd.arg(url).output().expect("curl runs")
 }
 
 /// A request the server refused in the TLS handshake, for the reason `why`: curl reached the

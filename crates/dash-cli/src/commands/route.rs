@@ -10,19 +10,30 @@ use crate::print_json;
 /// `dash route …`.
 #[derive(Subcommand, Debug)]
 pub enum RouteCmd {
-    /// The routing table: each route, its counters and its upstreams' state.
-    Ls,
+    /// The routing table: each route, its counters summed over every node's proxy, and its
+    /// upstreams' state.
+    Ls {
+        /// One row per route and node: each node's proxy's own counters.
+        #[arg(long)]
+        per_node: bool,
+    },
 }
 
 /// Runs `dash route …`.
 pub async fn run(client: &Client, json: bool, cmd: RouteCmd) -> anyhow::Result<()> {
     match cmd {
-        RouteCmd::Ls => {
-            let routes: Vec<RouteInfo> = client.get("/v1/routes").await?;
+        RouteCmd::Ls { per_node } => {
+            let routes: Vec<RouteInfo> = client
+                .get(if per_node {
+                    "/v1/routes?per_node=true"
+                } else {
+                    "/v1/routes"
+                })
+                .await?;
             if json {
                 print_json(&routes);
             } else {
-                let mut t = Table::new([
+                let mut columns = vec![
                     "HOST",
                     "PATH",
                     "SERVICE",
@@ -34,7 +45,11 @@ pub async fn run(client: &Client, json: bool, cmd: RouteCmd) -> anyhow::Result<(
                     "5XX",
                     "ERRORS",
                     "UPSTREAMS",
-                ]);
+                ];
+                if per_node {
+                    columns.insert(0, "NODE");
+                }
+                let mut t = Table::new(columns);
                 for r in routes {
                     let ups: Vec<String> = r
                         .upstreams
@@ -46,7 +61,7 @@ pub async fn run(client: &Client, json: bool, cmd: RouteCmd) -> anyhow::Result<(
                     } else {
                         r.path_prefix.clone()
                     };
-                    t.row([
+                    let mut row = vec![
                         r.host,
                         path,
                         r.service,
@@ -62,7 +77,11 @@ pub async fn run(client: &Client, json: bool, cmd: RouteCmd) -> anyhow::Result<(
                         } else {
                             ups.join(", ")
                         },
-                    ]);
+                    ];
+                    if per_node {
+                        row.insert(0, r.node.unwrap_or_default());
+                    }
+                    t.row(row);
                 }
                 t.print();
             }

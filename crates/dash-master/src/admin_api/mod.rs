@@ -63,6 +63,8 @@ pub struct AppState {
     pub logs: LogReader,
     pub exec: ExecStarter,
     pub route_stats: RouteStats,
+    /// This master's own node (its proxy's counters are read live, the others' as reported).
+    pub node: String,
     /// Nodes' latest measurements (`/v1/stats`).
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Admission of nodes; None when master_api is off (no --advertise-addr).

@@ -277,6 +277,7 @@ impl Master {
             logs,
             exec,
             route_stats: node.route_stats,
+            node: cfg.node.clone(),
             metrics: metrics.clone(),
             bouncer,
         });

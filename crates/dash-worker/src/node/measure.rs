@@ -64,7 +64,15 @@ pub async fn measure_node<F, Fut>(
                 requests_per_second,
             })
             .collect();
-        sink(NodeMetrics { replicas, routes }).await;
+        // Full counters per route too, so that `dash route ls` sums every node's proxy (port
+        // and prefix stripping are filled in by the masters, who have the table).
+        let route_stats = super::routes::route_infos(&proxy, &[]);
+        sink(NodeMetrics {
+            replicas,
+            routes,
+            route_stats,
+        })
+        .await;
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = shutdown.changed() => return,

@@ -55,6 +55,7 @@ pub fn route_infos(proxy: &ProxyHandle, entries: &[RouteEntry]) -> Vec<RouteInfo
             let mut buckets: Vec<u64> = dash_proxy::LATENCY_BUCKETS_MS.to_vec();
             buckets.push(u64::MAX);
             RouteInfo {
+                node: None,
                 strip_prefix: spec.is_some_and(|e| e.route.strip_prefix),
                 port: spec.map_or(0, |e| e.route.port),
                 service: s.service,
