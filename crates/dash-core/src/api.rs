@@ -1030,3 +1030,7 @@ pub struct NodeExplain {
     pub load_percent: u32,
     pub total_replicas: u32,
 }
+
+#[cfg(test)]
+#[path = "api_test.rs"]
+mod api_test;
