@@ -6,8 +6,8 @@
 //! Each trial: a steady load of about 100 requests per second through the proxy (one client,
 //! a request every 10 ms), timed until 4 replicas run (scale-up); then the load stops, timed
 //! until 1 replica runs again (scale-down). TRIALS times (default 5). Prints min / median /
-//! max next to what Kubernetes' horizontal pod autoscaler's documented defaults imply (see
-//! docs/benchmarks.md).
+//! max. No peer figure is computed here: what Kubernetes' horizontal pod autoscaler's
+//! documented defaults imply is in docs/benchmarks.md, labelled as documented.
 
 #![allow(clippy::unwrap_used)]
 
@@ -86,20 +86,13 @@ fn main() {
     }
     let (umin, umed, umax) = stats(&mut up);
     let (dmin, dmed, dmax) = stats(&mut down);
-    // HPA defaults: a 15 s sync period (and metrics-server's 15 s resolution) before it can
-    // react; a 300 s scale-down stabilisation window.
-    let (hpa_up, hpa_down) = (15_000.0, 300_000.0);
     println!("autoscaling, {trials} trials (load ≈ 100 req/s, target 20 req/s per replica, max 4)");
     println!("scale-up 1 → 4 under load:");
     println!("  dash     min {umin:.0} ms  median {umed:.0} ms  max {umax:.0} ms");
-    println!(
-        "  k8s HPA  ≥ {hpa_up:.0} ms (sync period 15 s)  →  dash/HPA = {:.3}",
-        umed / hpa_up
-    );
     println!("scale-down 4 → 1 after the load stops (dash scale_down_delay 60 s):");
     println!("  dash     min {dmin:.0} ms  median {dmed:.0} ms  max {dmax:.0} ms");
-    println!(
-        "  k8s HPA  ≥ {hpa_down:.0} ms (stabilisation window 300 s)  →  dash/HPA = {:.3}",
-        dmed / hpa_down
-    );
+    // Kubernetes cannot run here: no figure of its is computed. What its HPA's documented
+    // defaults imply (a 15 s sync period, a 300 s scale-down stabilisation window) is in
+    // docs/benchmarks.md, labelled as documented.
+    println!("peers: not measured here (Kubernetes' HPA defaults in docs/benchmarks.md, as documented)");
 }
