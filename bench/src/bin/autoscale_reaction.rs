@@ -94,5 +94,7 @@ fn main() {
     // Kubernetes cannot run here: no figure of its is computed. What its HPA's documented
     // defaults imply (a 15 s sync period, a 300 s scale-down stabilisation window) is in
     // docs/benchmarks.md, labelled as documented.
-    println!("peers: not measured here (Kubernetes' HPA defaults in docs/benchmarks.md, as documented)");
+    println!(
+        "peers: not measured here (Kubernetes' HPA defaults in docs/benchmarks.md, as documented)"
+    );
 }

@@ -249,14 +249,21 @@ mod tests {
 
     proptest! {
         #[test]
-        fn proposals_stay_within_bounds(
+        fn a_proposal_comes_whenever_a_target_is_measured_and_stays_within_bounds(
             min in 1u32..20, extra in 0u32..20, current in 0u32..60, running in 0u32..60,
             cpu in proptest::option::of(0.0f64..1e6), rps in proptest::option::of(0.0f64..1e9),
             tcpu in proptest::option::of(1u32..1000), trps in proptest::option::of(1u32..100_000),
         ) {
             let p = policy(min, min + extra, tcpu, trps);
-            if let Some(got) = propose(&p, current, &load(running, cpu, rps)) {
+            let measured = running > 0
+                && ((tcpu.is_some() && cpu.is_some()) || (trps.is_some() && rps.is_some()));
+            let got = propose(&p, current, &load(running, cpu, rps));
+            // Nothing proposed only when there is nothing to go by: the test cannot pass by
+            // proposing nothing.
+            prop_assert_eq!(got.is_some(), measured, "{:?}", got);
+            if let Some(got) = got {
                 prop_assert!(got.replicas >= min && got.replicas <= min + extra);
+                prop_assert!(!got.reason.is_empty());
             }
         }
     }

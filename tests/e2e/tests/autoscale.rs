@@ -59,7 +59,7 @@ port = 8080
 [autoscale]
 max = 3
 requests_per_second = 4
-scale_down_delay = "4s"
+scale_down_delay = "8s"
 "#,
     );
     // By hand only within the bounds.
@@ -110,12 +110,12 @@ scale_down_delay = "4s"
         Duration::from_secs(10),
         || {
             let stats = s.json(&["stats", "aweb"]);
-            stats
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|r| r["memory_bytes"].as_u64().is_some_and(|m| m > 0))
-                .then_some(())
+            let stats = stats.as_array().unwrap();
+            (!stats.is_empty()
+                && stats
+                    .iter()
+                    .all(|r| r["memory_bytes"].as_u64().is_some_and(|m| m > 0)))
+            .then_some(())
         },
     );
     // Applying the same file again keeps the scaler's count.
@@ -125,15 +125,39 @@ scale_down_delay = "4s"
         3
     );
 
-    // Quiet: back to the minimum once the delay has passed.
+    // Quiet: back to the minimum once the delay has passed, and not before. The proxy's rate
+    // (`dash route ls`, live) says when the load first calls for fewer than 3 replicas (at
+    // most 8 req/s: 3 × 8 / 3 / 4 rounds up to 2); the scaler sees the same rate up to 2 s
+    // later (nodes report every 2 s), so it may shrink no earlier than the 8 s delay after
+    // that. Without the delay it would shrink within its 1 s interval of seeing it.
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
     let quiet = Instant::now();
+    let mut fewer_wanted: Option<Instant> = None;
+    let shrunk = s.wait("aweb scales down", Duration::from_secs(60), || {
+        let rps = s
+            .json(&["route", "ls"])
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["host"] == "aweb.local").cloned())
+            .and_then(|r| r["requests_per_second"].as_f64());
+        if fewer_wanted.is_none() && rps.is_some_and(|rps| rps <= 8.0) {
+            fewer_wanted = Some(Instant::now());
+        }
+        (running(&s, "aweb") < 3).then(Instant::now)
+    });
+    let fewer_wanted = fewer_wanted.expect("the rate fell below the target before the scale-down");
+    let held = shrunk.duration_since(fewer_wanted);
+    assert!(
+        held >= Duration::from_secs(6),
+        "scaled down {held:?} after the load called for it: the 8 s scale_down_delay was not kept"
+    );
     s.wait("aweb back to 1 replica", Duration::from_secs(60), || {
         (running(&s, "aweb") == 1).then_some(())
     });
     let waited = quiet.elapsed();
-    eprintln!("scaled back to 1 in {waited:?} after the load stopped");
+    eprintln!(
+        "scaled back to 1 in {waited:?} after the load stopped (held {held:?} after fewer were wanted)"
+    );
     assert!(
         past_events(&s).contains("-> 1 (autoscale:"),
         "the scaler, not something else, scaled it down"
