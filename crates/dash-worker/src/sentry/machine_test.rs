@@ -90,8 +90,9 @@ fn a_replica_that_ran_past_the_reset_is_restarted_at_once() {
         }
         s.handle(Input::Started, now);
     }
-    // It now runs longer than the reset period, then crashes: restarted at once.
-    now += BACKOFF_RESET_AFTER;
+    // It now runs 10 s (the documented reset, docs/service-file.md), then crashes: restarted
+    // at once.
+    now += Duration::from_secs(10);
     let actions = s.handle(Input::Exited { code: 1 }, now);
     assert_eq!(actions.last(), Some(&Action::Start), "{actions:?}");
     assert_eq!(s.restarts(), 5, "the count goes on");
@@ -109,7 +110,7 @@ fn just_short_of_the_reset_the_back_off_keeps_growing() {
     let now = t0 + ms(10);
     s.handle(Input::Exited { code: 1 }, now); // immediate
     s.handle(Input::Started, now);
-    let now = now + BACKOFF_RESET_AFTER - ms(1);
+    let now = now + ms(9_999);
     s.handle(Input::Exited { code: 1 }, now);
     assert_eq!(s.next_wake(), Some(now + ms(100)));
 }
@@ -300,4 +301,9 @@ fn a_replica_found_exited_after_a_daemon_restart_follows_the_policy() {
     let mut s = Sentry::new(never, None, 0);
     assert_eq!(s.handle(Input::FoundExited { code: 2 }, t0), []);
     assert_eq!(s.state(), ReplicaState::Exited);
+}
+
+#[test]
+fn the_reset_period_is_the_documented_10_s() {
+    assert_eq!(BACKOFF_RESET_AFTER, Duration::from_secs(10));
 }
