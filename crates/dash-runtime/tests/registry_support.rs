@@ -10,7 +10,7 @@ pub mod img;
 use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -62,8 +62,9 @@ impl Registry {
         require(REGISTRY_BIN, "docker-registry");
         require(SKOPEO_BIN, "skopeo");
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let host = format!("127.0.0.1:{port}");
+        // Port 0: the registry picks a free port itself and says which (no probe-then-bind
+        // race with tests running in parallel).
+        let host = "127.0.0.1:0".to_owned();
         let storage = dir.path().join("storage");
         let mut config = format!(
             "version: 0.1\n\
@@ -113,7 +114,13 @@ impl Registry {
                     self.log()
                 );
             }
-            if let Some(status) = http_status(&self.host, "/v2/")
+            if self.host.ends_with(":0")
+                && let Some(addr) = listening_on(&self.log())
+            {
+                self.host = addr;
+            }
+            if !self.host.ends_with(":0")
+                && let Some(status) = http_status(&self.host, "/v2/")
                 && (status == 200 || status == 401)
             {
                 return;
@@ -234,9 +241,14 @@ impl Drop for Registry {
     }
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
+/// The address docker-registry logged that it listens on (`listening on 127.0.0.1:40595`).
+fn listening_on(log: &str) -> Option<String> {
+    let rest = &log[log.find("listening on ")? + "listening on ".len()..];
+    let addr: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    addr.parse::<std::net::SocketAddr>().ok().map(|_| addr)
 }
 
 /// The status code of `GET path` on `host`, or `None` if nothing answers.

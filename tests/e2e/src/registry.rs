@@ -2,7 +2,6 @@
 //! into it with skopeo.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,11 +24,9 @@ impl Registry {
             Path::new("/usr/bin/docker-registry").exists(),
         );
         let dir = tempfile::tempdir().unwrap();
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let addr = format!("127.0.0.1:{port}");
+        // Port 0: the registry picks a free port itself and logs it (no probe-then-bind race
+        // with tests running in parallel).
+        let addr = "127.0.0.1:0".to_owned();
         let auth = match htpasswd {
             Some(line) => {
                 std::fs::write(dir.path().join("htpasswd"), format!("{line}\n")).unwrap();
@@ -54,11 +51,14 @@ impl Registry {
             .stderr(log)
             .spawn()
             .unwrap();
-        let r = Registry { dir, addr, child };
+        let mut r = Registry { dir, addr, child };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(&r.addr).is_ok() {
-                return r;
+            if let Some(addr) = listening_on(&r.log()) {
+                r.addr = addr;
+                if std::net::TcpStream::connect(&r.addr).is_ok() {
+                    return r;
+                }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -190,4 +190,14 @@ pub fn busybox_layer(dir: &Path) -> Vec<u8> {
 
 pub fn layout_dir(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
+}
+
+/// The address docker-registry logged that it listens on (`listening on 127.0.0.1:40595`).
+fn listening_on(log: &str) -> Option<String> {
+    let rest = &log[log.find("listening on ")? + "listening on ".len()..];
+    let addr: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    addr.parse::<std::net::SocketAddr>().ok().map(|_| addr)
 }
