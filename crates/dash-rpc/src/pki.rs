@@ -353,6 +353,20 @@ pub fn hash_secret(secret: &str) -> String {
     hex(&Sha256::digest(secret.as_bytes()))
 }
 
+/// When a certificate should be renewed: at two thirds of its lifetime (seconds since the
+/// epoch), or now (0) if it cannot be read. Masters and workers renew by this one rule.
+pub fn renew_at(cert_pem: &str) -> i64 {
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else {
+        return 0;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&pem.contents) else {
+        return 0;
+    };
+    let from = cert.validity().not_before.timestamp();
+    let to = cert.validity().not_after.timestamp();
+    from + (to - from) * 2 / 3
+}
+
 /// Compares two strings in time independent of where they differ.
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len()

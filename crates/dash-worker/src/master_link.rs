@@ -595,16 +595,4 @@ pub async fn renew(
     })
 }
 
-/// When a certificate should be renewed: at two thirds of its lifetime (seconds since the
-/// epoch), or now if it cannot be read.
-pub fn renew_at(cert_pem: &str) -> i64 {
-    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else {
-        return 0;
-    };
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&pem.contents) else {
-        return 0;
-    };
-    let from = cert.validity().not_before.timestamp();
-    let to = cert.validity().not_after.timestamp();
-    from + (to - from) * 2 / 3
-}
+pub use dash_rpc::pki::renew_at;

@@ -176,7 +176,7 @@ async fn serve_master_api(
             }
         });
         let now = (dash_core::clock::now_ms() / 1000) as i64;
-        let wait = (renew_at(&cert.0) - now).max(1) as u64;
+        let wait = (dash_rpc::pki::renew_at(&cert.0) - now).max(1) as u64;
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
             _ = shutdown.changed() => {
@@ -210,21 +210,6 @@ async fn serve_master_api(
     }
 }
 
-/// When a certificate should be renewed: at two thirds of its lifetime (seconds since the
-/// epoch), or now if it cannot be read. The same rule as the workers'
-/// (`dash_worker::master_link::renew_at`, which dash-master does not depend on).
-fn renew_at(cert_pem: &str) -> i64 {
-    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else {
-        return 0;
-    };
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&pem.contents) else {
-        return 0;
-    };
-    let from = cert.validity().not_before.timestamp();
-    let to = cert.validity().not_after.timestamp();
-    from + (to - from) * 2 / 3
-}
-
 /// Sends every node's `(subnet, address)` to the local node every 2 s: it keeps routes to
 /// the other nodes' subnets via them.
 async fn peers_from_store(
@@ -249,7 +234,7 @@ mod tests {
 
     #[test]
     fn renewal_is_at_two_thirds_of_the_lifetime_or_now_when_unreadable() {
-        assert_eq!(renew_at("not a certificate"), 0);
+        assert_eq!(dash_rpc::pki::renew_at("not a certificate"), 0);
         let ca = dash_rpc::pki::Ca::create("test").unwrap();
         let (_, csr) = dash_rpc::pki::new_csr("m1").unwrap();
         let issued = ca
@@ -262,7 +247,7 @@ mod tests {
             .unwrap();
         let now = (dash_core::clock::now_ms() / 1000) as i64;
         // not_before is backdated by a tenth of the lifetime (300 s): 2/3 of [-300, 3000].
-        let at = renew_at(&issued.pem);
+        let at = dash_rpc::pki::renew_at(&issued.pem);
         assert!((at - (now + 1900)).abs() <= 5, "{at} vs now {now}");
     }
 }
