@@ -76,8 +76,13 @@ pub enum LinkError {
 /// for logs and replica messages, where Display alone would drop the causes. A cause whose
 /// text is already there (an error that prints its source too) is not repeated.
 pub fn with_causes(err: &(dyn Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
+    join_causes(err.to_string(), err.source())
+}
+
+/// `text` followed by `source` and its causes (`text: cause: cause`), each cause left out when
+/// its text is already there. [`with_causes`] and `dash_rpc::describe` (a gRPC status) both
+/// use it.
+pub fn join_causes(mut text: String, mut source: Option<&(dyn Error + 'static)>) -> String {
     while let Some(s) = source {
         let part = s.to_string();
         if !text.contains(&part) {

@@ -17,14 +17,5 @@ pub mod proto {
 /// whether the connection was refused, timed out or failed its TLS handshake.
 pub fn describe(status: &tonic::Status) -> String {
     use std::error::Error as _;
-    let mut text = status.message().to_string();
-    let mut source = status.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text = format!("{text}: {part}");
-        }
-        source = s.source();
-    }
-    text
+    dash_core::link::join_causes(status.message().to_string(), status.source())
 }

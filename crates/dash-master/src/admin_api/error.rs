@@ -28,6 +28,13 @@ impl HttpError {
         e
     }
 
+    /// An extractor's rejection (`ApiJson`, `ApiPath`, `ApiQuery`) as `invalid` on `field`.
+    pub fn rejected(status: StatusCode, message: String, field: &str) -> Self {
+        let mut e = Self::new(status, "invalid", message);
+        e.1.field = Some(field.into());
+        e
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
@@ -82,11 +89,8 @@ where
     type Rejection = HttpError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        let body_error = |status: StatusCode, message: String| {
-            let mut e = HttpError::new(status, "invalid", message);
-            e.1.field = Some("body".into());
-            e
-        };
+        let body_error =
+            |status: StatusCode, message: String| HttpError::rejected(status, message, "body");
         // Content type, size limit and syntax first, with axum's statuses and messages.
         let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
             Ok(axum::Json(v)) => v,
@@ -125,11 +129,11 @@ where
     ) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
-            Err(rejection) => {
-                let mut e = HttpError::new(rejection.status(), "invalid", rejection.body_text());
-                e.1.field = Some("path".into());
-                Err(e)
-            }
+            Err(rejection) => Err(HttpError::rejected(
+                rejection.status(),
+                rejection.body_text(),
+                "path",
+            )),
         }
     }
 }
@@ -155,11 +159,11 @@ where
     ) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
-            Err(rejection) => {
-                let mut e = HttpError::new(rejection.status(), "invalid", rejection.body_text());
-                e.1.field = Some("query".into());
-                Err(e)
-            }
+            Err(rejection) => Err(HttpError::rejected(
+                rejection.status(),
+                rejection.body_text(),
+                "query",
+            )),
         }
     }
 }
