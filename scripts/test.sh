@@ -27,6 +27,11 @@ if cargo tree -p dash-core -e normal --prefix none | grep -E '^(tokio|sqlx|tonic
   echo "error: dash-core must not depend on the crates above" >&2
   exit 1
 fi
+echo "==> the masters know images, not containers"
+if cargo tree -p dash-master -e normal --prefix none | grep -E '^dash-runtime '; then
+  echo "error: dash-master must depend on dash-image only, not on dash-runtime" >&2
+  exit 1
+fi
 echo "==> cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "==> build (the end-to-end tests run the real binaries)"

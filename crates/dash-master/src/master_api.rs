@@ -15,10 +15,10 @@ use dash_core::api::NodeState;
 use dash_core::command::{Command, NodeRecord, ReplicaStatus};
 use dash_core::event::EventKind;
 use dash_core::spec::Resources;
+use dash_image::ImageStore;
 use dash_rpc::pki::PeerIdentity;
 use dash_rpc::proto::master_api_server::MasterApi;
 use dash_rpc::proto::*;
-use dash_runtime::image::ImageStore;
 use dash_store::MasterStore;
 use futures::Stream;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -503,9 +503,7 @@ impl MasterApi for MasterApiService {
             .await
             .map_err(internal)?
             .map_err(|e| match e {
-                dash_runtime::image::ImageError::NotFound { .. } => {
-                    Status::not_found(e.to_string())
-                }
+                dash_image::ImageError::NotFound { .. } => Status::not_found(e.to_string()),
                 other => Status::internal(other.to_string()),
             })?;
         Ok(Response::new(ImageManifestResponse {

@@ -10,7 +10,6 @@ mod cgroups;
 pub mod console;
 pub mod container;
 pub mod error;
-pub mod image;
 mod monitor;
 #[allow(
     dead_code,
@@ -18,7 +17,6 @@ mod monitor;
 )]
 mod monitor_protocol;
 mod oci_cli;
-pub mod registry;
 mod rootfs;
 mod sys;
 

@@ -14,10 +14,10 @@ use dash_core::api::{Assignment, DesiredState, ReplicaState};
 use dash_core::command::ReplicaStatus;
 use dash_core::link::{MasterLink, with_causes};
 use dash_core::spec::{PortSpec, Protocol, PullPolicy};
+use dash_image::ImageStore;
+use dash_image::registry::Puller;
 use dash_net::{Network, PortMapping};
 use dash_runtime::container::{ContainerRuntime, ContainerSpec, ContainerStatus, ExitWatch};
-use dash_runtime::image::ImageStore;
-use dash_runtime::registry::Puller;
 use dash_store::{LocalReplica, WorkerStore};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
@@ -599,7 +599,7 @@ async fn ensure_image<L: MasterLink>(
     id: &str,
     spec: &ServiceSpec,
     st: &mut Status,
-) -> Result<dash_runtime::image::ResolvedImage, String> {
+) -> Result<dash_image::ResolvedImage, String> {
     let resolve = || {
         let images = ctx.images.clone();
         let image_ref = spec.image.clone();

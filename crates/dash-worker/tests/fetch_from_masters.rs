@@ -9,10 +9,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use dash_core::link::MasterLink;
+use dash_image::ImageStore;
 use dash_rpc::pki::{self, Ca, Role};
 use dash_rpc::proto::master_api_server::{MasterApi, MasterApiServer};
 use dash_rpc::proto::*;
-use dash_runtime::image::ImageStore;
 use dash_worker::master_link::{GrpcLink, Identity};
 use futures::Stream;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};

@@ -3,7 +3,7 @@
 //! ```text
 //!  flags ─ validate ─► MasterConfig + NodeConfig     (exit 64 before anything is touched)
 //!  Master::open ─► Node::open ─► .with_network(--subnet)
-//!  master.start(LocalNode { runtime, images, routes, peers, route stats, exec } of the node)
+//!  master.start(LocalNode { runtime name, logs, images, routes, peers, route stats, exec } of the node)
 //!  node.start(agent on master.link() and master.worker_store(), measurements ─► master)
 //!  SIGTERM / SIGINT ─► one shutdown signal ─► every task joined; containers keep running
 //! ```
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dash_cli::ServerArgs;
-use dash_master::master::{ClusterConfig, LocalExec};
+use dash_master::master::{ClusterConfig, LocalExec, LocalLogs};
 use dash_master::master_api::SubnetPool;
 use dash_master::worker_clients::ExecChannels;
 use dash_master::{LocalNode, Master, MasterConfig};
@@ -166,7 +166,8 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
 fn local_node(node: &ReadyNode) -> LocalNode {
     let n = node.node();
     LocalNode {
-        runtime: n.runtime().clone(),
+        runtime: n.runtime().kind().to_string(),
+        logs: local_logs(n.runtime().clone()),
         capacity: n.capacity(),
         images: n.images().clone(),
         puller: n.puller().clone(),
@@ -175,6 +176,11 @@ fn local_node(node: &ReadyNode) -> LocalNode {
         route_stats: node.route_stats(),
         exec: local_exec(n.runtime().clone()),
     }
+}
+
+/// This node's replica logs, as the master's admin API reads them.
+fn local_logs(runtime: Arc<ContainerRuntime>) -> LocalLogs {
+    Arc::new(move |replica, offset| runtime.read_log(replica, offset))
 }
 
 /// Exec sessions in this node's replicas, as the master's admin API takes them.

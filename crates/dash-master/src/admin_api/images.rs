@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use dash_core::api::{ApiError, ImageInfo, PruneReport, PullEvent, PullLayer, PullRequest};
 use dash_core::event::EventKind;
-use dash_runtime::image::{ImageRecord, ImageStore};
+use dash_image::{ImageRecord, ImageStore};
 use futures::StreamExt;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
@@ -66,7 +66,7 @@ pub async fn import(
     body: Body,
 ) -> Result<Json<Vec<ImageInfo>>, HttpError> {
     if let Some(r) = &q.rootfs {
-        dash_runtime::image::normalize_reference(r)
+        dash_image::normalize_reference(r)
             .map_err(|e| HttpError::bad_request("rootfs", e.to_string()))?;
     }
     tokio::fs::create_dir_all(&s.upload_dir)
@@ -129,10 +129,11 @@ pub async fn remove(
 ) -> Result<Json<ImageInfo>, HttpError> {
     // Refuse to remove an image that a service uses.
     let services = s.manager.list().await?;
-    let wanted = dash_runtime::image::normalize_reference(&reference).unwrap_or(reference.clone());
-    if let Some(svc) = services.iter().find(|svc| {
-        dash_runtime::image::normalize_reference(&svc.spec.image).is_ok_and(|n| n == wanted)
-    }) {
+    let wanted = dash_image::normalize_reference(&reference).unwrap_or(reference.clone());
+    if let Some(svc) = services
+        .iter()
+        .find(|svc| dash_image::normalize_reference(&svc.spec.image).is_ok_and(|n| n == wanted))
+    {
         return Err(HttpError::new(
             StatusCode::CONFLICT,
             "conflict",
@@ -159,8 +160,8 @@ pub async fn remove(
 
 /// A pull failure as an HTTP error: authentication problems are 401, the rest 502 (the
 /// registry's side) unless the reference itself is wrong.
-pub fn pull_error(e: dash_runtime::registry::PullError) -> HttpError {
-    use dash_runtime::registry::PullError as E;
+pub fn pull_error(e: dash_image::registry::PullError) -> HttpError {
+    use dash_image::registry::PullError as E;
     let message = e.to_string();
     match e {
         E::AuthenticationFailed { .. } | E::AuthenticationRequired { .. } => {
@@ -186,14 +187,14 @@ pub async fn pull(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<PullRequest>,
 ) -> Result<axum::response::Response, HttpError> {
-    dash_runtime::registry::parse_reference(&req.reference)
+    dash_image::registry::parse_reference(&req.reference)
         .map_err(|e| HttpError::bad_request("reference", e.to_string()))?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let puller = s.puller.clone();
     let mq = s.mq.clone();
     tokio::spawn(async move {
         let progress_tx = tx.clone();
-        let progress = move |p: dash_runtime::registry::PullProgress| {
+        let progress = move |p: dash_image::registry::PullProgress| {
             if let Some(e) = event(p) {
                 let _ = progress_tx.send(line(&e));
             }
@@ -229,8 +230,8 @@ pub async fn pull(
 }
 
 /// The API's form of a progress event; the final `done` is sent with the image's details.
-fn event(p: dash_runtime::registry::PullProgress) -> Option<PullEvent> {
-    use dash_runtime::registry::PullProgress as P;
+fn event(p: dash_image::registry::PullProgress) -> Option<PullEvent> {
+    use dash_image::registry::PullProgress as P;
     Some(match p {
         P::Resolved {
             reference,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 use dash_core::api::ReplicaInfo;
-use dash_runtime::image::ImageStore;
+use dash_image::ImageStore;
 
 pub use auth::load_or_create_token;
 
@@ -56,7 +56,7 @@ pub struct AppState {
     pub manager: ServiceManager,
     pub mq: Arc<MessageQueue>,
     pub images: Arc<ImageStore>,
-    pub puller: Arc<dash_runtime::registry::Puller>,
+    pub puller: Arc<dash_image::registry::Puller>,
     pub token: Arc<str>,
     /// Where uploads are staged before import.
     pub upload_dir: PathBuf,

@@ -2,7 +2,7 @@
 //! node for its own replicas, through worker_api for replicas on other nodes.
 //!
 //! ```text
-//!  GET /v1/replicas/{id}/logs ─► LogReader ─┬─ replica here ─► runtime.read_log (blocking)
+//!  GET /v1/replicas/{id}/logs ─► LogReader ─┬─ replica here ─► LocalLogs (blocking)
 //!                                           └─ elsewhere ────► WorkerClients::read_log
 //!  exec ───────────────────────► ExecStarter ┬─ replica here ─► LocalExec (dash-worker's exec)
 //!                                            └─ elsewhere ────► WorkerClients::exec
@@ -11,22 +11,20 @@
 
 use std::sync::Arc;
 
-use dash_core::api::{ExecRequest, ReplicaInfo};
-use dash_runtime::container::ContainerRuntime;
-
-use super::LocalExec;
+use super::{LocalExec, LocalLogs};
 use crate::admin_api::{ExecStarter, LogReader};
 use crate::worker_clients::WorkerClients;
+use dash_core::api::{ExecRequest, ReplicaInfo};
 
 /// Reads a replica's log: from the local file when it runs on `local` (or on no node), else
 /// through worker_api (`remote`, when master_api is on).
 pub(super) fn log_reader(
-    runtime: Arc<ContainerRuntime>,
+    logs: LocalLogs,
     local: String,
     remote: Option<Arc<WorkerClients>>,
 ) -> LogReader {
     Arc::new(move |r: ReplicaInfo, offset: u64| {
-        let runtime = runtime.clone();
+        let logs = logs.clone();
         let local = local.clone();
         let remote = remote.clone();
         Box::pin(async move {
@@ -35,7 +33,7 @@ pub(super) fn log_reader(
                     remote.read_log(node, &r.id, offset).await
                 }
                 _ => tokio::task::spawn_blocking(move || {
-                    let (data, end) = runtime.read_log(&r.id, offset);
+                    let (data, end) = logs(&r.id, offset);
                     (String::from_utf8_lossy(&data).into_owned(), end)
                 })
                 .await

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dash_runtime::image::ImageStore;
+use dash_image::ImageStore;
 use dash_store::MasterStore;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;

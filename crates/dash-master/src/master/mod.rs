@@ -32,10 +32,9 @@ use dash_core::api::{ExecRequest, NodeMetrics, NodeRole, NodeState, RouteEntry};
 use dash_core::command::{Command, NodeRecord};
 use dash_core::event::EventKind;
 use dash_core::spec::Resources;
+use dash_image::ImageStore;
+use dash_image::registry::Puller;
 use dash_rpc::pki::PkiError;
-use dash_runtime::container::ContainerRuntime;
-use dash_runtime::image::ImageStore;
-use dash_runtime::registry::Puller;
 use dash_store::{MasterStore, StoreError, WorkerStore};
 use futures::future::BoxFuture;
 use tokio::sync::{Notify, watch};
@@ -91,10 +90,17 @@ pub type LocalExec = Arc<
     dyn Fn(String, ExecRequest) -> BoxFuture<'static, Result<ExecChannels, String>> + Send + Sync,
 >;
 
-/// What the master uses of the node in its own process (dash-worker's `ReadyNode`).
+/// Reads this node's log of a replica from a byte offset: `(bytes, offset after them)`
+/// (`ContainerRuntime::read_log`, wrapped by the binary). Blocking: called on the blocking pool.
+pub type LocalLogs = Arc<dyn Fn(&str, u64) -> (Vec<u8>, u64) + Send + Sync>;
+
+/// What the master uses of the node in its own process (dash-worker's `ReadyNode`). The
+/// master knows the node's container runtime only through these: its name and two closures.
 pub struct LocalNode {
-    /// Its kind goes into this node's record; local replicas' logs are read from it.
-    pub runtime: Arc<ContainerRuntime>,
+    /// The OCI runtime's name (`crun`, `runc`), recorded in this node's record.
+    pub runtime: String,
+    /// Local replicas' logs.
+    pub logs: LocalLogs,
     pub capacity: Resources,
     /// Shared with the admin API (imports, pulls) and master_api (images shipped to workers).
     pub images: Arc<ImageStore>,
@@ -192,7 +198,7 @@ impl Master {
         let mq = Arc::new(MessageQueue::new());
         let wake = Arc::new(Notify::new());
         let (changes_tx, changes_rx) = watch::channel(0u64);
-        let kind = node.runtime.kind();
+        let kind = node.runtime.clone();
 
         let record = NodeRecord {
             id: cfg.node.clone(),
@@ -210,7 +216,7 @@ impl Master {
             labels: Default::default(),
             capacity: node.capacity,
             subnet: cfg.subnet.clone(),
-            runtime: kind.to_string(),
+            runtime: kind.clone(),
         };
         store
             .apply(&Command::UpsertNode {
@@ -263,7 +269,7 @@ impl Master {
             node.routes,
             shutdown.clone(),
         )));
-        let logs = admin::log_reader(node.runtime, cfg.node.clone(), worker_clients.clone());
+        let logs = admin::log_reader(node.logs, cfg.node.clone(), worker_clients.clone());
         let exec = admin::exec_starter(node.exec, cfg.node.clone(), worker_clients);
         let scaler = ServiceScaler::new(manager.clone(), metrics.clone(), cfg.autoscale_interval);
         tasks.push(tokio::spawn(scaler.run(shutdown.clone())));

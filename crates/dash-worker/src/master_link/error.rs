@@ -5,8 +5,8 @@ use std::error::Error as _;
 use std::path::PathBuf;
 
 use dash_core::link::{Cause, LinkError};
+use dash_image::ImageError;
 use dash_rpc::pki::PkiError;
-use dash_runtime::image::ImageError;
 
 /// A call to the masters, as the errors of a failed one name it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dash_runtime::image::ImageStore;
-use dash_runtime::registry::{PullProgress, Puller, RegistryConfig};
+use dash_image::ImageStore;
+use dash_image::registry::{PullProgress, Puller, RegistryConfig};
 use support::img::chain;
 use support::*;
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::image::ImageError;
+use crate::ImageError;
 
 /// Everything that can go wrong pulling an image or logging in to a registry.
 ///

@@ -19,7 +19,7 @@ use super::manifest;
 use super::progress::PullEvents;
 use super::session::Session;
 use super::{Inner, PullError, PullProgress, RegistryRef, credentials};
-use crate::image::{ImageError, ImageRecord, ImageStore, PullCache};
+use crate::{ImageError, ImageRecord, ImageStore, PullCache};
 
 /// Blobs of one image downloaded at the same time.
 const PARALLEL_BLOBS: usize = 3;

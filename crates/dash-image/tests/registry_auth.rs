@@ -8,7 +8,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use base64::Engine as _;
-use dash_runtime::registry::PullError;
+use dash_image::registry::PullError;
 use support::img::chain;
 use support::*;
 

@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 
 use super::flight::Flight;
 use super::{PullError, PullProgress};
-use crate::image::ImageRecord;
+use crate::ImageRecord;
 
 /// Live events a slow caller may fall behind by before it misses byte counts.
 const LIVE_EVENTS: usize = 1024;

@@ -7,7 +7,7 @@ mod support;
 
 use std::fs;
 
-use dash_runtime::image::{ImageStore, Limits};
+use dash_image::{ImageStore, Limits};
 use support::*;
 use tar::EntryType;
 

@@ -9,7 +9,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::process::Command;
 
-use dash_runtime::image::{ImageConfig, ImageStore};
+use dash_image::{ImageConfig, ImageStore};
 use support::*;
 
 fn busybox_layers() -> Vec<Layer> {

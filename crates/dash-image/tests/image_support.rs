@@ -7,7 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use dash_runtime::image::{ImageStore, Limits};
+use dash_image::{ImageStore, Limits};
 use sha2::{Digest, Sha256};
 use tar::EntryType;
 

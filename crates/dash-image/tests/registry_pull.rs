@@ -8,8 +8,8 @@ mod support;
 use std::collections::HashSet;
 use std::fs;
 
-use dash_runtime::image::{ImageStore, normalize_reference};
-use dash_runtime::registry::{PullError, PullProgress, RegistryConfig};
+use dash_image::registry::{PullError, PullProgress, RegistryConfig};
+use dash_image::{ImageStore, normalize_reference};
 use support::img::{BUSYBOX, Compression, Layer, RawTar, chain};
 use support::*;
 

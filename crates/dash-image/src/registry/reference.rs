@@ -5,7 +5,7 @@ pub use dash_core::image_ref::DEFAULT_REGISTRY;
 pub(crate) use dash_core::image_ref::canonical_registry;
 
 use super::PullError;
-use crate::image::normalize_reference;
+use crate::normalize_reference;
 
 /// A reference taken apart with docker's defaults (one type for the whole code base).
 pub type RegistryRef = dash_core::image_ref::ImageRef;

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 
 use super::PullError;
 use super::session::Session;
-use crate::image::{ImageStore, PullCache};
+use crate::{ImageStore, PullCache};
 
 /// One blob to fetch.
 pub(crate) struct BlobJob {

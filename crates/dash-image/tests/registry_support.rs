@@ -16,8 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dash_runtime::image::ImageStore;
-use dash_runtime::registry::{PullProgress, Puller, RegistryConfig};
+use dash_image::ImageStore;
+use dash_image::registry::{PullProgress, Puller, RegistryConfig};
 use img::{Compression, Files, Layer, OCI_CONFIG, OCI_MANIFEST, RawTar, sha256_hex};
 
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";

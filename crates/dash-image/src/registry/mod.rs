@@ -1,4 +1,4 @@
-//! registry: pulls images from OCI registries into the image store (`crate::image`), with
+//! registry: pulls images from OCI registries into the image store (`crate`), with
 //! progress, single-flight and resumable downloads; logs in and out of registries.
 //!
 //! ```text
@@ -38,7 +38,7 @@ use tracing::Instrument as _;
 pub use error::PullError;
 pub use reference::{DEFAULT_REGISTRY, RegistryRef, parse_reference};
 
-use crate::image::{ImageError, ImageRecord, ImageStore, normalize_reference};
+use crate::{ImageError, ImageRecord, ImageStore, normalize_reference};
 use credentials::Credentials;
 use flight::Flights;
 use progress::PullEvents;

@@ -1,4 +1,4 @@
-//! container_runtime image store: imports image archives (OCI image layout or `docker save`)
+//! dash-image: the image side of container_runtime. The image store imports image archives (OCI image layout or `docker save`)
 //! and plain rootfs tarballs, keeps their blobs content-addressed, and unpacks every layer once
 //! into its own directory, ready to be stacked as an overlayfs lowerdir.
 //!
@@ -42,6 +42,7 @@ mod pull_cache;
 mod pulled;
 mod reference;
 mod refs;
+pub mod registry;
 mod share;
 mod store;
 mod stream;
