@@ -2,6 +2,7 @@
 //! daemon (`dash server`) or a client command against the admin API.
 
 mod daemon;
+mod memory;
 mod server;
 mod worker;
 
@@ -12,6 +13,9 @@ use dash_cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Server(_) | Command::Worker(_)) {
+        memory::limit_arenas();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

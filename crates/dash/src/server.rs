@@ -144,6 +144,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     let node = Node::open(v.node)?.with_network(v.subnet).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let master = master.start(local_node(&node), shutdown_rx.clone()).await?;
+    let trim = crate::memory::spawn_trim(shutdown_rx.clone());
     let agent = (!args.no_worker).then(|| AgentParts {
         link: master.link(),
         store: master.worker_store(),
@@ -159,6 +160,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     let _ = shutdown_tx.send(true);
     master.join().await;
     node.join().await;
+    let _ = trim.await;
     Ok(())
 }
 

@@ -155,12 +155,14 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
     )?;
     let node = node.with_network(member.subnet()?).await?;
     let store = node.node().open_store().await?;
+    let trim = crate::memory::spawn_trim(shutdown_rx.clone());
     let tasks = member.start(node, store, shutdown_rx);
 
     daemon::wait_for_signal().await;
     tracing::info!("shutting down; containers keep running");
     let _ = shutdown_tx.send(true);
     tasks.join().await;
+    let _ = trim.await;
     Ok(())
 }
 
