@@ -338,6 +338,16 @@ impl Unpacker<'_> {
         create_dir_0755(abs).map_err(|e| self.write_error(name, e))
     }
 
+    /// Readies `rel` for a new non-directory entry: its parents exist, whatever was there is
+    /// gone, and a whiteout of it in this layer is forgotten. Returns its absolute path.
+    fn make_room(&mut self, rel: &Path, name: &str) -> Result<PathBuf, ImageError> {
+        self.parents(rel, name)?;
+        let abs = self.root.join(rel);
+        self.clear(&abs, name)?;
+        self.whiteouts.remove(rel);
+        Ok(abs)
+    }
+
     /// Removes whatever is at `abs` (never following a symlink) so a new entry can take its
     /// place.
     fn clear(&self, abs: &Path, name: &str) -> Result<(), ImageError> {
@@ -362,10 +372,7 @@ impl Unpacker<'_> {
         gid: u32,
         meta: &EntryMeta,
     ) -> Result<(), ImageError> {
-        self.parents(rel, name)?;
-        let abs = self.root.join(rel);
-        self.clear(&abs, name)?;
-        self.whiteouts.remove(rel);
+        let abs = self.make_room(rel, name)?;
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -440,10 +447,7 @@ impl Unpacker<'_> {
             Some(t) if !t.is_empty() => t,
             _ => return Err(self.unsafe_entry(name, "is a symlink without a target")),
         };
-        self.parents(rel, name)?;
-        let abs = self.root.join(rel);
-        self.clear(&abs, name)?;
-        self.whiteouts.remove(rel);
+        let abs = self.make_room(rel, name)?;
         // The target is stored as written (absolute targets are normal in images); it is
         // never followed while unpacking.
         std::os::unix::fs::symlink(OsStr::from_bytes(target), &abs)
@@ -466,10 +470,7 @@ impl Unpacker<'_> {
         gid: u32,
         meta: &EntryMeta,
     ) -> Result<(), ImageError> {
-        self.parents(rel, name)?;
-        let abs = self.root.join(rel);
-        self.clear(&abs, name)?;
-        self.whiteouts.remove(rel);
+        let abs = self.make_room(rel, name)?;
         // mkfifo fails on anything already there, a symlink included: it never follows one.
         os::make_fifo(&abs).map_err(|e| self.write_error(name, e))?;
         std::os::unix::fs::lchown(&abs, Some(uid), Some(gid))
@@ -535,10 +536,7 @@ impl Unpacker<'_> {
         if target == rel {
             return Ok(());
         }
-        self.parents(rel, name)?;
-        let abs = self.root.join(rel);
-        self.clear(&abs, name)?;
-        self.whiteouts.remove(rel);
+        let abs = self.make_room(rel, name)?;
         // link(2) does not follow a symlink given as the original: the new name links the
         // symlink itself.
         fs::hard_link(&abs_target, &abs).map_err(|e| self.write_error(name, e))

@@ -283,7 +283,6 @@ async fn docker_schema_2_manifests_and_manifest_lists_are_pulled() {
 async fn an_image_may_list_the_same_layer_twice() {
     let registry = Registry::start();
     let env = Env::new();
-    let layout = env.layout("twice");
     let image = TestImage {
         layers: vec![
             Layer::new(img::busybox_rootfs(), Compression::Gzip),
@@ -292,8 +291,7 @@ async fn an_image_may_list_the_same_layer_twice() {
         ],
         arch: "amd64",
     };
-    let written = write_layout(&layout, "v1", &image);
-    registry.push(&layout, "v1", "twice:1");
+    let written = registry.push_image(&env, "twice", &image, "twice:1");
     let reference = format!("{}/twice:1", registry.host);
     let record = env
         .puller
@@ -350,7 +348,6 @@ async fn a_tampered_blob_is_refused_and_nothing_is_kept() {
 async fn concurrent_pulls_share_one_download_of_each_blob() {
     let registry = Registry::start();
     let env = Env::new();
-    let layout = env.layout("c");
     let image = TestImage {
         layers: vec![
             Layer::new(img::busybox_rootfs(), Compression::Gzip),
@@ -359,8 +356,7 @@ async fn concurrent_pulls_share_one_download_of_each_blob() {
         ],
         arch: "amd64",
     };
-    let written = write_layout(&layout, "v1", &image);
-    registry.push(&layout, "v1", "c:1");
+    let written = registry.push_image(&env, "c", &image, "c:1");
     let reference = format!("{}/c:1", registry.host);
 
     let mut tasks = Vec::new();

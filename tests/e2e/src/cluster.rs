@@ -431,6 +431,13 @@ impl Cluster {
         p
     }
 
+    /// Writes the service file `name` and applies it (`dash apply -f`); returns its path.
+    pub fn apply(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.write(name, content);
+        self.ok(&["apply", "-f", p.to_str().unwrap()]);
+        p
+    }
+
     pub fn replicas(&self, service: &str) -> Vec<Value> {
         match self.json(&["ps", service]) {
             Value::Array(v) => v,

@@ -287,6 +287,13 @@ impl Server {
         p
     }
 
+    /// Writes the service file `name` and applies it (`dash apply -f`); returns its path.
+    pub fn apply(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.write(name, content);
+        self.ok(&["apply", "-f", p.to_str().unwrap()]);
+        p
+    }
+
     pub fn import_busybox(&self, reference: &str) {
         self.import_busybox_with(reference, &[]);
     }

@@ -219,8 +219,7 @@ fn logs_of_removed_replicas_stay_readable() {
              stop_grace_period = \"100ms\"\n[env]\nV = \"{version}\"\n"
         )
     };
-    let f = s.write("talk.toml", &talk("v1"));
-    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    s.apply("talk.toml", &talk("v1"));
     let old = s.wait_running("talk", 1)[0]["id"]
         .as_str()
         .unwrap()
@@ -228,8 +227,7 @@ fn logs_of_removed_replicas_stay_readable() {
     s.wait("the first replica's line", Duration::from_secs(10), || {
         s.ok(&["logs", "talk"]).contains("-v1").then_some(())
     });
-    let f = s.write("talk.toml", &talk("v2"));
-    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    s.apply("talk.toml", &talk("v2"));
     let new = s.wait("the replacement", Duration::from_secs(30), || {
         let r = s.replicas("talk");
         (r.len() == 1 && r[0]["version"] == 2 && r[0]["state"] == "running")

@@ -107,8 +107,7 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
 
     // The image exists on the master only; the workers fetch it from there.
     c.import_busybox("bb:1");
-    let f = c.write("web.toml", WEB);
-    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    c.apply("web.toml", WEB);
     c.wait(
         "6 replicas spread 2/2/2 over the workers",
         Duration::from_secs(60),
@@ -356,12 +355,9 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
     assert_ne!(out.status.code(), Some(0), "{out:?}");
 
     // dash logs -f merges the logs of replicas on other nodes and follows them.
-    let f = c.write(
-        "ticker.toml",
+    c.apply("ticker.toml",
         "name = \"ticker\"\nimage = \"bb:1\"\ncommand = [\"sh\", \"-c\", \"while true; do echo tick-$(hostname); sleep 0.2; done\"]\n\
-         replicas = 2\nstop_grace_period = \"1s\"\n[placement]\nconstraints = [\"node.labels.tier == worker\"]\n",
-    );
-    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+         replicas = 2\nstop_grace_period = \"1s\"\n[placement]\nconstraints = [\"node.labels.tier == worker\"]\n");
     c.wait("ticker running", Duration::from_secs(30), || {
         (c.running_per_node("ticker").values().sum::<usize>() == 2).then_some(())
     });
@@ -482,12 +478,9 @@ fn global_services_drain_and_automatic_rollback() {
 
     // Global: one replica on every node (the master runs replicas too), and on a node that
     // joins later.
-    let f = c.write(
-        "gl.toml",
+    c.apply("gl.toml",
         "name = \"gl\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\nmode = \"global\"\n\
-         stop_grace_period = \"1s\"\n",
-    );
-    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+         stop_grace_period = \"1s\"\n");
     c.wait(
         "gl on the master and the 3 workers",
         Duration::from_secs(60),
@@ -510,13 +503,10 @@ fn global_services_drain_and_automatic_rollback() {
 
     // Drain w1: each replica's replacement is healthy before it stops; requests through w2's
     // proxy under load are all answered throughout.
-    let f = c.write(
-        "dr.toml",
+    c.apply("dr.toml",
         &format!("name = \"dr\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\nreplicas = 3\n\
          stop_grace_period = \"1s\"\n[placement]\nconstraints = [\"node.labels.tier == worker\"]\n\
-         [[routes]]\nhost = \"dr.local\"\nport = 8080\n{HEALTH}"),
-    );
-    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+         [[routes]]\nhost = \"dr.local\"\nport = 8080\n{HEALTH}"));
     c.wait("dr healthy", Duration::from_secs(60), || {
         (healthy(&c, "dr") == 3).then_some(())
     });
@@ -650,11 +640,8 @@ fn global_services_drain_and_automatic_rollback() {
             .contains("placement constraint"),
         "{m}"
     );
-    let f = c.write(
-        "gpu.toml",
-        "name = \"gpu\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"1000\"]\n[placement]\nconstraints = [\"node.labels.tier == gpu\"]\n",
-    );
-    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    c.apply("gpu.toml",
+        "name = \"gpu\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"1000\"]\n[placement]\nconstraints = [\"node.labels.tier == gpu\"]\n");
     let e = c.wait("a pending gpu replica", Duration::from_secs(10), || {
         let e = c.json(&["service", "explain", "gpu"]);
         (e["replicas"].as_array()?.len() == 1).then_some(e)
@@ -685,11 +672,8 @@ fn certificates_rotate_without_a_restart() {
     // The master runs no replicas (--no-worker): everything lands on w1.
     let c = Cluster::start_with(53, 1, &["--cert-validity", "12s", "--no-worker"]);
     c.import_busybox("bb:1");
-    let f = c.write(
-        "rot.toml",
-        "name = \"rot\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"1000\"]\nstop_grace_period = \"1s\"\n",
-    );
-    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    c.apply("rot.toml",
+        "name = \"rot\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"1000\"]\nstop_grace_period = \"1s\"\n");
     c.wait("rot running on w1", Duration::from_secs(30), || {
         (c.running_per_node("rot").get("w1") == Some(&1)).then_some(())
     });
@@ -831,13 +815,10 @@ fn replicas_on_other_nodes_leave_every_proxy_before_they_stop() {
     // masters' table. Scaling 4 → 1 under load fails none of them.
     let c = Cluster::start_with(54, 2, &["--no-worker"]);
     c.import_busybox("bb:1");
-    let f = c.write(
-        "quick.toml",
+    c.apply("quick.toml",
         "name = \"quick\"\nimage = \"bb:1\"\n\
          command = [\"sh\", \"-c\", \"trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait\"]\n\
-         replicas = 4\nstop_grace_period = \"10s\"\n[[routes]]\nhost = \"quick.local\"\nport = 8080\n",
-    );
-    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+         replicas = 4\nstop_grace_period = \"10s\"\n[[routes]]\nhost = \"quick.local\"\nport = 8080\n");
     c.wait(
         "quick 2 + 2 on the workers",
         Duration::from_secs(60),

@@ -39,11 +39,8 @@ fn processes_in(s: &Server, id: &str) -> Vec<String> {
 fn hangup_on_disconnect(slot: u8, runtime: &str) {
     let s = Server::start_with(slot, &["--runtime", runtime]);
     s.import_busybox("bb:1");
-    let f = s.write(
-        "idle.toml",
-        "name = \"idle\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"1000\"]\nstop_grace_period = \"1s\"\n",
-    );
-    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    s.apply("idle.toml",
+        "name = \"idle\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"1000\"]\nstop_grace_period = \"1s\"\n");
     let id = s.wait_running("idle", 1)[0]["id"]
         .as_str()
         .unwrap()

@@ -85,8 +85,7 @@ fn routes_by_host_and_path_and_survives_scaling_kills_and_updates_under_load() {
     let s = Server::start(41);
     let proxy = s.proxy_addr.clone();
     s.import_busybox("bb:1");
-    let f = s.write("web.toml", &web(3, ""));
-    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    s.apply("web.toml", &web(3, ""));
     s.wait_running("web", 3);
     s.wait("the route has 3 upstreams", Duration::from_secs(10), || {
         let routes = s.json(&["route", "ls"]);
@@ -181,13 +180,10 @@ fn websocket_echo_reaches_a_replica_through_the_proxy() {
     let s = Server::start(42);
     let echo = std::path::PathBuf::from(env!("CARGO_BIN_EXE_ws-echo"));
     s.import_busybox_with("wsecho:1", &[&echo]);
-    let f = s.write(
-        "ws.toml",
+    s.apply("ws.toml",
         "name = \"ws\"\nimage = \"wsecho:1\"\ncommand = [\"/bin/ws-echo\", \"9000\"]\nreplicas = 2\n\
          stop_grace_period = \"1s\"\n[health]\nhttp = \"/\"\nport = 9000\ninterval = \"200ms\"\ntimeout = \"200ms\"\n\
-         [[routes]]\nhost = \"ws.local\"\nport = 9000\n",
-    );
-    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+         [[routes]]\nhost = \"ws.local\"\nport = 9000\n");
     s.wait_running("ws", 2);
     s.wait("both replicas routed", Duration::from_secs(15), || {
         let routes = s.json(&["route", "ls"]);
@@ -236,13 +232,10 @@ fn replicas_that_exit_at_once_on_sigterm_fail_no_request_when_scaled_down() {
     let s = Server::start(43);
     let proxy = s.proxy_addr.clone();
     s.import_busybox("bb:1");
-    let f = s.write(
-        "quick.toml",
+    s.apply("quick.toml",
         "name = \"quick\"\nimage = \"bb:1\"\n\
          command = [\"sh\", \"-c\", \"trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait\"]\n\
-         replicas = 3\nstop_grace_period = \"10s\"\n[[routes]]\nhost = \"quick.local\"\nport = 8080\n",
-    );
-    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+         replicas = 3\nstop_grace_period = \"10s\"\n[[routes]]\nhost = \"quick.local\"\nport = 8080\n");
     s.wait_running("quick", 3);
     s.wait("the route has 3 upstreams", Duration::from_secs(10), || {
         let routes = s.json(&["route", "ls"]);

@@ -19,11 +19,8 @@ fn pull_by_tag_and_digest_then_run_twenty_replicas_fetching_each_blob_once() {
     let reference = format!("{}/team/bb:1.0", reg.addr);
 
     // A service that names the image before anything pulled it: pulled on apply, once.
-    let f = s.write(
-        "many.toml",
-        &format!("name = \"many\"\nimage = \"{reference}\"\ncommand = [\"sleep\", \"600\"]\nreplicas = 20\nstop_grace_period = \"100ms\"\n"),
-    );
-    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    s.apply("many.toml",
+        &format!("name = \"many\"\nimage = \"{reference}\"\ncommand = [\"sleep\", \"600\"]\nreplicas = 20\nstop_grace_period = \"100ms\"\n"));
     s.wait_running("many", 20);
     assert_eq!(
         reg.blob_gets(&layers[0]),
@@ -89,11 +86,8 @@ fn pull_by_tag_and_digest_then_run_twenty_replicas_fetching_each_blob_once() {
 fn missing_image_with_pull_policy_never_fails_clearly() {
     let reg = Registry::start(None);
     let s = Server::start(32);
-    let f = s.write(
-        "never.toml",
-        &format!("name = \"never\"\nimage = \"{}/nothing:1\"\ncommand = [\"true\"]\npull_policy = \"never\"\n", reg.addr),
-    );
-    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    s.apply("never.toml",
+        &format!("name = \"never\"\nimage = \"{}/nothing:1\"\ncommand = [\"true\"]\npull_policy = \"never\"\n", reg.addr));
     let r = s.wait("a failed replica", Duration::from_secs(20), || {
         let r = s.replicas("never");
         (r.len() == 1 && r[0]["state"] == "failed").then_some(r)

@@ -22,11 +22,10 @@ fn host_pid_of(s: &Server, replica: &str) -> i32 {
 fn killed_replica_restarts_and_the_event_shows() {
     let s = Server::start(11);
     s.import_busybox("bb:1");
-    let f = s.write(
+    s.apply(
         "sleepy.toml",
         "name = \"sleepy\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"600\"]\n",
     );
-    s.ok(&["apply", "-f", f.to_str().unwrap()]);
     let r = s.wait_running("sleepy", 1);
     let id = r[0]["id"].as_str().unwrap().to_string();
 
@@ -71,12 +70,11 @@ fn killed_replica_restarts_and_the_event_shows() {
 fn failing_command_backs_off_under_on_failure() {
     let s = Server::start(12);
     s.import_busybox("bb:1");
-    let f = s.write(
+    s.apply(
         "crash.toml",
         "name = \"crash\"\nimage = \"bb:1\"\ncommand = [\"sh\", \"-c\", \"echo boom; exit 1\"]\n\
          [restart]\npolicy = \"on-failure\"\nbackoff = \"300ms\"\nmax_backoff = \"5s\"\n",
     );
-    s.ok(&["apply", "-f", f.to_str().unwrap()]);
     // Restarts climb, and the back-off shows in `dash ps`.
     let r = s.wait("restarts with back-off", Duration::from_secs(30), || {
         let r = s.replicas("crash");
@@ -106,11 +104,8 @@ fn failing_command_backs_off_under_on_failure() {
 fn replicas_outlive_a_killed_daemon_and_are_readopted() {
     let mut s = Server::start(13);
     s.import_busybox("bb:1");
-    let f = s.write(
-        "web.toml",
-        "name = \"web\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\nreplicas = 3\n",
-    );
-    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    s.apply("web.toml",
+        "name = \"web\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\nreplicas = 3\n");
     let before = s.wait_running("web", 3);
     let ips: Vec<String> = before
         .iter()
@@ -203,11 +198,10 @@ fn tar_with_entry(name: &str, data: &[u8]) -> Vec<u8> {
 fn replica_that_exited_while_the_daemon_was_down_follows_its_restart_policy() {
     let mut s = Server::start(15);
     s.import_busybox("bb:1");
-    let f = s.write(
+    s.apply(
         "two.toml",
         "name = \"two\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"600\"]\nreplicas = 2\n",
     );
-    s.ok(&["apply", "-f", f.to_str().unwrap()]);
     let before = s.wait_running("two", 2);
     let victim = before[0]["id"].as_str().unwrap().to_string();
     let other = before[1]["id"].as_str().unwrap().to_string();
@@ -249,12 +243,11 @@ fn replica_that_exited_while_the_daemon_was_down_follows_its_restart_policy() {
 fn the_back_off_starts_over_after_a_long_run() {
     let s = Server::start(16);
     s.import_busybox("bb:1");
-    let f = s.write(
+    s.apply(
         "reset.toml",
         "name = \"reset\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"600\"]\n\
          [restart]\nbackoff = \"12s\"\nmax_backoff = \"60s\"\n",
     );
-    s.ok(&["apply", "-f", f.to_str().unwrap()]);
     let id = s.wait_running("reset", 1)[0]["id"]
         .as_str()
         .unwrap()

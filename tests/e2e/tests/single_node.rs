@@ -291,12 +291,11 @@ fn bad_service_files_are_rejected_naming_the_field() {
 fn a_few_hundred_replicas_come_and_go_without_a_trace() {
     let s = Server::start(5);
     s.import_busybox("bb:1");
-    let f = s.write(
+    s.apply(
         "many.toml",
         "name = \"many\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"600\"]\nreplicas = 200\n\
          stop_grace_period = \"200ms\"\n",
     );
-    s.ok(&["apply", "-f", f.to_str().unwrap()]);
     s.wait("200 replicas running", Duration::from_secs(240), || {
         let running = s
             .replicas("many")
