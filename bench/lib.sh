@@ -194,12 +194,19 @@ cgroup_mode() {
 }
 
 # header WHAT [TOOL-VERSIONS]: the report's first lines: title and date, the machine (cores,
-# memory, kernel, cgroup mode), the commit of the dash tree and its binaries, the versions of
-# the tools compared, and the load before the run.
+# memory, kernel, cgroup mode), the commit of the dash tree and its binaries (DASH; unset when
+# the bench runs no dash binary), the versions of the tools compared, and the load before the
+# run.
 header() {
   echo "# Dash $1 bench, $(date -Is)"
   echo "machine: $(uname -n), $(nproc) cores, $(awk '/MemTotal/{printf "%.1f GB", $2/1048576}' /proc/meminfo), kernel $(uname -r), cgroup $(cgroup_mode)"
-  echo "dash: commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty'), binaries $BIN_DIR (dash built $(date -r "$DASH" '+%F %T'))"
+  local commit
+  commit="commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty')"
+  if [ -n "${DASH:-}" ]; then
+    echo "dash: $commit, binaries $BIN_DIR (dash built $(date -r "$DASH" '+%F %T'))"
+  else
+    echo "dash: $commit (no dash binary in this run)"
+  fi
   [ -n "${2:-}" ] && echo "tools: $2"
   echo "load before the run: $(load)"
 }
