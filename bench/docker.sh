@@ -39,7 +39,9 @@ docker_start() {
   nsenter --net="/run/netns/$DOCKER_NS" ip link set lo up
   log "starting dockerd $DOCKER_NAME in netns $DOCKER_NS"
   # --cgroup-parent: container cgroups go beneath ours, never at the hierarchy's root.
-  setsid nsenter --net="/run/netns/$DOCKER_NS" "$DOCKERD_BIN" \
+  # DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1: a Swarm task starts from the local image without
+  # first trying a pull of its tag (see dnode_start below).
+  DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 setsid nsenter --net="/run/netns/$DOCKER_NS" "$DOCKERD_BIN" \
     --data-root "$root/data" --exec-root "/run/$DOCKER_NAME" --pidfile "$root/dockerd.pid" \
     -H "unix://$root/docker.sock" --cgroup-parent "$ME/$DOCKER_NAME" \
     </dev/null >>"$root/dockerd.log" 2>&1 &

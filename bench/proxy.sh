@@ -240,10 +240,15 @@ run_wrk() {
 
 # ---- build --------------------------------------------------------------------------------
 if [ "$LIB" = 1 ]; then
-  log "building bench_proxy (release)"
-  cargo build --release -p dash-proxy --example bench_proxy >&2
+  # Built here for the default BIN_DIR; another (e.g. target/profiling, with symbols for perf)
+  # must hold examples/bench_proxy already.
+  if [ "$BIN_DIR" = "$ROOT/target/release" ]; then
+    log "building bench_proxy (release)"
+    cargo build --release -p dash-proxy --example bench_proxy >&2
+  fi
+  [ -x "$BIN_DIR/examples/bench_proxy" ] || die "$BIN_DIR/examples/bench_proxy missing"
   # A copy: another build may replace it during the run.
-  cp target/release/examples/bench_proxy "$SCR/bench_proxy"
+  cp "$BIN_DIR/examples/bench_proxy" "$SCR/bench_proxy"
 fi
 
 # ---- header -------------------------------------------------------------------------------
