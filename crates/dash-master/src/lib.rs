@@ -1,18 +1,18 @@
 //! dash-master: the master daemon's components.
 //!
 //! ```text
-//!  CLI ─► admin_api ─► service_manager ─► MasterStore::apply ─► message_queue (events)
+//!  CLI ─► admin_api ─► service_manager ─► state_log.propose ─► message_queue (events)
 //!                                              │                       │
 //!                                              ▼                       ▼
 //!        worker ◄─ assignments ◄─ reconciler (plan + scheduler) ◄─ wake-ups
-//!        worker ─► status ─► service_state ─► MasterStore::apply ─► events
+//!        worker ─► status ─► service_state ─► state_log.propose ─► events
 //! ```
 //!
 //! Holds admin_api, service_manager, service_state, the reconciler and the message_queue.
 //! Business logic stays out of HTTP handlers; pure decisions come from `dash-core`.
 //!
 //! `master` composes them into a running master (`Master::open`, then `start` with the node
-//! of its own process). Depends on dash-core, dash-store, dash-runtime and dash-rpc; never on
+//! of its own process). Depends on dash-core, dash-store, dash-image, dash-net and dash-rpc; never on
 //! dash-worker (the binary joins master and node).
 
 pub mod admin_api;
@@ -27,6 +27,7 @@ pub mod route_table;
 pub mod service_manager;
 pub mod service_scaler;
 pub mod service_state;
+pub mod state_log;
 pub mod worker_clients;
 
 pub use dash_core::clock::now_ms;

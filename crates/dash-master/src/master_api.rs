@@ -30,6 +30,7 @@ use crate::message_queue::MessageQueue;
 use crate::node_bouncer::{BouncerError, NodeBouncer};
 use crate::now_ms;
 use crate::service_state::ServiceState;
+use crate::state_log::StateLog;
 
 /// Timings of node liveness.
 #[derive(Debug, Clone, Copy)]
@@ -89,12 +90,13 @@ impl Liveness {
     /// is never judged.
     pub async fn run(
         self: Arc<Self>,
-        store: MasterStore,
+        log: StateLog,
         mq: Arc<MessageQueue>,
         wake: Arc<Notify>,
         local: String,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let store = log.store().clone();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -129,7 +131,7 @@ impl Liveness {
                     // ...or while this was decided: then the heartbeat's Ready stands.
                     from: Some(n.state),
                 };
-                if store.apply(&cmd).await.is_ok_and(|a| a.changed) {
+                if log.propose(cmd).await.is_ok_and(|a| a.changed) {
                     let kind = if judged == NodeState::Down {
                         EventKind::NodeDown
                     } else {
@@ -177,6 +179,7 @@ impl SubnetPool {
 
 #[derive(Clone)]
 pub struct MasterApiService {
+    pub log: StateLog,
     pub store: MasterStore,
     pub bouncer: NodeBouncer,
     pub state: ServiceState,
@@ -292,15 +295,17 @@ impl MasterApi for MasterApiService {
             subnet: subnet.clone(),
             runtime: r.runtime.clone(),
         };
-        self.store
-            .apply(&Command::UpsertNode {
+        self.log
+            .propose(Command::UpsertNode {
                 node: Box::new(record),
                 at_ms: now_ms(),
             })
             .await
-            .map_err(internal)?;
-        self.store
-            .apply(&Command::SetNodeCert {
+            .map_err(internal)?
+            .accepted()
+            .map_err(|r| Status::aborted(r.to_string()))?;
+        self.log
+            .propose(Command::SetNodeCert {
                 id: r.node.clone(),
                 serial: issued.serial.clone(),
             })
@@ -351,8 +356,8 @@ impl MasterApi for MasterApiService {
         let mut state = node.state;
         if matches!(state, NodeState::Unreachable | NodeState::Down) {
             state = NodeState::Ready;
-            self.store
-                .apply(&Command::SetNodeState {
+            self.log
+                .propose(Command::SetNodeState {
                     id: peer.node.clone(),
                     state,
                     at_ms: now_ms(),
@@ -603,9 +608,10 @@ mod tests {
     #[allow(clippy::unwrap_used)]
     async fn a_bad_csr_leaves_no_half_joined_node_and_a_good_one_joins() {
         let dir = tempfile::tempdir().unwrap();
-        let store = MasterStore::new(dash_store::open(&dir.path().join("dash.db")).await.unwrap());
+        let log = StateLog::new(dash_store::open(&dir.path().join("dash.db")).await.unwrap());
+        let store = log.store().clone();
         let ca = crate::node_bouncer::load_or_create_ca(&dir.path().join("pki"), "t").unwrap();
-        let bouncer = NodeBouncer::new(store.clone(), ca, Duration::from_secs(3600)).unwrap();
+        let bouncer = NodeBouncer::new(log.clone(), ca, Duration::from_secs(3600)).unwrap();
         let (token, _) = bouncer
             .create_token(&dash_core::api::TokenRequest {
                 role: "worker".into(),
@@ -616,9 +622,10 @@ mod tests {
         let mq = Arc::new(MessageQueue::new());
         let wake = Arc::new(Notify::new());
         let svc = MasterApiService {
+            log: log.clone(),
             store: store.clone(),
             bouncer,
-            state: ServiceState::new(store.clone(), mq.clone(), wake.clone()),
+            state: ServiceState::new(log.clone(), mq.clone(), wake.clone()),
             mq,
             wake,
             liveness: Arc::new(Liveness::new(LivenessConfig::default())),

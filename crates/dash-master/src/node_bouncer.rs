@@ -20,6 +20,7 @@ use dash_rpc::pki::{self, Ca, IssuedCert, JoinToken, PeerIdentity, Role};
 use dash_store::{MasterStore, StoreError};
 
 use crate::now_ms;
+use crate::state_log::StateLog;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BouncerError {
@@ -41,6 +42,7 @@ pub enum BouncerError {
 
 #[derive(Clone)]
 pub struct NodeBouncer {
+    log: StateLog,
     store: MasterStore,
     ca: Arc<Ca>,
     fingerprint: Arc<str>,
@@ -48,10 +50,11 @@ pub struct NodeBouncer {
 }
 
 impl NodeBouncer {
-    pub fn new(store: MasterStore, ca: Ca, cert_validity: Duration) -> Result<Self, BouncerError> {
+    pub fn new(log: StateLog, ca: Ca, cert_validity: Duration) -> Result<Self, BouncerError> {
         let fingerprint = ca.fingerprint()?;
         Ok(Self {
-            store,
+            store: log.store().clone(),
+            log,
             ca: Arc::new(ca),
             fingerprint: fingerprint.into(),
             cert_validity,
@@ -107,8 +110,8 @@ impl NodeBouncer {
             expires_ms: ttl_ms.map(|t| at_ms + t),
             revoked_ms: None,
         };
-        self.store
-            .apply(&Command::CreateToken {
+        self.log
+            .propose(Command::CreateToken {
                 id: info.id.clone(),
                 role: info.role.clone(),
                 secret_hash: token.secret_hash(),
@@ -135,8 +138,8 @@ impl NodeBouncer {
                 "no token with id {id:?}; `dash token ls` lists them"
             )));
         }
-        self.store
-            .apply(&Command::RevokeToken {
+        self.log
+            .propose(Command::RevokeToken {
                 id: id.to_string(),
                 at_ms: now_ms(),
             })
@@ -197,8 +200,8 @@ impl NodeBouncer {
         csr_pem: &str,
     ) -> Result<IssuedCert, BouncerError> {
         let issued = self.sign(node, role, csr_pem)?;
-        self.store
-            .apply(&Command::SetNodeCert {
+        self.log
+            .propose(Command::SetNodeCert {
                 id: node.to_string(),
                 serial: issued.serial.clone(),
             })
@@ -281,7 +284,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pool = dash_store::open(&dir.path().join("dash.db")).await.unwrap();
         let ca = load_or_create_ca(&dir.path().join("pki"), "test").unwrap();
-        let b = NodeBouncer::new(MasterStore::new(pool), ca, Duration::from_secs(3600)).unwrap();
+        let b = NodeBouncer::new(StateLog::new(pool), ca, Duration::from_secs(3600)).unwrap();
         (dir, b)
     }
 
@@ -362,8 +365,8 @@ mod tests {
             subnet: "10.89.0.0/24".into(),
             runtime: "crun".into(),
         };
-        b.store
-            .apply(&Command::UpsertNode {
+        b.log
+            .propose(Command::UpsertNode {
                 node: Box::new(node),
                 at_ms: 1,
             })
@@ -394,8 +397,8 @@ mod tests {
         let third = b.issue("w1", Role::Worker, &csr).await.unwrap();
         assert!(b.authorize(Some(&der(&first.pem))).await.is_err());
         assert!(b.authorize(Some(&der(&second.pem))).await.is_ok());
-        b.store
-            .apply(&Command::RemoveNode { id: "w1".into() })
+        b.log
+            .propose(Command::RemoveNode { id: "w1".into() })
             .await
             .unwrap();
         let err = b

@@ -18,8 +18,10 @@ use tokio::sync::{Notify, watch};
 
 use crate::message_queue::MessageQueue;
 use crate::now_ms;
+use crate::state_log::StateLog;
 
 pub struct Reconciler {
+    log: StateLog,
     store: MasterStore,
     mq: Arc<MessageQueue>,
     wake: Arc<Notify>,
@@ -31,13 +33,14 @@ pub struct Reconciler {
 
 impl Reconciler {
     pub fn new(
-        store: MasterStore,
+        log: StateLog,
         mq: Arc<MessageQueue>,
         wake: Arc<Notify>,
         changes: watch::Sender<u64>,
     ) -> Self {
         Self {
-            store,
+            store: log.store().clone(),
+            log,
             mq,
             wake,
             changes,
@@ -187,7 +190,7 @@ impl Reconciler {
             );
         }
         if let Some(why) = self.failed_update(row, &replicas) {
-            match crate::service_manager::rollback(&self.store, &self.mq, &name, &why).await {
+            match crate::service_manager::rollback(&self.log, &self.mq, &name, &why).await {
                 Ok(v) => {
                     tracing::warn!(service = %name, from = row.version, to = v, reason = %why, "update failed; rolled back");
                     self.rolled_back.insert(name.clone(), v);
@@ -219,8 +222,8 @@ impl Reconciler {
             );
         }
         if plan.batch_started {
-            self.store
-                .apply(&Command::SetUpdateBatch {
+            self.log
+                .propose(Command::SetUpdateBatch {
                     name: name.clone(),
                     at_ms: now,
                 })
@@ -248,8 +251,8 @@ impl Reconciler {
                 .into_iter()
                 .next()
             {
-                self.store
-                    .apply(&Command::PlaceReplica {
+                self.log
+                    .propose(Command::PlaceReplica {
                         id: r.id.clone(),
                         node: Some(node.clone()),
                         message: String::new(),
@@ -307,8 +310,8 @@ impl Reconciler {
 
     /// Marks a replica for removal (its node stops it) and says why in an event.
     async fn remove(&self, service: &str, replica: &str, reason: &str) -> Result<(), StoreError> {
-        self.store
-            .apply(&Command::SetReplicaDesired {
+        self.log
+            .propose(Command::SetReplicaDesired {
                 id: replica.to_string(),
                 desired: DesiredState::Remove,
                 at_ms: now_ms(),
@@ -346,8 +349,8 @@ impl Reconciler {
                 node: p.ok(),
             })
             .collect();
-        self.store
-            .apply(&Command::CreateReplicas {
+        self.log
+            .propose(Command::CreateReplicas {
                 replicas: new.clone(),
                 at_ms: now_ms(),
             })

@@ -12,11 +12,12 @@ use dash_core::command::Command;
 use dash_core::config_parser::{Diagnostics, parse_service};
 use dash_core::event::EventKind;
 use dash_core::reconcile::is_ready;
-use dash_store::{MasterStore, StoreError};
+use dash_store::{MasterStore, Rejection, StoreError};
 use tokio::sync::Notify;
 
 use crate::message_queue::MessageQueue;
 use crate::now_ms;
+use crate::state_log::StateLog;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
@@ -29,12 +30,26 @@ pub enum ManagerError {
         field: &'static str,
         message: String,
     },
+    /// The state refused the change: it conflicts with what is there (e.g. the service is being
+    /// removed).
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
+impl From<Rejection> for ManagerError {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::NotFound { name, .. } => ManagerError::NotFound(name),
+            Rejection::Conflict(m) => ManagerError::Conflict(m),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct ServiceManager {
+    log: StateLog,
     store: MasterStore,
     mq: Arc<MessageQueue>,
     /// Wakes the reconciler after a change of desired state.
@@ -42,12 +57,23 @@ pub struct ServiceManager {
 }
 
 impl ServiceManager {
-    pub fn new(store: MasterStore, mq: Arc<MessageQueue>, wake: Arc<Notify>) -> Self {
-        Self { store, mq, wake }
+    pub fn new(log: StateLog, mq: Arc<MessageQueue>, wake: Arc<Notify>) -> Self {
+        let store = log.store().clone();
+        Self {
+            log,
+            store,
+            mq,
+            wake,
+        }
     }
 
     pub fn store(&self) -> &MasterStore {
         &self.store
+    }
+
+    /// Where writes of the state go.
+    pub fn log(&self) -> &StateLog {
+        &self.log
     }
 
     /// Asks the reconciler for a pass (after a change it cannot see in services).
@@ -104,12 +130,13 @@ impl ServiceManager {
         let mut version = existing.as_ref().map_or(1, |e| e.version);
         if !req.dry_run && action != ApplyAction::Unchanged {
             let applied = self
-                .store
-                .apply(&Command::PutService {
+                .log
+                .propose(Command::PutService {
                     spec: Box::new(spec.clone()),
                     at_ms: now_ms(),
                 })
-                .await?;
+                .await?
+                .accepted()?;
             version = applied.version.unwrap_or(version);
             let kind = if action == ApplyAction::Created {
                 EventKind::ServiceCreated
@@ -143,7 +170,7 @@ impl ServiceManager {
     /// `dash service rollback`: back to the spec of the previous version (the replica count
     /// stays), as a new version that replaces the current replicas by the update policy.
     pub async fn rollback(&self, name: &str, reason: &str) -> Result<u64, ManagerError> {
-        let v = rollback(&self.store, &self.mq, name, reason).await?;
+        let v = rollback(&self.log, &self.mq, name, reason).await?;
         self.wake.notify_one();
         Ok(v)
     }
@@ -194,14 +221,14 @@ impl ServiceManager {
             });
         }
         let applied = self
-            .store
-            .apply(&Command::ScaleService {
+            .log
+            .propose(Command::ScaleService {
                 name: name.into(),
                 replicas,
                 at_ms: now_ms(),
             })
-            .await
-            .map_err(|e| not_found(e, name))?;
+            .await?
+            .accepted()?;
         if applied.changed {
             self.mq.publish(
                 EventKind::ServiceScaled,
@@ -221,13 +248,13 @@ impl ServiceManager {
     }
 
     pub async fn remove(&self, name: &str) -> Result<(), ManagerError> {
-        self.store
-            .apply(&Command::RemoveService {
+        self.log
+            .propose(Command::RemoveService {
                 name: name.into(),
                 at_ms: now_ms(),
             })
-            .await
-            .map_err(|e| not_found(e, name))?;
+            .await?
+            .accepted()?;
         self.mq.publish(
             EventKind::ServiceRemoved,
             Some(name),
@@ -285,13 +312,6 @@ impl ServiceManager {
     }
 }
 
-fn not_found(e: StoreError, name: &str) -> ManagerError {
-    match e {
-        StoreError::NotFound { .. } => ManagerError::NotFound(name.into()),
-        other => ManagerError::Store(other),
-    }
-}
-
 /// One line per top-level field that differs: `replicas: 3 -> 5`.
 fn diff(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
     let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
@@ -311,11 +331,12 @@ fn diff(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
 
 /// Puts the previous version's spec back (keeping the replica count); returns the new version.
 pub async fn rollback(
-    store: &MasterStore,
+    log: &StateLog,
     mq: &MessageQueue,
     name: &str,
     reason: &str,
 ) -> Result<u64, ManagerError> {
+    let store = log.store();
     let row = store
         .service(name)
         .await?
@@ -340,12 +361,13 @@ pub async fn rollback(
             message: format!("service {name}: the previous version is the same as the current one"),
         });
     }
-    let applied = store
-        .apply(&Command::PutService {
+    let applied = log
+        .propose(Command::PutService {
             spec: Box::new(spec),
             at_ms: now_ms(),
         })
-        .await?;
+        .await?
+        .accepted()?;
     let version = applied.version.unwrap_or(row.version);
     mq.publish(
         EventKind::UpdateRolledBack,

@@ -11,17 +11,25 @@ use tokio::sync::Notify;
 
 use crate::message_queue::MessageQueue;
 use crate::now_ms;
+use crate::state_log::StateLog;
 
 #[derive(Clone)]
 pub struct ServiceState {
+    log: StateLog,
     store: MasterStore,
     mq: Arc<MessageQueue>,
     wake: Arc<Notify>,
 }
 
 impl ServiceState {
-    pub fn new(store: MasterStore, mq: Arc<MessageQueue>, wake: Arc<Notify>) -> Self {
-        Self { store, mq, wake }
+    pub fn new(log: StateLog, mq: Arc<MessageQueue>, wake: Arc<Notify>) -> Self {
+        let store = log.store().clone();
+        Self {
+            log,
+            store,
+            mq,
+            wake,
+        }
     }
 
     /// Records a replica's status; publishes an event when its state or restart count changed.
@@ -37,8 +45,8 @@ impl ServiceState {
         {
             return Ok(());
         }
-        self.store
-            .apply(&Command::ReportReplica {
+        self.log
+            .propose(Command::ReportReplica {
                 status: status.clone(),
                 at_ms: now_ms(),
             })
@@ -95,8 +103,8 @@ impl ServiceState {
     /// A worker released everything of a replica: forget it.
     pub async fn removed(&self, replica: &str) -> Result<(), StoreError> {
         let before = self.store.replica(replica).await?;
-        self.store
-            .apply(&Command::DeleteReplica {
+        self.log
+            .propose(Command::DeleteReplica {
                 id: replica.into(),
                 at_ms: crate::now_ms(),
             })

@@ -1,9 +1,9 @@
 //! persistence: Dash's state in SQLite, through sqlx.
 //!
 //! One file under the data dir (`dash.db`), WAL mode, foreign keys on, migrations embedded in
-//! the binary. The master's state changes only through [`MasterStore::apply`], one function
-//! from [`Command`](dash_core::command::Command) to a transaction, so that a Raft log can sit in
-//! front of it later without its callers changing. The worker's record of its local replicas
+//! the binary. The master's state is read through [`MasterStore`] and changes only through
+//! [`StateMachine::apply_at`]: one log entry (a [`Command`](dash_core::command::Command)) to one
+//! transaction that also records the entry's index, so that a Raft log sits in front of it. The worker's record of its local replicas
 //! ([`WorkerStore`]) shares the file on a single node.
 
 mod error;
@@ -19,7 +19,7 @@ use sqlx::sqlite::{
 };
 
 pub use error::StoreError;
-pub use master::{Applied, MasterStore, RemovedReplica, ServiceRow};
+pub use master::{Applied, MasterStore, Rejection, RemovedReplica, ServiceRow, StateMachine};
 pub use worker::{LocalReplica, WorkerStore};
 
 /// An open database: the pool and the one write lock that every store shares.

@@ -38,24 +38,69 @@ pub struct ServiceRow {
     pub last_batch_ms: u64,
 }
 
-/// What applying a command changed.
+/// What applying a log entry did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Applied {
+    /// The entry's index in the log.
+    pub index: u64,
     /// For `PutService`: the service's version after the command.
     pub version: Option<u64>,
     /// Whether anything changed.
     pub changed: bool,
+    /// The state refused the command (nothing changed); the same on every replay.
+    pub rejected: Option<Rejection>,
+    /// The entry had been applied before: nothing was done again.
+    pub replayed: bool,
 }
 
+impl Applied {
+    /// `Ok(self)` when the command was taken, else its refusal.
+    pub fn accepted(self) -> Result<Applied, Rejection> {
+        match self.rejected {
+            Some(r) => Err(r),
+            None => Ok(self),
+        }
+    }
+}
+
+/// Why the state refused a command: deterministic, decided by the state alone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("{what} {name:?} not found")]
+    NotFound { what: &'static str, name: String },
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl Rejection {
+    /// The refusal an error of the transitions stands for, or the error itself when it is a
+    /// failure of the storage.
+    fn of(e: StoreError) -> Result<Rejection, StoreError> {
+        match e {
+            StoreError::NotFound { what, name } => Ok(Rejection::NotFound { what, name }),
+            StoreError::Conflict(m) => Ok(Rejection::Conflict(m)),
+            e => Err(e),
+        }
+    }
+}
+
+/// The read side of the master's state. Writes go through the log ([`StateMachine`]).
 #[derive(Clone)]
 pub struct MasterStore {
+    pool: SqlitePool,
+}
+
+/// The write side of the master's state: applies log entries, one transaction each. Only the
+/// log's applier holds one (dash-master's `state_log`); everything else proposes commands.
+#[derive(Clone)]
+pub struct StateMachine {
     pool: SqlitePool,
     /// SQLite has one writer; a deferred transaction that later writes can fail with
     /// SQLITE_BUSY instead of waiting, so writers queue here.
     write: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
-impl MasterStore {
+impl StateMachine {
     pub fn new(db: crate::Db) -> Self {
         Self {
             pool: db.pool,
@@ -63,385 +108,70 @@ impl MasterStore {
         }
     }
 
-    /// The state machine: applies one command in one transaction. Idempotent for a replay of
-    /// the same command.
+    /// The state machine's entry: applies `cmd` as the log entry after the last one applied.
+    /// (Until the Raft log sits in front, the entries' indexes are given here.)
     pub async fn apply(&self, cmd: &Command) -> Result<Applied, StoreError> {
         let _writer = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let mut out = Applied::default();
-        match cmd {
-            Command::PutService { spec, at_ms } => {
-                let json = serde_json::to_string(spec).map_err(|e| corrupt("service spec", e))?;
-                let existing =
-                    sqlx::query("SELECT spec, version, removing FROM services WHERE name = ?")
-                        .bind(spec.name.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let version = match existing {
-                    Some(row) => {
-                        if row.get::<i64, _>("removing") != 0 {
-                            return Err(StoreError::Conflict(format!(
-                                "service {} is being removed; apply again once `dash service ls` no longer lists it",
-                                spec.name
-                            )));
-                        }
-                        let old: ServiceSpec = serde_json::from_str(row.get("spec"))
-                            .map_err(|e| corrupt("service spec", e))?;
-                        let version = row.get::<i64, _>("version") as u64;
-                        if old == **spec {
-                            out.version = Some(version);
-                            return Ok(out);
-                        }
-                        // Only changes to what runs in the container make a new version.
-                        let version = if old.needs_replacement(spec) {
-                            let next = version + 1;
-                            keep_same_containers(&mut tx, spec, next).await?;
-                            next
-                        } else {
-                            version
-                        };
-                        sqlx::query("UPDATE services SET spec = ?, version = ?, updated_ms = ? WHERE name = ?")
-                            .bind(&json)
-                            .bind(version as i64)
-                            .bind(*at_ms as i64)
-                            .bind(spec.name.as_str())
-                            .execute(&mut *tx)
-                            .await?;
-                        version
-                    }
-                    None => {
-                        sqlx::query(
-                            "INSERT INTO services (name, spec, version, created_ms, updated_ms) VALUES (?, ?, 1, ?, ?)",
-                        )
-                        .bind(spec.name.as_str())
-                        .bind(&json)
-                        .bind(*at_ms as i64)
-                        .bind(*at_ms as i64)
-                        .execute(&mut *tx)
-                        .await?;
-                        1
-                    }
-                };
-                sqlx::query(
-                    "INSERT OR REPLACE INTO service_versions (name, version, spec, created_ms) VALUES (?, ?, ?, ?)",
-                )
-                .bind(spec.name.as_str())
-                .bind(version as i64)
-                .bind(&json)
-                .bind(*at_ms as i64)
-                .execute(&mut *tx)
-                .await?;
-                out.version = Some(version);
-                out.changed = true;
-            }
-            Command::ScaleService {
-                name,
-                replicas,
-                at_ms,
-            } => {
-                let row = sqlx::query("SELECT spec FROM services WHERE name = ? AND removing = 0")
-                    .bind(name)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .ok_or_else(|| StoreError::NotFound {
-                        what: "service",
-                        name: name.clone(),
-                    })?;
-                let mut spec: ServiceSpec = serde_json::from_str(row.get("spec"))
-                    .map_err(|e| corrupt("service spec", e))?;
-                if spec.replicas != *replicas {
-                    spec.replicas = *replicas;
-                    let json =
-                        serde_json::to_string(&spec).map_err(|e| corrupt("service spec", e))?;
-                    sqlx::query("UPDATE services SET spec = ?, updated_ms = ? WHERE name = ?")
-                        .bind(json)
-                        .bind(*at_ms as i64)
-                        .bind(name)
-                        .execute(&mut *tx)
-                        .await?;
-                    out.changed = true;
-                }
-            }
-            Command::RemoveService { name, .. } => {
-                let n = sqlx::query("UPDATE services SET removing = 1 WHERE name = ?")
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if n == 0 {
-                    return Err(StoreError::NotFound {
-                        what: "service",
-                        name: name.clone(),
-                    });
-                }
-                sqlx::query("UPDATE replicas SET desired = 'remove' WHERE service = ?")
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-                // Replicas never placed (pending) have nothing to stop on any node.
-                sqlx::query("DELETE FROM replicas WHERE service = ? AND node IS NULL")
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-                // A service without replicas goes at once.
-                sqlx::query(
-                    "DELETE FROM services WHERE name = ? AND NOT EXISTS (SELECT 1 FROM replicas WHERE service = ?)",
-                )
-                .bind(name)
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-                out.changed = true;
-            }
-            Command::SetUpdateBatch { name, at_ms } => {
-                sqlx::query("UPDATE services SET last_batch_ms = ? WHERE name = ?")
-                    .bind(*at_ms as i64)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Command::CreateReplicas { replicas, at_ms } => {
-                for r in replicas {
-                    let state = ReplicaState::Pending;
-                    // Never for a service being removed: a reconcile pass that read the service
-                    // just before `dash service rm` must not bring replicas back.
-                    sqlx::query(
-                        "INSERT OR IGNORE INTO replicas (id, service, version, node, desired, state, created_ms, message)
-                         SELECT ?, ?, ?, ?, 'run', ?, ?, ? WHERE EXISTS
-                           (SELECT 1 FROM services WHERE name = ? AND removing = 0)",
-                    )
-                    .bind(&r.id)
-                    .bind(&r.service)
-                    .bind(r.version as i64)
-                    .bind(&r.node)
-                    .bind(state.as_str())
-                    .bind(*at_ms as i64)
-                    .bind(&r.message)
-                    .bind(&r.service)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                out.changed = !replicas.is_empty();
-            }
-            Command::SetReplicaDesired { id, desired, .. } => {
-                out.changed =
-                    sqlx::query("UPDATE replicas SET desired = ? WHERE id = ? AND desired != ?")
-                        .bind(desired.as_str())
-                        .bind(id)
-                        .bind(desired.as_str())
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                        > 0;
-                // A replica never placed has nothing to stop: it goes at once.
-                if *desired == DesiredState::Remove {
-                    sqlx::query("DELETE FROM replicas WHERE id = ? AND node IS NULL")
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-            Command::PlaceReplica { id, node, message } => {
-                sqlx::query("UPDATE replicas SET node = ?, message = ? WHERE id = ?")
-                    .bind(node)
-                    .bind(message)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                out.changed = true;
-            }
-            Command::ReportReplica { status, .. } => {
-                out.changed = sqlx::query(
-                    "UPDATE replicas SET state = ?, ip = ?, restarts = ?, exit_code = ?, started_ms = ?, message = ?
-                     WHERE id = ?",
-                )
-                .bind(status.state.as_str())
-                .bind(&status.ip)
-                .bind(i64::from(status.restarts))
-                .bind(status.exit_code)
-                .bind(status.started_ms.map(|v| v as i64))
-                .bind(&status.message)
-                .bind(&status.id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    > 0;
-            }
-            Command::DeleteReplica { id, at_ms } => {
-                let gone = sqlx::query(
-                    "DELETE FROM replicas WHERE id = ? RETURNING service, node, version, created_ms",
-                )
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(gone) = gone {
-                    let service: String = gone.get("service");
-                    // Its logs stay on its node for a while: remember where.
-                    sqlx::query(
-                        "INSERT OR REPLACE INTO removed_replicas
-                         (id, service, node, version, created_ms, removed_ms)
-                         VALUES (?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(id)
-                    .bind(&service)
-                    .bind(gone.get::<Option<String>, _>("node"))
-                    .bind(gone.get::<i64, _>("version"))
-                    .bind(gone.get::<i64, _>("created_ms"))
-                    .bind(*at_ms as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "DELETE FROM removed_replicas WHERE service = ? AND id NOT IN
-                         (SELECT id FROM removed_replicas WHERE service = ?
-                          ORDER BY removed_ms DESC, id LIMIT ?)",
-                    )
-                    .bind(&service)
-                    .bind(&service)
-                    .bind(REMOVED_KEPT_PER_SERVICE)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "DELETE FROM services WHERE name = ? AND removing = 1
-                         AND NOT EXISTS (SELECT 1 FROM replicas WHERE service = ?)",
-                    )
-                    .bind(&service)
-                    .bind(&service)
-                    .execute(&mut *tx)
-                    .await?;
-                    out.changed = true;
-                }
-            }
-            Command::UpsertNode { node, at_ms } => {
-                let taken: Option<String> =
-                    sqlx::query_scalar("SELECT id FROM nodes WHERE subnet = ? AND id != ?")
-                        .bind(&node.subnet)
-                        .bind(&node.id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if let Some(other) = taken {
-                    return Err(StoreError::Conflict(format!(
-                        "subnet {} of node {} is already node {other}'s",
-                        node.subnet, node.id
-                    )));
-                }
-                let labels =
-                    serde_json::to_string(&node.labels).map_err(|e| corrupt("node labels", e))?;
-                sqlx::query(
-                    "INSERT INTO nodes (id, address, role, state, labels, cpu_millis, memory_bytes, subnet, runtime, last_seen_ms)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                     ON CONFLICT(id) DO UPDATE SET address = excluded.address, role = excluded.role,
-                       state = excluded.state, labels = excluded.labels, cpu_millis = excluded.cpu_millis,
-                       memory_bytes = excluded.memory_bytes, subnet = excluded.subnet, runtime = excluded.runtime,
-                       last_seen_ms = excluded.last_seen_ms",
-                )
-                .bind(&node.id)
-                .bind(&node.address)
-                .bind(node.role.as_str())
-                .bind(node.state.as_str())
-                .bind(labels)
-                .bind(i64::from(node.capacity.cpu_millis))
-                .bind(node.capacity.memory_bytes as i64)
-                .bind(&node.subnet)
-                .bind(&node.runtime)
-                .bind(*at_ms as i64)
-                .execute(&mut *tx)
-                .await?;
-                out.changed = true;
-            }
-            Command::SetNodeState {
-                id,
-                state,
-                at_ms,
-                from,
-            } => {
-                out.changed = sqlx::query(
-                    "UPDATE nodes SET state = ?, last_seen_ms = MAX(last_seen_ms, ?)
-                     WHERE id = ? AND state != ? AND (? IS NULL OR state = ?)",
-                )
-                .bind(state.as_str())
-                .bind(*at_ms as i64)
-                .bind(id)
-                .bind(state.as_str())
-                .bind(from.map(|f| f.as_str()))
-                .bind(from.map(|f| f.as_str()))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    > 0;
-            }
-            Command::SetNodeLabels { id, labels } => {
-                let json = serde_json::to_string(labels).map_err(|e| corrupt("node labels", e))?;
-                out.changed = sqlx::query("UPDATE nodes SET labels = ? WHERE id = ?")
-                    .bind(json)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    > 0;
-            }
-            Command::SetNodeCert { id, serial } => {
-                out.changed = sqlx::query(
-                    "UPDATE nodes SET prev_cert_serial = cert_serial, cert_serial = ? WHERE id = ? AND cert_serial != ?",
-                )
-                .bind(serial)
-                .bind(id)
-                .bind(serial)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    > 0;
-            }
-            Command::RemoveNode { id } => {
-                sqlx::query("DELETE FROM replicas WHERE node = ?")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "DELETE FROM services WHERE removing = 1
-                     AND NOT EXISTS (SELECT 1 FROM replicas WHERE service = services.name)",
-                )
-                .execute(&mut *tx)
-                .await?;
-                out.changed = sqlx::query("DELETE FROM nodes WHERE id = ?")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    > 0;
-            }
-            Command::CreateToken {
-                id,
-                role,
-                secret_hash,
-                expires_ms,
-                at_ms,
-            } => {
-                sqlx::query(
-                    "INSERT INTO join_tokens (id, role, secret_hash, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?)",
-                )
-                .bind(id)
-                .bind(role)
-                .bind(secret_hash)
-                .bind(*at_ms as i64)
-                .bind(expires_ms.map(|v| v as i64))
-                .execute(&mut *tx)
-                .await?;
-                out.changed = true;
-            }
-            Command::RevokeToken { id, at_ms } => {
-                out.changed = sqlx::query(
-                    "UPDATE join_tokens SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL",
-                )
-                .bind(*at_ms as i64)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    > 0;
-            }
+        let index = self.last_applied().await? + 1;
+        self.apply_entry(index, cmd).await
+    }
+
+    /// Applies `cmd` as log entry `index`, in one transaction that also records `index` as the
+    /// last applied. An entry at or below the last applied one is a replay and changes nothing
+    /// (`Applied::replayed`). A command the state refuses (a service being removed, a subnet
+    /// already taken, a name not found) is a result, not an error: `Applied::rejected`, the same
+    /// on every replica of the state and on every replay; the index still advances.
+    pub async fn apply_at(&self, index: u64, cmd: &Command) -> Result<Applied, StoreError> {
+        let _writer = self.write.lock().await;
+        if index <= self.last_applied().await? {
+            return Ok(Applied {
+                index,
+                replayed: true,
+                ..Applied::default()
+            });
         }
+        self.apply_entry(index, cmd).await
+    }
+
+    /// The index of the last log entry applied (0: none).
+    pub async fn last_applied(&self) -> Result<u64, StoreError> {
+        let index: i64 = sqlx::query_scalar("SELECT log_index FROM applied WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(index as u64)
+    }
+
+    /// `apply_at` under the write lock.
+    async fn apply_entry(&self, index: u64, cmd: &Command) -> Result<Applied, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut out = match apply_command(&mut tx, cmd).await {
+            Ok(out) => out,
+            Err(e) => match Rejection::of(e) {
+                Ok(rejection) => {
+                    // Nothing of the refused command stays; only the index is recorded.
+                    tx.rollback().await?;
+                    tx = self.pool.begin().await?;
+                    Applied {
+                        rejected: Some(rejection),
+                        ..Applied::default()
+                    }
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        sqlx::query("UPDATE applied SET log_index = ? WHERE id = 1")
+            .bind(index as i64)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
+        out.index = index;
         Ok(out)
+    }
+}
+
+impl MasterStore {
+    pub fn new(db: crate::Db) -> Self {
+        Self { pool: db.pool }
     }
 
     /// Every join token, newest first, with the hash of its secret.
@@ -606,6 +336,388 @@ impl MasterStore {
         }
         Ok(out)
     }
+}
+
+/// The state machine's transitions: one command's changes within `tx`. Refusals come back as
+/// `StoreError::Conflict` / `NotFound` and become `Applied::rejected` in `apply_entry`.
+async fn apply_command(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    cmd: &Command,
+) -> Result<Applied, StoreError> {
+    let mut out = Applied::default();
+    match cmd {
+        Command::PutService { spec, at_ms } => {
+            let json = serde_json::to_string(spec).map_err(|e| corrupt("service spec", e))?;
+            let existing =
+                sqlx::query("SELECT spec, version, removing FROM services WHERE name = ?")
+                    .bind(spec.name.as_str())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            let version = match existing {
+                Some(row) => {
+                    if row.get::<i64, _>("removing") != 0 {
+                        return Err(StoreError::Conflict(format!(
+                            "service {} is being removed; apply again once `dash service ls` no longer lists it",
+                            spec.name
+                        )));
+                    }
+                    let old: ServiceSpec = serde_json::from_str(row.get("spec"))
+                        .map_err(|e| corrupt("service spec", e))?;
+                    let version = row.get::<i64, _>("version") as u64;
+                    if old == **spec {
+                        out.version = Some(version);
+                        return Ok(out);
+                    }
+                    // Only changes to what runs in the container make a new version.
+                    let version = if old.needs_replacement(spec) {
+                        let next = version + 1;
+                        keep_same_containers(tx, spec, next).await?;
+                        next
+                    } else {
+                        version
+                    };
+                    sqlx::query(
+                        "UPDATE services SET spec = ?, version = ?, updated_ms = ? WHERE name = ?",
+                    )
+                    .bind(&json)
+                    .bind(version as i64)
+                    .bind(*at_ms as i64)
+                    .bind(spec.name.as_str())
+                    .execute(&mut **tx)
+                    .await?;
+                    version
+                }
+                None => {
+                    sqlx::query(
+                        "INSERT INTO services (name, spec, version, created_ms, updated_ms) VALUES (?, ?, 1, ?, ?)",
+                    )
+                    .bind(spec.name.as_str())
+                    .bind(&json)
+                    .bind(*at_ms as i64)
+                    .bind(*at_ms as i64)
+                    .execute(&mut **tx)
+                    .await?;
+                    1
+                }
+            };
+            sqlx::query(
+                "INSERT OR REPLACE INTO service_versions (name, version, spec, created_ms) VALUES (?, ?, ?, ?)",
+            )
+            .bind(spec.name.as_str())
+            .bind(version as i64)
+            .bind(&json)
+            .bind(*at_ms as i64)
+            .execute(&mut **tx)
+            .await?;
+            out.version = Some(version);
+            out.changed = true;
+        }
+        Command::ScaleService {
+            name,
+            replicas,
+            at_ms,
+        } => {
+            let row = sqlx::query("SELECT spec FROM services WHERE name = ? AND removing = 0")
+                .bind(name)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "service",
+                    name: name.clone(),
+                })?;
+            let mut spec: ServiceSpec =
+                serde_json::from_str(row.get("spec")).map_err(|e| corrupt("service spec", e))?;
+            if spec.replicas != *replicas {
+                spec.replicas = *replicas;
+                let json = serde_json::to_string(&spec).map_err(|e| corrupt("service spec", e))?;
+                sqlx::query("UPDATE services SET spec = ?, updated_ms = ? WHERE name = ?")
+                    .bind(json)
+                    .bind(*at_ms as i64)
+                    .bind(name)
+                    .execute(&mut **tx)
+                    .await?;
+                out.changed = true;
+            }
+        }
+        Command::RemoveService { name, .. } => {
+            let n = sqlx::query("UPDATE services SET removing = 1 WHERE name = ?")
+                .bind(name)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    what: "service",
+                    name: name.clone(),
+                });
+            }
+            sqlx::query("UPDATE replicas SET desired = 'remove' WHERE service = ?")
+                .bind(name)
+                .execute(&mut **tx)
+                .await?;
+            // Replicas never placed (pending) have nothing to stop on any node.
+            sqlx::query("DELETE FROM replicas WHERE service = ? AND node IS NULL")
+                .bind(name)
+                .execute(&mut **tx)
+                .await?;
+            // A service without replicas goes at once.
+            sqlx::query(
+                "DELETE FROM services WHERE name = ? AND NOT EXISTS (SELECT 1 FROM replicas WHERE service = ?)",
+            )
+            .bind(name)
+            .bind(name)
+            .execute(&mut **tx)
+            .await?;
+            out.changed = true;
+        }
+        Command::SetUpdateBatch { name, at_ms } => {
+            sqlx::query("UPDATE services SET last_batch_ms = ? WHERE name = ?")
+                .bind(*at_ms as i64)
+                .bind(name)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Command::CreateReplicas { replicas, at_ms } => {
+            for r in replicas {
+                let state = ReplicaState::Pending;
+                // Never for a service being removed: a reconcile pass that read the service
+                // just before `dash service rm` must not bring replicas back.
+                sqlx::query(
+                    "INSERT OR IGNORE INTO replicas (id, service, version, node, desired, state, created_ms, message)
+                     SELECT ?, ?, ?, ?, 'run', ?, ?, ? WHERE EXISTS
+                       (SELECT 1 FROM services WHERE name = ? AND removing = 0)",
+                )
+                .bind(&r.id)
+                .bind(&r.service)
+                .bind(r.version as i64)
+                .bind(&r.node)
+                .bind(state.as_str())
+                .bind(*at_ms as i64)
+                .bind(&r.message)
+                .bind(&r.service)
+                .execute(&mut **tx)
+                .await?;
+            }
+            out.changed = !replicas.is_empty();
+        }
+        Command::SetReplicaDesired { id, desired, .. } => {
+            out.changed =
+                sqlx::query("UPDATE replicas SET desired = ? WHERE id = ? AND desired != ?")
+                    .bind(desired.as_str())
+                    .bind(id)
+                    .bind(desired.as_str())
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected()
+                    > 0;
+            // A replica never placed has nothing to stop: it goes at once.
+            if *desired == DesiredState::Remove {
+                sqlx::query("DELETE FROM replicas WHERE id = ? AND node IS NULL")
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Command::PlaceReplica { id, node, message } => {
+            sqlx::query("UPDATE replicas SET node = ?, message = ? WHERE id = ?")
+                .bind(node)
+                .bind(message)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            out.changed = true;
+        }
+        Command::ReportReplica { status, .. } => {
+            out.changed = sqlx::query(
+                "UPDATE replicas SET state = ?, ip = ?, restarts = ?, exit_code = ?, started_ms = ?, message = ?
+                 WHERE id = ?",
+            )
+            .bind(status.state.as_str())
+            .bind(&status.ip)
+            .bind(i64::from(status.restarts))
+            .bind(status.exit_code)
+            .bind(status.started_ms.map(|v| v as i64))
+            .bind(&status.message)
+            .bind(&status.id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+                > 0;
+        }
+        Command::DeleteReplica { id, at_ms } => {
+            let gone = sqlx::query(
+                "DELETE FROM replicas WHERE id = ? RETURNING service, node, version, created_ms",
+            )
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            if let Some(gone) = gone {
+                let service: String = gone.get("service");
+                // Its logs stay on its node for a while: remember where.
+                sqlx::query(
+                    "INSERT OR REPLACE INTO removed_replicas
+                     (id, service, node, version, created_ms, removed_ms)
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(id)
+                .bind(&service)
+                .bind(gone.get::<Option<String>, _>("node"))
+                .bind(gone.get::<i64, _>("version"))
+                .bind(gone.get::<i64, _>("created_ms"))
+                .bind(*at_ms as i64)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query(
+                    "DELETE FROM removed_replicas WHERE service = ? AND id NOT IN
+                     (SELECT id FROM removed_replicas WHERE service = ?
+                      ORDER BY removed_ms DESC, id LIMIT ?)",
+                )
+                .bind(&service)
+                .bind(&service)
+                .bind(REMOVED_KEPT_PER_SERVICE)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query(
+                    "DELETE FROM services WHERE name = ? AND removing = 1
+                     AND NOT EXISTS (SELECT 1 FROM replicas WHERE service = ?)",
+                )
+                .bind(&service)
+                .bind(&service)
+                .execute(&mut **tx)
+                .await?;
+                out.changed = true;
+            }
+        }
+        Command::UpsertNode { node, at_ms } => {
+            let taken: Option<String> =
+                sqlx::query_scalar("SELECT id FROM nodes WHERE subnet = ? AND id != ?")
+                    .bind(&node.subnet)
+                    .bind(&node.id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            if let Some(other) = taken {
+                return Err(StoreError::Conflict(format!(
+                    "subnet {} of node {} is already node {other}'s",
+                    node.subnet, node.id
+                )));
+            }
+            let labels =
+                serde_json::to_string(&node.labels).map_err(|e| corrupt("node labels", e))?;
+            sqlx::query(
+                "INSERT INTO nodes (id, address, role, state, labels, cpu_millis, memory_bytes, subnet, runtime, last_seen_ms)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT(id) DO UPDATE SET address = excluded.address, role = excluded.role,
+                   state = excluded.state, labels = excluded.labels, cpu_millis = excluded.cpu_millis,
+                   memory_bytes = excluded.memory_bytes, subnet = excluded.subnet, runtime = excluded.runtime,
+                   last_seen_ms = excluded.last_seen_ms",
+            )
+            .bind(&node.id)
+            .bind(&node.address)
+            .bind(node.role.as_str())
+            .bind(node.state.as_str())
+            .bind(labels)
+            .bind(i64::from(node.capacity.cpu_millis))
+            .bind(node.capacity.memory_bytes as i64)
+            .bind(&node.subnet)
+            .bind(&node.runtime)
+            .bind(*at_ms as i64)
+            .execute(&mut **tx)
+            .await?;
+            out.changed = true;
+        }
+        Command::SetNodeState {
+            id,
+            state,
+            at_ms,
+            from,
+        } => {
+            out.changed = sqlx::query(
+                "UPDATE nodes SET state = ?, last_seen_ms = MAX(last_seen_ms, ?)
+                 WHERE id = ? AND state != ? AND (? IS NULL OR state = ?)",
+            )
+            .bind(state.as_str())
+            .bind(*at_ms as i64)
+            .bind(id)
+            .bind(state.as_str())
+            .bind(from.map(|f| f.as_str()))
+            .bind(from.map(|f| f.as_str()))
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+                > 0;
+        }
+        Command::SetNodeLabels { id, labels } => {
+            let json = serde_json::to_string(labels).map_err(|e| corrupt("node labels", e))?;
+            out.changed = sqlx::query("UPDATE nodes SET labels = ? WHERE id = ?")
+                .bind(json)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected()
+                > 0;
+        }
+        Command::SetNodeCert { id, serial } => {
+            out.changed = sqlx::query(
+                "UPDATE nodes SET prev_cert_serial = cert_serial, cert_serial = ? WHERE id = ? AND cert_serial != ?",
+            )
+            .bind(serial)
+            .bind(id)
+            .bind(serial)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+                > 0;
+        }
+        Command::RemoveNode { id } => {
+            sqlx::query("DELETE FROM replicas WHERE node = ?")
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(
+                "DELETE FROM services WHERE removing = 1
+                 AND NOT EXISTS (SELECT 1 FROM replicas WHERE service = services.name)",
+            )
+            .execute(&mut **tx)
+            .await?;
+            out.changed = sqlx::query("DELETE FROM nodes WHERE id = ?")
+                .bind(id)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected()
+                > 0;
+        }
+        Command::CreateToken {
+            id,
+            role,
+            secret_hash,
+            expires_ms,
+            at_ms,
+        } => {
+            sqlx::query(
+                "INSERT INTO join_tokens (id, role, secret_hash, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(role)
+            .bind(secret_hash)
+            .bind(*at_ms as i64)
+            .bind(expires_ms.map(|v| v as i64))
+            .execute(&mut **tx)
+            .await?;
+            out.changed = true;
+        }
+        Command::RevokeToken { id, at_ms } => {
+            out.changed = sqlx::query(
+                "UPDATE join_tokens SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL",
+            )
+            .bind(*at_ms as i64)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+                > 0;
+        }
+    }
+    Ok(out)
 }
 
 /// A new `version` of `spec` is being written: live replicas of an older version whose

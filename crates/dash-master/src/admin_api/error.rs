@@ -64,9 +64,7 @@ impl From<ManagerError> for HttpError {
                 "service {name:?} not found; `dash service ls` lists services"
             )),
             ManagerError::BadRequest { field, message } => HttpError::bad_request(field, message),
-            ManagerError::Store(dash_store::StoreError::Conflict(m)) => {
-                HttpError::new(StatusCode::CONFLICT, "conflict", m)
-            }
+            ManagerError::Conflict(m) => HttpError::new(StatusCode::CONFLICT, "conflict", m),
             ManagerError::Store(e) => {
                 tracing::error!(error = %e, source = ?std::error::Error::source(&e), "store error");
                 HttpError::internal(e)

@@ -88,8 +88,8 @@ pub async fn remove(
         ));
     }
     s.manager
-        .store()
-        .apply(&Command::RemoveNode { id: id.clone() })
+        .log()
+        .propose(Command::RemoveNode { id: id.clone() })
         .await
         .map_err(HttpError::internal)?;
     s.metrics.forget(&id);
@@ -187,8 +187,8 @@ async fn set_state(s: &AppState, id: &str, state: NodeState) -> Result<NodeInfo,
         ));
     }
     s.manager
-        .store()
-        .apply(&Command::SetNodeState {
+        .log()
+        .propose(Command::SetNodeState {
             id: id.to_string(),
             state,
             at_ms: crate::now_ms(),
@@ -304,8 +304,8 @@ pub async fn label(
     }
     labels.extend(req.set);
     s.manager
-        .store()
-        .apply(&Command::SetNodeLabels {
+        .log()
+        .propose(Command::SetNodeLabels {
             id: id.clone(),
             labels,
         })

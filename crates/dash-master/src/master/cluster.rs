@@ -27,11 +27,12 @@ use crate::message_queue::MessageQueue;
 use crate::metrics::Metrics;
 use crate::node_bouncer::{self, NodeBouncer};
 use crate::service_state::ServiceState;
+use crate::state_log::StateLog;
 use crate::worker_clients::WorkerClients;
 
 /// What master_api and the cluster loops share with the rest of the master.
 pub(super) struct Parts {
-    pub store: MasterStore,
+    pub log: StateLog,
     pub state: ServiceState,
     pub mq: Arc<MessageQueue>,
     pub wake: Arc<Notify>,
@@ -59,7 +60,8 @@ pub(super) async fn start(
     dash_rpc::tls::init_crypto();
     let ca = node_bouncer::load_or_create_ca(&data.join("pki"), node).map_err(MasterError::Ca)?;
     let bouncer =
-        NodeBouncer::new(p.store.clone(), ca, c.cert_validity).map_err(MasterError::Bouncer)?;
+        NodeBouncer::new(p.log.clone(), ca, c.cert_validity).map_err(MasterError::Bouncer)?;
+    let store = p.log.store().clone();
     // A fresh key and certificate for this master at every start; the key stays in memory.
     let (key_pem, csr_pem) = dash_rpc::pki::new_csr(node).map_err(MasterError::Csr)?;
     let issued = bouncer
@@ -73,7 +75,8 @@ pub(super) async fn start(
         heartbeat: (c.down_after / 8).clamp(Duration::from_millis(100), Duration::from_millis(500)),
     }));
     let service = MasterApiService {
-        store: p.store.clone(),
+        log: p.log.clone(),
+        store: store.clone(),
         bouncer: bouncer.clone(),
         state: p.state,
         mq: p.mq.clone(),
@@ -86,7 +89,7 @@ pub(super) async fn start(
         metrics: p.metrics,
     };
     let clients = Arc::new(WorkerClients::new(
-        p.store.clone(),
+        store.clone(),
         dash_rpc::tls::worker_client_tls(&issued.pem, &key_pem, bouncer.ca_pem()),
     ));
     // Bound here so that a taken port fails the start; later generations rebind it.
@@ -110,13 +113,13 @@ pub(super) async fn start(
             shutdown.clone(),
         )),
         tokio::spawn(liveness.run(
-            p.store.clone(),
+            p.log.clone(),
             p.mq,
             p.wake,
             node.to_string(),
             shutdown.clone(),
         )),
-        tokio::spawn(peers_from_store(p.store, p.peers, shutdown)),
+        tokio::spawn(peers_from_store(store, p.peers, shutdown)),
     ];
     Ok(Started {
         bouncer,

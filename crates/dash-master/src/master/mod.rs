@@ -35,7 +35,7 @@ use dash_core::spec::Resources;
 use dash_image::ImageStore;
 use dash_image::registry::Puller;
 use dash_rpc::pki::PkiError;
-use dash_store::{MasterStore, StoreError, WorkerStore};
+use dash_store::{StoreError, WorkerStore};
 use futures::future::BoxFuture;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -50,6 +50,7 @@ use crate::reconciler::Reconciler;
 use crate::service_manager::ServiceManager;
 use crate::service_scaler::ServiceScaler;
 use crate::service_state::ServiceState;
+use crate::state_log::StateLog;
 use crate::worker_clients::ExecChannels;
 
 /// A master's settings, from `dash server`'s flags (checked by the binary first).
@@ -129,6 +130,8 @@ pub enum MasterError {
     Store(#[source] StoreError),
     #[error("registering this node")]
     RegisterNode(#[source] StoreError),
+    #[error("registering this node: the cluster's state refused it")]
+    NodeRefused(#[source] dash_store::Rejection),
     #[error("creating the cluster CA")]
     Ca(#[source] std::io::Error),
     #[error(transparent)]
@@ -155,7 +158,7 @@ pub enum MasterError {
 pub struct Master {
     cfg: MasterConfig,
     token: String,
-    store: MasterStore,
+    log: StateLog,
     worker_store: WorkerStore,
 }
 
@@ -175,7 +178,7 @@ impl Master {
         Ok(Master {
             cfg,
             token,
-            store: MasterStore::new(pool.clone()),
+            log: StateLog::new(pool.clone()),
             // The node beside this master keeps its records in the same database.
             worker_store: WorkerStore::new(pool),
         })
@@ -192,9 +195,10 @@ impl Master {
         let Master {
             cfg,
             token,
-            store,
+            log,
             worker_store,
         } = self;
+        let store = log.store().clone();
         let mq = Arc::new(MessageQueue::new());
         let wake = Arc::new(Notify::new());
         let (changes_tx, changes_rx) = watch::channel(0u64);
@@ -218,13 +222,14 @@ impl Master {
             subnet: cfg.subnet.clone(),
             runtime: kind.clone(),
         };
-        store
-            .apply(&Command::UpsertNode {
-                node: Box::new(record),
-                at_ms: crate::now_ms(),
-            })
-            .await
-            .map_err(MasterError::RegisterNode)?;
+        log.propose(Command::UpsertNode {
+            node: Box::new(record),
+            at_ms: crate::now_ms(),
+        })
+        .await
+        .map_err(MasterError::RegisterNode)?
+        .accepted()
+        .map_err(MasterError::NodeRefused)?;
         mq.publish(
             EventKind::NodeReady,
             None,
@@ -233,9 +238,9 @@ impl Master {
         );
 
         let metrics = Arc::new(Metrics::new());
-        let manager = ServiceManager::new(store.clone(), mq.clone(), wake.clone());
-        let state = ServiceState::new(store.clone(), mq.clone(), wake.clone());
-        let reconciler = Reconciler::new(store.clone(), mq.clone(), wake.clone(), changes_tx);
+        let manager = ServiceManager::new(log.clone(), mq.clone(), wake.clone());
+        let state = ServiceState::new(log.clone(), mq.clone(), wake.clone());
+        let reconciler = Reconciler::new(log.clone(), mq.clone(), wake.clone(), changes_tx);
         let mut tasks = Vec::new();
         let (bouncer, worker_clients) = match &cfg.cluster {
             None => (None, None),
@@ -245,7 +250,7 @@ impl Master {
                     &cfg.data_dir,
                     &cfg.node,
                     cluster::Parts {
-                        store: store.clone(),
+                        log: log.clone(),
                         state: state.clone(),
                         mq: mq.clone(),
                         wake: wake.clone(),

@@ -7,10 +7,52 @@ use dash_core::config_parser::parse_service;
 use super::*;
 use crate::worker::{WorkerStore, lowest_free};
 
-async fn store() -> (tempfile::TempDir, MasterStore, WorkerStore) {
+async fn store() -> (tempfile::TempDir, TestStore, WorkerStore) {
     let dir = tempfile::tempdir().unwrap();
     let pool = crate::open(&dir.path().join("dash.db")).await.unwrap();
-    (dir, MasterStore::new(pool.clone()), WorkerStore::new(pool))
+    (dir, TestStore::new(pool.clone()), WorkerStore::new(pool))
+}
+
+/// The read side and the state machine over one database; `apply` makes a rejection an error,
+/// so that a test can `unwrap` what must be taken and `unwrap_err` what must be refused.
+#[derive(Clone)]
+struct TestStore {
+    read: MasterStore,
+    sm: StateMachine,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum TestApplyError {
+    #[error(transparent)]
+    Rejected(Rejection),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl TestStore {
+    fn new(db: crate::Db) -> Self {
+        TestStore {
+            read: MasterStore::new(db.clone()),
+            sm: StateMachine::new(db),
+        }
+    }
+
+    async fn apply(&self, cmd: &Command) -> Result<Applied, TestApplyError> {
+        self.sm
+            .apply(cmd)
+            .await
+            .map_err(TestApplyError::Store)?
+            .accepted()
+            .map_err(TestApplyError::Rejected)
+    }
+}
+
+impl std::ops::Deref for TestStore {
+    type Target = MasterStore;
+
+    fn deref(&self) -> &MasterStore {
+        &self.read
+    }
 }
 
 fn spec(text: &str) -> Box<ServiceSpec> {
@@ -36,8 +78,10 @@ async fn put_service_versions_only_on_container_changes() {
     assert_eq!(
         a,
         Applied {
+            index: 1,
             version: Some(1),
-            changed: true
+            changed: true,
+            ..Applied::default()
         }
     );
     let again = s
@@ -50,8 +94,10 @@ async fn put_service_versions_only_on_container_changes() {
     assert_eq!(
         again,
         Applied {
+            index: 2,
             version: Some(1),
-            changed: false
+            changed: false,
+            ..Applied::default()
         }
     );
     let scaled = s
@@ -74,7 +120,7 @@ async fn put_service_versions_only_on_container_changes() {
 }
 
 /// Service "web" (version 1) and a ready server node "n1".
-async fn service_on_node_n1(s: &MasterStore) {
+async fn service_on_node_n1(s: &TestStore) {
     s.apply(&Command::PutService {
         spec: spec(""),
         at_ms: 1,
@@ -192,7 +238,10 @@ async fn missing_service_is_not_found() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    assert!(
+        matches!(err, TestApplyError::Rejected(Rejection::NotFound { .. })),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -481,7 +530,7 @@ async fn a_database_of_the_previous_schema_upgrades_without_loss() {
         pool.close().await;
     }
     let pool = crate::open(&path).await.unwrap();
-    let s = MasterStore::new(pool);
+    let s = TestStore::new(pool);
     let row = s
         .service("web")
         .await
@@ -497,4 +546,53 @@ async fn a_database_of_the_previous_schema_upgrades_without_loss() {
     .await
     .unwrap();
     assert_eq!(s.removed_replicas("web").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn entries_apply_once_and_the_index_is_kept_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dash.db");
+    let sm = StateMachine::new(crate::open(&path).await.unwrap());
+    assert_eq!(sm.last_applied().await.unwrap(), 0);
+    let put = Command::PutService {
+        spec: spec("replicas = 2"),
+        at_ms: 1,
+    };
+    let a = sm.apply_at(1, &put).await.unwrap();
+    assert!(a.changed && !a.replayed && a.rejected.is_none());
+    assert_eq!((a.index, a.version), (1, Some(1)));
+    // A replay of entry 1 (after a restart, or a snapshot older than the log) changes nothing,
+    // even where applying the command again would.
+    let scale = Command::ScaleService {
+        name: "web".into(),
+        replicas: 5,
+        at_ms: 2,
+    };
+    sm.apply_at(2, &scale).await.unwrap();
+    let again = sm.apply_at(1, &put).await.unwrap();
+    assert!(again.replayed && !again.changed, "{again:?}");
+    let read = MasterStore::new(crate::open(&path).await.unwrap());
+    assert_eq!(read.service("web").await.unwrap().unwrap().spec.replicas, 5);
+    // A refused command is a result: nothing of it stays, the index advances, and its replay
+    // is skipped like any other entry's.
+    let missing = Command::ScaleService {
+        name: "nope".into(),
+        replicas: 1,
+        at_ms: 3,
+    };
+    let r = sm.apply_at(3, &missing).await.unwrap();
+    assert_eq!(
+        r.rejected,
+        Some(Rejection::NotFound {
+            what: "service",
+            name: "nope".into()
+        })
+    );
+    assert_eq!(sm.last_applied().await.unwrap(), 3);
+    assert!(sm.apply_at(3, &missing).await.unwrap().replayed);
+    // `apply` takes the next index; the index survives a reopen.
+    assert_eq!(sm.apply(&scale).await.unwrap().index, 4);
+    drop(sm);
+    let sm = StateMachine::new(crate::open(&path).await.unwrap());
+    assert_eq!(sm.last_applied().await.unwrap(), 4);
 }
