@@ -1,10 +1,12 @@
 //! persistence: Dash's state in SQLite, through sqlx.
 //!
-//! One file under the data dir (`dash.db`), WAL mode, foreign keys on, migrations embedded in
-//! the binary. The master's state is read through [`MasterStore`] and changes only through
+//! Two files under the data dir, WAL mode, foreign keys on, migrations embedded in the binary:
+//! `dash.db`, the master's state (on masters), and `node.db`, a node's own records
+//! ([`WorkerStore`]: its containers and addresses; on every node). They are apart because the
+//! master's state is replicated and replaced whole by a snapshot, and a node's records are its
+//! own. The master's state is read through [`MasterStore`] and changes only through
 //! [`StateMachine::apply_at`]: one log entry (a [`Command`](dash_core::command::Command)) to one
-//! transaction that also records the entry's index, so that a Raft log sits in front of it. The worker's record of its local replicas
-//! ([`WorkerStore`]) shares the file on a single node.
+//! transaction that also records the entry's index, so that a Raft log sits in front of it.
 
 mod error;
 mod master;
@@ -33,8 +35,72 @@ pub struct Db {
     pub(crate) write: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
-/// Opens (creating if needed) the database at `path` and runs the migrations.
+/// Opens (creating if needed) the master's state at `path` (`<data>/dash.db`) and runs its
+/// migrations.
 pub async fn open(path: &Path) -> Result<Db, StoreError> {
+    let pool = connect(path).await?;
+    sqlx::migrate!("./migrations").run(&pool).await?;
+    Ok(Db {
+        pool,
+        write: Default::default(),
+    })
+}
+
+/// Opens (creating if needed) a node's own records at `path` (`<data>/node.db`) and runs their
+/// migrations. When the file is new and `legacy` (the data dir's `dash.db`, where versions
+/// before node.db kept these records) holds any, they are copied over first, so that the
+/// replicas running on the node are adopted after the upgrade, not restarted.
+pub async fn open_node(path: &Path, legacy: &Path) -> Result<Db, StoreError> {
+    let new = !path.exists();
+    let pool = connect(path).await?;
+    sqlx::migrate!("./migrations_node").run(&pool).await?;
+    if new && legacy.exists() {
+        copy_legacy_records(&pool, legacy).await?;
+    }
+    Ok(Db {
+        pool,
+        write: Default::default(),
+    })
+}
+
+/// Copies `local_replicas` and `ip_allocations` from `legacy` (if it has them) into `pool`'s
+/// database, in one transaction.
+async fn copy_legacy_records(pool: &SqlitePool, legacy: &Path) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("ATTACH DATABASE ? AS legacy")
+        .bind(legacy.to_string_lossy().into_owned())
+        .execute(&mut *conn)
+        .await?;
+    let copied = async {
+        let has: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM legacy.sqlite_master WHERE type = 'table' AND name IN ('local_replicas', 'ip_allocations')",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        if has == 2 {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            sqlx::query("INSERT INTO local_replicas SELECT id, service, version, spec, ip, restarts, created_ms, started_ms FROM legacy.local_replicas")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO ip_allocations SELECT ip, replica FROM legacy.ip_allocations")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok::<(), sqlx::Error>(())
+    }
+    .await;
+    let detached = sqlx::query("DETACH DATABASE legacy")
+        .execute(&mut *conn)
+        .await;
+    copied?;
+    detached?;
+    Ok(())
+}
+
+/// A pool on the SQLite file at `path` (created if missing): WAL, foreign keys, a 5 s busy
+/// timeout.
+async fn connect(path: &Path) -> Result<SqlitePool, StoreError> {
     let url = format!("sqlite://{}", path.display());
     let opts = SqliteConnectOptions::from_str(&url)
         .map_err(|e| StoreError::Open {
@@ -46,7 +112,7 @@ pub async fn open(path: &Path) -> Result<Db, StoreError> {
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(5));
-    let pool = SqlitePoolOptions::new()
+    SqlitePoolOptions::new()
         .max_connections(4)
         // Each open connection keeps its page cache (up to 2 MiB) and prepared statements: a
         // burst of work (hundreds of replicas) leaves them all grown. Closed after 30 s idle,
@@ -57,10 +123,5 @@ pub async fn open(path: &Path) -> Result<Db, StoreError> {
         .map_err(|e| StoreError::Open {
             path: path.to_path_buf(),
             source: e,
-        })?;
-    sqlx::migrate!("./migrations").run(&pool).await?;
-    Ok(Db {
-        pool,
-        write: Default::default(),
-    })
+        })
 }

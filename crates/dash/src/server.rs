@@ -4,7 +4,7 @@
 //!  flags ─ validate ─► MasterConfig + NodeConfig     (exit 64 before anything is touched)
 //!  Master::open ─► Node::open ─► .with_network(--subnet)
 //!  master.start(LocalNode { runtime name, logs, images, routes, peers, route stats, exec } of the node)
-//!  node.start(agent on master.link() and master.worker_store(), measurements ─► master)
+//!  node.start(agent on master.link() and the node's own node.db, measurements ─► master)
 //!  SIGTERM / SIGINT ─► one shutdown signal ─► every task joined; containers keep running
 //! ```
 //!
@@ -141,13 +141,15 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     let v = validate(&args)?;
     let name = v.master.node.clone();
     let master = Master::open(v.master).await?;
-    let node = Node::open(v.node)?.with_network(v.subnet).await?;
+    let node = Node::open(v.node)?;
+    let store = node.open_store().await?;
+    let node = node.with_network(v.subnet).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let master = master.start(local_node(&node), shutdown_rx.clone()).await?;
     let trim = crate::memory::spawn_trim(shutdown_rx.clone());
     let agent = (!args.no_worker).then(|| AgentParts {
         link: master.link(),
-        store: master.worker_store(),
+        store,
     });
     let node = node.start(
         NodeParts { name, agent },

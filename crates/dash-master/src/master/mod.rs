@@ -7,14 +7,14 @@
 //!     │ Master::open         data dir, <data>/admin.token, <data>/dash.db
 //!     ▼
 //!  Master ─ .start(LocalNode, shutdown) ─────────────────────────────────────────────────┐
-//!     this node's record ─► MasterStore ◄─ service_manager ◄─ admin_api (bound on listen) │
+//!     this node's record ─► state_log ◄─ service_manager ◄─ admin_api (bound on listen)   │
 //!     message_queue ─► route feeder ─► LocalNode.routes (the node's proxy)                │
 //!     reconciler ─► assignments changed ─► LocalLink ─► the node's agent                  │
 //!     service_scaler ◄─ metrics ◄─ measurements (metrics_sink; ReportMetrics)             │
 //!     with a cluster: CA + this master's certificate (renewed), master_api (mutual TLS),  │
 //!       liveness, peers from the store ─► LocalNode.peers, worker_api clients (logs, exec)│
 //!     ▼                                                                                   │
-//!  RunningMaster: link(), worker_store(), metrics_sink() for the node; join() ◄──────────┘
+//!  RunningMaster: link(), metrics_sink() for the node; join() ◄──────────────────────────┘
 //! ```
 //!
 //! Every task ends when `shutdown` changes; [`RunningMaster::join`] waits for them.
@@ -35,7 +35,7 @@ use dash_core::spec::Resources;
 use dash_image::ImageStore;
 use dash_image::registry::Puller;
 use dash_rpc::pki::PkiError;
-use dash_store::{StoreError, WorkerStore};
+use dash_store::StoreError;
 use futures::future::BoxFuture;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -159,7 +159,6 @@ pub struct Master {
     cfg: MasterConfig,
     token: String,
     log: StateLog,
-    worker_store: WorkerStore,
 }
 
 impl Master {
@@ -178,9 +177,7 @@ impl Master {
         Ok(Master {
             cfg,
             token,
-            log: StateLog::new(pool.clone()),
-            // The node beside this master keeps its records in the same database.
-            worker_store: WorkerStore::new(pool),
+            log: StateLog::new(pool),
         })
     }
 
@@ -192,12 +189,7 @@ impl Master {
         node: LocalNode,
         shutdown: watch::Receiver<bool>,
     ) -> Result<RunningMaster, MasterError> {
-        let Master {
-            cfg,
-            token,
-            log,
-            worker_store,
-        } = self;
+        let Master { cfg, token, log } = self;
         let store = log.store().clone();
         let mq = Arc::new(MessageQueue::new());
         let wake = Arc::new(Notify::new());
@@ -311,7 +303,6 @@ impl Master {
         Ok(RunningMaster {
             node: cfg.node,
             link,
-            worker_store,
             metrics,
             tasks,
         })
@@ -323,7 +314,6 @@ impl Master {
 pub struct RunningMaster {
     node: String,
     link: Arc<LocalLink>,
-    worker_store: WorkerStore,
     metrics: Arc<Metrics>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -332,11 +322,6 @@ impl RunningMaster {
     /// The in-process MasterLink for this node's agent.
     pub fn link(&self) -> Arc<LocalLink> {
         self.link.clone()
-    }
-
-    /// The store for this node's agent: the master's database.
-    pub fn worker_store(&self) -> WorkerStore {
-        self.worker_store.clone()
     }
 
     /// Where this node's measurements go: straight into the service_scaler's metrics.

@@ -5,12 +5,15 @@ use dash_core::command::{NewReplica, ReplicaStatus};
 use dash_core::config_parser::parse_service;
 
 use super::*;
-use crate::worker::{WorkerStore, lowest_free};
+use crate::worker::{LocalReplica, WorkerStore, lowest_free};
 
 async fn store() -> (tempfile::TempDir, TestStore, WorkerStore) {
     let dir = tempfile::tempdir().unwrap();
-    let pool = crate::open(&dir.path().join("dash.db")).await.unwrap();
-    (dir, TestStore::new(pool.clone()), WorkerStore::new(pool))
+    let master = crate::open(&dir.path().join("dash.db")).await.unwrap();
+    let node = crate::open_node(&dir.path().join("node.db"), &dir.path().join("dash.db"))
+        .await
+        .unwrap();
+    (dir, TestStore::new(master), WorkerStore::new(node))
 }
 
 /// The read side and the state machine over one database; `apply` makes a rejection an error,
@@ -595,4 +598,51 @@ async fn entries_apply_once_and_the_index_is_kept_with_them() {
     drop(sm);
     let sm = StateMachine::new(crate::open(&path).await.unwrap());
     assert_eq!(sm.last_applied().await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn a_nodes_records_move_from_dash_db_to_node_db_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (legacy, node) = (dir.path().join("dash.db"), dir.path().join("node.db"));
+    // A data dir of the version before node.db: the node's records in dash.db.
+    let old = WorkerStore::new(crate::open(&legacy).await.unwrap());
+    let replica = |id: &str| LocalReplica {
+        id: id.into(),
+        service: "web".into(),
+        version: 3,
+        spec: *spec("replicas = 1"),
+        ip: Some(Ipv4Addr::new(10, 9, 0, 2)),
+        restarts: 2,
+        created_ms: 5,
+        started_ms: Some(6),
+    };
+    old.put(&replica("web-1")).await.unwrap();
+    let net = "10.9.0.0".parse().unwrap();
+    old.allocate_ip("web-1", net, 24).await.unwrap();
+    drop(old);
+    let w = WorkerStore::new(crate::open_node(&node, &legacy).await.unwrap());
+    assert_eq!(w.list().await.unwrap(), vec![replica("web-1")]);
+    // Its address stays taken: the next replica gets the next one.
+    assert_eq!(
+        w.allocate_ip("web-2", net, 24).await.unwrap(),
+        Ipv4Addr::new(10, 9, 0, 3)
+    );
+    w.remove("web-1").await.unwrap();
+    drop(w);
+    // Once: a reopened node.db is the node's record, dash.db is not read again.
+    let w = WorkerStore::new(crate::open_node(&node, &legacy).await.unwrap());
+    assert!(w.list().await.unwrap().is_empty());
+    // A new data dir has nothing to copy.
+    let fresh = dir.path().join("fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    let w = WorkerStore::new(
+        crate::open_node(&fresh.join("node.db"), &fresh.join("dash.db"))
+            .await
+            .unwrap(),
+    );
+    assert!(w.list().await.unwrap().is_empty());
+    assert!(
+        !fresh.join("dash.db").exists(),
+        "no master state on a worker"
+    );
 }

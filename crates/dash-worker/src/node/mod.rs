@@ -190,10 +190,11 @@ impl Node {
         &self.cfg.data_dir
     }
 
-    /// The node's own database (`<data>/dash.db`), for a node without a master in its
-    /// process; `dash server` hands its node the master's instead (one file).
+    /// The node's own records (`<data>/node.db`: its containers and addresses), on workers and
+    /// servers alike; copied once from `<data>/dash.db` on a data dir of a version before it.
     pub async fn open_store(&self) -> Result<WorkerStore, NodeError> {
-        let pool = dash_store::open(&self.cfg.data_dir.join("dash.db"))
+        let data = &self.cfg.data_dir;
+        let pool = dash_store::open_node(&data.join("node.db"), &data.join("dash.db"))
             .await
             .map_err(NodeError::Store)?;
         Ok(WorkerStore::new(pool))
