@@ -52,3 +52,49 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
 }
+
+/// An event a log entry announces: it travels in the entry with its command and is published
+/// by every master once the entry is applied there, and only if the command changed the state.
+/// So a follower's `dash events` sees what the leader's does, and a command that changed
+/// nothing (a replay, a refusal, a report that repeats the last) announces nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventDraft {
+    pub kind: EventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+impl EventDraft {
+    /// An event about a service (and one of its replicas).
+    pub fn service(
+        kind: EventKind,
+        service: &str,
+        replica: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
+        EventDraft {
+            kind,
+            service: Some(service.to_string()),
+            replica: replica.map(str::to_string),
+            node: None,
+            message: message.into(),
+        }
+    }
+
+    /// An event about a node.
+    pub fn node(kind: EventKind, node: &str, message: impl Into<String>) -> Self {
+        EventDraft {
+            kind,
+            service: None,
+            replica: None,
+            node: Some(node.to_string()),
+            message: message.into(),
+        }
+    }
+}

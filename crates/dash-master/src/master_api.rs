@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use dash_core::api::NodeState;
 use dash_core::command::{Command, NodeRecord, ReplicaStatus};
-use dash_core::event::EventKind;
+use dash_core::event::{EventDraft, EventKind};
 use dash_core::spec::Resources;
 use dash_image::ImageStore;
 use dash_rpc::pki::PeerIdentity;
@@ -91,7 +91,6 @@ impl Liveness {
     pub async fn run(
         self: Arc<Self>,
         log: StateLog,
-        mq: Arc<MessageQueue>,
         wake: Arc<Notify>,
         local: String,
         mut shutdown: watch::Receiver<bool>,
@@ -131,18 +130,22 @@ impl Liveness {
                     // ...or while this was decided: then the heartbeat's Ready stands.
                     from: Some(n.state),
                 };
-                if log.propose(cmd).await.is_ok_and(|a| a.changed) {
-                    let kind = if judged == NodeState::Down {
-                        EventKind::NodeDown
-                    } else {
-                        EventKind::NodeUnreachable
-                    };
+                let kind = if judged == NodeState::Down {
+                    EventKind::NodeDown
+                } else {
+                    EventKind::NodeUnreachable
+                };
+                let event = EventDraft::node(
+                    kind,
+                    &n.id,
+                    format!("no heartbeat for {} ms", silence.as_millis()),
+                );
+                if log
+                    .propose_with(cmd, vec![event])
+                    .await
+                    .is_ok_and(|a| a.changed)
+                {
                     tracing::warn!(node = %n.id, state = judged.as_str(), silence_ms = silence.as_millis() as u64, "node judged");
-                    mq.publish_node(
-                        kind,
-                        &n.id,
-                        format!("no heartbeat for {} ms", silence.as_millis()),
-                    );
                     wake.notify_one();
                 }
             }
@@ -295,11 +298,19 @@ impl MasterApi for MasterApiService {
             subnet: subnet.clone(),
             runtime: r.runtime.clone(),
         };
+        let event = EventDraft::node(
+            EventKind::NodeJoined,
+            &r.node,
+            format!("{} at {addr}, subnet {subnet}", role.as_str()),
+        );
         self.log
-            .propose(Command::UpsertNode {
-                node: Box::new(record),
-                at_ms: now_ms(),
-            })
+            .propose_with(
+                Command::UpsertNode {
+                    node: Box::new(record),
+                    at_ms: now_ms(),
+                },
+                vec![event],
+            )
             .await
             .map_err(internal)?
             .accepted()
@@ -312,11 +323,6 @@ impl MasterApi for MasterApiService {
             .await
             .map_err(internal)?;
         self.liveness.beat(&r.node);
-        self.mq.publish_node(
-            EventKind::NodeJoined,
-            &r.node,
-            format!("{} at {addr}, subnet {subnet}", role.as_str()),
-        );
         self.wake.notify_one();
         tracing::info!(node = %r.node, %addr, %subnet, "node joined");
         Ok(Response::new(JoinResponse {
@@ -357,16 +363,21 @@ impl MasterApi for MasterApiService {
         if matches!(state, NodeState::Unreachable | NodeState::Down) {
             state = NodeState::Ready;
             self.log
-                .propose(Command::SetNodeState {
-                    id: peer.node.clone(),
-                    state,
-                    at_ms: now_ms(),
-                    from: None,
-                })
+                .propose_with(
+                    Command::SetNodeState {
+                        id: peer.node.clone(),
+                        state,
+                        at_ms: now_ms(),
+                        from: None,
+                    },
+                    vec![EventDraft::node(
+                        EventKind::NodeReady,
+                        &peer.node,
+                        "heartbeats again",
+                    )],
+                )
                 .await
                 .map_err(internal)?;
-            self.mq
-                .publish_node(EventKind::NodeReady, &peer.node, "heartbeats again".into());
             self.wake.notify_one();
         }
         Ok(Response::new(HeartbeatResponse {
@@ -608,7 +619,11 @@ mod tests {
     #[allow(clippy::unwrap_used)]
     async fn a_bad_csr_leaves_no_half_joined_node_and_a_good_one_joins() {
         let dir = tempfile::tempdir().unwrap();
-        let log = StateLog::new(dash_store::open(&dir.path().join("dash.db")).await.unwrap());
+        let mq = Arc::new(MessageQueue::new());
+        let log = StateLog::new(
+            dash_store::open(&dir.path().join("dash.db")).await.unwrap(),
+            mq.clone(),
+        );
         let store = log.store().clone();
         let ca = crate::node_bouncer::load_or_create_ca(&dir.path().join("pki"), "t").unwrap();
         let bouncer = NodeBouncer::new(log.clone(), ca, Duration::from_secs(3600)).unwrap();
@@ -619,13 +634,12 @@ mod tests {
             })
             .await
             .unwrap();
-        let mq = Arc::new(MessageQueue::new());
         let wake = Arc::new(Notify::new());
         let svc = MasterApiService {
             log: log.clone(),
             store: store.clone(),
             bouncer,
-            state: ServiceState::new(log.clone(), mq.clone(), wake.clone()),
+            state: ServiceState::new(log.clone(), wake.clone()),
             mq,
             wake,
             liveness: Arc::new(Liveness::new(LivenessConfig::default())),

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use dash_core::event::{Event, EventKind};
+use dash_core::event::{Event, EventDraft, EventKind};
 use tokio::sync::broadcast;
 
 const CAPACITY: usize = 1024;
@@ -43,6 +43,17 @@ impl MessageQueue {
         message: impl Into<String>,
     ) {
         self.send(kind, service, replica, None, message.into());
+    }
+
+    /// An event a log entry announced (see `state_log`).
+    pub fn publish_draft(&self, d: EventDraft) {
+        self.send(
+            d.kind,
+            d.service.as_deref(),
+            d.replica.as_deref(),
+            d.node.as_deref(),
+            d.message,
+        );
     }
 
     /// An event about a node.

@@ -284,7 +284,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pool = dash_store::open(&dir.path().join("dash.db")).await.unwrap();
         let ca = load_or_create_ca(&dir.path().join("pki"), "test").unwrap();
-        let b = NodeBouncer::new(StateLog::new(pool), ca, Duration::from_secs(3600)).unwrap();
+        let log = StateLog::new(pool, Default::default());
+        let b = NodeBouncer::new(log, ca, Duration::from_secs(3600)).unwrap();
         (dir, b)
     }
 

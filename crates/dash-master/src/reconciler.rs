@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use dash_core::api::{DesiredState, NodeState, ReplicaInfo, ReplicaState};
 use dash_core::command::{Command, NewReplica};
-use dash_core::event::EventKind;
+use dash_core::event::{EventDraft, EventKind};
 use dash_core::reconcile::{self, Action, ReplicaView};
 use dash_core::scheduler::{self, NodeSnapshot, Request};
 use dash_core::spec::Mode;
@@ -190,7 +190,7 @@ impl Reconciler {
             );
         }
         if let Some(why) = self.failed_update(row, &replicas) {
-            match crate::service_manager::rollback(&self.log, &self.mq, &name, &why).await {
+            match crate::service_manager::rollback(&self.log, &name, &why).await {
                 Ok(v) => {
                     tracing::warn!(service = %name, from = row.version, to = v, reason = %why, "update failed; rolled back");
                     self.rolled_back.insert(name.clone(), v);
@@ -251,19 +251,22 @@ impl Reconciler {
                 .into_iter()
                 .next()
             {
-                self.log
-                    .propose(Command::PlaceReplica {
-                        id: r.id.clone(),
-                        node: Some(node.clone()),
-                        message: String::new(),
-                    })
-                    .await?;
-                self.mq.publish(
+                let event = EventDraft::service(
                     EventKind::ReplicaScheduled,
-                    Some(&name),
+                    &name,
                     Some(&r.id),
                     format!("on {node}"),
                 );
+                self.log
+                    .propose_with(
+                        Command::PlaceReplica {
+                            id: r.id.clone(),
+                            node: Some(node.clone()),
+                            message: String::new(),
+                        },
+                        vec![event],
+                    )
+                    .await?;
                 changed = true;
             }
         }
@@ -311,18 +314,20 @@ impl Reconciler {
     /// Marks a replica for removal (its node stops it) and says why in an event.
     async fn remove(&self, service: &str, replica: &str, reason: &str) -> Result<(), StoreError> {
         self.log
-            .propose(Command::SetReplicaDesired {
-                id: replica.to_string(),
-                desired: DesiredState::Remove,
-                at_ms: now_ms(),
-            })
+            .propose_with(
+                Command::SetReplicaDesired {
+                    id: replica.to_string(),
+                    desired: DesiredState::Remove,
+                    at_ms: now_ms(),
+                },
+                vec![EventDraft::service(
+                    EventKind::ReplicaStopping,
+                    service,
+                    Some(replica),
+                    reason,
+                )],
+            )
             .await?;
-        self.mq.publish(
-            EventKind::ReplicaStopping,
-            Some(service),
-            Some(replica),
-            reason,
-        );
         Ok(())
     }
 
@@ -349,28 +354,32 @@ impl Reconciler {
                 node: p.ok(),
             })
             .collect();
-        self.log
-            .propose(Command::CreateReplicas {
-                replicas: new.clone(),
-                at_ms: now_ms(),
-            })
-            .await?;
-        for r in &new {
-            match &r.node {
-                Some(node) => self.mq.publish(
+        let events = new
+            .iter()
+            .map(|r| match &r.node {
+                Some(node) => EventDraft::service(
                     EventKind::ReplicaScheduled,
-                    Some(service.as_str()),
+                    service.as_str(),
                     Some(&r.id),
                     format!("on {node}"),
                 ),
-                None => self.mq.publish(
+                None => EventDraft::service(
                     EventKind::ReplicaPending,
-                    Some(service.as_str()),
+                    service.as_str(),
                     Some(&r.id),
                     r.message.clone(),
                 ),
-            }
-        }
+            })
+            .collect();
+        self.log
+            .propose_with(
+                Command::CreateReplicas {
+                    replicas: new,
+                    at_ms: now_ms(),
+                },
+                events,
+            )
+            .await?;
         Ok(())
     }
 

@@ -10,12 +10,11 @@ use dash_core::ServiceSpec;
 use dash_core::api::{ApplyAction, ApplyRequest, ApplyResponse, DesiredState, ServiceInfo};
 use dash_core::command::Command;
 use dash_core::config_parser::{Diagnostics, parse_service};
-use dash_core::event::EventKind;
+use dash_core::event::{EventDraft, EventKind};
 use dash_core::reconcile::is_ready;
 use dash_store::{MasterStore, Rejection, StoreError};
 use tokio::sync::Notify;
 
-use crate::message_queue::MessageQueue;
 use crate::now_ms;
 use crate::state_log::StateLog;
 
@@ -51,20 +50,14 @@ impl From<Rejection> for ManagerError {
 pub struct ServiceManager {
     log: StateLog,
     store: MasterStore,
-    mq: Arc<MessageQueue>,
     /// Wakes the reconciler after a change of desired state.
     wake: Arc<Notify>,
 }
 
 impl ServiceManager {
-    pub fn new(log: StateLog, mq: Arc<MessageQueue>, wake: Arc<Notify>) -> Self {
+    pub fn new(log: StateLog, wake: Arc<Notify>) -> Self {
         let store = log.store().clone();
-        Self {
-            log,
-            store,
-            mq,
-            wake,
-        }
+        Self { log, store, wake }
     }
 
     pub fn store(&self) -> &MasterStore {
@@ -127,35 +120,36 @@ impl ServiceManager {
                 (ApplyAction::Updated, changes, plan)
             }
         };
-        let mut version = existing.as_ref().map_or(1, |e| e.version);
+        // The version the change makes (as the state machine counts it): a new one only
+        // when what runs in the container changes.
+        let mut version = existing.as_ref().map_or(1, |e| {
+            e.version + u64::from(e.spec.needs_replacement(&spec))
+        });
         if !req.dry_run && action != ApplyAction::Unchanged {
-            let applied = self
-                .log
-                .propose(Command::PutService {
-                    spec: Box::new(spec.clone()),
-                    at_ms: now_ms(),
-                })
-                .await?
-                .accepted()?;
-            version = applied.version.unwrap_or(version);
             let kind = if action == ApplyAction::Created {
                 EventKind::ServiceCreated
             } else {
                 EventKind::ServiceUpdated
             };
-            self.mq.publish(
+            let event = EventDraft::service(
                 kind,
-                Some(&name),
+                &name,
                 None,
                 format!("version {version}: {}", changes.join("; ")),
             );
+            let applied = self
+                .log
+                .propose_with(
+                    Command::PutService {
+                        spec: Box::new(spec.clone()),
+                        at_ms: now_ms(),
+                    },
+                    vec![event],
+                )
+                .await?
+                .accepted()?;
+            version = applied.version.unwrap_or(version);
             self.wake.notify_one();
-        } else if req.dry_run
-            && existing
-                .as_ref()
-                .is_some_and(|e| e.spec.needs_replacement(&spec))
-        {
-            version += 1;
         }
         Ok(ApplyResponse {
             service: name,
@@ -170,7 +164,7 @@ impl ServiceManager {
     /// `dash service rollback`: back to the spec of the previous version (the replica count
     /// stays), as a new version that replaces the current replicas by the update policy.
     pub async fn rollback(&self, name: &str, reason: &str) -> Result<u64, ManagerError> {
-        let v = rollback(&self.log, &self.mq, name, reason).await?;
+        let v = rollback(&self.log, name, reason).await?;
         self.wake.notify_one();
         Ok(v)
     }
@@ -220,28 +214,31 @@ impl ServiceManager {
                 ),
             });
         }
+        let event = EventDraft::service(
+            EventKind::ServiceScaled,
+            name,
+            None,
+            match reason {
+                Some(why) => format!(
+                    "replicas {} -> {replicas} (autoscale: {why})",
+                    old.spec.replicas
+                ),
+                None => format!("replicas {} -> {replicas}", old.spec.replicas),
+            },
+        );
         let applied = self
             .log
-            .propose(Command::ScaleService {
-                name: name.into(),
-                replicas,
-                at_ms: now_ms(),
-            })
+            .propose_with(
+                Command::ScaleService {
+                    name: name.into(),
+                    replicas,
+                    at_ms: now_ms(),
+                },
+                vec![event],
+            )
             .await?
             .accepted()?;
         if applied.changed {
-            self.mq.publish(
-                EventKind::ServiceScaled,
-                Some(name),
-                None,
-                match reason {
-                    Some(why) => format!(
-                        "replicas {} -> {replicas} (autoscale: {why})",
-                        old.spec.replicas
-                    ),
-                    None => format!("replicas {} -> {replicas}", old.spec.replicas),
-                },
-            );
             self.wake.notify_one();
         }
         Ok(())
@@ -249,18 +246,20 @@ impl ServiceManager {
 
     pub async fn remove(&self, name: &str) -> Result<(), ManagerError> {
         self.log
-            .propose(Command::RemoveService {
-                name: name.into(),
-                at_ms: now_ms(),
-            })
+            .propose_with(
+                Command::RemoveService {
+                    name: name.into(),
+                    at_ms: now_ms(),
+                },
+                vec![EventDraft::service(
+                    EventKind::ServiceRemoved,
+                    name,
+                    None,
+                    "removing its replicas",
+                )],
+            )
             .await?
             .accepted()?;
-        self.mq.publish(
-            EventKind::ServiceRemoved,
-            Some(name),
-            None,
-            "removing its replicas",
-        );
         self.wake.notify_one();
         Ok(())
     }
@@ -330,12 +329,7 @@ fn diff(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
 }
 
 /// Puts the previous version's spec back (keeping the replica count); returns the new version.
-pub async fn rollback(
-    log: &StateLog,
-    mq: &MessageQueue,
-    name: &str,
-    reason: &str,
-) -> Result<u64, ManagerError> {
+pub async fn rollback(log: &StateLog, name: &str, reason: &str) -> Result<u64, ManagerError> {
     let store = log.store();
     let row = store
         .service(name)
@@ -361,23 +355,26 @@ pub async fn rollback(
             message: format!("service {name}: the previous version is the same as the current one"),
         });
     }
-    let applied = log
-        .propose(Command::PutService {
-            spec: Box::new(spec),
-            at_ms: now_ms(),
-        })
-        .await?
-        .accepted()?;
-    let version = applied.version.unwrap_or(row.version);
-    mq.publish(
+    let new_version = row.version + u64::from(row.spec.needs_replacement(&spec));
+    let event = EventDraft::service(
         EventKind::UpdateRolledBack,
-        Some(name),
+        name,
         None,
         format!(
-            "version {} rolled back to the spec of version {} as version {version}: {reason}",
+            "version {} rolled back to the spec of version {} as version {new_version}: {reason}",
             row.version,
             row.version - 1
         ),
     );
-    Ok(version)
+    let applied = log
+        .propose_with(
+            Command::PutService {
+                spec: Box::new(spec),
+                at_ms: now_ms(),
+            },
+            vec![event],
+        )
+        .await?
+        .accepted()?;
+    Ok(applied.version.unwrap_or(new_version))
 }

@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use dash_core::api::ReplicaState;
 use dash_core::command::{Command, ReplicaStatus};
-use dash_core::event::EventKind;
+use dash_core::event::{EventDraft, EventKind};
 use dash_store::{MasterStore, StoreError};
 use tokio::sync::Notify;
 
-use crate::message_queue::MessageQueue;
 use crate::now_ms;
 use crate::state_log::StateLog;
 
@@ -17,19 +16,13 @@ use crate::state_log::StateLog;
 pub struct ServiceState {
     log: StateLog,
     store: MasterStore,
-    mq: Arc<MessageQueue>,
     wake: Arc<Notify>,
 }
 
 impl ServiceState {
-    pub fn new(log: StateLog, mq: Arc<MessageQueue>, wake: Arc<Notify>) -> Self {
+    pub fn new(log: StateLog, wake: Arc<Notify>) -> Self {
         let store = log.store().clone();
-        Self {
-            log,
-            store,
-            mq,
-            wake,
-        }
+        Self { log, store, wake }
     }
 
     /// Records a replica's status; publishes an event when its state or restart count changed.
@@ -45,16 +38,11 @@ impl ServiceState {
         {
             return Ok(());
         }
-        self.log
-            .propose(Command::ReportReplica {
-                status: status.clone(),
-                at_ms: now_ms(),
-            })
-            .await?;
-        let service = Some(before.service.as_str());
+        let service = before.service.as_str();
         let replica = Some(status.id.as_str());
+        let mut events = Vec::new();
         if status.restarts > before.restarts {
-            self.mq.publish(
+            events.push(EventDraft::service(
                 EventKind::ReplicaRestarting,
                 service,
                 replica,
@@ -63,7 +51,7 @@ impl ServiceState {
                     status.restarts,
                     before.exit_code.or(status.exit_code).unwrap_or(-1)
                 ),
-            );
+            ));
         }
         if status.state != before.state {
             let kind = match status.state {
@@ -94,8 +82,17 @@ impl ServiceState {
             {
                 message = format!("ip {ip}");
             }
-            self.mq.publish(kind, service, replica, message);
+            events.push(EventDraft::service(kind, service, replica, message));
         }
+        self.log
+            .propose_with(
+                Command::ReportReplica {
+                    status: status.clone(),
+                    at_ms: now_ms(),
+                },
+                events,
+            )
+            .await?;
         self.wake.notify_one();
         Ok(())
     }
@@ -103,20 +100,19 @@ impl ServiceState {
     /// A worker released everything of a replica: forget it.
     pub async fn removed(&self, replica: &str) -> Result<(), StoreError> {
         let before = self.store.replica(replica).await?;
+        let events = before
+            .iter()
+            .map(|b| EventDraft::service(EventKind::ReplicaRemoved, &b.service, Some(replica), ""))
+            .collect();
         self.log
-            .propose(Command::DeleteReplica {
-                id: replica.into(),
-                at_ms: crate::now_ms(),
-            })
+            .propose_with(
+                Command::DeleteReplica {
+                    id: replica.into(),
+                    at_ms: crate::now_ms(),
+                },
+                events,
+            )
             .await?;
-        if let Some(b) = before {
-            self.mq.publish(
-                EventKind::ReplicaRemoved,
-                Some(&b.service),
-                Some(replica),
-                "",
-            );
-        }
         self.wake.notify_one();
         Ok(())
     }

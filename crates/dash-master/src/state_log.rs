@@ -11,6 +11,12 @@
 //!  reads: MasterStore (the read side)
 //! ```
 //!
+//! An entry carries the events its command announces (`propose_with`): every master publishes
+//! them once the entry is applied there, if it changed the state, so that every master's
+//! `dash events` shows the same history. Events that do not come from a change of the state
+//! (image imports, an update seen complete) are published where they happen: they are soft,
+//! lost with the master that saw them.
+//!
 //! With one master the log is this process's order of proposals: each command gets the next
 //! index and is applied at once. The Raft log (openraft, the HA issue) takes this place
 //! without the callers changing: `propose` then means "committed by a majority and applied
@@ -24,22 +30,30 @@
 //! [`Applied::rejected`]: dash_store::Applied::rejected
 //! [`Applied::accepted`]: dash_store::Applied::accepted
 
+use std::sync::Arc;
+
 use dash_core::command::Command;
+use dash_core::event::EventDraft;
 use dash_store::{Applied, Db, MasterStore, StateMachine, StoreError};
+
+use crate::message_queue::MessageQueue;
 
 /// The write path of the master's state, and its read side.
 #[derive(Clone)]
 pub struct StateLog {
     machine: StateMachine,
     store: MasterStore,
+    /// Where applied entries' events go.
+    mq: Arc<MessageQueue>,
 }
 
 impl StateLog {
-    /// The log over the master's database.
-    pub fn new(db: Db) -> Self {
+    /// The log over the master's database; applied entries' events go to `mq`.
+    pub fn new(db: Db, mq: Arc<MessageQueue>) -> Self {
         StateLog {
             machine: StateMachine::new(db.clone()),
             store: MasterStore::new(db),
+            mq,
         }
     }
 
@@ -52,6 +66,85 @@ impl StateLog {
     /// (`Applied::rejected`), not an error; the error is the storage's. (Behind Raft, a
     /// proposal can also fail for want of a leader: that error joins this one then.)
     pub async fn propose(&self, cmd: Command) -> Result<Applied, StoreError> {
-        self.machine.apply(&cmd).await
+        self.propose_with(cmd, Vec::new()).await
+    }
+
+    /// Proposes `cmd` with the events it announces: published once it is applied, if it
+    /// changed the state (on every master, from the applied log).
+    pub async fn propose_with(
+        &self,
+        cmd: Command,
+        events: Vec<EventDraft>,
+    ) -> Result<Applied, StoreError> {
+        let applied = self.machine.apply(&cmd).await?;
+        self.announce(&applied, events);
+        Ok(applied)
+    }
+
+    /// What every master does with an applied entry's events.
+    fn announce(&self, applied: &Applied, events: Vec<EventDraft>) {
+        if applied.changed && applied.rejected.is_none() && !applied.replayed {
+            for e in events {
+                self.mq.publish_draft(e);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use dash_core::config_parser::parse_service;
+    use dash_core::event::EventKind;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_entrys_events_are_published_only_when_it_changed_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mq = Arc::new(MessageQueue::new());
+        let log = StateLog::new(
+            dash_store::open(&dir.path().join("dash.db")).await.unwrap(),
+            mq.clone(),
+        );
+        let spec = parse_service("w.toml", "name = \"web\"\nimage = \"busybox\"\n").unwrap();
+        let put = || Command::PutService {
+            spec: Box::new(spec.clone()),
+            at_ms: 1,
+        };
+        let created = || {
+            vec![EventDraft::service(
+                EventKind::ServiceCreated,
+                "web",
+                None,
+                "version 1",
+            )]
+        };
+        let a = log.propose_with(put(), created()).await.unwrap();
+        assert!(a.changed);
+        // The same spec again changes nothing: its events are not published.
+        let b = log.propose_with(put(), created()).await.unwrap();
+        assert!(!b.changed);
+        // A refusal publishes nothing either.
+        let r = log
+            .propose_with(
+                Command::RemoveService {
+                    name: "nope".into(),
+                    at_ms: 2,
+                },
+                vec![EventDraft::service(
+                    EventKind::ServiceRemoved,
+                    "nope",
+                    None,
+                    "",
+                )],
+            )
+            .await
+            .unwrap();
+        assert!(r.rejected.is_some());
+        let events = mq.recent(0);
+        let kinds: Vec<_> = events.iter().map(|e| (e.kind, e.service.clone())).collect();
+        assert_eq!(kinds, vec![(EventKind::ServiceCreated, Some("web".into()))]);
+        assert_eq!(events[0].message, "version 1");
     }
 }

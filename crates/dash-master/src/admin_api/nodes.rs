@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use dash_core::api::{ApiError, NodeInfo, NodeState, TokenCreated, TokenInfo, TokenRequest};
 use dash_core::command::Command;
-use dash_core::event::EventKind;
+use dash_core::event::{EventDraft, EventKind};
 use serde::Deserialize;
 
 use super::AppState;
@@ -89,15 +89,17 @@ pub async fn remove(
     }
     s.manager
         .log()
-        .propose(Command::RemoveNode { id: id.clone() })
+        .propose_with(
+            Command::RemoveNode { id: id.clone() },
+            vec![EventDraft::node(
+                EventKind::NodeRemoved,
+                &id,
+                "removed; its certificate is refused from now on",
+            )],
+        )
         .await
         .map_err(HttpError::internal)?;
     s.metrics.forget(&id);
-    s.mq.publish_node(
-        EventKind::NodeRemoved,
-        &id,
-        "removed; its certificate is refused from now on".into(),
-    );
     s.manager.wake();
     Ok(Json(node))
 }
@@ -186,16 +188,6 @@ async fn set_state(s: &AppState, id: &str, state: NodeState) -> Result<NodeInfo,
             ),
         ));
     }
-    s.manager
-        .log()
-        .propose(Command::SetNodeState {
-            id: id.to_string(),
-            state,
-            at_ms: crate::now_ms(),
-            from: None,
-        })
-        .await
-        .map_err(HttpError::internal)?;
     let (kind, msg) = if state == NodeState::Drained {
         (
             EventKind::NodeDrained,
@@ -204,7 +196,19 @@ async fn set_state(s: &AppState, id: &str, state: NodeState) -> Result<NodeInfo,
     } else {
         (EventKind::NodeReady, "activated: takes new replicas again")
     };
-    s.mq.publish_node(kind, id, msg.into());
+    s.manager
+        .log()
+        .propose_with(
+            Command::SetNodeState {
+                id: id.to_string(),
+                state,
+                at_ms: crate::now_ms(),
+                from: None,
+            },
+            vec![EventDraft::node(kind, id, msg)],
+        )
+        .await
+        .map_err(HttpError::internal)?;
     s.manager.wake();
     find(s, id).await
 }

@@ -112,13 +112,7 @@ pub(super) async fn start(
             (issued.pem, key_pem),
             shutdown.clone(),
         )),
-        tokio::spawn(liveness.run(
-            p.log.clone(),
-            p.mq,
-            p.wake,
-            node.to_string(),
-            shutdown.clone(),
-        )),
+        tokio::spawn(liveness.run(p.log.clone(), p.wake, node.to_string(), shutdown.clone())),
         tokio::spawn(peers_from_store(store, p.peers, shutdown)),
     ];
     Ok(Started {

@@ -30,12 +30,12 @@ use std::time::Duration;
 
 use dash_core::api::{ExecRequest, NodeMetrics, NodeRole, NodeState, RouteEntry};
 use dash_core::command::{Command, NodeRecord};
-use dash_core::event::EventKind;
+use dash_core::event::{EventDraft, EventKind};
 use dash_core::spec::Resources;
 use dash_image::ImageStore;
 use dash_image::registry::Puller;
 use dash_rpc::pki::PkiError;
-use dash_store::StoreError;
+use dash_store::{Db, StoreError};
 use futures::future::BoxFuture;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -158,7 +158,7 @@ pub enum MasterError {
 pub struct Master {
     cfg: MasterConfig,
     token: String,
-    log: StateLog,
+    db: Db,
 }
 
 impl Master {
@@ -177,7 +177,7 @@ impl Master {
         Ok(Master {
             cfg,
             token,
-            log: StateLog::new(pool),
+            db: pool,
         })
     }
 
@@ -189,9 +189,10 @@ impl Master {
         node: LocalNode,
         shutdown: watch::Receiver<bool>,
     ) -> Result<RunningMaster, MasterError> {
-        let Master { cfg, token, log } = self;
-        let store = log.store().clone();
+        let Master { cfg, token, db } = self;
         let mq = Arc::new(MessageQueue::new());
+        let log = StateLog::new(db, mq.clone());
+        let store = log.store().clone();
         let wake = Arc::new(Notify::new());
         let (changes_tx, changes_rx) = watch::channel(0u64);
         let kind = node.runtime.clone();
@@ -214,24 +215,25 @@ impl Master {
             subnet: cfg.subnet.clone(),
             runtime: kind.clone(),
         };
-        log.propose(Command::UpsertNode {
-            node: Box::new(record),
-            at_ms: crate::now_ms(),
-        })
+        log.propose_with(
+            Command::UpsertNode {
+                node: Box::new(record),
+                at_ms: crate::now_ms(),
+            },
+            vec![EventDraft::node(
+                EventKind::NodeReady,
+                &cfg.node,
+                format!("{} ({kind})", cfg.node),
+            )],
+        )
         .await
         .map_err(MasterError::RegisterNode)?
         .accepted()
         .map_err(MasterError::NodeRefused)?;
-        mq.publish(
-            EventKind::NodeReady,
-            None,
-            None,
-            format!("{} ({kind})", cfg.node),
-        );
 
         let metrics = Arc::new(Metrics::new());
-        let manager = ServiceManager::new(log.clone(), mq.clone(), wake.clone());
-        let state = ServiceState::new(log.clone(), mq.clone(), wake.clone());
+        let manager = ServiceManager::new(log.clone(), wake.clone());
+        let state = ServiceState::new(log.clone(), wake.clone());
         let reconciler = Reconciler::new(log.clone(), mq.clone(), wake.clone(), changes_tx);
         let mut tasks = Vec::new();
         let (bouncer, worker_clients) = match &cfg.cluster {
