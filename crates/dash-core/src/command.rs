@@ -95,6 +95,17 @@ pub enum Command {
         node: Box<NodeRecord>,
         at_ms: u64,
     },
+    /// A node joins, or joins again: recorded with a container subnet the state picks (its own
+    /// again on a re-join, else the first free /24 of `pool`) and the serial of the certificate
+    /// it was just issued, in one step: two joins never get the same subnet, whichever master
+    /// proposed them. `node.subnet` is ignored. Refused for the name of a master, or when the
+    /// pool has no free /24 left.
+    JoinNode {
+        node: Box<NodeRecord>,
+        pool: crate::subnet::SubnetPool,
+        serial: String,
+        at_ms: u64,
+    },
     /// A node's state as the masters judge it (heartbeats, drain).
     SetNodeState {
         id: String,

@@ -19,6 +19,7 @@ pub mod link;
 pub mod reconcile;
 pub mod scheduler;
 pub mod spec;
+pub mod subnet;
 pub mod units;
 
 pub use ids::{NodeId, ReplicaId, ServiceName};

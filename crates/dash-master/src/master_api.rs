@@ -6,7 +6,7 @@
 //! the replicas of down nodes.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -161,24 +161,7 @@ pub fn assignments_version(json: &str) -> u64 {
     u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
-/// Container subnets for joining nodes: /24s of the cluster CIDR, in order, skipping those in
-/// use (the masters' own subnet included).
-#[derive(Debug, Clone, Copy)]
-pub struct SubnetPool {
-    pub base: Ipv4Addr,
-    pub prefix: u8,
-}
-
-impl SubnetPool {
-    fn next_free(&self, used: &[String]) -> Option<String> {
-        let base = u32::from(self.base) & (u32::MAX << (32 - u32::from(self.prefix)));
-        let count = 1u32 << (24 - u32::from(self.prefix.min(24)));
-        (0..count)
-            .map(|i| Ipv4Addr::from(base + (i << 8)))
-            .map(|net| format!("{net}/24"))
-            .find(|s| !used.contains(s))
-    }
-}
+pub use dash_core::subnet::SubnetPool;
 
 #[derive(Clone)]
 pub struct MasterApiService {
@@ -192,8 +175,6 @@ pub struct MasterApiService {
     pub changes: watch::Receiver<u64>,
     pub images: Arc<ImageStore>,
     pub subnets: SubnetPool,
-    /// Joins one at a time: choosing a free subnet and recording the node is one step.
-    pub joins: Arc<tokio::sync::Mutex<()>>,
     /// Where nodes' measurements go (`dash stats`, the service_scaler).
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -258,10 +239,10 @@ impl MasterApi for MasterApiService {
             serde_json::from_str(&r.labels_json)
                 .map_err(|e| Status::invalid_argument(format!("labels: {e}")))?
         };
-        let _one_join_at_a_time = self.joins.lock().await;
+        // A friendlier refusal than the state's for the name of a master; the state machine
+        // checks it again (and picks the subnet) when it applies the join.
         let nodes = self.store.nodes().await.map_err(internal)?;
-        let existing = nodes.iter().find(|n| n.id == r.node);
-        if let Some(n) = existing
+        if let Some(n) = nodes.iter().find(|n| n.id == r.node)
             && n.role.is_master()
         {
             return Err(Status::already_exists(format!(
@@ -269,17 +250,6 @@ impl MasterApi for MasterApiService {
                 r.node
             )));
         }
-        let subnet = match existing {
-            Some(n) => n.subnet.clone(),
-            None => {
-                let used: Vec<String> = nodes.iter().map(|n| n.subnet.clone()).collect();
-                self.subnets.next_free(&used).ok_or_else(|| {
-                    Status::resource_exhausted(
-                        "no free /24 left in the cluster CIDR (--cluster-cidr)",
-                    )
-                })?
-            }
-        };
         // Signed before anything is recorded: a bad CSR leaves no half-joined node behind.
         let issued = self
             .bouncer
@@ -295,33 +265,34 @@ impl MasterApi for MasterApiService {
             state: NodeState::Ready,
             labels,
             capacity,
-            subnet: subnet.clone(),
+            subnet: String::new(),
             runtime: r.runtime.clone(),
         };
-        let event = EventDraft::node(
+        let joined = EventDraft::node(
             EventKind::NodeJoined,
             &r.node,
-            format!("{} at {addr}, subnet {subnet}", role.as_str()),
+            format!("{} at {addr}", role.as_str()),
         );
-        self.log
+        let applied = self
+            .log
             .propose_with(
-                Command::UpsertNode {
+                Command::JoinNode {
                     node: Box::new(record),
+                    pool: self.subnets,
+                    serial: issued.serial.clone(),
                     at_ms: now_ms(),
                 },
-                vec![event],
+                vec![joined],
             )
             .await
-            .map_err(internal)?
-            .accepted()
-            .map_err(|r| Status::aborted(r.to_string()))?;
-        self.log
-            .propose(Command::SetNodeCert {
-                id: r.node.clone(),
-                serial: issued.serial.clone(),
-            })
-            .await
             .map_err(internal)?;
+        let subnet = match applied.rejected {
+            Some(r) if r.to_string().starts_with("no free /24") => {
+                return Err(Status::resource_exhausted(r.to_string()));
+            }
+            Some(r) => return Err(Status::already_exists(r.to_string())),
+            None => applied.subnet.unwrap_or_default(),
+        };
         self.liveness.beat(&r.node);
         self.wake.notify_one();
         tracing::info!(node = %r.node, %addr, %subnet, "node joined");
@@ -593,23 +564,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subnets_skip_used_ones_and_run_out() {
-        let pool = SubnetPool {
-            base: Ipv4Addr::new(10, 98, 0, 0),
-            prefix: 23,
-        };
-        assert_eq!(pool.next_free(&[]).as_deref(), Some("10.98.0.0/24"));
-        assert_eq!(
-            pool.next_free(&["10.98.0.0/24".into()]).as_deref(),
-            Some("10.98.1.0/24")
-        );
-        assert_eq!(
-            pool.next_free(&["10.98.0.0/24".into(), "10.98.1.0/24".into()]),
-            None
-        );
-    }
-
-    #[test]
     fn versions_follow_content() {
         assert_eq!(assignments_version("[]"), assignments_version("[]"));
         assert_ne!(assignments_version("[]"), assignments_version("[1]"));
@@ -646,10 +600,9 @@ mod tests {
             changes: watch::channel(0).1,
             images: Arc::new(ImageStore::open(&dir.path().join("images")).unwrap()),
             subnets: SubnetPool {
-                base: Ipv4Addr::new(10, 89, 0, 0),
+                base: std::net::Ipv4Addr::new(10, 89, 0, 0),
                 prefix: 16,
             },
-            joins: Arc::default(),
             metrics: Arc::default(),
         };
         let req = |csr: &str| {

@@ -47,6 +47,8 @@ pub struct Applied {
     pub version: Option<u64>,
     /// Whether anything changed.
     pub changed: bool,
+    /// For `JoinNode`: the subnet the node got.
+    pub subnet: Option<String>,
     /// The state refused the command (nothing changed); the same on every replay.
     pub rejected: Option<Rejection>,
     /// The entry had been applied before: nothing was done again.
@@ -589,41 +591,56 @@ async fn apply_command(
             }
         }
         Command::UpsertNode { node, at_ms } => {
-            let taken: Option<String> =
-                sqlx::query_scalar("SELECT id FROM nodes WHERE subnet = ? AND id != ?")
-                    .bind(&node.subnet)
-                    .bind(&node.id)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            if let Some(other) = taken {
-                return Err(StoreError::Conflict(format!(
-                    "subnet {} of node {} is already node {other}'s",
-                    node.subnet, node.id
-                )));
-            }
-            let labels =
-                serde_json::to_string(&node.labels).map_err(|e| corrupt("node labels", e))?;
+            upsert_node(tx, node, *at_ms).await?;
+            out.changed = true;
+        }
+        Command::JoinNode {
+            node,
+            pool,
+            serial,
+            at_ms,
+        } => {
+            let existing = sqlx::query("SELECT role, subnet FROM nodes WHERE id = ?")
+                .bind(&node.id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            let subnet = match existing {
+                Some(row) => {
+                    let role: String = row.get("role");
+                    if role != NodeRole::Worker.as_str() {
+                        return Err(StoreError::Conflict(format!(
+                            "node name {:?} is a master's; give this node another --node-name",
+                            node.id
+                        )));
+                    }
+                    row.get::<String, _>("subnet")
+                }
+                None => {
+                    let used: Vec<String> = sqlx::query_scalar("SELECT subnet FROM nodes")
+                        .fetch_all(&mut **tx)
+                        .await?;
+                    pool.next_free(&used).ok_or_else(|| {
+                        StoreError::Conflict(format!(
+                            "no free /24 left in the cluster CIDR {pool} (--cluster-cidr)"
+                        ))
+                    })?
+                }
+            };
+            let record = NodeRecord {
+                subnet: subnet.clone(),
+                ..(**node).clone()
+            };
+            upsert_node(tx, &record, *at_ms).await?;
             sqlx::query(
-                "INSERT INTO nodes (id, address, role, state, labels, cpu_millis, memory_bytes, subnet, runtime, last_seen_ms)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT(id) DO UPDATE SET address = excluded.address, role = excluded.role,
-                   state = excluded.state, labels = excluded.labels, cpu_millis = excluded.cpu_millis,
-                   memory_bytes = excluded.memory_bytes, subnet = excluded.subnet, runtime = excluded.runtime,
-                   last_seen_ms = excluded.last_seen_ms",
+                "UPDATE nodes SET prev_cert_serial = cert_serial, cert_serial = ? WHERE id = ? AND cert_serial != ?",
             )
+            .bind(serial)
             .bind(&node.id)
-            .bind(&node.address)
-            .bind(node.role.as_str())
-            .bind(node.state.as_str())
-            .bind(labels)
-            .bind(i64::from(node.capacity.cpu_millis))
-            .bind(node.capacity.memory_bytes as i64)
-            .bind(&node.subnet)
-            .bind(&node.runtime)
-            .bind(*at_ms as i64)
+            .bind(serial)
             .execute(&mut **tx)
             .await?;
             out.changed = true;
+            out.subnet = Some(subnet);
         }
         Command::SetNodeState {
             id,
@@ -718,6 +735,48 @@ async fn apply_command(
         }
     }
     Ok(out)
+}
+
+/// Records `node` (or updates it), refusing a subnet that is another node's.
+async fn upsert_node(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    node: &NodeRecord,
+    at_ms: u64,
+) -> Result<(), StoreError> {
+    let taken: Option<String> =
+        sqlx::query_scalar("SELECT id FROM nodes WHERE subnet = ? AND id != ?")
+            .bind(&node.subnet)
+            .bind(&node.id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    if let Some(other) = taken {
+        return Err(StoreError::Conflict(format!(
+            "subnet {} of node {} is already node {other}'s",
+            node.subnet, node.id
+        )));
+    }
+    let labels = serde_json::to_string(&node.labels).map_err(|e| corrupt("node labels", e))?;
+    sqlx::query(
+            "INSERT INTO nodes (id, address, role, state, labels, cpu_millis, memory_bytes, subnet, runtime, last_seen_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT(id) DO UPDATE SET address = excluded.address, role = excluded.role,
+               state = excluded.state, labels = excluded.labels, cpu_millis = excluded.cpu_millis,
+               memory_bytes = excluded.memory_bytes, subnet = excluded.subnet, runtime = excluded.runtime,
+               last_seen_ms = excluded.last_seen_ms",
+        )
+        .bind(&node.id)
+        .bind(&node.address)
+        .bind(node.role.as_str())
+        .bind(node.state.as_str())
+        .bind(labels)
+        .bind(i64::from(node.capacity.cpu_millis))
+        .bind(node.capacity.memory_bytes as i64)
+        .bind(&node.subnet)
+        .bind(&node.runtime)
+        .bind(at_ms as i64)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// A new `version` of `spec` is being written: live replicas of an older version whose

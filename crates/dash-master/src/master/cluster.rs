@@ -85,7 +85,6 @@ pub(super) async fn start(
         changes: p.changes,
         images: p.images,
         subnets: c.subnets,
-        joins: Arc::default(),
         metrics: p.metrics,
     };
     let clients = Arc::new(WorkerClients::new(

@@ -646,3 +646,53 @@ async fn a_nodes_records_move_from_dash_db_to_node_db_once() {
         "no master state on a worker"
     );
 }
+
+#[tokio::test]
+async fn joins_get_subnets_from_the_state_never_the_same_twice() {
+    let (_d, s, _) = store().await;
+    let pool = dash_core::subnet::SubnetPool {
+        base: Ipv4Addr::new(10, 77, 0, 0),
+        prefix: 23,
+    };
+    let join = |id: &str, serial: &str| Command::JoinNode {
+        node: Box::new(worker(id, NodeState::Ready)),
+        pool,
+        serial: serial.into(),
+        at_ms: 1,
+    };
+    let subnet = |a: Applied| a.subnet.unwrap();
+    assert_eq!(
+        subnet(s.apply(&join("w1", "s1")).await.unwrap()),
+        "10.77.0.0/24"
+    );
+    assert_eq!(
+        subnet(s.apply(&join("w2", "s2")).await.unwrap()),
+        "10.77.1.0/24"
+    );
+    // A re-join keeps its subnet and records the new certificate, the old one as previous.
+    assert_eq!(
+        subnet(s.apply(&join("w1", "s3")).await.unwrap()),
+        "10.77.0.0/24"
+    );
+    let w1 = s.nodes().await.unwrap().into_iter().find(|n| n.id == "w1");
+    assert_eq!(w1.map(|n| n.subnet).as_deref(), Some("10.77.0.0/24"));
+    // The pool is used up: refused, and nothing recorded.
+    let e = s.apply(&join("w3", "s4")).await.unwrap_err().to_string();
+    assert!(
+        e.contains("no free /24 left in the cluster CIDR 10.77.0.0/23"),
+        "{e}"
+    );
+    assert_eq!(s.nodes().await.unwrap().len(), 2);
+    // The name of a master is refused.
+    let mut m = worker("m1", NodeState::Ready);
+    m.role = NodeRole::Server;
+    m.subnet = "10.77.9.0/24".into();
+    s.apply(&Command::UpsertNode {
+        node: Box::new(m),
+        at_ms: 1,
+    })
+    .await
+    .unwrap();
+    let e = s.apply(&join("m1", "s5")).await.unwrap_err().to_string();
+    assert!(e.contains("is a master's"), "{e}");
+}
