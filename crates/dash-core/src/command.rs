@@ -116,9 +116,24 @@ pub enum Command {
         #[serde(default)]
         from: Option<NodeState>,
     },
+    /// Sets labels (added or replaced) after removing the keys in `remove`: merged with the
+    /// node's labels by the state, so that two label changes never undo each other.
     SetNodeLabels {
         id: String,
-        labels: BTreeMap<String, String>,
+        #[serde(default)]
+        set: BTreeMap<String, String>,
+        #[serde(default)]
+        remove: Vec<String>,
+    },
+    /// Takes no new replicas; its replicas move to other nodes.
+    DrainNode {
+        id: String,
+        at_ms: u64,
+    },
+    /// A drained node takes replicas again. Refused for a node that is not drained.
+    ActivateNode {
+        id: String,
+        at_ms: u64,
     },
     /// The certificate a node now presents; the previous one stays valid until the next.
     SetNodeCert {
@@ -126,8 +141,11 @@ pub enum Command {
         serial: String,
     },
     /// Forgets a node: its certificates are refused from now on, its replicas are gone.
+    /// Refused for a node that is ready unless `force`.
     RemoveNode {
         id: String,
+        #[serde(default)]
+        force: bool,
     },
     CreateToken {
         id: String,

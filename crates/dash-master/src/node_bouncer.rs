@@ -399,7 +399,10 @@ mod tests {
         assert!(b.authorize(Some(&der(&first.pem))).await.is_err());
         assert!(b.authorize(Some(&der(&second.pem))).await.is_ok());
         b.log
-            .propose(Command::RemoveNode { id: "w1".into() })
+            .propose(Command::RemoveNode {
+                id: "w1".into(),
+                force: true,
+            })
             .await
             .unwrap();
         let err = b

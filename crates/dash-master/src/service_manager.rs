@@ -42,6 +42,7 @@ impl From<Rejection> for ManagerError {
         match r {
             Rejection::NotFound { name, .. } => ManagerError::NotFound(name),
             Rejection::Conflict(m) => ManagerError::Conflict(m),
+            Rejection::Invalid { field, message } => ManagerError::BadRequest { field, message },
         }
     }
 }
@@ -203,17 +204,6 @@ impl ServiceManager {
             .service(name)
             .await?
             .ok_or_else(|| ManagerError::NotFound(name.into()))?;
-        if let Some(a) = &old.spec.autoscale
-            && (replicas < a.min || replicas > a.max)
-        {
-            return Err(ManagerError::BadRequest {
-                field: "replicas",
-                message: format!(
-                    "replicas = {replicas}: service {name} autoscales between {} and {}; change [autoscale] min/max in its file to go beyond",
-                    a.min, a.max
-                ),
-            });
-        }
         let event = EventDraft::service(
             EventKind::ServiceScaled,
             name,

@@ -18,6 +18,12 @@ pub enum StoreError {
     NotFound { what: &'static str, name: String },
     #[error("{0}")]
     Conflict(String),
+    /// A command the state refuses as invalid, naming the field.
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("no free address left in {subnet}")]
     SubnetFull { subnet: String },
 }

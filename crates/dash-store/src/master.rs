@@ -72,6 +72,11 @@ pub enum Rejection {
     NotFound { what: &'static str, name: String },
     #[error("{0}")]
     Conflict(String),
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 impl Rejection {
@@ -81,6 +86,7 @@ impl Rejection {
         match e {
             StoreError::NotFound { what, name } => Ok(Rejection::NotFound { what, name }),
             StoreError::Conflict(m) => Ok(Rejection::Conflict(m)),
+            StoreError::Invalid { field, message } => Ok(Rejection::Invalid { field, message }),
             e => Err(e),
         }
     }
@@ -429,6 +435,17 @@ async fn apply_command(
                 })?;
             let mut spec: ServiceSpec =
                 serde_json::from_str(row.get("spec")).map_err(|e| corrupt("service spec", e))?;
+            if let Some(a) = &spec.autoscale
+                && (*replicas < a.min || *replicas > a.max)
+            {
+                return Err(StoreError::Invalid {
+                    field: "replicas",
+                    message: format!(
+                        "replicas = {replicas}: service {name} autoscales between {} and {}; change [autoscale] min/max in its file to go beyond",
+                        a.min, a.max
+                    ),
+                });
+            }
             if spec.replicas != *replicas {
                 spec.replicas = *replicas;
                 let json = serde_json::to_string(&spec).map_err(|e| corrupt("service spec", e))?;
@@ -663,8 +680,22 @@ async fn apply_command(
             .rows_affected()
                 > 0;
         }
-        Command::SetNodeLabels { id, labels } => {
-            let json = serde_json::to_string(labels).map_err(|e| corrupt("node labels", e))?;
+        Command::SetNodeLabels { id, set, remove } => {
+            let current: String = sqlx::query_scalar("SELECT labels FROM nodes WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "node",
+                    name: id.clone(),
+                })?;
+            let mut labels: BTreeMap<String, String> =
+                serde_json::from_str(&current).map_err(|e| corrupt("node labels", e))?;
+            for k in remove {
+                labels.remove(k);
+            }
+            labels.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let json = serde_json::to_string(&labels).map_err(|e| corrupt("node labels", e))?;
             out.changed = sqlx::query("UPDATE nodes SET labels = ? WHERE id = ?")
                 .bind(json)
                 .bind(id)
@@ -685,7 +716,29 @@ async fn apply_command(
             .rows_affected()
                 > 0;
         }
-        Command::RemoveNode { id } => {
+        Command::DrainNode { id, at_ms } => {
+            node_state_of(tx, id).await?;
+            out.changed = set_node_state(tx, id, NodeState::Drained, *at_ms).await?;
+        }
+        Command::ActivateNode { id, at_ms } => {
+            let state = node_state_of(tx, id).await?;
+            if state != NodeState::Drained {
+                return Err(StoreError::Conflict(format!(
+                    "node {id} is {}, not drained; only a drained node is activated (an unreachable or down node becomes ready by itself when it is heard again)",
+                    state.as_str()
+                )));
+            }
+            out.changed = set_node_state(tx, id, NodeState::Ready, *at_ms).await?;
+        }
+        Command::RemoveNode { id, force } => {
+            if let Some(state) = node_state_of(tx, id).await.ok()
+                && state == NodeState::Ready
+                && !force
+            {
+                return Err(StoreError::Conflict(format!(
+                    "node {id} is ready; drain it or stop it first, or remove it anyway with --force"
+                )));
+            }
             sqlx::query("DELETE FROM replicas WHERE node = ?")
                 .bind(id)
                 .execute(&mut **tx)
@@ -735,6 +788,42 @@ async fn apply_command(
         }
     }
     Ok(out)
+}
+
+/// The state of node `id`; NotFound when there is none.
+async fn node_state_of(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &str,
+) -> Result<NodeState, StoreError> {
+    let state: String = sqlx::query_scalar("SELECT state FROM nodes WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "node",
+            name: id.to_string(),
+        })?;
+    NodeState::parse(&state).ok_or_else(|| corrupt("node state", &state))
+}
+
+/// Sets node `id`'s state; whether it changed.
+async fn set_node_state(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &str,
+    state: NodeState,
+    at_ms: u64,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query(
+        "UPDATE nodes SET state = ?, last_seen_ms = MAX(last_seen_ms, ?) WHERE id = ? AND state != ?",
+    )
+    .bind(state.as_str())
+    .bind(at_ms as i64)
+    .bind(id)
+    .bind(state.as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        > 0)
 }
 
 /// Records `node` (or updates it), refusing a subnet that is another node's.

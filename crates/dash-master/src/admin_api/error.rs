@@ -50,6 +50,21 @@ impl IntoResponse for HttpError {
     }
 }
 
+/// A command the state refused: 404 `not_found`, 409 `conflict` or 400 `invalid` (naming the
+/// field), with the state's own words.
+impl From<dash_store::Rejection> for HttpError {
+    fn from(r: dash_store::Rejection) -> Self {
+        use dash_store::Rejection;
+        match r {
+            Rejection::NotFound { what, name } => {
+                HttpError::not_found(format!("{what} {name:?} not found"))
+            }
+            Rejection::Conflict(m) => HttpError::new(StatusCode::CONFLICT, "conflict", m),
+            Rejection::Invalid { field, message } => HttpError::bad_request(field, message),
+        }
+    }
+}
+
 impl From<ManagerError> for HttpError {
     fn from(e: ManagerError) -> Self {
         match e {

@@ -78,19 +78,13 @@ pub async fn remove(
             format!("node {id} is this master; a master cannot remove itself"),
         ));
     }
-    if node.state == NodeState::Ready && !q.force {
-        return Err(HttpError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!(
-                "node {id} is ready; drain it or stop it first, or remove it anyway with --force"
-            ),
-        ));
-    }
     s.manager
         .log()
         .propose_with(
-            Command::RemoveNode { id: id.clone() },
+            Command::RemoveNode {
+                id: id.clone(),
+                force: q.force,
+            },
             vec![EventDraft::node(
                 EventKind::NodeRemoved,
                 &id,
@@ -98,7 +92,8 @@ pub async fn remove(
             )],
         )
         .await
-        .map_err(HttpError::internal)?;
+        .map_err(HttpError::internal)?
+        .accepted()?;
     s.metrics.forget(&id);
     s.manager.wake();
     Ok(Json(node))
@@ -177,38 +172,34 @@ pub async fn revoke_token(
 }
 
 async fn set_state(s: &AppState, id: &str, state: NodeState) -> Result<NodeInfo, HttpError> {
-    let node = find(s, id).await?;
-    if state == NodeState::Ready && node.state != NodeState::Drained {
-        return Err(HttpError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!(
-                "node {id} is {}, not drained; only a drained node is activated (an unreachable or down node becomes ready by itself when it is heard again)",
-                node.state.as_str()
-            ),
-        ));
-    }
-    let (kind, msg) = if state == NodeState::Drained {
+    find(s, id).await?;
+    let (id, at_ms) = (id.to_string(), crate::now_ms());
+    let (cmd, kind, msg) = if state == NodeState::Drained {
         (
+            Command::DrainNode {
+                id: id.clone(),
+                at_ms,
+            },
             EventKind::NodeDrained,
             "drained: its replicas move to other nodes, each started before the old one stops",
         )
     } else {
-        (EventKind::NodeReady, "activated: takes new replicas again")
+        (
+            Command::ActivateNode {
+                id: id.clone(),
+                at_ms,
+            },
+            EventKind::NodeReady,
+            "activated: takes new replicas again",
+        )
     };
     s.manager
         .log()
-        .propose_with(
-            Command::SetNodeState {
-                id: id.to_string(),
-                state,
-                at_ms: crate::now_ms(),
-                from: None,
-            },
-            vec![EventDraft::node(kind, id, msg)],
-        )
+        .propose_with(cmd, vec![EventDraft::node(kind, &id, msg)])
         .await
-        .map_err(HttpError::internal)?;
+        .map_err(HttpError::internal)?
+        .accepted()?;
+    let id = id.as_str();
     s.manager.wake();
     find(s, id).await
 }
@@ -289,7 +280,7 @@ pub async fn label(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<LabelRequest>,
 ) -> Result<Json<NodeInfo>, HttpError> {
-    let node = find(&s, &id).await?;
+    find(&s, &id).await?;
     let valid = |k: &str| {
         !k.is_empty()
             && k.len() <= 63
@@ -302,19 +293,16 @@ pub async fn label(
             format!("label key {bad:?}: use 1 to 63 letters, digits, '-', '_', '.', '/'"),
         ));
     }
-    let mut labels = node.labels;
-    for k in &req.remove {
-        labels.remove(k);
-    }
-    labels.extend(req.set);
     s.manager
         .log()
         .propose(Command::SetNodeLabels {
             id: id.clone(),
-            labels,
+            set: req.set,
+            remove: req.remove,
         })
         .await
-        .map_err(HttpError::internal)?;
+        .map_err(HttpError::internal)?
+        .accepted()?;
     s.manager.wake();
     Ok(Json(find(&s, &id).await?))
 }

@@ -696,3 +696,93 @@ async fn joins_get_subnets_from_the_state_never_the_same_twice() {
     let e = s.apply(&join("m1", "s5")).await.unwrap_err().to_string();
     assert!(e.contains("is a master's"), "{e}");
 }
+
+#[tokio::test]
+async fn rules_that_depend_on_the_state_are_the_state_machines() {
+    let (_d, s, _) = store().await;
+    s.apply(&Command::UpsertNode {
+        node: Box::new(worker("w1", NodeState::Ready)),
+        at_ms: 1,
+    })
+    .await
+    .unwrap();
+    // Labels merge in the state: two changes never undo each other.
+    let label = |set: &[(&str, &str)], remove: &[&str]| Command::SetNodeLabels {
+        id: "w1".into(),
+        set: set
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        remove: remove.iter().map(|k| k.to_string()).collect(),
+    };
+    s.apply(&label(&[("zone", "a"), ("disk", "ssd")], &[]))
+        .await
+        .unwrap();
+    s.apply(&label(&[("gpu", "1")], &["disk"])).await.unwrap();
+    let n = s.nodes().await.unwrap().into_iter().next().unwrap();
+    let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    assert_eq!(labels, vec!["gpu=1", "zone=a"]);
+    // Only a drained node is activated; a ready node is removed only with force.
+    let e = s
+        .apply(&Command::ActivateNode {
+            id: "w1".into(),
+            at_ms: 2,
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is ready, not drained"), "{e}");
+    let e = s
+        .apply(&Command::RemoveNode {
+            id: "w1".into(),
+            force: false,
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("drain it or stop it first"), "{e}");
+    s.apply(&Command::DrainNode {
+        id: "w1".into(),
+        at_ms: 3,
+    })
+    .await
+    .unwrap();
+    s.apply(&Command::ActivateNode {
+        id: "w1".into(),
+        at_ms: 4,
+    })
+    .await
+    .unwrap();
+    s.apply(&Command::RemoveNode {
+        id: "w1".into(),
+        force: true,
+    })
+    .await
+    .unwrap();
+    assert!(s.nodes().await.unwrap().is_empty());
+    // An autoscaled service is scaled only within its bounds, whoever asks.
+    s.apply(&Command::PutService {
+        spec: spec("[autoscale]\nmin = 1\nmax = 3\ncpu_percent = 50\n"),
+        at_ms: 5,
+    })
+    .await
+    .unwrap();
+    let scale = |n| Command::ScaleService {
+        name: "web".into(),
+        replicas: n,
+        at_ms: 6,
+    };
+    let e = s.apply(&scale(5)).await.unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            TestApplyError::Rejected(Rejection::Invalid {
+                field: "replicas",
+                ..
+            })
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("autoscales between 1 and 3"), "{e}");
+    s.apply(&scale(3)).await.unwrap();
+}
