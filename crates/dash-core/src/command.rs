@@ -53,6 +53,13 @@ pub enum Command {
         spec: Box<ServiceSpec>,
         at_ms: u64,
     },
+    /// An automatic rollback: as `PutService`, and the version it makes is recorded as one,
+    /// so that it is never rolled back automatically in turn (on any master, after any
+    /// failover).
+    RollBackService {
+        spec: Box<ServiceSpec>,
+        at_ms: u64,
+    },
     ScaleService {
         name: String,
         replicas: u32,

@@ -27,8 +27,6 @@ pub struct Reconciler {
     wake: Arc<Notify>,
     changes: watch::Sender<u64>,
     updating: HashSet<String>,
-    /// Versions made by an automatic rollback: never rolled back automatically again.
-    rolled_back: HashMap<String, u64>,
 }
 
 impl Reconciler {
@@ -45,7 +43,6 @@ impl Reconciler {
             wake,
             changes,
             updating: HashSet::new(),
-            rolled_back: HashMap::new(),
         }
     }
 
@@ -190,10 +187,9 @@ impl Reconciler {
             );
         }
         if let Some(why) = self.failed_update(row, &replicas) {
-            match crate::service_manager::rollback(&self.log, &name, &why).await {
+            match crate::service_manager::rollback(&self.log, &name, &why, true).await {
                 Ok(v) => {
                     tracing::warn!(service = %name, from = row.version, to = v, reason = %why, "update failed; rolled back");
-                    self.rolled_back.insert(name.clone(), v);
                     self.wake.notify_one();
                     return Ok(true);
                 }
@@ -277,7 +273,7 @@ impl Reconciler {
     /// unhealthy, failed, or crashed, while replicas of an older version still run. None when
     /// no update is in flight, or the version is itself an automatic rollback.
     fn failed_update(&self, row: &ServiceRow, replicas: &[ReplicaInfo]) -> Option<String> {
-        if self.rolled_back.get(row.spec.name.as_str()) == Some(&row.version) {
+        if row.auto_rollback_version == row.version {
             return None;
         }
         let live = |r: &&ReplicaInfo| r.desired == DesiredState::Run;

@@ -165,7 +165,7 @@ impl ServiceManager {
     /// `dash service rollback`: back to the spec of the previous version (the replica count
     /// stays), as a new version that replaces the current replicas by the update policy.
     pub async fn rollback(&self, name: &str, reason: &str) -> Result<u64, ManagerError> {
-        let v = rollback(&self.log, name, reason).await?;
+        let v = rollback(&self.log, name, reason, false).await?;
         self.wake.notify_one();
         Ok(v)
     }
@@ -319,7 +319,13 @@ fn diff(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
 }
 
 /// Puts the previous version's spec back (keeping the replica count); returns the new version.
-pub async fn rollback(log: &StateLog, name: &str, reason: &str) -> Result<u64, ManagerError> {
+/// An `automatic` rollback's version is recorded as one: it is never rolled back automatically.
+pub async fn rollback(
+    log: &StateLog,
+    name: &str,
+    reason: &str,
+    automatic: bool,
+) -> Result<u64, ManagerError> {
     let store = log.store();
     let row = store
         .service(name)
@@ -356,15 +362,12 @@ pub async fn rollback(log: &StateLog, name: &str, reason: &str) -> Result<u64, M
             row.version - 1
         ),
     );
-    let applied = log
-        .propose_with(
-            Command::PutService {
-                spec: Box::new(spec),
-                at_ms: now_ms(),
-            },
-            vec![event],
-        )
-        .await?
-        .accepted()?;
+    let (spec, at_ms) = (Box::new(spec), now_ms());
+    let cmd = if automatic {
+        Command::RollBackService { spec, at_ms }
+    } else {
+        Command::PutService { spec, at_ms }
+    };
+    let applied = log.propose_with(cmd, vec![event]).await?.accepted()?;
     Ok(applied.version.unwrap_or(new_version))
 }

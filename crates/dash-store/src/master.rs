@@ -36,6 +36,8 @@ pub struct ServiceRow {
     pub updated_ms: u64,
     pub removing: bool,
     pub last_batch_ms: u64,
+    /// The version an automatic rollback made (0: none): never rolled back automatically.
+    pub auto_rollback_version: u64,
 }
 
 /// What applying a log entry did.
@@ -354,71 +356,16 @@ async fn apply_command(
 ) -> Result<Applied, StoreError> {
     let mut out = Applied::default();
     match cmd {
-        Command::PutService { spec, at_ms } => {
-            let json = serde_json::to_string(spec).map_err(|e| corrupt("service spec", e))?;
-            let existing =
-                sqlx::query("SELECT spec, version, removing FROM services WHERE name = ?")
-                    .bind(spec.name.as_str())
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            let version = match existing {
-                Some(row) => {
-                    if row.get::<i64, _>("removing") != 0 {
-                        return Err(StoreError::Conflict(format!(
-                            "service {} is being removed; apply again once `dash service ls` no longer lists it",
-                            spec.name
-                        )));
-                    }
-                    let old: ServiceSpec = serde_json::from_str(row.get("spec"))
-                        .map_err(|e| corrupt("service spec", e))?;
-                    let version = row.get::<i64, _>("version") as u64;
-                    if old == **spec {
-                        out.version = Some(version);
-                        return Ok(out);
-                    }
-                    // Only changes to what runs in the container make a new version.
-                    let version = if old.needs_replacement(spec) {
-                        let next = version + 1;
-                        keep_same_containers(tx, spec, next).await?;
-                        next
-                    } else {
-                        version
-                    };
-                    sqlx::query(
-                        "UPDATE services SET spec = ?, version = ?, updated_ms = ? WHERE name = ?",
-                    )
-                    .bind(&json)
+        Command::PutService { spec, at_ms } => return put_service(tx, spec, *at_ms).await,
+        Command::RollBackService { spec, at_ms } => {
+            out = put_service(tx, spec, *at_ms).await?;
+            if let Some(version) = out.version {
+                sqlx::query("UPDATE services SET auto_rollback_version = ? WHERE name = ?")
                     .bind(version as i64)
-                    .bind(*at_ms as i64)
                     .bind(spec.name.as_str())
                     .execute(&mut **tx)
                     .await?;
-                    version
-                }
-                None => {
-                    sqlx::query(
-                        "INSERT INTO services (name, spec, version, created_ms, updated_ms) VALUES (?, ?, 1, ?, ?)",
-                    )
-                    .bind(spec.name.as_str())
-                    .bind(&json)
-                    .bind(*at_ms as i64)
-                    .bind(*at_ms as i64)
-                    .execute(&mut **tx)
-                    .await?;
-                    1
-                }
-            };
-            sqlx::query(
-                "INSERT OR REPLACE INTO service_versions (name, version, spec, created_ms) VALUES (?, ?, ?, ?)",
-            )
-            .bind(spec.name.as_str())
-            .bind(version as i64)
-            .bind(&json)
-            .bind(*at_ms as i64)
-            .execute(&mut **tx)
-            .await?;
-            out.version = Some(version);
-            out.changed = true;
+            }
         }
         Command::ScaleService {
             name,
@@ -790,6 +737,78 @@ async fn apply_command(
     Ok(out)
 }
 
+/// `PutService`: creates or updates a service; a new version only when what runs in the
+/// container changes.
+async fn put_service(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    spec: &ServiceSpec,
+    at_ms: u64,
+) -> Result<Applied, StoreError> {
+    let mut out = Applied::default();
+    let json = serde_json::to_string(spec).map_err(|e| corrupt("service spec", e))?;
+    let existing = sqlx::query("SELECT spec, version, removing FROM services WHERE name = ?")
+        .bind(spec.name.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    let version = match existing {
+        Some(row) => {
+            if row.get::<i64, _>("removing") != 0 {
+                return Err(StoreError::Conflict(format!(
+                    "service {} is being removed; apply again once `dash service ls` no longer lists it",
+                    spec.name
+                )));
+            }
+            let old: ServiceSpec =
+                serde_json::from_str(row.get("spec")).map_err(|e| corrupt("service spec", e))?;
+            let version = row.get::<i64, _>("version") as u64;
+            if old == *spec {
+                out.version = Some(version);
+                return Ok(out);
+            }
+            // Only changes to what runs in the container make a new version.
+            let version = if old.needs_replacement(spec) {
+                let next = version + 1;
+                keep_same_containers(tx, spec, next).await?;
+                next
+            } else {
+                version
+            };
+            sqlx::query("UPDATE services SET spec = ?, version = ?, updated_ms = ? WHERE name = ?")
+                .bind(&json)
+                .bind(version as i64)
+                .bind(at_ms as i64)
+                .bind(spec.name.as_str())
+                .execute(&mut **tx)
+                .await?;
+            version
+        }
+        None => {
+            sqlx::query(
+                "INSERT INTO services (name, spec, version, created_ms, updated_ms) VALUES (?, ?, 1, ?, ?)",
+            )
+            .bind(spec.name.as_str())
+            .bind(&json)
+            .bind(at_ms as i64)
+            .bind(at_ms as i64)
+            .execute(&mut **tx)
+            .await?;
+            1
+        }
+    };
+    sqlx::query(
+        "INSERT OR REPLACE INTO service_versions (name, version, spec, created_ms) VALUES (?, ?, ?, ?)",
+    )
+    .bind(spec.name.as_str())
+    .bind(version as i64)
+    .bind(&json)
+    .bind(at_ms as i64)
+    .execute(&mut **tx)
+    .await?;
+    out.version = Some(version);
+    out.changed = true;
+    Ok(out)
+}
+
 /// The state of node `id`; NotFound when there is none.
 async fn node_state_of(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
@@ -931,6 +950,7 @@ fn service_row(row: &SqliteRow) -> Result<ServiceRow, StoreError> {
         updated_ms: row.get::<i64, _>("updated_ms") as u64,
         removing: row.get::<i64, _>("removing") != 0,
         last_batch_ms: row.get::<i64, _>("last_batch_ms") as u64,
+        auto_rollback_version: row.get::<i64, _>("auto_rollback_version") as u64,
     })
 }
 

@@ -786,3 +786,36 @@ async fn rules_that_depend_on_the_state_are_the_state_machines() {
     assert!(e.to_string().contains("autoscales between 1 and 3"), "{e}");
     s.apply(&scale(3)).await.unwrap();
 }
+
+#[tokio::test]
+async fn an_automatic_rollbacks_version_is_recorded_in_the_state() {
+    let (_d, s, _) = store().await;
+    let put = |text: &'static str| Command::PutService {
+        spec: spec(text),
+        at_ms: 1,
+    };
+    s.apply(&put("command = [\"a\"]")).await.unwrap();
+    s.apply(&put("command = [\"b\"]")).await.unwrap();
+    assert_eq!(
+        s.service("web")
+            .await
+            .unwrap()
+            .unwrap()
+            .auto_rollback_version,
+        0
+    );
+    let back = s
+        .apply(&Command::RollBackService {
+            spec: spec("command = [\"a\"]"),
+            at_ms: 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(back.version, Some(3));
+    let row = s.service("web").await.unwrap().unwrap();
+    assert_eq!((row.version, row.auto_rollback_version), (3, 3));
+    // A later update is an ordinary version again.
+    s.apply(&put("command = [\"c\"]")).await.unwrap();
+    let row = s.service("web").await.unwrap().unwrap();
+    assert_eq!((row.version, row.auto_rollback_version), (4, 3));
+}
