@@ -14,16 +14,10 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("stored {what} is corrupt: {detail}")]
     Corrupt { what: &'static str, detail: String },
-    #[error("{what} {name:?} not found")]
-    NotFound { what: &'static str, name: String },
-    #[error("{0}")]
-    Conflict(String),
-    /// A command the state refuses as invalid, naming the field.
-    #[error("{message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    /// A command the master's state refuses (inside the state machine only: it becomes
+    /// `Applied::rejected`).
+    #[error(transparent)]
+    Rejected(#[from] crate::Rejection),
     #[error("no free address left in {subnet}")]
     SubnetFull { subnet: String },
 }

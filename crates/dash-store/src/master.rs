@@ -86,9 +86,7 @@ impl Rejection {
     /// failure of the storage.
     fn of(e: StoreError) -> Result<Rejection, StoreError> {
         match e {
-            StoreError::NotFound { what, name } => Ok(Rejection::NotFound { what, name }),
-            StoreError::Conflict(m) => Ok(Rejection::Conflict(m)),
-            StoreError::Invalid { field, message } => Ok(Rejection::Invalid { field, message }),
+            StoreError::Rejected(r) => Ok(r),
             e => Err(e),
         }
     }
@@ -349,7 +347,7 @@ impl MasterStore {
 }
 
 /// The state machine's transitions: one command's changes within `tx`. Refusals come back as
-/// `StoreError::Conflict` / `NotFound` and become `Applied::rejected` in `apply_entry`.
+/// `StoreError::Rejected` and become `Applied::rejected` in `apply_entry`.
 async fn apply_command(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     cmd: &Command,
@@ -376,7 +374,7 @@ async fn apply_command(
                 .bind(name)
                 .fetch_optional(&mut **tx)
                 .await?
-                .ok_or_else(|| StoreError::NotFound {
+                .ok_or_else(|| Rejection::NotFound {
                     what: "service",
                     name: name.clone(),
                 })?;
@@ -385,13 +383,13 @@ async fn apply_command(
             if let Some(a) = &spec.autoscale
                 && (*replicas < a.min || *replicas > a.max)
             {
-                return Err(StoreError::Invalid {
+                return Err(Rejection::Invalid {
                     field: "replicas",
                     message: format!(
                         "replicas = {replicas}: service {name} autoscales between {} and {}; change [autoscale] min/max in its file to go beyond",
                         a.min, a.max
                     ),
-                });
+                }.into());
             }
             if spec.replicas != *replicas {
                 spec.replicas = *replicas;
@@ -412,10 +410,11 @@ async fn apply_command(
                 .await?
                 .rows_affected();
             if n == 0 {
-                return Err(StoreError::NotFound {
+                return Err(Rejection::NotFound {
                     what: "service",
                     name: name.clone(),
-                });
+                }
+                .into());
             }
             sqlx::query("UPDATE replicas SET desired = 'remove' WHERE service = ?")
                 .bind(name)
@@ -572,10 +571,11 @@ async fn apply_command(
                 Some(row) => {
                     let role: String = row.get("role");
                     if role != NodeRole::Worker.as_str() {
-                        return Err(StoreError::Conflict(format!(
+                        return Err(Rejection::Conflict(format!(
                             "node name {:?} is a master's; give this node another --node-name",
                             node.id
-                        )));
+                        ))
+                        .into());
                     }
                     row.get::<String, _>("subnet")
                 }
@@ -584,7 +584,7 @@ async fn apply_command(
                         .fetch_all(&mut **tx)
                         .await?;
                     pool.next_free(&used).ok_or_else(|| {
-                        StoreError::Conflict(format!(
+                        Rejection::Conflict(format!(
                             "no free /24 left in the cluster CIDR {pool} (--cluster-cidr)"
                         ))
                     })?
@@ -632,7 +632,7 @@ async fn apply_command(
                 .bind(id)
                 .fetch_optional(&mut **tx)
                 .await?
-                .ok_or_else(|| StoreError::NotFound {
+                .ok_or_else(|| Rejection::NotFound {
                     what: "node",
                     name: id.clone(),
                 })?;
@@ -670,10 +670,10 @@ async fn apply_command(
         Command::ActivateNode { id, at_ms } => {
             let state = node_state_of(tx, id).await?;
             if state != NodeState::Drained {
-                return Err(StoreError::Conflict(format!(
+                return Err(Rejection::Conflict(format!(
                     "node {id} is {}, not drained; only a drained node is activated (an unreachable or down node becomes ready by itself when it is heard again)",
                     state.as_str()
-                )));
+                )).into());
             }
             out.changed = set_node_state(tx, id, NodeState::Ready, *at_ms).await?;
         }
@@ -682,9 +682,9 @@ async fn apply_command(
                 && state == NodeState::Ready
                 && !force
             {
-                return Err(StoreError::Conflict(format!(
+                return Err(Rejection::Conflict(format!(
                     "node {id} is ready; drain it or stop it first, or remove it anyway with --force"
-                )));
+                )).into());
             }
             sqlx::query("DELETE FROM replicas WHERE node = ?")
                 .bind(id)
@@ -753,10 +753,10 @@ async fn put_service(
     let version = match existing {
         Some(row) => {
             if row.get::<i64, _>("removing") != 0 {
-                return Err(StoreError::Conflict(format!(
+                return Err(Rejection::Conflict(format!(
                     "service {} is being removed; apply again once `dash service ls` no longer lists it",
                     spec.name
-                )));
+                )).into());
             }
             let old: ServiceSpec =
                 serde_json::from_str(row.get("spec")).map_err(|e| corrupt("service spec", e))?;
@@ -818,7 +818,7 @@ async fn node_state_of(
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?
-        .ok_or_else(|| StoreError::NotFound {
+        .ok_or_else(|| Rejection::NotFound {
             what: "node",
             name: id.to_string(),
         })?;
@@ -858,10 +858,11 @@ async fn upsert_node(
             .fetch_optional(&mut **tx)
             .await?;
     if let Some(other) = taken {
-        return Err(StoreError::Conflict(format!(
+        return Err(Rejection::Conflict(format!(
             "subnet {} of node {} is already node {other}'s",
             node.subnet, node.id
-        )));
+        ))
+        .into());
     }
     let labels = serde_json::to_string(&node.labels).map_err(|e| corrupt("node labels", e))?;
     sqlx::query(

@@ -125,60 +125,55 @@ where
     }
 }
 
-/// `Path<T>` with rejections in the API's error shape (a segment that is not UTF-8 once
-/// percent-decoded is 400).
-pub struct ApiPath<T>(pub T);
+/// An axum extractor of request parts whose rejections answer in the API's error shape, naming
+/// `$field` (the part of the request that was wrong).
+macro_rules! api_extractor {
+    ($(#[$doc:meta])* $name:ident, $inner:ident, $field:literal) => {
+        $(#[$doc])*
+        pub struct $name<T>(pub T);
 
-impl<S, T> axum::extract::FromRequestParts<S> for ApiPath<T>
-where
-    T: serde::de::DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = HttpError;
+        impl<S, T> axum::extract::FromRequestParts<S> for $name<T>
+        where
+            T: serde::de::DeserializeOwned + Send,
+            S: Send + Sync,
+        {
+            type Rejection = HttpError;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
-            Err(rejection) => Err(HttpError::rejected(
-                rejection.status(),
-                rejection.body_text(),
-                "path",
-            )),
+            async fn from_request_parts(
+                parts: &mut axum::http::request::Parts,
+                state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                match axum::extract::$inner::<T>::from_request_parts(parts, state).await {
+                    Ok(axum::extract::$inner(v)) => Ok($name(v)),
+                    Err(rejection) => Err(HttpError::rejected(
+                        rejection.status(),
+                        rejection.body_text(),
+                        $field,
+                    )),
+                }
+            }
         }
-    }
+    };
 }
+
+api_extractor!(
+    /// `Path<T>` with rejections in the API's error shape (a segment that is not UTF-8 once
+    /// percent-decoded is 400).
+    ApiPath,
+    Path,
+    "path"
+);
+
+api_extractor!(
+    /// `Query<T>` with rejections in the API's error shape.
+    ApiQuery,
+    Query,
+    "query"
+);
 
 /// Any route that does not exist.
 pub async fn no_route(uri: axum::http::Uri) -> HttpError {
     HttpError::not_found(format!("no such route {uri}; see /openapi.json"))
-}
-
-/// `Query<T>` with rejections in the API's error shape.
-pub struct ApiQuery<T>(pub T);
-
-impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = HttpError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
-            Err(rejection) => Err(HttpError::rejected(
-                rejection.status(),
-                rejection.body_text(),
-                "query",
-            )),
-        }
-    }
 }
 
 #[cfg(test)]
