@@ -8,6 +8,16 @@ use std::time::Duration;
 use dash_e2e::{Server, http_get};
 use serde_json::Value;
 
+/// The ids of `replicas` (`dash ps -o json` rows), sorted.
+fn sorted_ids(replicas: &[Value]) -> Vec<String> {
+    let mut ids: Vec<String> = replicas
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
 fn host_pid_of(s: &Server, replica: &str) -> i32 {
     // The monitor records the container's init pid in the bundle.
     let p = s.data_dir.join("containers").join(replica).join("pid");
@@ -121,18 +131,65 @@ fn replicas_outlive_a_killed_daemon_and_are_readopted() {
     }
     s.restart();
     let after = s.wait_running("web", 3);
-    let ids = |v: &[Value]| {
-        let mut x: Vec<String> = v
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_string())
-            .collect();
-        x.sort();
-        x
-    };
-    assert_eq!(ids(&before), ids(&after), "the same replicas");
+    assert_eq!(sorted_ids(&before), sorted_ids(&after), "the same replicas");
     assert!(
         after.iter().all(|r| r["restarts"] == 0),
         "not restarted: {after:?}"
+    );
+}
+
+/// A data dir of the version before node.db (the node's records in dash.db) starts under this
+/// one with its replicas adopted: the same ids and processes, no restart.
+#[test]
+fn a_data_dir_of_the_previous_layout_is_upgraded_in_place() {
+    dash_e2e::require(
+        "sqlite3 (apt install sqlite3)",
+        Command::new("sqlite3").arg("-version").output().is_ok(),
+    );
+    let mut s = Server::start(17);
+    s.import_busybox("bb:1");
+    s.apply(
+        "up.toml",
+        "name = \"up\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"600\"]\nreplicas = 2\n",
+    );
+    let before = s.wait_running("up", 2);
+    let pids: Vec<i32> = before
+        .iter()
+        .map(|r| host_pid_of(&s, r["id"].as_str().unwrap()))
+        .collect();
+    s.kill9();
+    // The previous layout: the node's records in dash.db, no node.db.
+    let data = s.data_dir.clone();
+    let sql = format!(
+        "ATTACH '{}' AS n; DELETE FROM local_replicas; DELETE FROM ip_allocations; \
+         INSERT INTO local_replicas SELECT * FROM n.local_replicas; \
+         INSERT INTO ip_allocations SELECT * FROM n.ip_allocations;",
+        data.join("node.db").display()
+    );
+    let out = Command::new("sqlite3")
+        .arg(data.join("dash.db"))
+        .arg(&sql)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    for f in ["node.db", "node.db-wal", "node.db-shm"] {
+        let _ = std::fs::remove_file(data.join(f));
+    }
+    s.restart();
+    let after = s.wait_running("up", 2);
+    assert_eq!(sorted_ids(&before), sorted_ids(&after), "the same replicas");
+    assert!(
+        after.iter().all(|r| r["restarts"] == 0),
+        "not restarted: {after:?}"
+    );
+    let pids_after: Vec<i32> = before
+        .iter()
+        .map(|r| host_pid_of(&s, r["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(pids, pids_after, "the same processes");
+    assert!(
+        data.join("node.db").exists(),
+        "the records moved to node.db"
     );
 }
 
