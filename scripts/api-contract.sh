@@ -254,10 +254,16 @@ EOF
 echo "==> schemathesis $SCHEMATHESIS_VERSION, every check, $max_examples examples per operation"
 # In the background and waited for, so that a signal is handled at once (bash runs a trap only
 # once the foreground command is done); the cleanup stops it.
+# --suppress-health-check filter_too_much: the image reference's pattern (the grammar of
+# dash_core::image_ref, on import's `rootfs` and elsewhere) is one that hypothesis can only meet
+# by filtering many candidates; how many varies from run to run, and its health check failed
+# one run (2026-12-06) in which every request sent passed every check. It is a limit of the
+# generator, not a fault of the API: the operations are still tested.
 # shellcheck disable=SC2086 # SCHEMATHESIS_ARGS is a list of arguments
 (cd "$work" && exec nsenter --net="/run/netns/$ns" "$venv/bin/schemathesis" \
   --config-file "$work/schemathesis.toml" run http://127.0.0.1:7070/openapi.json -H "$auth" \
   --checks all --max-examples "$max_examples" --request-timeout 10 \
+  --suppress-health-check filter_too_much \
   --generation-database none --no-color ${SCHEMATHESIS_ARGS:-}) &
 checker_pid=$!
 wait "$checker_pid"

@@ -17,7 +17,9 @@ use dash_core::spec::{PortSpec, Protocol, PullPolicy};
 use dash_image::ImageStore;
 use dash_image::registry::Puller;
 use dash_net::{Network, PortMapping};
-use dash_runtime::container::{ContainerRuntime, ContainerSpec, ContainerStatus, ExitWatch};
+use dash_runtime::container::{
+    ContainerRuntime, ContainerSpec, ContainerStatus, ExitWatch, Prepared,
+};
 use dash_store::{LocalReplica, WorkerStore};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
@@ -529,13 +531,48 @@ async fn start<L: MasterLink>(
             .map_err(|e| e.to_string())?,
     };
     st.ip = Some(ip);
-    let attachment = ctx
-        .net
-        // Published ports come later (`publish`), once the replica runs or is healthy, so
-        // that no connection is sent to a replica that cannot answer yet.
-        .attach(id, ip, &[], spec.name.as_str())
-        .await
-        .map_err(|e| format!("network: {e}"))?;
+    // The network and the bundle are independent until the container starts: set them up at
+    // the same time (≈ 2 ms each), then launch.
+    let attach = async {
+        ctx.net
+            // Published ports come later (`publish`), once the replica runs or is healthy, so
+            // that no connection is sent to a replica that cannot answer yet.
+            .attach(id, ip, &[], spec.name.as_str())
+            .await
+            .map_err(|e| format!("network: {e}"))
+    };
+    let netns_path = ctx.net.netns_path(id);
+    let (attached, prepared) = tokio::join!(attach, prepare(ctx, id, spec, st, netns_path));
+    let rt = ctx.runtime.clone();
+    match (attached, prepared) {
+        (Ok(_), Ok(prepared)) => {
+            tokio::task::spawn_blocking(move || rt.launch(prepared))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        }
+        (Err(e), Ok(prepared)) => {
+            // Nothing runs yet: the prepared bundle goes again.
+            let cid = prepared.id().to_string();
+            drop(prepared);
+            let _ = tokio::task::spawn_blocking(move || rt.remove(&cid)).await;
+            return Err(e);
+        }
+        (_, Err(e)) => return Err(e),
+    }
+    st.started_ms = Some(now_ms());
+    Ok(())
+}
+
+/// The replica's image (pulled or fetched if need be) and its container's bundle, ready to
+/// launch in the network namespace at `netns_path`.
+async fn prepare<L: MasterLink>(
+    ctx: &Ctx<L>,
+    id: &str,
+    spec: &ServiceSpec,
+    st: &mut Status,
+    netns_path: std::path::PathBuf,
+) -> Result<Prepared, String> {
     let image = ensure_image(ctx, id, spec, st).await?;
     let entrypoint = if spec.command.is_empty() {
         image.config.entrypoint.clone()
@@ -581,16 +618,14 @@ async fn start<L: MasterLink>(
         hostname: id.chars().take(63).collect(),
         memory_bytes: (spec.resources.memory_bytes > 0).then_some(spec.resources.memory_bytes),
         cpu_millis: (spec.resources.cpu_millis > 0).then_some(spec.resources.cpu_millis),
-        netns_path: Some(attachment.netns_path),
+        netns_path: Some(netns_path),
         log_max_bytes: 0,
     };
     let rt = ctx.runtime.clone();
-    tokio::task::spawn_blocking(move || rt.run(&cspec))
+    tokio::task::spawn_blocking(move || rt.prepare(&cspec))
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    st.started_ms = Some(now_ms());
-    Ok(())
+        .map_err(|e| e.to_string())
 }
 
 /// The service's image, pulled first when its pull policy says so.

@@ -44,12 +44,30 @@ impl ExitWatch {
     }
 }
 
+/// A container whose bundle (overlay root, config.json, log dir) is ready and whose monitor is
+/// not started yet: [`ContainerRuntime::launch`] starts it, [`ContainerRuntime::remove`]
+/// undoes it. Lets a caller prepare the bundle while the container's network is set up.
+#[derive(Debug)]
+#[must_use = "launch or remove a prepared container"]
+pub struct Prepared {
+    id: String,
+    /// The monitor's log rotation size (`ContainerSpec::log_max_bytes`).
+    log_max_bytes: u64,
+}
+
+impl Prepared {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 impl ContainerRuntime {
     /// Creates a container (not started): bundle dir, overlay root, config.json, monitor.
     /// On failure everything created so far is removed again.
     #[tracing::instrument(level = "debug", skip_all, fields(container = %spec.id))]
     pub fn create(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
-        self.create_or_run(spec, false).map(|_| ())
+        let prepared = self.prepare(spec)?;
+        self.launch_as(prepared, false).map(|_| ())
     }
 
     /// Creates and starts a container in one go (`runtime run --detach` under its monitor):
@@ -57,10 +75,15 @@ impl ContainerRuntime {
     /// Returns the container init's host pid. On failure everything is removed again.
     #[tracing::instrument(level = "debug", skip_all, fields(container = %spec.id))]
     pub fn run(&self, spec: &ContainerSpec) -> Result<i32, RuntimeError> {
-        self.create_or_run(spec, true)
+        let prepared = self.prepare(spec)?;
+        self.launch(prepared)
     }
 
-    fn create_or_run(&self, spec: &ContainerSpec, start: bool) -> Result<i32, RuntimeError> {
+    /// The first half of [`ContainerRuntime::run`]: the bundle dir, the overlay root, config.json
+    /// and the log dir, nothing started. `spec.netns_path` need not exist yet (it must by
+    /// `launch`). On failure everything created so far is removed again.
+    #[tracing::instrument(level = "debug", skip_all, fields(container = %spec.id))]
+    pub fn prepare(&self, spec: &ContainerSpec) -> Result<Prepared, RuntimeError> {
         validate_id(&spec.id)?;
         bundle::validate(spec)?;
         let dir = self.bundle_dir(&spec.id);
@@ -73,23 +96,42 @@ impl ContainerRuntime {
             }
             Err(e) => return Err(RuntimeError::io(format!("creating {}", dir.display()), e)),
         }
-        let result = self.create_in(spec, &dir, start);
+        let result = self.prepare_in(spec, &dir);
+        self.undo_on_error(&spec.id, result)?;
+        Ok(Prepared {
+            id: spec.id.clone(),
+            log_max_bytes: spec.log_max_bytes,
+        })
+    }
+
+    /// The second half of [`ContainerRuntime::run`]: the monitor runs the container. Returns
+    /// the container init's host pid. On failure everything is removed again.
+    #[tracing::instrument(level = "debug", skip_all, fields(container = %prepared.id))]
+    pub fn launch(&self, prepared: Prepared) -> Result<i32, RuntimeError> {
+        self.launch_as(prepared, true)
+    }
+
+    fn launch_as(&self, prepared: Prepared, start: bool) -> Result<i32, RuntimeError> {
+        let result = self.launch_in(&prepared, start);
+        self.undo_on_error(&prepared.id, result)
+    }
+
+    /// On an error, removes what was made of container `id`; passes `result` through.
+    fn undo_on_error<T>(
+        &self,
+        id: &str,
+        result: Result<T, RuntimeError>,
+    ) -> Result<T, RuntimeError> {
         if let Err(e) = &result {
             tracing::debug!(error = %e, "create failed, cleaning up");
-            if let Err(cleanup) = self.remove(&spec.id) {
-                tracing::warn!(container = %spec.id, error = %cleanup, "cleanup after a failed create");
+            if let Err(cleanup) = self.remove(id) {
+                tracing::warn!(container = %id, error = %cleanup, "cleanup after a failed create");
             }
         }
         result
     }
 
-    fn create_in(
-        &self,
-        spec: &ContainerSpec,
-        dir: &Path,
-        start: bool,
-    ) -> Result<i32, RuntimeError> {
-        let cli = self.cli(self.kind)?;
+    fn prepare_in(&self, spec: &ContainerSpec, dir: &Path) -> Result<(), RuntimeError> {
         write_file(&dir.join(RUNTIME_FILE), self.kind.binary_name())?;
         let rootfs = rootfs::mount(dir, &spec.layer_dirs)?;
         let params = BundleParams {
@@ -107,14 +149,22 @@ impl ContainerRuntime {
             fs::create_dir_all(parent)
                 .map_err(|e| RuntimeError::io(format!("creating {}", parent.display()), e))?;
         }
+        Ok(())
+    }
+
+    fn launch_in(&self, prepared: &Prepared, start: bool) -> Result<i32, RuntimeError> {
+        let id = prepared.id.as_str();
+        let dir = self.bundle_dir(id);
+        let cli = self.cli(self.kind)?;
+        let log_file = self.log_path(id);
         let created = monitor::launch(&Launch {
             monitor_bin: &self.cfg.monitor_bin,
-            id: &spec.id,
+            id,
             runtime: &cli.bin,
             runtime_root: &cli.root,
-            bundle: dir,
+            bundle: &dir,
             log_file: &log_file,
-            log_max_bytes: spec.log_max_bytes,
+            log_max_bytes: prepared.log_max_bytes,
             crun_hybrid_workaround: self.kind == RuntimeKind::Crun && self.crun_hybrid_workaround,
             start,
         })?;

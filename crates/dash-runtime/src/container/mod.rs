@@ -31,7 +31,7 @@ mod logs;
 mod stats;
 
 pub use exec::{TtyExec, TtyResizer};
-pub use lifecycle::ExitWatch;
+pub use lifecycle::{ExitWatch, Prepared};
 pub use logs::{RETIRED_LOG_MAX_AGE, RETIRED_LOGS_MAX_BYTES};
 pub use stats::Stats;
 
