@@ -12,4 +12,4 @@ cargo bench -p dash-bench --bench scheduler --no-run >&2
 header scheduler "$(rustc --version)"
 echo
 # criterion prints each benchmark's name, time [low median high] and throughput on stdout.
-cargo bench -p dash-bench --bench scheduler 2>/dev/null | grep -E '^place_on|^ +(time|thrpt):' || true
+cargo bench -p dash-bench --bench scheduler 2>/dev/null | grep -E '^place_on|^ +(time|thrpt):' | grep -v '%' || true
