@@ -22,6 +22,7 @@ pub mod master_api;
 pub mod message_queue;
 pub mod metrics;
 pub mod node_bouncer;
+pub mod raft;
 pub mod reconciler;
 pub mod route_table;
 pub mod service_manager;

@@ -10,6 +10,7 @@
 
 mod error;
 mod master;
+mod raft_log;
 mod worker;
 
 use std::path::Path;
@@ -22,6 +23,7 @@ use sqlx::sqlite::{
 
 pub use error::StoreError;
 pub use master::{Applied, MasterStore, Rejection, RemovedReplica, ServiceRow, StateMachine};
+pub use raft_log::{RaftLogDb, open_raft_log};
 pub use worker::{LocalReplica, WorkerStore};
 
 /// An open database: the pool and the one write lock that every store shares.
@@ -101,6 +103,14 @@ async fn copy_legacy_records(pool: &SqlitePool, legacy: &Path) -> Result<(), Sto
 /// A pool on the SQLite file at `path` (created if missing): WAL, foreign keys, a 5 s busy
 /// timeout.
 async fn connect(path: &Path) -> Result<SqlitePool, StoreError> {
+    connect_with(path, SqliteSynchronous::Normal).await
+}
+
+/// [`connect`] with another `synchronous` setting (`Full` for the Raft log: on disk at commit).
+async fn connect_with(
+    path: &Path,
+    synchronous: SqliteSynchronous,
+) -> Result<SqlitePool, StoreError> {
     let url = format!("sqlite://{}", path.display());
     let opts = SqliteConnectOptions::from_str(&url)
         .map_err(|e| StoreError::Open {
@@ -109,7 +119,7 @@ async fn connect(path: &Path) -> Result<SqlitePool, StoreError> {
         })?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
+        .synchronous(synchronous)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(5));
     SqlitePoolOptions::new()
