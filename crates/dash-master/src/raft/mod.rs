@@ -8,6 +8,7 @@
 //! ```
 
 pub mod log_store;
+pub mod state_machine;
 
 use std::io::Cursor;
 
@@ -44,3 +45,52 @@ openraft::declare_raft_types!(
 
 /// A master's id in the Raft membership.
 pub type NodeId = u64;
+
+/// openraft's storage conformance suite against the log store and the state machine, on real
+/// SQLite files (a temp dir per case).
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::result_large_err)]
+mod suite {
+    use std::sync::Arc;
+
+    use openraft::testing::{StoreBuilder, Suite};
+    use openraft::{StorageError, StorageIOError};
+
+    use super::log_store::LogStore;
+    use super::state_machine::StateMachineStore;
+    use super::{NodeId, TypeConfig};
+    use crate::message_queue::MessageQueue;
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for Builder {
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<NodeId>>
+        {
+            let io = |e: dash_store::StoreError| StorageError::from(StorageIOError::write(&e));
+            let dir = tempfile::tempdir().unwrap();
+            let log = LogStore::new(
+                dash_store::open_raft_log(&dir.path().join("raft.db"))
+                    .await
+                    .map_err(io)?,
+            );
+            let machine = dash_store::StateMachine::new(
+                dash_store::open(&dir.path().join("dash.db"))
+                    .await
+                    .map_err(io)?,
+            );
+            let sm = StateMachineStore::new(
+                machine,
+                Arc::new(MessageQueue::new()),
+                dir.path().join("snapshots"),
+            );
+            Ok((dir, log, sm))
+        }
+    }
+
+    #[test]
+    fn openraft_storage_suite() {
+        Suite::test_all(Builder).unwrap();
+    }
+}
