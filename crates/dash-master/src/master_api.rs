@@ -19,7 +19,7 @@ use dash_image::ImageStore;
 use dash_rpc::pki::PeerIdentity;
 use dash_rpc::proto::master_api_server::MasterApi;
 use dash_rpc::proto::*;
-use dash_store::MasterStore;
+use dash_store::{MasterStore, Rejection};
 use futures::Stream;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{Notify, mpsc, watch};
@@ -287,10 +287,11 @@ impl MasterApi for MasterApiService {
             .await
             .map_err(internal)?;
         let subnet = match applied.rejected {
-            Some(r) if r.to_string().starts_with("no free /24") => {
+            Some(r @ Rejection::Exhausted(_)) => {
                 return Err(Status::resource_exhausted(r.to_string()));
             }
-            Some(r) => return Err(Status::already_exists(r.to_string())),
+            Some(r @ Rejection::Conflict(_)) => return Err(Status::already_exists(r.to_string())),
+            Some(r) => return Err(Status::failed_precondition(r.to_string())),
             None => applied.subnet.unwrap_or_default(),
         };
         self.liveness.beat(&r.node);

@@ -43,6 +43,7 @@ impl From<Rejection> for ManagerError {
             Rejection::NotFound { name, .. } => ManagerError::NotFound(name),
             Rejection::Conflict(m) => ManagerError::Conflict(m),
             Rejection::Invalid { field, message } => ManagerError::BadRequest { field, message },
+            Rejection::Exhausted(m) => ManagerError::Conflict(m),
         }
     }
 }
@@ -136,7 +137,8 @@ impl ServiceManager {
                 kind,
                 &name,
                 None,
-                format!("version {version}: {}", changes.join("; ")),
+                // `{version}`: the version the state machine gives it (see state_log::announce).
+                format!("version {{version}}: {}", changes.join("; ")),
             );
             let applied = self
                 .log
@@ -357,7 +359,7 @@ pub async fn rollback(
         name,
         None,
         format!(
-            "version {} rolled back to the spec of version {} as version {new_version}: {reason}",
+            "version {} rolled back to the spec of version {} as version {{version}}: {reason}",
             row.version,
             row.version - 1
         ),

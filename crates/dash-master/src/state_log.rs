@@ -77,17 +77,23 @@ impl StateLog {
         events: Vec<EventDraft>,
     ) -> Result<Applied, StoreError> {
         let applied = self.machine.apply(&cmd).await?;
-        self.announce(&applied, events);
+        announce(&self.mq, &applied, events);
         Ok(applied)
     }
+}
 
-    /// What every master does with an applied entry's events.
-    fn announce(&self, applied: &Applied, events: Vec<EventDraft>) {
-        if applied.changed && applied.rejected.is_none() && !applied.replayed {
-            for e in events {
-                self.mq.publish_draft(e);
-            }
+/// What every master does with an applied entry's events: publishes them if the entry changed
+/// the state, `{version}` in a message replaced by the version the entry made (the state
+/// machine's, the same on every master, whatever the proposer read before).
+pub(crate) fn announce(mq: &MessageQueue, applied: &Applied, events: Vec<EventDraft>) {
+    if !applied.publishes() {
+        return;
+    }
+    for mut e in events {
+        if let Some(v) = applied.version {
+            e.message = e.message.replace("{version}", &v.to_string());
         }
+        mq.publish_draft(e);
     }
 }
 
@@ -117,7 +123,7 @@ mod tests {
                 EventKind::ServiceCreated,
                 "web",
                 None,
-                "version 1",
+                "version {version}",
             )]
         };
         let a = log.propose_with(put(), created()).await.unwrap();

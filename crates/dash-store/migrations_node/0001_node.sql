@@ -17,3 +17,10 @@ CREATE TABLE ip_allocations (
     ip      TEXT PRIMARY KEY,
     replica TEXT NOT NULL UNIQUE
 );
+
+-- Facts about this file: `legacy_checked` once the records of a data dir's older dash.db were
+-- copied here (or there were none), written in the copy's own transaction.
+CREATE TABLE node_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);

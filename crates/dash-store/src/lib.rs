@@ -49,14 +49,18 @@ pub async fn open(path: &Path) -> Result<Db, StoreError> {
 }
 
 /// Opens (creating if needed) a node's own records at `path` (`<data>/node.db`) and runs their
-/// migrations. When the file is new and `legacy` (the data dir's `dash.db`, where versions
-/// before node.db kept these records) holds any, they are copied over first, so that the
-/// replicas running on the node are adopted after the upgrade, not restarted.
+/// migrations. Until it has been done once, the records a data dir's `legacy` dash.db holds
+/// (versions before node.db kept them there) are copied over first, in one transaction that
+/// also records that it was done, so that the replicas running on the node are adopted after
+/// the upgrade, not restarted; an interrupted copy is done again at the next start.
 pub async fn open_node(path: &Path, legacy: &Path) -> Result<Db, StoreError> {
-    let new = !path.exists();
     let pool = connect(path).await?;
     sqlx::migrate!("./migrations_node").run(&pool).await?;
-    if new && legacy.exists() {
+    let checked: Option<String> =
+        sqlx::query_scalar("SELECT value FROM node_meta WHERE key = 'legacy_checked'")
+            .fetch_optional(&pool)
+            .await?;
+    if checked.is_none() {
         copy_legacy_records(&pool, legacy).await?;
     }
     Ok(Db {
@@ -65,38 +69,51 @@ pub async fn open_node(path: &Path, legacy: &Path) -> Result<Db, StoreError> {
     })
 }
 
-/// Copies `local_replicas` and `ip_allocations` from `legacy` (if it has them) into `pool`'s
-/// database, in one transaction.
+/// Copies `local_replicas` and `ip_allocations` from `legacy` (if it exists and has them) into
+/// `pool`'s database and marks it done, in one transaction. On a connection of its own (out
+/// of the pool: it has `legacy` attached), then emptied in `legacy` (best effort: they are
+/// read only from node.db from now on).
 async fn copy_legacy_records(pool: &SqlitePool, legacy: &Path) -> Result<(), StoreError> {
-    let mut conn = pool.acquire().await?;
-    sqlx::query("ATTACH DATABASE ? AS legacy")
-        .bind(legacy.to_string_lossy().into_owned())
-        .execute(&mut *conn)
-        .await?;
-    let copied = async {
-        let has: i64 = sqlx::query_scalar(
+    let mut conn = pool.acquire().await?.detach();
+    let attached = legacy.exists();
+    if attached {
+        sqlx::query("ATTACH DATABASE ? AS legacy")
+            .bind(legacy.to_string_lossy().into_owned())
+            .execute(&mut conn)
+            .await?;
+    }
+    let mut tx = sqlx::Connection::begin(&mut conn).await?;
+    let has: i64 = if attached {
+        sqlx::query_scalar(
             "SELECT count(*) FROM legacy.sqlite_master WHERE type = 'table' AND name IN ('local_replicas', 'ip_allocations')",
         )
-        .fetch_one(&mut *conn)
-        .await?;
-        if has == 2 {
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            sqlx::query("INSERT INTO local_replicas SELECT id, service, version, spec, ip, restarts, created_ms, started_ms FROM legacy.local_replicas")
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("INSERT INTO ip_allocations SELECT ip, replica FROM legacy.ip_allocations")
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        }
-        Ok::<(), sqlx::Error>(())
+        .fetch_one(&mut *tx)
+        .await?
+    } else {
+        0
+    };
+    if has == 2 {
+        sqlx::query("INSERT INTO local_replicas SELECT id, service, version, spec, ip, restarts, created_ms, started_ms FROM legacy.local_replicas")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO ip_allocations SELECT ip, replica FROM legacy.ip_allocations")
+            .execute(&mut *tx)
+            .await?;
     }
-    .await;
-    let detached = sqlx::query("DETACH DATABASE legacy")
-        .execute(&mut *conn)
-        .await;
-    copied?;
-    detached?;
+    sqlx::query("INSERT INTO node_meta (key, value) VALUES ('legacy_checked', '1')")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    if has == 2 {
+        for table in ["local_replicas", "ip_allocations"] {
+            if let Err(e) = sqlx::query(&format!("DELETE FROM legacy.{table}"))
+                .execute(&mut conn)
+                .await
+            {
+                tracing::warn!(table, error = %e, "emptying the copied records in dash.db");
+            }
+        }
+    }
     Ok(())
 }
 

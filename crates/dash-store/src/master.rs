@@ -58,6 +58,12 @@ pub struct Applied {
 }
 
 impl Applied {
+    /// Whether the entry's events are published: it changed the state (not a refusal, not a
+    /// replay).
+    pub fn publishes(&self) -> bool {
+        self.changed && self.rejected.is_none() && !self.replayed
+    }
+
     /// `Ok(self)` when the command was taken, else its refusal.
     pub fn accepted(self) -> Result<Applied, Rejection> {
         match self.rejected {
@@ -79,6 +85,9 @@ pub enum Rejection {
         field: &'static str,
         message: String,
     },
+    /// Something the state hands out has run out (the cluster's subnets).
+    #[error("{0}")]
+    Exhausted(String),
 }
 
 impl Rejection {
@@ -161,33 +170,7 @@ impl StateMachine {
                 ..Applied::default()
             });
         }
-        let mut tx = self.pool.begin().await?;
-        let mut out = match cmd {
-            None => Applied::default(),
-            Some(cmd) => match apply_command(&mut tx, cmd).await {
-                Ok(out) => out,
-                Err(e) => {
-                    let rejection = Rejection::of(e)?;
-                    tx.rollback().await?;
-                    tx = self.pool.begin().await?;
-                    Applied {
-                        rejected: Some(rejection),
-                        ..Applied::default()
-                    }
-                }
-            },
-        };
-        sqlx::query(
-            "UPDATE applied SET log_index = ?, log_id = ?, membership = COALESCE(?, membership) WHERE id = 1",
-        )
-        .bind(index as i64)
-        .bind(log_id)
-        .bind(membership)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        out.index = index;
-        Ok(out)
+        self.apply_in(index, cmd, Some(log_id), membership).await
     }
 
     /// The index and the Raft log id (JSON; None before the Raft log applied anything) of the
@@ -231,27 +214,27 @@ impl StateMachine {
     /// emptied and filled from the snapshot's. Nothing changes if it fails.
     pub async fn install_from(&self, path: &std::path::Path) -> Result<(), StoreError> {
         let _writer = self.write.lock().await;
-        let mut conn = self.pool.acquire().await?;
+        // A connection of its own, never back to the pool: it has the snapshot attached and its
+        // foreign keys switched off for a while.
+        let mut conn = self.pool.acquire().await?.detach();
         sqlx::query("ATTACH DATABASE ? AS snap")
             .bind(path.to_string_lossy().into_owned())
-            .execute(&mut *conn)
+            .execute(&mut conn)
             .await?;
         // Foreign keys off for the copy (a delete would cascade into rows just copied; they can
         // be switched only outside a transaction), the result checked whole before the commit,
         // and on again for the pool whatever happens.
         let fk_off = sqlx::query("PRAGMA foreign_keys = OFF")
-            .execute(&mut *conn)
+            .execute(&mut conn)
             .await;
         let copied = match fk_off {
             Err(e) => Err(e),
             Ok(_) => copy_tables(&mut conn).await,
         };
         let fk_on = sqlx::query("PRAGMA foreign_keys = ON")
-            .execute(&mut *conn)
+            .execute(&mut conn)
             .await;
-        let detached = sqlx::query("DETACH DATABASE snap")
-            .execute(&mut *conn)
-            .await;
+        let detached = sqlx::query("DETACH DATABASE snap").execute(&mut conn).await;
         let broken = copied?;
         fk_on?;
         detached?;
@@ -274,12 +257,26 @@ impl StateMachine {
 
     /// `apply_at` under the write lock.
     async fn apply_entry(&self, index: u64, cmd: &Command) -> Result<Applied, StoreError> {
+        self.apply_in(index, Some(cmd), None, None).await
+    }
+
+    /// Applies `cmd` (if any) as entry `index` in one transaction that records the index (and
+    /// the Raft log id and membership when given); a refused command leaves nothing but the
+    /// index. Under the write lock.
+    async fn apply_in(
+        &self,
+        index: u64,
+        cmd: Option<&Command>,
+        log_id: Option<&str>,
+        membership: Option<&str>,
+    ) -> Result<Applied, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let mut out = match apply_command(&mut tx, cmd).await {
-            Ok(out) => out,
-            Err(e) => match Rejection::of(e) {
-                Ok(rejection) => {
-                    // Nothing of the refused command stays; only the index is recorded.
+        let mut out = match cmd {
+            None => Applied::default(),
+            Some(cmd) => match apply_command(&mut tx, cmd).await {
+                Ok(out) => out,
+                Err(e) => {
+                    let rejection = Rejection::of(e)?;
                     tx.rollback().await?;
                     tx = self.pool.begin().await?;
                     Applied {
@@ -287,13 +284,17 @@ impl StateMachine {
                         ..Applied::default()
                     }
                 }
-                Err(e) => return Err(e),
             },
         };
-        sqlx::query("UPDATE applied SET log_index = ? WHERE id = 1")
-            .bind(index as i64)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE applied SET log_index = ?, log_id = COALESCE(?, log_id),
+             membership = COALESCE(?, membership) WHERE id = 1",
+        )
+        .bind(index as i64)
+        .bind(log_id)
+        .bind(membership)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         out.index = index;
         Ok(out)
@@ -470,12 +471,14 @@ impl MasterStore {
 }
 
 /// Empties every table of the state and fills it from the attached `snap`, in one transaction
-/// (foreign keys must be off). Returns how many rows break a foreign key afterwards: with any,
+/// (foreign keys must be off). `local_replicas` and `ip_allocations` (a node's own records,
+/// left in dash.db by versions before node.db) are not the master's state: never copied. Returns how many rows break a foreign key afterwards: with any,
 /// the transaction is rolled back and nothing changed.
 async fn copy_tables(conn: &mut sqlx::SqliteConnection) -> Result<usize, sqlx::Error> {
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT name FROM main.sqlite_master WHERE type = 'table'
-         AND name NOT LIKE 'sqlite_%' AND name != '_sqlx_migrations' ORDER BY name",
+         AND name NOT LIKE 'sqlite_%' AND name != '_sqlx_migrations'
+         AND name NOT IN ('local_replicas', 'ip_allocations') ORDER BY name",
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -608,7 +611,7 @@ async fn apply_command(
                 let state = ReplicaState::Pending;
                 // Never for a service being removed: a reconcile pass that read the service
                 // just before `dash service rm` must not bring replicas back.
-                sqlx::query(
+                let inserted = sqlx::query(
                     "INSERT OR IGNORE INTO replicas (id, service, version, node, desired, state, created_ms, message)
                      SELECT ?, ?, ?, ?, 'run', ?, ?, ? WHERE EXISTS
                        (SELECT 1 FROM services WHERE name = ? AND removing = 0)",
@@ -622,9 +625,10 @@ async fn apply_command(
                 .bind(&r.message)
                 .bind(&r.service)
                 .execute(&mut **tx)
-                .await?;
+                .await?
+                .rows_affected();
+                out.changed |= inserted > 0;
             }
-            out.changed = !replicas.is_empty();
         }
         Command::SetReplicaDesired { id, desired, .. } => {
             out.changed =
@@ -645,13 +649,14 @@ async fn apply_command(
             }
         }
         Command::PlaceReplica { id, node, message } => {
-            sqlx::query("UPDATE replicas SET node = ?, message = ? WHERE id = ?")
+            out.changed = sqlx::query("UPDATE replicas SET node = ?, message = ? WHERE id = ?")
                 .bind(node)
                 .bind(message)
                 .bind(id)
                 .execute(&mut **tx)
-                .await?;
-            out.changed = true;
+                .await?
+                .rows_affected()
+                > 0;
         }
         Command::ReportReplica { status, .. } => {
             out.changed = sqlx::query(
@@ -745,7 +750,7 @@ async fn apply_command(
                         .fetch_all(&mut **tx)
                         .await?;
                     pool.next_free(&used).ok_or_else(|| {
-                        Rejection::Conflict(format!(
+                        Rejection::Exhausted(format!(
                             "no free /24 left in the cluster CIDR {pool} (--cluster-cidr)"
                         ))
                     })?
@@ -804,9 +809,10 @@ async fn apply_command(
             }
             labels.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
             let json = serde_json::to_string(&labels).map_err(|e| corrupt("node labels", e))?;
-            out.changed = sqlx::query("UPDATE nodes SET labels = ? WHERE id = ?")
-                .bind(json)
+            out.changed = sqlx::query("UPDATE nodes SET labels = ? WHERE id = ? AND labels != ?")
+                .bind(&json)
                 .bind(id)
+                .bind(&json)
                 .execute(&mut **tx)
                 .await?
                 .rows_affected()
@@ -839,10 +845,12 @@ async fn apply_command(
             out.changed = set_node_state(tx, id, NodeState::Ready, *at_ms).await?;
         }
         Command::RemoveNode { id, force } => {
-            if let Some(state) = node_state_of(tx, id).await.ok()
-                && state == NodeState::Ready
-                && !force
-            {
+            let state = match node_state_of(tx, id).await {
+                Ok(state) => Some(state),
+                Err(StoreError::Rejected(Rejection::NotFound { .. })) => None,
+                Err(e) => return Err(e),
+            };
+            if state == Some(NodeState::Ready) && !force {
                 return Err(Rejection::Conflict(format!(
                     "node {id} is ready; drain it or stop it first, or remove it anyway with --force"
                 )).into());

@@ -32,7 +32,10 @@ pub fn spawn_trim(mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandl
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => trim(),
+                // On the blocking pool: a large heap takes a while to walk.
+                _ = tick.tick() => {
+                    let _ = tokio::task::spawn_blocking(trim).await;
+                }
                 _ = shutdown.changed() => return,
             }
         }

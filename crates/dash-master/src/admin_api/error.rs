@@ -59,7 +59,9 @@ impl From<dash_store::Rejection> for HttpError {
             Rejection::NotFound { what, name } => {
                 HttpError::not_found(format!("{what} {name:?} not found"))
             }
-            Rejection::Conflict(m) => HttpError::new(StatusCode::CONFLICT, "conflict", m),
+            Rejection::Conflict(m) | Rejection::Exhausted(m) => {
+                HttpError::new(StatusCode::CONFLICT, "conflict", m)
+            }
             Rejection::Invalid { field, message } => HttpError::bad_request(field, message),
         }
     }

@@ -4,9 +4,10 @@
 //! replayed entry does nothing. A proposal's events are published by every master that applies
 //! it, if it changed the state.
 //!
-//! Snapshots are the whole state: `VACUUM INTO` a file (writes go on meanwhile), sent as its
+//! Snapshots are the whole state: `VACUUM INTO` a file (applies wait for the copy), sent as its
 //! bytes; installing one copies its tables into `dash.db` in one transaction. The current
-//! snapshot is kept in memory (it is rebuilt from the state when needed).
+//! snapshot is kept in memory (it is rebuilt from the state when needed); a snapshot being
+//! built never replaces a newer one installed meanwhile.
 
 #![allow(
     clippy::result_large_err,
@@ -141,10 +142,18 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_membership,
             snapshot_id,
         };
-        *self.current.lock().await = Some(Stored {
-            meta: meta.clone(),
-            data: data.clone(),
-        });
+        {
+            let mut current = self.current.lock().await;
+            if current
+                .as_ref()
+                .is_none_or(|c| c.meta.last_log_id <= meta.last_log_id)
+            {
+                *current = Some(Stored {
+                    meta: meta.clone(),
+                    data: data.clone(),
+                });
+            }
+        }
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -183,11 +192,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         .apply_log_entry(index, Some(&p.cmd), &log_id, None)
                         .await
                         .map_err(sm_write)?;
-                    if a.changed && a.rejected.is_none() && !a.replayed {
-                        for e in p.events {
-                            self.mq.publish_draft(e);
-                        }
-                    }
+                    crate::state_log::announce(&self.mq, &a, p.events);
                     a
                 }
                 EntryPayload::Membership(m) => {

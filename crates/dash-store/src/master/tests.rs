@@ -622,6 +622,9 @@ async fn a_nodes_records_move_from_dash_db_to_node_db_once() {
     drop(old);
     let w = WorkerStore::new(crate::open_node(&node, &legacy).await.unwrap());
     assert_eq!(w.list().await.unwrap(), vec![replica("web-1")]);
+    // ...and no longer in dash.db, whose tables travel in the masters' snapshots.
+    let old = WorkerStore::new(crate::open(&legacy).await.unwrap());
+    assert!(old.list().await.unwrap().is_empty());
     // Its address stays taken: the next replica gets the next one.
     assert_eq!(
         w.allocate_ip("web-2", net, 24).await.unwrap(),
