@@ -271,7 +271,8 @@ impl MasterApi for MasterApiService {
         let joined = EventDraft::node(
             EventKind::NodeJoined,
             &r.node,
-            format!("{} at {addr}", role.as_str()),
+            // `{subnet}`: the one the state machine picks (see state_log::announce).
+            format!("{} at {addr}, subnet {{subnet}}", role.as_str()),
         );
         let applied = self
             .log

@@ -83,8 +83,8 @@ impl StateLog {
 }
 
 /// What every master does with an applied entry's events: publishes them if the entry changed
-/// the state, `{version}` in a message replaced by the version the entry made (the state
-/// machine's, the same on every master, whatever the proposer read before).
+/// the state, with `{version}` and `{subnet}` in a message replaced by what the entry made (the
+/// state machine's values, the same on every master, whatever the proposer read before).
 pub(crate) fn announce(mq: &MessageQueue, applied: &Applied, events: Vec<EventDraft>) {
     if !applied.publishes() {
         return;
@@ -92,6 +92,9 @@ pub(crate) fn announce(mq: &MessageQueue, applied: &Applied, events: Vec<EventDr
     for mut e in events {
         if let Some(v) = applied.version {
             e.message = e.message.replace("{version}", &v.to_string());
+        }
+        if let Some(subnet) = &applied.subnet {
+            e.message = e.message.replace("{subnet}", subnet);
         }
         mq.publish_draft(e);
     }
