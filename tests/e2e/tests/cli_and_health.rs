@@ -20,6 +20,22 @@ fn dry_run_images_nodes_and_logs_follow() {
     assert_eq!(nodes[0]["id"], "e2e21");
     assert_eq!(nodes[0]["state"], "ready");
     assert!(nodes[0]["capacity"]["memory_bytes"].as_u64().unwrap() > 0);
+    // Labels merge in the state: a second change keeps what the first set and it did not name.
+    s.ok(&["node", "label", "e2e21", "zone=a", "disk=ssd"]);
+    s.ok(&["node", "label", "e2e21", "gpu=1", "disk-"]);
+    let labels = &s.json(&["node", "inspect", "e2e21"])["labels"];
+    assert_eq!(
+        labels,
+        &serde_json::json!({"gpu": "1", "zone": "a"}),
+        "{labels}"
+    );
+    // Only a drained node is activated: refused, naming the node's state.
+    let out = s.dash(&["node", "activate", "e2e21"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("is ready, not drained"),
+        "{err}"
+    );
 
     let f = s.write(
         "talk.toml",
