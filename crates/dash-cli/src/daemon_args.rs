@@ -60,6 +60,10 @@ pub struct ServerArgs {
     /// master_api's port.
     #[arg(long, default_value_t = 7071)]
     pub cluster_port: u16,
+    /// Join an existing cluster as one more master: `TOKEN@MASTER:PORT` from `dash token create
+    /// --role master`; needs --advertise-addr; not needed once joined (kept in the data dir).
+    #[arg(long, value_name = "TOKEN@MASTER:PORT")]
+    pub join: Option<String>,
     /// Run no replicas on this master (only joined workers take them).
     #[arg(long)]
     pub no_worker: bool,

@@ -57,7 +57,7 @@ impl Default for LivenessConfig {
 /// `down_after` before judging it).
 pub struct Liveness {
     cfg: LivenessConfig,
-    started: Instant,
+    started: Mutex<Instant>,
     seen: Mutex<HashMap<String, Instant>>,
 }
 
@@ -65,9 +65,25 @@ impl Liveness {
     pub fn new(cfg: LivenessConfig) -> Self {
         Self {
             cfg,
-            started: Instant::now(),
+            started: Mutex::new(Instant::now()),
             seen: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Forgets every beat: each node gets a full `down_after` from now. A master that has just
+    /// become the leader does this (workers are moving their heartbeats to it; Nomad resets
+    /// every node's heartbeat timer on a new leader the same way).
+    pub fn reset(&self) {
+        if let Ok(mut s) = self.started.lock() {
+            *s = Instant::now();
+        }
+        if let Ok(mut s) = self.seen.lock() {
+            s.clear();
+        }
+    }
+
+    pub fn config(&self) -> LivenessConfig {
+        self.cfg
     }
 
     pub fn beat(&self, node: &str) {
@@ -82,7 +98,8 @@ impl Liveness {
             .lock()
             .ok()
             .and_then(|s| s.get(node).copied())
-            .unwrap_or(self.started);
+            .or_else(|| self.started.lock().ok().map(|s| *s))
+            .unwrap_or_else(Instant::now);
         last.elapsed()
     }
 
@@ -177,6 +194,8 @@ pub struct MasterApiService {
     pub subnets: SubnetPool,
     /// Where nodes' measurements go (`dash stats`, the service_scaler).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// This master's master_api address (host:port).
+    pub addr: String,
 }
 
 fn status_of(e: BouncerError) -> Status {
@@ -202,6 +221,22 @@ fn valid_node_name(name: &str) -> bool {
 }
 
 impl MasterApiService {
+    /// Every master's master_api address (this one's alone without HA).
+    fn masters(&self) -> Vec<String> {
+        match self.log.raft() {
+            Some(r) => r.masters().into_iter().map(|(_, a)| a).collect(),
+            None => vec![self.addr.clone()],
+        }
+    }
+
+    /// The leader's master_api address ("" while none is known).
+    fn leader(&self) -> String {
+        match self.log.raft() {
+            Some(r) => r.leader().map(|(_, a)| a).unwrap_or_default(),
+            None => self.addr.clone(),
+        }
+    }
+
     async fn peer<T>(&self, req: &Request<T>) -> Result<PeerIdentity, Status> {
         let certs = req.peer_certs();
         let der = certs.as_ref().and_then(|c| c.first()).map(|c| c.as_ref());
@@ -219,6 +254,18 @@ impl MasterApi for MasterApiService {
             tracing::warn!(node = %r.node, error = %e, "join refused");
             status_of(e)
         })?;
+        let wanted = if r.master {
+            dash_rpc::pki::Role::Master
+        } else {
+            dash_rpc::pki::Role::Worker
+        };
+        if role != wanted {
+            tracing::warn!(node = %r.node, token = role.as_str(), "join refused: wrong role");
+            return Err(Status::permission_denied(match wanted {
+                dash_rpc::pki::Role::Master => "join refused: the token is of role worker and cannot make a master; create one with `dash token create --role master`".to_string(),
+                dash_rpc::pki::Role::Worker => "join refused: the token is of role master; a worker joins with a token of `dash token create --role worker`".to_string(),
+            }));
+        }
         if !valid_node_name(&r.node) {
             return Err(Status::invalid_argument(format!(
                 "node name {:?}: use 1 to 63 letters, digits and '-' (--node-name)",
@@ -260,7 +307,8 @@ impl MasterApi for MasterApiService {
             address: addr.to_string(),
             role: match role {
                 dash_rpc::pki::Role::Worker => dash_core::api::NodeRole::Worker,
-                dash_rpc::pki::Role::Master => dash_core::api::NodeRole::Master,
+                dash_rpc::pki::Role::Master if r.no_worker => dash_core::api::NodeRole::Master,
+                dash_rpc::pki::Role::Master => dash_core::api::NodeRole::Server,
             },
             state: NodeState::Ready,
             labels,
@@ -302,6 +350,7 @@ impl MasterApi for MasterApiService {
             cert_pem: issued.pem,
             ca_pem: self.bouncer.ca_pem().to_string(),
             subnet,
+            masters: self.masters(),
         }))
     }
 
@@ -356,6 +405,8 @@ impl MasterApi for MasterApiService {
         Ok(Response::new(HeartbeatResponse {
             state: state.as_str().to_string(),
             interval_ms: self.liveness.cfg.heartbeat.as_millis() as u64,
+            masters: self.masters(),
+            leader: self.leader(),
         }))
     }
 
@@ -606,6 +657,7 @@ mod tests {
                 prefix: 16,
             },
             metrics: Arc::default(),
+            addr: "127.0.0.1:7071".into(),
         };
         let req = |csr: &str| {
             Request::new(JoinRequest {
@@ -616,6 +668,8 @@ mod tests {
                 capacity_json: "{}".into(),
                 labels_json: String::new(),
                 runtime: "crun".into(),
+                no_worker: false,
+                master: false,
             })
         };
         let err = svc.join(req("not a CSR")).await.unwrap_err();

@@ -65,6 +65,11 @@ impl NodeBouncer {
         &self.ca.cert_pem
     }
 
+    /// The CA's private key (PEM), for a master joining the cluster (sent over mutual TLS only).
+    pub fn ca_key_pem(&self) -> &str {
+        self.ca.key_pem()
+    }
+
     pub fn ca_fingerprint(&self) -> &str {
         &self.fingerprint
     }
@@ -74,11 +79,12 @@ impl NodeBouncer {
         &self,
         req: &TokenRequest,
     ) -> Result<(JoinToken, TokenInfo), BouncerError> {
-        if Role::parse(&req.role) != Some(Role::Worker) {
+        if Role::parse(&req.role).is_none() {
             return Err(BouncerError::Invalid {
                 field: "role",
                 message: format!(
-                    "{:?} is not a role a token can grant; use --role worker",
+                    "{:?} is not a role a token can grant; use --role worker, or --role master \
+                     for a master joining with `dash server --join`",
                     req.role
                 ),
             });
@@ -332,7 +338,7 @@ mod tests {
             Err(BouncerError::NotFound(_))
         ));
 
-        for (role, ttl_s) in [("master", None), ("worker", Some(0))] {
+        for (role, ttl_s) in [("admin", None), ("worker", Some(0))] {
             let r = b
                 .create_token(&TokenRequest {
                     role: role.into(),

@@ -26,7 +26,7 @@ pub enum ManagerError {
     NotFound(String),
     #[error("{message}")]
     BadRequest {
-        field: &'static str,
+        field: std::borrow::Cow<'static, str>,
         message: String,
     },
     /// The state refused the change: it conflicts with what is there (e.g. the service is being
@@ -194,7 +194,7 @@ impl ServiceManager {
     ) -> Result<(), ManagerError> {
         if replicas > dash_core::config_parser::MAX_REPLICAS {
             return Err(ManagerError::BadRequest {
-                field: "replicas",
+                field: "replicas".into(),
                 message: format!(
                     "replicas = {replicas}: must be between 0 and {}",
                     dash_core::config_parser::MAX_REPLICAS
@@ -339,7 +339,7 @@ pub async fn rollback(
     };
     let Some(mut spec) = previous else {
         return Err(ManagerError::BadRequest {
-            field: "name",
+            field: "name".into(),
             message: format!(
                 "service {name} is at version {}: there is no previous version to roll back to",
                 row.version
@@ -349,7 +349,7 @@ pub async fn rollback(
     spec.replicas = row.spec.replicas;
     if spec == row.spec {
         return Err(ManagerError::BadRequest {
-            field: "name",
+            field: "name".into(),
             message: format!("service {name}: the previous version is the same as the current one"),
         });
     }

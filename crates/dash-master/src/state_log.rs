@@ -17,10 +17,11 @@
 //! (image imports, an update seen complete) are published where they happen: they are soft,
 //! lost with the master that saw them.
 //!
-//! With one master the log is this process's order of proposals: each command gets the next
-//! index and is applied at once. The Raft log (openraft, the HA issue) takes this place
-//! without the callers changing: `propose` then means "committed by a majority and applied
-//! here".
+//! With one master and no cluster the log is this process's order of proposals: each command
+//! gets the next index and is applied at once. A master of a cluster (`--advertise-addr`)
+//! runs the Raft log (`crate::raft`) instead, without the callers changing: `propose` then
+//! means "committed by a majority of the masters and applied", by the leader (a follower
+//! forwards the proposal to it), and every master applies the entry and publishes its events.
 //!
 //! A command the state refuses (a service being removed, a subnet already taken, a name not
 //! found) is not an error of the log: it is applied as a refusal, the same on every master and
@@ -37,24 +38,57 @@ use dash_core::event::EventDraft;
 use dash_store::{Applied, Db, MasterStore, StateMachine, StoreError};
 
 use crate::message_queue::MessageQueue;
+use crate::raft::Proposal;
+use crate::raft::node::RaftNode;
 
 /// The write path of the master's state, and its read side.
 #[derive(Clone)]
 pub struct StateLog {
-    machine: StateMachine,
+    backend: Backend,
     store: MasterStore,
     /// Where applied entries' events go.
     mq: Arc<MessageQueue>,
 }
 
+#[derive(Clone)]
+enum Backend {
+    /// One master: proposals are applied in this process's order.
+    Local(StateMachine),
+    /// The masters' Raft log.
+    Raft(RaftNode),
+}
+
 impl StateLog {
-    /// The log over the master's database; applied entries' events go to `mq`.
+    /// The log of a master alone, over its database; applied entries' events go to `mq`.
     pub fn new(db: Db, mq: Arc<MessageQueue>) -> Self {
         StateLog {
-            machine: StateMachine::new(db.clone()),
+            backend: Backend::Local(StateMachine::new(db.clone())),
             store: MasterStore::new(db),
             mq,
         }
+    }
+
+    /// The log of a master of a cluster: its Raft (which applies entries to `db` and
+    /// publishes their events itself).
+    pub fn with_raft(db: Db, node: RaftNode, mq: Arc<MessageQueue>) -> Self {
+        StateLog {
+            backend: Backend::Raft(node),
+            store: MasterStore::new(db),
+            mq,
+        }
+    }
+
+    /// This master's Raft, if it is one of a cluster.
+    pub fn raft(&self) -> Option<&RaftNode> {
+        match &self.backend {
+            Backend::Raft(n) => Some(n),
+            Backend::Local(_) => None,
+        }
+    }
+
+    /// Whether this master leads (a master alone always does).
+    pub fn is_leader(&self) -> bool {
+        self.raft().is_none_or(RaftNode::is_leader)
     }
 
     /// The read side of the state.
@@ -76,9 +110,14 @@ impl StateLog {
         cmd: Command,
         events: Vec<EventDraft>,
     ) -> Result<Applied, StoreError> {
-        let applied = self.machine.apply(&cmd).await?;
-        announce(&self.mq, &applied, events);
-        Ok(applied)
+        match &self.backend {
+            Backend::Local(machine) => {
+                let applied = machine.apply(&cmd).await?;
+                announce(&self.mq, &applied, events);
+                Ok(applied)
+            }
+            Backend::Raft(node) => Ok(node.propose(Proposal { cmd, events }).await?.into()),
+        }
     }
 }
 

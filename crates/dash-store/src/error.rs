@@ -18,6 +18,10 @@ pub enum StoreError {
     /// `Applied::rejected`).
     #[error(transparent)]
     Rejected(#[from] crate::Rejection),
+    /// The log could not take the write: no leader was reachable in time (HA masters). The
+    /// message names what was tried; nothing was applied.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("no free address left in {subnet}")]
     SubnetFull { subnet: String },
 }

@@ -1,5 +1,6 @@
 //! The master's state machine: [`MasterStore::apply`] and the reads the rest of the master needs.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use dash_core::ServiceSpec;
@@ -73,16 +74,21 @@ impl Applied {
     }
 }
 
-/// Why the state refused a command: deterministic, decided by the state alone.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why the state refused a command: deterministic, decided by the state alone. It travels
+/// (serde) from the master that applied the entry to the one that proposed it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum Rejection {
     #[error("{what} {name:?} not found")]
-    NotFound { what: &'static str, name: String },
+    NotFound {
+        what: Cow<'static, str>,
+        name: String,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("{message}")]
     Invalid {
-        field: &'static str,
+        field: Cow<'static, str>,
         message: String,
     },
     /// Something the state hands out has run out (the cluster's subnets).
@@ -539,7 +545,7 @@ async fn apply_command(
                 .fetch_optional(&mut **tx)
                 .await?
                 .ok_or_else(|| Rejection::NotFound {
-                    what: "service",
+                    what: "service".into(),
                     name: name.clone(),
                 })?;
             let mut spec: ServiceSpec =
@@ -548,7 +554,7 @@ async fn apply_command(
                 && (*replicas < a.min || *replicas > a.max)
             {
                 return Err(Rejection::Invalid {
-                    field: "replicas",
+                    field: "replicas".into(),
                     message: format!(
                         "replicas = {replicas}: service {name} autoscales between {} and {}; change [autoscale] min/max in its file to go beyond",
                         a.min, a.max
@@ -575,7 +581,7 @@ async fn apply_command(
                 .rows_affected();
             if n == 0 {
                 return Err(Rejection::NotFound {
-                    what: "service",
+                    what: "service".into(),
                     name: name.clone(),
                 }
                 .into());
@@ -799,7 +805,7 @@ async fn apply_command(
                 .fetch_optional(&mut **tx)
                 .await?
                 .ok_or_else(|| Rejection::NotFound {
-                    what: "node",
+                    what: "node".into(),
                     name: id.clone(),
                 })?;
             let mut labels: BTreeMap<String, String> =
@@ -988,7 +994,7 @@ async fn node_state_of(
         .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| Rejection::NotFound {
-            what: "node",
+            what: "node".into(),
             name: id.to_string(),
         })?;
     NodeState::parse(&state).ok_or_else(|| corrupt("node state", &state))

@@ -38,9 +38,25 @@ pub use error::{Call, MasterLinkError};
 /// What a joined node remembers (`<data>/cluster.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Membership {
+    /// The master it joined through (and, before HA masters, the only one).
     pub master: String,
     pub node: String,
     pub subnet: String,
+    /// Every master's master_api address, as the masters last said (kept up to date from
+    /// heartbeats): a worker moves to another when its master dies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masters: Vec<String>,
+}
+
+impl Membership {
+    /// The masters to try, the one joined through first when nothing newer is known.
+    pub fn all_masters(&self) -> Vec<String> {
+        if self.masters.is_empty() {
+            vec![self.master.clone()]
+        } else {
+            self.masters.clone()
+        }
+    }
 }
 
 /// The node's TLS material, PEM.
@@ -104,6 +120,8 @@ pub async fn join(
             capacity_json: serde_json::to_string(&req.capacity).map_err(encode("capacity"))?,
             labels_json: serde_json::to_string(req.labels).map_err(encode("labels"))?,
             runtime: req.runtime.to_string(),
+            no_worker: false,
+            master: false,
         })
         .await
         .map_err(|status| MasterLinkError::from_join_status(req.master, status))?
@@ -130,6 +148,7 @@ pub async fn join(
         master: req.master.to_string(),
         node: req.node.to_string(),
         subnet: resp.subnet,
+        masters: resp.masters,
     };
     save(
         data.join("cluster.json"),
@@ -164,12 +183,23 @@ pub fn master_channel(addr: &str, id: &Identity) -> Result<Channel, MasterLinkEr
     Ok(endpoint.connect_lazy())
 }
 
+/// The masters a worker knows and the one it talks to.
+#[derive(Debug, Clone)]
+struct Masters {
+    all: Vec<String>,
+    current: String,
+}
+
 /// The worker's [`MasterLink`] over master_api.
 pub struct GrpcLink {
     /// Replaced when the node's certificate is renewed (a new TLS identity), and when the
     /// connection stays broken (tonic does not always redial a connection the server closed).
     client: std::sync::RwLock<MasterApiClient<Channel>>,
-    master: String,
+    /// The masters, and which of them this node talks to now.
+    masters: std::sync::RwLock<Masters>,
+    /// Where the membership is kept (`<data>/cluster.json`): the masters' list is saved there
+    /// when it changes.
+    membership: Option<(PathBuf, Membership)>,
     identity: std::sync::RwLock<Identity>,
     latest: watch::Receiver<Option<Vec<Assignment>>>,
     seen: Mutex<watch::Receiver<Option<Vec<Assignment>>>>,
@@ -181,18 +211,24 @@ impl GrpcLink {
     /// Connects (lazily) to `master` with `identity` and starts the heartbeat and watch loops
     /// (they end with `shutdown`).
     pub fn start(
-        master: &str,
+        membership: (Option<PathBuf>, &Membership),
         identity: Identity,
         node: String,
         capacity: Resources,
         images: Arc<ImageStore>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<GrpcLink>, MasterLinkError> {
-        let channel = master_channel(master, &identity)?;
+        let (file, m) = membership;
+        let masters = Masters {
+            all: m.all_masters(),
+            current: m.master.clone(),
+        };
+        let channel = master_channel(&masters.current, &identity)?;
         let (tx, rx) = watch::channel(None);
         let link = Arc::new(GrpcLink {
             client: std::sync::RwLock::new(MasterApiClient::new(channel)),
-            master: master.to_string(),
+            masters: std::sync::RwLock::new(masters),
+            membership: file.map(|f| (f, m.clone())),
             identity: std::sync::RwLock::new(identity),
             seen: Mutex::new(rx.clone()),
             latest: rx,
@@ -222,13 +258,83 @@ impl GrpcLink {
         self.redial()
     }
 
+    /// The master this node talks to now.
+    pub fn master(&self) -> String {
+        match self.masters.read() {
+            Ok(m) => m.current.clone(),
+            Err(poisoned) => poisoned.into_inner().current.clone(),
+        }
+    }
+
+    /// Talks to `addr` from now on (a fresh channel), if it is not the current master.
+    fn move_to(&self, addr: &str) -> Result<(), MasterLinkError> {
+        {
+            let mut m = match self.masters.write() {
+                Ok(m) => m,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if m.current == addr {
+                return Ok(());
+            }
+            tracing::info!(from = %m.current, to = %addr, "moving to another master");
+            m.current = addr.to_string();
+        }
+        self.redial()
+    }
+
+    /// The master after the current one in the list (the current one is silent).
+    fn next_master(&self) -> Option<String> {
+        let m = match self.masters.read() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if m.all.len() < 2 {
+            return None;
+        }
+        let at = m
+            .all
+            .iter()
+            .position(|a| *a == m.current)
+            .unwrap_or(m.all.len() - 1);
+        Some(m.all[(at + 1) % m.all.len()].clone())
+    }
+
+    /// The masters' list as a heartbeat answered it; saved with the membership when it changed.
+    fn learn_masters(&self, all: Vec<String>) {
+        if all.is_empty() {
+            return;
+        }
+        {
+            let mut m = match self.masters.write() {
+                Ok(m) => m,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if m.all == all {
+                return;
+            }
+            m.all = all.clone();
+        }
+        if let Some((path, membership)) = &self.membership {
+            let mut saved = membership.clone();
+            saved.masters = all;
+            match serde_json::to_vec_pretty(&saved) {
+                Ok(text) => {
+                    if let Err(e) = pki::write_private(path, &text) {
+                        tracing::warn!(error = %e, "saving the masters' list");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "saving the masters' list"),
+            }
+        }
+    }
+
     /// A fresh channel with the current identity.
     pub fn redial(&self) -> Result<(), MasterLinkError> {
         let identity = match self.identity.read() {
             Ok(i) => i.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         };
-        let client = MasterApiClient::new(master_channel(&self.master, &identity)?);
+        let client = MasterApiClient::new(master_channel(&self.master(), &identity)?);
         match self.client.write() {
             Ok(mut c) => *c = client,
             Err(poisoned) => *poisoned.into_inner() = client,
@@ -469,9 +575,16 @@ async fn heartbeat_loop(
         });
         match tokio::time::timeout(Duration::from_secs(2), beat).await {
             Ok(Ok(r)) => {
-                let ms = r.into_inner().interval_ms.clamp(100, 30_000);
-                interval = Duration::from_millis(ms);
+                let r = r.into_inner();
+                interval = Duration::from_millis(r.interval_ms.clamp(100, 30_000));
                 failures = 0;
+                link.learn_masters(r.masters);
+                // Heartbeats, reports and the watch go to the leader.
+                if !r.leader.is_empty()
+                    && let Err(e) = link.move_to(&r.leader)
+                {
+                    tracing::warn!(error = %with_causes(&e), "moving to the leader");
+                }
             }
             Ok(Err(s)) => {
                 tracing::warn!(code = ?s.code(), error = %dash_rpc::describe(&s), "heartbeat refused");
@@ -482,9 +595,15 @@ async fn heartbeat_loop(
                 failures += 1;
             }
         }
-        if failures >= 2 {
-            // Redial rather than trust the channel to recover on its own.
-            if let Err(e) = link.redial() {
+        // With other masters, the next one at the first silence; alone, a redial after two
+        // (rather than trust the channel to recover on its own).
+        let moved = match (failures, link.next_master()) {
+            (1.., Some(next)) => Some(link.move_to(&next)),
+            (2.., None) => Some(link.redial()),
+            _ => None,
+        };
+        if let Some(r) = moved {
+            if let Err(e) = r {
                 tracing::warn!(error = %with_causes(&e), "redialling the masters");
             }
             failures = 0;

@@ -43,6 +43,7 @@ impl MasterApi for Master {
         Ok(Response::new(HeartbeatResponse {
             state: "ready".into(),
             interval_ms: 500,
+            ..Default::default()
         }))
     }
     async fn report(&self, _: Request<ReportRequest>) -> Result<Response<Ack>, Status> {
@@ -198,8 +199,14 @@ async fn setup() -> Setup {
     tokio::spawn(server);
 
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let membership = dash_worker::master_link::Membership {
+        master: addr.to_string(),
+        node: "w1".into(),
+        subnet: "10.89.0.0/24".into(),
+        masters: vec![],
+    };
     let link = GrpcLink::start(
-        &addr.to_string(),
+        (None, &membership),
         Identity {
             cert_pem: wcert.pem,
             key_pem: wkey,

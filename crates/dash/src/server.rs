@@ -138,10 +138,15 @@ fn duration_flag(
 }
 
 pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
-    let v = validate(&args)?;
+    let mut v = validate(&args)?;
     let name = v.master.node.clone();
+    let node = Node::open(v.node.clone())?;
+    if let Some(subnet) = join_masters(&args, &v, &node).await? {
+        // A master that joined runs its node on the subnet the cluster gave it.
+        v.master.subnet = subnet.to_string();
+        v.subnet = subnet;
+    }
     let master = Master::open(v.master).await?;
-    let node = Node::open(v.node)?;
     let store = node.open_store().await?;
     let node = node.with_network(v.subnet).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -164,6 +169,68 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     node.join().await;
     let _ = trim.await;
     Ok(())
+}
+
+/// `--join TOKEN@MASTER:PORT`: joins the cluster as a master the first time (afterwards the
+/// data dir holds the membership and the flag is not needed). Returns the subnet the cluster
+/// gave this master's node, for a master that joined (now or before).
+async fn join_masters(
+    args: &ServerArgs,
+    v: &Validated,
+    node: &Node,
+) -> Result<Option<Ipv4Net>, ServerError> {
+    let data = &args.node.data_dir;
+    let joined = match (dash_master::raft::join::load(data), &args.join) {
+        (Some(j), _) => j,
+        (None, None) => return Ok(None),
+        (None, Some(_)) if dash_master::raft::node::has_raft_log(data) => {
+            return Err(ServerError::Config(format!(
+                "--join: {} belongs to a cluster already (it has a Raft log); drop --join, or \
+                 use a new --data-dir to join another cluster",
+                data.display()
+            )));
+        }
+        (None, Some(join)) => {
+            let Some(c) = &v.master.cluster else {
+                return Err(ServerError::Config(
+                    "--join needs --advertise-addr: the address the other masters reach this one at".into(),
+                ));
+            };
+            let (token, master) = join.rsplit_once('@').ok_or_else(|| {
+                ServerError::Config(format!(
+                    "--join {join:?}: use TOKEN@MASTER:PORT, e.g. DASH1-…@10.0.0.1:7071"
+                ))
+            })?;
+            std::fs::create_dir_all(data)
+                .map_err(|e| ServerError::Config(format!("--data-dir {}: {e}", data.display())))?;
+            let joined = dash_master::raft::join::join(
+                data,
+                dash_master::raft::join::JoinInfo {
+                    token,
+                    master,
+                    node: &v.master.node,
+                    advertise_addr: c.listen.to_string(),
+                    capacity_json: serde_json::to_string(&node.capacity())
+                        .map_err(|e| ServerError::Other(e.into()))?,
+                    runtime: &node.runtime().kind().to_string(),
+                    no_worker: args.no_worker,
+                },
+            )
+            .await
+            .map_err(|e| ServerError::Config(format!("--join: {e}")))?;
+            tracing::info!(via = %master, subnet = %joined.subnet, "joined the cluster as a master");
+            joined
+        }
+    };
+    let (net, prefix) = ipv4_net(&joined.subnet, 8..=30).ok_or_else(|| {
+        ServerError::Config(format!(
+            "join.json: subnet {:?} is not an IPv4 subnet",
+            joined.subnet
+        ))
+    })?;
+    let subnet = Ipv4Net::new(net, prefix)
+        .map_err(|e| ServerError::Config(format!("join.json: subnet {:?}: {e}", joined.subnet)))?;
+    Ok(Some(subnet))
 }
 
 /// The node as its master sees it: server = Master + Node.

@@ -39,6 +39,11 @@ impl HttpError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// 503 `unavailable`: no leader took the write in time (HA masters); nothing was applied.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
     pub fn internal(e: impl std::fmt::Display) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
     }
@@ -62,7 +67,7 @@ impl From<dash_store::Rejection> for HttpError {
             Rejection::Conflict(m) | Rejection::Exhausted(m) => {
                 HttpError::new(StatusCode::CONFLICT, "conflict", m)
             }
-            Rejection::Invalid { field, message } => HttpError::bad_request(field, message),
+            Rejection::Invalid { field, message } => HttpError::bad_request(&field, message),
         }
     }
 }
@@ -80,8 +85,11 @@ impl From<ManagerError> for HttpError {
             ManagerError::NotFound(name) => HttpError::not_found(format!(
                 "service {name:?} not found; `dash service ls` lists services"
             )),
-            ManagerError::BadRequest { field, message } => HttpError::bad_request(field, message),
+            ManagerError::BadRequest { field, message } => HttpError::bad_request(&field, message),
             ManagerError::Conflict(m) => HttpError::new(StatusCode::CONFLICT, "conflict", m),
+            ManagerError::Store(dash_store::StoreError::Unavailable(m)) => {
+                HttpError::unavailable(m)
+            }
             ManagerError::Store(e) => {
                 tracing::error!(error = %e, source = ?std::error::Error::source(&e), "store error");
                 HttpError::internal(e)

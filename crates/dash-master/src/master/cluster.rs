@@ -26,6 +26,8 @@ use crate::master_api::{Liveness, LivenessConfig, MasterApiService};
 use crate::message_queue::MessageQueue;
 use crate::metrics::Metrics;
 use crate::node_bouncer::{self, NodeBouncer};
+use crate::raft::api::RaftApiService;
+use crate::raft::node::RaftNode;
 use crate::service_state::ServiceState;
 use crate::state_log::StateLog;
 use crate::worker_clients::WorkerClients;
@@ -40,12 +42,35 @@ pub(super) struct Parts {
     pub images: Arc<ImageStore>,
     pub peers: watch::Sender<Vec<(String, String)>>,
     pub metrics: Arc<Metrics>,
+    /// The admin token, for masters that join (RaftApi's ClusterSecrets).
+    pub admin_token: String,
 }
 
 pub(super) struct Started {
     pub bouncer: NodeBouncer,
     pub clients: Arc<WorkerClients>,
+    /// Node liveness: judged by the leader's work, fed by heartbeats and masters' beats.
+    pub liveness: Arc<Liveness>,
     pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// This master's key and certificate from `<data>/pki/master.{key,crt}`, if there and not due
+/// for renewal: a restarted master of a cluster serves with the certificate its peers know.
+fn saved_cert(data: &Path) -> Option<(String, String)> {
+    let dir = data.join("pki");
+    let cert = std::fs::read_to_string(dir.join("master.crt")).ok()?;
+    let key = std::fs::read_to_string(dir.join("master.key")).ok()?;
+    let now = (dash_core::clock::now_ms() / 1000) as i64;
+    (dash_rpc::pki::renew_at(&cert) > now).then_some((cert, key))
+}
+
+fn save_cert(data: &Path, cert: &(String, String)) {
+    let dir = data.join("pki");
+    for (name, content) in [("master.crt", &cert.0), ("master.key", &cert.1)] {
+        if let Err(e) = dash_rpc::pki::write_private(&dir.join(name), content.as_bytes()) {
+            tracing::warn!(error = %e, file = name, "saving this master's certificate");
+        }
+    }
 }
 
 /// Loads or creates the CA, issues this master's certificate, binds master_api (a taken
@@ -62,12 +87,28 @@ pub(super) async fn start(
     let bouncer =
         NodeBouncer::new(p.log.clone(), ca, c.cert_validity).map_err(MasterError::Bouncer)?;
     let store = p.log.store().clone();
-    // A fresh key and certificate for this master at every start; the key stays in memory.
-    let (key_pem, csr_pem) = dash_rpc::pki::new_csr(node).map_err(MasterError::Csr)?;
-    let issued = bouncer
-        .issue(node, dash_rpc::pki::Role::Master, &csr_pem)
-        .await
-        .map_err(MasterError::IssueCert)?;
+    // The certificate this master had, or a new one (recorded through the log: the first
+    // master has just become its own leader). Kept in <data>/pki/master.{crt,key} (0600).
+    let (cert_pem, key_pem) = match saved_cert(data) {
+        Some(c) => c,
+        None => {
+            let (key_pem, csr_pem) = dash_rpc::pki::new_csr(node).map_err(MasterError::Csr)?;
+            let issued = bouncer
+                .issue(node, dash_rpc::pki::Role::Master, &csr_pem)
+                .await
+                .map_err(MasterError::IssueCert)?;
+            let c = (issued.pem, key_pem);
+            save_cert(data, &c);
+            c
+        }
+    };
+    if let Some(raft) = p.log.raft() {
+        raft.peers.set_tls(dash_rpc::tls::master_client_tls(
+            &cert_pem,
+            &key_pem,
+            bouncer.ca_pem(),
+        ));
+    }
     let liveness = Arc::new(Liveness::new(LivenessConfig {
         down_after: c.down_after,
         unreachable_after: c.down_after / 2,
@@ -86,10 +127,21 @@ pub(super) async fn start(
         images: p.images,
         subnets: c.subnets,
         metrics: p.metrics,
+        addr: c.listen.to_string(),
     };
+    let raft_api = p.log.raft().map(|raft| RaftApiService {
+        node: raft.clone(),
+        store: store.clone(),
+        secrets: Arc::new((
+            bouncer.ca_pem().to_string(),
+            bouncer.ca_key_pem().to_string(),
+            p.admin_token.clone(),
+        )),
+        liveness: liveness.clone(),
+    });
     let clients = Arc::new(WorkerClients::new(
         store.clone(),
-        dash_rpc::tls::worker_client_tls(&issued.pem, &key_pem, bouncer.ca_pem()),
+        dash_rpc::tls::worker_client_tls(&cert_pem, &key_pem, bouncer.ca_pem()),
     ));
     // Bound here so that a taken port fails the start; later generations rebind it.
     let listener = tokio::net::TcpListener::bind(c.listen)
@@ -99,24 +151,35 @@ pub(super) async fn start(
             source,
         })?;
     tracing::info!(listen = %c.listen, ca = bouncer.ca_fingerprint(), "master_api ready");
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(serve_master_api(
             Identity {
                 node: node.to_string(),
                 bouncer: bouncer.clone(),
                 clients: clients.clone(),
+                raft: p.log.raft().cloned(),
+                data: data.to_path_buf(),
             },
-            service,
+            (service, raft_api),
             listener,
-            (issued.pem, key_pem),
+            (cert_pem, key_pem),
             shutdown.clone(),
         )),
-        tokio::spawn(liveness.run(p.log.clone(), p.wake, node.to_string(), shutdown.clone())),
-        tokio::spawn(peers_from_store(store, p.peers, shutdown)),
+        tokio::spawn(peers_from_store(store, p.peers, shutdown.clone())),
     ];
+    if let (Some(raft), Some(masters)) = (p.log.raft(), crate::raft::join::pending(data)) {
+        tasks.push(tokio::spawn(crate::raft::join::become_member(
+            raft.clone(),
+            data.to_path_buf(),
+            masters,
+            shutdown,
+        )));
+    }
+    let _ = p.wake;
     Ok(Started {
         bouncer,
         clients,
+        liveness,
         tasks,
     })
 }
@@ -127,6 +190,9 @@ struct Identity {
     node: String,
     bouncer: NodeBouncer,
     clients: Arc<WorkerClients>,
+    /// Its Raft's client identity is renewed with the rest.
+    raft: Option<RaftNode>,
+    data: std::path::PathBuf,
 }
 
 /// Serves master_api with this master's certificate and renews it at two thirds of its
@@ -135,7 +201,7 @@ struct Identity {
 /// worker_api. No restart.
 async fn serve_master_api(
     id: Identity,
-    service: MasterApiService,
+    (service, raft_api): (MasterApiService, Option<RaftApiService>),
     first_listener: tokio::net::TcpListener,
     mut cert: (String, String),
     mut shutdown: watch::Receiver<bool>,
@@ -163,6 +229,11 @@ async fn serve_master_api(
             .add_service(dash_rpc::proto::master_api_server::MasterApiServer::new(
                 service.clone(),
             ))
+            .add_optional_service(raft_api.clone().map(|r| {
+                dash_rpc::proto::raft_api_server::RaftApiServer::new(r)
+                    .max_decoding_message_size(64 << 20)
+                    .max_encoding_message_size(64 << 20)
+            }))
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop_rx.changed().await;
             });
@@ -196,6 +267,14 @@ async fn serve_master_api(
                     &new.1,
                     id.bouncer.ca_pem(),
                 ));
+                if let Some(raft) = &id.raft {
+                    raft.peers.set_tls(dash_rpc::tls::master_client_tls(
+                        &new.0,
+                        &new.1,
+                        id.bouncer.ca_pem(),
+                    ));
+                }
+                save_cert(&id.data, &new);
                 cert = new;
                 tracing::info!(node = %id.node, "master certificate renewed");
             }

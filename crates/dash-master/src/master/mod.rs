@@ -41,11 +41,13 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::admin_api::{self, AppState, RouteStats};
+use crate::leader_election::LeaderWork;
 use crate::local_link::LocalLink;
 use crate::master_api::SubnetPool;
 use crate::message_queue::MessageQueue;
 use crate::metrics::Metrics;
 use crate::node_bouncer::BouncerError;
+use crate::raft::node::{RaftNode, RaftStartError};
 use crate::reconciler::Reconciler;
 use crate::service_manager::ServiceManager;
 use crate::service_scaler::ServiceScaler;
@@ -130,6 +132,16 @@ pub enum MasterError {
     Store(#[source] StoreError),
     #[error("registering this node")]
     RegisterNode(#[source] StoreError),
+    #[error("starting this master's Raft")]
+    Raft(#[source] RaftStartError),
+    #[error(
+        "{} holds the Raft log of a cluster of masters: start this master with --advertise-addr \
+         (as before), or restore a backup into a new data dir",
+        .0.display()
+    )]
+    RaftWithoutCluster(PathBuf),
+    #[error("joining the masters: {0}")]
+    Join(String),
     #[error("registering this node: the cluster's state refused it")]
     NodeRefused(#[source] dash_store::Rejection),
     #[error("creating the cluster CA")]
@@ -181,9 +193,10 @@ impl Master {
         })
     }
 
-    /// Stage 2: registers this node, starts the reconciler, the service_scaler, the route
-    /// feeder, master_api with a cluster, and the admin API (bound here: a taken port fails
-    /// the start).
+    /// Stage 2: with a cluster, this master's Raft (a new one-member cluster the first time,
+    /// or the membership it joined); registers this node, starts master_api with a cluster,
+    /// the route feeder, the leader's work (reconciler, service_scaler, liveness: on the leader
+    /// only, see leader_election) and the admin API (bound here: a taken port fails the start).
     pub async fn start(
         self,
         node: LocalNode,
@@ -191,11 +204,52 @@ impl Master {
     ) -> Result<RunningMaster, MasterError> {
         let Master { cfg, token, db } = self;
         let mq = Arc::new(MessageQueue::new());
-        let log = StateLog::new(db, mq.clone());
-        let store = log.store().clone();
         let wake = Arc::new(Notify::new());
         let (changes_tx, changes_rx) = watch::channel(0u64);
         let kind = node.runtime.clone();
+        let mut tasks = Vec::new();
+
+        let applied = Arc::new(Notify::new());
+        let (log, alone) = match &cfg.cluster {
+            Some(c) => {
+                let raft = RaftNode::open(
+                    &cfg.data_dir,
+                    &cfg.node,
+                    c.listen.to_string(),
+                    db.clone(),
+                    mq.clone(),
+                    applied.clone(),
+                )
+                .await
+                .map_err(MasterError::Raft)?;
+                let joining = crate::raft::join::pending(&cfg.data_dir).is_some();
+                let initialized = raft
+                    .raft
+                    .is_initialized()
+                    .await
+                    .map_err(|e| MasterError::Raft(RaftStartError::Raft(e.to_string())))?;
+                if !initialized && !joining {
+                    raft.bootstrap(&dash_store::StateMachine::new(db.clone()))
+                        .await
+                        .map_err(MasterError::Raft)?;
+                }
+                let alone = !joining && raft.masters().len() <= 1;
+                (StateLog::with_raft(db, raft, mq.clone()), alone)
+            }
+            None => {
+                if crate::raft::node::has_raft_log(&cfg.data_dir) {
+                    return Err(MasterError::RaftWithoutCluster(cfg.data_dir.clone()));
+                }
+                (StateLog::new(db, mq.clone()), true)
+            }
+        };
+        let store = log.store().clone();
+        tasks.push(tokio::spawn(follow_applied(
+            applied,
+            wake.clone(),
+            changes_tx.clone(),
+            shutdown.clone(),
+        )));
 
         let record = NodeRecord {
             id: cfg.node.clone(),
@@ -215,29 +269,33 @@ impl Master {
             subnet: cfg.subnet.clone(),
             runtime: kind.clone(),
         };
-        log.propose_with(
-            Command::UpsertNode {
-                node: Box::new(record),
-                at_ms: crate::now_ms(),
-            },
-            vec![EventDraft::node(
-                EventKind::NodeReady,
-                &cfg.node,
-                format!("{} ({kind})", cfg.node),
-            )],
-        )
-        .await
-        .map_err(MasterError::RegisterNode)?
-        .accepted()
-        .map_err(MasterError::NodeRefused)?;
+        if alone {
+            // Registered before anything serves: this master is the whole cluster.
+            register(&log, &record).await?;
+        } else {
+            // One of several masters: registered once a leader takes it (the leader may be
+            // elected only after this master serves RaftApi).
+            let log = log.clone();
+            let mut stop = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match register(&log, &record).await {
+                        Ok(()) => return,
+                        Err(e) => tracing::warn!(error = %e, "registering this node; retrying"),
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            }));
+        }
 
         let metrics = Arc::new(Metrics::new());
         let manager = ServiceManager::new(log.clone(), wake.clone());
         let state = ServiceState::new(log.clone(), wake.clone());
-        let reconciler = Reconciler::new(log.clone(), mq.clone(), wake.clone(), changes_tx);
-        let mut tasks = Vec::new();
-        let (bouncer, worker_clients) = match &cfg.cluster {
-            None => (None, None),
+        let (bouncer, worker_clients, liveness) = match &cfg.cluster {
+            None => (None, None, None),
             Some(c) => {
                 let started = cluster::start(
                     c,
@@ -252,12 +310,17 @@ impl Master {
                         images: node.images.clone(),
                         peers: node.peers,
                         metrics: metrics.clone(),
+                        admin_token: token.clone(),
                     },
                     shutdown.clone(),
                 )
                 .await?;
                 tasks.extend(started.tasks);
-                (Some(started.bouncer), Some(started.clients))
+                (
+                    Some(started.bouncer),
+                    Some(started.clients),
+                    Some(started.liveness),
+                )
             }
         };
         let link = Arc::new(LocalLink::new(store.clone(), state, changes_rx));
@@ -270,11 +333,9 @@ impl Master {
         )));
         let logs = admin::log_reader(node.logs, cfg.node.clone(), worker_clients.clone());
         let exec = admin::exec_starter(node.exec, cfg.node.clone(), worker_clients);
-        let scaler = ServiceScaler::new(manager.clone(), metrics.clone(), cfg.autoscale_interval);
-        tasks.push(tokio::spawn(scaler.run(shutdown.clone())));
         let app = admin_api::router(AppState {
-            manager,
-            mq,
+            manager: manager.clone(),
+            mq: mq.clone(),
             images: node.images,
             puller: node.puller,
             token: token.into(),
@@ -294,7 +355,40 @@ impl Master {
             })?;
         tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), runtime = %kind, node = %cfg.node, "dash server ready");
 
-        tasks.push(tokio::spawn(reconciler.run(shutdown.clone())));
+        // The leader's work, started and stopped by leader_election.
+        let work: LeaderWork = {
+            let (log, mq, wake, metrics) = (log.clone(), mq.clone(), wake.clone(), metrics.clone());
+            let (liveness, local) = (liveness.clone(), cfg.node.clone());
+            let interval = cfg.autoscale_interval;
+            Box::new(move |term: watch::Receiver<bool>| {
+                let reconciler =
+                    Reconciler::new(log.clone(), mq.clone(), wake.clone(), changes_tx.clone());
+                let scaler = ServiceScaler::new(manager.clone(), metrics.clone(), interval);
+                let mut t = vec![
+                    tokio::spawn(reconciler.run(term.clone())),
+                    tokio::spawn(scaler.run(term.clone())),
+                ];
+                if let Some(l) = &liveness {
+                    t.push(tokio::spawn(l.clone().run(
+                        log.clone(),
+                        wake.clone(),
+                        local.clone(),
+                        term.clone(),
+                    )));
+                }
+                t
+            })
+        };
+        let beat = liveness
+            .as_ref()
+            .map_or(Duration::from_millis(500), |l| l.config().heartbeat);
+        tasks.push(tokio::spawn(crate::leader_election::run(
+            log.raft().cloned(),
+            liveness,
+            beat,
+            work,
+            shutdown.clone(),
+        )));
         let mut shutdown_http = shutdown;
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = shutdown_http.changed().await;
@@ -308,6 +402,45 @@ impl Master {
             metrics,
             tasks,
         })
+    }
+}
+
+/// Records this node (and announces it ready).
+async fn register(log: &StateLog, record: &NodeRecord) -> Result<(), MasterError> {
+    log.propose_with(
+        Command::UpsertNode {
+            node: Box::new(record.clone()),
+            at_ms: crate::now_ms(),
+        },
+        vec![EventDraft::node(
+            EventKind::NodeReady,
+            &record.id,
+            format!("{} ({})", record.id, record.runtime),
+        )],
+    )
+    .await
+    .map_err(MasterError::RegisterNode)?
+    .accepted()
+    .map_err(MasterError::NodeRefused)?;
+    Ok(())
+}
+
+/// Every entry that changed the state (applied here, whoever proposed it) wakes the
+/// reconciler and the assignment watches.
+async fn follow_applied(
+    applied: Arc<Notify>,
+    wake: Arc<Notify>,
+    changes: watch::Sender<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = applied.notified() => {
+                wake.notify_one();
+                changes.send_modify(|v| *v += 1);
+            }
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

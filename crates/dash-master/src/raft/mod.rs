@@ -7,7 +7,11 @@
 //!                                                        └─► state machine (dash.db, applied)
 //! ```
 
+pub mod api;
+pub mod join;
 pub mod log_store;
+pub mod network;
+pub mod node;
 pub mod state_machine;
 
 use std::io::Cursor;
@@ -31,8 +35,34 @@ pub struct Outcome {
     pub version: Option<u64>,
     pub changed: bool,
     pub subnet: Option<String>,
-    /// The state's refusal, in its words.
-    pub rejected: Option<String>,
+    /// The state's refusal, of its kind (the admin API answers 404, 409 or 400 by it).
+    pub rejected: Option<dash_store::Rejection>,
+}
+
+impl From<dash_store::Applied> for Outcome {
+    fn from(a: dash_store::Applied) -> Self {
+        Outcome {
+            index: a.index,
+            version: a.version,
+            changed: a.changed,
+            subnet: a.subnet,
+            rejected: a.rejected,
+        }
+    }
+}
+
+impl From<Outcome> for dash_store::Applied {
+    /// The proposer's view: the entry was applied where it was committed (never a replay).
+    fn from(o: Outcome) -> Self {
+        dash_store::Applied {
+            index: o.index,
+            version: o.version,
+            changed: o.changed,
+            subnet: o.subnet,
+            rejected: o.rejected,
+            replayed: false,
+        }
+    }
 }
 
 openraft::declare_raft_types!(
@@ -45,6 +75,38 @@ openraft::declare_raft_types!(
 
 /// A master's id in the Raft membership.
 pub type NodeId = u64;
+
+/// The masters' Raft.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// A master's Raft id: derived from its node name (the first 63 bits of its SHA-256), so every
+/// master computes any other's without asking, and a name is one member.
+pub fn raft_id(node: &str) -> NodeId {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(node.as_bytes());
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]) >> 1
+}
+
+/// Dash's Raft timers and limits (docs/decisions/0012-raft-masters.md says how they were chosen).
+///
+/// - heartbeat 100 ms, election timeout 400–700 ms: a follower notices a dead leader within
+///   0.4–0.7 s and a new one is elected in one round on loopback or a LAN; a leader whose
+///   heartbeats are late by more than 4 beats (a disk stall) loses its followers' patience.
+/// - snapshots: every 5,000 entries, 1,000 kept behind it for followers a little behind; a
+///   snapshot install may take 10 s (openraft's 200 ms default is too short for a real file).
+pub fn config() -> openraft::Config {
+    openraft::Config {
+        cluster_name: "dash".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 400,
+        election_timeout_max: 700,
+        install_snapshot_timeout: 10_000,
+        max_payload_entries: 1_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5_000),
+        max_in_snapshot_log_to_keep: 1_000,
+        ..Default::default()
+    }
+}
 
 /// openraft's storage conformance suite against the log store and the state machine, on real
 /// SQLite files (a temp dir per case).

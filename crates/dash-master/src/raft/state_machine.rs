@@ -45,6 +45,8 @@ pub struct StateMachineStore {
     dir: PathBuf,
     current: Arc<Mutex<Option<Stored>>>,
     built: Arc<std::sync::atomic::AtomicU64>,
+    /// Told after every entry that changed the state (the reconciler, the watches).
+    changed: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl StateMachineStore {
@@ -55,7 +57,14 @@ impl StateMachineStore {
             dir,
             current: Arc::default(),
             built: Arc::default(),
+            changed: None,
         }
+    }
+
+    /// `notify` is told after every applied entry that changed the state.
+    pub fn on_change(mut self, notify: Arc<tokio::sync::Notify>) -> Self {
+        self.changed = Some(notify);
+        self
     }
 
     async fn applied(
@@ -106,13 +115,7 @@ fn sm_write(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
 }
 
 fn outcome(a: Applied) -> Outcome {
-    Outcome {
-        index: a.index,
-        version: a.version,
-        changed: a.changed,
-        subnet: a.subnet,
-        rejected: a.rejected.map(|r| r.to_string()),
-    }
+    Outcome::from(a)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
@@ -204,6 +207,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         .map_err(sm_write)?
                 }
             };
+            if applied.publishes()
+                && let Some(n) = &self.changed
+            {
+                n.notify_one();
+            }
             out.push(outcome(applied));
         }
         Ok(out)
@@ -232,6 +240,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let installed = self.machine.install_from(&path).await;
         remove_db_files(&path);
         installed.map_err(|e| StorageIOError::read_snapshot(Some(signature), &e))?;
+        if let Some(n) = &self.changed {
+            n.notify_one();
+        }
         *self.current.lock().await = Some(Stored {
             meta: meta.clone(),
             data,

@@ -587,7 +587,7 @@ async fn entries_apply_once_and_the_index_is_kept_with_them() {
     assert_eq!(
         r.rejected,
         Some(Rejection::NotFound {
-            what: "service",
+            what: "service".into(),
             name: "nope".into()
         })
     );
@@ -779,10 +779,7 @@ async fn rules_that_depend_on_the_state_are_the_state_machines() {
     assert!(
         matches!(
             &e,
-            TestApplyError::Rejected(Rejection::Invalid {
-                field: "replicas",
-                ..
-            })
+            TestApplyError::Rejected(Rejection::Invalid { field, .. }) if field == "replicas"
         ),
         "{e}"
     );

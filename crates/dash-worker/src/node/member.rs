@@ -56,7 +56,7 @@ impl Member {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Member, NodeError> {
         let link = GrpcLink::start(
-            &cfg.membership.master,
+            (Some(node.data_dir().join("cluster.json")), &cfg.membership),
             cfg.identity.clone(),
             cfg.membership.node.clone(),
             node.capacity(),

@@ -1,0 +1,266 @@
+//! This master's Raft: opened over `<data>/raft.db` (the log) and `<data>/dash.db` (the
+//! state), started as the first member of a new cluster or as a master that joined one, and
+//! the write path the state log takes behind it (`propose`, with the leader found and the
+//! write forwarded to it when this master is not the leader).
+//!
+//! ```text
+//!  propose(Proposal) ─► raft.client_write ─► committed by a majority, applied here ─► Outcome
+//!        │ "forward to leader L"
+//!        └─► RaftApi.Propose at L ─► L's client_write ─► Outcome      (retried until a
+//!                                                                      deadline while there is
+//!                                                                      no leader; then refused)
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dash_store::{Db, StateMachine, StoreError};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ServerState};
+use tokio::sync::Notify;
+
+use super::log_store::LogStore;
+use super::network::{CallError, Method, Peers};
+use super::state_machine::StateMachineStore;
+use super::{NodeId, Outcome, Proposal, Raft};
+use crate::message_queue::MessageQueue;
+
+/// How long a write waits for a leader before it is refused.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a write at a follower gets back from the leader's `Propose`.
+pub type ProposeAnswer = Result<Outcome, RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>>;
+
+/// This master's Raft and how to reach the others. Clones share everything.
+#[derive(Clone)]
+pub struct RaftNode {
+    pub raft: Raft,
+    pub id: NodeId,
+    /// This master's master_api address, as the others dial it.
+    pub addr: String,
+    pub peers: Peers,
+}
+
+/// Why this master's Raft could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RaftStartError {
+    #[error("opening the Raft log {}", path.display())]
+    Log {
+        path: std::path::PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    #[error("reading the state: {0}")]
+    State(#[source] StoreError),
+    #[error("starting Raft: {0}")]
+    Raft(String),
+}
+
+/// Whether `<data>/raft.db` holds a Raft log already (this data dir belongs to a cluster of
+/// masters, and must not be written to without it).
+pub fn has_raft_log(data: &Path) -> bool {
+    data.join("raft.db").exists()
+}
+
+impl RaftNode {
+    /// Opens the log and the state machine and starts Raft (not yet a member of anything if
+    /// the log is new: `bootstrap` or a leader's `AddMaster` makes it one). `on_change` is
+    /// called after every applied entry that changed the state.
+    pub async fn open(
+        data: &Path,
+        node: &str,
+        addr: String,
+        db: Db,
+        mq: Arc<MessageQueue>,
+        on_change: Arc<Notify>,
+    ) -> Result<RaftNode, RaftStartError> {
+        let path = data.join("raft.db");
+        let log = dash_store::open_raft_log(&path)
+            .await
+            .map_err(|source| RaftStartError::Log { path, source })?;
+        let sm = StateMachineStore::new(StateMachine::new(db), mq, data.join("snapshots"))
+            .on_change(on_change);
+        let peers = Peers::default();
+        let id = super::raft_id(node);
+        let config = super::config()
+            .validate()
+            .map_err(|e| RaftStartError::Raft(e.to_string()))?;
+        let raft = Raft::new(id, Arc::new(config), peers.clone(), LogStore::new(log), sm)
+            .await
+            .map_err(|e| RaftStartError::Raft(e.to_string()))?;
+        Ok(RaftNode {
+            raft,
+            id,
+            addr,
+            peers,
+        })
+    }
+
+    /// Makes this master the only member of a new cluster, once: a log that has a membership
+    /// already is left alone. A state older than the log (a single-master data dir, upgraded in
+    /// place) becomes the snapshot the log starts after, so that a master joining later gets it
+    /// whole instead of the log's entries alone.
+    pub async fn bootstrap(&self, machine: &StateMachine) -> Result<(), RaftStartError> {
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| RaftStartError::Raft(e.to_string()))?;
+        if initialized {
+            return Ok(());
+        }
+        let (before, log_id) = machine
+            .applied_log_id()
+            .await
+            .map_err(RaftStartError::State)?;
+        let upgraded = log_id.is_none() && before > 0;
+        let members = BTreeMap::from([(self.id, BasicNode::new(&self.addr))]);
+        self.raft
+            .initialize(members)
+            .await
+            .map_err(|e| RaftStartError::Raft(e.to_string()))?;
+        if upgraded {
+            // The membership entry applied, then a snapshot of everything, then the log up to
+            // it dropped.
+            let m = self
+                .raft
+                .wait(Some(Duration::from_secs(10)))
+                .state(ServerState::Leader, "one-member cluster elects itself")
+                .await
+                .map_err(|e| RaftStartError::Raft(e.to_string()))?;
+            let upto = m.last_log_index.unwrap_or(0);
+            self.raft
+                .wait(Some(Duration::from_secs(10)))
+                .applied_index_at_least(Some(upto), "membership applied")
+                .await
+                .map_err(|e| RaftStartError::Raft(e.to_string()))?;
+            self.raft
+                .trigger()
+                .snapshot()
+                .await
+                .map_err(|e| RaftStartError::Raft(e.to_string()))?;
+            self.raft
+                .wait(Some(Duration::from_secs(30)))
+                .snapshot(
+                    m.last_applied.unwrap_or_default(),
+                    "the upgraded state's snapshot",
+                )
+                .await
+                .map_err(|e| RaftStartError::Raft(e.to_string()))?;
+            self.raft
+                .trigger()
+                .purge_log(upto)
+                .await
+                .map_err(|e| RaftStartError::Raft(e.to_string()))?;
+            tracing::info!(
+                applied_before = before,
+                "a single-master state became a one-member Raft cluster"
+            );
+        } else {
+            tracing::info!(id = self.id, addr = %self.addr, "a new one-member Raft cluster");
+        }
+        Ok(())
+    }
+
+    /// The leader this master knows of, with its address.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())?;
+        Some((id, addr))
+    }
+
+    /// Whether this master is the leader now.
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    /// Every member and learner: (id, master_api address).
+    pub fn masters(&self) -> Vec<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        m.membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect()
+    }
+
+    /// Proposes `p` and waits until it is committed and applied: here if this master leads,
+    /// else at the leader it names. While there is no leader (an election, a lost majority)
+    /// it tries again for up to [`WRITE_TIMEOUT`], then fails saying which masters it tried.
+    /// A write that timed out at a leader may still be committed later; it was not
+    /// acknowledged.
+    pub async fn propose(&self, p: Proposal) -> Result<Outcome, StoreError> {
+        let deadline = Instant::now() + WRITE_TIMEOUT;
+        let mut last_error = String::from("no leader elected");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let masters: Vec<String> = self.masters().into_iter().map(|(_, a)| a).collect();
+                return Err(StoreError::Unavailable(format!(
+                    "no leader took the write within {} s ({last_error}); masters: {}; a majority \
+                     of them must be up and reach each other",
+                    WRITE_TIMEOUT.as_secs(),
+                    masters.join(", ")
+                )));
+            }
+            match tokio::time::timeout(left, self.raft.client_write(p.clone())).await {
+                Err(_) => last_error = "the leader did not commit it in time".into(),
+                Ok(Ok(r)) => return Ok(r.data),
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                    match f.leader_node {
+                        None => last_error = "no leader elected".into(),
+                        Some(leader) => match self.forward(&leader.addr, &p, left).await {
+                            Ok(Ok(outcome)) => return Ok(outcome),
+                            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                                last_error = format!("{} is no longer the leader", leader.addr)
+                            }
+                            Ok(Err(e)) => {
+                                return Err(StoreError::Unavailable(format!(
+                                    "the leader at {} refused the write: {e}",
+                                    leader.addr
+                                )));
+                            }
+                            Err(e @ CallError::Unreachable { .. }) => last_error = e.to_string(),
+                            Err(e @ CallError::Refused { .. }) => {
+                                return Err(StoreError::Unavailable(format!(
+                                    "forwarding the write to the leader: {e}"
+                                )));
+                            }
+                        },
+                    }
+                }
+                Ok(Err(RaftError::APIError(e))) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "the log refused the write: {e}"
+                    )));
+                }
+                Ok(Err(RaftError::Fatal(e))) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "this master's Raft has stopped ({e}); restart it"
+                    )));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn forward(
+        &self,
+        leader: &str,
+        p: &Proposal,
+        left: Duration,
+    ) -> Result<ProposeAnswer, CallError> {
+        self.peers
+            .call(leader, Method::Propose, p, left.min(Duration::from_secs(5)))
+            .await
+    }
+}
