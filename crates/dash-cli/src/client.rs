@@ -26,23 +26,68 @@ pub enum ClientError {
 }
 
 pub struct Client {
-    addr: String,
+    /// The masters' admin API addresses (`DASH_ADDR=a:7070,b:7070,…`): every master answers
+    /// (a follower forwards writes to the leader), so any one that is up will do.
+    addrs: Vec<String>,
+    /// The one that answered last.
+    current: std::sync::atomic::AtomicUsize,
     token: Option<String>,
 }
 
 impl Client {
+    /// `addr`: one address, or several separated by commas (tried in turn).
     pub fn new(addr: String, token: Option<String>) -> Self {
-        Self { addr, token }
+        let addrs: Vec<String> = addr
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(String::from)
+            .collect();
+        Self {
+            addrs: if addrs.is_empty() { vec![addr] } else { addrs },
+            current: Default::default(),
+            token,
+        }
     }
 
+    fn addr(&self) -> &str {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        &self.addrs[i % self.addrs.len()]
+    }
+
+    /// A connection to the first master that takes it, starting with the one that answered
+    /// last; with several, each gets a second.
     async fn connect(&self) -> Result<TokioIo<TcpStream>, ClientError> {
-        TcpStream::connect(&self.addr)
-            .await
-            .map(TokioIo::new)
-            .map_err(|source| ClientError::Connect {
-                addr: self.addr.clone(),
-                source,
-            })
+        let start = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        let n = self.addrs.len();
+        let mut last = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let addr = &self.addrs[i];
+            let attempt = if n == 1 {
+                TcpStream::connect(addr).await
+            } else {
+                tokio::time::timeout(std::time::Duration::from_secs(1), TcpStream::connect(addr))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "no answer within 1 s",
+                        ))
+                    })
+            };
+            match attempt {
+                Ok(s) => {
+                    self.current.store(i, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(TokioIo::new(s));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(ClientError::Connect {
+            addr: self.addrs.join(","),
+            source: last.unwrap_or_else(|| std::io::Error::other("no address")),
+        })
     }
 
     /// A request to the admin API with its host and bearer token.
@@ -50,7 +95,7 @@ impl Client {
         let req = Request::builder()
             .method(method)
             .uri(path)
-            .header("host", &self.addr);
+            .header("host", self.addr());
         match &self.token {
             Some(t) => req.header("authorization", format!("Bearer {t}")),
             None => req,

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use client::{Client, ClientError};
+pub use commands::cluster::ClusterCmd;
 pub use commands::events::EventsArgs;
 pub use commands::exec::ExecArgs;
 pub use commands::image::ImageCmd;
@@ -92,9 +93,12 @@ pub enum Command {
     Worker(Box<WorkerArgs>),
     /// Run a command in a replica, on whatever node holds it: `dash exec -it web-1a2b -- sh`.
     Exec(ExecArgs),
-    /// Join tokens: create, ls, revoke.
+    /// Join tokens: create (--role worker or master), ls, revoke.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// The masters' Raft: status (leader, term, commit index, each master's role and lag).
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
     /// Images: import, pull, list, inspect, prune, remove.
     #[command(subcommand)]
     Image(ImageCmd),
@@ -170,6 +174,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Exec(args) => commands::exec::run(&client, args).await,
         Command::Token(cmd) => commands::token::run(&client, json, cmd).await,
+        Command::Cluster(cmd) => commands::cluster::run(&client, json, cmd).await,
         Command::Image(cmd) => commands::image::run(&client, json, cmd).await,
         Command::Apply(args) => commands::service::apply(&client, json, args).await,
         Command::Ps(args) => commands::replica::ps(&client, json, args).await,

@@ -204,6 +204,37 @@ pub struct NodeInfo {
     pub last_seen_ms: u64,
 }
 
+/// `GET /v1/cluster`: the masters' Raft as the leader sees it (`dash cluster status`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClusterStatus {
+    /// The leader's node name (None while there is none).
+    pub leader: Option<String>,
+    pub term: u64,
+    /// The last log index a majority has.
+    pub commit_index: u64,
+    /// The master whose view this is (the leader, when one is known).
+    pub answered_by: String,
+    pub masters: Vec<MasterStatus>,
+}
+
+/// One master in [`ClusterStatus`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MasterStatus {
+    pub name: String,
+    /// Its master_api address.
+    pub address: String,
+    /// leader, follower or learner.
+    pub role: String,
+    /// The last log index the leader knows it has (leader's view only).
+    pub match_index: Option<u64>,
+    /// Entries it is behind the leader's last one.
+    pub lag: Option<u64>,
+    /// Milliseconds since the leader last heard from it.
+    pub last_contact_ms: Option<u64>,
+}
+
 /// A join token as `dash token ls` shows it (never its secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

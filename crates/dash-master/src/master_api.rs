@@ -82,6 +82,12 @@ impl Liveness {
         }
     }
 
+    /// Milliseconds since `node` was last heard from (None: never, since this master leads).
+    pub fn silence_ms(&self, node: &str) -> Option<u64> {
+        let s = self.seen.lock().ok()?;
+        s.get(node).map(|t| t.elapsed().as_millis() as u64)
+    }
+
     pub fn config(&self) -> LivenessConfig {
         self.cfg
     }

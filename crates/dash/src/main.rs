@@ -64,11 +64,16 @@ fn daemon_exit(result: Result<(), daemon::ServerError>) -> ExitCode {
 fn init_tracing(level: &str) {
     // tonic reports a refused TLS handshake (a bad or expired node certificate) only at
     // debug level; a cluster's operators need to see those.
-    let directives = if level.contains("tonic") {
+    let mut directives = if level.contains("tonic") {
         level.to_string()
     } else {
         format!("{level},tonic::transport::server::io_stream=debug")
     };
+    // openraft logs every vote and append at info; its warnings and errors are what count
+    // (Dash logs elections and leadership changes itself).
+    if !level.contains("openraft") {
+        directives.push_str(",openraft=warn");
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()

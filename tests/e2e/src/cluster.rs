@@ -231,13 +231,155 @@ impl Cluster {
         c
     }
 
+    /// `masters` masters (the first starts the cluster, the others join it with a token of
+    /// role master; none runs replicas) and `workers` workers, all ready. The admin API
+    /// address is every master's (`DASH_ADDR=a,b,c`: the CLI tries each).
+    pub fn start_ha(slot: u8, masters: usize, workers: usize) -> Cluster {
+        require(
+            "nsenter (util-linux)",
+            Path::new("/usr/bin/nsenter").exists(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let bridge = format!("dcb{slot}");
+        let _ = Command::new("ip").args(["link", "del", &bridge]).output();
+        run("ip", &["link", "add", &bridge, "type", "bridge"]);
+        run(
+            "ip",
+            &["addr", "add", &format!("10.96.{slot}.1/24"), "dev", &bridge],
+        );
+        run("ip", &["link", "set", &bridge, "up"]);
+        let mut c = Cluster {
+            addr: String::new(),
+            dir,
+            slot,
+            bridge,
+            nodes: Vec::new(),
+            token: String::new(),
+        };
+        for i in 0..masters {
+            c.add_named_netns(i, format!("m{}", i + 1));
+        }
+        c.addr = c
+            .nodes
+            .iter()
+            .map(|n| format!("{}:7070", n.ip))
+            .collect::<Vec<_>>()
+            .join(",");
+        let master_args = |c: &Cluster, i: usize| -> Vec<String> {
+            let n = &c.nodes[i];
+            vec![
+                "server".into(),
+                "--data-dir".into(),
+                n.data_dir.display().to_string(),
+                "--run-dir".into(),
+                n.run_dir.display().to_string(),
+                "--cgroup-parent".into(),
+                cgroup_parent(&n.run_dir),
+                "--listen".into(),
+                format!("{}:7070", n.ip),
+                "--advertise-addr".into(),
+                n.ip.clone(),
+                "--subnet".into(),
+                format!("10.95.{slot}.0/24"),
+                "--cluster-cidr".into(),
+                format!("10.{}.0.0/20", 150 + u16::from(slot)),
+                "--node-name".into(),
+                n.name.clone(),
+                "--node-down-after".into(),
+                "2s".into(),
+                "--no-worker".into(),
+            ]
+        };
+        c.nodes[0].args = master_args(&c, 0);
+        c.nodes[0].spawn();
+        c.wait(
+            "the first master's admin API",
+            Duration::from_secs(20),
+            || {
+                c.nodes[0]
+                    .data_dir
+                    .join("admin.token")
+                    .exists()
+                    .then(|| c.dash(&["node", "ls"]).status.success().then_some(()))
+                    .flatten()
+            },
+        );
+        let master_token = c
+            .ok(&["token", "create", "--role", "master"])
+            .trim()
+            .to_string();
+        for i in 1..masters {
+            let mut args = master_args(&c, i);
+            args.extend([
+                "--join".into(),
+                format!("{master_token}@{}:7071", c.nodes[0].ip),
+            ]);
+            c.nodes[i].args = args;
+            c.nodes[i].spawn();
+        }
+        c.wait(
+            &format!("{masters} masters in the membership"),
+            Duration::from_secs(30),
+            || {
+                let s = c.cluster_status()?;
+                let voters = s["masters"]
+                    .as_array()?
+                    .iter()
+                    .filter(|m| m["role"] == "leader" || m["role"] == "follower")
+                    .count();
+                (voters == masters).then_some(())
+            },
+        );
+        c.token = c
+            .ok(&["token", "create", "--role", "worker"])
+            .trim()
+            .to_string();
+        for _ in 0..workers {
+            let idx = c.nodes.len();
+            c.add_netns(idx);
+            let token = c.token.clone();
+            c.spawn_worker(idx, &token);
+        }
+        c.wait_nodes_ready(masters + workers);
+        c
+    }
+
+    /// `dash cluster status` as JSON, if a master answers.
+    pub fn cluster_status(&self) -> Option<Value> {
+        let out = self.dash(&["-o", "json", "cluster", "status"]);
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// The index of the node that leads the masters now.
+    pub fn leader(&self) -> Option<usize> {
+        let s = self.cluster_status()?;
+        let name = s["leader"].as_str()?;
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// `dash` against one node's admin API only.
+    pub fn dash_at(&self, i: usize, args: &[&str]) -> Output {
+        let token =
+            std::fs::read_to_string(self.nodes[0].data_dir.join("admin.token")).unwrap_or_default();
+        Command::new(dash_bin())
+            .args(args)
+            .env("DASH_ADDR", format!("{}:7070", self.nodes[i].ip))
+            .env("DASH_TOKEN", token.trim())
+            .output()
+            .unwrap()
+    }
+
     fn add_netns(&mut self, i: usize) {
-        let slot = self.slot;
         let name = if i == 0 {
             "m".to_string()
         } else {
             format!("w{i}")
         };
+        self.add_named_netns(i, name);
+    }
+
+    fn add_named_netns(&mut self, i: usize, name: String) {
+        let slot = self.slot;
         let netns = format!("dash-c{slot}-{name}");
         let veth = format!("dc{slot}{name}");
         // What an earlier, killed run of this test may have left.

@@ -15,7 +15,7 @@ pub(crate) const LS_COLUMNS: [&str; 5] = ["ID", "ROLE", "AGE", "EXPIRES", "STATE
 pub enum TokenCmd {
     /// A new join token, printed once.
     Create {
-        /// What the token admits: worker.
+        /// What the token admits: worker (`dash worker --join`) or master (`dash server --join`).
         #[arg(long, default_value = "worker")]
         role: String,
         /// Lifetime, e.g. 1h, 30m (default: until revoked).

@@ -3,6 +3,7 @@
 //! service_manager (or the image store), and map errors in `error.rs`; nothing else.
 
 mod auth;
+mod cluster;
 mod error;
 mod events;
 mod exec;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Admission of nodes; None when master_api is off (no --advertise-addr).
     pub bouncer: Option<crate::node_bouncer::NodeBouncer>,
+    /// Node liveness (with a cluster): when the leader last heard from each node.
+    pub liveness: Option<Arc<crate::master_api::Liveness>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -84,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/replicas", get(services::replicas))
         .route("/replicas/{id}/exec", get(exec::exec))
         .route("/nodes", get(nodes::list))
+        .route("/cluster", get(cluster::status))
         .route("/nodes/{id}", get(nodes::inspect).delete(nodes::remove))
         .route("/nodes/{id}/drain", post(nodes::drain))
         .route("/nodes/{id}/activate", post(nodes::activate))

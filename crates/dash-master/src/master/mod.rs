@@ -346,6 +346,7 @@ impl Master {
             node: cfg.node.clone(),
             metrics: metrics.clone(),
             bouncer,
+            liveness: liveness.clone(),
         });
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await

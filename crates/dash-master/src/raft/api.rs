@@ -209,6 +209,25 @@ impl RaftApi for RaftApiService {
         }))
     }
 
+    async fn status(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.master(&req).await?;
+        if !self.node.is_leader() {
+            return Err(self.not_leader());
+        }
+        let me = self
+            .store
+            .nodes()
+            .await
+            .ok()
+            .and_then(|n| {
+                n.into_iter()
+                    .find(|n| super::raft_id(&n.id) == self.node.id)
+            })
+            .map(|n| n.id)
+            .unwrap_or_default();
+        encode(&super::status::local(&self.node, &self.store, Some(&self.liveness), &me).await)
+    }
+
     async fn beat(&self, req: Request<BeatRequest>) -> Result<Response<Ack>, Status> {
         let peer = self.master(&req).await?;
         self.liveness.beat(&peer.node);

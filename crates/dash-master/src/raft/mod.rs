@@ -13,6 +13,7 @@ pub mod log_store;
 pub mod network;
 pub mod node;
 pub mod state_machine;
+pub mod status;
 
 use std::io::Cursor;
 

@@ -120,6 +120,7 @@ impl Peers {
             Method::Vote => client.vote(request).await,
             Method::InstallSnapshot => client.install_snapshot(request).await,
             Method::Propose => client.propose(request).await,
+            Method::Status => client.status(request).await,
         };
         match answer {
             Ok(a) => serde_json::from_slice(&a.into_inner().json).map_err(|e| CallError::Refused {
@@ -155,6 +156,7 @@ pub enum Method {
     Vote,
     InstallSnapshot,
     Propose,
+    Status,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Peers {
