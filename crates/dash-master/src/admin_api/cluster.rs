@@ -10,14 +10,17 @@ use super::error::HttpError;
 use crate::raft::network::Method;
 
 /// The leader, the term, the commit index and every master's role, match index, lag and last
-/// contact. A master without a cluster (no `--advertise-addr`) has no Raft: 404.
+/// contact. A master without a cluster (no `--advertise-addr`) has no Raft: 409, as the
+/// token routes answer there.
 #[utoipa::path(get, path = "/v1/cluster", tag = "nodes", operation_id = "cluster_status",
     responses((status = 200, body = ClusterStatus),
-        (status = 404, body = ApiError, description = "`not_found`: a master without a cluster")))]
+        (status = 409, body = ApiError, description = "`conflict`: a master without a cluster (no `--advertise-addr`)")))]
 pub async fn status(State(s): State<AppState>) -> Result<Json<ClusterStatus>, HttpError> {
     let log = s.manager.log();
     let Some(node) = log.raft() else {
-        return Err(HttpError::not_found(
+        return Err(HttpError::new(
+            axum::http::StatusCode::CONFLICT,
+            "conflict",
             "this master runs alone (no --advertise-addr): there is no cluster of masters",
         ));
     };
