@@ -146,14 +146,8 @@ fn run(cmd: &str, args: &[&str]) {
 }
 
 impl Cluster {
-    /// A master and `workers` workers (labelled `tier=worker`), joined and ready.
-    /// `slot` (1..=99) keeps names and subnets apart from other tests.
-    pub fn start(slot: u8, workers: usize) -> Cluster {
-        Self::start_with(slot, workers, &[])
-    }
-
-    /// [`Cluster::start`] with more `dash server` flags for the master.
-    pub fn start_with(slot: u8, workers: usize, master_flags: &[&str]) -> Cluster {
+    /// No node yet: the test bridge of `slot` (10.96.SLOT.1/24) and a temp dir.
+    fn bridged(slot: u8) -> Cluster {
         require(
             "nsenter (util-linux)",
             Path::new("/usr/bin/nsenter").exists(),
@@ -167,14 +161,26 @@ impl Cluster {
             &["addr", "add", &format!("10.96.{slot}.1/24"), "dev", &bridge],
         );
         run("ip", &["link", "set", &bridge, "up"]);
-        let mut c = Cluster {
-            addr: format!("10.96.{slot}.10:7070"),
+        Cluster {
+            addr: String::new(),
             dir,
             slot,
             bridge,
             nodes: Vec::new(),
             token: String::new(),
-        };
+        }
+    }
+
+    /// A master and `workers` workers (labelled `tier=worker`), joined and ready.
+    /// `slot` (1..=99) keeps names and subnets apart from other tests.
+    pub fn start(slot: u8, workers: usize) -> Cluster {
+        Self::start_with(slot, workers, &[])
+    }
+
+    /// [`Cluster::start`] with more `dash server` flags for the master.
+    pub fn start_with(slot: u8, workers: usize, master_flags: &[&str]) -> Cluster {
+        let mut c = Cluster::bridged(slot);
+        c.addr = format!("10.96.{slot}.10:7070");
         for i in 0..=workers {
             c.add_netns(i);
         }
@@ -235,27 +241,7 @@ impl Cluster {
     /// role master; none runs replicas) and `workers` workers, all ready. The admin API
     /// address is every master's (`DASH_ADDR=a,b,c`: the CLI tries each).
     pub fn start_ha(slot: u8, masters: usize, workers: usize) -> Cluster {
-        require(
-            "nsenter (util-linux)",
-            Path::new("/usr/bin/nsenter").exists(),
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let bridge = format!("dcb{slot}");
-        let _ = Command::new("ip").args(["link", "del", &bridge]).output();
-        run("ip", &["link", "add", &bridge, "type", "bridge"]);
-        run(
-            "ip",
-            &["addr", "add", &format!("10.96.{slot}.1/24"), "dev", &bridge],
-        );
-        run("ip", &["link", "set", &bridge, "up"]);
-        let mut c = Cluster {
-            addr: String::new(),
-            dir,
-            slot,
-            bridge,
-            nodes: Vec::new(),
-            token: String::new(),
-        };
+        let mut c = Cluster::bridged(slot);
         for i in 0..masters {
             c.add_named_netns(i, format!("m{}", i + 1));
         }
