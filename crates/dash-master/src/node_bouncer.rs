@@ -237,19 +237,21 @@ impl NodeBouncer {
                 "node {} is not part of this cluster (removed?); join again with a new token",
                 id.node
             ))),
-            Some((current, previous))
-                if [&current, &previous]
-                    .iter()
-                    .any(|s| pki::canonical_serial(s) == id.serial) =>
-            {
-                Ok(id)
-            }
+            Some(serials) if is_recorded(&serials, &id) => Ok(id),
             Some(_) => Err(BouncerError::Refused(format!(
                 "certificate {} of node {} was replaced; the node must use its newest certificate",
                 id.serial, id.node
             ))),
         }
     }
+}
+
+/// Whether `id`'s certificate is one of the two the state records for its node (current and,
+/// during a rotation, previous).
+pub fn is_recorded((current, previous): &(String, String), id: &PeerIdentity) -> bool {
+    [current, previous]
+        .iter()
+        .any(|s| pki::canonical_serial(s) == id.serial)
 }
 
 fn ago(ms: u64) -> String {

@@ -87,13 +87,7 @@ impl RaftApiService {
                     )))
                 }
             }
-            Some((current, previous))
-                if [&current, &previous]
-                    .iter()
-                    .any(|s| pki::canonical_serial(s) == id.serial) =>
-            {
-                Ok(id)
-            }
+            Some(serials) if crate::node_bouncer::is_recorded(&serials, &id) => Ok(id),
             Some(_) => Err(Status::permission_denied(format!(
                 "certificate {} of master {} was replaced",
                 id.serial, id.node
