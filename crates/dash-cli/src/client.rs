@@ -192,6 +192,49 @@ impl Client {
         decode(resp).await
     }
 
+    /// A GET whose answer is written to the new file `dest` (through `dest.partial`, renamed
+    /// once complete and synced). Returns its size.
+    pub async fn download(&self, path: &str, dest: &std::path::Path) -> Result<u64, ClientError> {
+        use tokio::io::AsyncWriteExt;
+        let resp = self.send(Method::GET, path, ReqBody::Empty).await?;
+        let mut partial = dest.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = std::path::PathBuf::from(partial);
+        let io =
+            |e: std::io::Error| ClientError::Http(format!("writing {}: {e}", partial.display()));
+        let written = async {
+            let mut f = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&partial)
+                .await
+                .map_err(io)?;
+            let mut body = resp.into_body();
+            let mut n = 0u64;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| ClientError::Http(e.to_string()))?;
+                if let Ok(data) = frame.into_data() {
+                    n += data.len() as u64;
+                    f.write_all(&data).await.map_err(io)?;
+                }
+            }
+            f.sync_all().await.map_err(io)?;
+            Ok::<u64, ClientError>(n)
+        }
+        .await;
+        match written {
+            Ok(n) => {
+                tokio::fs::rename(&partial, dest).await.map_err(io)?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&partial).await;
+                Err(e)
+            }
+        }
+    }
+
     /// A GET that upgrades the connection to `protocol`; the raw connection after the 101.
     pub async fn upgrade(
         &self,

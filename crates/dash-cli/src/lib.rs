@@ -8,7 +8,7 @@
 //! ```
 
 pub mod client;
-mod commands;
+pub mod commands;
 mod daemon_args;
 mod output;
 mod progress;
@@ -68,12 +68,21 @@ pub struct ClientArgs {
 /// some subcommands, and `dash server --help` would offer the `--addr` it ignores. clap merges
 /// a global argument's value up the path by its id, so `Cli::client` gets the value from
 /// wherever it was given (the innermost one if given twice).
+///
+/// `dash restore` runs locally and takes neither; `dash backup` takes `--addr` only: its
+/// `-o` is the file it writes (`dash backup -o cluster.snap`, as etcdctl and nomad name it).
 fn with_client_args(sub: clap::Command) -> clap::Command {
-    if matches!(sub.get_name(), "server" | "worker") {
+    if matches!(sub.get_name(), "server" | "worker" | "restore") {
         return sub;
     }
+    let only_addr = sub.get_name() == "backup";
     let client = ClientArgs::augment_args(clap::Command::new("client"));
-    sub.args(client.get_arguments().map(|a| a.clone().global(true)))
+    sub.args(
+        client
+            .get_arguments()
+            .filter(|a| !only_addr || a.get_id() == "addr")
+            .map(|a| a.clone().global(true)),
+    )
 }
 
 /// How client commands print: aligned tables, or JSON as the admin API returns it.
@@ -126,6 +135,12 @@ pub enum Command {
     Route(RouteCmd),
     /// Live stream of what happens in the cluster.
     Events(EventsArgs),
+    /// A consistent snapshot of the cluster (state, CA, tokens, images) into a file:
+    /// `dash backup -o cluster.snap`.
+    Backup(commands::backup::BackupArgs),
+    /// Make a new one-master cluster's data dir from a backup, locally (no server):
+    /// `dash restore --data-dir /var/lib/dash cluster.snap`, then `dash server --data-dir …`.
+    Restore(commands::backup::RestoreArgs),
 }
 
 /// Reads the admin token: DASH_TOKEN, else `<data-dir>/admin.token`.
@@ -169,9 +184,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = Client::new(cli.client.addr, token());
     let json = cli.client.output == Format::Json;
     match cli.command {
-        Command::Server(_) | Command::Worker(_) => {
-            anyhow::bail!("daemons are run by the binary")
+        Command::Server(_) | Command::Worker(_) | Command::Restore(_) => {
+            anyhow::bail!("daemons and restores are run by the binary")
         }
+        Command::Backup(args) => commands::backup::run(&client, json, args).await,
         Command::Exec(args) => commands::exec::run(&client, args).await,
         Command::Token(cmd) => commands::token::run(&client, json, cmd).await,
         Command::Cluster(cmd) => commands::cluster::run(&client, json, cmd).await,

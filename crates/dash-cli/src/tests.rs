@@ -97,14 +97,20 @@ fn every_client_command_takes_addr_and_output() {
     paths(&cmd, Vec::new(), &mut all);
     let clients: Vec<_> = all
         .iter()
-        .filter(|p| p[0] != "server" && p[0] != "worker")
+        .filter(|p| !["server", "worker", "restore"].contains(&p[0].as_str()))
         .collect();
     assert!(clients.len() > 30, "{all:?}");
     for path in clients {
         let sub = path.iter().fold(&cmd, |c, name| {
             c.find_subcommand(name).expect("listed above")
         });
-        for long in ["addr", "output"] {
+        // `dash backup -o FILE`: its -o is the file, its --addr the admin API's.
+        let longs: &[&str] = if path[0] == "backup" {
+            &["addr", "output-file"]
+        } else {
+            &["addr", "output"]
+        };
+        for long in longs.iter().copied() {
             assert!(
                 sub.get_arguments().any(|a| a.get_long() == Some(long)),
                 "dash {} has no --{long}",
@@ -114,6 +120,19 @@ fn every_client_command_takes_addr_and_output() {
         let text = help(&path.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(text.contains("--addr <ADDR>"), "{text}");
         assert!(text.contains("DASH_ADDR"), "{text}");
+    }
+}
+
+#[test]
+fn restore_runs_locally_and_backup_writes_the_file_named_by_o() {
+    let text = help(&["restore"]);
+    assert!(text.contains("--data-dir <DIR>"), "{text}");
+    assert!(!text.contains("--addr"), "{text}");
+    let cli = parse(&["dash", "backup", "-o", "cluster.snap", "--addr", "10.0.0.1:7070"]);
+    assert_eq!(cli.client.addr, "10.0.0.1:7070");
+    match cli.command {
+        Command::Backup(b) => assert_eq!(b.output, std::path::PathBuf::from("cluster.snap")),
+        other => panic!("{other:?}"),
     }
 }
 

@@ -202,6 +202,10 @@ pub struct NodeInfo {
     pub subnet: String,
     pub runtime: String,
     pub last_seen_ms: u64,
+    /// A master's place among the masters (leader, follower or learner), as the answering
+    /// master sees it; absent for workers and for a master without a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft: Option<String>,
 }
 
 /// `GET /v1/cluster`: the masters' Raft as the leader sees it (`dash cluster status`).

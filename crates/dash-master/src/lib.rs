@@ -16,6 +16,7 @@
 //! dash-worker (the binary joins master and node).
 
 pub mod admin_api;
+pub mod backup;
 pub mod leader_election;
 pub mod local_link;
 pub mod master;

@@ -46,6 +46,7 @@ use crate::raft::node::RaftNode;
 pub struct StateLog {
     backend: Backend,
     store: MasterStore,
+    db: Db,
     /// Where applied entries' events go.
     mq: Arc<MessageQueue>,
 }
@@ -63,7 +64,8 @@ impl StateLog {
     pub fn new(db: Db, mq: Arc<MessageQueue>) -> Self {
         StateLog {
             backend: Backend::Local(StateMachine::new(db.clone())),
-            store: MasterStore::new(db),
+            store: MasterStore::new(db.clone()),
+            db,
             mq,
         }
     }
@@ -73,7 +75,8 @@ impl StateLog {
     pub fn with_raft(db: Db, node: RaftNode, mq: Arc<MessageQueue>) -> Self {
         StateLog {
             backend: Backend::Raft(node),
-            store: MasterStore::new(db),
+            store: MasterStore::new(db.clone()),
+            db,
             mq,
         }
     }
@@ -89,6 +92,17 @@ impl StateLog {
     /// Whether this master leads (a master alone always does).
     pub fn is_leader(&self) -> bool {
         self.raft().is_none_or(RaftNode::is_leader)
+    }
+
+    /// A consistent copy of the whole state in the new file `path` (a backup), with what it
+    /// has applied: the index of the last entry.
+    pub async fn snapshot_to(&self, path: &std::path::Path) -> Result<u64, StoreError> {
+        let machine = StateMachine::new(self.db.clone());
+        machine.snapshot_to(path).await?;
+        let copy = dash_store::open(path).await?;
+        let index = StateMachine::new(copy.clone()).last_applied().await;
+        copy.close().await;
+        index
     }
 
     /// The read side of the state.

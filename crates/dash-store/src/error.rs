@@ -22,6 +22,9 @@ pub enum StoreError {
     /// message names what was tried; nothing was applied.
     #[error("{0}")]
     Unavailable(String),
+    /// A file offered as a master's state that is not one (a restore of a foreign backup).
+    #[error("{path}: {problem}")]
+    NotAState { path: PathBuf, problem: String },
     #[error("no free address left in {subnet}")]
     SubnetFull { subnet: String },
 }

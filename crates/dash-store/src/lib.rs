@@ -37,11 +37,60 @@ pub struct Db {
     pub(crate) write: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
+impl Db {
+    /// Closes every connection (a file about to be moved or removed).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
 /// Opens (creating if needed) the master's state at `path` (`<data>/dash.db`) and runs its
 /// migrations.
 pub async fn open(path: &Path) -> Result<Db, StoreError> {
     let pool = connect(path).await?;
     sqlx::migrate!("./migrations").run(&pool).await?;
+    Ok(Db {
+        pool,
+        write: Default::default(),
+    })
+}
+
+/// Opens a master's state that came from elsewhere (a backup being restored) and makes it the
+/// state of a new cluster: it must already be a Dash master state (its tables present: a
+/// foreign SQLite file is refused, not migrated into one), its migrations are brought up to
+/// this version, and its record of the Raft log it was replicated with is dropped (the entries'
+/// index stays, the log id and membership go), so that the next start makes a one-member
+/// cluster of it, as for a state from before Raft.
+pub async fn adopt_master_state(path: &Path) -> Result<Db, StoreError> {
+    if !path.is_file() {
+        return Err(StoreError::NotAState {
+            path: path.into(),
+            problem: "is missing".into(),
+        });
+    }
+    let pool = connect(path).await?;
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('applied', 'services', 'nodes', '_sqlx_migrations')",
+    )
+    .fetch_one(&pool)
+    .await
+    .map_err(|e| StoreError::NotAState {
+        path: path.into(),
+        problem: format!("is not an SQLite database ({e})"),
+    })?;
+    if tables != 4 {
+        pool.close().await;
+        return Err(StoreError::NotAState {
+            path: path.into(),
+            problem: "is not a Dash master's state (its tables are missing)".into(),
+        });
+    }
+    sqlx::migrate!("./migrations").run(&pool).await?;
+    sqlx::query(
+        "UPDATE applied SET log_index = MAX(log_index, 1), log_id = NULL, membership = NULL WHERE id = 1",
+    )
+    .execute(&pool)
+    .await?;
     Ok(Db {
         pool,
         write: Default::default(),

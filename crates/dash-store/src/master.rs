@@ -470,6 +470,7 @@ impl MasterStore {
                 subnet: record.subnet,
                 runtime: record.runtime,
                 last_seen_ms: row.get::<i64, _>("last_seen_ms") as u64,
+                raft: None,
             });
         }
         Ok(out)
@@ -1034,7 +1035,8 @@ async fn upsert_node(
             .await?;
     if let Some(other) = taken {
         return Err(Rejection::Conflict(format!(
-            "subnet {} of node {} is already node {other}'s",
+            "subnet {} of node {} is already node {other}'s; give this node a free one \
+             (--subnet), or its own name (--node-name {other} if it replaces that node)",
             node.subnet, node.id
         ))
         .into());

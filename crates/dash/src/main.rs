@@ -36,6 +36,13 @@ fn main() -> ExitCode {
             init_tracing(&args.node.log_level);
             daemon_exit(rt.block_on(worker::run(*args)))
         }
+        Command::Restore(args) => match rt.block_on(restore(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         _ => match rt.block_on(dash_cli::run(cli)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -44,6 +51,26 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// `dash restore --data-dir DIR FILE`: a new one-master cluster's data dir from a backup.
+async fn restore(args: dash_cli::commands::backup::RestoreArgs) -> anyhow::Result<()> {
+    let r = dash_master::backup::restore(&args.file, &args.data_dir).await?;
+    println!(
+        "restored {} into {}: {} services, {} nodes, {} tokens, {} images (backup made by {})",
+        args.file.display(),
+        r.data_dir.display(),
+        r.services,
+        r.nodes,
+        r.tokens,
+        r.images,
+        r.made_by
+    );
+    println!(
+        "start it with: dash server --data-dir {} --advertise-addr <this machine's address>",
+        r.data_dir.display()
+    );
+    Ok(())
 }
 
 /// A daemon's end: 64 for bad flags or environment (nothing was touched), 1 for a failure.

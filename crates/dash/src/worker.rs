@@ -78,12 +78,20 @@ fn validate(args: &WorkerArgs) -> Result<Validated, ServerError> {
         advertise_addr: args.advertise_addr.clone(),
         labels: labels.clone(),
     };
+    // A `--join` through a master this node has never known (a restored cluster, another
+    // cluster) joins anew; the same `--join` on a restart does not.
+    let moved = |m: &Membership| {
+        args.join
+            .as_deref()
+            .and_then(|j| j.rsplit_once('@'))
+            .is_some_and(|(_, master)| !m.all_masters().iter().any(|a| a == master))
+    };
     let joining = match master_link::load_membership(data) {
-        Some((membership, identity)) => {
+        Some((membership, identity)) if !moved(&membership) => {
             given.check_against(&JoinFlags::load(data), args.node.node_name.is_some())?;
             Joining::Member(membership, identity)
         }
-        None => {
+        _ => {
             let join = args.join.as_deref().ok_or_else(|| {
                 config_error(
                     "this node has not joined a cluster: give --join TOKEN@MASTER:PORT (from `dash token create` on a master)".into(),

@@ -242,41 +242,9 @@ impl Cluster {
     /// address is every master's (`DASH_ADDR=a,b,c`: the CLI tries each).
     pub fn start_ha(slot: u8, masters: usize, workers: usize) -> Cluster {
         let mut c = Cluster::bridged(slot);
-        for i in 0..masters {
-            c.add_named_netns(i, format!("m{}", i + 1));
-        }
-        c.addr = c
-            .nodes
-            .iter()
-            .map(|n| format!("{}:7070", n.ip))
-            .collect::<Vec<_>>()
-            .join(",");
-        let master_args = |c: &Cluster, i: usize| -> Vec<String> {
-            let n = &c.nodes[i];
-            vec![
-                "server".into(),
-                "--data-dir".into(),
-                n.data_dir.display().to_string(),
-                "--run-dir".into(),
-                n.run_dir.display().to_string(),
-                "--cgroup-parent".into(),
-                cgroup_parent(&n.run_dir),
-                "--listen".into(),
-                format!("{}:7070", n.ip),
-                "--advertise-addr".into(),
-                n.ip.clone(),
-                "--subnet".into(),
-                format!("10.95.{slot}.0/24"),
-                "--cluster-cidr".into(),
-                format!("10.{}.0.0/20", 150 + u16::from(slot)),
-                "--node-name".into(),
-                n.name.clone(),
-                "--node-down-after".into(),
-                "2s".into(),
-                "--no-worker".into(),
-            ]
-        };
-        c.nodes[0].args = master_args(&c, 0);
+        c.add_named_netns(0, "m1".into());
+        c.addr = format!("{}:7070", c.nodes[0].ip);
+        c.nodes[0].args = c.master_args(0);
         c.nodes[0].spawn();
         c.wait(
             "the first master's admin API",
@@ -290,32 +258,10 @@ impl Cluster {
                     .flatten()
             },
         );
-        let master_token = c
-            .ok(&["token", "create", "--role", "master"])
-            .trim()
-            .to_string();
-        for i in 1..masters {
-            let mut args = master_args(&c, i);
-            args.extend([
-                "--join".into(),
-                format!("{master_token}@{}:7071", c.nodes[0].ip),
-            ]);
-            c.nodes[i].args = args;
-            c.nodes[i].spawn();
+        for _ in 1..masters {
+            c.spawn_master();
         }
-        c.wait(
-            &format!("{masters} masters in the membership"),
-            Duration::from_secs(30),
-            || {
-                let s = c.cluster_status()?;
-                let voters = s["masters"]
-                    .as_array()?
-                    .iter()
-                    .filter(|m| m["role"] == "leader" || m["role"] == "follower")
-                    .count();
-                (voters == masters).then_some(())
-            },
-        );
+        c.wait_voters(masters);
         c.token = c
             .ok(&["token", "create", "--role", "worker"])
             .trim()
@@ -328,6 +274,103 @@ impl Cluster {
         }
         c.wait_nodes_ready(masters + workers);
         c
+    }
+
+    /// The `dash server` arguments of master node `i` (`--no-worker`; no `--join`).
+    fn master_args(&self, i: usize) -> Vec<String> {
+        let n = &self.nodes[i];
+        let slot = self.slot;
+        vec![
+            "server".into(),
+            "--data-dir".into(),
+            n.data_dir.display().to_string(),
+            "--run-dir".into(),
+            n.run_dir.display().to_string(),
+            "--cgroup-parent".into(),
+            cgroup_parent(&n.run_dir),
+            "--listen".into(),
+            format!("{}:7070", n.ip),
+            "--advertise-addr".into(),
+            n.ip.clone(),
+            "--subnet".into(),
+            format!("10.95.{slot}.0/24"),
+            "--cluster-cidr".into(),
+            format!("10.{}.0.0/20", 150 + u16::from(slot)),
+            "--node-name".into(),
+            n.name.clone(),
+            "--node-down-after".into(),
+            "2s".into(),
+            "--no-worker".into(),
+        ]
+    }
+
+    /// One more master (`m<N>`, its own namespace) joining through a master that answers
+    /// with a new token of role master; added to `addr`. Returns its index; it is a voter
+    /// once [`Cluster::wait_voters`] says so.
+    pub fn spawn_master(&mut self) -> usize {
+        let masters = self
+            .nodes
+            .iter()
+            .filter(|n| n.name.starts_with('m'))
+            .count();
+        let via = (0..self.nodes.len())
+            .find(|&i| self.nodes[i].name.starts_with('m') && self.nodes[i].alive())
+            .expect("a live master to join");
+        let token = self
+            .ok(&["token", "create", "--role", "master"])
+            .trim()
+            .to_string();
+        let i = self.nodes.len();
+        self.add_named_netns(i, format!("m{}", masters + 1));
+        let mut args = self.master_args(i);
+        args.extend([
+            "--join".into(),
+            format!("{token}@{}:7071", self.nodes[via].ip),
+        ]);
+        self.nodes[i].args = args;
+        self.nodes[i].spawn();
+        self.addr = format!("{},{}:7070", self.addr, self.nodes[i].ip);
+        i
+    }
+
+    /// Waits until the membership has `n` voters.
+    pub fn wait_voters(&self, n: usize) {
+        self.wait(
+            &format!("{n} masters in the membership"),
+            Duration::from_secs(30),
+            || {
+                let s = self.cluster_status()?;
+                let voters = s["masters"]
+                    .as_array()?
+                    .iter()
+                    .filter(|m| m["role"] == "leader" || m["role"] == "follower")
+                    .count();
+                (voters == n).then_some(())
+            },
+        );
+    }
+
+    /// A master started from an existing data dir (a restored backup) in a namespace of its
+    /// own, as the first master of a new cluster; its index. `addr` is not changed.
+    pub fn spawn_master_from(&mut self, name: &str, data_dir: &std::path::Path) -> usize {
+        let i = self.nodes.len();
+        self.add_named_netns(i, name.into());
+        self.nodes[i].data_dir = data_dir.to_path_buf();
+        // Its own node subnet: the restored state holds the old first master's.
+        let own = format!("10.94.{}.0/24", self.slot);
+        self.nodes[i].args = self
+            .master_args(i)
+            .into_iter()
+            .map(|a| {
+                if a.starts_with("10.95.") {
+                    own.clone()
+                } else {
+                    a
+                }
+            })
+            .collect();
+        self.nodes[i].spawn();
+        i
     }
 
     /// `dash cluster status` as JSON, if a master answers.
@@ -353,6 +396,41 @@ impl Cluster {
             .env("DASH_TOKEN", token.trim())
             .output()
             .unwrap()
+    }
+
+    /// `dash` run inside node `i`'s namespace against its own admin API: it reaches the
+    /// daemon even while the node is partitioned (its link down).
+    pub fn dash_inside(&self, i: usize, args: &[&str]) -> Output {
+        let token =
+            std::fs::read_to_string(self.nodes[0].data_dir.join("admin.token")).unwrap_or_default();
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.nodes[i].netns))
+            .arg(dash_bin())
+            .args(args)
+            .env("DASH_ADDR", format!("{}:7070", self.nodes[i].ip))
+            .env("DASH_TOKEN", token.trim())
+            .output()
+            .unwrap()
+    }
+
+    /// Node `i` is gone for good (a removed master): never started again, not asked.
+    pub fn retire(&mut self, i: usize) {
+        self.nodes[i].kill_node();
+        self.nodes[i].args.clear();
+        let gone = format!("{}:7070", self.nodes[i].ip);
+        self.addr = self
+            .addr
+            .split(',')
+            .filter(|a| *a != gone)
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+
+    /// Starts node `i` (dead) again with other arguments.
+    pub fn respawn_with(&mut self, i: usize, args: Vec<String>) {
+        self.nodes[i].kill_node();
+        self.nodes[i].args = args;
+        self.nodes[i].spawn();
     }
 
     fn add_netns(&mut self, i: usize) {

@@ -8,14 +8,15 @@ use crate::output::Table;
 use crate::{print_json, to_json};
 
 /// What `dash node ls` prints; its help names them.
-pub(crate) const LS_COLUMNS: [&str; 9] = [
-    "ID", "ROLE", "STATE", "ADDRESS", "SUBNET", "RUNTIME", "REPLICAS", "CPU", "MEMORY",
+pub(crate) const LS_COLUMNS: [&str; 10] = [
+    "ID", "ROLE", "RAFT", "STATE", "ADDRESS", "SUBNET", "RUNTIME", "REPLICAS", "CPU", "MEMORY",
 ];
 
 /// `dash node …`.
 #[derive(Subcommand, Debug)]
 pub enum NodeCmd {
-    /// List nodes: id, role, state, address, subnet, runtime, replicas, CPU, memory.
+    /// List nodes: id, role, raft (a master's: leader, follower, learner), state, address,
+    /// subnet, runtime, replicas, CPU, memory.
     Ls,
     /// One node, as JSON.
     Inspect {
@@ -41,7 +42,8 @@ pub enum NodeCmd {
         #[arg(required = true)]
         labels: Vec<String>,
     },
-    /// Forget a node: its replicas start elsewhere and its certificate is refused.
+    /// Forget a node: its replicas start elsewhere and its certificate is refused; a master
+    /// also leaves the masters' membership (the leader cannot be removed: stop it first).
     Rm {
         /// The node's id, as `dash node ls` shows it.
         node: String,
@@ -64,6 +66,7 @@ pub async fn run(client: &Client, json: bool, cmd: NodeCmd) -> anyhow::Result<()
                     t.row([
                         n.id,
                         n.role.as_str().into(),
+                        n.raft.unwrap_or_else(|| "-".into()),
                         n.state.as_str().into(),
                         n.address,
                         n.subnet,

@@ -17,6 +17,7 @@ fn node(state: NodeState) -> NodeInfo {
         subnet: "10.89.1.0/24".into(),
         runtime: "crun".into(),
         last_seen_ms: 1,
+        raft: None,
     }
 }
 

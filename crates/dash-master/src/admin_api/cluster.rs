@@ -46,3 +46,59 @@ pub async fn status(State(s): State<AppState>) -> Result<Json<ClusterStatus>, Ht
         crate::raft::status::local(node, store, s.liveness.as_deref(), &s.node).await,
     ))
 }
+
+/// A consistent backup of the cluster (`dash backup -o FILE`): the state, the admin token, the
+/// CA and every image, as one tar (the format: `crate::backup`). Any master makes it from its
+/// own applied state; `dash restore` turns it into the data dir of a new one-master cluster.
+#[utoipa::path(get, path = "/v1/backup", tag = "nodes", operation_id = "backup",
+    responses((status = 200, content_type = "application/x-tar", description = "the backup (a tar whose last entry, dash-backup.json, lists and checksums the rest)")))]
+pub async fn backup(State(s): State<AppState>) -> Result<axum::response::Response, HttpError> {
+    let out = s
+        .upload_dir
+        .join(format!("backup-{}.tar", uuid::Uuid::new_v4().simple()));
+    tokio::fs::create_dir_all(&s.upload_dir)
+        .await
+        .map_err(HttpError::internal)?;
+    let ca = s.bouncer.as_ref().map(|b| (b.ca_pem(), b.ca_key_pem()));
+    let made = crate::backup::create(
+        crate::backup::Sources {
+            log: s.manager.log(),
+            images: &s.images,
+            admin_token: &s.token,
+            ca,
+            made_by: &s.node,
+            scratch: &s.upload_dir,
+        },
+        &out,
+    )
+    .await;
+    let file = tokio::fs::File::open(&out).await;
+    // Unlinked at once: the open file is streamed, and nothing stays behind after.
+    let _ = tokio::fs::remove_file(&out).await;
+    let manifest = made.map_err(HttpError::internal)?;
+    let file = file.map_err(HttpError::internal)?;
+    let len = file.metadata().await.map_err(HttpError::internal)?.len();
+    tracing::info!(
+        bytes = len,
+        applied_index = manifest.applied_index,
+        images = manifest.images.len(),
+        "backup made"
+    );
+    let stream = futures::stream::unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 256 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
+    axum::response::Response::builder()
+        .header("content-type", "application/x-tar")
+        .header("content-length", len)
+        .body(axum::body::Body::from_stream(stream))
+        .map_err(HttpError::internal)
+}

@@ -88,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .route("/replicas/{id}/exec", get(exec::exec))
         .route("/nodes", get(nodes::list))
         .route("/cluster", get(cluster::status))
+        .route("/backup", get(cluster::backup))
         .route("/nodes/{id}", get(nodes::inspect).delete(nodes::remove))
         .route("/nodes/{id}/drain", post(nodes::drain))
         .route("/nodes/{id}/activate", post(nodes::activate))

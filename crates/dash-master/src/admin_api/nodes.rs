@@ -16,21 +16,28 @@ use crate::node_bouncer::{BouncerError, NodeBouncer};
 #[utoipa::path(get, path = "/v1/nodes", tag = "nodes", operation_id = "list_nodes",
     responses((status = 200, body = Vec<NodeInfo>)))]
 pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<NodeInfo>>, HttpError> {
-    Ok(Json(
-        s.manager
-            .store()
-            .nodes()
-            .await
-            .map_err(HttpError::internal)?,
-    ))
+    Ok(Json(nodes(&s).await?))
 }
 
-async fn find(s: &AppState, id: &str) -> Result<NodeInfo, HttpError> {
-    s.manager
+/// The state's nodes, each master with its place in the membership (this master's view).
+async fn nodes(s: &AppState) -> Result<Vec<NodeInfo>, HttpError> {
+    let mut nodes = s
+        .manager
         .store()
         .nodes()
         .await
-        .map_err(HttpError::internal)?
+        .map_err(HttpError::internal)?;
+    if let Some(raft) = s.manager.log().raft() {
+        for n in nodes.iter_mut().filter(|n| n.role.is_master()) {
+            n.raft = raft.role_of(&n.id).map(String::from);
+        }
+    }
+    Ok(nodes)
+}
+
+async fn find(s: &AppState, id: &str) -> Result<NodeInfo, HttpError> {
+    nodes(s)
+        .await?
         .into_iter()
         .find(|n| n.id == id)
         .ok_or_else(|| {
@@ -64,7 +71,8 @@ pub struct RemoveQuery {
     params(("id" = String, Path, description = "The node's name"), RemoveQuery),
     responses((status = 200, body = NodeInfo, description = "the node as it was"),
         (status = 404, body = ApiError, description = "`not_found`: no such node"),
-        (status = 409, body = ApiError, description = "`conflict`: the node is this master, or ready and `force` is not set")))]
+        (status = 409, body = ApiError, description = "`conflict`: the node is the master answering or the leader, or ready and `force` is not set"),
+        (status = 503, body = ApiError, description = "`unavailable`: a master's removal from the membership was not committed (no majority)")))]
 pub async fn remove(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -72,11 +80,7 @@ pub async fn remove(
 ) -> Result<Json<NodeInfo>, HttpError> {
     let node = find(&s, &id).await?;
     if node.role.is_master() {
-        return Err(HttpError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("node {id} is this master; a master cannot remove itself"),
-        ));
+        remove_master(&s, &node, q.force).await?;
     }
     s.manager
         .log()
@@ -97,6 +101,38 @@ pub async fn remove(
     s.metrics.forget(&id);
     s.manager.wake();
     Ok(Json(node))
+}
+
+/// A master leaves the membership before its node goes (a dead one needs no `force`; the one
+/// answering and the leader are refused: stop it, then remove it from another master).
+async fn remove_master(s: &AppState, node: &NodeInfo, force: bool) -> Result<(), HttpError> {
+    let id = &node.id;
+    let conflict = |m: String| HttpError::new(StatusCode::CONFLICT, "conflict", m);
+    let Some(raft) = s.manager.log().raft() else {
+        return Err(conflict(format!(
+            "node {id} is this master; a master cannot remove itself"
+        )));
+    };
+    if *id == s.node {
+        return Err(conflict(format!(
+            "node {id} is the master answering; ask another master (DASH_ADDR=…), or stop {id} \
+             first"
+        )));
+    }
+    if node.raft.as_deref() == Some("leader") {
+        return Err(conflict(format!(
+            "master {id} is the leader; stop it (another master is elected), then remove it"
+        )));
+    }
+    if node.state == NodeState::Ready && !force {
+        return Err(conflict(format!(
+            "master {id} is ready; stop it first, or remove it with --force (it then leaves \
+             the membership while running)"
+        )));
+    }
+    raft.remove_master(id).await.map_err(|e| {
+        HttpError::unavailable(format!("master {id} could not leave the membership: {e}"))
+    })
 }
 
 /// Every /v1/tokens route's answer on a server without master_api.

@@ -222,6 +222,22 @@ impl RaftApi for RaftApiService {
         encode(&super::status::local(&self.node, &self.store, Some(&self.liveness), &me).await)
     }
 
+    async fn remove_master(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let peer = self.master(&req).await?;
+        let id: NodeId = decode(req.get_ref())?;
+        if !self.node.is_leader() {
+            return Err(self.not_leader());
+        }
+        let r = remove_master(&self.node, id).await;
+        if r.is_ok() {
+            tracing::info!(asked_by = %peer.node, raft_id = id, "master removed from the membership");
+        }
+        encode(&r)
+    }
+
     async fn beat(&self, req: Request<BeatRequest>) -> Result<Response<Ack>, Status> {
         let peer = self.master(&req).await?;
         self.liveness.beat(&peer.node);
@@ -263,4 +279,44 @@ pub async fn add_master(node: &RaftNode, id: NodeId, addr: &str) -> Result<(), S
         .await
         .map_err(err)?;
     Ok(())
+}
+
+/// Removes a master from the membership (by joint consensus; a learner just goes), at the
+/// leader. Nothing changes for an id that is not a member. The leader itself is not removed
+/// this way: its replacement must be elected first (stop it, then remove it).
+pub async fn remove_master(node: &RaftNode, id: NodeId) -> Result<(), String> {
+    if id == node.id {
+        return Err(
+            "it is the leader; stop it first (another master is elected), then remove it".into(),
+        );
+    }
+    let membership = node
+        .raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .clone();
+    if membership.get_node(&id).is_none() {
+        return Ok(());
+    }
+    let voters: std::collections::BTreeSet<NodeId> =
+        membership.voter_ids().filter(|v| *v != id).collect();
+    if voters.is_empty() {
+        return Err("it is the last voter".into());
+    }
+    match tokio::time::timeout(
+        super::node::WRITE_TIMEOUT,
+        node.raft.change_membership(voters, false),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "the membership without it was not committed within {} s: a majority of the \
+             masters must be up",
+            super::node::WRITE_TIMEOUT.as_secs()
+        )),
+    }
 }

@@ -90,17 +90,19 @@ pub fn raft_id(node: &str) -> NodeId {
 
 /// Dash's Raft timers and limits (docs/decisions/0012-raft-masters.md says how they were chosen).
 ///
-/// - heartbeat 100 ms, election timeout 400–700 ms: a follower notices a dead leader within
-///   0.4–0.7 s and a new one is elected in one round on loopback or a LAN; a leader whose
-///   heartbeats are late by more than 4 beats (a disk stall) loses its followers' patience.
+/// - heartbeat 50 ms, election timeout 200–350 ms. openraft 0.9 makes a follower that has
+///   seen a leader wait the leader lease (= the maximum election timeout, 350 ms) *plus* a
+///   random election timeout before it stands: a dead leader is replaced 0.55–0.7 s after its
+///   last heartbeat (ticks every 75 ms), and a leader keeps its followers through 11–14
+///   missed heartbeats (a disk stall shorter than 0.55 s costs no election).
 /// - snapshots: every 5,000 entries, 1,000 kept behind it for followers a little behind; a
 ///   snapshot install may take 10 s (openraft's 200 ms default is too short for a real file).
 pub fn config() -> openraft::Config {
     openraft::Config {
         cluster_name: "dash".into(),
-        heartbeat_interval: 100,
-        election_timeout_min: 400,
-        election_timeout_max: 700,
+        heartbeat_interval: 50,
+        election_timeout_min: 200,
+        election_timeout_max: 350,
         install_snapshot_timeout: 10_000,
         max_payload_entries: 1_000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5_000),

@@ -121,6 +121,7 @@ impl Peers {
             Method::InstallSnapshot => client.install_snapshot(request).await,
             Method::Propose => client.propose(request).await,
             Method::Status => client.status(request).await,
+            Method::RemoveMaster => client.remove_master(request).await,
         };
         match answer {
             Ok(a) => serde_json::from_slice(&a.into_inner().json).map_err(|e| CallError::Refused {
@@ -157,6 +158,7 @@ pub enum Method {
     InstallSnapshot,
     Propose,
     Status,
+    RemoveMaster,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Peers {

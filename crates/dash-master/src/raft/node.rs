@@ -141,10 +141,12 @@ impl RaftNode {
                 .snapshot()
                 .await
                 .map_err(|e| RaftStartError::Raft(e.to_string()))?;
+            // A snapshot covering `upto` (the metrics read above may predate the leader's
+            // blank entry: wait for the index, not for one exact log id).
             self.raft
                 .wait(Some(Duration::from_secs(30)))
-                .snapshot(
-                    m.last_applied.unwrap_or_default(),
+                .metrics(
+                    |m| m.snapshot.is_some_and(|s| s.index >= upto),
                     "the upgraded state's snapshot",
                 )
                 .await
@@ -181,6 +183,44 @@ impl RaftNode {
         let m = self.raft.metrics();
         let m = m.borrow();
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    /// `node`'s place in this master's view of the membership: "leader", "follower",
+    /// "learner", or None (not a member: a worker, or a removed master).
+    pub fn role_of(&self, node: &str) -> Option<&'static str> {
+        let id = super::raft_id(node);
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        if m.current_leader == Some(id) {
+            Some("leader")
+        } else if membership.voter_ids().any(|v| v == id) {
+            Some("follower")
+        } else if membership.get_node(&id).is_some() {
+            Some("learner")
+        } else {
+            None
+        }
+    }
+
+    /// Removes master `node` from the membership, through the leader (`dash node rm`).
+    pub async fn remove_master(&self, node: &str) -> Result<(), String> {
+        let id = super::raft_id(node);
+        if self.is_leader() {
+            return super::api::remove_master(self, id).await;
+        }
+        let (_, leader) = self
+            .leader()
+            .ok_or("no leader is elected now; a majority of the masters must be up")?;
+        let answer: Result<Result<(), String>, CallError> = self
+            .peers
+            .call(
+                &leader,
+                Method::RemoveMaster,
+                &id,
+                WRITE_TIMEOUT + Duration::from_secs(1),
+            )
+            .await;
+        answer.map_err(|e| e.to_string())?
     }
 
     /// Every member and learner: (id, master_api address).

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# bench/masters.sh: Dash's replicated masters beside a 3-member etcd 3.4, in one run: leader
+# failover (SIGKILL → first acknowledged write started after it), write throughput through 1
+# and 3 members with 1 and 16 clients, idle memory per member. Release binaries; Dash's masters
+# in network namespaces (`--no-worker`), etcd on loopback. What each figure means:
+# bench/src/bin/masters.rs.
+#
+#   bench/masters.sh | tee bench/results/masters-$(date +%F).txt
+#
+# Environment: TRIALS (default 20), SECONDS_PER_RUN (default 5), ATTEMPT_TIMEOUT (ms, default
+# 1000), ETCD_HEARTBEAT / ETCD_ELECTION (ms; default: etcd's own). Needs root and etcd
+# (apt-get install etcd-server). Everything it creates (namespaces, bridges dcb56 and dcb57,
+# etcd's and Dash's data dirs, their processes) is removed on exit.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+need_root_and etcd nsenter jq
+cargo build --release -p dash >&2
+# The driver unwinds on a failed step so that its cleanup runs (release panics abort).
+cargo build --profile bench-driver -p dash-bench --bin masters >&2
+BIN_DIR=target/release
+DASH=$ROOT/target/release/dash
+header masters "$(etcd --version | head -1)"
+echo
+DASH_BIN_DIR="$ROOT/target/release" "$ROOT/target/bench-driver/masters"

@@ -1,0 +1,386 @@
+//! Highly available masters under what operators meet: a partitioned leader, five masters
+//! losing two and `dash node rm` of the dead, a worker dying while the leader is gone too, and
+//! a backup of a live cluster restored into a new one. Real processes, each master and worker
+//! in its own network namespace, real containers.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
+use std::time::Duration;
+
+use dash_e2e::cluster::Cluster;
+use serde_json::Value;
+
+fn service_file(c: &Cluster, name: &str) -> String {
+    let f = c.write(
+        &format!("{name}.toml"),
+        &format!("name = \"{name}\"\nimage = \"none:1\"\nreplicas = 0\n"),
+    );
+    f.to_str().unwrap().to_string()
+}
+
+fn apply_at(c: &Cluster, i: usize, name: &str) -> std::process::Output {
+    c.dash_at(i, &["apply", "-f", &service_file(c, name)])
+}
+
+/// Whether master `i`'s own state has service `name`.
+fn has_service(c: &Cluster, i: usize, name: &str) -> Option<bool> {
+    let out = c.dash_at(i, &["-o", "json", "service", "ls"]);
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some(v.as_array()?.iter().any(|s| s["spec"]["name"] == name))
+}
+
+fn role_in_node_ls(c: &Cluster, node: &str) -> Option<String> {
+    let v = c.json(&["node", "ls"]);
+    v.as_array()?
+        .iter()
+        .find(|n| n["id"] == node)
+        .and_then(|n| n["raft"].as_str().map(String::from))
+}
+
+#[test]
+fn a_partitioned_leader_acknowledges_nothing_and_comes_back_a_follower() {
+    let c = Cluster::start_ha(59, 3, 0);
+    let old = c.wait("a leader", Duration::from_secs(15), || c.leader());
+    let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    c.nodes[old].set_link(false);
+
+    // The majority elects a leader and takes writes.
+    let new = c.wait(
+        "a new leader among the others",
+        Duration::from_secs(15),
+        || {
+            let out = c.dash_at(others[0], &["-o", "json", "cluster", "status"]);
+            let s: Value = serde_json::from_slice(&out.stdout).ok()?;
+            let name = s["leader"].as_str()?;
+            others.iter().copied().find(|i| c.nodes[*i].name == name)
+        },
+    );
+    let out = apply_at(&c, others[0], "after-split");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The old leader, cut off, never acknowledges a write on its own: it waits for a majority
+    // that cannot answer, then refuses.
+    let f = service_file(&c, "lost-in-split");
+    let out = c.dash_inside(old, &["apply", "-f", &f]);
+    assert!(
+        !out.status.success(),
+        "a partitioned master acknowledged a write"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no leader took the write") || err.contains("unavailable"),
+        "{err}"
+    );
+
+    // Heal: one history everywhere, the old leader a follower.
+    c.nodes[old].set_link(true);
+    c.wait("the old leader a follower", Duration::from_secs(20), || {
+        let s = c.cluster_status()?;
+        let ms = s["masters"].as_array()?;
+        let ok = s["leader"] == c.nodes[new].name.as_str()
+            && ms.iter().any(|m| {
+                m["name"] == c.nodes[old].name.as_str()
+                    && m["role"] == "follower"
+                    && m["lag"].as_u64() == Some(0)
+            });
+        ok.then_some(())
+    });
+    for i in 0..3 {
+        c.wait(
+            &format!("{} has the acknowledged write", c.nodes[i].name),
+            Duration::from_secs(10),
+            || has_service(&c, i, "after-split").filter(|h| *h),
+        );
+        assert_eq!(
+            has_service(&c, i, "lost-in-split"),
+            Some(false),
+            "the refused write is in {}'s state",
+            c.nodes[i].name
+        );
+    }
+    c.finish();
+}
+
+#[test]
+fn five_masters_lose_two_and_node_rm_plus_a_new_master_restore_the_membership() {
+    let mut c = Cluster::start_ha(58, 5, 0);
+    let leader = c.wait("a leader", Duration::from_secs(15), || c.leader());
+    assert_eq!(
+        role_in_node_ls(&c, &c.nodes[leader].name).as_deref(),
+        Some("leader")
+    );
+    let follower = (0..5).find(|i| *i != leader).unwrap();
+    assert_eq!(
+        role_in_node_ls(&c, &c.nodes[follower].name).as_deref(),
+        Some("follower")
+    );
+    // The leader and one follower die.
+    let dead = [leader, follower];
+    for d in dead {
+        c.nodes[d].kill_node();
+    }
+    let live: Vec<usize> = (0..5).filter(|i| !dead.contains(i)).collect();
+    let out = c.wait(
+        "a write through the three left",
+        Duration::from_secs(20),
+        || {
+            let o = apply_at(&c, live[0], "three-of-five");
+            o.status.success().then_some(o)
+        },
+    );
+    drop(out);
+
+    // A dead master is removed from the membership too; the one answering cannot remove
+    // itself, and a live master only with --force.
+    let out = c.dash_at(live[0], &["node", "rm", &c.nodes[live[0]].name.clone()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the master answering"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = c.dash_at(live[0], &["node", "rm", &c.nodes[live[1]].name.clone()]);
+    assert!(
+        !out.status.success(),
+        "a live master was removed without --force"
+    );
+    for d in dead {
+        let name = c.nodes[d].name.clone();
+        c.wait(&format!("{name} down"), Duration::from_secs(20), || {
+            let n = c.json(&["node", "inspect", &name]);
+            (n["state"] == "down").then_some(())
+        });
+        let out = c.dash_at(live[0], &["node", "rm", &name]);
+        assert!(
+            out.status.success(),
+            "rm {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        c.retire(d);
+    }
+    c.wait_voters(3);
+    let s = c.cluster_status().unwrap();
+    assert_eq!(s["masters"].as_array().unwrap().len(), 3, "{s}");
+    // A new master joins: 4 of 4, all up.
+    let new = c.spawn_master();
+    c.wait_voters(4);
+    c.wait(
+        "the new master has the state",
+        Duration::from_secs(20),
+        || has_service(&c, new, "three-of-five").filter(|h| *h),
+    );
+    assert_eq!(
+        role_in_node_ls(&c, &c.nodes[new].name).as_deref(),
+        Some("follower")
+    );
+    c.finish();
+}
+
+#[test]
+fn a_worker_dying_while_the_leader_is_gone_has_its_replicas_rescheduled() {
+    let mut c = Cluster::start_ha(62, 3, 2);
+    c.import_busybox("busybox:wl");
+    c.apply(
+        "wl.toml",
+        "name = \"wl\"\nimage = \"busybox:wl\"\ncommand = [\"sleep\", \"100000\"]\nreplicas = 2\n\
+         stop_grace_period = \"1s\"\n[placement]\nconstraints = [\"node.labels.tier == worker\"]\n",
+    );
+    let reps = c.wait("wl's 2 replicas running", Duration::from_secs(30), || {
+        let r = c.replicas("wl");
+        (r.len() == 2 && r.iter().all(|x| x["state"] == "running")).then_some(r)
+    });
+    let victim_name = reps[0]["node"].as_str().unwrap().to_string();
+    let victim = c.nodes.iter().position(|n| n.name == victim_name).unwrap();
+    let leader = c.wait("a leader", Duration::from_secs(15), || c.leader());
+    c.nodes[leader].kill_node();
+    c.nodes[victim].kill_node();
+    let survivor = (3..5).find(|i| *i != victim).unwrap();
+    let survivor_name = c.nodes[survivor].name.clone();
+    c.wait(
+        "both replicas running on the surviving worker",
+        Duration::from_secs(60),
+        || {
+            let r = c.replicas("wl");
+            let live: Vec<&Value> = r.iter().filter(|x| x["desired"] == "run").collect();
+            (live.len() == 2
+                && live
+                    .iter()
+                    .all(|x| x["state"] == "running" && x["node"] == survivor_name.as_str()))
+            .then_some(())
+        },
+    );
+    c.finish();
+}
+
+#[test]
+fn a_backup_of_a_live_cluster_restores_into_a_new_one_that_an_old_worker_rejoins() {
+    let mut c = Cluster::start_ha(60, 3, 1);
+    // The image through every master (images are not replicated between masters yet: a
+    // worker gets them from the master it talks to), and a service running on the worker.
+    let tar = dash_e2e::busybox_rootfs_tar(c.dir.path());
+    for i in 0..3 {
+        let out = c.dash_at(
+            i,
+            &[
+                "image",
+                "import",
+                "--rootfs",
+                tar.to_str().unwrap(),
+                "busybox:bk",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    c.apply(
+        "bk.toml",
+        "name = \"bk\"\nimage = \"busybox:bk\"\ncommand = [\"sleep\", \"100000\"]\nreplicas = 1\n\
+         stop_grace_period = \"1s\"\n[placement]\nconstraints = [\"node.labels.tier == worker\"]\n",
+    );
+    c.wait("bk running", Duration::from_secs(30), || {
+        let r = c.replicas("bk");
+        (r.len() == 1 && r[0]["state"] == "running").then_some(())
+    });
+    let tokens_before = c.json(&["token", "ls"]).as_array().unwrap().len();
+
+    // The backup, from a follower.
+    let leader = c.wait("a leader", Duration::from_secs(15), || c.leader());
+    let via = (0..3).find(|i| *i != leader).unwrap();
+    let snap = c.dir.path().join("cluster.snap");
+    let out = c.dash_at(via, &["backup", "-o", snap.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Not over an existing file.
+    let out = c.dash_at(via, &["backup", "-o", snap.to_str().unwrap()]);
+    assert!(!out.status.success());
+
+    // A truncated copy is refused and changes nothing.
+    let bytes = std::fs::read(&snap).unwrap();
+    let short = c.dir.path().join("short.snap");
+    std::fs::write(&short, &bytes[..bytes.len() / 2]).unwrap();
+    let target = c.dir.path().join("restored");
+    let out = std::process::Command::new(dash_e2e::dash_bin())
+        .args([
+            "restore",
+            "--data-dir",
+            target.to_str().unwrap(),
+            short.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("truncated"));
+    assert!(!target.exists());
+
+    // The restore, and a new one-master cluster from it.
+    let out = std::process::Command::new(dash_e2e::dash_bin())
+        .args([
+            "restore",
+            "--data-dir",
+            target.to_str().unwrap(),
+            snap.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = c.spawn_master_from("r1", &target);
+    c.wait(
+        "the restored master answers",
+        Duration::from_secs(30),
+        || {
+            c.dash_at(r, &["-o", "json", "cluster", "status"])
+                .status
+                .success()
+                .then_some(())
+        },
+    );
+    let services = c.dash_at(r, &["-o", "json", "service", "ls"]);
+    let services: Value = serde_json::from_slice(&services.stdout).unwrap();
+    assert!(
+        services
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["spec"]["name"] == "bk"),
+        "{services}"
+    );
+    let images = c.dash_at(r, &["-o", "json", "image", "ls"]);
+    assert!(String::from_utf8_lossy(&images.stdout).contains("busybox:bk"));
+    let tokens: Value =
+        serde_json::from_slice(&c.dash_at(r, &["-o", "json", "token", "ls"]).stdout).unwrap();
+    assert_eq!(tokens.as_array().unwrap().len(), tokens_before);
+    let nodes: Value =
+        serde_json::from_slice(&c.dash_at(r, &["-o", "json", "node", "ls"]).stdout).unwrap();
+    assert!(nodes.as_array().unwrap().len() >= 4, "{nodes}");
+    // The admin token is the cluster's (dash_at uses the first master's).
+    let status: Value =
+        serde_json::from_slice(&c.dash_at(r, &["-o", "json", "cluster", "status"]).stdout).unwrap();
+    assert_eq!(status["masters"].as_array().unwrap().len(), 1, "{status}");
+
+    // The old cluster's worker joins the restored one with a new token and runs bk there.
+    let token = String::from_utf8(
+        c.dash_at(r, &["token", "create", "--role", "worker"])
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    for i in 0..3 {
+        c.retire(i);
+    }
+    let w = 3;
+    c.nodes[w].kill_node();
+    let args: Vec<String> = c
+        .worker_args(w, &token)
+        .into_iter()
+        .map(|a| {
+            a.replace(
+                &format!("@{}:7071", c.nodes[0].ip),
+                &format!("@{}:7071", c.nodes[r].ip),
+            )
+        })
+        .collect();
+    c.respawn_with(w, args);
+    let wname = c.nodes[w].name.clone();
+    // Its containers died with it: a live one now was started under the restored master.
+    assert!(c.nodes[w].container_pids().is_empty());
+    c.wait(
+        "bk running on the old worker, under the restored master",
+        Duration::from_secs(60),
+        || {
+            let out = c.dash_at(r, &["-o", "json", "ps", "bk"]);
+            let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+            let running = v
+                .as_array()?
+                .iter()
+                .any(|x| x["state"] == "running" && x["node"] == wname.as_str());
+            (running && !c.nodes[w].container_pids().is_empty()).then_some(())
+        },
+    );
+    let nodes: Value =
+        serde_json::from_slice(&c.dash_at(r, &["-o", "json", "node", "ls"]).stdout).unwrap();
+    let worker = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == wname.as_str())
+        .unwrap();
+    assert_eq!(worker["state"], "ready", "{worker}");
+    // The restored master answers from now on.
+    c.addr = format!("{}:7070", c.nodes[r].ip);
+    c.finish();
+}
