@@ -19,7 +19,9 @@
 //! bridge (the e2e harness, `--no-worker`), etcd on loopback: both are local sockets.
 //!
 //! Environment: TRIALS (default 20), SECONDS_PER_RUN (throughput, default 5), ATTEMPT_TIMEOUT
-//! (ms, default 1000), ETCD_HEARTBEAT / ETCD_ELECTION (ms, default: etcd's own 100 / 1000).
+//! (ms, default 1000), ETCD_HEARTBEAT / ETCD_ELECTION (ms, default: etcd's own 100 / 1000);
+//! for a look at one part while working on it (never for published figures): PARTS (any of
+//! throughput,failover,memory; default all).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -630,6 +632,9 @@ fn throughput(
 }
 
 fn stats(v: &[f64]) -> (f64, f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     let mid = if v.len() % 2 == 1 {
@@ -687,9 +692,15 @@ fn main() {
         Members::Etcd(Etcd::start(3, 23791)),
     ];
 
+    let parts = std::env::var("PARTS").unwrap_or_else(|_| "throughput,failover,memory".into());
+    let part = |p: &str| parts.split(',').any(|x| x == p);
+    if parts != "throughput,failover,memory" {
+        println!("parts: {parts} only (not for publishing)");
+    }
+
     // Throughput through 3 members.
     let mut tput: Vec<(Kind, usize, usize, f64, usize)> = Vec::new();
-    for clients in [1, 16] {
+    for clients in [1, 16].into_iter().filter(|_| part("throughput")) {
         for s in &systems {
             let kind = s.target().kind;
             let (r, failed) = throughput(s, clients, secs, timeout, &format!("t3x{clients}"));
@@ -700,7 +711,7 @@ fn main() {
 
     // Failover, alternating.
     let mut fo: [(Vec<f64>, usize); 2] = [(Vec::new(), 0), (Vec::new(), 0)];
-    for t in 0..trials {
+    for t in (0..trials).filter(|_| part("failover")) {
         for (k, s) in systems.iter_mut().enumerate() {
             let (ms, lost) = trial(s, &mut rng, timeout, t);
             eprintln!(
@@ -726,7 +737,7 @@ fn main() {
         Members::Dash(Cluster::start_ha(57, 1, 0)),
         Members::Etcd(Etcd::start(1, 23795)),
     ];
-    for clients in [1, 16] {
+    for clients in [1, 16].into_iter().filter(|_| part("throughput")) {
         for s in &singles {
             let kind = s.target().kind;
             let (r, failed) = throughput(s, clients, secs, timeout, &format!("t1x{clients}"));

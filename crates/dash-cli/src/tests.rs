@@ -128,7 +128,14 @@ fn restore_runs_locally_and_backup_writes_the_file_named_by_o() {
     let text = help(&["restore"]);
     assert!(text.contains("--data-dir <DIR>"), "{text}");
     assert!(!text.contains("--addr"), "{text}");
-    let cli = parse(&["dash", "backup", "-o", "cluster.snap", "--addr", "10.0.0.1:7070"]);
+    let cli = parse(&[
+        "dash",
+        "backup",
+        "-o",
+        "cluster.snap",
+        "--addr",
+        "10.0.0.1:7070",
+    ]);
     assert_eq!(cli.client.addr, "10.0.0.1:7070");
     match cli.command {
         Command::Backup(b) => assert_eq!(b.output, std::path::PathBuf::from("cluster.snap")),

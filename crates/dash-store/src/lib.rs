@@ -22,7 +22,9 @@ use sqlx::sqlite::{
 };
 
 pub use error::StoreError;
-pub use master::{Applied, MasterStore, Rejection, RemovedReplica, ServiceRow, StateMachine};
+pub use master::{
+    Applied, LogEntry, MasterStore, Rejection, RemovedReplica, ServiceRow, StateMachine,
+};
 pub use raft_log::{RaftLogDb, open_raft_log};
 pub use worker::{LocalReplica, WorkerStore};
 

@@ -123,6 +123,18 @@ pub struct StateMachine {
     write: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
+/// One Raft log entry for [`StateMachine::apply_log_entries`].
+#[derive(Debug, Clone, Copy)]
+pub struct LogEntry<'a> {
+    pub index: u64,
+    /// None for a blank or membership entry.
+    pub cmd: Option<&'a Command>,
+    /// The entry's log id (the Raft layer's JSON).
+    pub log_id: &'a str,
+    /// A membership entry's membership (the Raft layer's JSON).
+    pub membership: Option<&'a str>,
+}
+
 impl StateMachine {
     pub fn new(db: crate::Db) -> Self {
         Self {
@@ -156,27 +168,73 @@ impl StateMachine {
         self.apply_entry(index, cmd).await
     }
 
-    /// Applies a Raft log entry: `cmd` (none for a blank or membership entry) as entry
-    /// `index`, recording the entry's log id and, for a membership entry, the membership
-    /// (`log_id`, `membership`: the Raft layer's JSON) in the same transaction. An entry at or
-    /// below the last one applied is a replay: nothing is done (`Applied::replayed`).
-    pub async fn apply_log_entry(
+    /// Applies Raft log entries, in order, in one transaction that also records the last one's
+    /// log id and the last membership among them (`log_id`, `membership`: the Raft layer's
+    /// JSON). Each entry's command runs inside a savepoint: one the state refuses is rolled
+    /// back alone and becomes `Applied::rejected`. An entry at or below the last one applied is
+    /// a replay: nothing is done (`Applied::replayed`). One transaction for a batch: the commit
+    /// and the bookkeeping are paid once, not per entry.
+    pub async fn apply_log_entries(
         &self,
-        index: u64,
-        cmd: Option<&Command>,
-        log_id: &str,
-        membership: Option<&str>,
-    ) -> Result<Applied, StoreError> {
+        entries: &[LogEntry<'_>],
+    ) -> Result<Vec<Applied>, StoreError> {
         let _writer = self.write.lock().await;
-        let (last, last_id) = self.applied_log_id().await?;
-        if last_id.is_some() && index <= last {
-            return Ok(Applied {
-                index,
-                replayed: true,
-                ..Applied::default()
-            });
+        let (mut last, last_id) = self.applied_log_id().await?;
+        let mut have_id = last_id.is_some();
+        let mut out = Vec::with_capacity(entries.len());
+        let mut newest: Option<(u64, &str)> = None;
+        let mut membership: Option<&str> = None;
+        let mut tx = self.pool.begin().await?;
+        for e in entries {
+            if have_id && e.index <= last {
+                out.push(Applied {
+                    index: e.index,
+                    replayed: true,
+                    ..Applied::default()
+                });
+                continue;
+            }
+            let mut applied = match e.cmd {
+                None => Applied::default(),
+                Some(cmd) => {
+                    sqlx::query("SAVEPOINT entry").execute(&mut *tx).await?;
+                    match apply_command(&mut tx, cmd).await {
+                        Ok(a) => a,
+                        Err(err) => {
+                            let rejection = Rejection::of(err)?;
+                            sqlx::query("ROLLBACK TO entry").execute(&mut *tx).await?;
+                            Applied {
+                                rejected: Some(rejection),
+                                ..Applied::default()
+                            }
+                        }
+                    }
+                }
+            };
+            if e.cmd.is_some() {
+                sqlx::query("RELEASE entry").execute(&mut *tx).await?;
+            }
+            applied.index = e.index;
+            out.push(applied);
+            (last, have_id) = (e.index, true);
+            newest = Some((e.index, e.log_id));
+            if let Some(m) = e.membership {
+                membership = Some(m);
+            }
         }
-        self.apply_in(index, cmd, Some(log_id), membership).await
+        if let Some((index, log_id)) = newest {
+            sqlx::query(
+                "UPDATE applied SET log_index = ?, log_id = ?,
+                 membership = COALESCE(?, membership) WHERE id = 1",
+            )
+            .bind(index as i64)
+            .bind(log_id)
+            .bind(membership)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(out)
     }
 
     /// The index and the Raft log id (JSON; None before the Raft log applied anything) of the

@@ -21,7 +21,6 @@ use super::{NodeId, TypeConfig};
 
 /// Keys of the values kept beside the log.
 const VOTE: &str = "vote";
-const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
 
 /// The log of one master. Cheap to clone: clones share the file (a clone is the log reader
@@ -44,15 +43,6 @@ impl LogStore {
             return Ok(None);
         };
         serde_json::from_str(&text).map(Some).map_err(read_err)
-    }
-
-    async fn set_meta<T: serde::Serialize>(
-        &self,
-        key: &str,
-        value: &T,
-    ) -> Result<(), StorageError<NodeId>> {
-        let text = serde_json::to_string(value).map_err(write_err)?;
-        self.db.set_meta(key, &text).await.map_err(write_err)
     }
 }
 
@@ -134,19 +124,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::read_vote(&e).into())
     }
 
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId<NodeId>>,
-    ) -> Result<(), StorageError<NodeId>> {
-        self.set_meta(COMMITTED, &committed).await
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        Ok(self
-            .meta::<Option<LogId<NodeId>>>(COMMITTED)
-            .await?
-            .flatten())
-    }
+    // `save_committed` / `read_committed`: openraft's defaults (not kept). The state machine
+    // records what it applied in the same transaction as the change, so a restarted master
+    // knows its applied index; keeping the commit index too would cost one more fsync per
+    // commit on every write.
 
     async fn append<I>(
         &mut self,
@@ -239,7 +220,6 @@ mod tests {
         log.purge(log_id(1, 0, 2)).await.unwrap();
         let vote = Vote::new(2, 1);
         log.save_vote(&vote).await.unwrap();
-        log.save_committed(Some(log_id(2, 1, 4))).await.unwrap();
         drop(log);
 
         let mut log = open(dir.path()).await;
@@ -248,7 +228,6 @@ mod tests {
         assert_eq!(state.last_log_id, Some(log_id(2, 1, 4)));
         assert_eq!(indexes(&log.try_get_log_entries(..).await.unwrap()), [3, 4]);
         assert_eq!(log.read_vote().await.unwrap(), Some(vote));
-        assert_eq!(log.read_committed().await.unwrap(), Some(log_id(2, 1, 4)));
         // Everything purged: the last log id is the last purged one.
         log.purge(log_id(2, 1, 4)).await.unwrap();
         let state = log.get_log_state().await.unwrap();

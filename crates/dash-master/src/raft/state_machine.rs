@@ -179,40 +179,61 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let mut out = Vec::new();
+        // Everything openraft hands over at once is applied in one transaction.
+        struct Prepared {
+            index: u64,
+            log_id: String,
+            membership: Option<String>,
+            proposal: Option<super::Proposal>,
+        }
+        let mut prepared = Vec::new();
         for entry in entries {
             let log_id = serde_json::to_string(&Some(entry.log_id)).map_err(sm_write)?;
             let index = entry.log_id.index;
-            let applied = match entry.payload {
-                EntryPayload::Blank => self
-                    .machine
-                    .apply_log_entry(index, None, &log_id, None)
-                    .await
-                    .map_err(sm_write)?,
-                EntryPayload::Normal(p) => {
-                    let a = self
-                        .machine
-                        .apply_log_entry(index, Some(&p.cmd), &log_id, None)
-                        .await
-                        .map_err(sm_write)?;
-                    crate::state_log::announce(&self.mq, &a, p.events);
-                    a
-                }
+            let (membership, proposal) = match entry.payload {
+                EntryPayload::Blank => (None, None),
+                EntryPayload::Normal(p) => (None, Some(p)),
                 EntryPayload::Membership(m) => {
                     let stored = StoredMembership::new(Some(entry.log_id), m);
-                    let text = serde_json::to_string(&stored).map_err(sm_write)?;
-                    self.machine
-                        .apply_log_entry(index, None, &log_id, Some(&text))
-                        .await
-                        .map_err(sm_write)?
+                    (
+                        Some(serde_json::to_string(&stored).map_err(sm_write)?),
+                        None,
+                    )
                 }
             };
-            if applied.publishes()
-                && let Some(n) = &self.changed
-            {
-                n.notify_one();
+            prepared.push(Prepared {
+                index,
+                log_id,
+                membership,
+                proposal,
+            });
+        }
+        let batch: Vec<dash_store::LogEntry<'_>> = prepared
+            .iter()
+            .map(|p| dash_store::LogEntry {
+                index: p.index,
+                cmd: p.proposal.as_ref().map(|p| &p.cmd),
+                log_id: &p.log_id,
+                membership: p.membership.as_deref(),
+            })
+            .collect();
+        let applied = self
+            .machine
+            .apply_log_entries(&batch)
+            .await
+            .map_err(sm_write)?;
+        drop(batch);
+        let mut out = Vec::with_capacity(applied.len());
+        let mut changed = false;
+        for (a, p) in applied.into_iter().zip(prepared) {
+            if let Some(proposal) = p.proposal {
+                crate::state_log::announce(&self.mq, &a, proposal.events);
             }
-            out.push(outcome(applied));
+            changed |= a.publishes();
+            out.push(outcome(a));
+        }
+        if changed && let Some(n) = &self.changed {
+            n.notify_one();
         }
         Ok(out)
     }

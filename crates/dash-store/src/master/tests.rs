@@ -819,3 +819,84 @@ async fn an_automatic_rollbacks_version_is_recorded_in_the_state() {
     let row = s.service("web").await.unwrap().unwrap();
     assert_eq!((row.version, row.auto_rollback_version), (4, 3));
 }
+
+#[tokio::test]
+async fn a_batch_of_log_entries_is_one_transaction_and_a_refused_entry_undoes_only_itself() {
+    let (_dir, s, _) = store().await;
+    let named = |name: &str| {
+        Box::new(
+            parse_service(
+                "t.toml",
+                &format!("name = \"{name}\"\nimage = \"busybox\"\nreplicas = 1\n"),
+            )
+            .unwrap(),
+        )
+    };
+    let a = Command::PutService {
+        spec: named("a"),
+        at_ms: 1,
+    };
+    // Scaling a service that does not exist is refused by the state.
+    let refused = Command::ScaleService {
+        name: "ghost".into(),
+        replicas: 3,
+        at_ms: 1,
+    };
+    let b = Command::PutService {
+        spec: named("b"),
+        at_ms: 1,
+    };
+    let batch = [
+        LogEntry {
+            index: 1,
+            cmd: None,
+            log_id: "\"id-1\"",
+            membership: Some("\"m-1\""),
+        },
+        LogEntry {
+            index: 2,
+            cmd: Some(&a),
+            log_id: "\"id-2\"",
+            membership: None,
+        },
+        LogEntry {
+            index: 3,
+            cmd: Some(&refused),
+            log_id: "\"id-3\"",
+            membership: None,
+        },
+        LogEntry {
+            index: 4,
+            cmd: Some(&b),
+            log_id: "\"id-4\"",
+            membership: None,
+        },
+    ];
+    let out = s.sm.apply_log_entries(&batch).await.unwrap();
+    assert_eq!(
+        out.iter().map(|a| a.index).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    assert!(out[1].changed && out[3].changed);
+    assert!(out[2].rejected.is_some() && !out[2].changed, "{:?}", out[2]);
+    let names: Vec<String> = s
+        .services()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.spec.name.to_string())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(
+        s.sm.applied_log_id().await.unwrap(),
+        (4, Some("\"id-4\"".to_string()))
+    );
+    assert_eq!(
+        s.sm.applied_membership().await.unwrap().as_deref(),
+        Some("\"m-1\"")
+    );
+    // Again (a replay after a restart): nothing is done twice.
+    let again = s.sm.apply_log_entries(&batch).await.unwrap();
+    assert!(again.iter().all(|a| a.replayed && !a.changed));
+    assert_eq!(s.services().await.unwrap().len(), 2);
+}
