@@ -32,6 +32,8 @@ pub struct Client {
     /// The one that answered last.
     current: std::sync::atomic::AtomicUsize,
     token: Option<String>,
+    /// GETs ask for the answering master's state as it is (`?stale=true`).
+    stale: bool,
 }
 
 impl Client {
@@ -47,7 +49,14 @@ impl Client {
             addrs: if addrs.is_empty() { vec![addr] } else { addrs },
             current: Default::default(),
             token,
+            stale: false,
         }
+    }
+
+    /// With `stale`, reads take the answering master's state as it is (`--stale`).
+    pub fn stale(mut self, stale: bool) -> Self {
+        self.stale = stale;
+        self
     }
 
     fn addr(&self) -> &str {
@@ -92,9 +101,15 @@ impl Client {
 
     /// A request to the admin API with its host and bearer token.
     fn request(&self, method: Method, path: &str) -> hyper::http::request::Builder {
+        let uri = if self.stale && method == Method::GET {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            format!("{path}{sep}stale=true")
+        } else {
+            path.to_string()
+        };
         let req = Request::builder()
             .method(method)
-            .uri(path)
+            .uri(uri)
             .header("host", self.addr());
         match &self.token {
             Some(t) => req.header("authorization", format!("Bearer {t}")),

@@ -59,6 +59,10 @@ pub struct ClientArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
+    /// Read the answering master's state as it is, without asking the leader (it may lag
+    /// behind; it answers while no leader is elected). Reads are linearizable otherwise.
+    #[arg(long)]
+    pub stale: bool,
 }
 
 /// Gives a client subcommand its own copy of the client args, global below it (so
@@ -181,7 +185,7 @@ fn to_json(v: &impl serde::Serialize) -> String {
 
 /// Runs a client command. Errors are for the user: they say what to do.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::new(cli.client.addr, token());
+    let client = Client::new(cli.client.addr, token()).stale(cli.client.stale);
     let json = cli.client.output == Format::Json;
     match cli.command {
         Command::Server(_) | Command::Worker(_) | Command::Restore(_) => {

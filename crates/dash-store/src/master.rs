@@ -973,6 +973,10 @@ async fn apply_command(
 
 /// `PutService`: creates or updates a service; a new version only when what runs in the
 /// container changes.
+/// How many versions of a service its history keeps (besides those a replica still runs):
+/// enough for `dash service rollback` and for looking back, bounded however often it changes.
+const KEPT_VERSIONS: i64 = 10;
+
 async fn put_service(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     spec: &ServiceSpec,
@@ -1036,6 +1040,15 @@ async fn put_service(
     .bind(version as i64)
     .bind(&json)
     .bind(at_ms as i64)
+    .execute(&mut **tx)
+    .await?;
+    // The history is bounded: the last KEPT_VERSIONS versions, and any a replica still has.
+    sqlx::query(
+        "DELETE FROM service_versions WHERE name = ?1 AND version <= ?2 \
+         AND version NOT IN (SELECT version FROM replicas WHERE service = ?1)",
+    )
+    .bind(spec.name.as_str())
+    .bind(version as i64 - KEPT_VERSIONS)
     .execute(&mut **tx)
     .await?;
     out.version = Some(version);

@@ -75,6 +75,21 @@ fn a_partitioned_leader_acknowledges_nothing_and_comes_back_a_follower() {
         err.contains("no leader took the write") || err.contains("unavailable"),
         "{err}"
     );
+    // Reads there are linearizable: refused, saying how to read its state anyway; with
+    // --stale it answers from what it has (without the majority's newer write).
+    let out = c.dash_inside(old, &["service", "ls"]);
+    assert!(
+        !out.status.success(),
+        "a cut-off master answered a linearizable read"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stale=true"));
+    let out = c.dash_inside(old, &["-o", "json", "service", "ls", "--stale"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("after-split"));
 
     // Heal: one history everywhere, the old leader a follower.
     c.nodes[old].set_link(true);

@@ -54,3 +54,43 @@ pub async fn require_token(
         )),
     }
 }
+
+/// Reads of the replicated state are linearizable (decision 0012): before a GET of services,
+/// replicas, nodes, tokens or a backup, a master of a cluster passes the read barrier (the
+/// leader's read index, applied here). `?stale=true` reads this master's state as it is (it
+/// may lag the leader by its replication delay; it answers while there is no leader). Other
+/// routes read what is not replicated (images, stats, routes, logs, events) or report on the
+/// masters themselves (`/v1/cluster`, which must answer without a leader).
+pub async fn linearizable(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, HttpError> {
+    let path = req.uri().path();
+    let replicated = [
+        "/v1/services",
+        "/v1/replicas",
+        "/v1/nodes",
+        "/v1/tokens",
+        "/v1/backup",
+    ]
+    .iter()
+    .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    let stale = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "stale=true" || kv == "stale"));
+    if req.method() == axum::http::Method::GET
+        && replicated
+        && !stale
+        && !path.ends_with("/exec")
+        && let Some(raft) = state.manager.log().raft()
+    {
+        raft.read_barrier().await.map_err(|e| {
+            HttpError::unavailable(format!(
+                "{e}; add ?stale=true to read this master's state as it is"
+            ))
+        })?;
+    }
+    Ok(next.run(req).await)
+}

@@ -121,6 +121,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::no_route)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            auth::linearizable,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             auth::require_token,
         ))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -29,6 +29,8 @@ use crate::message_queue::MessageQueue;
 
 /// How long a write waits for a leader before it is refused.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a linearizable read waits for a leader's read index.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a write at a follower gets back from the leader's `Propose`.
 pub type ProposeAnswer = Result<Outcome, RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>>;
@@ -183,6 +185,61 @@ impl RaftNode {
         let m = self.raft.metrics();
         let m = m.borrow();
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    /// A linearizable read's barrier (read index): the leader confirms it still leads (a
+    /// heartbeat round to a majority) and names its commit index; this master waits until it
+    /// has applied that far. A read of the local state after it sees every write acknowledged
+    /// before it began. Fails (saying why) when no leader answers within [`READ_TIMEOUT`].
+    pub async fn read_barrier(&self) -> Result<(), String> {
+        let deadline = Instant::now() + READ_TIMEOUT;
+        let index = loop {
+            let asked = if self.is_leader() {
+                match tokio::time::timeout(READ_TIMEOUT, self.raft.ensure_linearizable()).await {
+                    Ok(Ok(id)) => Ok(id.map_or(0, |l| l.index)),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("leadership not confirmed in time".to_string()),
+                }
+            } else if let Some((_, leader)) = self.leader() {
+                self.leader_read_index(&leader).await
+            } else {
+                Err("no leader elected".to_string())
+            };
+            match asked {
+                Ok(index) => break index,
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(format!(
+                        "no leader confirmed a read index within {} s ({e})",
+                        READ_TIMEOUT.as_secs()
+                    ));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.raft
+            .wait(Some(left.max(Duration::from_millis(100))))
+            .applied_index_at_least(Some(index), "read index applied")
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("this master did not apply up to the read index {index}: {e}"))
+    }
+
+    async fn leader_read_index(&self, leader: &str) -> Result<u64, String> {
+        let mut client = self.peers.client(leader)?;
+        let mut req = tonic::Request::new(dash_rpc::proto::ReadIndexRequest {});
+        req.set_timeout(READ_TIMEOUT);
+        match client.read_index(req).await {
+            Ok(r) => Ok(r.into_inner().index),
+            Err(status) => {
+                if status.code() == tonic::Code::Unavailable
+                    || status.code() == tonic::Code::Unknown
+                {
+                    self.peers.forget(leader);
+                }
+                Err(format!("{leader}: {}", status.message()))
+            }
+        }
     }
 
     /// `node`'s place in this master's view of the membership: "leader", "follower",

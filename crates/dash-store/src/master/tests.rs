@@ -900,3 +900,53 @@ async fn a_batch_of_log_entries_is_one_transaction_and_a_refused_entry_undoes_on
     assert!(again.iter().all(|a| a.replayed && !a.changed));
     assert_eq!(s.services().await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn a_service_history_keeps_ten_versions_and_any_a_replica_still_runs() {
+    let (_d, s, _) = store().await;
+    s.apply(&Command::PutService {
+        spec: spec("replicas = 1\n[env]\nV = \"1\""),
+        at_ms: 1,
+    })
+    .await
+    .unwrap();
+    // A replica of version 1 that stays (its node never reports it gone).
+    s.apply(&Command::CreateReplicas {
+        replicas: vec![NewReplica {
+            id: "web-v1".into(),
+            service: "web".into(),
+            version: 1,
+            node: None,
+            message: String::new(),
+        }],
+        at_ms: 1,
+    })
+    .await
+    .unwrap();
+    for v in 2..=30 {
+        let a = s
+            .apply(&Command::PutService {
+                spec: spec(&format!("replicas = 1\n[env]\nV = \"{v}\"")),
+                at_ms: v,
+            })
+            .await
+            .unwrap();
+        assert_eq!(a.version, Some(v));
+    }
+    assert!(
+        s.service_version("web", 1).await.unwrap().is_some(),
+        "a replica runs it"
+    );
+    for gone in [2, 10, 20] {
+        assert!(
+            s.service_version("web", gone).await.unwrap().is_none(),
+            "v{gone}"
+        );
+    }
+    for kept in 21..=30 {
+        assert!(
+            s.service_version("web", kept).await.unwrap().is_some(),
+            "v{kept}"
+        );
+    }
+}
