@@ -462,15 +462,24 @@ impl Members {
     }
 }
 
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+/// (VmRSS, RssAnon, RssFile) of `pid` in MB.
+fn rss_mb(pid: u32) -> (f64, f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
+}
+
+fn memory(systems: &[Members]) -> Vec<(Kind, Vec<(f64, f64, f64)>)> {
+    systems
+        .iter()
+        .map(|s| (s.target().kind, s.pids().into_iter().map(rss_mb).collect()))
+        .collect()
 }
 
 // ---- the writer ------------------------------------------------------------------------------
@@ -692,6 +701,10 @@ fn main() {
         Members::Etcd(Etcd::start(3, 23791)),
     ];
 
+    // Idle memory of the fresh 3-member clusters (started, joined, 5 s idle).
+    std::thread::sleep(Duration::from_secs(5));
+    let fresh = memory(&systems);
+
     let parts = std::env::var("PARTS").unwrap_or_else(|_| "throughput,failover,memory".into());
     let part = |p: &str| parts.split(',').any(|x| x == p);
     if parts != "throughput,failover,memory" {
@@ -724,12 +737,14 @@ fn main() {
         }
     }
 
-    // Idle memory of the 3-member clusters.
-    std::thread::sleep(Duration::from_secs(5));
-    let rss: Vec<(Kind, Vec<f64>)> = systems
-        .iter()
-        .map(|s| (s.target().kind, s.pids().into_iter().map(rss_mb).collect()))
-        .collect();
+    // Idle memory after the writes: 35 s idle (Dash closes idle SQLite connections after
+    // 30 s and hands freed heap back every 30 s).
+    let after = if part("memory") {
+        std::thread::sleep(Duration::from_secs(35));
+        memory(&systems)
+    } else {
+        Vec::new()
+    };
     drop(systems);
 
     // Throughput through one member.
@@ -801,15 +816,23 @@ fn main() {
         }
     }
     println!();
-    println!("idle memory (VmRSS after the run and 5 s idle), per member of the 3-member clusters");
-    for (kind, v) in &rss {
-        println!(
-            "  {}  {}",
-            kind.name(),
-            v.iter()
-                .map(|m| format!("{m:.1} MB"))
-                .collect::<Vec<_>>()
-                .join("  ")
-        );
+    println!(
+        "idle memory per member of the 3-member clusters: VmRSS (anonymous + file-backed: the binary's pages), MB"
+    );
+    for (when, m) in [
+        ("fresh (started, 5 s idle)", &fresh),
+        ("after the writes, 35 s idle", &after),
+    ] {
+        println!("  {when}");
+        for (kind, v) in m {
+            println!(
+                "    {}  {}",
+                kind.name(),
+                v.iter()
+                    .map(|(rss, anon, file)| format!("{rss:.1} ({anon:.1} + {file:.1})"))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            );
+        }
     }
 }
