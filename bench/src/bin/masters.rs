@@ -475,7 +475,10 @@ fn rss_mb(pid: u32) -> (f64, f64, f64) {
     (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
 }
 
-fn memory(systems: &[Members]) -> Vec<(Kind, Vec<(f64, f64, f64)>)> {
+/// Each system's members' (VmRSS, RssAnon, RssFile).
+type Memory = Vec<(Kind, Vec<(f64, f64, f64)>)>;
+
+fn memory(systems: &[Members]) -> Memory {
     systems
         .iter()
         .map(|s| (s.target().kind, s.pids().into_iter().map(rss_mb).collect()))

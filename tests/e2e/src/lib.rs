@@ -236,6 +236,13 @@ impl Server {
         self.spawn();
     }
 
+    /// Stopped (kill -9 of the daemon only) and started again with other extra flags.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.kill9();
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+        self.spawn();
+    }
+
     pub fn token(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("admin.token"))
             .unwrap()

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use dash_e2e::Server;
 use dash_e2e::cluster::Cluster;
 use serde_json::Value;
 
@@ -398,4 +399,52 @@ fn a_backup_of_a_live_cluster_restores_into_a_new_one_that_an_old_worker_rejoins
     // The restored master answers from now on.
     c.addr = format!("{}:7070", c.nodes[r].ip);
     c.finish();
+}
+
+#[test]
+fn a_single_master_data_dir_becomes_a_one_member_raft_cluster_with_its_replicas_untouched() {
+    let mut s = Server::start(19);
+    s.import_busybox("bb:up");
+    s.apply(
+        "up.toml",
+        "name = \"up\"\nimage = \"bb:up\"\ncommand = [\"sleep\", \"100000\"]\nreplicas = 2\n",
+    );
+    let ids = |r: &[Value]| {
+        let mut v: Vec<String> = r.iter().map(|x| x["id"].to_string()).collect();
+        v.sort();
+        v
+    };
+    let before = s.wait_running("up", 2);
+    assert!(
+        s.dash(&["cluster", "status"]).status.code() != Some(0),
+        "no Raft yet"
+    );
+
+    // The same data dir under a master of a cluster: it becomes a one-member Raft cluster.
+    s.restart_with(&["--advertise-addr", "127.0.0.1", "--cluster-port", "17719"]);
+    let after = s.wait_running("up", 2);
+    assert_eq!(ids(&after), ids(&before), "the replicas were replaced");
+    assert!(after.iter().all(|r| r["restarts"] == 0), "{after:?}");
+    assert!(
+        s.log()
+            .contains("a single-master state became a one-member Raft cluster"),
+        "{}",
+        s.log()
+    );
+    let status = s.json(&["cluster", "status"]);
+    assert_eq!(status["leader"], "e2e19", "{status}");
+    assert_eq!(status["masters"].as_array().unwrap().len(), 1, "{status}");
+    // Writes go through the log now, and the state was all there.
+    s.apply(
+        "up.toml",
+        "name = \"up\"\nimage = \"bb:up\"\ncommand = [\"sleep\", \"100000\"]\nreplicas = 3\n",
+    );
+    let three = s.wait_running("up", 3);
+    for id in ids(&before) {
+        assert!(ids(&three).contains(&id), "{id} gone");
+    }
+    // A restart keeps it a Raft master.
+    s.restart();
+    s.wait_running("up", 3);
+    s.remove_all_services();
 }
