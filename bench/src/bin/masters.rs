@@ -61,81 +61,73 @@ impl Conn {
         body: &[u8],
         timeout: Duration,
     ) -> Result<(u16, Vec<u8>), String> {
-        let r = self.exchange(method, path, headers, body, timeout);
+        let mut exchange = || -> Result<(u16, Vec<u8>), String> {
+            let e = |e: std::io::Error| e.to_string();
+            if self.stream.is_none() {
+                let s = TcpStream::connect_timeout(&self.addr, timeout).map_err(e)?;
+                s.set_nodelay(true).map_err(e)?;
+                self.stream = Some(BufReader::new(s));
+            }
+            let r = self.stream.as_mut().expect("just set");
+            r.get_ref().set_read_timeout(Some(timeout)).map_err(e)?;
+            r.get_ref().set_write_timeout(Some(timeout)).map_err(e)?;
+            let head = format!(
+                "{method} {path} HTTP/1.1\r\nHost: {}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                self.addr,
+                body.len()
+            );
+            let mut msg = head.into_bytes();
+            msg.extend_from_slice(body);
+            r.get_mut().write_all(&msg).map_err(e)?;
+            let mut line = String::new();
+            r.read_line(&mut line).map_err(e)?;
+            let code: u16 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| format!("no status line: {line:?}"))?;
+            let (mut length, mut chunked) = (None, false);
+            loop {
+                line.clear();
+                r.read_line(&mut line).map_err(e)?;
+                let l = line.trim_end();
+                if l.is_empty() {
+                    break;
+                }
+                let (k, v) = l.split_once(':').unwrap_or((l, ""));
+                let v = v.trim();
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.parse::<usize>().ok();
+                } else if k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked") {
+                    chunked = true;
+                }
+            }
+            let mut out = Vec::new();
+            if chunked {
+                loop {
+                    line.clear();
+                    r.read_line(&mut line).map_err(e)?;
+                    let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                        .map_err(|_| format!("bad chunk size {line:?}"))?;
+                    let mut chunk = vec![0; n + 2];
+                    r.read_exact(&mut chunk).map_err(e)?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.extend_from_slice(&chunk[..n]);
+                }
+            } else {
+                let n = length.ok_or("a response without a length")?;
+                out.resize(n, 0);
+                r.read_exact(&mut out).map_err(e)?;
+            }
+            Ok((code, out))
+        };
+        let r = exchange();
         if r.is_err() {
             self.stream = None;
         }
         r
-    }
-
-    fn exchange(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &str,
-        body: &[u8],
-        timeout: Duration,
-    ) -> Result<(u16, Vec<u8>), String> {
-        let e = |e: std::io::Error| e.to_string();
-        if self.stream.is_none() {
-            let s = TcpStream::connect_timeout(&self.addr, timeout).map_err(e)?;
-            s.set_nodelay(true).map_err(e)?;
-            self.stream = Some(BufReader::new(s));
-        }
-        let r = self.stream.as_mut().expect("just set");
-        r.get_ref().set_read_timeout(Some(timeout)).map_err(e)?;
-        r.get_ref().set_write_timeout(Some(timeout)).map_err(e)?;
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            self.addr,
-            body.len()
-        );
-        let mut msg = head.into_bytes();
-        msg.extend_from_slice(body);
-        r.get_mut().write_all(&msg).map_err(e)?;
-        let mut line = String::new();
-        r.read_line(&mut line).map_err(e)?;
-        let code: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("no status line: {line:?}"))?;
-        let (mut length, mut chunked) = (None, false);
-        loop {
-            line.clear();
-            r.read_line(&mut line).map_err(e)?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            let (k, v) = l.split_once(':').unwrap_or((l, ""));
-            let v = v.trim();
-            if k.eq_ignore_ascii_case("content-length") {
-                length = v.parse::<usize>().ok();
-            } else if k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked") {
-                chunked = true;
-            }
-        }
-        let mut out = Vec::new();
-        if chunked {
-            loop {
-                line.clear();
-                r.read_line(&mut line).map_err(e)?;
-                let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                    .map_err(|_| format!("bad chunk size {line:?}"))?;
-                let mut chunk = vec![0; n + 2];
-                r.read_exact(&mut chunk).map_err(e)?;
-                if n == 0 {
-                    break;
-                }
-                out.extend_from_slice(&chunk[..n]);
-            }
-        } else {
-            let n = length.ok_or("a response without a length")?;
-            out.resize(n, 0);
-            r.read_exact(&mut out).map_err(e)?;
-        }
-        Ok((code, out))
     }
 }
 
@@ -780,24 +772,10 @@ fn main() {
         fo[1].1
     );
     println!("  etcd ÷ dash (medians): {:.2}", emed / dmed);
-    println!(
-        "  dash trials (ms): {}",
-        fo[0]
-            .0
-            .iter()
-            .map(|v| format!("{v:.0}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    println!(
-        "  etcd trials (ms): {}",
-        fo[1]
-            .0
-            .iter()
-            .map(|v| format!("{v:.0}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    for (name, (v, _)) in ["dash", "etcd"].iter().zip(&fo) {
+        let ms: Vec<String> = v.iter().map(|v| format!("{v:.0}")).collect();
+        println!("  {name} trials (ms): {}", ms.join(" "));
+    }
     println!();
     println!(
         "write throughput: acknowledged writes/s over {secs} s (dash: service apply; etcd: put)"

@@ -223,15 +223,7 @@ impl StateMachine {
             }
         }
         if let Some((index, log_id)) = newest {
-            sqlx::query(
-                "UPDATE applied SET log_index = ?, log_id = ?,
-                 membership = COALESCE(?, membership) WHERE id = 1",
-            )
-            .bind(index as i64)
-            .bind(log_id)
-            .bind(membership)
-            .execute(&mut *tx)
-            .await?;
+            record_applied(&mut tx, index, Some(log_id), membership).await?;
             tx.commit().await?;
         }
         Ok(out)
@@ -350,15 +342,7 @@ impl StateMachine {
                 }
             },
         };
-        sqlx::query(
-            "UPDATE applied SET log_index = ?, log_id = COALESCE(?, log_id),
-             membership = COALESCE(?, membership) WHERE id = 1",
-        )
-        .bind(index as i64)
-        .bind(log_id)
-        .bind(membership)
-        .execute(&mut *tx)
-        .await?;
+        record_applied(&mut tx, index, log_id, membership).await?;
         tx.commit().await?;
         out.index = index;
         Ok(out)
@@ -973,6 +957,26 @@ async fn apply_command(
 
 /// `PutService`: creates or updates a service; a new version only when what runs in the
 /// container changes.
+/// Records, in the applying transaction, the last entry applied: its index, and (when given)
+/// its Raft log id and the membership it carried.
+async fn record_applied(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    index: u64,
+    log_id: Option<&str>,
+    membership: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE applied SET log_index = ?, log_id = COALESCE(?, log_id),
+         membership = COALESCE(?, membership) WHERE id = 1",
+    )
+    .bind(index as i64)
+    .bind(log_id)
+    .bind(membership)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// How many versions of a service its history keeps (besides those a replica still runs):
 /// enough for `dash service rollback` and for looking back, bounded however often it changes.
 const KEPT_VERSIONS: i64 = 10;

@@ -184,27 +184,8 @@ impl Cluster {
         for i in 0..=workers {
             c.add_netns(i);
         }
-        let master_args = {
-            let n = &c.nodes[0];
-            vec![
-                "server".into(),
-                "--data-dir".into(),
-                n.data_dir.display().to_string(),
-                "--run-dir".into(),
-                n.run_dir.display().to_string(),
-                "--cgroup-parent".into(),
-                cgroup_parent(&n.run_dir),
-                "--listen".into(),
-                c.addr.clone(),
-                "--advertise-addr".into(),
-                n.ip.clone(),
-                "--subnet".into(),
-                format!("10.95.{slot}.0/24"),
-                "--cluster-cidr".into(),
-                format!("10.{}.0.0/20", 150 + u16::from(slot)),
-                "--node-name".into(),
-                n.name.clone(),
-            ]
+        let master_args: Vec<String> = c
+            .server_args(0, &c.addr)
             .into_iter()
             .chain(
                 (!master_flags.contains(&"--node-down-after"))
@@ -213,8 +194,7 @@ impl Cluster {
                     .flatten(),
             )
             .chain(master_flags.iter().map(|f| f.to_string()))
-            .collect()
-        };
+            .collect();
         c.nodes[0].args = master_args;
         c.nodes[0].spawn();
         c.wait("the master's admin API", Duration::from_secs(20), || {
@@ -276,20 +256,16 @@ impl Cluster {
         c
     }
 
-    /// The `dash server` arguments of master node `i` (`--no-worker`; no `--join`).
-    fn master_args(&self, i: usize) -> Vec<String> {
+    /// `dash server` for node `i` with its admin API on `listen`: its dirs, cgroup parent,
+    /// addresses, the slot's subnets and its name.
+    fn server_args(&self, i: usize, listen: &str) -> Vec<String> {
         let n = &self.nodes[i];
         let slot = self.slot;
-        vec![
-            "server".into(),
-            "--data-dir".into(),
-            n.data_dir.display().to_string(),
-            "--run-dir".into(),
-            n.run_dir.display().to_string(),
-            "--cgroup-parent".into(),
-            cgroup_parent(&n.run_dir),
+        let mut args = vec!["server".to_string()];
+        args.extend(self.dirs_args(i));
+        args.extend([
             "--listen".into(),
-            format!("{}:7070", n.ip),
+            listen.to_string(),
             "--advertise-addr".into(),
             n.ip.clone(),
             "--subnet".into(),
@@ -298,10 +274,28 @@ impl Cluster {
             format!("10.{}.0.0/20", 150 + u16::from(slot)),
             "--node-name".into(),
             n.name.clone(),
-            "--node-down-after".into(),
-            "2s".into(),
-            "--no-worker".into(),
+        ]);
+        args
+    }
+
+    /// Node `i`'s data dir, run dir and cgroup parent, as daemon flags.
+    fn dirs_args(&self, i: usize) -> [String; 6] {
+        let n = &self.nodes[i];
+        [
+            "--data-dir".into(),
+            n.data_dir.display().to_string(),
+            "--run-dir".into(),
+            n.run_dir.display().to_string(),
+            "--cgroup-parent".into(),
+            cgroup_parent(&n.run_dir),
         ]
+    }
+
+    /// The `dash server` arguments of master node `i` (`--no-worker`; no `--join`).
+    fn master_args(&self, i: usize) -> Vec<String> {
+        let mut args = self.server_args(i, &format!("{}:7070", self.nodes[i].ip));
+        args.extend(["--node-down-after", "2s", "--no-worker"].map(String::from));
+        args
     }
 
     /// One more master (`m<N>`, its own namespace) joining through a master that answers
@@ -494,17 +488,16 @@ impl Cluster {
             format!("{token}@{}:7071", self.nodes[0].ip),
             "--advertise-addr".into(),
             n.ip.clone(),
-            "--data-dir".into(),
-            n.data_dir.display().to_string(),
-            "--run-dir".into(),
-            n.run_dir.display().to_string(),
-            "--cgroup-parent".into(),
-            cgroup_parent(&n.run_dir),
+        ]
+        .into_iter()
+        .chain(self.dirs_args(i))
+        .chain([
             "--node-name".into(),
             n.name.clone(),
             "--label".into(),
             "tier=worker".into(),
-        ]
+        ])
+        .collect()
     }
 
     /// A new node (namespace and worker) joining with the cluster's token; returns its index.

@@ -30,6 +30,17 @@ fn has_service(c: &Cluster, i: usize, name: &str) -> Option<bool> {
     Some(v.as_array()?.iter().any(|s| s["spec"]["name"] == name))
 }
 
+/// `dash restore --data-dir TARGET FILE` (local: no server).
+fn restore(target: &std::path::Path, file: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(dash_e2e::dash_bin())
+        .arg("restore")
+        .arg("--data-dir")
+        .arg(target)
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 fn role_in_node_ls(c: &Cluster, node: &str) -> Option<String> {
     let v = c.json(&["node", "ls"]);
     v.as_array()?
@@ -285,29 +296,13 @@ fn a_backup_of_a_live_cluster_restores_into_a_new_one_that_an_old_worker_rejoins
     let short = c.dir.path().join("short.snap");
     std::fs::write(&short, &bytes[..bytes.len() / 2]).unwrap();
     let target = c.dir.path().join("restored");
-    let out = std::process::Command::new(dash_e2e::dash_bin())
-        .args([
-            "restore",
-            "--data-dir",
-            target.to_str().unwrap(),
-            short.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = restore(&target, &short);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("truncated"));
     assert!(!target.exists());
 
     // The restore, and a new one-master cluster from it.
-    let out = std::process::Command::new(dash_e2e::dash_bin())
-        .args([
-            "restore",
-            "--data-dir",
-            target.to_str().unwrap(),
-            snap.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = restore(&target, &snap);
     assert!(
         out.status.success(),
         "{}",
