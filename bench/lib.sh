@@ -201,7 +201,9 @@ header() {
   echo "# Dash $1 bench, $(date -Is)"
   echo "machine: $(uname -n), $(nproc) cores, $(awk '/MemTotal/{printf "%.1f GB", $2/1048576}' /proc/meminfo), kernel $(uname -r), cgroup $(cgroup_mode)"
   local commit
-  commit="commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty')"
+  # Dirty: changed against the commit, results files aside (a bench writing over its own
+  # results file is not a change of what it measures).
+  commit="commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet -- . ':!bench/results' 2>/dev/null || echo '+dirty')"
   if [ -n "${DASH:-}" ]; then
     echo "dash: $commit, binaries $BIN_DIR (dash built $(date -r "$DASH" '+%F %T'))"
   else

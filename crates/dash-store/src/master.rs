@@ -977,8 +977,9 @@ async fn record_applied(
     Ok(())
 }
 
-/// How many versions of a service its history keeps (besides those a replica still runs):
-/// enough for `dash service rollback` and for looking back, bounded however often it changes.
+/// How many versions of a service its history keeps at least (at most twice as many, besides
+/// those a replica still runs): enough for `dash service rollback` and for looking back,
+/// bounded however often it changes.
 const KEPT_VERSIONS: i64 = 10;
 
 async fn put_service(
@@ -1046,15 +1047,18 @@ async fn put_service(
     .bind(at_ms as i64)
     .execute(&mut **tx)
     .await?;
-    // The history is bounded: the last KEPT_VERSIONS versions, and any a replica still has.
-    sqlx::query(
-        "DELETE FROM service_versions WHERE name = ?1 AND version <= ?2 \
-         AND version NOT IN (SELECT version FROM replicas WHERE service = ?1)",
-    )
-    .bind(spec.name.as_str())
-    .bind(version as i64 - KEPT_VERSIONS)
-    .execute(&mut **tx)
-    .await?;
+    // The history is bounded: trimmed at every KEPT_VERSIONS-th version to the last
+    // KEPT_VERSIONS (so it holds 10 to 19), keeping any version a replica still has.
+    if version as i64 % KEPT_VERSIONS == 0 {
+        sqlx::query(
+            "DELETE FROM service_versions WHERE name = ?1 AND version <= ?2 \
+             AND version NOT IN (SELECT version FROM replicas WHERE service = ?1)",
+        )
+        .bind(spec.name.as_str())
+        .bind(version as i64 - KEPT_VERSIONS)
+        .execute(&mut **tx)
+        .await?;
+    }
     out.version = Some(version);
     out.changed = true;
     Ok(out)
