@@ -22,4 +22,30 @@ BIN_DIR=target/release
 DASH=$ROOT/target/release/dash
 header masters "$(etcd --version | head -1)"
 echo
-DASH_BIN_DIR="$ROOT/target/release" "$ROOT/target/bench-driver/masters"
+
+# The driver cleans up after itself, also on a failed step; killed by a signal it cannot, so
+# this does: its processes (Dash masters of slots 56 and 57, etcd members of its cluster
+# tokens), their data dirs, namespaces, bridges and run dirs.
+driver=
+interrupted() {
+  trap - INT TERM
+  [ -n "$driver" ] && kill -KILL "$driver" 2>/dev/null
+  local pid dirs=()
+  for pid in $(pgrep -f -- '--run-dir /run/dash-e2e-c5[67]-|--initial-cluster-token dash-bench-'); do
+    dirs+=("$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | awk 'p{print; exit} /^--data-dir$/{p=1}')")
+    kill -KILL "$pid" 2>/dev/null
+  done
+  sleep 0.5
+  for d in "${dirs[@]}"; do
+    case $d in /tmp/.tmp*/*) rm -rf --one-file-system "${d%/*}" ;; esac
+  done
+  for ns in $(ip netns list | awk '/^dash-c5[67]-/{print $1}'); do ip netns del "$ns"; done
+  for br in dcb56 dcb57; do [ -e "/sys/class/net/$br" ] && ip link del "$br"; done
+  rm -rf --one-file-system /run/dash-e2e-c56-* /run/dash-e2e-c57-*
+  log "interrupted: what the driver made is removed"
+  exit 130
+}
+trap interrupted INT TERM
+DASH_BIN_DIR="$ROOT/target/release" "$ROOT/target/bench-driver/masters" &
+driver=$!
+wait "$driver"
