@@ -165,4 +165,13 @@ pub enum Command {
         id: String,
         at_ms: u64,
     },
+    /// An image imported or pulled at a master (the image index of the state): every master
+    /// that lacks it fetches it, by digest, from `origin` (that master's master_api address)
+    /// or from another master that has it.
+    RecordImage {
+        tag: String,
+        manifest_digest: String,
+        origin: String,
+        at_ms: u64,
+    },
 }

@@ -17,6 +17,7 @@
 
 pub mod admin_api;
 pub mod backup;
+pub mod image_sync;
 pub mod leader_election;
 pub mod local_link;
 pub mod master;

@@ -355,6 +355,15 @@ impl MasterStore {
     }
 
     /// Every join token, newest first, with the hash of its secret.
+    /// The cluster's image index: (tag, manifest digest, origin master), by tag.
+    pub async fn recorded_images(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT tag, manifest_digest, origin FROM images ORDER BY tag")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     pub async fn tokens(&self) -> Result<Vec<(TokenInfo, String)>, StoreError> {
         let rows = sqlx::query("SELECT * FROM join_tokens ORDER BY created_ms DESC, id")
             .fetch_all(&self.pool)
@@ -939,6 +948,27 @@ async fn apply_command(
             .execute(&mut **tx)
             .await?;
             out.changed = true;
+        }
+        Command::RecordImage {
+            tag,
+            manifest_digest,
+            origin,
+            at_ms,
+        } => {
+            out.changed = sqlx::query(
+                "INSERT INTO images (tag, manifest_digest, origin, at_ms) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (tag) DO UPDATE SET manifest_digest = excluded.manifest_digest,
+                 origin = excluded.origin, at_ms = excluded.at_ms
+                 WHERE manifest_digest != excluded.manifest_digest",
+            )
+            .bind(tag)
+            .bind(manifest_digest)
+            .bind(origin)
+            .bind(*at_ms as i64)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+                > 0;
         }
         Command::RevokeToken { id, at_ms } => {
             out.changed = sqlx::query(

@@ -41,6 +41,22 @@ fn restore(target: &std::path::Path, file: &std::path::Path) -> std::process::Ou
         .unwrap()
 }
 
+/// Waits until masters 0..n each hold `tag` in their own image store.
+fn wait_image_everywhere(c: &Cluster, n: usize, tag: &str) {
+    for i in 0..n {
+        c.wait(
+            &format!("{tag} on {}", c.nodes[i].name),
+            Duration::from_secs(30),
+            || {
+                let out = c.dash_at(i, &["image", "ls"]);
+                String::from_utf8_lossy(&out.stdout)
+                    .contains(tag)
+                    .then_some(())
+            },
+        );
+    }
+}
+
 fn role_in_node_ls(c: &Cluster, node: &str) -> Option<String> {
     let v = c.json(&["node", "ls"]);
     v.as_array()?
@@ -246,26 +262,24 @@ fn a_worker_dying_while_the_leader_is_gone_has_its_replicas_rescheduled() {
 #[test]
 fn a_backup_of_a_live_cluster_restores_into_a_new_one_that_an_old_worker_rejoins() {
     let mut c = Cluster::start_ha(60, 3, 1);
-    // The image through every master (images are not replicated between masters yet: a
-    // worker gets them from the master it talks to), and a service running on the worker.
+    // The image through the second master: every master gets it (the image index).
     let tar = dash_e2e::busybox_rootfs_tar(c.dir.path());
-    for i in 0..3 {
-        let out = c.dash_at(
-            i,
-            &[
-                "image",
-                "import",
-                "--rootfs",
-                tar.to_str().unwrap(),
-                "busybox:bk",
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let out = c.dash_at(
+        1,
+        &[
+            "image",
+            "import",
+            "--rootfs",
+            tar.to_str().unwrap(),
+            "busybox:bk",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_image_everywhere(&c, 3, "busybox:bk");
     c.apply(
         "bk.toml",
         "name = \"bk\"\nimage = \"busybox:bk\"\ncommand = [\"sleep\", \"100000\"]\nreplicas = 1\n\
@@ -442,4 +456,43 @@ fn a_single_master_data_dir_becomes_a_one_member_raft_cluster_with_its_replicas_
     s.restart();
     s.wait_running("up", 3);
     s.remove_all_services();
+}
+
+#[test]
+fn an_image_imported_through_a_master_runs_on_a_worker_after_that_master_is_killed() {
+    let mut c = Cluster::start_ha(63, 3, 1);
+    let leader = c.wait("a leader", Duration::from_secs(15), || c.leader());
+    let via = (0..3).find(|i| *i != leader).unwrap();
+    let tar = dash_e2e::busybox_rootfs_tar(c.dir.path());
+    let out = c.dash_at(
+        via,
+        &[
+            "image",
+            "import",
+            "--rootfs",
+            tar.to_str().unwrap(),
+            "busybox:sync",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_image_everywhere(&c, 3, "busybox:sync");
+    c.retire(via);
+    c.apply(
+        "sync.toml",
+        "name = \"sync\"\nimage = \"busybox:sync\"\ncommand = [\"sleep\", \"100000\"]\n\
+         replicas = 1\nstop_grace_period = \"1s\"\n[placement]\nconstraints = [\"node.labels.tier == worker\"]\n",
+    );
+    c.wait(
+        "sync running on the worker",
+        Duration::from_secs(60),
+        || {
+            let r = c.replicas("sync");
+            (r.len() == 1 && r[0]["state"] == "running").then_some(())
+        },
+    );
+    c.finish();
 }

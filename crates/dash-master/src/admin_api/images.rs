@@ -78,6 +78,7 @@ pub async fn import(
     let result = receive_and_import(&s.images, &path, q.rootfs, body).await;
     let _ = tokio::fs::remove_file(&path).await;
     let records = result?;
+    record_in_state(&s, &records).await;
     for r in &records {
         s.mq.publish(
             EventKind::ImageImported,
@@ -87,6 +88,35 @@ pub async fn import(
         );
     }
     Ok(Json(records.into_iter().map(info).collect()))
+}
+
+/// With masters replicated, an image this master now holds goes into the state's image index
+/// (`Command::RecordImage`), so that every master fetches it (`crate::image_sync`). Best
+/// effort: the image is here either way; a master that lacks it is told again at the next
+/// import or pull of the tag.
+async fn record_in_state(s: &AppState, records: &[ImageRecord]) {
+    let Some(raft) = s.manager.log().raft() else {
+        return;
+    };
+    for r in records {
+        for tag in &r.tags {
+            let images = s.images.clone();
+            let t = tag.clone();
+            let digest = match tokio::task::spawn_blocking(move || images.inspect(&t)).await {
+                Ok(Ok(i)) => i.manifest_digest,
+                _ => continue,
+            };
+            let cmd = dash_core::command::Command::RecordImage {
+                tag: tag.clone(),
+                manifest_digest: digest,
+                origin: raft.addr.clone(),
+                at_ms: dash_core::clock::now_ms(),
+            };
+            if let Err(e) = s.manager.log().propose(cmd).await {
+                tracing::warn!(image = %tag, error = %e, "recording the image for the other masters");
+            }
+        }
+    }
 }
 
 async fn receive_and_import(
@@ -192,6 +222,7 @@ pub async fn pull(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let puller = s.puller.clone();
     let mq = s.mq.clone();
+    let state = s.clone();
     tokio::spawn(async move {
         let progress_tx = tx.clone();
         let progress = move |p: dash_image::registry::PullProgress| {
@@ -202,6 +233,7 @@ pub async fn pull(
         let result = puller.pull(&req.reference, &progress).await;
         let last = match result {
             Ok(record) => {
+                record_in_state(&state, std::slice::from_ref(&record)).await;
                 mq.publish(
                     EventKind::ImageImported,
                     None,

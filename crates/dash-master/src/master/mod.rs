@@ -244,6 +244,14 @@ impl Master {
             }
         };
         let store = log.store().clone();
+        if let Some(raft) = log.raft() {
+            tasks.push(tokio::spawn(crate::image_sync::run(
+                raft.clone(),
+                store.clone(),
+                node.images.clone(),
+                shutdown.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(follow_applied(
             applied,
             wake.clone(),

@@ -62,6 +62,14 @@ impl Peers {
 
     /// A RaftApi client to `addr` (host:port).
     pub fn client(&self, addr: &str) -> Result<RaftApiClient<Channel>, String> {
+        Ok(RaftApiClient::new(self.channel(addr)?)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20))
+    }
+
+    /// The channel to the master at `addr` (host:port), with this master's identity: RaftApi
+    /// and master_api share it (one port).
+    pub fn channel(&self, addr: &str) -> Result<Channel, String> {
         let mut inner = self
             .inner
             .lock()
@@ -87,9 +95,7 @@ impl Peers {
             }
         };
         drop(inner);
-        Ok(RaftApiClient::new(channel)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20))
+        Ok(channel)
     }
 
     /// Forgets the channel to `addr` (after a transport error: made again on the next call).

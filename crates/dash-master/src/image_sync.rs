@@ -1,0 +1,163 @@
+//! Images on every master: the state's image index (`Command::RecordImage`, written by the
+//! master that imported or pulled an image) says which images the cluster has; every master
+//! that lacks one fetches it, by digest, from the master that recorded it, or from any other
+//! master, over master_api with its own certificate (the RPCs workers use: `ImageManifest`,
+//! `FetchBlob`), and imports it through its image store's checks. So an image imported
+//! through any master still reaches workers after that master is gone.
+//!
+//! Looked at every few seconds; a fetch that fails is tried again at the next look.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dash_image::{ImageExport, ImageStore};
+use dash_rpc::proto::master_api_client::MasterApiClient;
+use dash_rpc::proto::{BlobRequest, ImageRequest};
+use dash_store::MasterStore;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+
+use crate::raft::node::RaftNode;
+
+/// How often the image index is compared with this master's images.
+const EVERY: Duration = Duration::from_secs(2);
+
+/// Keeps this master's images up with the index until `shutdown`.
+pub async fn run(
+    raft: RaftNode,
+    store: MasterStore,
+    images: Arc<ImageStore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        sync_once(&raft, &store, &images).await;
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Whether this master holds `tag` as the manifest `digest`.
+async fn holds(images: &Arc<ImageStore>, tag: &str, digest: &str) -> bool {
+    let (images, tag) = (images.clone(), tag.to_string());
+    tokio::task::spawn_blocking(move || images.inspect(&tag))
+        .await
+        .is_ok_and(|i| i.is_ok_and(|i| i.manifest_digest == digest))
+}
+
+async fn sync_once(raft: &RaftNode, store: &MasterStore, images: &Arc<ImageStore>) {
+    let Ok(index) = store.recorded_images().await else {
+        return;
+    };
+    for (tag, digest, origin) in index {
+        if holds(images, &tag, &digest).await {
+            continue;
+        }
+        let others = raft
+            .masters()
+            .into_iter()
+            .map(|(_, a)| a)
+            .filter(|a| *a != raft.addr && *a != origin);
+        let sources: Vec<String> = std::iter::once(origin.clone())
+            .filter(|o| *o != raft.addr)
+            .chain(others)
+            .collect();
+        for source in sources {
+            match fetch(raft, &source, &tag, &digest, images).await {
+                Ok(()) => {
+                    tracing::info!(image = %tag, from = %source, "image fetched from a master");
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(image = %tag, from = %source, error = %e, "image not fetched")
+                }
+            }
+        }
+    }
+}
+
+/// Fetches `tag` (manifest `digest`) from the master at `addr` and imports it.
+async fn fetch(
+    raft: &RaftNode,
+    addr: &str,
+    tag: &str,
+    digest: &str,
+    images: &Arc<ImageStore>,
+) -> Result<(), String> {
+    let mut client =
+        MasterApiClient::new(raft.peers.channel(addr)?).max_decoding_message_size(64 << 20);
+    let resp = client
+        .image_manifest(ImageRequest {
+            reference: tag.to_string(),
+        })
+        .await
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    if resp.digest != digest {
+        return Err(format!("it holds {tag} as {}, not {digest}", resp.digest));
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_str(&resp.manifest_json).map_err(|e| format!("its manifest: {e}"))?;
+    let layers: Vec<(String, u64)> = manifest["layers"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|d| Some((d["digest"].as_str()?.to_string(), d["size"].as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (blob, _) in &layers {
+        if !images.has_blob_digest(blob) {
+            fetch_blob(&mut client, blob, images).await?;
+        }
+    }
+    let export = ImageExport {
+        manifest_digest: resp.digest,
+        manifest: resp.manifest_json.into_bytes(),
+        config: resp.config_json.into_bytes(),
+        layers,
+    };
+    let (images, tag) = (images.clone(), tag.to_string());
+    tokio::task::spawn_blocking(move || images.import_fetched(&tag, &export))
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// One blob, whole, into the image store's fetch area; its digest is checked before it is
+/// kept.
+async fn fetch_blob(
+    client: &mut MasterApiClient<tonic::transport::Channel>,
+    digest: &str,
+    images: &Arc<ImageStore>,
+) -> Result<(), String> {
+    let partial = images.fetch_path(digest, true).map_err(|e| e.to_string())?;
+    let mut stream = client
+        .fetch_blob(BlobRequest {
+            digest: digest.to_string(),
+            offset: 0,
+        })
+        .await
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    let mut file = tokio::fs::File::create(&partial)
+        .await
+        .map_err(|e| format!("{}: {e}", partial.display()))?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|s| s.message().to_string())?;
+        file.write_all(&chunk.data)
+            .await
+            .map_err(|e| format!("{}: {e}", partial.display()))?;
+    }
+    file.sync_all()
+        .await
+        .map_err(|e| format!("{}: {e}", partial.display()))?;
+    let (images, digest) = (images.clone(), digest.to_string());
+    tokio::task::spawn_blocking(move || images.finish_fetch(&digest))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
