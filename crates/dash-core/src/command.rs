@@ -174,4 +174,9 @@ pub enum Command {
         origin: String,
         at_ms: u64,
     },
+    /// `dash image rm` at a master: the tag leaves the image index, and every master that
+    /// fetched it because of the index removes it too.
+    ForgetImage {
+        tag: String,
+    },
 }

@@ -5,6 +5,9 @@
 //! `FetchBlob`), and imports it through its image store's checks. So an image imported
 //! through any master still reaches workers after that master is gone.
 //!
+//! A tag that leaves the index (`dash image rm` at some master: `Command::ForgetImage`) is
+//! removed here too, if this master holds it as the digest the index had.
+//!
 //! Looked at every few seconds; a fetch that fails is tried again at the next look.
 
 use std::sync::Arc;
@@ -30,8 +33,10 @@ pub async fn run(
     images: Arc<ImageStore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // The index as the last look saw it: tag → manifest digest.
+    let mut known = std::collections::HashMap::new();
     loop {
-        sync_once(&raft, &store, &images).await;
+        sync_once(&raft, &store, &images, &mut known).await;
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
             _ = shutdown.changed() => return,
@@ -47,10 +52,34 @@ async fn holds(images: &Arc<ImageStore>, tag: &str, digest: &str) -> bool {
         .is_ok_and(|i| i.is_ok_and(|i| i.manifest_digest == digest))
 }
 
-async fn sync_once(raft: &RaftNode, store: &MasterStore, images: &Arc<ImageStore>) {
+async fn sync_once(
+    raft: &RaftNode,
+    store: &MasterStore,
+    images: &Arc<ImageStore>,
+    known: &mut std::collections::HashMap<String, String>,
+) {
     let Ok(index) = store.recorded_images().await else {
         return;
     };
+    let now: std::collections::HashMap<String, String> = index
+        .iter()
+        .map(|(t, d, _)| (t.clone(), d.clone()))
+        .collect();
+    for (tag, digest) in known.iter().filter(|(t, _)| !now.contains_key(*t)) {
+        if holds(images, tag, digest).await {
+            let (images, t) = (images.clone(), tag.clone());
+            match tokio::task::spawn_blocking(move || images.remove(&t)).await {
+                Ok(Ok(_)) => tracing::info!(image = %tag, "image removed: it left the index"),
+                Ok(Err(e)) => {
+                    tracing::warn!(image = %tag, error = %e, "removing an image that left the index")
+                }
+                Err(e) => {
+                    tracing::warn!(image = %tag, error = %e, "removing an image that left the index")
+                }
+            }
+        }
+    }
+    *known = now;
     for (tag, digest, origin) in index {
         if holds(images, &tag, &digest).await {
             continue;

@@ -970,6 +970,14 @@ async fn apply_command(
             .rows_affected()
                 > 0;
         }
+        Command::ForgetImage { tag } => {
+            out.changed = sqlx::query("DELETE FROM images WHERE tag = ?")
+                .bind(tag)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected()
+                > 0;
+        }
         Command::RevokeToken { id, at_ms } => {
             out.changed = sqlx::query(
                 "UPDATE join_tokens SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL",

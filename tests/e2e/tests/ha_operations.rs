@@ -480,6 +480,41 @@ fn an_image_imported_through_a_master_runs_on_a_worker_after_that_master_is_kill
         String::from_utf8_lossy(&out.stderr)
     );
     wait_image_everywhere(&c, 3, "busybox:sync");
+    // Removed through one master, it goes from every master.
+    let out = c.dash_at(
+        via,
+        &[
+            "image",
+            "import",
+            "--rootfs",
+            tar.to_str().unwrap(),
+            "busybox:gone",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_image_everywhere(&c, 3, "busybox:gone");
+    let out = c.dash_at(leader, &["image", "rm", "busybox:gone"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 0..3 {
+        c.wait(
+            &format!("busybox:gone removed from {}", c.nodes[i].name),
+            Duration::from_secs(30),
+            || {
+                let out = c.dash_at(i, &["image", "ls"]);
+                (out.status.success()
+                    && !String::from_utf8_lossy(&out.stdout).contains("busybox:gone"))
+                .then_some(())
+            },
+        );
+    }
     c.retire(via);
     c.apply(
         "sync.toml",

@@ -179,6 +179,15 @@ pub async fn remove(
         .await
         .map_err(HttpError::internal)?
         .map_err(|e| HttpError::not_found(e.to_string()))?;
+    if s.manager.log().raft().is_some() {
+        // The tag removed only: the image's other tags stay.
+        let cmd = dash_core::command::Command::ForgetImage {
+            tag: wanted.clone(),
+        };
+        if let Err(e) = s.manager.log().propose(cmd).await {
+            tracing::warn!(image = %wanted, error = %e, "removing the image from the index");
+        }
+    }
     s.mq.publish(
         EventKind::ImageRemoved,
         None,
