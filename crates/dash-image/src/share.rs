@@ -21,6 +21,32 @@ pub struct ImageExport {
     pub layers: Vec<(String, u64)>,
 }
 
+impl ImageExport {
+    /// What a master sent (`ImageManifest`): its manifest's digest and JSON, the config JSON;
+    /// the layer list (digest and size of each, bottom to top) is read from the manifest.
+    pub fn from_manifest(
+        manifest_digest: String,
+        manifest: String,
+        config: String,
+    ) -> Result<ImageExport, serde_json::Error> {
+        let parsed: serde_json::Value = serde_json::from_str(&manifest)?;
+        let layers = parsed["layers"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|d| Some((d["digest"].as_str()?.to_string(), d["size"].as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(ImageExport {
+            manifest_digest,
+            manifest: manifest.into_bytes(),
+            config: config.into_bytes(),
+            layers,
+        })
+    }
+}
+
 impl ImageStore {
     /// The manifest, config and layer list of the image `reference` names.
     pub fn export(&self, reference: &str) -> Result<ImageExport, ImageError> {

@@ -127,27 +127,13 @@ async fn fetch(
     if resp.digest != digest {
         return Err(format!("it holds {tag} as {}, not {digest}", resp.digest));
     }
-    let manifest: serde_json::Value =
-        serde_json::from_str(&resp.manifest_json).map_err(|e| format!("its manifest: {e}"))?;
-    let layers: Vec<(String, u64)> = manifest["layers"]
-        .as_array()
-        .map(|l| {
-            l.iter()
-                .filter_map(|d| Some((d["digest"].as_str()?.to_string(), d["size"].as_u64()?)))
-                .collect()
-        })
-        .unwrap_or_default();
-    for (blob, _) in &layers {
+    let export = ImageExport::from_manifest(resp.digest, resp.manifest_json, resp.config_json)
+        .map_err(|e| format!("its manifest: {e}"))?;
+    for (blob, _) in &export.layers {
         if !images.has_blob_digest(blob) {
             fetch_blob(&mut client, blob, images).await?;
         }
     }
-    let export = ImageExport {
-        manifest_digest: resp.digest,
-        manifest: resp.manifest_json.into_bytes(),
-        config: resp.config_json.into_bytes(),
-        layers,
-    };
     let (images, tag) = (images.clone(), tag.to_string());
     tokio::task::spawn_blocking(move || images.import_fetched(&tag, &export))
         .await

@@ -373,27 +373,11 @@ impl GrpcLink {
                 e => return Err(e),
             },
         };
-        let manifest: serde_json::Value =
-            serde_json::from_str(&resp.manifest_json).map_err(|source| {
-                MasterLinkError::Manifest {
-                    reference: reference.to_string(),
-                    source,
-                }
+        let export = ImageExport::from_manifest(resp.digest, resp.manifest_json, resp.config_json)
+            .map_err(|source| MasterLinkError::Manifest {
+                reference: reference.to_string(),
+                source,
             })?;
-        let layers: Vec<(String, u64)> = manifest["layers"]
-            .as_array()
-            .map(|l| {
-                l.iter()
-                    .filter_map(|d| Some((d["digest"].as_str()?.to_string(), d["size"].as_u64()?)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let export = ImageExport {
-            manifest_digest: resp.digest,
-            manifest: resp.manifest_json.into_bytes(),
-            config: resp.config_json.into_bytes(),
-            layers,
-        };
         for (digest, size) in &export.layers {
             if self.images.has_blob_digest(digest) {
                 continue;

@@ -196,15 +196,7 @@ impl Cluster {
             .chain(master_flags.iter().map(|f| f.to_string()))
             .collect();
         c.nodes[0].args = master_args;
-        c.nodes[0].spawn();
-        c.wait("the master's admin API", Duration::from_secs(20), || {
-            c.nodes[0]
-                .data_dir
-                .join("admin.token")
-                .exists()
-                .then(|| c.dash(&["node", "ls"]).status.success().then_some(()))
-                .flatten()
-        });
+        c.spawn_first_master();
         c.token = c
             .ok(&["token", "create", "--role", "worker"])
             .trim()
@@ -225,19 +217,7 @@ impl Cluster {
         c.add_named_netns(0, "m1".into());
         c.addr = format!("{}:7070", c.nodes[0].ip);
         c.nodes[0].args = c.master_args(0);
-        c.nodes[0].spawn();
-        c.wait(
-            "the first master's admin API",
-            Duration::from_secs(20),
-            || {
-                c.nodes[0]
-                    .data_dir
-                    .join("admin.token")
-                    .exists()
-                    .then(|| c.dash(&["node", "ls"]).status.success().then_some(()))
-                    .flatten()
-            },
-        );
+        c.spawn_first_master();
         for _ in 1..masters {
             c.spawn_master();
         }
@@ -254,6 +234,23 @@ impl Cluster {
         }
         c.wait_nodes_ready(masters + workers);
         c
+    }
+
+    /// Starts node 0 (its arguments set) and waits until its admin API answers.
+    fn spawn_first_master(&mut self) {
+        self.nodes[0].spawn();
+        self.wait(
+            "the first master's admin API",
+            Duration::from_secs(20),
+            || {
+                self.nodes[0]
+                    .data_dir
+                    .join("admin.token")
+                    .exists()
+                    .then(|| self.dash(&["node", "ls"]).status.success().then_some(()))
+                    .flatten()
+            },
+        );
     }
 
     /// `dash server` for node `i` with its admin API on `listen`: its dirs, cgroup parent,

@@ -368,7 +368,6 @@ fn a_backup_of_a_live_cluster_restores_into_a_new_one_that_an_old_worker_rejoins
         c.retire(i);
     }
     let w = 3;
-    c.nodes[w].kill_node();
     let args: Vec<String> = c
         .worker_args(w, &token)
         .into_iter()
@@ -379,10 +378,15 @@ fn a_backup_of_a_live_cluster_restores_into_a_new_one_that_an_old_worker_rejoins
             )
         })
         .collect();
+    // Its containers die with it: a live one later was started under the restored master.
+    c.nodes[w].kill_node();
+    c.wait(
+        "the worker's containers gone",
+        Duration::from_secs(10),
+        || c.nodes[w].container_pids().is_empty().then_some(()),
+    );
     c.respawn_with(w, args);
     let wname = c.nodes[w].name.clone();
-    // Its containers died with it: a live one now was started under the restored master.
-    assert!(c.nodes[w].container_pids().is_empty());
     c.wait(
         "bk running on the old worker, under the restored master",
         Duration::from_secs(60),
@@ -464,39 +468,19 @@ fn an_image_imported_through_a_master_runs_on_a_worker_after_that_master_is_kill
     let leader = c.wait("a leader", Duration::from_secs(15), || c.leader());
     let via = (0..3).find(|i| *i != leader).unwrap();
     let tar = dash_e2e::busybox_rootfs_tar(c.dir.path());
-    let out = c.dash_at(
-        via,
-        &[
-            "image",
-            "import",
-            "--rootfs",
-            tar.to_str().unwrap(),
-            "busybox:sync",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    wait_image_everywhere(&c, 3, "busybox:sync");
+    for tag in ["busybox:sync", "busybox:gone"] {
+        let out = c.dash_at(
+            via,
+            &["image", "import", "--rootfs", tar.to_str().unwrap(), tag],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_image_everywhere(&c, 3, tag);
+    }
     // Removed through one master, it goes from every master.
-    let out = c.dash_at(
-        via,
-        &[
-            "image",
-            "import",
-            "--rootfs",
-            tar.to_str().unwrap(),
-            "busybox:gone",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    wait_image_everywhere(&c, 3, "busybox:gone");
     let out = c.dash_at(leader, &["image", "rm", "busybox:gone"]);
     assert!(
         out.status.success(),
