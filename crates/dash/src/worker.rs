@@ -79,12 +79,15 @@ fn validate(args: &WorkerArgs) -> Result<Validated, ServerError> {
         labels: labels.clone(),
     };
     // A `--join` through a master this node has never known (a restored cluster, another
-    // cluster) joins anew; the same `--join` on a restart does not.
+    // cluster) joins anew; the same `--join` on a restart does not (the address it joined
+    // through, as given, or any master's it has heard of since).
     let moved = |m: &Membership| {
         args.join
             .as_deref()
             .and_then(|j| j.rsplit_once('@'))
-            .is_some_and(|(_, master)| !m.all_masters().iter().any(|a| a == master))
+            .is_some_and(|(_, master)| {
+                master != m.master && !m.all_masters().iter().any(|a| a == master)
+            })
     };
     let joining = match master_link::load_membership(data) {
         Some((membership, identity)) if !moved(&membership) => {
