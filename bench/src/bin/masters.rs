@@ -706,15 +706,24 @@ fn main() {
         println!("parts: {parts} only (not for publishing)");
     }
 
-    // Throughput through 3 members.
+    // Throughput through 3 members, 1 and 16 clients: (kind, members, clients, rate, failed).
     let mut tput: Vec<(Kind, usize, usize, f64, usize)> = Vec::new();
-    for clients in [1, 16].into_iter().filter(|_| part("throughput")) {
-        for s in &systems {
-            let kind = s.target().kind;
-            let (r, failed) = throughput(s, clients, secs, timeout, &format!("t3x{clients}"));
-            eprintln!("{} 3 members, {clients} clients: {r:.0}/s", kind.name());
-            tput.push((kind, 3, clients, r, failed));
+    let mut measure = |systems: &[Members], members: usize| {
+        for clients in [1, 16] {
+            for s in systems {
+                let kind = s.target().kind;
+                let tag = format!("t{members}x{clients}");
+                let (r, failed) = throughput(s, clients, secs, timeout, &tag);
+                eprintln!(
+                    "{} {members} member(s), {clients} clients: {r:.0}/s",
+                    kind.name()
+                );
+                tput.push((kind, members, clients, r, failed));
+            }
         }
+    };
+    if part("throughput") {
+        measure(&systems, 3);
     }
 
     // Failover, alternating.
@@ -743,19 +752,13 @@ fn main() {
     drop(systems);
 
     // Throughput through one member.
-    let singles = [
-        Members::Dash(Cluster::start_ha(57, 1, 0)),
-        Members::Etcd(Etcd::start(1, 23795)),
-    ];
-    for clients in [1, 16].into_iter().filter(|_| part("throughput")) {
-        for s in &singles {
-            let kind = s.target().kind;
-            let (r, failed) = throughput(s, clients, secs, timeout, &format!("t1x{clients}"));
-            eprintln!("{} 1 member, {clients} clients: {r:.0}/s", kind.name());
-            tput.push((kind, 1, clients, r, failed));
-        }
+    if part("throughput") {
+        let singles = [
+            Members::Dash(Cluster::start_ha(57, 1, 0)),
+            Members::Etcd(Etcd::start(1, 23795)),
+        ];
+        measure(&singles, 1);
     }
-    drop(singles);
 
     println!();
     println!(

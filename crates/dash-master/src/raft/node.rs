@@ -246,7 +246,8 @@ impl RaftNode {
     /// "learner", or None (not a member: a worker, or a removed master).
     pub fn role_of(&self, node: &str) -> Option<&'static str> {
         let id = super::raft_id(node);
-        let m = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         let membership = m.membership_config.membership();
         if m.current_leader == Some(id) {
             Some("leader")
