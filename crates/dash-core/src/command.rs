@@ -178,5 +178,25 @@ pub enum Command {
     /// fetched it because of the index removes it too.
     ForgetImage {
         tag: String,
+        /// When (0 in entries of the release before it was recorded).
+        #[serde(default)]
+        at_ms: u64,
+    },
+    /// `dash image prune` at a master: every master prunes its own image store.
+    PruneImages {
+        at_ms: u64,
+    },
+    /// `dash login` at a master: a registry's credentials, sealed with the cluster's data key
+    /// (only masters hold it), so that every master pulls with them.
+    KeepRegistryLogin {
+        /// Canonical `host[:port]`.
+        registry: String,
+        /// The user name and password, sealed (`dash_master::sealing`).
+        sealed: String,
+        at_ms: u64,
+    },
+    /// `dash logout`: the registry's credentials leave the state.
+    ForgetRegistryLogin {
+        registry: String,
     },
 }

@@ -5,15 +5,20 @@
 //! `FetchBlob`), and imports it through its image store's checks. So an image imported
 //! through any master still reaches workers after that master is gone.
 //!
-//! A tag that leaves the index (`dash image rm` at some master: `Command::ForgetImage`) is
-//! removed here too, if this master holds it as the digest the index had.
+//! A tag that leaves the index (`dash image rm` at some master: `Command::ForgetImage`)
+//! leaves a tombstone with the digest it had; a master holding the tag as that digest removes
+//! it, at once or when it comes back after being down.
+//!
+//! `dash image prune` at any master is a command too (`Command::PruneImages`): every master
+//! prunes its own store when the count of prunes asked for grows ([`prune_here`]).
 //!
 //! Looked at every few seconds; a fetch that fails is tried again at the next look.
 
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dash_image::{ImageExport, ImageStore};
+use dash_image::{ImageExport, ImageStore, PruneReport};
 use dash_rpc::proto::master_api_client::MasterApiClient;
 use dash_rpc::proto::{BlobRequest, ImageRequest};
 use dash_store::MasterStore;
@@ -33,15 +38,61 @@ pub async fn run(
     images: Arc<ImageStore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // The index as the last look saw it: tag → manifest digest.
-    let mut known = std::collections::HashMap::new();
+    // Prunes asked for before this start are not done again.
+    let mut prunes = store.image_prunes().await.unwrap_or(0);
     loop {
-        sync_once(&raft, &store, &images, &mut known).await;
+        sync_once(&raft, &store, &images).await;
+        if let Ok(asked) = store.image_prunes().await
+            && asked > prunes
+        {
+            prunes = asked;
+            match prune_here(&store, &images).await {
+                Ok(r) => tracing::info!(
+                    images = r.images_removed.len(),
+                    bytes = r.bytes_freed,
+                    "images pruned (asked at a master)"
+                ),
+                Err(e) => tracing::warn!(error = %e, "pruning the images"),
+            }
+        }
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Prunes this master's image store: untagged images no service or replica (of any version
+/// the state keeps) names, unreferenced blobs and layers, unfinished pulls.
+pub async fn prune_here(
+    store: &MasterStore,
+    images: &Arc<ImageStore>,
+) -> Result<PruneReport, String> {
+    let mut wanted = BTreeSet::new();
+    for svc in store.services().await.map_err(|e| e.to_string())? {
+        wanted.insert(svc.spec.image.clone());
+    }
+    for r in store.replicas(None).await.map_err(|e| e.to_string())? {
+        if let Some(spec) = store
+            .service_version(&r.service, r.version)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            wanted.insert(spec.image);
+        }
+    }
+    let images = images.clone();
+    tokio::task::spawn_blocking(move || {
+        let keep: HashSet<String> = wanted
+            .iter()
+            .filter_map(|r| images.resolve(r).ok())
+            .map(|i| i.record.id)
+            .collect();
+        images.prune(&keep)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
 }
 
 /// Whether this master holds `tag` as the manifest `digest`.
@@ -52,34 +103,46 @@ async fn holds(images: &Arc<ImageStore>, tag: &str, digest: &str) -> bool {
         .is_ok_and(|i| i.is_ok_and(|i| i.manifest_digest == digest))
 }
 
-async fn sync_once(
-    raft: &RaftNode,
+/// Removes the tags that left the index (as the digest they had there).
+async fn remove_forgotten(
     store: &MasterStore,
     images: &Arc<ImageStore>,
-    known: &mut std::collections::HashMap<String, String>,
+    indexed: &HashSet<String>,
 ) {
-    let Ok(index) = store.recorded_images().await else {
+    let Ok(gone) = store.forgotten_images().await else {
         return;
     };
-    let now: std::collections::HashMap<String, String> = index
-        .iter()
-        .map(|(t, d, _)| (t.clone(), d.clone()))
-        .collect();
-    for (tag, digest) in known.iter().filter(|(t, _)| !now.contains_key(*t)) {
-        if holds(images, tag, digest).await {
-            let (images, t) = (images.clone(), tag.clone());
-            match tokio::task::spawn_blocking(move || images.remove(&t)).await {
-                Ok(Ok(_)) => tracing::info!(image = %tag, "image removed: it left the index"),
-                Ok(Err(e)) => {
-                    tracing::warn!(image = %tag, error = %e, "removing an image that left the index")
-                }
-                Err(e) => {
-                    tracing::warn!(image = %tag, error = %e, "removing an image that left the index")
-                }
+    if gone.is_empty() {
+        return;
+    }
+    let listed = images.clone();
+    let local: HashSet<String> = match tokio::task::spawn_blocking(move || listed.list()).await {
+        Ok(Ok(list)) => list.into_iter().flat_map(|r| r.tags).collect(),
+        _ => return,
+    };
+    for (tag, digest) in gone {
+        if !local.contains(&tag) || indexed.contains(&tag) || !holds(images, &tag, &digest).await {
+            continue;
+        }
+        let (images, t) = (images.clone(), tag.clone());
+        match tokio::task::spawn_blocking(move || images.remove(&t)).await {
+            Ok(Ok(_)) => tracing::info!(image = %tag, "image removed: it left the index"),
+            Ok(Err(e)) => {
+                tracing::warn!(image = %tag, error = %e, "removing an image that left the index")
+            }
+            Err(e) => {
+                tracing::warn!(image = %tag, error = %e, "removing an image that left the index")
             }
         }
     }
-    *known = now;
+}
+
+async fn sync_once(raft: &RaftNode, store: &MasterStore, images: &Arc<ImageStore>) {
+    let Ok(index) = store.recorded_images().await else {
+        return;
+    };
+    let indexed: HashSet<String> = index.iter().map(|(t, _, _)| t.clone()).collect();
+    remove_forgotten(store, images, &indexed).await;
     for (tag, digest, origin) in index {
         if holds(images, &tag, &digest).await {
             continue;

@@ -243,6 +243,23 @@ impl MasterApiService {
         }
     }
 
+    /// With masters replicated, certificates are signed at the leader only: its master_api
+    /// address when this master is not it (None: sign here). No leader known: `unavailable`.
+    fn signing_leader(&self) -> Result<Option<String>, Status> {
+        let Some(raft) = self.log.raft() else {
+            return Ok(None);
+        };
+        if raft.is_leader() {
+            return Ok(None);
+        }
+        match raft.leader() {
+            Some((_, addr)) => Ok(Some(addr)),
+            None => Err(Status::unavailable(
+                "no leader among the masters now (an election is running); try again in a moment",
+            )),
+        }
+    }
+
     async fn peer<T>(&self, req: &Request<T>) -> Result<PeerIdentity, Status> {
         let certs = req.peer_certs();
         let der = certs.as_ref().and_then(|c| c.first()).map(|c| c.as_ref());
@@ -256,6 +273,16 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 impl MasterApi for MasterApiService {
     async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
         let r = req.into_inner();
+        if let Some(leader) = self.signing_leader()? {
+            // The leader checks the token, signs and records the node; the joining node
+            // does not notice (it may only know this master).
+            let raft = self.log.raft().ok_or_else(|| Status::internal("no raft"))?;
+            let channel = raft.peers.channel(&leader).map_err(Status::unavailable)?;
+            tracing::info!(node = %r.node, %leader, "join forwarded to the leader");
+            return dash_rpc::proto::master_api_client::MasterApiClient::new(channel)
+                .join(Request::new(r))
+                .await;
+        }
         let role = self.bouncer.check_token(&r.token).await.map_err(|e| {
             tracing::warn!(node = %r.node, error = %e, "join refused");
             status_of(e)
@@ -362,6 +389,13 @@ impl MasterApi for MasterApiService {
 
     async fn renew(&self, req: Request<RenewRequest>) -> Result<Response<RenewResponse>, Status> {
         let peer = self.peer(&req).await?;
+        if let Some(leader) = self.signing_leader()? {
+            // Not forwarded: the leader must see the node's own certificate. The node moves
+            // to the leader with its next heartbeat and tries again.
+            return Err(Status::unavailable(format!(
+                "this master is not the leader: certificates are renewed at the leader ({leader})"
+            )));
+        }
         let issued = self
             .bouncer
             .issue(&peer.node, peer.role, &req.get_ref().csr_pem)

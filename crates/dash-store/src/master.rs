@@ -364,6 +364,43 @@ impl MasterStore {
         )
     }
 
+    /// Tags that left the image index: `(tag, manifest digest it had)`, the latest
+    /// [`KEPT_TOMBSTONES`].
+    pub async fn forgotten_images(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT tag, manifest_digest FROM forgotten_images ORDER BY tag")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// How many prunes of the image stores were asked for (`dash image prune`).
+    pub async fn image_prunes(&self) -> Result<u64, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT requested FROM image_prunes WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(n.unwrap_or(0) as u64)
+    }
+
+    /// The sealed credentials kept for `registry` (canonical `host[:port]`).
+    pub async fn registry_login(&self, registry: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT sealed FROM registry_logins WHERE registry = ?")
+                .bind(registry)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The registries with credentials kept in the state.
+    pub async fn registry_logins(&self) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT registry FROM registry_logins ORDER BY registry")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     pub async fn tokens(&self) -> Result<Vec<(TokenInfo, String)>, StoreError> {
         let rows = sqlx::query("SELECT * FROM join_tokens ORDER BY created_ms DESC, id")
             .fetch_all(&self.pool)
@@ -955,6 +992,10 @@ async fn apply_command(
             origin,
             at_ms,
         } => {
+            sqlx::query("DELETE FROM forgotten_images WHERE tag = ?")
+                .bind(tag)
+                .execute(&mut **tx)
+                .await?;
             out.changed = sqlx::query(
                 "INSERT INTO images (tag, manifest_digest, origin, at_ms) VALUES (?, ?, ?, ?)
                  ON CONFLICT (tag) DO UPDATE SET manifest_digest = excluded.manifest_digest,
@@ -970,9 +1011,61 @@ async fn apply_command(
             .rows_affected()
                 > 0;
         }
-        Command::ForgetImage { tag } => {
-            out.changed = sqlx::query("DELETE FROM images WHERE tag = ?")
+        Command::ForgetImage { tag, at_ms } => {
+            // A tombstone with the digest the tag had, for masters that were down.
+            out.changed = sqlx::query(
+                "INSERT INTO forgotten_images (tag, manifest_digest, at_ms)
+                 SELECT tag, manifest_digest, ? FROM images WHERE tag = ?
+                 ON CONFLICT (tag) DO UPDATE SET manifest_digest = excluded.manifest_digest,
+                 at_ms = excluded.at_ms",
+            )
+            .bind(*at_ms as i64)
+            .bind(tag)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+                > 0;
+            sqlx::query("DELETE FROM images WHERE tag = ?")
                 .bind(tag)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(
+                "DELETE FROM forgotten_images WHERE tag NOT IN
+                 (SELECT tag FROM forgotten_images ORDER BY at_ms DESC, tag LIMIT ?)",
+            )
+            .bind(KEPT_TOMBSTONES)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Command::PruneImages { at_ms } => {
+            sqlx::query(
+                "INSERT INTO image_prunes (id, requested, at_ms) VALUES (1, 1, ?)
+                 ON CONFLICT (id) DO UPDATE SET requested = requested + 1, at_ms = excluded.at_ms",
+            )
+            .bind(*at_ms as i64)
+            .execute(&mut **tx)
+            .await?;
+            out.changed = true;
+        }
+        Command::KeepRegistryLogin {
+            registry,
+            sealed,
+            at_ms,
+        } => {
+            sqlx::query(
+                "INSERT INTO registry_logins (registry, sealed, at_ms) VALUES (?, ?, ?)
+                 ON CONFLICT (registry) DO UPDATE SET sealed = excluded.sealed, at_ms = excluded.at_ms",
+            )
+            .bind(registry)
+            .bind(sealed)
+            .bind(*at_ms as i64)
+            .execute(&mut **tx)
+            .await?;
+            out.changed = true;
+        }
+        Command::ForgetRegistryLogin { registry } => {
+            out.changed = sqlx::query("DELETE FROM registry_logins WHERE registry = ?")
+                .bind(registry)
                 .execute(&mut **tx)
                 .await?
                 .rows_affected()
@@ -1019,6 +1112,9 @@ async fn record_applied(
 /// those a replica still runs): enough for `dash service rollback` and for looking back,
 /// bounded however often it changes.
 const KEPT_VERSIONS: i64 = 10;
+
+/// How many tags that left the image index are remembered (for masters that were down).
+pub const KEPT_TOMBSTONES: i64 = 1000;
 
 async fn put_service(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,

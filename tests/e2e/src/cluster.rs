@@ -134,6 +134,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     pub addr: String,
     pub token: String,
+    /// More `dash server` flags for every master of [`Cluster::start_ha_with`].
+    pub master_extra: Vec<String>,
 }
 
 fn run(cmd: &str, args: &[&str]) {
@@ -168,6 +170,7 @@ impl Cluster {
             bridge,
             nodes: Vec::new(),
             token: String::new(),
+            master_extra: Vec::new(),
         }
     }
 
@@ -213,7 +216,19 @@ impl Cluster {
     /// role master; none runs replicas) and `workers` workers, all ready. The admin API
     /// address is every master's (`DASH_ADDR=a,b,c`: the CLI tries each).
     pub fn start_ha(slot: u8, masters: usize, workers: usize) -> Cluster {
+        Self::start_ha_with(slot, masters, workers, |_| {})
+    }
+
+    /// [`Cluster::start_ha`] with `before` run once the bridge (10.96.SLOT.1) is up and
+    /// before any node starts (e.g. a registry on the bridge, `master_extra` flags).
+    pub fn start_ha_with(
+        slot: u8,
+        masters: usize,
+        workers: usize,
+        before: impl FnOnce(&mut Cluster),
+    ) -> Cluster {
         let mut c = Cluster::bridged(slot);
+        before(&mut c);
         c.add_named_netns(0, "m1".into());
         c.addr = format!("{}:7070", c.nodes[0].ip);
         c.nodes[0].args = c.master_args(0);
@@ -292,6 +307,7 @@ impl Cluster {
     fn master_args(&self, i: usize) -> Vec<String> {
         let mut args = self.server_args(i, &format!("{}:7070", self.nodes[i].ip));
         args.extend(["--node-down-after", "2s", "--no-worker"].map(String::from));
+        args.extend(self.master_extra.iter().cloned());
         args
     }
 
@@ -387,6 +403,29 @@ impl Cluster {
             .env("DASH_TOKEN", token.trim())
             .output()
             .unwrap()
+    }
+
+    /// [`Cluster::dash_at`] with `input` on its standard input.
+    pub fn dash_at_input(&self, i: usize, args: &[&str], input: &str) -> Output {
+        let token =
+            std::fs::read_to_string(self.nodes[0].data_dir.join("admin.token")).unwrap_or_default();
+        let mut child = Command::new(dash_bin())
+            .args(args)
+            .env("DASH_ADDR", format!("{}:7070", self.nodes[i].ip))
+            .env("DASH_TOKEN", token.trim())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
     }
 
     /// `dash` run inside node `i`'s namespace against its own admin API: it reaches the
@@ -499,10 +538,18 @@ impl Cluster {
 
     /// A new node (namespace and worker) joining with the cluster's token; returns its index.
     pub fn join_new_worker(&mut self) -> usize {
+        self.join_new_worker_via(0)
+    }
+
+    /// [`Cluster::join_new_worker`] through master node `via`'s master_api.
+    pub fn join_new_worker_via(&mut self, via: usize) -> usize {
         let i = self.nodes.len();
         self.add_netns(i);
         let token = self.token.clone();
-        self.spawn_worker(i, &token);
+        let mut args = self.worker_args(i, &token);
+        args[2] = format!("{token}@{}:7071", self.nodes[via].ip);
+        self.nodes[i].args = args;
+        self.nodes[i].spawn();
         i
     }
 

@@ -10,6 +10,10 @@ use sha2::{Digest, Sha256};
 
 use crate::require;
 
+/// bcrypt (cost 5) of "s3cret-pass" for user `dash` (made with crypt(3)), so no htpasswd
+/// binary is needed.
+pub const HTPASSWD: &str = "dash:$2b$05$mXIuAZS/dWm4QIc/gMMfNuV0GdPN7VSOfQgKq9UT1c3Xz2uJ1bqH.";
+
 pub struct Registry {
     pub dir: tempfile::TempDir,
     pub addr: String,
@@ -17,8 +21,15 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Starts a registry; `htpasswd` is a bcrypt htpasswd line for basic auth, if wanted.
+    /// Starts a registry on loopback; `htpasswd` is a bcrypt htpasswd line for basic auth,
+    /// if wanted.
     pub fn start(htpasswd: Option<&str>) -> Registry {
+        Self::start_at("127.0.0.1", htpasswd)
+    }
+
+    /// [`Registry::start`] listening on `ip` (e.g. a test bridge's address, for nodes in
+    /// network namespaces).
+    pub fn start_at(ip: &str, htpasswd: Option<&str>) -> Registry {
         require(
             "/usr/bin/docker-registry (Debian docker-registry)",
             Path::new("/usr/bin/docker-registry").exists(),
@@ -26,7 +37,7 @@ impl Registry {
         let dir = tempfile::tempdir().unwrap();
         // Port 0: the registry picks a free port itself and logs it (no probe-then-bind race
         // with tests running in parallel).
-        let addr = "127.0.0.1:0".to_owned();
+        let addr = format!("{ip}:0");
         let auth = match htpasswd {
             Some(line) => {
                 std::fs::write(dir.path().join("htpasswd"), format!("{line}\n")).unwrap();

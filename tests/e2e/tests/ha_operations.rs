@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use dash_e2e::Server;
 use dash_e2e::cluster::Cluster;
+use dash_e2e::registry::{HTPASSWD, Registry, busybox_layer, oci_layout};
 use serde_json::Value;
 
 fn service_file(c: &Cluster, name: &str) -> String {
@@ -480,13 +481,17 @@ fn an_image_imported_through_a_master_runs_on_a_worker_after_that_master_is_kill
         );
         wait_image_everywhere(&c, 3, tag);
     }
-    // Removed through one master, it goes from every master.
+    // Removed through one master, it goes from every master: at once from those up, and
+    // from a master that was down when it left, once it is back.
+    let down = (0..3).find(|i| *i != leader && *i != via).unwrap();
+    c.nodes[down].kill_node();
     let out = c.dash_at(leader, &["image", "rm", "busybox:gone"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    c.nodes[down].restart();
     for i in 0..3 {
         c.wait(
             &format!("busybox:gone removed from {}", c.nodes[i].name),
@@ -499,6 +504,61 @@ fn an_image_imported_through_a_master_runs_on_a_worker_after_that_master_is_kill
             },
         );
     }
+
+    // A prune at one master prunes every master: busybox:sync imported again with other
+    // content leaves its first image untagged everywhere.
+    let images_at = |i: usize| -> Option<Vec<Value>> {
+        let out = c.dash_at(i, &["-o", "json", "image", "ls"]);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .ok()?
+            .as_array()
+            .cloned()
+    };
+    let untagged = |i: usize| {
+        images_at(i).map(|l| {
+            l.iter()
+                .filter(|im| im["tags"].as_array().is_some_and(|t| t.is_empty()))
+                .count()
+        })
+    };
+    // One more file in the rootfs the first tar was made from: other content.
+    std::fs::write(c.dir.path().join("rootfs/www/second.html"), "2\n").unwrap();
+    let other = dash_e2e::busybox_rootfs_tar(c.dir.path());
+    let out = c.dash_at(
+        via,
+        &[
+            "image",
+            "import",
+            "--rootfs",
+            other.to_str().unwrap(),
+            "busybox:sync",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    for i in 0..3 {
+        c.wait(
+            &format!("the first busybox:sync untagged on {}", c.nodes[i].name),
+            Duration::from_secs(30),
+            || (untagged(i)? == 1).then_some(()),
+        );
+    }
+    let out = c.dash_at(leader, &["image", "prune"]);
+    assert!(out.status.success(), "{out:?}");
+    for i in 0..3 {
+        c.wait(
+            &format!("pruned on {}", c.nodes[i].name),
+            Duration::from_secs(30),
+            || (untagged(i)? == 0).then_some(()),
+        );
+        assert!(
+            images_at(i).unwrap().iter().any(|im| im["tags"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t == "busybox:sync"))),
+            "busybox:sync kept on {}",
+            c.nodes[i].name
+        );
+    }
+
     c.retire(via);
     c.apply(
         "sync.toml",
@@ -512,6 +572,137 @@ fn an_image_imported_through_a_master_runs_on_a_worker_after_that_master_is_kill
             let r = c.replicas("sync");
             (r.len() == 1 && r[0]["state"] == "running").then_some(())
         },
+    );
+    c.finish();
+}
+
+#[test]
+fn registry_credentials_taken_at_one_master_serve_pulls_at_another_after_it_is_killed() {
+    let mut registry = None;
+    let mut c = Cluster::start_ha_with(64, 3, 0, |c| {
+        // On the test bridge, where every master's namespace reaches it (plain HTTP).
+        let r = Registry::start_at(&format!("10.96.{}.1", c.slot), Some(HTPASSWD));
+        c.master_extra = vec!["--insecure-registry".into(), r.addr.clone()];
+        // Renewals within the test: the followers' and the worker's go to the leader.
+        c.master_extra
+            .extend(["--cert-validity".into(), "15s".into()]);
+        registry = Some(r);
+    });
+    let reg = registry.unwrap();
+    let layout = c.dir.path().join("layout");
+    oci_layout(&layout, "1", &[busybox_layer(c.dir.path())]);
+    for repo in ["private/ha", "private/ha2"] {
+        reg.push(&layout, "1", repo, Some("dash:s3cret-pass"));
+    }
+    let leader = c.wait("a leader", Duration::from_secs(15), || c.leader());
+    let via = (0..3).find(|i| *i != leader).unwrap();
+    let out = c.dash_at_input(
+        via,
+        &[
+            "registry",
+            "login",
+            &reg.addr,
+            "-u",
+            "dash",
+            "--password-stdin",
+        ],
+        "s3cret-pass\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Sealed in the state: no master's files (state, its WAL, the Raft log) hold it in clear.
+    for n in &c.nodes[..3] {
+        let clear = dash_e2e::files_holding(&n.data_dir, "s3cret-pass");
+        assert!(clear.is_empty(), "the password in clear in {clear:?}");
+    }
+
+    // The master that took the login is gone; another pulls with the credentials.
+    c.retire(via);
+    let (a, b) = {
+        let mut live = (0..3).filter(|i| *i != via);
+        (live.next().unwrap(), live.next().unwrap())
+    };
+    let out = c.dash_at(a, &["image", "pull", &format!("{}/private/ha:1", reg.addr)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Logged out at one master: the other is refused at once.
+    let out = c.dash_at(a, &["registry", "logout", &reg.addr]);
+    assert!(out.status.success(), "{out:?}");
+    let out = c.dash_at(
+        b,
+        &["image", "pull", &format!("{}/private/ha2:1", reg.addr)],
+    );
+    assert!(!out.status.success(), "pulled after the logout: {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(err.contains("auth"), "{err}");
+
+    // Certificates are signed at the leader only: a worker joining through a follower is
+    // forwarded there, and does not notice.
+    let leader = c.wait("a leader", Duration::from_secs(15), || c.leader());
+    let follower = if a == leader { b } else { a };
+    let w = c.join_new_worker_via(follower);
+    let name = c.nodes[w].name.clone();
+    c.wait(&format!("{name} ready"), Duration::from_secs(30), || {
+        let nodes = c.json(&["node", "ls"]);
+        nodes
+            .as_array()?
+            .iter()
+            .any(|n| n["id"] == name.as_str() && n["state"] == "ready")
+            .then_some(())
+    });
+    let forwarded = c.nodes[follower].log_text();
+    assert!(
+        forwarded.contains("join forwarded to the leader") && forwarded.contains(&name),
+        "{}",
+        dash_e2e::tail(&forwarded, 20)
+    );
+    let signed = c.nodes[leader].log_text();
+    assert!(
+        signed.contains("node joined") && signed.contains(&name),
+        "{}",
+        dash_e2e::tail(&signed, 20)
+    );
+    // Renewed at two thirds of 15 s, by the leader: the follower's certificate (asked for
+    // with its own) and the worker's (which moved to the leader); both go on talking.
+    let follower_name = c.nodes[follower].name.clone();
+    c.wait(
+        "the follower's and the worker's certificates renewed at the leader",
+        Duration::from_secs(40),
+        || {
+            let log = c.nodes[leader].log_text();
+            let renewed = |node: &str| {
+                log.lines()
+                    .any(|l| l.contains("certificate renewed") && l.contains(node))
+            };
+            (renewed(&follower_name) && renewed(&name)).then_some(())
+        },
+    );
+    assert!(
+        c.nodes[follower]
+            .log_text()
+            .contains("master certificate renewed")
+    );
+    let out = c.dash_at(
+        follower,
+        &["apply", "-f", &service_file(&c, "after-renewal")],
+    );
+    assert!(out.status.success(), "{out:?}");
+    // Longer than --node-down-after: a worker whose heartbeats failed would not be ready.
+    std::thread::sleep(Duration::from_secs(3));
+    let nodes = c.json(&["node", "ls"]);
+    assert!(
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == name.as_str() && n["state"] == "ready"),
+        "{nodes}"
     );
     c.finish();
 }

@@ -108,13 +108,10 @@ fn missing_image_with_pull_policy_never_fails_clearly() {
     );
 }
 
-/// bcrypt (cost 5) of "s3cret-pass" (made with crypt(3)), so no htpasswd binary is needed.
-const HTPASSWD: &str = "dash:$2b$05$mXIuAZS/dWm4QIc/gMMfNuV0GdPN7VSOfQgKq9UT1c3Xz2uJ1bqH.";
-
 #[test]
 fn registry_login_wrong_then_right_password() {
-    let reg = Registry::start(Some(HTPASSWD));
-    let s = Server::start(33);
+    let reg = Registry::start(Some(dash_e2e::registry::HTPASSWD));
+    let mut s = Server::start(33);
     let layout = s.dir.path().join("layout");
     oci_layout(&layout, "1", &[busybox_layer(s.dir.path())]);
     reg.push(&layout, "1", "private/bb", Some("dash:s3cret-pass"));
@@ -166,11 +163,40 @@ fn registry_login_wrong_then_right_password() {
 
     let out = login("s3cret-pass");
     assert!(out.status.success(), "{out:?}");
-    let mode = std::os::unix::fs::MetadataExt::mode(
-        &std::fs::metadata(s.data_dir.join("registries.json")).unwrap(),
-    );
-    assert_eq!(mode & 0o777, 0o600);
+    // Kept in the state, sealed: no file of the data dir holds the password in clear.
+    let clear = dash_e2e::files_holding(&s.data_dir, "s3cret-pass");
+    assert!(clear.is_empty(), "the password in clear in {clear:?}");
     s.ok(&["image", "pull", &reference]);
     assert_eq!(s.json(&["image", "ls"])[0]["tags"][0], reference.as_str());
+
+    // Logged out: a pull of another tag is refused again.
     s.ok(&["registry", "logout", &reg.addr]);
+    reg.push(&layout, "1", "private/bb2", Some("dash:s3cret-pass"));
+    let second = format!("{}/private/bb2:1", reg.addr);
+    let out = s.dash(&["image", "pull", &second]);
+    assert!(!out.status.success(), "{out:?}");
+
+    // A login an older release stored in <data>/registries.json moves into the state at
+    // the next start, and the file forgets it.
+    s.kill9();
+    let pair = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        "dash:s3cret-pass",
+    );
+    std::fs::write(
+        s.data_dir.join("registries.json"),
+        format!(
+            "{{\"auths\": {{\"{}\": {{\"auth\": \"{pair}\"}}}}}}",
+            reg.addr
+        ),
+    )
+    .unwrap();
+    s.restart();
+    s.wait("registries.json emptied", Duration::from_secs(20), || {
+        (!std::fs::read_to_string(s.data_dir.join("registries.json"))
+            .unwrap_or_default()
+            .contains(&pair))
+        .then_some(())
+    });
+    s.ok(&["image", "pull", &second]);
 }

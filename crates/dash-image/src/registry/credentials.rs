@@ -109,6 +109,18 @@ pub(crate) fn lookup(
     Ok(None)
 }
 
+/// Every entry of Dash's file with credentials: `(registry, username, password)`.
+pub(crate) fn stored(path: &Path) -> Result<Vec<(String, String, String)>, PullError> {
+    let file = read(path)?;
+    let mut out = Vec::new();
+    for (key, entry) in &file.auths {
+        if let Some(c) = entry.credentials(path, key)? {
+            out.push((canonical_registry(key), c.username, c.password));
+        }
+    }
+    Ok(out)
+}
+
 /// Stores `credentials` for `registry` in Dash's file (created with mode 0600, replaced
 /// atomically).
 pub(crate) fn store(

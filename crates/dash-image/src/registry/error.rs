@@ -117,6 +117,10 @@ pub enum PullError {
     #[error("credentials file {path}: {problem}")]
     Credentials { path: PathBuf, problem: String },
 
+    /// The credentials kept for a registry (a master's state) cannot be read.
+    #[error("the credentials kept for {registry}: {problem}")]
+    CredentialStore { registry: String, problem: String },
+
     /// A blocking step of the pull panicked or was cancelled.
     #[error("the pull of {reference} was interrupted: {reason}")]
     Interrupted { reference: String, reason: String },

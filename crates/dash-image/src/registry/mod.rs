@@ -30,13 +30,14 @@ mod reference;
 mod session;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
 use tracing::Instrument as _;
 
 pub use error::PullError;
-pub use reference::{DEFAULT_REGISTRY, RegistryRef, parse_reference};
+pub use reference::{DEFAULT_REGISTRY, RegistryRef, check_registry, parse_reference};
 
 use crate::{ImageError, ImageRecord, ImageStore, normalize_reference};
 use credentials::Credentials;
@@ -149,9 +150,22 @@ pub struct Puller {
     inner: Arc<Inner>,
 }
 
+/// Credentials kept elsewhere than in files (a master's replicated state): asked before
+/// Dash's credentials file and docker's config.
+pub trait CredentialStore: Send + Sync {
+    /// The user name and password stored for `registry` (canonical `host[:port]`); an error
+    /// says why they could not be read.
+    fn lookup<'a>(
+        &'a self,
+        registry: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(String, String)>, String>>;
+}
+
 pub(crate) struct Inner {
     store: Arc<ImageStore>,
     cfg: RegistryConfig,
+    /// Asked first for credentials (see [`Puller::use_credential_store`]).
+    credential_store: OnceLock<Arc<dyn CredentialStore>>,
     /// Whole pulls, by the tag they store the image under.
     pulls: Flights<Result<ImageRecord, PullError>, PullEvents>,
     /// Blob downloads, by hex digest, shared by all pulls.
@@ -170,6 +184,7 @@ impl Puller {
                 cfg,
                 pulls: Flights::default(),
                 blobs: Flights::default(),
+                credential_store: OnceLock::new(),
                 credentials: Mutex::new(()),
             }),
         })
@@ -209,15 +224,20 @@ impl Puller {
         events.follow(flight, progress).await
     }
 
+    /// From now on, credentials are looked up in `store` before the files (set once: later
+    /// calls are ignored).
+    pub fn use_credential_store(&self, store: Arc<dyn CredentialStore>) {
+        let _ = self.inner.credential_store.set(store);
+    }
+
     /// Checks `username` and `password` against `registry` (`host[:port]`) with a real
-    /// authenticated request, then stores them in the credentials file (mode 0600), replacing
-    /// earlier ones for that registry.
-    pub async fn login(
+    /// authenticated request; returns the registry's canonical name. Stores nothing.
+    pub async fn verify_login(
         &self,
         registry: &str,
         username: &str,
         password: &str,
-    ) -> Result<(), PullError> {
+    ) -> Result<String, PullError> {
         let registry = reference::check_registry(registry)?;
         if username.is_empty() || username.contains(':') {
             return Err(PullError::AuthenticationFailed {
@@ -229,9 +249,31 @@ impl Puller {
             username: username.to_owned(),
             password: password.to_owned(),
         };
-        Session::new(&self.inner.cfg, &registry, Some(credentials.clone()))?
+        Session::new(&self.inner.cfg, &registry, Some(credentials))?
             .verify_login()
             .await?;
+        Ok(registry)
+    }
+
+    /// The credentials in Dash's own file: `(registry, username, password)` each.
+    pub fn stored_logins(&self) -> Result<Vec<(String, String, String)>, PullError> {
+        credentials::stored(&self.inner.cfg.credentials_file)
+    }
+
+    /// Checks `username` and `password` against `registry` (`host[:port]`) with a real
+    /// authenticated request, then stores them in the credentials file (mode 0600), replacing
+    /// earlier ones for that registry.
+    pub async fn login(
+        &self,
+        registry: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<(), PullError> {
+        let registry = self.verify_login(registry, username, password).await?;
+        let credentials = Credentials {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        };
         let _guard = self
             .inner
             .credentials

@@ -45,7 +45,20 @@ pub(crate) async fn run(
             .await?
             .map_err(|e| PullError::store(&reference, e))?
     };
-    let credentials = credentials::lookup(&inner.cfg, &rref.registry)?;
+    let kept =
+        match inner.credential_store.get() {
+            Some(store) => store.lookup(&rref.registry).await.map_err(|problem| {
+                PullError::CredentialStore {
+                    registry: rref.registry.clone(),
+                    problem,
+                }
+            })?,
+            None => None,
+        };
+    let credentials = match kept {
+        Some((username, password)) => Some(credentials::Credentials { username, password }),
+        None => credentials::lookup(&inner.cfg, &rref.registry)?,
+    };
     let session = Session::new(&inner.cfg, &rref.registry, credentials)?;
     let image = Session::reference(&rref);
     session.authenticate(&image, &reference).await?;

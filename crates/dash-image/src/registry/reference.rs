@@ -21,7 +21,7 @@ pub fn parse_reference(r: &str) -> Result<RegistryRef, PullError> {
 }
 
 /// Checks a registry name given on its own (login, the insecure list): `host[:port]`.
-pub(crate) fn check_registry(registry: &str) -> Result<String, PullError> {
+pub fn check_registry(registry: &str) -> Result<String, PullError> {
     let canonical = canonical_registry(registry.trim());
     let invalid = |reason: &str| PullError::InvalidRegistry {
         registry: registry.to_owned(),

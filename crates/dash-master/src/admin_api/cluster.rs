@@ -59,7 +59,7 @@ pub async fn backup(State(s): State<AppState>) -> Result<axum::response::Respons
     tokio::fs::create_dir_all(&s.upload_dir)
         .await
         .map_err(HttpError::internal)?;
-    let ca = s.bouncer.as_ref().map(|b| (b.ca_pem(), b.ca_key_pem()));
+    let ca = Some((s.ca.0.as_str(), s.ca.1.as_str()));
     let made = crate::backup::create(
         crate::backup::Sources {
             log: s.manager.log(),

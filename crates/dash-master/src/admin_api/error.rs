@@ -87,10 +87,17 @@ impl From<ManagerError> for HttpError {
             )),
             ManagerError::BadRequest { field, message } => HttpError::bad_request(&field, message),
             ManagerError::Conflict(m) => HttpError::new(StatusCode::CONFLICT, "conflict", m),
-            ManagerError::Store(dash_store::StoreError::Unavailable(m)) => {
-                HttpError::unavailable(m)
-            }
-            ManagerError::Store(e) => {
+            ManagerError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// No leader took the write in time: 503 `unavailable`; anything else is the master's fault.
+impl From<dash_store::StoreError> for HttpError {
+    fn from(e: dash_store::StoreError) -> Self {
+        match e {
+            dash_store::StoreError::Unavailable(m) => HttpError::unavailable(m),
+            e => {
                 tracing::error!(error = %e, source = ?std::error::Error::source(&e), "store error");
                 HttpError::internal(e)
             }

@@ -183,6 +183,7 @@ pub async fn remove(
         // The tag removed only: the image's other tags stay.
         let cmd = dash_core::command::Command::ForgetImage {
             tag: wanted.clone(),
+            at_ms: dash_core::clock::now_ms(),
         };
         if let Err(e) = s.manager.log().propose(cmd).await {
             tracing::warn!(image = %wanted, error = %e, "removing the image from the index");
@@ -328,37 +329,21 @@ pub async fn inspect(
 }
 
 /// Removes untagged images that no replica uses, unreferenced blobs and unpacked layers, and
-/// the blobs of unfinished pulls.
+/// the blobs of unfinished pulls: here (the report), and with replicated masters on every
+/// master (`Command::PruneImages`, followed by `crate::image_sync`).
 #[utoipa::path(post, path = "/v1/images/prune", tag = "images", operation_id = "prune_images",
-    responses((status = 200, body = PruneReport)))]
+    responses((status = 200, body = PruneReport, description = "what this master removed"),
+        (status = 503, body = ApiError, description = "`unavailable`: no leader took the prune for the other masters")))]
 pub async fn prune(State(s): State<AppState>) -> Result<axum::Json<PruneReport>, HttpError> {
-    // Every image a service or a replica (of any version) names is kept.
-    let store = s.manager.store();
-    let mut wanted = std::collections::BTreeSet::new();
-    for svc in store.services().await.map_err(HttpError::internal)? {
-        wanted.insert(svc.spec.image.clone());
+    if s.manager.log().raft().is_some() {
+        let cmd = dash_core::command::Command::PruneImages {
+            at_ms: dash_core::clock::now_ms(),
+        };
+        s.manager.log().propose(cmd).await?;
     }
-    for r in store.replicas(None).await.map_err(HttpError::internal)? {
-        if let Some(spec) = store
-            .service_version(&r.service, r.version)
-            .await
-            .map_err(HttpError::internal)?
-        {
-            wanted.insert(spec.image);
-        }
-    }
-    let images = s.images.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        let keep: std::collections::HashSet<String> = wanted
-            .iter()
-            .filter_map(|r| images.resolve(r).ok())
-            .map(|i| i.record.id)
-            .collect();
-        images.prune(&keep)
-    })
-    .await
-    .map_err(HttpError::internal)?
-    .map_err(HttpError::internal)?;
+    let report = crate::image_sync::prune_here(s.manager.store(), &s.images)
+        .await
+        .map_err(HttpError::internal)?;
     Ok(axum::Json(PruneReport {
         images_removed: report.images_removed.len() as u64,
         blobs_removed: report.blobs_removed as u64,

@@ -25,7 +25,7 @@ use super::{ClusterConfig, MasterError};
 use crate::master_api::{Liveness, LivenessConfig, MasterApiService};
 use crate::message_queue::MessageQueue;
 use crate::metrics::Metrics;
-use crate::node_bouncer::{self, NodeBouncer};
+use crate::node_bouncer::NodeBouncer;
 use crate::raft::api::RaftApiService;
 use crate::raft::node::RaftNode;
 use crate::service_state::ServiceState;
@@ -34,6 +34,8 @@ use crate::worker_clients::WorkerClients;
 
 /// What master_api and the cluster loops share with the rest of the master.
 pub(super) struct Parts {
+    /// The cluster CA (loaded or made by the master's start).
+    pub ca: dash_rpc::pki::Ca,
     pub log: StateLog,
     pub state: ServiceState,
     pub mq: Arc<MessageQueue>,
@@ -73,7 +75,7 @@ fn save_cert(data: &Path, cert: &(String, String)) {
     }
 }
 
-/// Loads or creates the CA, issues this master's certificate, binds master_api (a taken
+/// Issues this master's certificate with the CA, binds master_api (a taken
 /// port fails the start) and starts serving it, with liveness and the peers loop.
 pub(super) async fn start(
     c: &ClusterConfig,
@@ -83,9 +85,8 @@ pub(super) async fn start(
     shutdown: watch::Receiver<bool>,
 ) -> Result<Started, MasterError> {
     dash_rpc::tls::init_crypto();
-    let ca = node_bouncer::load_or_create_ca(&data.join("pki"), node).map_err(MasterError::Ca)?;
     let bouncer =
-        NodeBouncer::new(p.log.clone(), ca, c.cert_validity).map_err(MasterError::Bouncer)?;
+        NodeBouncer::new(p.log.clone(), p.ca, c.cert_validity).map_err(MasterError::Bouncer)?;
     let store = p.log.store().clone();
     // The certificate this master had, or a new one (recorded through the log: the first
     // master has just become its own leader). Kept in <data>/pki/master.{crt,key} (0600).
@@ -253,12 +254,32 @@ async fn serve_master_api(
         }
         let renewed = async {
             let (key, csr) = dash_rpc::pki::new_csr(&id.node).map_err(|e| e.to_string())?;
-            let issued = id
-                .bouncer
-                .issue(&id.node, dash_rpc::pki::Role::Master, &csr)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>((issued.pem, key))
+            let leader = id
+                .raft
+                .as_ref()
+                .filter(|r| !r.is_leader())
+                .map(|r| r.leader().map(|(_, addr)| (r, addr)));
+            let pem = match leader {
+                // Certificates are signed at the leader only: asked with this master's own.
+                Some(Some((raft, addr))) => {
+                    let channel = raft.peers.channel(&addr)?;
+                    dash_rpc::proto::master_api_client::MasterApiClient::new(channel)
+                        .renew(dash_rpc::proto::RenewRequest { csr_pem: csr })
+                        .await
+                        .map_err(|s| format!("the leader {addr}: {}", s.message()))?
+                        .into_inner()
+                        .cert_pem
+                }
+                Some(None) => return Err("no leader among the masters now".to_string()),
+                None => {
+                    id.bouncer
+                        .issue(&id.node, dash_rpc::pki::Role::Master, &csr)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .pem
+                }
+            };
+            Ok::<_, String>((pem, key))
         };
         match renewed.await {
             Ok(new) => {

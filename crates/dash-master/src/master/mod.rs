@@ -49,6 +49,7 @@ use crate::metrics::Metrics;
 use crate::node_bouncer::BouncerError;
 use crate::raft::node::{RaftNode, RaftStartError};
 use crate::reconciler::Reconciler;
+use crate::registry_logins::RegistryLogins;
 use crate::service_manager::ServiceManager;
 use crate::service_scaler::ServiceScaler;
 use crate::service_state::ServiceState;
@@ -299,6 +300,23 @@ impl Master {
             }));
         }
 
+        // The CA (made at the first start, with a cluster or not): it signs nodes'
+        // certificates, and the cluster's data key is derived from its key.
+        let ca = crate::node_bouncer::load_or_create_ca(&cfg.data_dir.join("pki"), &cfg.node)
+            .map_err(MasterError::Ca)?;
+        let ca_pems: Arc<(String, String)> =
+            Arc::new((ca.cert_pem.clone(), ca.key_pem().to_string()));
+        let data_key = crate::sealing::DataKey::from_ca_key(ca.key_pem())
+            .map_err(|e| MasterError::Ca(std::io::Error::other(e)))?;
+        let registry_logins = RegistryLogins::new(log.clone(), Arc::new(data_key));
+        node.puller
+            .use_credential_store(Arc::new(registry_logins.clone()));
+        tasks.push(tokio::spawn(crate::registry_logins::adopt_file(
+            registry_logins.clone(),
+            node.puller.clone(),
+            shutdown.clone(),
+        )));
+
         let metrics = Arc::new(Metrics::new());
         let manager = ServiceManager::new(log.clone(), wake.clone());
         let state = ServiceState::new(log.clone(), wake.clone());
@@ -310,6 +328,7 @@ impl Master {
                     &cfg.data_dir,
                     &cfg.node,
                     cluster::Parts {
+                        ca,
                         log: log.clone(),
                         state: state.clone(),
                         mq: mq.clone(),
@@ -355,6 +374,8 @@ impl Master {
             metrics: metrics.clone(),
             bouncer,
             liveness: liveness.clone(),
+            registry_logins,
+            ca: ca_pems,
         });
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await

@@ -950,3 +950,91 @@ async fn a_service_history_keeps_ten_versions_and_any_a_replica_still_runs() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_forgotten_tag_leaves_a_tombstone_that_a_new_record_of_it_clears() {
+    let (_d, s, _) = store().await;
+    let record = |tag: &str, digest: &str| Command::RecordImage {
+        tag: tag.into(),
+        manifest_digest: digest.into(),
+        origin: "10.0.0.1:7071".into(),
+        at_ms: 1,
+    };
+    s.apply(&record("a:1", "sha256:aa")).await.unwrap();
+    s.apply(&record("b:1", "sha256:bb")).await.unwrap();
+    let forget = |tag: &str| Command::ForgetImage {
+        tag: tag.into(),
+        at_ms: 2,
+    };
+    assert!(s.apply(&forget("a:1")).await.unwrap().changed);
+    // A tag the index never had leaves no tombstone.
+    assert!(!s.apply(&forget("never:1")).await.unwrap().changed);
+    assert_eq!(
+        s.forgotten_images().await.unwrap(),
+        vec![("a:1".to_string(), "sha256:aa".to_string())]
+    );
+    assert_eq!(s.recorded_images().await.unwrap().len(), 1);
+    // Imported again (any digest): no master may remove it for the old tombstone.
+    s.apply(&record("a:1", "sha256:aa")).await.unwrap();
+    assert!(s.forgotten_images().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn tombstones_are_bounded() {
+    let (_d, s, _) = store().await;
+    let n = KEPT_TOMBSTONES + 5;
+    for i in 0..n {
+        let tag = format!("t:{i}");
+        s.apply(&Command::RecordImage {
+            tag: tag.clone(),
+            manifest_digest: "sha256:00".into(),
+            origin: "o".into(),
+            at_ms: 1,
+        })
+        .await
+        .unwrap();
+        s.apply(&Command::ForgetImage {
+            tag,
+            at_ms: i as u64,
+        })
+        .await
+        .unwrap();
+    }
+    let kept = s.forgotten_images().await.unwrap();
+    assert_eq!(kept.len() as i64, KEPT_TOMBSTONES);
+    // The oldest went first.
+    assert!(!kept.iter().any(|(t, _)| t == "t:0"));
+    assert!(kept.iter().any(|(t, _)| *t == format!("t:{}", n - 1)));
+}
+
+#[tokio::test]
+async fn prunes_asked_for_are_counted_and_registry_logins_kept_and_forgotten() {
+    let (_d, s, _) = store().await;
+    assert_eq!(s.image_prunes().await.unwrap(), 0);
+    for at_ms in [1, 2] {
+        s.apply(&Command::PruneImages { at_ms }).await.unwrap();
+    }
+    assert_eq!(s.image_prunes().await.unwrap(), 2);
+
+    let keep = |sealed: &str| Command::KeepRegistryLogin {
+        registry: "registry.local:5000".into(),
+        sealed: sealed.into(),
+        at_ms: 1,
+    };
+    s.apply(&keep("v1:first")).await.unwrap();
+    s.apply(&keep("v1:second")).await.unwrap();
+    assert_eq!(
+        s.registry_login("registry.local:5000").await.unwrap(),
+        Some("v1:second".to_string())
+    );
+    assert_eq!(
+        s.registry_logins().await.unwrap(),
+        vec!["registry.local:5000"]
+    );
+    let forget = Command::ForgetRegistryLogin {
+        registry: "registry.local:5000".into(),
+    };
+    assert!(s.apply(&forget).await.unwrap().changed);
+    assert!(!s.apply(&forget).await.unwrap().changed);
+    assert_eq!(s.registry_login("registry.local:5000").await.unwrap(), None);
+}
