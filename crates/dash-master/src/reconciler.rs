@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dash_core::api::{DesiredState, NodeState, ReplicaInfo, ReplicaState};
+use dash_core::api::{DesiredState, NodeInfo, NodeState, ReplicaInfo, ReplicaState};
 use dash_core::command::{Command, NewReplica};
 use dash_core::event::{EventDraft, EventKind};
 use dash_core::reconcile::{self, Action, ReplicaView};
@@ -19,6 +19,9 @@ use tokio::sync::{Notify, watch};
 use crate::message_queue::MessageQueue;
 use crate::now_ms;
 use crate::state_log::StateLog;
+
+/// The least time from the start of one pass to the start of the next one woken by a change.
+const MIN_GAP: Duration = Duration::from_millis(5);
 
 pub struct Reconciler {
     log: StateLog,
@@ -46,28 +49,47 @@ impl Reconciler {
         }
     }
 
-    /// Runs until `shutdown` resolves: a pass on every wake-up and every second.
+    /// Runs until `shutdown` resolves: a pass on every wake-up and every second. Under a
+    /// stream of changes passes start [`MIN_GAP`] apart at most: the wake-ups meanwhile fold
+    /// into the next pass (a change after a quiet spell is acted on at once).
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         loop {
+            let started = tokio::time::Instant::now();
             if let Err(e) = self.pass().await {
                 tracing::warn!(error = %e, "reconcile pass failed");
             }
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => {
+                    tokio::time::sleep_until(started + MIN_GAP).await;
+                }
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.changed() => return,
             }
         }
     }
 
-    /// One pass over every service.
+    /// One pass over every service. The nodes and the replicas are read once for the pass
+    /// (a few statements, however many services there are); what a pass changes wakes the
+    /// next one, which reads them again.
     pub async fn pass(&mut self) -> Result<(), StoreError> {
-        let mut changed = self.evacuate_lost_nodes().await?;
+        let nodes = self.store.nodes().await?;
+        let mut replicas = self.store.replicas(None).await?;
+        let mut changed = self.evacuate_lost_nodes(&nodes, &replicas).await?;
+        if changed {
+            replicas = self.store.replicas(None).await?;
+        }
+        let mut by_service: HashMap<String, Vec<ReplicaInfo>> = HashMap::new();
+        for r in replicas {
+            by_service.entry(r.service.clone()).or_default().push(r);
+        }
         for row in self.store.services().await? {
             if row.removing {
                 continue;
             }
-            changed |= self.reconcile(&row).await?;
+            let replicas = by_service
+                .remove(row.spec.name.as_str())
+                .unwrap_or_default();
+            changed |= self.reconcile(&row, &nodes, replicas).await?;
         }
         if changed {
             self.changes.send_modify(|v| *v += 1);
@@ -78,15 +100,18 @@ impl Reconciler {
     /// Replicas on nodes that are down (or gone) are given up: marked for removal, so the plan
     /// starts replacements on nodes that are up. When the node comes back its agent sees the
     /// removal and stops them: never two copies serving once it is reachable again.
-    async fn evacuate_lost_nodes(&self) -> Result<bool, StoreError> {
-        let nodes = self.store.nodes().await?;
+    async fn evacuate_lost_nodes(
+        &self,
+        nodes: &[NodeInfo],
+        replicas: &[ReplicaInfo],
+    ) -> Result<bool, StoreError> {
         let up: HashSet<&str> = nodes
             .iter()
             .filter(|n| n.state != NodeState::Down)
             .map(|n| n.id.as_str())
             .collect();
         let mut changed = false;
-        for r in self.store.replicas(None).await? {
+        for r in replicas {
             let Some(node) = &r.node else { continue };
             if r.desired != DesiredState::Run || up.contains(node.as_str()) {
                 continue;
@@ -102,10 +127,13 @@ impl Reconciler {
         Ok(changed)
     }
 
-    async fn reconcile(&mut self, row: &ServiceRow) -> Result<bool, StoreError> {
+    async fn reconcile(
+        &mut self,
+        row: &ServiceRow,
+        nodes: &[NodeInfo],
+        replicas: Vec<ReplicaInfo>,
+    ) -> Result<bool, StoreError> {
         let name = row.spec.name.to_string();
-        let replicas = self.store.replicas(Some(&name)).await?;
-        let nodes = self.store.nodes().await?;
         let drained: HashSet<&str> = nodes
             .iter()
             .filter(|n| n.state == NodeState::Drained)

@@ -196,6 +196,9 @@ async fn connect_with(
         // burst of work (hundreds of replicas) leaves them all grown. Closed after 30 s idle,
         // the daemon's memory comes back down; reopening one costs about a millisecond.
         .idle_timeout(Duration::from_secs(30))
+        // A file on this host, not a server across a network: sqlx's ping before every
+        // acquire was one more round trip to the connection's thread per statement.
+        .test_before_acquire(false)
         .connect_with(opts)
         .await
         .map_err(|e| StoreError::Open {

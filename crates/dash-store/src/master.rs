@@ -1,7 +1,7 @@
 //! The master's state machine: [`MasterStore::apply`] and the reads the rest of the master needs.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use dash_core::ServiceSpec;
 use dash_core::api::{
@@ -111,6 +111,10 @@ impl Rejection {
 #[derive(Clone)]
 pub struct MasterStore {
     pool: SqlitePool,
+    /// Parsed service specs by service name, with the JSON text they were parsed from: the
+    /// reconciler and the route table read every service after each change, and parsing each
+    /// spec again cost more than the rest of those reads.
+    specs: std::sync::Arc<std::sync::Mutex<HashMap<String, (String, ServiceSpec)>>>,
 }
 
 /// The write side of the master's state: applies log entries, one transaction each. Only the
@@ -351,7 +355,36 @@ impl StateMachine {
 
 impl MasterStore {
     pub fn new(db: crate::Db) -> Self {
-        Self { pool: db.pool }
+        Self {
+            pool: db.pool,
+            specs: Default::default(),
+        }
+    }
+
+    /// The spec stored as `text` for service `name`: parsed once per text.
+    fn spec_of(&self, name: &str, text: &str) -> Result<ServiceSpec, StoreError> {
+        let mut specs = self.specs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached, spec)) = specs.get(name)
+            && cached == text
+        {
+            return Ok(spec.clone());
+        }
+        let spec: ServiceSpec =
+            serde_json::from_str(text).map_err(|e| corrupt("service spec", e))?;
+        specs.insert(name.to_string(), (text.to_string(), spec.clone()));
+        Ok(spec)
+    }
+
+    fn service_row(&self, row: &SqliteRow) -> Result<ServiceRow, StoreError> {
+        Ok(ServiceRow {
+            spec: self.spec_of(row.get("name"), row.get("spec"))?,
+            version: row.get::<i64, _>("version") as u64,
+            created_ms: row.get::<i64, _>("created_ms") as u64,
+            updated_ms: row.get::<i64, _>("updated_ms") as u64,
+            removing: row.get::<i64, _>("removing") != 0,
+            last_batch_ms: row.get::<i64, _>("last_batch_ms") as u64,
+            auto_rollback_version: row.get::<i64, _>("auto_rollback_version") as u64,
+        })
     }
 
     /// Every join token, newest first, with the hash of its secret.
@@ -474,7 +507,17 @@ impl MasterStore {
         let rows = sqlx::query("SELECT * FROM services ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(service_row).collect()
+        let out = rows
+            .iter()
+            .map(|r| self.service_row(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Services that are gone leave the cache.
+        let mut specs = self.specs.lock().unwrap_or_else(|e| e.into_inner());
+        if specs.len() > out.len() {
+            let names: HashSet<&str> = out.iter().map(|r| r.spec.name.as_str()).collect();
+            specs.retain(|name, _| names.contains(name.as_str()));
+        }
+        Ok(out)
     }
 
     pub async fn service(&self, name: &str) -> Result<Option<ServiceRow>, StoreError> {
@@ -482,7 +525,7 @@ impl MasterStore {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(service_row).transpose()
+        row.as_ref().map(|r| self.service_row(r)).transpose()
     }
 
     /// Replicas, of one service or all, oldest first.
@@ -1331,18 +1374,6 @@ fn removed_row(row: &SqliteRow) -> RemovedReplica {
         created_ms: row.get::<i64, _>("created_ms") as u64,
         removed_ms: row.get::<i64, _>("removed_ms") as u64,
     }
-}
-
-fn service_row(row: &SqliteRow) -> Result<ServiceRow, StoreError> {
-    Ok(ServiceRow {
-        spec: serde_json::from_str(row.get("spec")).map_err(|e| corrupt("service spec", e))?,
-        version: row.get::<i64, _>("version") as u64,
-        created_ms: row.get::<i64, _>("created_ms") as u64,
-        updated_ms: row.get::<i64, _>("updated_ms") as u64,
-        removing: row.get::<i64, _>("removing") != 0,
-        last_batch_ms: row.get::<i64, _>("last_batch_ms") as u64,
-        auto_rollback_version: row.get::<i64, _>("auto_rollback_version") as u64,
-    })
 }
 
 fn replica_row(row: &SqliteRow) -> Result<ReplicaInfo, StoreError> {

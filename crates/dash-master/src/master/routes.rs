@@ -24,6 +24,7 @@ pub(super) async fn feed(
 ) {
     let mut events = mq.subscribe();
     loop {
+        let started = tokio::time::Instant::now();
         match route_table::build(&store).await {
             Ok(entries) => {
                 routes.send_replace(entries);
@@ -35,7 +36,9 @@ pub(super) async fn feed(
                 if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
                     return;
                 }
-                // Fold the rest of a burst into the same rebuild.
+                // Under a stream of events, rebuilds start 5 ms apart at most; the rest of
+                // a burst folds into the same rebuild.
+                tokio::time::sleep_until(started + std::time::Duration::from_millis(5)).await;
                 while events.try_recv().is_ok() {}
             }
             _ = shutdown.changed() => return,

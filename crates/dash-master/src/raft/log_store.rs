@@ -23,16 +23,41 @@ use super::{NodeId, TypeConfig};
 const VOTE: &str = "vote";
 const LAST_PURGED: &str = "last_purged";
 
-/// The log of one master. Cheap to clone: clones share the file (a clone is the log reader
-/// openraft's replication tasks use).
+/// How many of the latest entries are kept in memory besides the file.
+const RECENT: usize = 4096;
+
+/// The log of one master. Cheap to clone: clones share the file and the recent entries (a
+/// clone is the log reader openraft's replication tasks use).
 #[derive(Clone)]
 pub struct LogStore {
     db: RaftLogDb,
+    /// The entries appended since this master started, the latest [`RECENT`] of them: one
+    /// run of consecutive indexes (Raft appends in order; a truncation or a purge cuts the
+    /// run at one end). openraft reads each entry back to apply and to replicate it; these
+    /// are served from here instead of the file (and its JSON).
+    recent: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<u64, Entry<TypeConfig>>>>,
 }
 
 impl LogStore {
     pub fn new(db: RaftLogDb) -> Self {
-        LogStore { db }
+        LogStore {
+            db,
+            recent: Default::default(),
+        }
+    }
+
+    fn recent(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, Entry<TypeConfig>>> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entries with `from <= index < to` if the recent ones hold all there are: every
+    /// entry from the first recent one on was appended through them.
+    fn recent_range(&self, from: u64, to: u64) -> Option<Vec<Entry<TypeConfig>>> {
+        let recent = self.recent();
+        let first = *recent.keys().next()?;
+        (from >= first).then(|| recent.range(from..to).map(|(_, e)| e.clone()).collect())
     }
 
     async fn meta<T: serde::de::DeserializeOwned>(
@@ -76,6 +101,12 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => *i,
             Bound::Unbounded => u64::MAX,
         };
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        if let Some(entries) = self.recent_range(from, to) {
+            return Ok(entries);
+        }
         parse(self.db.range(from, to).await.map_err(read_err)?)
     }
 }
@@ -138,15 +169,34 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         let rows = entries
-            .into_iter()
-            .map(|e| Ok((e.get_log_id().index, serde_json::to_string(&e)?)))
+            .iter()
+            .map(|e| Ok((e.get_log_id().index, serde_json::to_string(e)?)))
             .collect::<Result<Vec<_>, serde_json::Error>>()
             .map_err(write_err)?;
         // One transaction for the whole batch: on disk (synchronous = FULL) when it returns.
         let result = self.db.append(&rows).await;
         match result {
             Ok(()) => {
+                let mut recent = self.recent();
+                for e in entries {
+                    let index = e.get_log_id().index;
+                    // Not the next of the run (a follower's log overwritten past a gap):
+                    // start the run again here.
+                    if recent
+                        .keys()
+                        .next_back()
+                        .is_some_and(|last| index != last + 1 && !recent.contains_key(&index))
+                    {
+                        recent.clear();
+                    }
+                    recent.insert(index, e);
+                }
+                while recent.len() > RECENT {
+                    recent.pop_first();
+                }
+                drop(recent);
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
@@ -158,11 +208,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.recent().retain(|i, _| *i < log_id.index);
         self.db.truncate_from(log_id.index).await.map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let text = serde_json::to_string(&log_id).map_err(write_err)?;
+        self.recent().retain(|i, _| *i > log_id.index);
         self.db
             .purge_to(log_id.index, &text)
             .await
