@@ -7,9 +7,10 @@ export CI=${CI:-}
 
 # What the tests themselves need: a throwaway registry (Debian's docker-registry) and skopeo
 # to push test images into it (the package's own service is not wanted: the tests start
-# theirs), and sqlite3 to write a data dir of an earlier layout (the upgrade test).
+# theirs), sqlite3 to write a data dir of an earlier layout (the upgrade test), and dnsmasq
+# (the binary only: dnsmasq-base) as the upstream resolver the DNS tests run on loopback.
 missing=()
-for p in docker-registry skopeo sqlite3; do
+for p in docker-registry skopeo sqlite3 dnsmasq-base; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -37,6 +37,10 @@ pub struct NodeArgs {
     /// A registry (`host:port`) that may be reached over plain HTTP; loopback ones always may.
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     pub insecure_registries: Vec<String>,
+    /// A name server for names outside the cluster, IP or IP:PORT (repeatable; default: the
+    /// host's /etc/resolv.conf name servers).
+    #[arg(long = "dns-upstream", value_name = "IP[:PORT]")]
+    pub dns_upstreams: Vec<String>,
     /// Log level or filter, e.g. info, debug, dash_worker=debug.
     #[arg(long, env = "DASH_LOG", default_value = "info")]
     pub log_level: String,
@@ -79,6 +83,9 @@ pub struct ServerArgs {
     /// How often the service_scaler looks at the load of autoscaled services.
     #[arg(long, default_value = "5s")]
     pub autoscale_interval: String,
+    /// Where services' virtual IPs come from; the first master's is recorded for the cluster.
+    #[arg(long, default_value = dash_core::subnet::VipPool::DEFAULT)]
+    pub service_cidr: String,
 }
 
 /// `dash worker`: a node that joins a cluster and runs what the masters assign it.

@@ -107,6 +107,13 @@ pub struct ServiceInfo {
     /// "" when settled, else what the rolling update is doing.
     #[serde(default)]
     pub update_status: String,
+    /// Its virtual IP (a service with ports), from the cluster's service range.
+    #[serde(default)]
+    pub vip: Option<String>,
+    /// The names the cluster's DNS answers for it: the service (`web`, `web.<network>`,
+    /// `web.dash`: its virtual IP) and `tasks.web` (its ready replicas).
+    #[serde(default)]
+    pub dns_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -705,6 +712,21 @@ pub struct RouteEntry {
     pub route: crate::spec::RouteSpec,
     /// `(replica id, replica ip)`.
     pub upstreams: Vec<(String, String)>,
+}
+
+/// What every node knows of a service for its DNS (and its virtual IP maps): built by the
+/// masters from the state, sent to every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEndpoints {
+    pub service: String,
+    /// Its virtual IP (a service with ports).
+    pub vip: Option<String>,
+    pub networks: Vec<String>,
+    pub ports: Vec<crate::spec::PortSpec>,
+    /// The addresses of its replicas that run and pass their health check (if any).
+    pub ready: Vec<String>,
+    /// The addresses of all its live replicas, ready or not (who asks, by address).
+    pub members: Vec<String>,
 }
 
 /// `GET /v1/routes`: the proxy's routing table with live counters.

@@ -182,6 +182,11 @@ pub enum Command {
         #[serde(default)]
         at_ms: u64,
     },
+    /// The range services' virtual IPs come from (a master's `--service-cidr`): recorded
+    /// once, the first master's; then every service with ports that has none gets one.
+    SetServiceCidr {
+        cidr: crate::subnet::VipPool,
+    },
     /// `dash image prune` at a master: every master prunes its own image store.
     PruneImages {
         at_ms: u64,

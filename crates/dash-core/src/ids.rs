@@ -19,33 +19,48 @@ pub struct IdError {
 #[serde(try_from = "String", into = "String")]
 pub struct ServiceName(String);
 
+/// Names the built-in DNS gives a meaning of its own (`tasks.<service>`, the search domain
+/// `dash`): no service may be called so.
+pub const RESERVED_SERVICE_NAMES: [&str; 2] = ["tasks", "dash"];
+
+/// Checks that `value` is a DNS label of at most `max_len` characters
+/// (`[a-z0-9]([a-z0-9-]*[a-z0-9])?`), naming it `what` in the error.
+pub fn check_dns_label(what: &'static str, value: &str, max_len: usize) -> Result<(), IdError> {
+    let err = |reason| {
+        Err(IdError {
+            what,
+            value: value.to_string(),
+            reason,
+        })
+    };
+    if value.is_empty() {
+        return err("it is empty");
+    }
+    if value.len() > max_len {
+        return err(if max_len == 48 {
+            "it is longer than 48 characters"
+        } else {
+            "it is longer than 63 characters"
+        });
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return err("use only lowercase letters, digits and '-'");
+    }
+    if value.starts_with('-') || value.ends_with('-') {
+        return err("it must start and end with a letter or digit");
+    }
+    Ok(())
+}
+
 impl ServiceName {
     pub const MAX_LEN: usize = 48;
 
     pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
         let value = value.into();
-        let err = |reason| {
-            Err(IdError {
-                what: "service name",
-                value: value.clone(),
-                reason,
-            })
-        };
-        if value.is_empty() {
-            return err("it is empty");
-        }
-        if value.len() > Self::MAX_LEN {
-            return err("it is longer than 48 characters");
-        }
-        if !value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return err("use only lowercase letters, digits and '-'");
-        }
-        if value.starts_with('-') || value.ends_with('-') {
-            return err("it must start and end with a letter or digit");
-        }
+        check_dns_label("service name", &value, Self::MAX_LEN)?;
         Ok(Self(value))
     }
 

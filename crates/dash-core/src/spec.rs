@@ -58,6 +58,28 @@ pub struct ServiceSpec {
     /// `[autoscale]`: the service_scaler sets `replicas` from the load.
     #[serde(default)]
     pub autoscale: Option<Autoscale>,
+    /// The networks its replicas are on (DNS labels; `["default"]` when not given): a replica
+    /// reaches the services that share one with it.
+    #[serde(default = "default_networks")]
+    pub networks: Vec<String>,
+}
+
+/// The network of a service that names none.
+pub const DEFAULT_NETWORK: &str = "default";
+
+pub fn default_networks() -> Vec<String> {
+    vec![DEFAULT_NETWORK.to_string()]
+}
+
+/// The names the cluster's DNS answers for `spec`'s service: `NAME`, `NAME.<network>` for
+/// each of its networks and `NAME.dash` (its virtual IP), and `tasks.NAME` (its ready
+/// replicas).
+pub fn dns_names(spec: &ServiceSpec) -> Vec<String> {
+    let name = spec.name.as_str();
+    std::iter::once(name.to_string())
+        .chain(spec.networks.iter().map(|n| format!("{name}.{n}")))
+        .chain([format!("{name}.dash"), format!("tasks.{name}")])
+        .collect()
 }
 
 /// Keeps `replicas` between `min` and `max` so that the average load per replica stays near

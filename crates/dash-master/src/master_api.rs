@@ -567,8 +567,12 @@ impl MasterApi for MasterApiService {
         let entries = crate::route_table::build(&self.store)
             .await
             .map_err(internal)?;
+        let endpoints = crate::route_table::endpoints(&self.store)
+            .await
+            .map_err(internal)?;
         Ok(Response::new(RoutesResponse {
             entries_json: serde_json::to_string(&entries).map_err(internal)?,
+            endpoints_json: serde_json::to_string(&endpoints).map_err(internal)?,
         }))
     }
 

@@ -291,6 +291,7 @@ impl ServiceManager {
         } else {
             String::new()
         };
+        let dns_names = dash_core::spec::dns_names(&row.spec);
         Ok(ServiceInfo {
             spec: row.spec,
             version: row.version,
@@ -299,6 +300,8 @@ impl ServiceManager {
             ready,
             replicas,
             update_status,
+            vip: row.vip,
+            dns_names,
         })
     }
 }

@@ -244,7 +244,13 @@ pub(crate) fn write(
     };
     write_file("hosts", hosts_file(&spec.hostname))?;
     write_file("hostname", format!("{}\n", spec.hostname))?;
-    write_file("resolv.conf", resolv_conf(host_resolv_conf))?;
+    write_file(
+        "resolv.conf",
+        match spec.dns {
+            Some(server) => cluster_resolv_conf(server),
+            None => resolv_conf(host_resolv_conf),
+        },
+    )?;
     let config = p.bundle.join("config.json");
     oci.save(&config).map_err(|source| RuntimeError::Spec {
         id: spec.id.clone(),
@@ -259,6 +265,14 @@ fn hosts_file(hostname: &str) -> String {
         text.push_str(&format!("127.0.1.1\t{hostname}\n"));
     }
     text
+}
+
+/// The cluster's DNS as the only name server; short names are looked up under `dash` first
+/// (`api` → `api.dash`).
+fn cluster_resolv_conf(server: std::net::IpAddr) -> String {
+    format!(
+        "# written by dash: the cluster's DNS\nnameserver {server}\nsearch dash\noptions ndots:1\n"
+    )
 }
 
 /// The host's resolv.conf without loopback name servers (a resolver on the host's 127.0.0.x
@@ -306,6 +320,7 @@ mod tests {
             cpu_millis: Some(500),
             netns_path: None,
             log_max_bytes: 0,
+            dns: None,
         }
     }
 

@@ -113,6 +113,7 @@ fn spec(tmp: &Path, id: &str, script: &str) -> ContainerSpec {
         cpu_millis: None,
         netns_path: None,
         log_max_bytes: 0,
+        dns: None,
     }
 }
 

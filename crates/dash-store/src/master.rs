@@ -9,6 +9,7 @@ use dash_core::api::{
 };
 use dash_core::command::{Command, NodeRecord};
 use dash_core::spec::Resources;
+use dash_core::subnet::VipPool;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
@@ -39,6 +40,8 @@ pub struct ServiceRow {
     pub last_batch_ms: u64,
     /// The version an automatic rollback made (0: none): never rolled back automatically.
     pub auto_rollback_version: u64,
+    /// Its virtual IP (a service with ports).
+    pub vip: Option<String>,
 }
 
 /// What applying a log entry did.
@@ -384,6 +387,7 @@ impl MasterStore {
             removing: row.get::<i64, _>("removing") != 0,
             last_batch_ms: row.get::<i64, _>("last_batch_ms") as u64,
             auto_rollback_version: row.get::<i64, _>("auto_rollback_version") as u64,
+            vip: row.get("vip"),
         })
     }
 
@@ -1080,6 +1084,25 @@ async fn apply_command(
             .execute(&mut **tx)
             .await?;
         }
+        Command::SetServiceCidr { cidr } => {
+            out.changed = sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ('service_cidr', ?) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(cidr.to_string())
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+                > 0;
+            // Services with ports from before virtual IPs get theirs.
+            let rows = sqlx::query("SELECT spec FROM services WHERE vip IS NULL")
+                .fetch_all(&mut **tx)
+                .await?;
+            for row in rows {
+                let spec: ServiceSpec = serde_json::from_str(row.get("spec"))
+                    .map_err(|e| corrupt("service spec", e))?;
+                out.changed |= keep_vip(tx, &spec, None).await?;
+            }
+        }
         Command::PruneImages { at_ms } => {
             sqlx::query(
                 "INSERT INTO image_prunes (id, requested, at_ms) VALUES (1, 1, ?)
@@ -1166,10 +1189,11 @@ async fn put_service(
 ) -> Result<Applied, StoreError> {
     let mut out = Applied::default();
     let json = serde_json::to_string(spec).map_err(|e| corrupt("service spec", e))?;
-    let existing = sqlx::query("SELECT spec, version, removing FROM services WHERE name = ?")
+    let existing = sqlx::query("SELECT spec, version, removing, vip FROM services WHERE name = ?")
         .bind(spec.name.as_str())
         .fetch_optional(&mut **tx)
         .await?;
+    let vip: Option<String> = existing.as_ref().and_then(|r| r.get("vip"));
     let version = match existing {
         Some(row) => {
             if row.get::<i64, _>("removing") != 0 {
@@ -1183,6 +1207,7 @@ async fn put_service(
             let version = row.get::<i64, _>("version") as u64;
             if old == *spec {
                 out.version = Some(version);
+                out.changed = keep_vip(tx, spec, vip.as_deref()).await?;
                 return Ok(out);
             }
             // Only changes to what runs in the container make a new version.
@@ -1236,9 +1261,58 @@ async fn put_service(
         .execute(&mut **tx)
         .await?;
     }
+    keep_vip(tx, spec, vip.as_deref()).await?;
     out.version = Some(version);
     out.changed = true;
     Ok(out)
+}
+
+/// A service with ports has a virtual IP (the lowest free one of the recorded range, kept
+/// while it has ports); one without has none. Whether it changed. An exhausted range refuses
+/// the command (nothing of it stays).
+async fn keep_vip(
+    tx: &mut sqlx::SqliteConnection,
+    spec: &ServiceSpec,
+    current: Option<&str>,
+) -> Result<bool, StoreError> {
+    let name = spec.name.as_str();
+    let vip = match (spec.ports.is_empty(), current) {
+        (true, None) | (false, Some(_)) => return Ok(false),
+        (true, Some(_)) => None,
+        (false, None) => {
+            let pool = match sqlx::query_scalar::<_, String>(
+                "SELECT value FROM settings WHERE key = 'service_cidr'",
+            )
+            .fetch_optional(&mut *tx)
+            .await?
+            {
+                Some(text) => VipPool::parse(&text).map_err(|e| corrupt("service_cidr", e))?,
+                None => VipPool::parse(VipPool::DEFAULT).map_err(|e| corrupt("service_cidr", e))?,
+            };
+            let used: HashSet<std::net::Ipv4Addr> =
+                sqlx::query_scalar::<_, String>("SELECT vip FROM services WHERE vip IS NOT NULL")
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+            let Some(ip) = pool.next_free(&used) else {
+                return Err(Rejection::Exhausted(format!(
+                    "service {name}: the service range {pool} has no free virtual IP ({} in use): \
+                     start the masters with a wider --service-cidr, or remove services with ports",
+                    used.len()
+                ))
+                .into());
+            };
+            Some(ip.to_string())
+        }
+    };
+    sqlx::query("UPDATE services SET vip = ? WHERE name = ?")
+        .bind(vip)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    Ok(true)
 }
 
 /// The state of node `id`; NotFound when there is none.

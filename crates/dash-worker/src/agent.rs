@@ -30,11 +30,14 @@ use crate::sentry::machine::{Action, Input, Sentry};
 pub struct AgentConfig {
     pub node: String,
     pub subnet: (Ipv4Addr, u8),
+    /// The node's cluster DNS (its gateway address), if it serves one.
+    pub dns: Option<Ipv4Addr>,
 }
 
 struct Ctx<L> {
     node: String,
     subnet: (Ipv4Addr, u8),
+    dns: Option<Ipv4Addr>,
     link: Arc<L>,
     store: WorkerStore,
     runtime: Arc<ContainerRuntime>,
@@ -66,6 +69,7 @@ impl<L: MasterLink> Agent<L> {
         let ctx = Ctx {
             node: cfg.node,
             subnet: cfg.subnet,
+            dns: cfg.dns,
             link,
             store,
             runtime,
@@ -620,6 +624,7 @@ async fn prepare<L: MasterLink>(
         cpu_millis: (spec.resources.cpu_millis > 0).then_some(spec.resources.cpu_millis),
         netns_path: Some(netns_path),
         log_max_bytes: 0,
+        dns: ctx.dns.map(std::net::IpAddr::V4),
     };
     let rt = ctx.runtime.clone();
     tokio::task::spawn_blocking(move || rt.prepare(&cspec))

@@ -65,6 +65,7 @@ impl MasterApi for Master {
     async fn routes(&self, _: Request<RoutesRequest>) -> Result<Response<RoutesResponse>, Status> {
         Ok(Response::new(RoutesResponse {
             entries_json: "[]".into(),
+            endpoints_json: "[]".into(),
         }))
     }
     async fn image_manifest(

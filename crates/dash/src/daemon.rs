@@ -48,7 +48,26 @@ pub fn check_node_flags(
     runtime: Option<RuntimeKind>,
     proxy_listen: SocketAddr,
 ) -> Result<NodeConfig, ServerError> {
+    let dns_upstreams = if node.dns_upstreams.is_empty() {
+        dash_worker::node::resolv_conf_servers(
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        )
+    } else {
+        node.dns_upstreams
+            .iter()
+            .map(|u| {
+                u.parse::<SocketAddr>()
+                    .or_else(|_| u.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .map_err(|_| {
+                        ServerError::Config(format!(
+                            "--dns-upstream {u:?}: not an IP address or IP:PORT; use e.g. 10.0.0.2 or 127.0.0.1:5353"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
     let mut cfg = NodeConfig {
+        dns_upstreams,
         data_dir: node.data_dir.clone(),
         run_dir: node.run_dir.clone(),
         bridge: node.bridge.clone(),

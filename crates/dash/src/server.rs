@@ -98,8 +98,11 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
         Duration::from_millis(200),
         "5s",
     )?;
+    let service_cidr = dash_core::subnet::VipPool::parse(&args.service_cidr)
+        .map_err(|e| ServerError::Config(format!("--service-cidr {e}; use e.g. 10.96.0.0/16")))?;
     Ok(Validated {
         master: MasterConfig {
+            service_cidr,
             data_dir: args.node.data_dir.clone(),
             node: name,
             listen,
@@ -243,6 +246,7 @@ fn local_node(node: &ReadyNode) -> LocalNode {
         images: n.images().clone(),
         puller: n.puller().clone(),
         routes: node.routes(),
+        endpoints: node.endpoints(),
         peers: node.peers(),
         route_stats: node.route_stats(),
         exec: local_exec(n.runtime().clone()),

@@ -26,6 +26,7 @@ pub(super) struct RawService {
     pub pull_policy: Option<Spanned<String>>,
     pub routes: Option<Vec<Spanned<RawRoute>>>,
     pub autoscale: Option<Spanned<RawAutoscale>>,
+    pub networks: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -350,3 +350,57 @@ fn malformed_image_references_are_refused_naming_the_field() {
     let digest = format!("bb@sha256:{}", "a".repeat(64));
     parse_service("w.toml", &format!("name = \"w\"\nimage = \"{digest}\"\n")).unwrap();
 }
+
+#[test]
+fn networks_default_to_default_and_are_dns_labels_listed_once() {
+    let s = parse_service("api.toml", "name = \"api\"\nimage = \"busybox\"\n").unwrap();
+    assert_eq!(s.networks, vec!["default"]);
+    let s = parse_service(
+        "api.toml",
+        "name = \"api\"\nimage = \"busybox\"\nnetworks = [\"backend\", \"frontend\"]\n",
+    )
+    .unwrap();
+    assert_eq!(s.networks, vec!["backend", "frontend"]);
+    assert_eq!(
+        crate::spec::dns_names(&s),
+        vec![
+            "api",
+            "api.backend",
+            "api.frontend",
+            "api.dash",
+            "tasks.api"
+        ]
+    );
+
+    for (networks, says) in [
+        ("[]", "at least one network"),
+        ("[\"Back_end\"]", "lowercase letters, digits and '-'"),
+        ("[\"-x\"]", "start and end with a letter or digit"),
+        ("[\"a\", \"a\"]", "listed twice"),
+        ("[\"\"]", "it is empty"),
+    ] {
+        let d = err(&format!(
+            "name = \"api\"\nimage = \"busybox\"\nnetworks = {networks}\n"
+        ));
+        assert_eq!(d.0[0].field, "networks", "{networks}: {d}");
+        assert!(d.to_string().contains(says), "{networks}: {d}");
+    }
+    let many: Vec<String> = (0..17).map(|i| format!("\"n{i}\"")).collect();
+    let d = err(&format!(
+        "name = \"api\"\nimage = \"busybox\"\nnetworks = [{}]\n",
+        many.join(", ")
+    ));
+    assert!(d.to_string().contains("more than 16"), "{d}");
+    // A wrong type names the field too.
+    let d = err("name = \"api\"\nimage = \"busybox\"\nnetworks = \"backend\"\n");
+    assert!(d.to_string().contains("networks"), "{d}");
+}
+
+#[test]
+fn names_the_cluster_dns_reserves_are_refused() {
+    for name in ["tasks", "dash"] {
+        let d = err(&format!("name = \"{name}\"\nimage = \"busybox\"\n"));
+        assert_eq!(d.0[0].field, "name");
+        assert!(d.to_string().contains("reserved"), "{d}");
+    }
+}

@@ -91,6 +91,18 @@ pub(super) fn validate(
     };
 
     let name = match ServiceName::new(raw.name.get_ref().clone()) {
+        Ok(n) if crate::ids::RESERVED_SERVICE_NAMES.contains(&n.as_str()) => {
+            cx.report(
+                &raw.name,
+                "name",
+                format!(
+                    "name = {:?} is reserved: the cluster's DNS gives it a meaning of its own",
+                    n.as_str()
+                ),
+                "choose another name (reserved: tasks, dash)",
+            );
+            None
+        }
         Ok(n) => Some(n),
         Err(e) => {
             cx.report(&raw.name, "name", e.to_string(), "e.g. name = \"web\"");
@@ -284,6 +296,8 @@ pub(super) fn validate(
         _ => replicas,
     };
 
+    let networks = networks(&mut cx, raw.networks);
+
     match name {
         Some(name) if cx.problems.is_empty() => Ok(ServiceSpec {
             name,
@@ -304,12 +318,61 @@ pub(super) fn validate(
             pull_policy,
             routes,
             autoscale,
+            networks,
         }),
         _ => {
             cx.problems.sort_by_key(|d| (d.line, d.column));
             Err(Diagnostics(cx.problems))
         }
     }
+}
+
+/// At most this many networks per service.
+pub const MAX_NETWORKS: usize = 16;
+
+fn networks(cx: &mut Ctx<'_>, raw: Option<Spanned<Vec<String>>>) -> Vec<String> {
+    let Some(raw) = raw else {
+        return crate::spec::default_networks();
+    };
+    let list = raw.get_ref();
+    if list.is_empty() {
+        cx.report(
+            &raw,
+            "networks",
+            "networks = []: a service is on at least one network".into(),
+            "leave networks out for the \"default\" network",
+        );
+    }
+    if list.len() > MAX_NETWORKS {
+        cx.report(
+            &raw,
+            "networks",
+            format!(
+                "networks: {} networks, more than {MAX_NETWORKS}",
+                list.len()
+            ),
+            "put the service on fewer networks",
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for n in list {
+        if let Err(e) = crate::ids::check_dns_label("network name", n, 63) {
+            cx.report(
+                &raw,
+                "networks",
+                format!("networks: {e}"),
+                "a network name is a DNS label, e.g. \"backend\"",
+            );
+        } else if !seen.insert(n.as_str()) {
+            cx.report(
+                &raw,
+                "networks",
+                format!("networks: {n:?} is listed twice"),
+                "list each network once",
+            );
+        }
+    }
+    list.clone()
 }
 
 fn resources(cx: &mut Ctx<'_>, raw: Option<raw::RawResources>) -> Resources {

@@ -71,6 +71,9 @@ pub struct MasterConfig {
     /// scheduler skips it.
     pub no_worker: bool,
     pub autoscale_interval: Duration,
+    /// Where services' virtual IPs come from (`--service-cidr`; the first master's is the
+    /// cluster's).
+    pub service_cidr: dash_core::subnet::VipPool,
     /// master_api for other nodes (`--advertise-addr`); None: a single node.
     pub cluster: Option<ClusterConfig>,
 }
@@ -111,6 +114,8 @@ pub struct LocalNode {
     pub puller: Arc<Puller>,
     /// The node's proxy follows this feed; the master sends its routes after every event.
     pub routes: watch::Sender<Vec<RouteEntry>>,
+    /// The node's DNS follows this feed (sent with the routes).
+    pub endpoints: watch::Sender<Vec<dash_core::api::ServiceEndpoints>>,
     /// With a cluster, the master sends every node's `(subnet, address)` here every 2 s.
     pub peers: watch::Sender<Vec<(String, String)>>,
     /// The node's proxy counters, for `GET /v1/routes`.
@@ -280,15 +285,15 @@ impl Master {
         };
         if alone {
             // Registered before anything serves: this master is the whole cluster.
-            register(&log, &record).await?;
+            register(&log, &record, cfg.service_cidr).await?;
         } else {
             // One of several masters: registered once a leader takes it (the leader may be
             // elected only after this master serves RaftApi).
-            let log = log.clone();
+            let (log, cidr) = (log.clone(), cfg.service_cidr);
             let mut stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
-                    match register(&log, &record).await {
+                    match register(&log, &record, cidr).await {
                         Ok(()) => return,
                         Err(e) => tracing::warn!(error = %e, "registering this node; retrying"),
                     }
@@ -356,6 +361,7 @@ impl Master {
             store.clone(),
             mq.clone(),
             node.routes,
+            node.endpoints,
             shutdown.clone(),
         )));
         let logs = admin::log_reader(node.logs, cfg.node.clone(), worker_clients.clone());
@@ -435,8 +441,13 @@ impl Master {
     }
 }
 
-/// Records this node (and announces it ready).
-async fn register(log: &StateLog, record: &NodeRecord) -> Result<(), MasterError> {
+/// Records this node (and announces it ready), and this master's `--service-cidr` if the
+/// cluster has none recorded yet.
+async fn register(
+    log: &StateLog,
+    record: &NodeRecord,
+    service_cidr: dash_core::subnet::VipPool,
+) -> Result<(), MasterError> {
     log.propose_with(
         Command::UpsertNode {
             node: Box::new(record.clone()),
@@ -452,6 +463,15 @@ async fn register(log: &StateLog, record: &NodeRecord) -> Result<(), MasterError
     .map_err(MasterError::RegisterNode)?
     .accepted()
     .map_err(MasterError::NodeRefused)?;
+    let cidr = Command::SetServiceCidr { cidr: service_cidr };
+    if let Some(r) = log
+        .propose(cidr)
+        .await
+        .map_err(MasterError::RegisterNode)?
+        .rejected
+    {
+        tracing::warn!(reason = %r, "services with ports from before virtual IPs could not all get one");
+    }
     Ok(())
 }
 

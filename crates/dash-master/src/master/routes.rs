@@ -3,11 +3,12 @@
 //! ```text
 //!  message_queue event ─┐ (a burst folds into one rebuild)
 //!  start ───────────────┴─► route_table::build(store) ─► routes feed ─► the node's proxy
+//!                           route_table::endpoints(store) ─► endpoints feed ─► its DNS
 //! ```
 
 use std::sync::Arc;
 
-use dash_core::api::RouteEntry;
+use dash_core::api::{RouteEntry, ServiceEndpoints};
 use dash_store::MasterStore;
 use tokio::sync::watch;
 
@@ -20,6 +21,7 @@ pub(super) async fn feed(
     store: MasterStore,
     mq: Arc<MessageQueue>,
     routes: watch::Sender<Vec<RouteEntry>>,
+    endpoints: watch::Sender<Vec<ServiceEndpoints>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut events = mq.subscribe();
@@ -30,6 +32,18 @@ pub(super) async fn feed(
                 routes.send_replace(entries);
             }
             Err(e) => tracing::warn!(error = %e, "building the routing table"),
+        }
+        match route_table::endpoints(&store).await {
+            Ok(list) => {
+                endpoints.send_if_modified(|now| {
+                    let changed = *now != list;
+                    if changed {
+                        *now = list;
+                    }
+                    changed
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "listing the services' endpoints"),
         }
         tokio::select! {
             r = events.recv() => {

@@ -125,6 +125,9 @@ pub struct ContainerSpec {
     pub netns_path: Option<PathBuf>,
     /// Log rotation size (log → log.1); 0 = the monitor's default of 10 MiB.
     pub log_max_bytes: u64,
+    /// The cluster's DNS server: the container's only name server, with the search domain
+    /// `dash`. None: the host's name servers (those not on loopback).
+    pub dns: Option<std::net::IpAddr>,
 }
 
 /// What a container is doing.

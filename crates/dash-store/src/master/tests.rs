@@ -1038,3 +1038,78 @@ async fn prunes_asked_for_are_counted_and_registry_logins_kept_and_forgotten() {
     assert!(!s.apply(&forget).await.unwrap().changed);
     assert_eq!(s.registry_login("registry.local:5000").await.unwrap(), None);
 }
+
+fn with_ports(name: &str, ports: bool) -> Box<ServiceSpec> {
+    let text = format!(
+        "name = \"{name}\"\nimage = \"busybox\"\n{}",
+        if ports {
+            "[[ports]]\ncontainer = 8080\n"
+        } else {
+            ""
+        }
+    );
+    Box::new(parse_service("t.toml", &text).unwrap())
+}
+
+#[tokio::test]
+async fn a_service_with_ports_keeps_one_virtual_ip_across_updates_and_loses_it_without_ports() {
+    let (_d, s, _) = store().await;
+    let put = |spec: Box<ServiceSpec>| Command::PutService { spec, at_ms: 1 };
+    s.apply(&put(with_ports("api", true))).await.unwrap();
+    s.apply(&put(with_ports("web", true))).await.unwrap();
+    s.apply(&put(with_ports("job", false))).await.unwrap();
+    let vip = |name: &'static str| {
+        let s = s.clone();
+        async move { s.service(name).await.unwrap().unwrap().vip }
+    };
+    // The default range until a master records its own.
+    assert_eq!(vip("api").await.as_deref(), Some("10.96.0.1"));
+    assert_eq!(vip("web").await.as_deref(), Some("10.96.0.2"));
+    assert_eq!(vip("job").await, None);
+    // An update (a new version) keeps it.
+    let mut changed = with_ports("api", true);
+    changed.env.insert("V".into(), "2".into());
+    assert_eq!(s.apply(&put(changed)).await.unwrap().version, Some(2));
+    assert_eq!(vip("api").await.as_deref(), Some("10.96.0.1"));
+    // Without ports it goes, and the next service with ports takes the lowest free one.
+    s.apply(&put(with_ports("api", false))).await.unwrap();
+    assert_eq!(vip("api").await, None);
+    s.apply(&put(with_ports("db", true))).await.unwrap();
+    assert_eq!(vip("db").await.as_deref(), Some("10.96.0.1"));
+}
+
+#[tokio::test]
+async fn the_first_recorded_range_wins_and_an_exhausted_range_refuses_the_service_whole() {
+    let (_d, s, _) = store().await;
+    let put = |spec: Box<ServiceSpec>| Command::PutService { spec, at_ms: 1 };
+    // A service with ports from before virtual IPs: it gets one when a range is recorded.
+    s.apply(&put(with_ports("old", true))).await.unwrap();
+    sqlx::query("UPDATE services SET vip = NULL")
+        .execute(&s.read.pool)
+        .await
+        .unwrap();
+    let cidr = |text: &str| Command::SetServiceCidr {
+        cidr: dash_core::subnet::VipPool::parse(text).unwrap(),
+    };
+    assert!(s.apply(&cidr("10.200.0.0/30")).await.unwrap().changed);
+    assert_eq!(
+        s.service("old").await.unwrap().unwrap().vip.as_deref(),
+        Some("10.200.0.1")
+    );
+    // Another master's flag does not change the recorded range.
+    assert!(!s.apply(&cidr("10.201.0.0/16")).await.unwrap().changed);
+    s.apply(&put(with_ports("b", true))).await.unwrap();
+    assert_eq!(
+        s.service("b").await.unwrap().unwrap().vip.as_deref(),
+        Some("10.200.0.2")
+    );
+    // A /30 holds two: the third service is refused, and nothing of it is kept.
+    let e = s.apply(&put(with_ports("c", true))).await.unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("10.200.0.0/30") && text.contains("--service-cidr"),
+        "{text}"
+    );
+    assert!(s.service("c").await.unwrap().is_none());
+    assert!(s.service_version("c", 1).await.unwrap().is_none());
+}

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dash_core::api::RouteEntry;
+use dash_core::api::{RouteEntry, ServiceEndpoints};
 use dash_core::link::with_causes;
 use dash_net::Ipv4Net;
 use dash_runtime::container::ContainerRuntime;
@@ -99,6 +99,7 @@ impl Member {
             tokio::spawn(routes_from_masters(
                 link.clone(),
                 node.routes(),
+                node.endpoints(),
                 shutdown.clone(),
             )),
             tokio::spawn(peers_from_masters(
@@ -141,14 +142,27 @@ impl Member {
 async fn routes_from_masters(
     link: Arc<GrpcLink>,
     routes: watch::Sender<Vec<RouteEntry>>,
+    endpoints: watch::Sender<Vec<ServiceEndpoints>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut last = String::new();
+    let (mut last, mut last_endpoints) = (String::new(), String::new());
     loop {
         let mut client = link.client();
         match client.routes(dash_rpc::proto::RoutesRequest {}).await {
             Ok(r) => {
-                let json = r.into_inner().entries_json;
+                let r = r.into_inner();
+                if r.endpoints_json != last_endpoints {
+                    match serde_json::from_str::<Vec<ServiceEndpoints>>(&r.endpoints_json) {
+                        Ok(list) => {
+                            endpoints.send_replace(list);
+                            last_endpoints = r.endpoints_json;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "service endpoints from the masters unreadable")
+                        }
+                    }
+                }
+                let json = r.entries_json;
                 if json != last {
                     match serde_json::from_str::<Vec<RouteEntry>>(&json) {
                         Ok(entries) => {

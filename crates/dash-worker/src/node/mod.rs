@@ -32,9 +32,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use dash_core::api::{NodeMetrics, RouteEntry, RouteInfo};
+use dash_core::api::{NodeMetrics, RouteEntry, RouteInfo, ServiceEndpoints};
 use dash_core::link::MasterLink;
 use dash_core::spec::Resources;
+use dash_dns::server::Dns;
 use dash_image::registry::{PullError, Puller, RegistryConfig};
 use dash_image::{ImageError, ImageStore};
 use dash_net::{Ipv4Net, NetConfig, NetError, Network};
@@ -73,6 +74,9 @@ pub struct NodeConfig {
     pub insecure_registries: Vec<String>,
     /// Where the built-in proxy listens.
     pub proxy_listen: SocketAddr,
+    /// Where the cluster's DNS sends names outside the cluster (`--dns-upstream`; by default
+    /// the name servers of the host's /etc/resolv.conf).
+    pub dns_upstreams: Vec<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -223,6 +227,9 @@ impl Node {
         // at start (a restarted worker keeps its routes until the masters answer).
         let (routes, routes_rx) = watch::channel(Vec::new());
         let (peers, peers_rx) = watch::channel(Vec::new());
+        let (endpoints, endpoints_rx) = watch::channel(Vec::new());
+        let dns = Dns::new(self.cfg.dns_upstreams.clone());
+        let dns_sockets = bind_dns(net.gateway()).await;
         Ok(ReadyNode {
             node: self,
             subnet,
@@ -232,6 +239,10 @@ impl Node {
             routes_rx,
             peers,
             peers_rx,
+            endpoints,
+            endpoints_rx,
+            dns,
+            dns_sockets,
         })
     }
 }
@@ -246,6 +257,47 @@ pub struct ReadyNode {
     routes_rx: watch::Receiver<Vec<RouteEntry>>,
     peers: watch::Sender<Vec<(String, String)>>,
     peers_rx: watch::Receiver<Vec<(String, String)>>,
+    endpoints: watch::Sender<Vec<ServiceEndpoints>>,
+    endpoints_rx: watch::Receiver<Vec<ServiceEndpoints>>,
+    dns: Dns,
+    /// The cluster DNS's sockets on the gateway address (None: port 53 was taken there).
+    dns_sockets: Option<(tokio::net::UdpSocket, tokio::net::TcpListener)>,
+}
+
+/// The cluster's DNS on `gateway`, port 53, UDP and TCP. A failure is logged and the node
+/// runs without it (its replicas get the host's name servers).
+async fn bind_dns(
+    gateway: std::net::Ipv4Addr,
+) -> Option<(tokio::net::UdpSocket, tokio::net::TcpListener)> {
+    let addr = SocketAddr::from((gateway, DNS_PORT));
+    let bound = async {
+        Ok::<_, std::io::Error>((
+            tokio::net::UdpSocket::bind(addr).await?,
+            tokio::net::TcpListener::bind(addr).await?,
+        ))
+    };
+    match bound.await {
+        Ok(sockets) => Some(sockets),
+        Err(e) => {
+            tracing::error!(%addr, error = %e, "the cluster's DNS cannot listen; replicas get the host's name servers");
+            None
+        }
+    }
+}
+
+/// The cluster DNS's port.
+pub const DNS_PORT: u16 = 53;
+
+/// The name servers of a resolv.conf's text, port 53 (the cluster DNS's default upstreams).
+pub fn resolv_conf_servers(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("nameserver")).then(|| w.next())?
+        })
+        .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, DNS_PORT))
+        .collect()
 }
 
 /// What [`ReadyNode::start`] runs besides the proxy, the feeds and the measurements.
@@ -280,6 +332,11 @@ impl ReadyNode {
         self.peers.clone()
     }
 
+    /// The feed of the cluster's services for this node's DNS.
+    pub fn endpoints(&self) -> watch::Sender<Vec<ServiceEndpoints>> {
+        self.endpoints.clone()
+    }
+
     /// The proxy's routes with their live counters (`GET /v1/routes` on a master). The type
     /// is dash-master's `admin_api::RouteStats`.
     pub fn route_stats(&self) -> Arc<dyn Fn() -> Vec<RouteInfo> + Send + Sync> {
@@ -311,8 +368,12 @@ impl ReadyNode {
             proxy,
             routes_rx,
             peers_rx,
+            endpoints_rx,
+            dns,
+            dns_sockets,
             ..
         } = self;
+        let cluster_dns = dns_sockets.is_some().then(|| net.gateway());
         let handle = proxy.handle();
         let mut tasks = vec![
             tokio::spawn(routes::follow(routes_rx, handle.clone(), shutdown.clone())),
@@ -324,6 +385,15 @@ impl ReadyNode {
                 metrics,
             )),
         ];
+        if let Some((udp, tcp)) = dns_sockets {
+            tasks.push(tokio::spawn(dns.clone().serve_udp(udp, shutdown.clone())));
+            tasks.push(tokio::spawn(dns.clone().serve_tcp(tcp, shutdown.clone())));
+        }
+        tasks.push(tokio::spawn(follow_endpoints(
+            endpoints_rx,
+            dns,
+            shutdown.clone(),
+        )));
         let mut proxy_stop = shutdown.clone();
         tasks.push(tokio::spawn(proxy.serve(async move {
             let _ = proxy_stop.changed().await;
@@ -333,6 +403,7 @@ impl ReadyNode {
                 AgentConfig {
                     node: parts.name,
                     subnet: (subnet.addr(), subnet.prefix()),
+                    dns: cluster_dns,
                 },
                 link,
                 store,
@@ -344,6 +415,21 @@ impl ReadyNode {
             tasks.push(tokio::spawn(agent.run(shutdown)));
         }
         NodeTasks(tasks)
+    }
+}
+
+/// Keeps the DNS's directory equal to the feed of the cluster's services.
+async fn follow_endpoints(
+    mut feed: watch::Receiver<Vec<ServiceEndpoints>>,
+    dns: Dns,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        dns.set_endpoints(&feed.borrow_and_update());
+        tokio::select! {
+            r = feed.changed() => if r.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

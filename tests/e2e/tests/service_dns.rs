@@ -1,0 +1,175 @@
+//! The cluster's DNS, from inside real replicas: services by name, `tasks.<service>`, names
+//! kept to the networks a replica shares, names outside the cluster forwarded to an upstream
+//! resolver the test runs on loopback (Debian's dnsmasq: no outside resolver is ever asked).
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use dash_e2e::{Server, require};
+use serde_json::Value;
+
+/// dnsmasq on 127.0.0.1:`port`, answering `outside.test` with 192.0.2.7 and nothing else
+/// (no upstream of its own: it never asks anyone).
+struct Upstream(Child);
+
+impl Upstream {
+    fn start(port: u16) -> Upstream {
+        require(
+            "/usr/sbin/dnsmasq (Debian dnsmasq-base)",
+            std::path::Path::new("/usr/sbin/dnsmasq").exists(),
+        );
+        let child = Command::new("/usr/sbin/dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                "--pid-file=",
+                "--user=root",
+                "--address=/outside.test/192.0.2.7",
+            ])
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Upstream(child)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn lookup(s: &Server, replica: &str, name: &str) -> String {
+    let out = s.exec_in(replica, &["nslookup", name]);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The addresses an nslookup output lists after its `Name:` line.
+fn addresses(out: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut after_name = false;
+    for line in out.lines() {
+        if line.starts_with("Name:") {
+            after_name = true;
+        } else if after_name && let Some(a) = line.strip_prefix("Address:") {
+            found.push(a.trim().to_string());
+        }
+    }
+    found.sort();
+    found
+}
+
+fn replica_ips(s: &Server, service: &str) -> Vec<String> {
+    let mut ips: Vec<String> = s
+        .replicas(service)
+        .iter()
+        .filter(|r| r["state"] == "running")
+        .filter_map(|r| r["ip"].as_str().map(String::from))
+        .collect();
+    ips.sort();
+    ips
+}
+
+#[test]
+fn replicas_find_services_by_name_within_their_networks_and_other_names_go_upstream() {
+    let port = 15344;
+    let _upstream = Upstream::start(port);
+    let upstream = format!("127.0.0.1:{port}");
+    let s = Server::start_with(44, &["--dns-upstream", &upstream]);
+    s.import_busybox("busybox:dns");
+    s.apply(
+        "api.toml",
+        "name = \"api\"\nimage = \"busybox:dns\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n\
+         replicas = 2\nnetworks = [\"backend\"]\nstop_grace_period = \"1s\"\n[[ports]]\ncontainer = 8080\n",
+    );
+    for (name, networks) in [
+        ("web", "[\"backend\", \"frontend\"]"),
+        ("ui", "[\"frontend\"]"),
+    ] {
+        s.apply(
+            &format!("{name}.toml"),
+            &format!(
+                "name = \"{name}\"\nimage = \"busybox:dns\"\ncommand = [\"sleep\", \"100000\"]\n\
+                 networks = {networks}\nstop_grace_period = \"1s\"\n"
+            ),
+        );
+    }
+    s.wait_running("api", 2);
+    let web = s.wait_running("web", 1)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ui = s.wait_running("ui", 1)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The service's virtual IP and names, as inspect shows them.
+    let api: Value = s.json(&["service", "inspect", "api"]);
+    let vip = api["vip"]
+        .as_str()
+        .expect("api has a virtual IP")
+        .to_string();
+    assert!(vip.starts_with("10.96."), "{api}");
+    let names: Vec<&str> = api["dns_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(names, ["api", "api.backend", "api.dash", "tasks.api"]);
+
+    // The replica's resolver is the node's gateway, with the search domain.
+    let gateway = s.subnet.replace(".0/24", ".1");
+    let resolv = s.exec_in(&web, &["cat", "/etc/resolv.conf"]);
+    let resolv = String::from_utf8_lossy(&resolv.stdout);
+    assert!(
+        resolv.contains(&format!("nameserver {gateway}")) && resolv.contains("search dash"),
+        "{resolv}"
+    );
+
+    for name in ["api", "api.backend", "api.dash"] {
+        let out = lookup(&s, &web, name);
+        assert_eq!(addresses(&out), [vip.as_str()], "{name}: {out}");
+    }
+    let out = lookup(&s, &web, "tasks.api");
+    assert_eq!(addresses(&out), replica_ips(&s, "api"), "{out}");
+    // A service without ports has no virtual IP: its name is its replicas.
+    let out = lookup(&s, &ui, "web");
+    assert_eq!(addresses(&out), replica_ips(&s, "web"), "{out}");
+
+    // Not a network ui is on: api does not exist for it.
+    let out = lookup(&s, &ui, "api");
+    assert!(
+        out.contains("NXDOMAIN") && addresses(&out).is_empty(),
+        "{out}"
+    );
+    // Unknown in the cluster: NXDOMAIN; outside it: the upstream's answer.
+    let out = lookup(&s, &web, "nothing.dash");
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    let out = lookup(&s, &web, "www.outside.test");
+    assert_eq!(addresses(&out), ["192.0.2.7"], "{out}");
+
+    // Scaled: tasks.api follows within a second of the replicas running.
+    s.ok(&["scale", "api", "3"]);
+    s.wait_running("api", 3);
+    let want = replica_ips(&s, "api");
+    s.wait("tasks.api lists 3 replicas", Duration::from_secs(3), || {
+        (addresses(&lookup(&s, &web, "tasks.api")) == want).then_some(())
+    });
+    s.remove_all_services();
+}
