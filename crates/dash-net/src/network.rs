@@ -46,6 +46,8 @@ pub struct Network {
     ports: tokio::sync::Mutex<PublishedPorts>,
     /// The peer subnets last written to the nft set (written again only when they change).
     peers: tokio::sync::Mutex<Option<Vec<String>>>,
+    /// The networks' members last written (see [`Network::set_isolation`]).
+    isolation: tokio::sync::Mutex<Option<std::collections::BTreeMap<String, Vec<Ipv4Addr>>>>,
     _connection: AbortOnDrop,
 }
 
@@ -174,8 +176,27 @@ impl Network {
             nft,
             ports: tokio::sync::Mutex::new(ports),
             peers: tokio::sync::Mutex::new(None),
+            isolation: tokio::sync::Mutex::new(None),
             _connection: connection,
         })
+    }
+
+    /// Keeps replicas to the networks they share: `networks` maps each network to the
+    /// addresses of every replica on it, cluster-wide (the masters' feed). Rewritten in one
+    /// nft transaction when it differs from the last one written.
+    pub async fn set_isolation(
+        &self,
+        networks: &std::collections::BTreeMap<String, Vec<Ipv4Addr>>,
+    ) -> Result<(), NetError> {
+        let mut last = self.isolation.lock().await;
+        if last.as_ref() == Some(networks) {
+            return Ok(());
+        }
+        self.nft
+            .apply(&nftables::isolation_script(&self.cfg.nft_table, networks))
+            .await?;
+        *last = Some(networks.clone());
+        Ok(())
     }
 
     /// Routes to other nodes' container subnets: each via that node's address (static routes:

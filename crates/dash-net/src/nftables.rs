@@ -12,7 +12,11 @@
 //!   output      (nat, -100)    jump published, for connections made on the host (127.0.0.1:port)
 //!   postrouting (nat, srcnat)  masquerade: 127.0.0.0/8 → bridge, hairpin (dnat'd subnet → subnet),
 //!                              subnet → anywhere but the subnet
-//!   forward     (filter)       accept from and to the bridge
+//!   forward     (filter)       replica → replica: jump isolate; accept from and to the bridge
+//!   isolate                    one rule per network: accept if both ends are on it; drop
+//!   @replicas                  every replica's address in the cluster (set_isolation)
+//! table bridge <same name>     the same filter for traffic switched inside the bridge (two
+//!   forward, isolate, @replicas  replicas of this node), which the ip family never sees
 //! ```
 //! Attaching or detaching a replica rewrites the chain `published` (flush + every rule, one batch)
 //! from the state in [`crate::ports`]; the other chains never change after [`init_script`].
@@ -153,6 +157,61 @@ fn json_items<'a>(
 pub(crate) const PUBLISHED_CHAIN: &str = "published";
 /// The set of other nodes' container subnets.
 pub(crate) const PEERS_SET: &str = "peers";
+/// Every replica's address in the cluster: traffic between two of them is kept to the
+/// networks they share (chain `isolate`).
+pub(crate) const REPLICAS_SET: &str = "replicas";
+pub(crate) const ISOLATE_CHAIN: &str = "isolate";
+
+/// Rewrites the isolation of replicas (both families, one transaction): `@replicas` holds every
+/// replica address of the cluster, and `isolate` accepts a packet between two of them only if
+/// some network has both (one rule per network, its members inline), else drops it. The rule
+/// is symmetric, so replies pass without connection tracking (the bridge family has none
+/// unless a module is loaded). A replica the feed does not list yet is not isolated.
+pub(crate) fn isolation_script(table: &str, networks: &BTreeMap<String, Vec<Ipv4Addr>>) -> String {
+    let mut all: Vec<Ipv4Addr> = networks.values().flatten().copied().collect();
+    all.sort();
+    all.dedup();
+    let mut s = String::new();
+    for family in ["ip", "bridge"] {
+        let t = format!("{family} {table}");
+        s.push_str(&format!(
+            "flush set {t} {REPLICAS_SET}
+"
+        ));
+        if !all.is_empty() {
+            s.push_str(&format!(
+                "add element {t} {REPLICAS_SET} {{ {} }}
+",
+                join(&all)
+            ));
+        }
+        s.push_str(&format!(
+            "flush chain {t} {ISOLATE_CHAIN}
+"
+        ));
+        for (name, members) in networks {
+            if members.is_empty() {
+                continue;
+            }
+            let set = join(members);
+            s.push_str(&format!(
+                "add rule {t} {ISOLATE_CHAIN} ip saddr {{ {set} }} ip daddr {{ {set} }} accept comment \"network {name}\"\n"
+            ));
+        }
+        s.push_str(&format!(
+            "add rule {t} {ISOLATE_CHAIN} drop
+"
+        ));
+    }
+    s
+}
+
+fn join(ips: &[Ipv4Addr]) -> String {
+    ips.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Replaces the elements of the peers set.
 pub(crate) fn peers_script(table: &str, subnets: &[String]) -> String {
@@ -327,6 +386,27 @@ pub(crate) fn init_script(table: &str, bridge: &str, subnet: &Ipv4Net) -> String
     // An accept here ends only this chain: a drop in another table's forward chain (e.g. Docker's
     // `iptables -P FORWARD DROP`) still drops. Dash touches no other table, so such a host must
     // allow the bridge there itself.
+    // Replica to replica (routed: across nodes, or through a virtual IP): kept to the
+    // networks they share. The set and the chain are filled by `isolation_script`; rewritten
+    // empty here, until the first feed (nothing is isolated before it).
+    for family in ["ip", "bridge"] {
+        let t = format!("{family} {table}");
+        if family == "bridge" {
+            line(format!("add table {t}"));
+            line(format!(
+                "add chain {t} forward {{ type filter hook forward priority filter; policy accept; }}"
+            ));
+            line(format!("flush chain {t} forward"));
+        }
+        line(format!("add set {t} {REPLICAS_SET} {{ type ipv4_addr; }}"));
+        line(format!("add chain {t} {ISOLATE_CHAIN}"));
+    }
+    line(format!(
+        "add rule {t} forward ip saddr @{REPLICAS_SET} ip daddr @{REPLICAS_SET} jump {ISOLATE_CHAIN}"
+    ));
+    line(format!(
+        "add rule bridge {table} forward ip saddr @{REPLICAS_SET} ip daddr @{REPLICAS_SET} jump {ISOLATE_CHAIN}"
+    ));
     line(format!("add rule {t} forward iifname \"{bridge}\" accept"));
     line(format!("add rule {t} forward oifname \"{bridge}\" accept"));
     s
@@ -335,7 +415,9 @@ pub(crate) fn init_script(table: &str, bridge: &str, subnet: &Ipv4Net) -> String
 /// Deletes the table with everything in it; succeeds when it does not exist.
 pub(crate) fn delete_table_script(table: &str) -> String {
     // `add` first: `delete` of a missing table would fail the batch.
-    format!("add table ip {table}\ndelete table ip {table}\n")
+    format!(
+        "add table ip {table}\ndelete table ip {table}\nadd table bridge {table}\ndelete table bridge {table}\n"
+    )
 }
 
 #[cfg(test)]

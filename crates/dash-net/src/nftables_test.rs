@@ -24,8 +24,20 @@ fn init_names_only_its_own_table() {
     let s = init_script("dash", "dash0", &"10.88.0.0/24".parse().unwrap());
     for line in s.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(words[2..4], ["ip", "dash"], "{line}");
+        // Its ip table, and the bridge table of the same name (isolation inside the bridge).
+        assert!(
+            words[2..4] == ["ip", "dash"] || words[2..4] == ["bridge", "dash"],
+            "{line}"
+        );
     }
+    assert!(
+        s.contains("add rule ip dash forward ip saddr @replicas ip daddr @replicas jump isolate\n")
+    );
+    assert!(s.contains(
+        "add rule bridge dash forward ip saddr @replicas ip daddr @replicas jump isolate\n"
+    ));
+    // The jump comes before the accepts of the bridge.
+    assert!(s.find("jump isolate").unwrap() < s.find("forward iifname").unwrap());
     assert!(s.starts_with("add table ip dash\n"));
     // Hooked chains are flushed before their rules are added, so init can run again; the chain
     // of published ports is not: they keep answering across a daemon restart.
@@ -62,8 +74,40 @@ fn published_script_one_rule_per_port() {
     );
     assert_eq!(
         delete_table_script("t1"),
-        "add table ip t1\ndelete table ip t1\n"
+        "add table ip t1\ndelete table ip t1\nadd table bridge t1\ndelete table bridge t1\n"
     );
+}
+
+#[test]
+fn isolation_accepts_within_each_network_and_drops_the_rest() {
+    let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+    let networks = std::collections::BTreeMap::from([
+        (
+            "backend".to_string(),
+            vec![ip("10.88.0.2"), ip("10.88.0.4")],
+        ),
+        (
+            "frontend".to_string(),
+            vec![ip("10.88.0.4"), ip("10.88.1.5")],
+        ),
+        ("empty".to_string(), vec![]),
+    ]);
+    let s = super::isolation_script("dash", &networks);
+    for family in ["ip", "bridge"] {
+        let t = format!("{family} dash");
+        let want = format!(
+            "flush set {t} replicas\n\
+             add element {t} replicas {{ 10.88.0.2, 10.88.0.4, 10.88.1.5 }}\n\
+             flush chain {t} isolate\n\
+             add rule {t} isolate ip saddr {{ 10.88.0.2, 10.88.0.4 }} ip daddr {{ 10.88.0.2, 10.88.0.4 }} accept comment \"network backend\"\n\
+             add rule {t} isolate ip saddr {{ 10.88.0.4, 10.88.1.5 }} ip daddr {{ 10.88.0.4, 10.88.1.5 }} accept comment \"network frontend\"\n\
+             add rule {t} isolate drop\n"
+        );
+        assert!(s.contains(&want), "{s}");
+    }
+    // Nobody yet: the set is emptied and everything is dropped that matches it (nothing).
+    let s = super::isolation_script("dash", &Default::default());
+    assert!(!s.contains("add element"), "{s}");
 }
 
 /// `nft -j list chain ip t published` of nft 1.0.6 after the rules of `published_script`.

@@ -492,9 +492,11 @@ impl Drop for Server {
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .output();
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &self.table])
-            .output();
+        for family in ["ip", "bridge"] {
+            let _ = Command::new("nft")
+                .args(["delete", "table", family, &self.table])
+                .output();
+        }
         let _ = std::fs::remove_dir_all(&self.run_dir);
     }
 }

@@ -164,6 +164,32 @@ fn replicas_find_services_by_name_within_their_networks_and_other_names_go_upstr
     let out = lookup(&s, &web, "www.outside.test");
     assert_eq!(addresses(&out), ["192.0.2.7"], "{out}");
 
+    // Kept to their networks: web (backend and frontend) reaches an api replica, ui
+    // (frontend only) does not; both are reached by the node (the proxy's path).
+    let api_ip = replica_ips(&s, "api")[0].clone();
+    let get = |from: &str| {
+        s.exec_in(
+            from,
+            // Not wget's -T: Debian's busybox 1.35 wget crashes with it.
+            &[
+                "timeout",
+                "3",
+                "wget",
+                "-q",
+                "-O-",
+                &format!("http://{api_ip}:8080/"),
+            ],
+        )
+    };
+    let out = get(&web);
+    assert!(out.status.success(), "web → api: {out:?}");
+    assert!(!get(&ui).status.success(), "ui reached api across networks");
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "-m", "2", &format!("http://{api_ip}:8080/")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "node → api: {out:?}");
+
     // Scaled: tasks.api follows within a second of the replicas running.
     s.ok(&["scale", "api", "3"]);
     s.wait_running("api", 3);

@@ -392,6 +392,7 @@ impl ReadyNode {
         tasks.push(tokio::spawn(follow_endpoints(
             endpoints_rx,
             dns,
+            net.clone(),
             shutdown.clone(),
         )));
         let mut proxy_stop = shutdown.clone();
@@ -418,14 +419,33 @@ impl ReadyNode {
     }
 }
 
-/// Keeps the DNS's directory equal to the feed of the cluster's services.
+/// Keeps the DNS's directory and the isolation of networks equal to the feed of the
+/// cluster's services.
 async fn follow_endpoints(
     mut feed: watch::Receiver<Vec<ServiceEndpoints>>,
     dns: Dns,
+    net: Arc<Network>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        dns.set_endpoints(&feed.borrow_and_update());
+        let endpoints = feed.borrow_and_update().clone();
+        dns.set_endpoints(&endpoints);
+        let mut networks: std::collections::BTreeMap<String, Vec<std::net::Ipv4Addr>> =
+            Default::default();
+        for e in &endpoints {
+            let members: Vec<std::net::Ipv4Addr> =
+                e.members.iter().filter_map(|a| a.parse().ok()).collect();
+            for n in &e.networks {
+                networks.entry(n.clone()).or_default().extend(&members);
+            }
+        }
+        for members in networks.values_mut() {
+            members.sort();
+            members.dedup();
+        }
+        if let Err(e) = net.set_isolation(&networks).await {
+            tracing::error!(error = %e, "keeping replicas to their networks");
+        }
         tokio::select! {
             r = feed.changed() => if r.is_err() { return },
             _ = shutdown.changed() => return,
