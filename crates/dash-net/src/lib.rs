@@ -116,6 +116,16 @@ impl NetConfig {
     }
 }
 
+/// A port of a service's virtual IP and the addresses of the replicas behind it (the same
+/// port on each).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct VipPort {
+    pub vip: std::net::Ipv4Addr,
+    pub protocol: Protocol,
+    pub port: u16,
+    pub backends: Vec<std::net::Ipv4Addr>,
+}
+
 /// A transport protocol of a published port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {

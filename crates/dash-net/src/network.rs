@@ -46,6 +46,8 @@ pub struct Network {
     ports: tokio::sync::Mutex<PublishedPorts>,
     /// The peer subnets last written to the nft set (written again only when they change).
     peers: tokio::sync::Mutex<Option<Vec<String>>>,
+    /// The virtual IP ports last written (see [`Network::set_vips`]).
+    vips: tokio::sync::Mutex<Option<Vec<crate::VipPort>>>,
     /// The networks' members last written (see [`Network::set_isolation`]).
     isolation: tokio::sync::Mutex<Option<std::collections::BTreeMap<String, Vec<Ipv4Addr>>>>,
     _connection: AbortOnDrop,
@@ -177,8 +179,24 @@ impl Network {
             ports: tokio::sync::Mutex::new(ports),
             peers: tokio::sync::Mutex::new(None),
             isolation: tokio::sync::Mutex::new(None),
+            vips: tokio::sync::Mutex::new(None),
             _connection: connection,
         })
+    }
+
+    /// Leads each port of the services' virtual IPs to their ready replicas (see
+    /// `nftables::services_script`). Rewritten in one nft transaction when it differs from the
+    /// last one written.
+    pub async fn set_vips(&self, vips: &[crate::VipPort]) -> Result<(), NetError> {
+        let mut last = self.vips.lock().await;
+        if last.as_deref() == Some(vips) {
+            return Ok(());
+        }
+        self.nft
+            .apply(&nftables::services_script(&self.cfg.nft_table, vips))
+            .await?;
+        *last = Some(vips.to_vec());
+        Ok(())
     }
 
     /// Keeps replicas to the networks they share: `networks` maps each network to the

@@ -8,8 +8,11 @@
 //! table ip dash
 //!   published                  one rule per published port: if the destination is local,
 //!                              dnat to one of its replicas, round-robin (see `published_script`)
-//!   prerouting  (nat, dstnat)  jump published
-//!   output      (nat, -100)    jump published, for connections made on the host (127.0.0.1:port)
+//!   services                   one rule per port of a service's virtual IP: dnat to one of its
+//!                              ready replicas, at random; none ready, or a port it lacks: drop
+//!                              (never routed out as an unknown address; see `services_script`)
+//!   prerouting  (nat, dstnat)  jump services, jump published
+//!   output      (nat, -100)    the same, for connections made on the host (127.0.0.1:port)
 //!   postrouting (nat, srcnat)  masquerade: 127.0.0.0/8 → bridge, hairpin (dnat'd subnet → subnet),
 //!                              subnet → anywhere but the subnet
 //!   forward     (filter)       replica → replica: jump isolate; accept from and to the bridge
@@ -161,6 +164,50 @@ pub(crate) const PEERS_SET: &str = "peers";
 /// networks they share (chain `isolate`).
 pub(crate) const REPLICAS_SET: &str = "replicas";
 pub(crate) const ISOLATE_CHAIN: &str = "isolate";
+/// The chain of the services' virtual IPs.
+pub(crate) const SERVICES_CHAIN: &str = "services";
+
+/// Rewrites the chain `services` from `vips`, in one transaction: each virtual IP port
+/// leads to one of its ready replicas at random (the same port), and traffic to a virtual IP
+/// that leads nowhere (no ready replica, or a port the service lacks) is dropped here rather
+/// than routed out as an address like any other. Only a connection's first packet passes
+/// a nat chain: the rest follow conntrack.
+pub(crate) fn services_script(table: &str, vips: &[crate::VipPort]) -> String {
+    let t = format!("ip {table}");
+    let mut s = format!("flush chain {t} {SERVICES_CHAIN}\n");
+    let mut addresses: Vec<Ipv4Addr> = Vec::new();
+    for v in vips {
+        addresses.push(v.vip);
+        let matched = format!(
+            "add rule {t} {SERVICES_CHAIN} ip daddr {} meta l4proto {} th dport {}",
+            v.vip, v.protocol, v.port
+        );
+        if v.backends.is_empty() {
+            s.push_str(&format!("{matched} drop\n"));
+            continue;
+        }
+        let map: Vec<String> = v
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("{i} : {b} . {}", v.port))
+            .collect();
+        s.push_str(&format!(
+            "{matched} dnat ip to numgen random mod {} map {{ {} }}\n",
+            v.backends.len(),
+            map.join(", ")
+        ));
+    }
+    addresses.sort();
+    addresses.dedup();
+    if !addresses.is_empty() {
+        s.push_str(&format!(
+            "add rule {t} {SERVICES_CHAIN} ip daddr {{ {} }} drop\n",
+            join(&addresses)
+        ));
+    }
+    s
+}
 
 /// Rewrites the isolation of replicas (both families, one transaction): `@replicas` holds every
 /// replica address of the cluster, and `isolate` accepts a packet between two of them only if
@@ -348,6 +395,9 @@ pub(crate) fn init_script(table: &str, bridge: &str, subnet: &Ipv4Net) -> String
     line(format!("add table {t}"));
     // Not flushed: its rules are the published ports (see `published_script`).
     line(format!("add chain {t} {PUBLISHED_CHAIN}"));
+    // Not flushed either: virtual IPs keep leading to running replicas across a restart
+    // (the first feed rewrites it).
+    line(format!("add chain {t} {SERVICES_CHAIN}"));
     for (chain, spec) in [
         ("prerouting", "type nat hook prerouting priority dstnat"),
         ("output", "type nat hook output priority -100"),
@@ -360,6 +410,7 @@ pub(crate) fn init_script(table: &str, bridge: &str, subnet: &Ipv4Net) -> String
         line(format!("flush chain {t} {chain}"));
     }
     for chain in ["prerouting", "output"] {
+        line(format!("add rule {t} {chain} jump {SERVICES_CHAIN}"));
         line(format!("add rule {t} {chain} jump {PUBLISHED_CHAIN}"));
     }
     // 127.0.0.1:published → container: the source must be rewritten or the reply goes nowhere

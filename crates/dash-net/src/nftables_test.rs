@@ -180,3 +180,45 @@ fn foreign_rules_are_reported() {
         );
     }
 }
+
+#[test]
+fn virtual_ips_lead_to_ready_replicas_at_random_and_nowhere_else() {
+    let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+    let vips = [
+        crate::VipPort {
+            vip: ip("10.96.0.1"),
+            protocol: Protocol::Tcp,
+            port: 8080,
+            backends: vec![ip("10.88.0.2"), ip("10.88.1.3")],
+        },
+        crate::VipPort {
+            vip: ip("10.96.0.2"),
+            protocol: Protocol::Udp,
+            port: 53,
+            backends: vec![],
+        },
+    ];
+    assert_eq!(
+        super::services_script("dash", &vips),
+        "flush chain ip dash services\n\
+         add rule ip dash services ip daddr 10.96.0.1 meta l4proto tcp th dport 8080 \
+         dnat ip to numgen random mod 2 map { 0 : 10.88.0.2 . 8080, 1 : 10.88.1.3 . 8080 }\n\
+         add rule ip dash services ip daddr 10.96.0.2 meta l4proto udp th dport 53 drop\n\
+         add rule ip dash services ip daddr { 10.96.0.1, 10.96.0.2 } drop\n"
+    );
+    assert_eq!(
+        super::services_script("dash", &[]),
+        "flush chain ip dash services\n"
+    );
+    // Hooked before the published ports, on both paths.
+    let init = init_script("dash", "dash0", &"10.88.0.0/24".parse().unwrap());
+    for chain in ["prerouting", "output"] {
+        let services = init
+            .find(&format!("add rule ip dash {chain} jump services"))
+            .unwrap();
+        let published = init
+            .find(&format!("add rule ip dash {chain} jump published"))
+            .unwrap();
+        assert!(services < published, "{chain}");
+    }
+}

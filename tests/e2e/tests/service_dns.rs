@@ -190,6 +190,23 @@ fn replicas_find_services_by_name_within_their_networks_and_other_names_go_upstr
         .unwrap();
     assert!(out.status.success(), "node → api: {out:?}");
 
+    // Through the virtual IP (by name, or by address): web reaches api, ui does not.
+    let fetch =
+        |from: &str, url: &str| s.exec_in(from, &["timeout", "3", "wget", "-q", "-O-", url]);
+    let out = fetch(&web, "http://api:8080/");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("hello"),
+        "web → http://api:8080/: {out:?}"
+    );
+    let by_vip = format!("http://{vip}:8080/");
+    assert!(fetch(&web, &by_vip).status.success());
+    assert!(
+        !fetch(&ui, &by_vip).status.success(),
+        "ui reached api's virtual IP across networks"
+    );
+    // A port the service lacks leads nowhere (not routed out).
+    assert!(!fetch(&web, &format!("http://{vip}:9999/")).status.success());
+
     // Scaled: tasks.api follows within a second of the replicas running.
     s.ok(&["scale", "api", "3"]);
     s.wait_running("api", 3);

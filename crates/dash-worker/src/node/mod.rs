@@ -446,11 +446,40 @@ async fn follow_endpoints(
         if let Err(e) = net.set_isolation(&networks).await {
             tracing::error!(error = %e, "keeping replicas to their networks");
         }
+        if let Err(e) = net.set_vips(&vip_ports(&endpoints)).await {
+            tracing::error!(error = %e, "leading virtual IPs to replicas");
+        }
         tokio::select! {
             r = feed.changed() => if r.is_err() { return },
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Every port of every service's virtual IP with the service's ready replicas, in order.
+fn vip_ports(endpoints: &[ServiceEndpoints]) -> Vec<dash_net::VipPort> {
+    let mut out = Vec::new();
+    for e in endpoints {
+        let Some(vip) = e.vip.as_deref().and_then(|v| v.parse().ok()) else {
+            continue;
+        };
+        let mut backends: Vec<std::net::Ipv4Addr> =
+            e.ready.iter().filter_map(|a| a.parse().ok()).collect();
+        backends.sort();
+        for p in &e.ports {
+            out.push(dash_net::VipPort {
+                vip,
+                protocol: match p.protocol {
+                    dash_core::spec::Protocol::Tcp => dash_net::Protocol::Tcp,
+                    dash_core::spec::Protocol::Udp => dash_net::Protocol::Udp,
+                },
+                port: p.container,
+                backends: backends.clone(),
+            });
+        }
+    }
+    out.sort();
+    out
 }
 
 /// The tasks of a running node (or of a worker's membership); each ends at the shutdown

@@ -1,0 +1,98 @@
+//! Service networking across nodes: a replica on one worker reaches a service whose replicas
+//! run on another through its name and virtual IP (every node's nftables leads the virtual
+//! IP to the ready replicas, wherever they run), sees `tasks.<service>` in its node's DNS,
+//! and cannot reach a service it shares no network with, by virtual IP or by replica address.
+//! Real processes, each node in its own network namespace, real containers.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
+use std::time::Duration;
+
+use dash_e2e::cluster::Cluster;
+
+fn running(c: &Cluster, service: &str, n: usize) -> Vec<serde_json::Value> {
+    c.wait(
+        &format!("{n} {service} running"),
+        Duration::from_secs(60),
+        || {
+            let r = c.replicas(service);
+            (r.len() == n && r.iter().all(|r| r["state"] == "running")).then_some(r)
+        },
+    )
+}
+
+#[test]
+fn a_replica_reaches_a_service_on_another_node_by_name_and_only_across_shared_networks() {
+    let c = Cluster::start(66, 2);
+    c.import_busybox("busybox:net");
+    c.apply(
+        "api.toml",
+        "name = \"api\"\nimage = \"busybox:net\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n\
+         replicas = 2\nnetworks = [\"backend\"]\nstop_grace_period = \"1s\"\n[[ports]]\ncontainer = 8080\n\
+         [placement]\nconstraints = [\"node.name == w1\"]\n",
+    );
+    for (name, networks) in [
+        ("web", "[\"backend\", \"frontend\"]"),
+        ("ui", "[\"frontend\"]"),
+    ] {
+        c.apply(
+            &format!("{name}.toml"),
+            &format!(
+                "name = \"{name}\"\nimage = \"busybox:net\"\ncommand = [\"sleep\", \"100000\"]\n\
+                 networks = {networks}\nstop_grace_period = \"1s\"\n\
+                 [placement]\nconstraints = [\"node.name == w2\"]\n"
+            ),
+        );
+    }
+    let api = running(&c, "api", 2);
+    let web = running(&c, "web", 1)[0]["id"].as_str().unwrap().to_string();
+    let ui = running(&c, "ui", 1)[0]["id"].as_str().unwrap().to_string();
+    let mut api_ips: Vec<String> = api
+        .iter()
+        .map(|r| r["ip"].as_str().unwrap().to_string())
+        .collect();
+    api_ips.sort();
+    let vip = c.json(&["service", "inspect", "api"])["vip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let exec = |id: &str, args: &[&str]| {
+        let mut all = vec!["exec", id, "--"];
+        all.extend_from_slice(args);
+        c.dash(&all)
+    };
+    let fetch = |id: &str, url: &str| exec(id, &["timeout", "3", "wget", "-q", "-O-", url]);
+
+    // w2's DNS follows the masters (polled every second): tasks.api lists both replicas on w1.
+    c.wait("tasks.api in w2's DNS", Duration::from_secs(10), || {
+        let out = exec(&web, &["nslookup", "tasks.api"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        api_ips
+            .iter()
+            .all(|ip| text.contains(ip.as_str()))
+            .then_some(())
+    });
+    // By name, through the virtual IP on w2, to a replica on w1.
+    let out = fetch(&web, "http://api:8080/");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("hello"),
+        "web → http://api:8080/: {out:?}"
+    );
+    assert!(
+        fetch(&web, &format!("http://{}:8080/", api_ips[0]))
+            .status
+            .success()
+    );
+
+    // ui shares no network with api: neither its virtual IP nor a replica's address answers.
+    for url in [
+        format!("http://{vip}:8080/"),
+        format!("http://{}:8080/", api_ips[0]),
+    ] {
+        assert!(
+            !fetch(&ui, &url).status.success(),
+            "ui reached {url} across networks"
+        );
+    }
+    c.finish();
+}
