@@ -25,6 +25,7 @@ pub use commands::events::EventsArgs;
 pub use commands::exec::ExecArgs;
 pub use commands::image::ImageCmd;
 pub use commands::logs::LogsArgs;
+pub use commands::network::NetworkCmd;
 pub use commands::node::NodeCmd;
 pub use commands::registry::RegistryCmd;
 pub use commands::replica::{PsArgs, StatsArgs};
@@ -137,6 +138,9 @@ pub enum Command {
     /// The built-in proxy's routes.
     #[command(subcommand)]
     Route(RouteCmd),
+    /// The networks services name: `dash network ls`, `dash network inspect NAME`.
+    #[command(subcommand)]
+    Network(NetworkCmd),
     /// Live stream of what happens in the cluster.
     Events(EventsArgs),
     /// A consistent snapshot of the cluster (state, CA, tokens, images) into a file:
@@ -205,6 +209,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(cmd) => commands::node::run(&client, json, cmd).await,
         Command::Registry(cmd) => commands::registry::run(&client, json, cmd).await,
         Command::Route(cmd) => commands::route::run(&client, json, cmd).await,
+        Command::Network(cmd) => commands::network::run(&client, json, cmd).await,
         Command::Events(args) => commands::events::run(&client, json, args).await,
     }
 }

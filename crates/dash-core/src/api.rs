@@ -729,6 +729,74 @@ pub struct ServiceEndpoints {
     pub members: Vec<String>,
 }
 
+/// `GET /v1/networks`: a network and what is on it. Networks exist while a service names them
+/// (`networks` in its file; `default` when it names none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NetworkInfo {
+    pub name: String,
+    pub services: Vec<NetworkService>,
+    /// Live replicas on it (with an address), all services together.
+    pub replicas: u32,
+    /// What every node enforces for it.
+    pub rules: Vec<String>,
+}
+
+/// A service on a network, as [`NetworkInfo`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NetworkService {
+    pub name: String,
+    pub vip: Option<String>,
+    /// `port/protocol` of its virtual IP.
+    pub ports: Vec<String>,
+    /// Ready replicas' addresses (the virtual IP leads to these).
+    pub ready: Vec<String>,
+}
+
+/// The networks the services name, by name, from the services' endpoints.
+pub fn networks_of(endpoints: &[ServiceEndpoints]) -> Vec<NetworkInfo> {
+    let mut by: std::collections::BTreeMap<&str, NetworkInfo> = Default::default();
+    for e in endpoints {
+        for n in &e.networks {
+            let info = by.entry(n.as_str()).or_insert_with(|| NetworkInfo {
+                name: n.clone(),
+                services: Vec::new(),
+                replicas: 0,
+                rules: Vec::new(),
+            });
+            info.replicas += e.members.len() as u32;
+            info.services.push(NetworkService {
+                name: e.service.clone(),
+                vip: e.vip.clone(),
+                ports: e
+                    .ports
+                    .iter()
+                    .map(|p| format!("{}/{}", p.container, p.protocol.as_str()))
+                    .collect(),
+                ready: e.ready.clone(),
+            });
+        }
+    }
+    by.into_values()
+        .map(|mut n| {
+            n.rules = vec![
+                format!(
+                    "replicas of {} may connect to each other (by address or virtual IP), on every node",
+                    n.services
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "replicas on no shared network are dropped (nftables chain isolate)".to_string(),
+                "the node, the proxy and published ports reach every replica".to_string(),
+            ];
+            n
+        })
+        .collect()
+}
+
 /// `GET /v1/routes`: the proxy's routing table with live counters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

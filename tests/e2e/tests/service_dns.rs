@@ -207,6 +207,27 @@ fn replicas_find_services_by_name_within_their_networks_and_other_names_go_upstr
     // A port the service lacks leads nowhere (not routed out).
     assert!(!fetch(&web, &format!("http://{vip}:9999/")).status.success());
 
+    // The networks, their services and rules.
+    let table = s.ok(&["network", "ls"]);
+    assert!(
+        table.contains("backend") && table.contains("api,web") && table.contains("frontend"),
+        "{table}"
+    );
+    let backend = s.json(&["network", "inspect", "backend"]);
+    let services: Vec<&str> = backend["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["name"].as_str())
+        .collect();
+    assert_eq!(services, ["api", "web"], "{backend}");
+    assert_eq!(backend["services"][0]["vip"], vip.as_str());
+    let out = s.dash(&["network", "inspect", "nope"]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not found"),
+        "{out:?}"
+    );
+
     // Scaled: tasks.api follows within a second of the replicas running.
     s.ok(&["scale", "api", "3"]);
     s.wait_running("api", 3);
@@ -215,4 +236,16 @@ fn replicas_find_services_by_name_within_their_networks_and_other_names_go_upstr
         (addresses(&lookup(&s, &web, "tasks.api")) == want).then_some(())
     });
     s.remove_all_services();
+    // The last service of each network gone: no network, no rule of theirs on the node.
+    s.wait("no networks left", Duration::from_secs(5), || {
+        let rules = std::process::Command::new("nft")
+            .args(["list", "ruleset"])
+            .output()
+            .unwrap();
+        let rules = String::from_utf8_lossy(&rules.stdout).to_string();
+        let ours = rules.contains("network backend")
+            || rules.contains("network frontend")
+            || rules.contains(&format!("ip daddr {vip}"));
+        (s.json(&["network", "ls"]) == serde_json::json!([]) && !ours).then_some(())
+    });
 }

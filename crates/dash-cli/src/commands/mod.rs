@@ -7,6 +7,7 @@ pub mod events;
 pub mod exec;
 pub mod image;
 pub mod logs;
+pub mod network;
 pub mod node;
 pub mod registry;
 pub mod replica;

@@ -56,7 +56,7 @@ pub async fn require_token(
 }
 
 /// Reads of the replicated state are linearizable (decision 0012): before a GET of services,
-/// replicas, nodes, tokens or a backup, a master of a cluster passes the read barrier (the
+/// replicas, nodes, tokens, networks or a backup, a master of a cluster passes the read barrier (the
 /// leader's read index, applied here). `?stale=true` reads this master's state as it is (it
 /// may lag the leader by its replication delay; it answers while there is no leader). Other
 /// routes read what is not replicated (images, stats, routes, logs, events) or report on the
@@ -73,6 +73,7 @@ pub async fn linearizable(
         "/v1/nodes",
         "/v1/tokens",
         "/v1/backup",
+        "/v1/networks",
     ]
     .iter()
     .any(|p| path == *p || path.starts_with(&format!("{p}/")));

@@ -9,6 +9,7 @@ mod events;
 mod exec;
 mod images;
 mod logs;
+mod networks;
 mod nodes;
 mod openapi;
 mod registries;
@@ -116,6 +117,8 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(registries::logout),
         )
         .route("/routes", get(routes::list))
+        .route("/networks", get(networks::list))
+        .route("/networks/{name}", get(networks::inspect))
         .route("/stats", get(stats::list))
         .route("/events", get(events::stream))
         .route("/logs/{service}", get(logs::stream));
