@@ -714,9 +714,10 @@ async fn publish<L: MasterLink>(
     }
 }
 
-/// How long a routed replica keeps serving after it left the routing tables, before it gets
-/// SIGTERM: every node's proxy must have its new table first (workers poll the masters'
-/// table every second), or a replica that exits at once on SIGTERM would still be sent
+/// How long a routed replica, or one behind its service's virtual IP (a service with ports),
+/// keeps serving after it left the routing tables and the virtual IP's map, before it gets
+/// SIGTERM: every node's proxy and nftables must have the new state first (workers poll the
+/// masters every second), or a replica that exits at once on SIGTERM would still be sent
 /// requests. Like Nomad's `shutdown_delay`, or the `preStop` sleep Kubernetes users add.
 pub const ROUTE_DRAIN: Duration = Duration::from_secs(2);
 
@@ -734,7 +735,7 @@ async fn teardown<L: MasterLink>(ctx: &Ctx<L>, id: &str, spec: &ServiceSpec, ip:
         .await
         .unwrap_or(false)
     };
-    if !spec.routes.is_empty() && running {
+    if (!spec.routes.is_empty() || !spec.ports.is_empty()) && running {
         tokio::time::sleep(ROUTE_DRAIN).await;
     }
     remove_container(ctx, id, spec.stop_grace).await;

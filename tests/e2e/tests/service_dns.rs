@@ -228,6 +228,37 @@ fn replicas_find_services_by_name_within_their_networks_and_other_names_go_upstr
         "{out:?}"
     );
 
+    // A rolling update of api under a loop of requests from web through its name: replicas
+    // leave the virtual IP before they stop, so no request fails.
+    let failures = std::thread::scope(|scope| {
+        let looping = scope.spawn(|| {
+            let out = s.exec_in(
+                &web,
+                &[
+                    "sh",
+                    "-c",
+                    "i=0; f=0; while [ $i -lt 200 ]; do                      timeout 3 wget -q -O /dev/null http://api:8080/ || f=$((f+1));                      i=$((i+1)); sleep 0.05; done; echo failed=$f",
+                ],
+            );
+            String::from_utf8_lossy(&out.stdout).to_string()
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        s.apply(
+            "api.toml",
+            "name = \"api\"\nimage = \"busybox:dns\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n\
+             replicas = 2\nnetworks = [\"backend\"]\nstop_grace_period = \"1s\"\n[env]\nV = \"2\"\n[[ports]]\ncontainer = 8080\n",
+        );
+        looping.join().unwrap()
+    });
+    assert!(failures.contains("failed=0"), "{failures}");
+    s.wait("api updated", Duration::from_secs(60), || {
+        let r = s.replicas("api");
+        (r.len() == 2
+            && r.iter()
+                .all(|r| r["version"] == 2 && r["state"] == "running"))
+        .then_some(())
+    });
+
     // Scaled: tasks.api follows within a second of the replicas running.
     s.ok(&["scale", "api", "3"]);
     s.wait_running("api", 3);

@@ -84,6 +84,46 @@ fn a_replica_reaches_a_service_on_another_node_by_name_and_only_across_shared_ne
             .success()
     );
 
+    // A rolling update of api under a loop of requests from w2 through its name: w2 learns
+    // of a leaving replica within a second, and the replica keeps serving that long before
+    // its SIGTERM, so no request fails.
+    let failures = std::thread::scope(|scope| {
+        let looping = scope.spawn(|| {
+            let out = exec(
+                &web,
+                &[
+                    "sh",
+                    "-c",
+                    "i=0; f=0; while [ $i -lt 150 ]; do \
+                     timeout 3 wget -q -O /dev/null http://api:8080/ || f=$((f+1)); \
+                     i=$((i+1)); sleep 0.05; done; echo failed=$f",
+                ],
+            );
+            String::from_utf8_lossy(&out.stdout).to_string()
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        c.apply(
+            "api.toml",
+            "name = \"api\"\nimage = \"busybox:net\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n\
+             replicas = 2\nnetworks = [\"backend\"]\nstop_grace_period = \"1s\"\n[env]\nV = \"2\"\n\
+             [[ports]]\ncontainer = 8080\n[placement]\nconstraints = [\"node.name == w1\"]\n",
+        );
+        looping.join().unwrap()
+    });
+    assert!(failures.contains("failed=0"), "{failures}");
+    let api = c.wait("api updated", Duration::from_secs(60), || {
+        let r = c.replicas("api");
+        (r.len() == 2
+            && r.iter()
+                .all(|r| r["version"] == 2 && r["state"] == "running"))
+        .then_some(r)
+    });
+    let mut api_ips: Vec<String> = api
+        .iter()
+        .map(|r| r["ip"].as_str().unwrap().to_string())
+        .collect();
+    api_ips.sort();
+
     // ui shares no network with api: neither its virtual IP nor a replica's address answers.
     for url in [
         format!("http://{vip}:8080/"),
