@@ -114,7 +114,10 @@ cleanup_net() {
     umount "$m" 2>/dev/null || umount -l "$m"
   done
   [ -e "/sys/class/net/$BRIDGE" ] && ip link del "$BRIDGE"
-  nft list table ip "$NFT_TABLE" >/dev/null 2>&1 && nft delete table ip "$NFT_TABLE"
+  local family
+  for family in ip bridge; do # the bridge table: the isolation of networks
+    nft list table "$family" "$NFT_TABLE" >/dev/null 2>&1 && nft delete table "$family" "$NFT_TABLE"
+  done
   rm -rf --one-file-system "$RUN_DIR"
 }
 # The cgroup dirs in CG_NEW (deepest first), then ip_forward put back unless another Dash
@@ -164,6 +167,7 @@ cleanup_standard() {
 net_left() {
   [ -e "/sys/class/net/$BRIDGE" ] && printf ' %s' "bridge:$BRIDGE"
   nft list table ip "$NFT_TABLE" >/dev/null 2>&1 && printf ' %s' "nft:$NFT_TABLE"
+  nft list table bridge "$NFT_TABLE" >/dev/null 2>&1 && printf ' %s' "nft:bridge:$NFT_TABLE"
   [ -e "$RUN_DIR" ] && printf ' %s' "$RUN_DIR"
   findmnt -rn -o TARGET | grep -qE "^($RUN_DIR|$SCR)(/|$)" && printf ' %s' mounts
   return 0
@@ -228,6 +232,9 @@ versions() {
       wrk) out+=("$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')") ;;
       skopeo) out+=("$(skopeo --version)") ;;
       docker-registry) out+=("docker-registry $(docker-registry --version 2>/dev/null | awk '{print $3}')") ;;
+      dnsperf) out+=("dnsperf $(dnsperf -h 2>&1 | awk '/^Version/{print $2}')") ;;
+      dnsmasq) out+=("$(dnsmasq --version | head -1 | awk '{print $1, $3}')") ;;
+      unbound) out+=("unbound $(unbound -V 2>/dev/null | awk '/^Version/{print $2}')") ;;
       *) out+=("$t") ;;
     esac
   done

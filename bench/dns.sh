@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# bench/dns.sh: the cluster's DNS beside dnsmasq and unbound, in one run. Each serves the same
+# record (a service's name → its virtual IP) on the node's gateway address (Dash on port 53,
+# dnsmasq on 5302, unbound on 5303); dnsperf asks from inside a replica's network namespace
+# (nsenter), so every query crosses the replica's veth and the bridge as a replica's would.
+# Rounds alternate between the three; each reports queries per second and the latency of
+# every answer (average, p99, from dnsperf -v).
+#
+#   bench/dns.sh | tee bench/results/dns-$(date +%F).txt
+#
+# Environment: BIN_DIR (default target/release), ROUNDS (default 3), SECONDS_PER_RUN
+# (default 10), CLIENTS (dnsperf clients, default 4). Needs root, dnsperf, dnsmasq (the
+# dnsmasq-base package is enough) and unbound (Debian packages). Everything it makes (server,
+# bridge, tables, run dir, dnsmasq and unbound, scratch dir) is removed on exit.
+set -eEuo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+BIN_DIR=${BIN_DIR:-target/release}
+ROUNDS=${ROUNDS:-3}
+SECS=${SECONDS_PER_RUN:-10}
+CLIENTS=${CLIENTS:-4}
+LISTEN=127.0.0.1:7395
+BRIDGE=dashbdns0
+SUBNET=10.98.5.0/24
+GATEWAY=10.98.5.1
+NFT_TABLE=dash_bench_dns
+RUN_DIR=/run/dash-bench-dns
+NODE=bench-dns
+
+need_root_and jq nft ip nsenter dnsperf dnsmasq unbound
+ensure_binaries
+refuse_if_taken
+bench_state dash-bench-dns
+PEERS=()
+
+cleanup() {
+  local rc=$? p
+  cleanup_begin
+  for p in "${PEERS[@]}"; do stop_pid "$p"; done
+  cleanup_standard
+  exit "$rc"
+}
+trap_cleanup
+trap 'log "error: exit $? at line $LINENO: $BASH_COMMAND"' ERR
+
+header dns "$(versions dnsperf dnsmasq unbound)"
+# Names outside the cluster are not asked here; the upstream is a closed port on loopback.
+SERVER_FLAGS=(--dns-upstream 127.0.0.1:9)
+start_server
+"$ROOT/demo/make-busybox-rootfs.sh" "$SCR/rootfs.tar"
+"$DASH" image import --rootfs "$SCR/rootfs.tar" bb:1 >/dev/null
+cat >"$SCR/api.toml" <<TOML
+name = "api"
+image = "bb:1"
+command = ["httpd", "-f", "-p", "8080", "-h", "/"]
+[[ports]]
+container = 8080
+TOML
+cat >"$SCR/client.toml" <<TOML
+name = "client"
+image = "bb:1"
+command = ["sleep", "100000"]
+TOML
+"$DASH" apply -f "$SCR/api.toml" >/dev/null
+"$DASH" apply -f "$SCR/client.toml" >/dev/null
+for _ in $(seq 300); do
+  [ "$("$DASH" ps -o json | jq '[.[] | select(.state == "running")] | length')" = 2 ] && break
+  sleep 0.1
+done
+CLIENT_ID=$("$DASH" ps -o json | jq -r '.[] | select(.service == "client") | .id')
+NETNS=$RUN_DIR/netns/$CLIENT_ID
+[ -e "$NETNS" ] || die "the client replica's network namespace $NETNS is missing"
+VIP=$("$DASH" service inspect api | jq -r .vip)
+[ "$VIP" != null ] || die "api has no virtual IP"
+log "api.dash → $VIP; dnsperf runs in $NETNS"
+
+# The peers, serving the same record on the gateway address.
+dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --bind-interfaces \
+  --listen-address="$GATEWAY" --port=5302 --pid-file= --user=root \
+  --address="/api.dash/$VIP" </dev/null >"$SCR/dnsmasq.log" 2>&1 &
+PEERS+=($!)
+cat >"$SCR/unbound.conf" <<CONF
+server:
+  interface: $GATEWAY@5303
+  access-control: $SUBNET allow
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "$SCR"
+  pidfile: "$SCR/unbound.pid"
+  use-syslog: no
+  logfile: ""
+  do-ip6: no
+  local-zone: "dash." static
+  local-data: "api.dash. 1 IN A $VIP"
+CONF
+unbound -c "$SCR/unbound.conf" </dev/null >"$SCR/unbound.log" 2>&1 &
+PEERS+=($!)
+echo "api.dash A" >"$SCR/queries"
+
+# ask NAME PORT: one dnsperf run from the replica's namespace; records qps, mean and p99 (ms).
+ask() {
+  local name=$1 port=$2 out
+  out=$SCR/dnsperf-$name.out
+  nsenter --net="$NETNS" dnsperf -s "$GATEWAY" -p "$port" -d "$SCR/queries" -l "$SECS" \
+    -c "$CLIENTS" -v >"$out" 2>&1 || die "dnsperf against $name failed: $(tail -3 "$out")"
+  grep -q 'Queries lost: *0 ' "$out" || log "$name: $(grep 'Queries lost' "$out")"
+  record "$name-qps" "$(awk '/Queries per second/{printf "%d", $4}' "$out")"
+  # Each answer: "> NOERROR api.dash A 0.000123" (seconds).
+  awk '/^> NOERROR/{print $NF * 1000}' "$out" | sort -n >"$SCR/lat"
+  record "$name-mean" "$(awk '{s += $1} END {printf "%.3f", s / NR}' "$SCR/lat")"
+  record "$name-p99" "$(awk '{a[NR] = $1} END {printf "%.3f", a[int(NR * 0.99)]}' "$SCR/lat")"
+  record "$name-answers" "$(wc -l <"$SCR/lat")"
+  log "$name: $(tail -1 "$SAMPLES/$name-qps") q/s, p99 $(tail -1 "$SAMPLES/$name-p99") ms"
+}
+
+sleep 1
+for r in $(seq "$ROUNDS"); do
+  log "round $r of $ROUNDS"
+  ask dash 53
+  ask dnsmasq 5302
+  ask unbound 5303
+done
+
+echo
+echo "query: api.dash A (the service's virtual IP), $CLIENTS dnsperf clients, $SECS s a run, $ROUNDS runs each (alternating), from a replica's network namespace to the node's gateway address"
+printf '  %-8s %12s %14s %14s\n' server "q/s (median)" "mean ms (med)" "p99 ms (med)"
+for n in dash dnsmasq unbound; do
+  printf '  %-8s %12s %14s %14s\n' "$n" "$(median "$SAMPLES/$n-qps")" "$(median "$SAMPLES/$n-mean")" "$(median "$SAMPLES/$n-p99")"
+done
+for n in dnsmasq unbound; do
+  echo "  dash ÷ $n (q/s, medians): $(awk -v a="$(median "$SAMPLES/dash-qps")" -v b="$(median "$SAMPLES/$n-qps")" 'BEGIN{printf "%.2f", a / b}')"
+done
+for n in dash dnsmasq unbound; do
+  echo "  $n runs: q/s $(paste -sd' ' "$SAMPLES/$n-qps"); p99 ms $(paste -sd' ' "$SAMPLES/$n-p99")"
+done
