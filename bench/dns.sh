@@ -126,11 +126,13 @@ done
 echo
 echo "query: api.dash A (the service's virtual IP), $CLIENTS dnsperf clients, $SECS s a run, $ROUNDS runs each (alternating), from a replica's network namespace to the node's gateway address"
 printf '  %-8s %12s %14s %14s\n' server "q/s (median)" "mean ms (med)" "p99 ms (med)"
+# med FILE → the median of its numbers, to the microsecond
+med() { sort -n "$1" | awk '{a[NR] = $1} END {printf "%.3f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 for n in dash dnsmasq unbound; do
-  printf '  %-8s %12s %14s %14s\n' "$n" "$(median "$SAMPLES/$n-qps")" "$(median "$SAMPLES/$n-mean")" "$(median "$SAMPLES/$n-p99")"
+  printf '  %-8s %12.0f %14s %14s\n' "$n" "$(med "$SAMPLES/$n-qps")" "$(med "$SAMPLES/$n-mean")" "$(med "$SAMPLES/$n-p99")"
 done
 for n in dnsmasq unbound; do
-  echo "  dash ÷ $n (q/s, medians): $(awk -v a="$(median "$SAMPLES/dash-qps")" -v b="$(median "$SAMPLES/$n-qps")" 'BEGIN{printf "%.2f", a / b}')"
+  echo "  dash ÷ $n (q/s, medians): $(awk -v a="$(med "$SAMPLES/dash-qps")" -v b="$(med "$SAMPLES/$n-qps")" 'BEGIN{printf "%.2f", a / b}')"
 done
 for n in dash dnsmasq unbound; do
   echo "  $n runs: q/s $(paste -sd' ' "$SAMPLES/$n-qps"); p99 ms $(paste -sd' ' "$SAMPLES/$n-p99")"

@@ -116,7 +116,9 @@ cleanup_net() {
   [ -e "/sys/class/net/$BRIDGE" ] && ip link del "$BRIDGE"
   local family
   for family in ip bridge; do # the bridge table: the isolation of networks
-    nft list table "$family" "$NFT_TABLE" >/dev/null 2>&1 && nft delete table "$family" "$NFT_TABLE"
+    if nft list table "$family" "$NFT_TABLE" >/dev/null 2>&1; then
+      nft delete table "$family" "$NFT_TABLE"
+    fi
   done
   rm -rf --one-file-system "$RUN_DIR"
 }
