@@ -110,6 +110,7 @@ ask() {
   # Each answer: "> NOERROR api.dash A 0.000123" (seconds).
   awk '/^> NOERROR/{print $NF * 1000}' "$out" | sort -n >"$SCR/lat"
   record "$name-mean" "$(awk '{s += $1} END {printf "%.3f", s / NR}' "$SCR/lat")"
+  record "$name-p50" "$(awk '{a[NR] = $1} END {printf "%.3f", a[int((NR + 1) / 2)]}' "$SCR/lat")"
   record "$name-p99" "$(awk '{a[NR] = $1} END {printf "%.3f", a[int(NR * 0.99)]}' "$SCR/lat")"
   record "$name-answers" "$(wc -l <"$SCR/lat")"
   log "$name: $(tail -1 "$SAMPLES/$name-qps") q/s, p99 $(tail -1 "$SAMPLES/$name-p99") ms"
@@ -125,11 +126,11 @@ done
 
 echo
 echo "query: api.dash A (the service's virtual IP), $CLIENTS dnsperf clients, $SECS s a run, $ROUNDS runs each (alternating), from a replica's network namespace to the node's gateway address"
-printf '  %-8s %12s %14s %14s\n' server "q/s (median)" "mean ms (med)" "p99 ms (med)"
+printf '  %-8s %12s %14s %14s %14s\n' server "q/s (median)" "mean ms (med)" "p50 ms (med)" "p99 ms (med)"
 # med FILE → the median of its numbers, to the microsecond
 med() { sort -n "$1" | awk '{a[NR] = $1} END {printf "%.3f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 for n in dash dnsmasq unbound; do
-  printf '  %-8s %12.0f %14s %14s\n' "$n" "$(med "$SAMPLES/$n-qps")" "$(med "$SAMPLES/$n-mean")" "$(med "$SAMPLES/$n-p99")"
+  printf '  %-8s %12.0f %14s %14s %14s\n' "$n" "$(med "$SAMPLES/$n-qps")" "$(med "$SAMPLES/$n-mean")" "$(med "$SAMPLES/$n-p50")" "$(med "$SAMPLES/$n-p99")"
 done
 for n in dnsmasq unbound; do
   echo "  dash ÷ $n (q/s, medians): $(awk -v a="$(med "$SAMPLES/dash-qps")" -v b="$(med "$SAMPLES/$n-qps")" 'BEGIN{printf "%.2f", a / b}')"
