@@ -192,8 +192,28 @@ impl Network {
         if last.as_deref() == Some(vips) {
             return Ok(());
         }
+        // The chains of ports that are gone: the last ones written, or at the first write
+        // those a previous run of the daemon left.
+        let before: Vec<String> = match last.as_ref() {
+            Some(l) => l.iter().map(nftables::vip_chain).collect(),
+            None => self
+                .nft
+                .chains(&self.cfg.nft_table)
+                .await?
+                .into_iter()
+                .filter(|c| c.starts_with(nftables::VIP_CHAIN_PREFIX))
+                .collect(),
+        };
+        let now: std::collections::HashSet<String> = vips.iter().map(nftables::vip_chain).collect();
+        let mut stale: Vec<String> = before.into_iter().filter(|c| !now.contains(c)).collect();
+        stale.sort();
+        stale.dedup();
         self.nft
-            .apply(&nftables::services_script(&self.cfg.nft_table, vips))
+            .apply(&nftables::services_script(
+                &self.cfg.nft_table,
+                vips,
+                &stale,
+            ))
             .await?;
         *last = Some(vips.to_vec());
         Ok(())

@@ -8,9 +8,9 @@
 //! table ip dash
 //!   published                  one rule per published port: if the destination is local,
 //!                              dnat to one of its replicas, round-robin (see `published_script`)
-//!   services                   one rule per port of a service's virtual IP: dnat to one of its
-//!                              ready replicas, at random; none ready, or a port it lacks: drop
-//!                              (never routed out as an unknown address; see `services_script`)
+//!   services                   virtual IP . protocol . port vmap @vips (→ goto vip_<ip>_<proto>_<port>:
+//!                              dnat to one of its ready replicas at random; none ready: drop),
+//!                              then drop for any other port of a virtual IP (`services_script`)
 //!   prerouting  (nat, dstnat)  jump services, jump published
 //!   output      (nat, -100)    the same, for connections made on the host (127.0.0.1:port)
 //!   postrouting (nat, srcnat)  masquerade: 127.0.0.0/8 → bridge, hairpin (dnat'd subnet → subnet),
@@ -132,6 +132,17 @@ impl Nft {
         parse_published(&argv, &parse_json(&argv, &out)?)
     }
 
+    /// The names of the chains of `table` (`nft -j list chains`), of every table filtered.
+    pub(crate) async fn chains(&self, table: &str) -> Result<Vec<String>, NetError> {
+        let args = ["-j", "list", "chains", "ip"];
+        let argv = self.argv(&args);
+        let out = self.run(&args, None).await?;
+        Ok(json_items(&parse_json(&argv, &out)?, "chain")
+            .filter(|c| c["table"] == table)
+            .filter_map(|c| c["name"].as_str().map(String::from))
+            .collect())
+    }
+
     fn argv(&self, args: &[&str]) -> String {
         format!("{} {}", self.program.display(), args.join(" "))
     }
@@ -164,47 +175,79 @@ pub(crate) const PEERS_SET: &str = "peers";
 /// networks they share (chain `isolate`).
 pub(crate) const REPLICAS_SET: &str = "replicas";
 pub(crate) const ISOLATE_CHAIN: &str = "isolate";
-/// The chain of the services' virtual IPs.
+/// The chain of the services' virtual IPs: one lookup in the verdict map `vips`, then a drop
+/// for any other port of a virtual IP.
 pub(crate) const SERVICES_CHAIN: &str = "services";
+/// `virtual IP . protocol . port : goto <its chain>`.
+pub(crate) const VIPS_MAP: &str = "vips";
+/// Every virtual IP (for the final drop of `services`).
+pub(crate) const VIP_ADDRS_SET: &str = "vip_addrs";
+/// The prefix of a virtual IP port's own chain.
+pub(crate) const VIP_CHAIN_PREFIX: &str = "vip_";
 
-/// Rewrites the chain `services` from `vips`, in one transaction: each virtual IP port
-/// leads to one of its ready replicas at random (the same port), and traffic to a virtual IP
-/// that leads nowhere (no ready replica, or a port the service lacks) is dropped here rather
-/// than routed out as an address like any other. Only a connection's first packet passes
-/// a nat chain: the rest follow conntrack.
-pub(crate) fn services_script(table: &str, vips: &[crate::VipPort]) -> String {
+/// The chain of one virtual IP port: `vip_10_96_0_1_tcp_8080`.
+pub(crate) fn vip_chain(v: &crate::VipPort) -> String {
+    format!(
+        "{VIP_CHAIN_PREFIX}{}_{}_{}",
+        v.vip.to_string().replace('.', "_"),
+        v.protocol,
+        v.port
+    )
+}
+
+/// Rewrites the services' virtual IPs from `vips`, in one transaction, and deletes the chains
+/// in `stale` (ports that are gone). Each port has a chain of its own, reached through the
+/// verdict map `vips` (one lookup whatever the number of ports), that picks one of its ready
+/// replicas at random with plain rules: the i-th of B replicas takes `numgen random mod (B-i)
+/// 0`, the last the rest, so each gets 1/B. No anonymous maps: nft's cost for those grows with
+/// the square of their number (measured: 4,000 of them 1.5 s, the same rules without 0.14 s).
+/// A port without a ready replica drops; traffic to a virtual IP that leads nowhere is never
+/// routed out as an address like any other. Only a connection's first packet passes a nat
+/// chain: the rest follow conntrack.
+pub(crate) fn services_script(table: &str, vips: &[crate::VipPort], stale: &[String]) -> String {
     let t = format!("ip {table}");
-    let mut s = format!("flush chain {t} {SERVICES_CHAIN}\n");
+    let mut s = format!("flush map {t} {VIPS_MAP}\nflush set {t} {VIP_ADDRS_SET}\n");
+    let mut elements = Vec::with_capacity(vips.len());
     let mut addresses: Vec<Ipv4Addr> = Vec::new();
     for v in vips {
-        addresses.push(v.vip);
-        let matched = format!(
-            "add rule {t} {SERVICES_CHAIN} ip daddr {} meta l4proto {} th dport {}",
-            v.vip, v.protocol, v.port
-        );
-        if v.backends.is_empty() {
-            s.push_str(&format!("{matched} drop\n"));
-            continue;
+        let chain = vip_chain(v);
+        s.push_str(&format!("add chain {t} {chain}\nflush chain {t} {chain}\n"));
+        let n = v.backends.len();
+        if n == 0 {
+            s.push_str(&format!("add rule {t} {chain} drop\n"));
         }
-        let map: Vec<String> = v
-            .backends
-            .iter()
-            .enumerate()
-            .map(|(i, b)| format!("{i} : {b} . {}", v.port))
-            .collect();
+        for (i, b) in v.backends.iter().enumerate() {
+            if i + 1 < n {
+                s.push_str(&format!(
+                    "add rule {t} {chain} numgen random mod {} 0 dnat ip to {b}\n",
+                    n - i
+                ));
+            } else {
+                s.push_str(&format!("add rule {t} {chain} dnat ip to {b}\n"));
+            }
+        }
+        elements.push(format!(
+            "{} . {} . {} : goto {chain}",
+            v.vip, v.protocol, v.port
+        ));
+        addresses.push(v.vip);
+    }
+    if !elements.is_empty() {
         s.push_str(&format!(
-            "{matched} dnat ip to numgen random mod {} map {{ {} }}\n",
-            v.backends.len(),
-            map.join(", ")
+            "add element {t} {VIPS_MAP} {{ {} }}\n",
+            elements.join(", ")
         ));
     }
     addresses.sort();
     addresses.dedup();
     if !addresses.is_empty() {
         s.push_str(&format!(
-            "add rule {t} {SERVICES_CHAIN} ip daddr {{ {} }} drop\n",
+            "add element {t} {VIP_ADDRS_SET} {{ {} }}\n",
             join(&addresses)
         ));
+    }
+    for chain in stale {
+        s.push_str(&format!("delete chain {t} {chain}\n"));
     }
     s
 }
@@ -395,9 +438,20 @@ pub(crate) fn init_script(table: &str, bridge: &str, subnet: &Ipv4Net) -> String
     line(format!("add table {t}"));
     // Not flushed: its rules are the published ports (see `published_script`).
     line(format!("add chain {t} {PUBLISHED_CHAIN}"));
-    // Not flushed either: virtual IPs keep leading to running replicas across a restart
-    // (the first feed rewrites it).
+    // The virtual IPs: the map and the set are not flushed (virtual IPs keep leading to
+    // running replicas across a restart; the first feed rewrites them), the chain is.
+    line(format!(
+        "add map {t} {VIPS_MAP} {{ type ipv4_addr . inet_proto . inet_service : verdict; }}"
+    ));
+    line(format!("add set {t} {VIP_ADDRS_SET} {{ type ipv4_addr; }}"));
     line(format!("add chain {t} {SERVICES_CHAIN}"));
+    line(format!("flush chain {t} {SERVICES_CHAIN}"));
+    line(format!(
+        "add rule {t} {SERVICES_CHAIN} ip daddr . meta l4proto . th dport vmap @{VIPS_MAP}"
+    ));
+    line(format!(
+        "add rule {t} {SERVICES_CHAIN} ip daddr @{VIP_ADDRS_SET} drop"
+    ));
     for (chain, spec) in [
         ("prerouting", "type nat hook prerouting priority dstnat"),
         ("output", "type nat hook output priority -100"),

@@ -189,7 +189,7 @@ fn virtual_ips_lead_to_ready_replicas_at_random_and_nowhere_else() {
             vip: ip("10.96.0.1"),
             protocol: Protocol::Tcp,
             port: 8080,
-            backends: vec![ip("10.88.0.2"), ip("10.88.1.3")],
+            backends: vec![ip("10.88.0.2"), ip("10.88.1.3"), ip("10.88.1.4")],
         },
         crate::VipPort {
             vip: ip("10.96.0.2"),
@@ -199,19 +199,32 @@ fn virtual_ips_lead_to_ready_replicas_at_random_and_nowhere_else() {
         },
     ];
     assert_eq!(
-        super::services_script("dash", &vips),
-        "flush chain ip dash services\n\
-         add rule ip dash services ip daddr 10.96.0.1 meta l4proto tcp th dport 8080 \
-         dnat ip to numgen random mod 2 map { 0 : 10.88.0.2 . 8080, 1 : 10.88.1.3 . 8080 }\n\
-         add rule ip dash services ip daddr 10.96.0.2 meta l4proto udp th dport 53 drop\n\
-         add rule ip dash services ip daddr { 10.96.0.1, 10.96.0.2 } drop\n"
+        super::services_script("dash", &vips, &["vip_10_96_0_9_tcp_80".to_string()]),
+        "flush map ip dash vips\n\
+         flush set ip dash vip_addrs\n\
+         add chain ip dash vip_10_96_0_1_tcp_8080\n\
+         flush chain ip dash vip_10_96_0_1_tcp_8080\n\
+         add rule ip dash vip_10_96_0_1_tcp_8080 numgen random mod 3 0 dnat ip to 10.88.0.2\n\
+         add rule ip dash vip_10_96_0_1_tcp_8080 numgen random mod 2 0 dnat ip to 10.88.1.3\n\
+         add rule ip dash vip_10_96_0_1_tcp_8080 dnat ip to 10.88.1.4\n\
+         add chain ip dash vip_10_96_0_2_udp_53\n\
+         flush chain ip dash vip_10_96_0_2_udp_53\n\
+         add rule ip dash vip_10_96_0_2_udp_53 drop\n\
+         add element ip dash vips { 10.96.0.1 . tcp . 8080 : goto vip_10_96_0_1_tcp_8080, \
+         10.96.0.2 . udp . 53 : goto vip_10_96_0_2_udp_53 }\n\
+         add element ip dash vip_addrs { 10.96.0.1, 10.96.0.2 }\n\
+         delete chain ip dash vip_10_96_0_9_tcp_80\n"
     );
     assert_eq!(
-        super::services_script("dash", &[]),
-        "flush chain ip dash services\n"
+        super::services_script("dash", &[], &[]),
+        "flush map ip dash vips\nflush set ip dash vip_addrs\n"
     );
-    // Hooked before the published ports, on both paths.
+    // Hooked before the published ports, on both paths; the chain itself is written once.
     let init = init_script("dash", "dash0", &"10.88.0.0/24".parse().unwrap());
+    assert!(init.contains(
+        "add rule ip dash services ip daddr . meta l4proto . th dport vmap @vips\n\
+         add rule ip dash services ip daddr @vip_addrs drop\n"
+    ));
     for chain in ["prerouting", "output"] {
         let services = init
             .find(&format!("add rule ip dash {chain} jump services"))
