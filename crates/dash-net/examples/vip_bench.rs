@@ -74,8 +74,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut all: Vec<Vec<VipPort>> = (0..services).map(|s| service(s, ports, backends)).collect();
     let flat = |all: &[Vec<VipPort>]| all.iter().flatten().cloned().collect::<Vec<_>>();
     println!(
-        "{services} services × {ports} ports × {backends} replicas: {} rules",
-        services * u32::from(ports) + 1
+        "{services} services × {ports} ports × {backends} replicas: {} port chains, {} dnat rules, one verdict map",
+        services * u32::from(ports),
+        services * u32::from(ports) * backends
     );
     let (mut rewrites, mut scale) = (Vec::new(), Vec::new());
     let result = async {
