@@ -12,26 +12,14 @@
 //! bridge `dashbench0`, table `dash_bench`, subnet 10.202.0.0/24 and a temp netns dir, and
 //! removes them at the end.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use dash_net::{NetConfig, Network, PortMapping, Protocol};
-
-fn summary(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let (Some(min), Some(max)) = (samples.first(), samples.last()) else {
-        return;
-    };
-    println!(
-        "{name:<14} n={:<4} min {:>7.2} ms  median {:>7.2} ms  max {:>7.2} ms",
-        samples.len(),
-        ms(*min),
-        ms(samples[samples.len() / 2]),
-        ms(*max)
-    );
-}
 
 fn link_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
@@ -113,19 +101,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     .await;
     net.teardown().await?;
-    // Put ip_forward back unless another Dash network (a daemon, an e2e run) now relies on it.
-    let tables = std::process::Command::new("nft")
-        .args(["list", "tables"])
-        .output()?;
-    let other_dash = String::from_utf8_lossy(&tables.stdout)
-        .lines()
-        .any(|l| l.starts_with("table ip dash"));
-    if !other_dash {
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", forward_before)?;
-    }
+    support::restore_forward(&forward_before)?;
     result?;
-    summary("attach", attach);
-    summary("detach", detach);
-    summary("veth freed", freed);
+    support::summary("attach", 14, attach);
+    support::summary("detach", 14, detach);
+    support::summary("veth freed", 14, freed);
     Ok(())
 }

@@ -11,8 +11,11 @@
 //! Prints min/median/max in ms. Uses bridge `dashvip0`, table `dash_vip_bench`, subnet
 //! 10.203.0.0/24 and a temp netns dir, and removes them at the end.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dash_net::{NetConfig, Network, Protocol, VipPort};
 
@@ -23,21 +26,6 @@ fn arg<T: std::str::FromStr>(i: usize, default: T, what: &str) -> Result<T, Stri
             .map_err(|_| format!("{what} must be a number, got {a:?}")),
         None => Ok(default),
     }
-}
-
-fn summary(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let (Some(min), Some(max)) = (samples.first(), samples.last()) else {
-        return;
-    };
-    println!(
-        "{name:<34} n={:<3} min {:>8.1} ms  median {:>8.1} ms  max {:>8.1} ms",
-        samples.len(),
-        ms(*min),
-        ms(samples[samples.len() / 2]),
-        ms(*max)
-    );
 }
 
 /// Service `s`'s virtual IP ports with `backends` replicas (addresses from 10.204.0.0/14).
@@ -105,17 +93,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     .await;
     net.teardown().await?;
-    let tables = std::process::Command::new("nft")
-        .args(["list", "tables"])
-        .output()?;
-    let other_dash = String::from_utf8_lossy(&tables.stdout)
-        .lines()
-        .any(|l| l.starts_with("table ip dash"));
-    if !other_dash {
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", forward_before)?;
-    }
+    support::restore_forward(&forward_before)?;
     result?;
-    summary("whole chain written (one batch)", rewrites);
-    summary("one service scaled 1 → 20", scale);
+    support::summary("whole chain written (one batch)", 34, rewrites);
+    support::summary("one service scaled 1 → 20", 34, scale);
     Ok(())
 }
