@@ -510,7 +510,10 @@ pub(crate) fn init_script(table: &str, bridge: &str, subnet: &Ipv4Net) -> String
         "add rule {t} forward ip saddr @{REPLICAS_SET} ip daddr @{REPLICAS_SET} jump {ISOLATE_CHAIN}"
     ));
     line(format!(
-        "add rule bridge {table} forward ip saddr @{REPLICAS_SET} ip daddr @{REPLICAS_SET} jump {ISOLATE_CHAIN}"
+        // Only frames from Dash's replica ports (`vd…`, see `host_veth_name`): a bridge-family
+        // hook sees every bridge of the host (matching the bridge by name, `meta ibrname`,
+        // needs a module this kernel lacks).
+        "add rule bridge {table} forward iifname \"vd*\" ip saddr @{REPLICAS_SET} ip daddr @{REPLICAS_SET} jump {ISOLATE_CHAIN}"
     ));
     line(format!("add rule {t} forward iifname \"{bridge}\" accept"));
     line(format!("add rule {t} forward oifname \"{bridge}\" accept"));

@@ -34,8 +34,10 @@ fn init_names_only_its_own_table() {
         s.contains("add rule ip dash forward ip saddr @replicas ip daddr @replicas jump isolate\n")
     );
     assert!(s.contains(
-        "add rule bridge dash forward ip saddr @replicas ip daddr @replicas jump isolate\n"
+        "add rule bridge dash forward iifname \"vd*\" ip saddr @replicas ip daddr @replicas jump isolate\n"
     ));
+    // The bridge rule names replicas' ports by the prefix of their host veths.
+    assert!(crate::host_veth_name("web-1").starts_with("vd"));
     // The jump comes before the accepts of the bridge.
     assert!(s.find("jump isolate").unwrap() < s.find("forward iifname").unwrap());
     assert!(s.starts_with("add table ip dash\n"));

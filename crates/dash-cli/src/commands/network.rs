@@ -14,7 +14,10 @@ pub enum NetworkCmd {
     Ls,
     /// One network: its services (virtual IPs, ports, ready replicas) and the rules every
     /// node enforces for it.
-    Inspect { name: String },
+    Inspect {
+        /// The network's name (as services name it in `networks`).
+        name: String,
+    },
 }
 
 /// Runs `dash network …`.
