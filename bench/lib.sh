@@ -104,7 +104,8 @@ trap_cleanup() { # the script's cleanup runs on exit, also on error or Ctrl-C
 }
 cleanup_begin() {
   set +e
-  trap - EXIT INT TERM
+  # A cleanup step that finds nothing to remove returns non-zero: not an error to report.
+  trap - EXIT INT TERM ERR
   log "cleaning up"
 }
 # Once the server is gone: mounts under RUN_DIR and SCR, bridge, nft table, run dir, if ours.

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# bench/vip-path.sh: the cost of a service's virtual IP on the data path. From inside a
+# replica's network namespace (nsenter), wrk asks nginx (a replica of a service with port 80)
+# once through the service's virtual IP (every node's nftables dnat, decision 0013) and once at
+# the replica's own address (the ceiling), alternating, in one run: requests per second and
+# latency percentiles. Both replicas run on the one node of a `dash server`.
+#
+#   bench/vip-path.sh | tee bench/results/vip-path-$(date +%F).txt
+#
+# Environment: BIN_DIR (default target/release), ROUNDS (3), SECONDS_PER_RUN (10), CONNECTIONS
+# (16), FILE_BYTES (1024). Needs root, wrk and nginx (nginx-light). Everything it makes
+# (server, bridge, tables, run dir, scratch dir) is removed on exit.
+set -eEuo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+BIN_DIR=${BIN_DIR:-target/release}
+ROUNDS=${ROUNDS:-3}
+SECS=${SECONDS_PER_RUN:-10}
+CONNS=${CONNECTIONS:-16}
+FILE_BYTES=${FILE_BYTES:-1024}
+LISTEN=127.0.0.1:7396
+BRIDGE=dashbvip0
+SUBNET=10.98.6.0/24
+NFT_TABLE=dash_bench_vip
+RUN_DIR=/run/dash-bench-vip
+NODE=bench-vip
+
+need_root_and jq nft ip nsenter wrk nginx
+ensure_binaries
+refuse_if_taken
+bench_state dash-bench-vip
+
+cleanup() {
+  local rc=$?
+  cleanup_begin
+  cleanup_standard
+  exit "$rc"
+}
+trap_cleanup
+trap 'log "error: exit $? at line $LINENO: $BASH_COMMAND"' ERR
+
+header vip-path "$(versions wrk nginx), $(nft --version)"
+SERVER_FLAGS=(--dns-upstream 127.0.0.1:9)
+start_server
+"$ROOT/bench/make-nginx-rootfs.sh" "$SCR/nginx.tar" "$FILE_BYTES"
+"$ROOT/demo/make-busybox-rootfs.sh" "$SCR/bb.tar"
+"$DASH" image import --rootfs "$SCR/nginx.tar" nginx:bench >/dev/null
+"$DASH" image import --rootfs "$SCR/bb.tar" bb:1 >/dev/null
+cat >"$SCR/web.toml" <<TOML
+name = "web"
+image = "nginx:bench"
+command = ["/usr/sbin/nginx", "-c", "/etc/nginx/nginx.conf"]
+[[ports]]
+container = 80
+TOML
+cat >"$SCR/client.toml" <<TOML
+name = "client"
+image = "bb:1"
+command = ["sleep", "100000"]
+TOML
+"$DASH" apply -f "$SCR/web.toml" >/dev/null
+"$DASH" apply -f "$SCR/client.toml" >/dev/null
+for _ in $(seq 300); do
+  [ "$("$DASH" ps -o json | jq '[.[] | select(.state == "running")] | length')" = 2 ] && break
+  sleep 0.1
+done
+CLIENT_ID=$("$DASH" ps -o json | jq -r '.[] | select(.service == "client") | .id')
+WEB_IP=$("$DASH" ps -o json | jq -r '.[] | select(.service == "web") | .ip')
+NETNS=$RUN_DIR/netns/$CLIENT_ID
+VIP=$("$DASH" service inspect web | jq -r .vip)
+[ -e "$NETNS" ] && [ "$VIP" != null ] && [ "$WEB_IP" != null ] || die "setup incomplete"
+log "web: virtual IP $VIP, replica $WEB_IP; wrk runs in $NETNS"
+
+# ask NAME ADDR: one wrk run to http://ADDR/file.bin from the client's namespace.
+ask() {
+  local name=$1 addr=$2 out
+  out=$SCR/wrk-$name.out
+  nsenter --net="$NETNS" wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://$addr/file.bin" >"$out" 2>&1 ||
+    die "wrk to $name failed: $(tail -3 "$out")"
+  grep -q "Non-2xx\|Socket errors" "$out" && log "$name: $(grep -E 'Non-2xx|Socket errors' "$out")"
+  record "$name-rps" "$(awk '/^Requests\/sec/{printf "%d", $2}' "$out")"
+  # wrk's percentiles: "     99%    1.23ms" (us, ms or s).
+  local p
+  for p in 50 99; do
+    record "$name-p$p" "$(awk -v p="$p%" '$1 == p {v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+/, "", v);
+      printf "%.3f", (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : v}' "$out")"
+  done
+  log "$name: $(tail -1 "$SAMPLES/$name-rps") req/s, p99 $(tail -1 "$SAMPLES/$name-p99") ms"
+}
+
+for r in $(seq "$ROUNDS"); do
+  log "round $r of $ROUNDS"
+  ask direct "$WEB_IP"
+  ask vip "$VIP"
+done
+
+med() { sort -n "$1" | awk '{a[NR] = $1} END {printf "%.3f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+echo
+echo "wrk -t1 -c$CONNS, ${SECS} s a run, $ROUNDS runs each (alternating), GET of a $FILE_BYTES-byte file from nginx (one worker), from a replica's network namespace on the same node"
+printf '  %-28s %14s %12s %12s\n' path "req/s (median)" "p50 ms" "p99 ms"
+printf '  %-28s %14.0f %12s %12s\n' "direct (replica's address)" "$(med "$SAMPLES/direct-rps")" "$(med "$SAMPLES/direct-p50")" "$(med "$SAMPLES/direct-p99")"
+printf '  %-28s %14.0f %12s %12s\n' "virtual IP" "$(med "$SAMPLES/vip-rps")" "$(med "$SAMPLES/vip-p50")" "$(med "$SAMPLES/vip-p99")"
+echo "  virtual IP ÷ direct (req/s, medians): $(awk -v a="$(med "$SAMPLES/vip-rps")" -v b="$(med "$SAMPLES/direct-rps")" 'BEGIN{printf "%.2f", a / b}')  (target ≥ 0.95)"
+for n in direct vip; do
+  echo "  $n runs: req/s $(paste -sd' ' "$SAMPLES/$n-rps"); p99 ms $(paste -sd' ' "$SAMPLES/$n-p99")"
+done
