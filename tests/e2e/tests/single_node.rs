@@ -269,6 +269,18 @@ fn bad_service_files_are_rejected_naming_the_field() {
             "name = \"web\"\nimage = \"bb:1\"\n[resources]\nmemory = \"lots\"\n",
             "resources.memory",
         ),
+        (
+            "name = \"web\"\nimage = \"bb:1\"\nnetworks = [\"Back_End\"]\n",
+            "networks: \"Back_End\" is not a valid network name",
+        ),
+        (
+            "name = \"web\"\nimage = \"bb:1\"\nnetworks = []\n",
+            "at least one network",
+        ),
+        (
+            "name = \"tasks\"\nimage = \"bb:1\"\n",
+            "name = \"tasks\" is reserved",
+        ),
     ] {
         let f = s.write("bad.toml", content);
         let out = s.dash(&["apply", "-f", f.to_str().unwrap()]);
@@ -282,6 +294,58 @@ fn bad_service_files_are_rejected_naming_the_field() {
         Value::Array(vec![]),
         "nothing was created"
     );
+}
+
+/// A service range with room for two virtual IPs: the third service with ports is refused,
+/// naming the flag, and nothing of it is kept; a service without ports needs none.
+#[test]
+fn an_exhausted_service_range_refuses_the_service_whole() {
+    let s = Server::start_with(45, &["--service-cidr", "10.201.45.0/30"]);
+    let file = |name: &str, ports: bool| {
+        s.write(
+            &format!("{name}.toml"),
+            &format!(
+                "name = \"{name}\"\nimage = \"bb:1\"\nreplicas = 0\n{}",
+                if ports {
+                    "[[ports]]\ncontainer = 80\n"
+                } else {
+                    ""
+                }
+            ),
+        )
+    };
+    for name in ["a", "b"] {
+        s.ok(&["apply", "-f", file(name, true).to_str().unwrap()]);
+    }
+    let out = s.dash(&["apply", "-f", file("c", true).to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("10.201.45.0/30") && err.contains("--service-cidr"),
+        "{err}"
+    );
+    let names: Vec<String> = s
+        .json(&["service", "ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["spec"]["name"].as_str().map(String::from))
+        .collect();
+    assert_eq!(names, ["a", "b"], "nothing of c was kept");
+    s.ok(&["apply", "-f", file("d", false).to_str().unwrap()]);
+    let vips: Vec<Value> = ["a", "b", "d"]
+        .iter()
+        .map(|n| s.json(&["service", "inspect", n])["vip"].clone())
+        .collect();
+    assert_eq!(
+        vips,
+        [
+            Value::from("10.201.45.1"),
+            Value::from("10.201.45.2"),
+            Value::Null
+        ]
+    );
+    s.remove_all_services();
 }
 
 /// Removal under load leaves nothing behind: 200 replicas created at once and removed at
