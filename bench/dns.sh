@@ -57,20 +57,8 @@ command = ["httpd", "-f", "-p", "8080", "-h", "/"]
 [[ports]]
 container = 8080
 TOML
-cat >"$SCR/client.toml" <<TOML
-name = "client"
-image = "bb:1"
-command = ["sleep", "100000"]
-TOML
 "$DASH" apply -f "$SCR/api.toml" >/dev/null
-"$DASH" apply -f "$SCR/client.toml" >/dev/null
-for _ in $(seq 300); do
-  [ "$("$DASH" ps -o json | jq '[.[] | select(.state == "running")] | length')" = 2 ] && break
-  sleep 0.1
-done
-CLIENT_ID=$("$DASH" ps -o json | jq -r '.[] | select(.service == "client") | .id')
-NETNS=$RUN_DIR/netns/$CLIENT_ID
-[ -e "$NETNS" ] || die "the client replica's network namespace $NETNS is missing"
+client_replica 2
 VIP=$("$DASH" service inspect api | jq -r .vip)
 [ "$VIP" != null ] || die "api has no virtual IP"
 log "api.dash → $VIP; dnsperf runs in $NETNS"

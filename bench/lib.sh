@@ -268,3 +268,22 @@ start_server() {
   done
   "$DASH" node ls -o json >/dev/null 2>&1 || { tail "$SCR/server.log" >&2; die "dash server not answering"; }
 }
+
+# client_replica RUNNING: a replica to measure from, inside the cluster's network — service
+# `client` (image bb:1, imported by the caller, sleeping) — then waits until RUNNING replicas
+# run in all; sets CLIENT_ID and NETNS (its network namespace, for `nsenter --net`).
+client_replica() {
+  cat >"$SCR/client.toml" <<TOML
+name = "client"
+image = "bb:1"
+command = ["sleep", "100000"]
+TOML
+  "$DASH" apply -f "$SCR/client.toml" >/dev/null
+  for _ in $(seq 300); do
+    [ "$("$DASH" ps -o json | jq '[.[] | select(.state == "running")] | length')" = "$1" ] && break
+    sleep 0.1
+  done
+  CLIENT_ID=$("$DASH" ps -o json | jq -r '.[] | select(.service == "client") | .id')
+  NETNS=$RUN_DIR/netns/$CLIENT_ID
+  [ -e "$NETNS" ] || die "the client replica's network namespace $NETNS is missing"
+}

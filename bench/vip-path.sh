@@ -54,20 +54,9 @@ command = ["/usr/sbin/nginx", "-c", "/etc/nginx/nginx.conf"]
 [[ports]]
 container = 80
 TOML
-cat >"$SCR/client.toml" <<TOML
-name = "client"
-image = "bb:1"
-command = ["sleep", "100000"]
-TOML
 "$DASH" apply -f "$SCR/web.toml" >/dev/null
-"$DASH" apply -f "$SCR/client.toml" >/dev/null
-for _ in $(seq 300); do
-  [ "$("$DASH" ps -o json | jq '[.[] | select(.state == "running")] | length')" = 2 ] && break
-  sleep 0.1
-done
-CLIENT_ID=$("$DASH" ps -o json | jq -r '.[] | select(.service == "client") | .id')
+client_replica 2
 WEB_IP=$("$DASH" ps -o json | jq -r '.[] | select(.service == "web") | .ip')
-NETNS=$RUN_DIR/netns/$CLIENT_ID
 VIP=$("$DASH" service inspect web | jq -r .vip)
 [ -e "$NETNS" ] && [ "$VIP" != null ] && [ "$WEB_IP" != null ] || die "setup incomplete"
 log "web: virtual IP $VIP, replica $WEB_IP; wrk runs in $NETNS"
