@@ -202,6 +202,36 @@ pub struct MasterApiService {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// This master's master_api address (host:port).
     pub addr: String,
+    /// The routes and endpoints feeds of this master (rebuilt after every event), which the
+    /// Routes long poll waits on.
+    pub feeds: RouteFeeds,
+}
+
+/// Receivers of the master's routes and endpoints feeds (see `master::routes::feed`).
+#[derive(Clone)]
+pub struct RouteFeeds {
+    pub routes: watch::Receiver<Vec<dash_core::api::RouteEntry>>,
+    pub endpoints: watch::Receiver<Vec<dash_core::api::ServiceEndpoints>>,
+}
+
+/// The longest a Routes call waits for a change before it answers with what the store holds.
+const ROUTES_WAIT: Duration = Duration::from_secs(5);
+
+/// A fingerprint of a Routes answer (SipHash of both documents, in hex).
+fn routes_version(entries_json: &str, endpoints_json: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    entries_json.hash(&mut h);
+    endpoints_json.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+fn routes_response(entries_json: String, endpoints_json: String) -> RoutesResponse {
+    RoutesResponse {
+        version: routes_version(&entries_json, &endpoints_json),
+        entries_json,
+        endpoints_json,
+    }
 }
 
 fn status_of(e: BouncerError) -> Status {
@@ -564,16 +594,39 @@ impl MasterApi for MasterApiService {
         req: Request<RoutesRequest>,
     ) -> Result<Response<RoutesResponse>, Status> {
         self.peer(&req).await?;
+        let known = req.into_inner().known;
+        if !known.is_empty() {
+            // Wait on the feeds (rebuilt after every event) until they differ from what the
+            // node holds: a change reaches every node within milliseconds, not a poll period.
+            let (mut routes, mut endpoints) =
+                (self.feeds.routes.clone(), self.feeds.endpoints.clone());
+            let deadline = tokio::time::Instant::now() + ROUTES_WAIT;
+            loop {
+                let answer = routes_response(
+                    serde_json::to_string(&*routes.borrow_and_update()).map_err(internal)?,
+                    serde_json::to_string(&*endpoints.borrow_and_update()).map_err(internal)?,
+                );
+                if answer.version != known {
+                    return Ok(Response::new(answer));
+                }
+                tokio::select! {
+                    r = routes.changed() => if r.is_err() { break },
+                    r = endpoints.changed() => if r.is_err() { break },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+        }
+        // At once, or after the wait: what the store holds now.
         let entries = crate::route_table::build(&self.store)
             .await
             .map_err(internal)?;
         let endpoints = crate::route_table::endpoints(&self.store)
             .await
             .map_err(internal)?;
-        Ok(Response::new(RoutesResponse {
-            entries_json: serde_json::to_string(&entries).map_err(internal)?,
-            endpoints_json: serde_json::to_string(&endpoints).map_err(internal)?,
-        }))
+        Ok(Response::new(routes_response(
+            serde_json::to_string(&entries).map_err(internal)?,
+            serde_json::to_string(&endpoints).map_err(internal)?,
+        )))
     }
 
     async fn image_manifest(
@@ -702,6 +755,10 @@ mod tests {
             },
             metrics: Arc::default(),
             addr: "127.0.0.1:7071".into(),
+            feeds: RouteFeeds {
+                routes: watch::channel(Vec::new()).1,
+                endpoints: watch::channel(Vec::new()).1,
+            },
         };
         let req = |csr: &str| {
             Request::new(JoinRequest {

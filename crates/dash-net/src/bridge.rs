@@ -173,6 +173,14 @@ pub(crate) async fn delete_link(handle: &Handle, name: &str) -> Result<bool, Net
 /// Writes `value` to the sysctl at /proc/sys/`parts`... unless it already holds it (writing
 /// `ip_forward` resets per-interface forwarding settings, so an unneeded write is not harmless).
 /// Parts, not a dotted key: an interface name may contain a dot.
+/// Whether frames switched inside a bridge pass through the ip family's hooks and conntrack
+/// (`br_netfilter` loaded and `net.bridge.bridge-nf-call-iptables=1`), a host-wide setting
+/// Dash reads but never changes.
+pub(crate) fn bridged_conntrack() -> bool {
+    std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
+        .is_ok_and(|v| v.trim() == "1")
+}
+
 pub(crate) fn ensure_sysctl(parts: &[&str], value: &str) -> Result<(), NetError> {
     let path: PathBuf = ["/proc/sys"].iter().chain(parts).collect();
     let current = std::fs::read_to_string(&path).map_err(|source| NetError::Io {

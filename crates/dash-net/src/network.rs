@@ -159,10 +159,19 @@ impl Network {
         bridge::ensure_sysctl(&["net", "ipv4", "conf", &cfg.bridge, "route_localnet"], "1")?;
         netns::ensure_dir(&cfg.netns_dir)?;
         let nft = Nft::new();
+        let bridged_conntrack = bridge::bridged_conntrack();
+        if !bridged_conntrack {
+            tracing::info!(
+                "br_netfilter is not on (net.bridge.bridge-nf-call-iptables): a replica reaching \
+                 a neighbour through a virtual IP or published port is masqueraded, so the \
+                 neighbour sees this node's gateway address, not the caller's"
+            );
+        }
         nft.apply(&nftables::init_script(
             &cfg.nft_table,
             &cfg.bridge,
             &cfg.subnet,
+            bridged_conntrack,
         ))
         .await?;
         let ports = nft.published_ports(&cfg.nft_table).await?;

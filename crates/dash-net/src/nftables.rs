@@ -13,8 +13,9 @@
 //!                              then drop for any other port of a virtual IP (`services_script`)
 //!   prerouting  (nat, dstnat)  jump services, jump published
 //!   output      (nat, -100)    the same, for connections made on the host (127.0.0.1:port)
-//!   postrouting (nat, srcnat)  masquerade: 127.0.0.0/8 → bridge, hairpin (dnat'd subnet → subnet),
-//!                              subnet → anywhere but the subnet
+//!   postrouting (nat, srcnat)  masquerade: 127.0.0.0/8 → bridge, hairpin (dnat'd back to the
+//!                              sender, @hairpin; with no bridged conntrack, any dnat'd subnet →
+//!                              subnet), subnet → anywhere but the subnet
 //!   forward     (filter)       replica → replica: jump isolate; accept from and to the bridge
 //!   isolate                    one rule per network: accept if both ends are on it; drop
 //!   @replicas                  every replica's address in the cluster (set_isolation)
@@ -182,6 +183,12 @@ pub(crate) const SERVICES_CHAIN: &str = "services";
 pub(crate) const VIPS_MAP: &str = "vips";
 /// Every virtual IP (for the final drop of `services`).
 pub(crate) const VIP_ADDRS_SET: &str = "vip_addrs";
+/// `address . address` for every container address of the node's subnet: a packet whose
+/// destination is its source after dnat (a replica reaching itself) is masqueraded.
+pub(crate) const HAIRPIN_SET: &str = "hairpin";
+/// The largest subnet whose hairpin pairs are listed (a /20); larger ones masquerade every
+/// dnat'd packet inside the subnet.
+pub(crate) const HAIRPIN_MAX_HOSTS: u32 = 4096;
 /// The prefix of a virtual IP port's own chain.
 pub(crate) const VIP_CHAIN_PREFIX: &str = "vip_";
 
@@ -428,7 +435,12 @@ pub(crate) fn published_script(table: &str, ports: &PublishedPorts) -> String {
 /// as it is, so published ports of running replicas keep answering across a daemon restart
 /// (the daemon reads them back with [`Nft::published_ports`]). Names were validated by
 /// [`crate::NetConfig::validate`], so they need no quoting beyond the interface name's.
-pub(crate) fn init_script(table: &str, bridge: &str, subnet: &Ipv4Net) -> String {
+pub(crate) fn init_script(
+    table: &str,
+    bridge: &str,
+    subnet: &Ipv4Net,
+    bridged_conntrack: bool,
+) -> String {
     let t = format!("ip {table}");
     let mut s = String::new();
     let mut line = |l: String| {
@@ -472,11 +484,26 @@ pub(crate) fn init_script(table: &str, bridge: &str, subnet: &Ipv4Net) -> String
     line(format!(
         "add rule {t} postrouting ip saddr 127.0.0.0/8 oifname \"{bridge}\" masquerade"
     ));
-    // Hairpin: a container reaching a published port that leads back into the subnet (itself or
-    // a neighbour) would get the reply straight from the target, not from the address it dialled.
-    line(format!(
-        "add rule {t} postrouting ct status dnat ip saddr {subnet} ip daddr {subnet} masquerade"
-    ));
+    // Hairpin: a replica reaching a virtual IP or a published port that leads back into the
+    // subnet. Led back to itself, its reply would never leave it (it answers its own address
+    // locally): masqueraded, always. Led to a neighbour, the reply is switched inside the
+    // bridge, where only bridged conntrack (`br_netfilter`) rewrites it back to the address
+    // dialled: with it, the neighbour sees the caller's own address; without it, masqueraded.
+    match hairpin_pairs(subnet, bridged_conntrack) {
+        Some(pairs) => {
+            line(format!(
+                "add set {t} {HAIRPIN_SET} {{ type ipv4_addr . ipv4_addr; }}"
+            ));
+            line(format!("flush set {t} {HAIRPIN_SET}"));
+            line(format!("add element {t} {HAIRPIN_SET} {{ {pairs} }}"));
+            line(format!(
+                "add rule {t} postrouting ct status dnat ip saddr . ip daddr @{HAIRPIN_SET} masquerade"
+            ));
+        }
+        None => line(format!(
+            "add rule {t} postrouting ct status dnat ip saddr {subnet} ip daddr {subnet} masquerade"
+        )),
+    }
     // Other nodes' container subnets (set by `Network::set_peer_routes`): routed as they are,
     // so a replica on another node sees the replica's own address, not this node's.
     line(format!(
@@ -518,6 +545,23 @@ pub(crate) fn init_script(table: &str, bridge: &str, subnet: &Ipv4Net) -> String
     line(format!("add rule {t} forward iifname \"{bridge}\" accept"));
     line(format!("add rule {t} forward oifname \"{bridge}\" accept"));
     s
+}
+
+/// The set of hairpin pairs: `a . a` for every container address of the subnet, when bridged
+/// conntrack makes masquerading neighbours unnecessary and the subnet is small enough to list
+/// (≤ [`HAIRPIN_MAX_HOSTS`]); `None`: masquerade every dnat'd packet inside the subnet.
+fn hairpin_pairs(subnet: &Ipv4Net, bridged_conntrack: bool) -> Option<String> {
+    if !bridged_conntrack || subnet.prefix() < 32 - HAIRPIN_MAX_HOSTS.trailing_zeros() as u8 {
+        return None;
+    }
+    let first = u32::from(subnet.addr());
+    let last = u32::from(subnet.broadcast());
+    let pairs: Vec<String> = (first..=last)
+        .map(Ipv4Addr::from)
+        .filter(|ip| subnet.is_container_addr(*ip))
+        .map(|ip| format!("{ip} . {ip}"))
+        .collect();
+    (!pairs.is_empty()).then(|| pairs.join(", "))
 }
 
 /// Deletes the table with everything in it; succeeds when it does not exist.

@@ -21,7 +21,7 @@ fn ports() -> Vec<PortMapping> {
 
 #[test]
 fn init_names_only_its_own_table() {
-    let s = init_script("dash", "dash0", &"10.88.0.0/24".parse().unwrap());
+    let s = init_script("dash", "dash0", &"10.88.0.0/24".parse().unwrap(), false);
     for line in s.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         // Its ip table, and the bridge table of the same name (isolation inside the bridge).
@@ -52,6 +52,27 @@ fn init_names_only_its_own_table() {
     assert!(s.contains("ct status dnat ip saddr 10.88.0.0/24 ip daddr 10.88.0.0/24 masquerade\n"));
     assert!(s.contains("ip saddr 10.88.0.0/24 ip daddr != 10.88.0.0/24 masquerade\n"));
     assert!(s.contains("add rule ip dash forward iifname \"dash0\" accept\n"));
+}
+
+#[test]
+fn with_bridged_conntrack_only_a_replica_reaching_itself_is_masqueraded() {
+    let s = init_script("dash", "dash0", &"10.88.0.0/24".parse().unwrap(), true);
+    // Every container address paired with itself: not the network, gateway or broadcast.
+    assert!(
+        s.contains("add element ip dash hairpin { 10.88.0.2 . 10.88.0.2, 10.88.0.3 . 10.88.0.3, ")
+    );
+    assert!(s.contains(", 10.88.0.254 . 10.88.0.254 }\n"));
+    assert!(!s.contains("10.88.0.1 . 10.88.0.1") && !s.contains("10.88.0.255 ."));
+    assert!(s.contains(
+        "add rule ip dash postrouting ct status dnat ip saddr . ip daddr @hairpin masquerade\n"
+    ));
+    assert!(!s.contains("ip saddr 10.88.0.0/24 ip daddr 10.88.0.0/24 masquerade"));
+    // A /20 is listed, a /19 is not: every dnat'd packet inside it is masqueraded.
+    let s = init_script("dash", "dash0", &"10.88.0.0/20".parse().unwrap(), true);
+    assert!(s.contains("10.88.15.254 . 10.88.15.254 }"));
+    let s = init_script("dash", "dash0", &"10.88.0.0/19".parse().unwrap(), true);
+    assert!(!s.contains("@hairpin"));
+    assert!(s.contains("ct status dnat ip saddr 10.88.0.0/19 ip daddr 10.88.0.0/19 masquerade\n"));
 }
 
 #[test]
@@ -222,7 +243,7 @@ fn virtual_ips_lead_to_ready_replicas_at_random_and_nowhere_else() {
         "flush map ip dash vips\nflush set ip dash vip_addrs\n"
     );
     // Hooked before the published ports, on both paths; the chain itself is written once.
-    let init = init_script("dash", "dash0", &"10.88.0.0/24".parse().unwrap());
+    let init = init_script("dash", "dash0", &"10.88.0.0/24".parse().unwrap(), true);
     assert!(init.contains(
         "add rule ip dash services ip daddr . meta l4proto . th dport vmap @vips\n\
          add rule ip dash services ip daddr @vip_addrs drop\n"

@@ -55,7 +55,8 @@ pub fn dash_bin() -> PathBuf {
     p
 }
 
-/// A root filesystem tarball of busybox-static with an httpd page at /www/index.html.
+/// A root filesystem tarball of busybox-static with an httpd page at /www/index.html and a
+/// CGI script at /www/cgi-bin/ip that answers the caller's address.
 pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
     busybox_rootfs_tar_with(dir, &[])
 }
@@ -79,6 +80,19 @@ pub fn busybox_rootfs_tar_with(dir: &Path, binaries: &[&Path]) -> PathBuf {
         }
     }
     std::fs::write(root.join("www/index.html"), "<h1>hello from dash</h1>\n").unwrap();
+    // GET /cgi-bin/ip answers the caller's address as the server saw it (busybox httpd's CGI).
+    std::fs::create_dir_all(root.join("www/cgi-bin")).unwrap();
+    let cgi = root.join("www/cgi-bin/ip");
+    std::fs::write(
+        &cgi,
+        "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &cgi,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
     for bin in binaries {
         let name = bin.file_name().unwrap();
         std::fs::copy(bin, root.join("bin").join(name)).unwrap();

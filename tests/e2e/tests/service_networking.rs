@@ -63,7 +63,7 @@ fn a_replica_reaches_a_service_on_another_node_by_name_and_only_across_shared_ne
     };
     let fetch = |id: &str, url: &str| exec(id, &["timeout", "3", "wget", "-q", "-O-", url]);
 
-    // w2's DNS follows the masters (polled every second): tasks.api lists both replicas on w1.
+    // w2's DNS follows the masters (a long poll): tasks.api lists both replicas on w1.
     c.wait("tasks.api in w2's DNS", Duration::from_secs(10), || {
         let out = exec(&web, &["nslookup", "tasks.api"]);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -83,6 +83,16 @@ fn a_replica_reaches_a_service_on_another_node_by_name_and_only_across_shared_ne
             .status
             .success()
     );
+    // Across nodes the callee sees the caller's own address (routed, not masqueraded).
+    let web_ip = c.replicas("web")[0]["ip"].as_str().unwrap().to_string();
+    let seen = fetch(&web, "http://api:8080/cgi-bin/ip");
+    // busybox httpd writes an IPv4 caller as `[::ffff:a.b.c.d]`.
+    let text = String::from_utf8_lossy(&seen.stdout);
+    let text = text
+        .trim()
+        .trim_start_matches("[::ffff:")
+        .trim_end_matches(']');
+    assert_eq!(text, web_ip, "{seen:?}");
 
     // A rolling update of api under a loop of requests from w2 through its name: w2 learns
     // of a leaving replica within a second, and the replica keeps serving that long before
@@ -118,6 +128,53 @@ fn a_replica_reaches_a_service_on_another_node_by_name_and_only_across_shared_ne
                 .all(|r| r["version"] == 2 && r["state"] == "running"))
         .then_some(r)
     });
+
+    // kill -9 of an api replica under a loop of requests from w2: its node sees the exit at
+    // once (the monitor's pidfd), the masters drop it from the endpoints, and w2's long poll
+    // takes it out of the map; at most the request in flight to it fails (one at a time
+    // here), the next ones go to the other replica.
+    let victim = &api[0];
+    let w1 = c.nodes.iter().find(|n| n.name == "w1").unwrap();
+    let pid: i32 = std::fs::read_to_string(
+        w1.data_dir
+            .join("containers")
+            .join(victim["id"].as_str().unwrap())
+            .join("pid"),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    let failures = std::thread::scope(|scope| {
+        let looping = scope.spawn(|| {
+            let out = exec(
+                &web,
+                &[
+                    "sh",
+                    "-c",
+                    "i=0; f=0; while [ $i -lt 100 ]; do \
+                     timeout 3 wget -q -O /dev/null http://api:8080/ || f=$((f+1)); \
+                     i=$((i+1)); sleep 0.05; done; echo failed=$f",
+                ],
+            );
+            String::from_utf8_lossy(&out.stdout).to_string()
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        let st = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        looping.join().unwrap()
+    });
+    eprintln!("kill -9 under a request loop: {failures}");
+    let failed: u32 = failures
+        .trim()
+        .strip_prefix("failed=")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{failures}"));
+    assert!(failed <= 1, "{failures}");
+    let api = running(&c, "api", 2);
     let mut api_ips: Vec<String> = api
         .iter()
         .map(|r| r["ip"].as_str().unwrap().to_string())

@@ -46,6 +46,8 @@ pub(super) struct Parts {
     pub metrics: Arc<Metrics>,
     /// The admin token, for masters that join (RaftApi's ClusterSecrets).
     pub admin_token: String,
+    /// The routes and endpoints feeds, for the Routes long poll.
+    pub feeds: crate::master_api::RouteFeeds,
 }
 
 pub(super) struct Started {
@@ -129,6 +131,7 @@ pub(super) async fn start(
         subnets: c.subnets,
         metrics: p.metrics,
         addr: c.listen.to_string(),
+        feeds: p.feeds,
     };
     let raft_api = p.log.raft().map(|raft| RaftApiService {
         node: raft.clone(),

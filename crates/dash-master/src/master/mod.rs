@@ -343,6 +343,10 @@ impl Master {
                         peers: node.peers,
                         metrics: metrics.clone(),
                         admin_token: token.clone(),
+                        feeds: crate::master_api::RouteFeeds {
+                            routes: node.routes.subscribe(),
+                            endpoints: node.endpoints.subscribe(),
+                        },
                     },
                     shutdown.clone(),
                 )

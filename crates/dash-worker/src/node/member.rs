@@ -137,8 +137,9 @@ impl Member {
     }
 }
 
-/// Keeps this node's proxy on the masters' routing table (polled every second; the table is
-/// only rebuilt when it changed).
+/// Keeps this node's proxy, DNS and virtual IPs on the masters' routing table and endpoints:
+/// a long poll (the master answers as soon as they differ from `version`, or after 5 s), so
+/// a change reaches the node within milliseconds; tables are only rebuilt when they changed.
 async fn routes_from_masters(
     link: Arc<GrpcLink>,
     routes: watch::Sender<Vec<RouteEntry>>,
@@ -146,11 +147,23 @@ async fn routes_from_masters(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (mut last, mut last_endpoints) = (String::new(), String::new());
+    let mut version = String::new();
     loop {
         let mut client = link.client();
-        match client.routes(dash_rpc::proto::RoutesRequest {}).await {
+        let asked = tokio::time::Instant::now();
+        let mut waited = false;
+        match client
+            .routes(dash_rpc::proto::RoutesRequest {
+                known: version.clone(),
+            })
+            .await
+        {
             Ok(r) => {
                 let r = r.into_inner();
+                // A master that waits for changes answers with a version; ask again at
+                // once. An older one answers at once: ask again in a second.
+                waited = !r.version.is_empty();
+                version = r.version;
                 if r.endpoints_json != last_endpoints {
                     match serde_json::from_str::<Vec<ServiceEndpoints>>(&r.endpoints_json) {
                         Ok(list) => {
@@ -173,10 +186,19 @@ async fn routes_from_masters(
                     }
                 }
             }
-            Err(s) => tracing::debug!(error = %s.message(), "fetching routes"),
+            Err(s) => {
+                version.clear();
+                tracing::debug!(error = %s.message(), "fetching routes");
+            }
         }
+        // At most one call a second when the master did not wait (an error, an older master).
+        let next = if waited {
+            asked + Duration::from_millis(20)
+        } else {
+            asked + Duration::from_secs(1)
+        };
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep_until(next) => {}
             _ = shutdown.changed() => return,
         }
     }

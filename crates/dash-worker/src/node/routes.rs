@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  Vec<RouteEntry> ── routes feed (watch) ──► table() ──► ProxyHandle::update (atomic swap)
-//!   master: rebuilt after every event       worker: Routes from the masters, every 1 s
+//!   master: rebuilt after every event       worker: Routes from the masters (a long poll)
 //!  ProxyHandle::stats + the latest entries ──► route_infos() ──► GET /v1/routes (a master's)
 //! ```
 
