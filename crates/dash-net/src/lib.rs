@@ -21,6 +21,7 @@
 //! APIs; `dash-core` only.
 
 mod bridge;
+mod conntrack;
 mod error;
 pub mod ipam;
 mod netns;

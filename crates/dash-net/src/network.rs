@@ -29,6 +29,7 @@ use futures::TryStreamExt;
 use rtnetlink::packet_route::link::LinkAttribute;
 
 use crate::bridge::{self, netlink_err};
+use crate::conntrack::{self, Forget};
 use crate::netns::{self, AbortOnDrop};
 use crate::nftables::{self, Nft};
 use crate::ports::PublishedPorts;
@@ -224,7 +225,20 @@ impl Network {
                 &stale,
             ))
             .await?;
+        // UDP backends that left a port: their flows are balanced again from the next packet.
+        let left: Vec<(Ipv4Addr, u16)> = match last.as_ref() {
+            Some(before) => {
+                let now = udp_backends(vips);
+                udp_backends(before)
+                    .into_iter()
+                    .filter(|b| !now.contains(b))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         *last = Some(vips.to_vec());
+        drop(last);
+        forget_flows(Forget::UdpAnsweredBy(left)).await;
         Ok(())
     }
 
@@ -444,7 +458,10 @@ impl Network {
         // kernel's RCU wait (≈ 10-20 ms) that the netns cleanup does in the background.
         netns::remove(&path)?;
         self.change_ports(|p| Ok(p.detach(replica, ip, ports)))
-            .await
+            .await?;
+        // Nothing of it stays in the connection table (its address goes to a later replica).
+        forget_flows(Forget::Touching(vec![ip])).await;
+        Ok(())
     }
 
     /// Removes everything [`Network::init`] and [`Network::attach`] made: the veths in the
@@ -491,3 +508,25 @@ impl Network {
 #[cfg(test)]
 #[path = "network_test.rs"]
 mod tests;
+
+/// Every `(replica, port)` behind a UDP port of a virtual IP.
+fn udp_backends(vips: &[crate::VipPort]) -> std::collections::BTreeSet<(Ipv4Addr, u16)> {
+    vips.iter()
+        .filter(|v| v.protocol == crate::Protocol::Udp)
+        .flat_map(|v| v.backends.iter().map(|b| (*b, v.port)))
+        .collect()
+}
+
+/// Deletes the conntrack entries `which` names, on a blocking thread (this netns's table). A
+/// failure is logged, not returned: the maps are already right, and the entries time out.
+async fn forget_flows(which: Forget) {
+    if which.is_empty() {
+        return;
+    }
+    match tokio::task::spawn_blocking(move || conntrack::forget(&which)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::debug!(entries = n, "conntrack entries forgotten"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "deleting conntrack entries"),
+        Err(e) => tracing::warn!(error = %e, "deleting conntrack entries"),
+    }
+}

@@ -6,10 +6,10 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use common::{
-    Fixture, HostState, assert_nothing_left, http_get, ns_wget, published_rules, run, tally,
-    udp_echo, wait_http,
+    Fixture, HostState, NsUdpClient, assert_nothing_left, conntrack_entries, http_get, ns_wget,
+    published_rules, run, tally, udp_echo, wait_http,
 };
-use dash_net::{NetError, Network, PortMapping, Protocol, host_veth_name};
+use dash_net::{NetError, Network, PortMapping, Protocol, VipPort, host_veth_name};
 
 fn tcp(host_port: u16, container_port: u16) -> PortMapping {
     PortMapping {
@@ -511,6 +511,67 @@ async fn a_restarted_daemon_keeps_every_backend() {
         net.detach(name, fx.ip(2 + i as u8), &[tcp(port, 8080)])
             .await
             .unwrap();
+    }
+    net.teardown().await.unwrap();
+    let veths: Vec<String> = atts.iter().map(|a| a.host_veth.clone()).collect();
+    assert_nothing_left(&fx, &before, &veths);
+}
+
+#[tokio::test]
+async fn a_udp_flow_follows_its_virtual_ip_when_the_backend_leaves_and_no_entry_outlives_a_replica()
+{
+    let before = HostState::snapshot();
+    let mut fx = Fixture::new(7);
+    let net = Network::init(fx.cfg.clone()).await.unwrap();
+    let (a, b, client) = (
+        fx.replica("udp-a"),
+        fx.replica("udp-b"),
+        fx.replica("udp-c"),
+    );
+    let (ip_a, ip_b, ip_c) = (fx.ip(2), fx.ip(3), fx.ip(4));
+    let mut atts = Vec::new();
+    for (name, ip) in [(&a, ip_a), (&b, ip_b), (&client, ip_c)] {
+        atts.push(net.attach(name, ip, &[], "udp").await.unwrap());
+    }
+    fx.start_udp_echo_tagged(&atts[0].netns_path, "a:");
+    fx.start_udp_echo_tagged(&atts[1].netns_path, "b:");
+    let vip = std::net::Ipv4Addr::new(10, 212, 7, 1);
+    let port = |backends: Vec<std::net::Ipv4Addr>| VipPort {
+        vip,
+        protocol: Protocol::Udp,
+        port: 9000,
+        backends,
+    };
+    net.set_vips(&[port(vec![ip_a])]).await.unwrap();
+    let udp = NsUdpClient::new(&atts[2].netns_path);
+    let to = at(vip, 9000);
+    assert_eq!(udp.ask(to, "1").unwrap(), "a:1");
+    assert_eq!(udp.ask(to, "2").unwrap(), "a:2");
+
+    tracing::info!("--- a leaves the map (still running, as a draining replica does)");
+    net.set_vips(&[port(vec![ip_b])]).await.unwrap();
+    // The same socket, the same flow: its entry was deleted, so it is balanced again.
+    assert_eq!(udp.ask(to, "3").unwrap(), "b:3");
+    assert!(
+        conntrack_entries(ip_a).is_empty(),
+        "{:?}",
+        conntrack_entries(ip_a)
+    );
+
+    tracing::info!("--- the client replica goes: nothing of it stays in the table");
+    assert!(!conntrack_entries(ip_c).is_empty(), "the flow is tracked");
+    drop(udp);
+    fx.stop_listeners();
+    net.detach(&client, ip_c, &[]).await.unwrap();
+    assert!(
+        conntrack_entries(ip_c).is_empty(),
+        "{:?}",
+        conntrack_entries(ip_c)
+    );
+
+    net.set_vips(&[]).await.unwrap();
+    for (name, ip) in [(&a, ip_a), (&b, ip_b)] {
+        net.detach(name, ip, &[]).await.unwrap();
     }
     net.teardown().await.unwrap();
     let veths: Vec<String> = atts.iter().map(|a| a.host_veth.clone()).collect();

@@ -323,4 +323,17 @@ fn replicas_find_services_by_name_within_their_networks_and_other_names_go_upstr
             || rules.contains(&format!("ip daddr {vip}"));
         (s.json(&["network", "ls"]) == serde_json::json!([]) && !ours).then_some(())
     });
+    // Nor a conntrack entry of the virtual IP or of a replica's address (each replica's are
+    // deleted when it is detached); the node's own gateway address is not a replica's.
+    let prefix = s.subnet.trim_end_matches("0/24").to_string();
+    let table = std::fs::read_to_string("/proc/net/nf_conntrack").unwrap();
+    let left: Vec<&str> = table
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .filter_map(|w| w.strip_prefix("src=").or_else(|| w.strip_prefix("dst=")))
+                .any(|a| a == vip || (a.starts_with(&prefix) && a != gateway))
+        })
+        .collect();
+    assert!(left.is_empty(), "conntrack entries left: {left:#?}");
 }

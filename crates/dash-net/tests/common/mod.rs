@@ -162,6 +162,12 @@ impl Fixture {
 
     /// Runs a UDP echo server on port 9000 inside `netns`, on a thread that enters it.
     pub fn start_udp_echo(&mut self, netns: &Path) {
+        self.start_udp_echo_tagged(netns, "");
+    }
+
+    /// [`Fixture::start_udp_echo`] that answers `tag` followed by what it got.
+    pub fn start_udp_echo_tagged(&mut self, netns: &Path, tag: &str) {
+        let tag = tag.as_bytes().to_vec();
         let file = std::fs::File::open(netns).unwrap();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
@@ -175,7 +181,7 @@ impl Fixture {
             let mut buf = [0u8; 1500];
             while stop_rx.try_recv() == Err(std::sync::mpsc::TryRecvError::Empty) {
                 if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                    let _ = sock.send_to(&buf[..n], from);
+                    let _ = sock.send_to(&[&tag[..], &buf[..n]].concat(), from);
                 }
             }
         });
@@ -385,6 +391,56 @@ pub fn udp_echo(addr: SocketAddr, msg: &str) -> std::io::Result<String> {
         }
     }
     Err(last.unwrap())
+}
+
+/// One UDP socket inside a netns (on a thread that entered it), kept across messages: every
+/// message it sends is the same flow (addresses and ports) for conntrack.
+pub struct NsUdpClient {
+    ask: std::sync::mpsc::Sender<(SocketAddr, String)>,
+    answer: std::sync::mpsc::Receiver<std::io::Result<String>>,
+}
+
+impl NsUdpClient {
+    pub fn new(netns: &Path) -> NsUdpClient {
+        let file = std::fs::File::open(netns).unwrap();
+        let (ask, asks) = std::sync::mpsc::channel::<(SocketAddr, String)>();
+        let (answers, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // This thread's netns changes for good; it ends when the client goes.
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let mut buf = [0u8; 1500];
+            while let Ok((addr, msg)) = asks.recv() {
+                let got = sock
+                    .send_to(msg.as_bytes(), addr)
+                    .and_then(|_| sock.recv_from(&mut buf))
+                    .map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned());
+                if answers.send(got).is_err() {
+                    return;
+                }
+            }
+        });
+        NsUdpClient { ask, answer }
+    }
+
+    /// Sends `msg` to `addr` from the client's one socket and returns the answer.
+    pub fn ask(&self, addr: SocketAddr, msg: &str) -> std::io::Result<String> {
+        self.ask.send((addr, msg.to_string())).unwrap();
+        self.answer.recv().unwrap()
+    }
+}
+
+/// The lines of this netns's conntrack table that name `ip` as an address.
+pub fn conntrack_entries(ip: Ipv4Addr) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/nf_conntrack").unwrap_or_default();
+    let (src, dst) = (format!("src={ip} "), format!("dst={ip} "));
+    table
+        .lines()
+        .filter(|l| l.contains(&src) || l.contains(&dst))
+        .map(str::to_string)
+        .collect()
 }
 
 /// What of the host's state a test may change.
