@@ -238,6 +238,7 @@ versions() {
       dnsperf) out+=("dnsperf $(dnsperf -h 2>&1 | awk '/^Version/{print $2}')") ;;
       dnsmasq) out+=("$(dnsmasq --version | head -1 | awk '{print $1, $3}')") ;;
       unbound) out+=("unbound $(unbound -V 2>/dev/null | awk '/^Version/{print $2}')") ;;
+      nft) out+=("$(nft --version | awk '{print $1, $2}')") ;;
       *) out+=("$t") ;;
     esac
   done
