@@ -83,6 +83,13 @@ pub enum Command {
         desired: DesiredState,
         at_ms: u64,
     },
+    /// `SetReplicaDesired` for several replicas in one entry (a scale-down, a lost node): one
+    /// commit instead of one per replica.
+    SetReplicasDesired {
+        ids: Vec<String>,
+        desired: DesiredState,
+        at_ms: u64,
+    },
     PlaceReplica {
         id: String,
         node: Option<String>,

@@ -110,20 +110,20 @@ impl Reconciler {
             .filter(|n| n.state != NodeState::Down)
             .map(|n| n.id.as_str())
             .collect();
-        let mut changed = false;
+        let mut doomed = Vec::new();
         for r in replicas {
             let Some(node) = &r.node else { continue };
             if r.desired != DesiredState::Run || up.contains(node.as_str()) {
                 continue;
             }
-            self.remove(
-                &r.service,
-                &r.id,
-                &format!("node {node} is down; replaced elsewhere"),
-            )
-            .await?;
-            changed = true;
+            doomed.push((
+                r.service.clone(),
+                r.id.clone(),
+                format!("node {node} is down; replaced elsewhere"),
+            ));
         }
+        let changed = !doomed.is_empty();
+        self.remove(doomed).await?;
         Ok(changed)
     }
 
@@ -193,20 +193,21 @@ impl Reconciler {
                 .collect();
             spec.replicas = eligible.len() as u32;
             spec.update.order = dash_core::spec::UpdateOrder::StopFirst;
+            let mut doomed = Vec::new();
             for r in &replicas {
                 let on_eligible = r.node.as_deref().is_some_and(|n| eligible.contains(n));
                 if r.desired == DesiredState::Run && !on_eligible && r.node.is_some() {
-                    self.remove(
-                        &name,
-                        &r.id,
-                        "its node is no longer eligible for this global service",
-                    )
-                    .await?;
-                    changed = true;
+                    doomed.push((
+                        name.clone(),
+                        r.id.clone(),
+                        "its node is no longer eligible for this global service".to_string(),
+                    ));
                     continue;
                 }
                 views.push(view(r, false));
             }
+            changed |= !doomed.is_empty();
+            self.remove(doomed).await?;
         } else {
             views.extend(
                 replicas
@@ -253,17 +254,21 @@ impl Reconciler {
                 })
                 .await?;
         }
+        // The removals in one entry of the log, then the creations.
+        let mut doomed = Vec::new();
+        let mut creates = Vec::new();
         for action in plan.actions {
             match action {
                 Action::Remove { replica, reason } => {
-                    self.remove(&name, &replica, reason).await?;
-                    changed = true;
+                    doomed.push((name.clone(), replica, reason.to_string()));
                 }
-                Action::Create { count } => {
-                    self.create(row, &replicas, count).await?;
-                    changed = true;
-                }
+                Action::Create { count } => creates.push(count),
             }
+        }
+        changed |= !doomed.is_empty() || !creates.is_empty();
+        self.remove(doomed).await?;
+        for count in creates {
+            self.create(row, &replicas, count).await?;
         }
         // Replicas that could not be placed before: try again.
         for r in replicas
@@ -335,23 +340,33 @@ impl Reconciler {
             })
     }
 
-    /// Marks a replica for removal (its node stops it) and says why in an event.
-    async fn remove(&self, service: &str, replica: &str, reason: &str) -> Result<(), StoreError> {
-        self.log
-            .propose_with(
-                Command::SetReplicaDesired {
-                    id: replica.to_string(),
-                    desired: DesiredState::Remove,
-                    at_ms: now_ms(),
-                },
-                vec![EventDraft::service(
-                    EventKind::ReplicaStopping,
-                    service,
-                    Some(replica),
-                    reason,
-                )],
-            )
-            .await?;
+    /// Marks replicas for removal (their nodes stop them), each with an event saying why, in
+    /// one entry of the log: `(service, replica, reason)`.
+    async fn remove(&self, doomed: Vec<(String, String, String)>) -> Result<(), StoreError> {
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let events = doomed
+            .iter()
+            .map(|(service, replica, reason)| {
+                EventDraft::service(EventKind::ReplicaStopping, service, Some(replica), reason)
+            })
+            .collect();
+        let mut ids: Vec<String> = doomed.into_iter().map(|(_, id, _)| id).collect();
+        let cmd = if ids.len() == 1 {
+            Command::SetReplicaDesired {
+                id: ids.remove(0),
+                desired: DesiredState::Remove,
+                at_ms: now_ms(),
+            }
+        } else {
+            Command::SetReplicasDesired {
+                ids,
+                desired: DesiredState::Remove,
+                at_ms: now_ms(),
+            }
+        };
+        self.log.propose_with(cmd, events).await?;
         Ok(())
     }
 

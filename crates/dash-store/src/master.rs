@@ -773,21 +773,11 @@ async fn apply_command(
             }
         }
         Command::SetReplicaDesired { id, desired, .. } => {
-            out.changed =
-                sqlx::query("UPDATE replicas SET desired = ? WHERE id = ? AND desired != ?")
-                    .bind(desired.as_str())
-                    .bind(id)
-                    .bind(desired.as_str())
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected()
-                    > 0;
-            // A replica never placed has nothing to stop: it goes at once.
-            if *desired == DesiredState::Remove {
-                sqlx::query("DELETE FROM replicas WHERE id = ? AND node IS NULL")
-                    .bind(id)
-                    .execute(&mut **tx)
-                    .await?;
+            out.changed = set_desired(tx, id, *desired).await?;
+        }
+        Command::SetReplicasDesired { ids, desired, .. } => {
+            for id in ids {
+                out.changed |= set_desired(tx, id, *desired).await?;
             }
         }
         Command::PlaceReplica { id, node, message } => {
@@ -1329,6 +1319,30 @@ async fn node_state_of(
             name: id.to_string(),
         })?;
     NodeState::parse(&state).ok_or_else(|| corrupt("node state", &state))
+}
+
+/// Sets replica `id`'s desired state; whether it changed. A replica never placed has nothing
+/// to stop: removed, it goes at once.
+async fn set_desired(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &str,
+    desired: DesiredState,
+) -> Result<bool, StoreError> {
+    let changed = sqlx::query("UPDATE replicas SET desired = ? WHERE id = ? AND desired != ?")
+        .bind(desired.as_str())
+        .bind(id)
+        .bind(desired.as_str())
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+        > 0;
+    if desired == DesiredState::Remove {
+        sqlx::query("DELETE FROM replicas WHERE id = ? AND node IS NULL")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(changed)
 }
 
 /// Sets node `id`'s state; whether it changed.

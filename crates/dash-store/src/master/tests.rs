@@ -265,6 +265,54 @@ async fn ip_allocation_is_lowest_free_and_sticky() {
 }
 
 #[tokio::test]
+async fn several_replicas_marked_in_one_entry_as_one_by_one() {
+    let (_d, s, _) = store().await;
+    service_on_node_n1(&s).await;
+    let r = |id: &str, node: Option<&str>| NewReplica {
+        id: id.into(),
+        service: "web".into(),
+        version: 1,
+        node: node.map(Into::into),
+        message: String::new(),
+    };
+    s.apply(&Command::CreateReplicas {
+        replicas: vec![
+            r("web-a", Some("n1")),
+            r("web-b", Some("n1")),
+            r("web-c", None),
+        ],
+        at_ms: 2,
+    })
+    .await
+    .unwrap();
+    let mark = |ids: &[&str]| Command::SetReplicasDesired {
+        ids: ids.iter().map(|i| i.to_string()).collect(),
+        desired: DesiredState::Remove,
+        at_ms: 3,
+    };
+    let applied = s
+        .apply(&mark(&["web-a", "web-c", "web-none"]))
+        .await
+        .unwrap();
+    assert!(applied.changed);
+    let a = s.replica("web-a").await.unwrap().unwrap();
+    assert_eq!(a.desired, DesiredState::Remove);
+    assert_eq!(
+        s.replica("web-b").await.unwrap().unwrap().desired,
+        DesiredState::Run
+    );
+    // Never placed: gone at once; unknown ids change nothing.
+    assert!(s.replica("web-c").await.unwrap().is_none());
+    // Again: nothing changes, so nothing is announced.
+    assert!(
+        !s.apply(&mark(&["web-a", "web-none"]))
+            .await
+            .unwrap()
+            .changed
+    );
+}
+
+#[tokio::test]
 async fn removal_drops_unplaced_replicas_and_is_never_undone_by_a_late_create() {
     let (_d, s, _) = store().await;
     service_on_node_n1(&s).await;
