@@ -13,6 +13,7 @@ set -euo pipefail
 cargo build --release -p dash -p dash-monitor >&2
 # The driver unwinds on a failed step so that its cleanup runs (release panics abort).
 cargo build --profile bench-driver -p dash-bench --bin vip-propagation >&2
+BIN_DIR=target/release
 DASH=$ROOT/target/release/dash
 header vip-propagation "$(versions crun runc nft)"
 echo
