@@ -37,4 +37,5 @@ pub mod state_log;
 pub mod worker_clients;
 
 pub use dash_core::clock::now_ms;
+pub use dash_store::data_dir;
 pub use master::{LocalNode, Master, MasterConfig, MasterError, RunningMaster};

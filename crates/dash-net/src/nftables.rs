@@ -17,6 +17,7 @@
 //!                              sender, @hairpin; with no bridged conntrack, any dnat'd subnet →
 //!                              subnet), subnet → anywhere but the subnet
 //!   forward     (filter)       replica → replica: jump isolate; accept from and to the bridge
+//!   input       (filter)       drop packets to 127.0.0.0/8 from anywhere but lo, unless dnat'd
 //!   isolate                    one rule per network: accept if both ends are on it; drop
 //!   @replicas                  every replica's address in the cluster (set_isolation)
 //! table bridge <same name>     the same filter for traffic switched inside the bridge (two
@@ -469,6 +470,7 @@ pub(crate) fn init_script(
         ("output", "type nat hook output priority -100"),
         ("postrouting", "type nat hook postrouting priority srcnat"),
         ("forward", "type filter hook forward priority filter"),
+        ("input", "type filter hook input priority filter"),
     ] {
         line(format!(
             "add chain {t} {chain} {{ {spec}; policy accept; }}"
@@ -479,6 +481,14 @@ pub(crate) fn init_script(
         line(format!("add rule {t} {chain} jump {SERVICES_CHAIN}"));
         line(format!("add rule {t} {chain} jump {PUBLISHED_CHAIN}"));
     }
+    // The host's loopback is not the replicas': route_localnet=1 on the bridge (below) would
+    // let a replica that sends a packet to 127.0.0.1 out of its eth0 (a raw socket is enough)
+    // reach whatever listens on the host's localhost (the admin API, the proxy, a user's own
+    // services). Such packets are dropped unless they belong to a dnat'd connection (the
+    // replies of 127.0.0.1:published). Kubernetes' CVE-2020-8558, fixed the same way.
+    line(format!(
+        "add rule {t} input iifname != \"lo\" ip daddr 127.0.0.0/8 ct status & dnat == 0 drop"
+    ));
     // 127.0.0.1:published → container: the source must be rewritten or the reply goes nowhere
     // (route_localnet=1 on the bridge lets such packets leave it at all).
     line(format!(

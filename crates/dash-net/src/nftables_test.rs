@@ -52,6 +52,11 @@ fn init_names_only_its_own_table() {
     assert!(s.contains("ct status dnat ip saddr 10.88.0.0/24 ip daddr 10.88.0.0/24 masquerade\n"));
     assert!(s.contains("ip saddr 10.88.0.0/24 ip daddr != 10.88.0.0/24 masquerade\n"));
     assert!(s.contains("add rule ip dash forward iifname \"dash0\" accept\n"));
+    // Replicas cannot reach the host's loopback (route_localnet on the bridge).
+    assert!(s.contains(
+        "add rule ip dash input iifname != \"lo\" ip daddr 127.0.0.0/8 ct status & dnat == 0 drop\n"
+    ));
+    assert!(s.contains("flush chain ip dash input\n"));
 }
 
 #[test]

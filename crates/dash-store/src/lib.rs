@@ -8,6 +8,7 @@
 //! [`StateMachine::apply_at`]: one log entry (a [`Command`](dash_core::command::Command)) to one
 //! transaction that also records the entry's index, so that a Raft log sits in front of it.
 
+pub mod data_dir;
 mod error;
 mod master;
 mod raft_log;

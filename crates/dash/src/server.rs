@@ -204,7 +204,7 @@ async fn join_masters(
                     "--join {join:?}: use TOKEN@MASTER:PORT, e.g. DASH1-…@10.0.0.1:7071"
                 ))
             })?;
-            std::fs::create_dir_all(data)
+            dash_master::data_dir::ensure_private(data)
                 .map_err(|e| ServerError::Config(format!("--data-dir {}: {e}", data.display())))?;
             let joined = dash_master::raft::join::join(
                 data,

@@ -387,3 +387,165 @@ fn a_few_hundred_replicas_come_and_go_without_a_trace() {
     }
     assert!(left.is_empty(), "left behind: {left:#?}");
 }
+
+/// Modes (permission bits) of `path`.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Whether user nobody (65534, no groups) can read `path`.
+fn nobody_reads(path: &std::path::Path) -> bool {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+        .arg(path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[test]
+fn the_data_dir_is_roots_alone_and_an_open_one_is_closed_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let mut s = Server::start(46);
+    s.wait("the server ready", Duration::from_secs(30), || {
+        s.log().contains("dash server ready").then_some(())
+    });
+    // The test's own temporary dir opened up, so only the data dir's modes keep others out.
+    chmod(s.dir.path(), 0o755);
+    let data = s.data_dir.clone();
+    let db = data.join("dash.db");
+    assert_eq!(mode(&data), 0o700);
+    for f in ["dash.db", "admin.token", "images", "pki"] {
+        let m = mode(&data.join(f));
+        assert_eq!(m & 0o077, 0, "{f}: {m:o}");
+    }
+    assert!(!nobody_reads(&db), "user nobody read dash.db");
+
+    // A data dir of an older release: 0755, its state 0644. Closed again at the next start.
+    s.kill9();
+    chmod(&data, 0o755);
+    chmod(&db, 0o644);
+    assert!(
+        nobody_reads(&db),
+        "the check itself: nobody reads an open state"
+    );
+    s.restart();
+    s.wait("the server ready again", Duration::from_secs(30), || {
+        (s.log().matches("dash server ready").count() == 2).then_some(())
+    });
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&db), 0o600);
+    assert!(
+        !nobody_reads(&db),
+        "user nobody read dash.db after the restart"
+    );
+    assert!(s.log().contains("made private"), "the fix is logged");
+}
+
+#[test]
+fn a_replica_cannot_reach_the_hosts_loopback_but_published_ports_answer_there() {
+    let s = Server::start(47);
+    s.import_busybox("bb:1");
+    s.apply("web.toml", &web(17647, 1, ""));
+    let replica = s.wait_running("web", 1)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let netns = format!("--net={}", s.run_dir.join("netns").join(&replica).display());
+    let gateway = s.subnet.replace(".0/24", ".1");
+    // What a process in the replica with CAP_NET_RAW can do with a raw socket, done here with
+    // the replica's routes: packets to 127.0.0.1 leave its eth0 for the host's bridge (which
+    // has route_localnet=1, so that published ports answer on the host's 127.0.0.1).
+    for step in [
+        vec![
+            "ip",
+            "route",
+            "del",
+            "local",
+            "127.0.0.0/8",
+            "dev",
+            "lo",
+            "table",
+            "local",
+        ],
+        vec![
+            "ip",
+            "route",
+            "del",
+            "local",
+            "127.0.0.1",
+            "dev",
+            "lo",
+            "table",
+            "local",
+        ],
+        vec!["sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1"],
+        vec!["sysctl", "-qw", "net.ipv4.conf.eth0.route_localnet=1"],
+        vec![
+            "ip",
+            "route",
+            "add",
+            "127.0.0.0/8",
+            "via",
+            &gateway,
+            "dev",
+            "eth0",
+        ],
+    ] {
+        let out = std::process::Command::new("nsenter")
+            .arg(&netns)
+            .args(&step)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{step:?}: {out:?}");
+    }
+    // The admin API listens on the host's 127.0.0.1. A SYN to it from the replica must get no
+    // SYN-ACK back (not even one the node's masquerade rewrote, which a raw socket would still
+    // read: the port is open, and the handshake can be finished by hand). Counted by a probe
+    // table in the replica's own namespace while curl sends the SYN.
+    let port = s.addr.rsplit_once(':').unwrap().1.to_string();
+    let probe = format!(
+        "add table ip probe\n\
+         add chain ip probe seen {{ type filter hook prerouting priority -300; }}\n\
+         add rule ip probe seen tcp sport {port} tcp flags & (syn | ack) == syn | ack counter\n"
+    );
+    let mut nft = std::process::Command::new("nsenter")
+        .arg(&netns)
+        .args(["nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    nft.stdin
+        .take()
+        .unwrap()
+        .write_all(probe.as_bytes())
+        .unwrap();
+    assert!(nft.wait().unwrap().success());
+    let admin = format!("http://{}/healthz", s.addr);
+    let out = std::process::Command::new("nsenter")
+        .arg(&netns)
+        .args(["curl", "-s", "-o", "/dev/null", "-m", "2", &admin])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "the replica reached {admin}");
+    let counted = std::process::Command::new("nsenter")
+        .arg(&netns)
+        .args(["nft", "list", "chain", "ip", "probe", "seen"])
+        .output()
+        .unwrap();
+    let counted = String::from_utf8_lossy(&counted.stdout);
+    assert!(
+        counted.contains("counter packets 0 bytes 0"),
+        "SYN-ACKs from the host's loopback reached the replica: {counted}"
+    );
+    // The host still reaches the replica's published port on its loopback.
+    let (code, body) = http_get("127.0.0.1:17647", "/id").unwrap();
+    assert_eq!((code, body.trim()), (200, replica.as_str()));
+}

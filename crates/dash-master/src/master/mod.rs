@@ -180,10 +180,10 @@ pub struct Master {
 }
 
 impl Master {
-    /// Creates the data dir, loads or creates `<data>/admin.token`, opens `<data>/dash.db`.
+    /// Creates the data dir (0700: see `dash_store::data_dir`), loads or creates `<data>/admin.token`, opens `<data>/dash.db`.
     pub async fn open(cfg: MasterConfig) -> Result<Master, MasterError> {
         let data = &cfg.data_dir;
-        std::fs::create_dir_all(data).map_err(|source| MasterError::CreateDir {
+        dash_store::data_dir::ensure_private(data).map_err(|source| MasterError::CreateDir {
             path: data.clone(),
             source,
         })?;
@@ -393,6 +393,10 @@ impl Master {
                 addr: cfg.listen,
                 source,
             })?;
+        // What the start created (the state, the raft log, the CA) is private too.
+        if let Err(e) = dash_store::data_dir::ensure_private(&cfg.data_dir) {
+            tracing::warn!(error = %e, data_dir = %cfg.data_dir.display(), "making the data dir private");
+        }
         tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), runtime = %kind, node = %cfg.node, "dash server ready");
 
         // The leader's work, started and stopped by leader_election.

@@ -95,6 +95,10 @@ impl Member {
             link,
         } = self;
         let runtime = node.node().runtime().clone();
+        // What the start created (its store, its identity) is private too.
+        if let Err(e) = dash_store::data_dir::ensure_private(&data_dir) {
+            tracing::warn!(error = %e, "making the data dir private");
+        }
         let own: Vec<JoinHandle<()>> = vec![
             tokio::spawn(routes_from_masters(
                 link.clone(),

@@ -141,12 +141,12 @@ pub struct Node {
 }
 
 impl Node {
-    /// Creates the data dir, opens `<data>/images` and the puller (credentials in
+    /// Creates the data dir (0700: see `dash_store::data_dir`), opens `<data>/images` and the puller (credentials in
     /// `<data>/registries.json`), and the container runtime (bundles in `<data>/containers`,
     /// the OCI runtime's root in `<run>/runtime`). Measures the host's capacity.
     pub fn open(cfg: NodeConfig) -> Result<Node, NodeError> {
         let data = &cfg.data_dir;
-        std::fs::create_dir_all(data).map_err(|source| NodeError::CreateDir {
+        dash_store::data_dir::ensure_private(data).map_err(|source| NodeError::CreateDir {
             path: data.clone(),
             source,
         })?;
