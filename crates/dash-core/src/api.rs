@@ -298,6 +298,10 @@ pub struct ApplyRequest {
     pub content: String,
     #[serde(default)]
     pub dry_run: bool,
+    /// Files the service file names (`security.seccomp`'s profile), by the path as written
+    /// there, with their text: `dash apply` reads them beside the service file.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub files: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ pub mod image_ref;
 pub mod link;
 pub mod reconcile;
 pub mod scheduler;
+pub mod seccomp;
 pub mod spec;
 pub mod subnet;
 pub mod units;

@@ -62,6 +62,133 @@ pub struct ServiceSpec {
     /// reaches the services that share one with it.
     #[serde(default = "default_networks")]
     pub networks: Vec<String>,
+    /// `[security]`: the seccomp filter, capabilities beyond or below the default set.
+    #[serde(default, skip_serializing_if = "Security::is_default")]
+    pub security: Security,
+}
+
+/// `[security]` of a service: what its replicas' processes may do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Security {
+    #[serde(default)]
+    pub seccomp: Seccomp,
+    /// Capabilities beyond [`DEFAULT_CAPABILITIES`] (`CAP_…`; `ALL` for every one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    /// Capabilities taken out of the set (`CAP_…`; `ALL` for every one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+}
+
+impl Security {
+    pub fn is_default(&self) -> bool {
+        *self == Security::default()
+    }
+
+    /// The replica's capabilities: the default set, without `cap_drop`, with `cap_add`.
+    pub fn capabilities(&self) -> std::collections::BTreeSet<String> {
+        let all = |list: &[String]| list.iter().any(|c| c == "ALL");
+        let mut caps: std::collections::BTreeSet<String> = if all(&self.cap_drop) {
+            Default::default()
+        } else {
+            DEFAULT_CAPABILITIES
+                .iter()
+                .map(|c| c.to_string())
+                .filter(|c| !self.cap_drop.contains(c))
+                .collect()
+        };
+        if all(&self.cap_add) {
+            caps.extend(CAPABILITIES.iter().map(|c| c.to_string()));
+        } else {
+            caps.extend(self.cap_add.iter().cloned());
+        }
+        caps
+    }
+}
+
+/// The seccomp filter of a service's replicas.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Seccomp {
+    /// Dash's default profile (`crate::seccomp::default_profile`).
+    #[default]
+    Default,
+    /// No filter.
+    Unconfined,
+    /// A profile the service brings: `path` as the service file names it, `profile` its JSON
+    /// (sent by `dash apply` with the file, checked by the masters).
+    Profile { path: String, profile: String },
+}
+
+/// The capabilities a replica has unless its service says otherwise: containerd's and
+/// Docker's default set without CAP_NET_RAW (as podman does): raw sockets let a process
+/// forge packets on the node's bridge; a service that pings asks for it with `cap_add`.
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_MKNOD",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYS_CHROOT",
+];
+
+/// Every Linux capability, by its name.
+pub const CAPABILITIES: &[&str] = &[
+    "CAP_AUDIT_CONTROL",
+    "CAP_AUDIT_READ",
+    "CAP_AUDIT_WRITE",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_KILL",
+    "CAP_LEASE",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_MAC_ADMIN",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MKNOD",
+    "CAP_NET_ADMIN",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_RAW",
+    "CAP_PERFMON",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYSLOG",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_NICE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_WAKE_ALARM",
+];
+
+/// Whether `name` is a capability (`CAP_…`, as in [`CAPABILITIES`]).
+pub fn is_capability(name: &str) -> bool {
+    CAPABILITIES.contains(&name)
 }
 
 /// The network of a service that names none.
@@ -128,6 +255,7 @@ impl ServiceSpec {
             || self.health != new.health
             || self.restart != new.restart
             || self.pull_policy != new.pull_policy
+            || self.security != new.security
     }
 }
 

@@ -56,6 +56,45 @@ pub struct ServiceManager {
     wake: Arc<Notify>,
 }
 
+/// A service's own seccomp profile: the file `dash apply` sent with the service file, checked
+/// and kept in the spec. Missing or malformed: the service is refused whole, naming the field.
+fn attach_seccomp_profile(spec: &mut ServiceSpec, req: &ApplyRequest) -> Result<(), ManagerError> {
+    let dash_core::spec::Seccomp::Profile { path, profile } = &mut spec.security.seccomp else {
+        return Ok(());
+    };
+    // Where the file sets it (1-based), for the message.
+    let line = req
+        .content
+        .lines()
+        .position(|l| l.trim_start().starts_with("seccomp"))
+        .map_or(1, |i| i + 1);
+    let refuse = |message: String, help: &str| {
+        ManagerError::Invalid(Diagnostics(vec![dash_core::config_parser::Diagnostic {
+            file: req.file_name.clone(),
+            line,
+            column: 1,
+            field: "security.seccomp".into(),
+            message,
+            help: Some(help.into()),
+        }]))
+    };
+    let Some(text) = req.files.get(path.as_str()) else {
+        return Err(refuse(
+            format!("security.seccomp = {path:?}: the profile was not sent with the service file"),
+            "apply with `dash apply -f FILE`, which sends the profile it names (a path relative to the service file)",
+        ));
+    };
+    let parsed = dash_core::seccomp::parse_profile(text).map_err(|e| {
+        refuse(
+            format!("security.seccomp = {path:?}: {e}"),
+            "a profile in Docker's or the OCI runtime spec's JSON format, e.g. Docker's default profile",
+        )
+    })?;
+    // Kept normalized: the same profile written differently is the same spec.
+    *profile = serde_json::to_string(&parsed).map_err(|e| refuse(e.to_string(), ""))?;
+    Ok(())
+}
+
 impl ServiceManager {
     pub fn new(log: StateLog, wake: Arc<Notify>) -> Self {
         let store = log.store().clone();
@@ -80,6 +119,7 @@ impl ServiceManager {
     pub async fn apply(&self, req: &ApplyRequest) -> Result<ApplyResponse, ManagerError> {
         let mut spec =
             parse_service(&req.file_name, &req.content).map_err(ManagerError::Invalid)?;
+        attach_seccomp_profile(&mut spec, req)?;
         let existing = self.store.service(spec.name.as_str()).await?;
         // An autoscaled service keeps the count it runs (within the new bounds): applying the
         // same file again must not undo the scaling, nor adding [autoscale] drop a busy

@@ -46,26 +46,23 @@ pub(crate) struct BundleParams<'a> {
     pub nofile_hard: u64,
 }
 
-/// The containerd/docker default capability set.
+/// The default capability set (`dash_core::spec::DEFAULT_CAPABILITIES`: containerd's and
+/// Docker's without CAP_NET_RAW).
 pub(crate) fn default_capabilities() -> HashSet<Capability> {
-    [
-        Capability::Chown,
-        Capability::DacOverride,
-        Capability::Fsetid,
-        Capability::Fowner,
-        Capability::Mknod,
-        Capability::NetRaw,
-        Capability::Setgid,
-        Capability::Setuid,
-        Capability::Setfcap,
-        Capability::Setpcap,
-        Capability::NetBindService,
-        Capability::SysChroot,
-        Capability::Kill,
-        Capability::AuditWrite,
-    ]
-    .into_iter()
-    .collect()
+    capabilities(dash_core::spec::DEFAULT_CAPABILITIES.iter().copied()).unwrap_or_default()
+}
+
+/// `CAP_…` names as the spec's capabilities; the first name that is none is the error.
+fn capabilities<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<HashSet<Capability>, String> {
+    names
+        .into_iter()
+        .map(|n| {
+            serde_json::from_value(serde_json::Value::String(n.to_string()))
+                .map_err(|_| format!("{n:?} is not a capability"))
+        })
+        .collect()
 }
 
 /// Checks what the runtime would otherwise reject with a less clear message.
@@ -104,7 +101,15 @@ pub(crate) fn build_spec(spec: &ContainerSpec, p: &BundleParams<'_>) -> Result<S
         source,
     };
 
-    let caps = default_capabilities();
+    let caps = match &spec.capabilities {
+        None => default_capabilities(),
+        Some(list) => capabilities(list.iter().map(String::as_str)).map_err(|reason| {
+            RuntimeError::InvalidSpec {
+                id: spec.id.clone(),
+                reason,
+            }
+        })?,
+    };
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
@@ -210,14 +215,21 @@ pub(crate) fn build_spec(spec: &ContainerSpec, p: &BundleParams<'_>) -> Result<S
         );
     }
 
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources.build().map_err(err)?)
         .cgroups_path(p.cgroups_path.clone())
         .masked_paths(get_default_maskedpaths())
-        .readonly_paths(get_default_readonly_paths())
-        .build()
-        .map_err(err)?;
+        .readonly_paths(get_default_readonly_paths());
+    if let Some(json) = &spec.seccomp {
+        let seccomp: oci_spec::runtime::LinuxSeccomp =
+            serde_json::from_str(json).map_err(|e| RuntimeError::InvalidSpec {
+                id: spec.id.clone(),
+                reason: format!("seccomp: {e}"),
+            })?;
+        linux = linux.seccomp(seccomp);
+    }
+    let linux = linux.build().map_err(err)?;
 
     SpecBuilder::default()
         .version("1.0.2-dev")
@@ -321,6 +333,8 @@ mod tests {
             netns_path: None,
             log_max_bytes: 0,
             dns: None,
+            capabilities: None,
+            seccomp: None,
         }
     }
 
@@ -331,6 +345,49 @@ mod tests {
             cgroups_path: PathBuf::from("dash/c1"),
             nofile_hard: 20000,
         }
+    }
+
+    #[test]
+    fn the_service_s_capabilities_and_seccomp_filter_are_written() {
+        let filter = dash_core::spec::Security::default();
+        let seccomp =
+            dash_core::seccomp::default_profile().resolve(&filter.capabilities(), "amd64", (6, 1));
+        let c = ContainerSpec {
+            capabilities: Some(vec!["CAP_NET_RAW".into(), "CAP_KILL".into()]),
+            seccomp: Some(serde_json::to_string(&seccomp).unwrap()),
+            ..spec()
+        };
+        let json = serde_json::to_value(build_spec(&c, &params()).unwrap()).unwrap();
+        let mut caps: Vec<&str> = json["process"]["capabilities"]["effective"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        caps.sort();
+        assert_eq!(caps, ["CAP_KILL", "CAP_NET_RAW"]);
+        let sc = &json["linux"]["seccomp"];
+        assert_eq!(sc["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(sc["defaultErrnoRet"], 1);
+        assert_eq!(sc["architectures"][0], "SCMP_ARCH_X86_64");
+        assert!(sc["syscalls"].as_array().unwrap().len() > 10);
+        // A name that is no capability, or a filter that is no filter: refused.
+        let bad = ContainerSpec {
+            capabilities: Some(vec!["CAP_FLY".into()]),
+            ..spec()
+        };
+        assert!(matches!(
+            build_spec(&bad, &params()),
+            Err(RuntimeError::InvalidSpec { .. })
+        ));
+        let bad = ContainerSpec {
+            seccomp: Some("{\"defaultAction\": 7}".into()),
+            ..spec()
+        };
+        assert!(matches!(
+            build_spec(&bad, &params()),
+            Err(RuntimeError::InvalidSpec { .. })
+        ));
     }
 
     #[test]
@@ -351,8 +408,16 @@ mod tests {
         let bounding = json["process"]["capabilities"]["bounding"]
             .as_array()
             .unwrap();
-        assert_eq!(bounding.len(), 14);
+        assert_eq!(bounding.len(), 13);
         assert!(bounding.contains(&"CAP_DAC_OVERRIDE".into()));
+        assert!(
+            !bounding.contains(&"CAP_NET_RAW".into()),
+            "not in the default set"
+        );
+        assert!(
+            json["linux"].get("seccomp").is_none(),
+            "no filter unless given"
+        );
         let ns: Vec<&str> = json["linux"]["namespaces"]
             .as_array()
             .unwrap()

@@ -114,6 +114,8 @@ fn spec(tmp: &Path, id: &str, script: &str) -> ContainerSpec {
         netns_path: None,
         log_max_bytes: 0,
         dns: None,
+        capabilities: None,
+        seccomp: None,
     }
 }
 

@@ -608,6 +608,7 @@ async fn prepare<L: MasterLink>(
         .cloned()
         .collect();
     env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
+    let (capabilities, seccomp) = security(&spec.security)?;
     let cspec = ContainerSpec {
         id: id.to_string(),
         layer_dirs: image.layer_dirs.clone(),
@@ -625,12 +626,41 @@ async fn prepare<L: MasterLink>(
         netns_path: Some(netns_path),
         log_max_bytes: 0,
         dns: ctx.dns.map(std::net::IpAddr::V4),
+        capabilities: Some(capabilities),
+        seccomp,
     };
     let rt = ctx.runtime.clone();
     tokio::task::spawn_blocking(move || rt.prepare(&cspec))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
+}
+
+/// A replica's capabilities and its seccomp filter (the OCI form, resolved for this node's
+/// architecture and kernel and the replica's capabilities); `None`: unconfined.
+fn security(s: &dash_core::spec::Security) -> Result<(Vec<String>, Option<String>), String> {
+    use dash_core::seccomp;
+    let caps = s.capabilities();
+    let profile = match &s.seccomp {
+        dash_core::spec::Seccomp::Unconfined => None,
+        dash_core::spec::Seccomp::Default => Some(seccomp::default_profile()),
+        dash_core::spec::Seccomp::Profile { path, profile } => Some(
+            seccomp::parse_profile(profile)
+                .map_err(|e| format!("security.seccomp {path:?}: {e}"))?,
+        ),
+    };
+    let filter = match profile {
+        None => None,
+        Some(p) => {
+            let kernel = nix::sys::utsname::uname()
+                .ok()
+                .and_then(|u| seccomp::parse_kernel(&u.release().to_string_lossy()))
+                .unwrap_or((0, 0));
+            let resolved = p.resolve(&caps, seccomp::go_arch(std::env::consts::ARCH), kernel);
+            Some(serde_json::to_string(&resolved).map_err(|e| e.to_string())?)
+        }
+    };
+    Ok((caps.into_iter().collect(), filter))
 }
 
 /// The service's image, pulled first when its pull policy says so.

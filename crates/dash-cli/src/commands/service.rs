@@ -67,10 +67,12 @@ pub async fn apply(client: &Client, json: bool, args: ApplyArgs) -> anyhow::Resu
     let ApplyArgs { file, dry_run } = args;
     let content = std::fs::read_to_string(&file)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+    let files = named_files(&file, &content)?;
     let req = ApplyRequest {
         file_name: file.display().to_string(),
         content,
         dry_run,
+        files,
     };
     let resp: ApplyResponse = client.post("/v1/services", &req).await?;
     if json {
@@ -79,6 +81,50 @@ pub async fn apply(client: &Client, json: bool, args: ApplyArgs) -> anyhow::Resu
         print_apply(&resp);
     }
     Ok(())
+}
+
+/// The files a service file names (its seccomp profile), read beside it: sent with it, since
+/// the masters cannot read the caller's disk. A file that does not parse names none (the
+/// masters answer with its problems).
+fn named_files(
+    file: &std::path::Path,
+    content: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut files = std::collections::BTreeMap::new();
+    let Ok(spec) = dash_core::config_parser::parse_service(&file.display().to_string(), content)
+    else {
+        return Ok(files);
+    };
+    if let dash_core::spec::Seccomp::Profile { path, .. } = &spec.security.seccomp {
+        let at = file
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(path);
+        let meta = std::fs::metadata(&at).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: security.seccomp = {path:?}: reading {}: {e}",
+                file.display(),
+                at.display()
+            )
+        })?;
+        if meta.len() > dash_core::seccomp::MAX_PROFILE_BYTES as u64 {
+            anyhow::bail!(
+                "{}: security.seccomp = {path:?}: {} bytes, more than {} KiB: a profile lists system calls, not data",
+                file.display(),
+                meta.len(),
+                dash_core::seccomp::MAX_PROFILE_BYTES / 1024
+            );
+        }
+        let text = std::fs::read_to_string(&at).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: security.seccomp = {path:?}: reading {}: {e}",
+                file.display(),
+                at.display()
+            )
+        })?;
+        files.insert(path.clone(), text);
+    }
+    Ok(files)
 }
 
 /// Runs `dash scale`.

@@ -27,6 +27,16 @@ pub(super) struct RawService {
     pub routes: Option<Vec<Spanned<RawRoute>>>,
     pub autoscale: Option<Spanned<RawAutoscale>>,
     pub networks: Option<Spanned<Vec<String>>>,
+    pub security: Option<RawSecurity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSecurity {
+    pub seccomp: Option<Spanned<String>>,
+    pub cap_add: Option<Spanned<Vec<String>>>,
+    pub cap_drop: Option<Spanned<Vec<String>>>,
+    pub user_namespace: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -404,3 +404,66 @@ fn names_the_cluster_dns_reserves_are_refused() {
         assert!(d.to_string().contains("reserved"), "{d}");
     }
 }
+
+#[test]
+fn security_section_names_capabilities_either_way_and_a_profile_by_path() {
+    use crate::spec::Seccomp;
+    let base = "name = \"web\"\nimage = \"busybox\"\n";
+    let s = parse_service("w.toml", base).unwrap();
+    assert!(s.security.is_default());
+    let s = parse_service(
+        "w.toml",
+        &format!(
+            "{base}[security]\nseccomp = \"unconfined\"\ncap_add = [\"net_raw\", \"CAP_NET_ADMIN\", \"NET_RAW\"]\ncap_drop = [\"ALL\"]\n"
+        ),
+    )
+    .unwrap();
+    assert_eq!(s.security.seccomp, Seccomp::Unconfined);
+    assert_eq!(s.security.cap_add, ["CAP_NET_RAW", "CAP_NET_ADMIN"]);
+    assert_eq!(s.security.cap_drop, ["ALL"]);
+    let s = parse_service(
+        "w.toml",
+        &format!("{base}[security]\nseccomp = \"./strict.json\"\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        s.security.seccomp,
+        Seccomp::Profile {
+            path: "./strict.json".into(),
+            profile: String::new()
+        }
+    );
+    // The spec's JSON without [security] is as before it existed.
+    let json = serde_json::to_string(&parse_service("w.toml", base).unwrap()).unwrap();
+    assert!(!json.contains("security"), "{json}");
+}
+
+#[test]
+fn bad_security_values_name_the_field() {
+    let base = "name = \"web\"\nimage = \"busybox\"\n[security]\n";
+    for (body, field, words) in [
+        (
+            "cap_add = [\"FLY\"]\n",
+            "security.cap_add",
+            "\"FLY\" is not a Linux capability",
+        ),
+        (
+            "cap_drop = [\"CAP_\"]\n",
+            "security.cap_drop",
+            "not a Linux capability",
+        ),
+        ("seccomp = \"\"\n", "security.seccomp", "empty"),
+        (
+            "user_namespace = true\n",
+            "security.user_namespace",
+            "not in this release",
+        ),
+        ("seccomp = 3\n", "security.seccomp", ""),
+        ("selinux = \"x\"\n", "security", ""),
+    ] {
+        let e = err(&format!("{base}{body}"));
+        let d = &e.0[0];
+        assert!(d.field.starts_with(field), "{body}: {d:?}");
+        assert!(d.message.contains(words), "{body}: {d:?}");
+    }
+}

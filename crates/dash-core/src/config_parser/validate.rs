@@ -297,6 +297,7 @@ pub(super) fn validate(
     };
 
     let networks = networks(&mut cx, raw.networks);
+    let security = security(&mut cx, raw.security);
 
     match name {
         Some(name) if cx.problems.is_empty() => Ok(ServiceSpec {
@@ -319,11 +320,78 @@ pub(super) fn validate(
             routes,
             autoscale,
             networks,
+            security,
         }),
         _ => {
             cx.problems.sort_by_key(|d| (d.line, d.column));
             Err(Diagnostics(cx.problems))
         }
+    }
+}
+
+fn security(cx: &mut Ctx<'_>, raw: Option<raw::RawSecurity>) -> crate::spec::Security {
+    use crate::spec::{Seccomp, Security};
+    let Some(raw) = raw else {
+        return Security::default();
+    };
+    let seccomp = match raw.seccomp.as_ref().map(|s| (s, s.get_ref().as_str())) {
+        None | Some((_, "default")) => Seccomp::Default,
+        Some((_, "unconfined")) => Seccomp::Unconfined,
+        Some((s, "")) => {
+            cx.report(
+                s,
+                "security.seccomp",
+                "security.seccomp = \"\": empty".into(),
+                "use \"default\", \"unconfined\" or the path of a profile (Docker's JSON format)",
+            );
+            Seccomp::Default
+        }
+        // A profile of the service's own: `dash apply` sends the file with the service file
+        // and the masters check it (a file is not the parser's to read).
+        Some((_, path)) => Seccomp::Profile {
+            path: path.to_string(),
+            profile: String::new(),
+        },
+    };
+    let mut caps = |field: &str, list: &Option<Spanned<Vec<String>>>| -> Vec<String> {
+        let Some(list) = list else { return Vec::new() };
+        let mut out = Vec::new();
+        for name in list.get_ref() {
+            let upper = name.to_ascii_uppercase();
+            let full = if upper == "ALL" || upper.starts_with("CAP_") {
+                upper
+            } else {
+                format!("CAP_{upper}")
+            };
+            if full != "ALL" && !crate::spec::is_capability(&full) {
+                cx.report(
+                    list,
+                    field,
+                    format!("{field}: {name:?} is not a Linux capability"),
+                    "use a name like \"NET_RAW\" or \"CAP_NET_ADMIN\" (see capabilities(7)), or \"ALL\"",
+                );
+            } else if !out.contains(&full) {
+                out.push(full);
+            }
+        }
+        out
+    };
+    let cap_add = caps("security.cap_add", &raw.cap_add);
+    let cap_drop = caps("security.cap_drop", &raw.cap_drop);
+    if let Some(u) = &raw.user_namespace
+        && *u.get_ref()
+    {
+        cx.report(
+            u,
+            "security.user_namespace",
+            "security.user_namespace = true: user namespaces for replicas are not in this release yet".into(),
+            "leave it out (replicas run as root of the host's user namespace, with the default seccomp profile and capabilities)",
+        );
+    }
+    Security {
+        seccomp,
+        cap_add,
+        cap_drop,
     }
 }
 

@@ -128,6 +128,12 @@ pub struct ContainerSpec {
     /// The cluster's DNS server: the container's only name server, with the search domain
     /// `dash`. None: the host's name servers (those not on loopback).
     pub dns: Option<std::net::IpAddr>,
+    /// The capabilities of its processes (`CAP_…`); `None`: the default set
+    /// (`dash_core::spec::DEFAULT_CAPABILITIES`).
+    pub capabilities: Option<Vec<String>>,
+    /// `linux.seccomp` as JSON (the OCI form, see `dash_core::seccomp::OciSeccomp`); `None`:
+    /// no filter.
+    pub seccomp: Option<String>,
 }
 
 /// What a container is doing.
