@@ -19,7 +19,8 @@
 #            apply of 20 replicas; one Swarm service of 20 replicas; reported as the total and
 #            as total ÷ 20 (concurrent, so not a per-replica start time)
 #
-#   dash      `dash apply -f`
+#   dash      `dash apply -f` (replicas under the default seccomp profile)
+#   dash-unconfined  the same with `[security] seccomp = "unconfined"`: the filter's cost
 #   podman    `podman run -d` with runc, and with crun through the hybrid-cgroup unshare wrapper
 #   crun      bare `crun run --detach` of an OCI bundle (through the same wrapper; no network,
 #             no monitor, no overlay)
@@ -316,7 +317,7 @@ crun_bundle() { # crun_bundle ID MARK → bundle dir (own cgroupsPath under ours
 # (N at once; returns when every command did), clean_TOOL (removes this trial's containers) ---
 TRIAL_IDS=()
 
-dash_toml() { # dash_toml NAME REPLICAS
+dash_toml() { # dash_toml NAME REPLICAS [SECCOMP]: a SECCOMP (e.g. unconfined) writes [security]
   cat >"$SCR/$1.toml" <<EOF
 name = "$1"
 image = "bb:1"
@@ -324,9 +325,11 @@ command = ["sleep", "$MARK"]
 replicas = $2
 stop_grace_period = "100ms"
 EOF
+  [ -z "${3:-}" ] || printf '[security]\nseccomp = "%s"\n' "$3" >>"$SCR/$1.toml"
 }
-start_dash() { dash_toml "$1" 1; "$DASH" apply -f "$SCR/$1.toml" >/dev/null; TRIAL_IDS+=("$1"); }
-many_dash() { dash_toml "$2" "$1"; "$DASH" apply -f "$SCR/$2.toml" >/dev/null; TRIAL_IDS+=("$2"); }
+# start_dash ID [SECCOMP], many_dash N ID [SECCOMP]
+start_dash() { dash_toml "$1" 1 "${2:-}"; "$DASH" apply -f "$SCR/$1.toml" >/dev/null; TRIAL_IDS+=("$1"); }
+many_dash() { dash_toml "$2" "$1" "${3:-}"; "$DASH" apply -f "$SCR/$2.toml" >/dev/null; TRIAL_IDS+=("$2"); }
 clean_dash() {
   local id t=$SECONDS
   for id in "${TRIAL_IDS[@]}"; do "$DASH" service rm "$id" >/dev/null; done
@@ -407,7 +410,7 @@ wait_all() { # wait for the commands in BG; dies naming WHAT if one failed
   BG=()
 }
 
-TOOLS=(dash)
+TOOLS=(dash dash-unconfined)
 [ "$PODMAN" = 1 ] && TOOLS+=(podman-runc)
 [ "$PODMAN" = 1 ] && [ "$PODMAN_CRUN" = 1 ] && TOOLS+=(podman-crun)
 TOOLS+=(crun)
@@ -416,6 +419,7 @@ TOOLS+=(crun)
 start_one() { # start_one TOOL ID
   case $1 in
     dash) start_dash "$2" ;;
+    dash-unconfined) start_dash "$2" unconfined ;;
     podman-runc) start_podman runc "$2" ;;
     podman-crun) start_podman crunhybrid "$2" ;;
     crun) start_crun "$2" ;;
@@ -426,6 +430,7 @@ start_one() { # start_one TOOL ID
 start_many() { # start_many TOOL N ID
   case $1 in
     dash) many_dash "$2" "$3" ;;
+    dash-unconfined) many_dash "$2" "$3" unconfined ;;
     podman-runc) many_podman runc "$2" "$3" ;;
     podman-crun) many_podman crunhybrid "$2" "$3" ;;
     crun) many_crun "$2" "$3" ;;
@@ -435,7 +440,7 @@ start_many() { # start_many TOOL N ID
 }
 clean_tool() {
   case $1 in
-    dash) clean_dash ;;
+    dash | dash-unconfined) clean_dash ;;
     podman-*) clean_podman ;;
     crun) clean_crun ;;
     docker) clean_docker ;;
@@ -449,7 +454,7 @@ clean_tool() {
 measure() {
   local tool=$1 kind=$2 trial=$3 base t0 end i
   base=st-r$RUN_ID-t$trial-$tool-$kind
-  [ "$tool" = dash ] || base=dashbench-$RUN_ID-t$trial-$tool-$kind
+  case $tool in dash*) ;; *) base=dashbench-$RUN_ID-t$trial-$tool-$kind ;; esac
   if [ "$tool" = crun ]; then # bundles (jq) off the clock, for the marker observe_start sets
     prepare() { crun_bundle "$base" "$((MARK + 1))" >/dev/null; for ((i = 1; i <= N; i++)); do crun_bundle "$base-$i" "$((MARK + 1))" >/dev/null; done; }
     prepare
@@ -535,6 +540,7 @@ read -r END_RSS END_PSS < <(proc_mem "$SERVER_PID")
 label() {
   case $1 in
     dash) echo "dash apply" ;;
+    dash-unconfined) echo "dash apply (seccomp unconfined)" ;;
     podman-runc) echo "podman run -d (runc)" ;;
     podman-crun) echo "podman run -d (crun+wrapper)" ;;
     crun) echo "crun run --detach (bare)" ;;
@@ -568,6 +574,13 @@ for t in "${TOOLS[@]}"; do
     "$(awk -v m="$(median "$SAMPLES/$t-par")" -v n="$N" 'BEGIN{printf "%.1f", m/n}')"
 done
 echo "target ≤ ${TARGET_MS} ms for one replica (Dash, N=1 median): $(awk -v m="$(median "$SAMPLES/dash-one")" -v t="$TARGET_MS" 'BEGIN{print (m <= t) ? "met" : "MISSED"}')"
+echo
+echo "## the default seccomp profile's cost: dash (default profile) ÷ dash (seccomp unconfined), medians"
+for k in one seq par; do
+  [ -s "$SAMPLES/dash-$k" ] && [ -s "$SAMPLES/dash-unconfined-$k" ] || continue
+  r=$(awk -v a="$(median "$SAMPLES/dash-$k")" -v b="$(median "$SAMPLES/dash-unconfined-$k")" 'BEGIN{printf "%.2f", a/b}')
+  printf '  %-4s %s   (target ≤ 1.10: %s)\n' "$k" "$r" "$(awk -v r="$r" 'BEGIN{print (r <= 1.10) ? "met" : "not met"}')"
+done
 echo
 echo "## the kernel's share: bare crun N=1 alone vs right after another process was moved into a new cgroup"
 printf '  %-44s %s\n' "crun run --detach, alone (as above)" "$(cell "$SAMPLES/crun-one")"
