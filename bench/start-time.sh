@@ -43,6 +43,8 @@
 set -eEuo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"        # helpers; goes to the repo root (ROOT)
+# DOCKER is the caller's switch here; docker.sh uses the name for its own command line.
+DOCKER_ON=${DOCKER:-1}
 # shellcheck source-path=SCRIPTDIR source=docker.sh
 . "$(dirname "$0")/docker.sh"
 
@@ -53,7 +55,6 @@ WARMUP=${WARMUP:-1}
 ATTACH_CYCLES=${ATTACH_CYCLES:-50}
 PODMAN=${PODMAN:-1}
 PODMAN_CRUN=${PODMAN_CRUN:-1}
-DOCKER_ON=${DOCKER:-1}
 
 LISTEN=127.0.0.1:7390
 BRIDGE=dashbench0
