@@ -493,17 +493,21 @@ pub fn default_profile() -> Profile {
         default_action: Action::ScmpActErrno,
         default_errno_ret: Some(EPERM),
         architectures: Vec::new(),
+        // The node's own architecture only, not its 32-bit companions (x86 and x32 beside
+        // x86_64, as Docker lists them): libseccomp compiles the filter once per architecture
+        // at every container start, and three cost ≈ 5 ms of a ≈ 38 ms start (decision 0014).
+        // A service with 32-bit binaries brings a profile that lists them.
         arch_map: [
-            ("SCMP_ARCH_X86_64", vec!["SCMP_ARCH_X86", "SCMP_ARCH_X32"]),
-            ("SCMP_ARCH_AARCH64", vec!["SCMP_ARCH_ARM"]),
-            ("SCMP_ARCH_S390X", vec!["SCMP_ARCH_S390"]),
-            ("SCMP_ARCH_PPC64LE", vec![]),
-            ("SCMP_ARCH_RISCV64", vec![]),
+            "SCMP_ARCH_X86_64",
+            "SCMP_ARCH_AARCH64",
+            "SCMP_ARCH_S390X",
+            "SCMP_ARCH_PPC64LE",
+            "SCMP_ARCH_RISCV64",
         ]
         .into_iter()
-        .map(|(a, subs)| ArchGroup {
+        .map(|a| ArchGroup {
             architecture: a.into(),
-            sub_architectures: Some(subs.into_iter().map(String::from).collect()),
+            sub_architectures: None,
         })
         .collect(),
         syscalls: rules,
