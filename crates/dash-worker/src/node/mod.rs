@@ -443,6 +443,11 @@ async fn follow_endpoints(
             members.sort();
             members.dedup();
         }
+        // One network (or none): every replica may reach every other, so there is nothing
+        // to filter and no set to keep up to date: no nft run as each replica comes and goes.
+        if networks.len() <= 1 {
+            networks.clear();
+        }
         if let Err(e) = net.set_isolation(&networks).await {
             tracing::error!(error = %e, "keeping replicas to their networks");
         }
