@@ -13,6 +13,9 @@ use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+/// The receive buffer asked for the UDP socket (the kernel doubles it for its bookkeeping).
+const UDP_RECV_BUFFER: usize = 4 << 20;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -74,6 +77,24 @@ impl Dns {
 
     /// Answers on `socket` until `shutdown`.
     pub async fn serve_udp(self, socket: UdpSocket, mut shutdown: watch::Receiver<bool>) {
+        // A burst of lookups (a thousand at once from one replica) must fit the socket's
+        // queue: the kernel's default (rmem_default, 208 KiB) holds about 200 queries, and a
+        // query dropped there is a resolver's 1-5 s retry (kubernetes#56903's stalls).
+        // As root, past net.core.rmem_max (208 KiB on a default Debian); else up to it.
+        if nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::RcvBufForce,
+            &UDP_RECV_BUFFER,
+        )
+        .is_err()
+            && let Err(e) = nix::sys::socket::setsockopt(
+                &socket,
+                nix::sys::socket::sockopt::RcvBuf,
+                &UDP_RECV_BUFFER,
+            )
+        {
+            tracing::warn!(error = %e, "dns: enlarging the receive buffer");
+        }
         let socket = Arc::new(socket);
         let mut buf = vec![0u8; 4096];
         loop {
