@@ -362,7 +362,8 @@ fn lifecycle(kind: RuntimeKind, tag: &str) {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
-    // The docker default capability set, devices usable, nofile at the host's hard limit.
+    // The default capability set (Docker's without NET_RAW), devices usable, nofile at the
+    // host's hard limit.
     let script =
         "grep CapEff /proc/self/status; echo x > /dev/null && echo devnull-ok; ulimit -n; hostname";
     let out = fx
@@ -377,7 +378,7 @@ fn lifecycle(kind: RuntimeKind, tag: &str) {
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        format!("CapEff:\t00000000a80425fb\ndevnull-ok\n{hard}\nbox-1\n"),
+        format!("CapEff:\t00000000a80405fb\ndevnull-ok\n{hard}\nbox-1\n"),
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );

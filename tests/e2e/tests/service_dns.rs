@@ -139,7 +139,8 @@ fn api_toml(extra: &str) -> String {
         "name = \"api\"\nimage = \"busybox:dns\"\n\
          command = [\"sh\", \"-c\", \"nc -ll -p 9000 -e cat & exec httpd -f -p 8080 -h /www\"]\n\
          replicas = 2\nnetworks = [\"backend\"]\nstop_grace_period = \"1s\"\n{extra}\
-         [[ports]]\ncontainer = 8080\n[[ports]]\ncontainer = 9000\n"
+         [[ports]]\ncontainer = 8080\n[[ports]]\ncontainer = 9000\n\
+         [[routes]]\nhost = \"api.test\"\nport = 8080\n"
     )
 }
 
@@ -239,6 +240,13 @@ fn replicas_find_services_by_name_within_their_networks_and_other_names_go_upstr
     let out = get(&web);
     assert!(out.status.success(), "web → api: {out:?}");
     assert!(!get(&ui).status.success(), "ui reached api across networks");
+    // The proxy is not a replica: it reaches api whatever the networks.
+    let (code, body) = s.wait("api through the proxy", Duration::from_secs(10), || {
+        dash_e2e::http_get_host(&s.proxy_addr, "api.test", "/")
+            .ok()
+            .filter(|(code, _)| *code == 200)
+    });
+    assert!(code == 200 && body.contains("hello"), "{code} {body}");
     let out = std::process::Command::new("curl")
         .args(["-sf", "-m", "2", &format!("http://{api_ip}:8080/")])
         .output()

@@ -129,6 +129,30 @@ fn a_replica_reaches_a_service_on_another_node_by_name_and_only_across_shared_ne
         .then_some(r)
     });
 
+    // Scaled to 5: w2's DNS lists exactly the five ready replicas on w1 within a second of
+    // their running, and the virtual IP leads to them.
+    c.ok(&["scale", "api", "5"]);
+    let five = running(&c, "api", 5);
+    let mut want: Vec<String> = five
+        .iter()
+        .map(|r| r["ip"].as_str().unwrap().to_string())
+        .collect();
+    want.sort();
+    c.wait("tasks.api lists the 5", Duration::from_secs(1), || {
+        let out = exec(&web, &["nslookup", "tasks.api"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut got: Vec<String> = text
+            .lines()
+            .skip_while(|l| !l.contains("tasks.api"))
+            .filter_map(|l| l.strip_prefix("Address: ").map(|a| a.trim().to_string()))
+            .collect();
+        got.sort();
+        (got == want).then_some(())
+    });
+    assert!(fetch(&web, "http://api:8080/").status.success());
+    c.ok(&["scale", "api", "2"]);
+    let api = running(&c, "api", 2);
+
     // kill -9 of an api replica under a loop of requests from w2: its node sees the exit at
     // once (the monitor's pidfd), the masters drop it from the endpoints, and w2's long poll
     // takes it out of the map; at most the request in flight to it fails (one at a time
