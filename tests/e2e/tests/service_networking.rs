@@ -62,6 +62,16 @@ fn a_replica_reaches_a_service_on_another_node_by_name_and_only_across_shared_ne
         c.dash(&all)
     };
     let fetch = |id: &str, url: &str| exec(id, &["timeout", "3", "wget", "-q", "-O-", url]);
+    // `n` requests from web to api by name, 50 ms apart: "failed=<how many failed>".
+    let request_loop = |n: u32| {
+        let script = format!(
+            "i=0; f=0; while [ $i -lt {n} ]; do \
+             timeout 3 wget -q -O /dev/null http://api:8080/ || f=$((f+1)); \
+             i=$((i+1)); sleep 0.05; done; echo failed=$f"
+        );
+        let out = exec(&web, &["sh", "-c", &script]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
 
     // w2's DNS follows the masters (a long poll): tasks.api lists both replicas on w1.
     c.wait("tasks.api in w2's DNS", Duration::from_secs(10), || {
@@ -98,19 +108,7 @@ fn a_replica_reaches_a_service_on_another_node_by_name_and_only_across_shared_ne
     // of a leaving replica within a second, and the replica keeps serving that long before
     // its SIGTERM, so no request fails.
     let failures = std::thread::scope(|scope| {
-        let looping = scope.spawn(|| {
-            let out = exec(
-                &web,
-                &[
-                    "sh",
-                    "-c",
-                    "i=0; f=0; while [ $i -lt 150 ]; do \
-                     timeout 3 wget -q -O /dev/null http://api:8080/ || f=$((f+1)); \
-                     i=$((i+1)); sleep 0.05; done; echo failed=$f",
-                ],
-            );
-            String::from_utf8_lossy(&out.stdout).to_string()
-        });
+        let looping = scope.spawn(|| request_loop(150));
         std::thread::sleep(Duration::from_millis(500));
         c.apply(
             "api.toml",
@@ -121,12 +119,12 @@ fn a_replica_reaches_a_service_on_another_node_by_name_and_only_across_shared_ne
         looping.join().unwrap()
     });
     assert!(failures.contains("failed=0"), "{failures}");
-    let api = c.wait("api updated", Duration::from_secs(60), || {
+    c.wait("api updated", Duration::from_secs(60), || {
         let r = c.replicas("api");
         (r.len() == 2
             && r.iter()
                 .all(|r| r["version"] == 2 && r["state"] == "running"))
-        .then_some(r)
+        .then_some(())
     });
 
     // Scaled to 5: w2's DNS lists exactly the five ready replicas on w1 within a second of
@@ -170,19 +168,7 @@ fn a_replica_reaches_a_service_on_another_node_by_name_and_only_across_shared_ne
     .parse()
     .unwrap();
     let failures = std::thread::scope(|scope| {
-        let looping = scope.spawn(|| {
-            let out = exec(
-                &web,
-                &[
-                    "sh",
-                    "-c",
-                    "i=0; f=0; while [ $i -lt 100 ]; do \
-                     timeout 3 wget -q -O /dev/null http://api:8080/ || f=$((f+1)); \
-                     i=$((i+1)); sleep 0.05; done; echo failed=$f",
-                ],
-            );
-            String::from_utf8_lossy(&out.stdout).to_string()
-        });
+        let looping = scope.spawn(|| request_loop(100));
         std::thread::sleep(Duration::from_millis(1500));
         let st = std::process::Command::new("kill")
             .args(["-9", &pid.to_string()])

@@ -123,6 +123,17 @@ async fn put_service_versions_only_on_container_changes() {
 }
 
 /// Service "web" (version 1) and a ready server node "n1".
+/// A new replica of version 1 of `web`, placed on `node` or not placed yet.
+fn web_replica(id: &str, node: Option<&str>) -> NewReplica {
+    NewReplica {
+        id: id.into(),
+        service: "web".into(),
+        version: 1,
+        node: node.map(Into::into),
+        message: String::new(),
+    }
+}
+
 async fn service_on_node_n1(s: &TestStore) {
     s.apply(&Command::PutService {
         spec: spec(""),
@@ -268,18 +279,11 @@ async fn ip_allocation_is_lowest_free_and_sticky() {
 async fn several_replicas_marked_in_one_entry_as_one_by_one() {
     let (_d, s, _) = store().await;
     service_on_node_n1(&s).await;
-    let r = |id: &str, node: Option<&str>| NewReplica {
-        id: id.into(),
-        service: "web".into(),
-        version: 1,
-        node: node.map(Into::into),
-        message: String::new(),
-    };
     s.apply(&Command::CreateReplicas {
         replicas: vec![
-            r("web-a", Some("n1")),
-            r("web-b", Some("n1")),
-            r("web-c", None),
+            web_replica("web-a", Some("n1")),
+            web_replica("web-b", Some("n1")),
+            web_replica("web-c", None),
         ],
         at_ms: 2,
     })
@@ -316,18 +320,11 @@ async fn several_replicas_marked_in_one_entry_as_one_by_one() {
 async fn removal_drops_unplaced_replicas_and_is_never_undone_by_a_late_create() {
     let (_d, s, _) = store().await;
     service_on_node_n1(&s).await;
-    let r = |id: &str, node: Option<&str>| NewReplica {
-        id: id.into(),
-        service: "web".into(),
-        version: 1,
-        node: node.map(Into::into),
-        message: String::new(),
-    };
     s.apply(&Command::CreateReplicas {
         replicas: vec![
-            r("web-placed", Some("n1")),
-            r("web-pending", None),
-            r("web-p2", None),
+            web_replica("web-placed", Some("n1")),
+            web_replica("web-pending", None),
+            web_replica("web-p2", None),
         ],
         at_ms: 2,
     })
@@ -362,7 +359,7 @@ async fn removal_drops_unplaced_replicas_and_is_never_undone_by_a_late_create() 
     );
     // A reconcile pass that read the service before the removal tries to create: ignored.
     s.apply(&Command::CreateReplicas {
-        replicas: vec![r("web-late", Some("n1"))],
+        replicas: vec![web_replica("web-late", Some("n1"))],
         at_ms: 5,
     })
     .await
