@@ -32,14 +32,7 @@ ensure_binaries
 refuse_if_taken
 bench_state dash-bench-leak
 
-cleanup() {
-  local rc=$?
-  cleanup_begin
-  cleanup_standard
-  exit "$rc"
-}
-trap_cleanup
-trap 'log "error: exit $? at line $LINENO: $BASH_COMMAND"' ERR
+standard_cleanup
 
 rss_mb() { awk '/^VmRSS:/{printf "%.1f", $2/1024}' "/proc/$SERVER_PID/status"; }
 # What the RSS is made of: heap and stacks (anonymous) and mapped files (the binary's pages).

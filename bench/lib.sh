@@ -102,6 +102,19 @@ trap_cleanup() { # the script's cleanup runs on exit, also on error or Ctrl-C
   trap 'exit 130' INT
   trap 'exit 143' TERM
 }
+# standard_cleanup: the cleanup of a script that starts one `dash server` and nothing else of
+# its own (cleanup_standard on exit, also on error or Ctrl-C), and the ERR trap that says
+# where it failed.
+standard_cleanup() {
+  cleanup() {
+    local rc=$?
+    cleanup_begin
+    cleanup_standard
+    exit "$rc"
+  }
+  trap_cleanup
+  trap 'log "error: exit $? at line $LINENO: $BASH_COMMAND"' ERR
+}
 cleanup_begin() {
   set +e
   # A cleanup step that finds nothing to remove returns non-zero: not an error to report.

@@ -31,14 +31,7 @@ ensure_binaries
 refuse_if_taken
 bench_state dash-bench-vip
 
-cleanup() {
-  local rc=$?
-  cleanup_begin
-  cleanup_standard
-  exit "$rc"
-}
-trap_cleanup
-trap 'log "error: exit $? at line $LINENO: $BASH_COMMAND"' ERR
+standard_cleanup
 
 header vip-path "$(versions wrk nginx), $(nft --version)"
 SERVER_FLAGS=(--dns-upstream 127.0.0.1:9)
