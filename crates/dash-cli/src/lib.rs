@@ -107,7 +107,8 @@ pub enum Command {
     Worker(Box<WorkerArgs>),
     /// Run a command in a replica, on whatever node holds it: `dash exec -it web-1a2b -- sh`.
     Exec(ExecArgs),
-    /// Join tokens: create (--role worker or master), ls, revoke.
+    /// Tokens: create (--role read, deploy or admin for the admin API; worker or master to
+    /// join a node), ls, revoke.
     #[command(subcommand)]
     Token(TokenCmd),
     /// The masters' Raft: status (leader, term, commit index, each master's role and lag).
@@ -143,6 +144,9 @@ pub enum Command {
     Network(NetworkCmd),
     /// Live stream of what happens in the cluster.
     Events(EventsArgs),
+    /// Who changed what through the admin API: time, who, role, source, master, status, request,
+    /// target of each write or refusal (`dash audit --since 1h`).
+    Audit(commands::audit::AuditArgs),
     /// A consistent snapshot of the cluster (state, CA, tokens, images) into a file:
     /// `dash backup -o cluster.snap`.
     Backup(commands::backup::BackupArgs),
@@ -211,5 +215,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Route(cmd) => commands::route::run(&client, json, cmd).await,
         Command::Network(cmd) => commands::network::run(&client, json, cmd).await,
         Command::Events(args) => commands::events::run(&client, json, args).await,
+        Command::Audit(args) => commands::audit::run(&client, json, args).await,
     }
 }

@@ -4,7 +4,7 @@
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
-use crate::commands::{image, node, replica, service, token};
+use crate::commands::{audit, image, node, replica, service, token};
 use crate::{Cli, Command, Format, ImageCmd, NodeCmd};
 
 const ADDR: &str = "10.0.0.1:7070";
@@ -290,6 +290,7 @@ fn listings_name_in_their_help_the_columns_they_print() {
         (&["node", "ls"], &node::LS_COLUMNS),
         (&["service", "ls"], &service::LS_COLUMNS),
         (&["image", "ls"], &image::LS_COLUMNS),
+        (&["audit"], &audit::COLUMNS),
     ];
     for (path, columns) in listings {
         let about = find(&cmd, path)

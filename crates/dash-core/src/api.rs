@@ -246,7 +246,7 @@ pub struct MasterStatus {
     pub last_contact_ms: Option<u64>,
 }
 
-/// A join token as `dash token ls` shows it (never its secret).
+/// A token as `dash token ls` shows it (never its secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenInfo {
@@ -261,7 +261,7 @@ pub struct TokenInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenRequest {
-    /// `worker` (masters join with `dash master --join`, not yet built).
+    /// `read`, `deploy`, `admin` (the admin API) or `worker`, `master` (joining a node).
     #[cfg_attr(feature = "openapi", schema(value_type = TokenRole))]
     pub role: String,
     /// Lifetime in seconds, 1 to 10 years; none: valid until revoked.
@@ -270,13 +270,45 @@ pub struct TokenRequest {
     pub ttl_s: Option<u64>,
 }
 
-/// The roles a join token can grant: the values `TokenRequest::role` takes (the field stays a
+/// The roles a token can grant: the values `TokenRequest::role` takes (the field stays a
 /// string so that the server, not the JSON decoder, says what is wrong with another one).
+/// `read`, `deploy` and `admin` open the admin API; `worker` and `master` join a node.
 #[cfg(feature = "openapi")]
 #[derive(utoipa::ToSchema)]
 #[schema(rename_all = "snake_case")]
 pub enum TokenRole {
+    Read,
+    Deploy,
+    Admin,
     Worker,
+    Master,
+}
+
+/// A write through the admin API, as `dash audit` shows it: who, what, when, from where, and
+/// how it ended (refusals included).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    /// Order in the state (given when recorded; 0 in a proposal).
+    #[serde(default)]
+    pub seq: u64,
+    pub at_ms: u64,
+    /// `token <id>` for a token of `dash token create`, `admin.token` for the data dir's own,
+    /// `oidc <subject>` for an OpenID Connect login.
+    pub who: String,
+    /// The caller's role: `read`, `deploy` or `admin`.
+    pub role: String,
+    pub method: String,
+    pub path: String,
+    /// What the request was about when the path does not say it (e.g. `service web`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The caller's address as this master saw it.
+    pub source: String,
+    /// The master that answered.
+    pub master: String,
+    /// The HTTP status of the answer (403: refused for the role).
+    pub status: u16,
 }
 
 /// `POST /v1/tokens`: the token, shown once.

@@ -10,3 +10,26 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+/// `ms` since the epoch as RFC 3339 UTC to the second, e.g. `2026-12-07T08:45:24Z`.
+pub fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (y, m, d) = crate::civil::civil_from_days(secs / 86_400);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::utc(951_782_400_007), "2000-02-29T00:00:00Z");
+        assert_eq!(super::utc(1_700_000_000_123), "2023-11-14T22:13:20Z");
+    }
+}

@@ -211,4 +211,12 @@ pub enum Command {
     ForgetRegistryLogin {
         registry: String,
     },
+    /// A write through the admin API (or a refusal of one), for `dash audit`; the state keeps
+    /// the latest [`AUDIT_KEPT`] (the entry's `seq` is given by the state).
+    RecordAudit {
+        entry: crate::api::AuditEntry,
+    },
 }
+
+/// How many audit entries the state keeps (older ones are dropped as new ones come).
+pub const AUDIT_KEPT: u64 = 10_000;

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod autoscale;
+pub mod civil;
 pub mod clock;
 pub mod command;
 pub mod config_parser;

@@ -34,6 +34,7 @@ pub mod service_manager;
 pub mod service_scaler;
 pub mod service_state;
 pub mod state_log;
+pub mod tokens;
 pub mod worker_clients;
 
 pub use dash_core::clock::now_ms;

@@ -732,7 +732,8 @@ mod tests {
         let ca = crate::node_bouncer::load_or_create_ca(&dir.path().join("pki"), "t").unwrap();
         let bouncer = NodeBouncer::new(log.clone(), ca, Duration::from_secs(3600)).unwrap();
         let (token, _) = bouncer
-            .create_token(&dash_core::api::TokenRequest {
+            .tokens()
+            .create(&dash_core::api::TokenRequest {
                 role: "worker".into(),
                 ttl_s: None,
             })

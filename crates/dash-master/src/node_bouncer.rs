@@ -1,10 +1,9 @@
 //! node_bouncer: who may be part of the cluster.
 //!
 //! - The cluster CA, made at the first start (`<data>/pki/ca.crt`, `ca.key` mode 0600).
-//! - Join tokens: `dash token create --role worker [--ttl 1h]`; only a SHA-256 of each secret is
-//!   stored; a token can expire and be revoked; it carries the CA's fingerprint.
+//! - Join tokens (`tokens`): `dash token create --role worker [--ttl 1h]`.
 //! - Admission: a joining node sends its token and a CSR; the bouncer checks the token (and
-//!   says which check failed), signs the CSR's key for that node name, records the serial.
+//!   says which check failed; an access token for the admin API does not admit), signs the CSR's key for that node name, records the serial.
 //! - Authorisation of every later call: the peer's certificate (verified by TLS against the CA)
 //!   must name a node that still exists and present one of the two serials the store keeps
 //!   for it (current and, during a rotation, previous). `dash node rm` forgets the node, so its
@@ -14,13 +13,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dash_core::api::{TokenInfo, TokenRequest};
 use dash_core::command::Command;
-use dash_rpc::pki::{self, Ca, IssuedCert, JoinToken, PeerIdentity, Role};
+use dash_rpc::pki::{self, Ca, IssuedCert, PeerIdentity, Role};
 use dash_store::{MasterStore, StoreError};
 
-use crate::now_ms;
 use crate::state_log::StateLog;
+use crate::tokens::{TokenError, TokenRole, Tokens};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BouncerError {
@@ -45,7 +43,7 @@ pub struct NodeBouncer {
     log: StateLog,
     store: MasterStore,
     ca: Arc<Ca>,
-    fingerprint: Arc<str>,
+    tokens: Tokens,
     cert_validity: Duration,
 }
 
@@ -54,9 +52,9 @@ impl NodeBouncer {
         let fingerprint = ca.fingerprint()?;
         Ok(Self {
             store: log.store().clone(),
+            tokens: Tokens::new(log.clone(), &fingerprint),
             log,
             ca: Arc::new(ca),
-            fingerprint: fingerprint.into(),
             cert_validity,
         })
     }
@@ -71,130 +69,31 @@ impl NodeBouncer {
     }
 
     pub fn ca_fingerprint(&self) -> &str {
-        &self.fingerprint
+        self.tokens.ca_fingerprint()
     }
 
-    /// A new join token; its text is returned once and never stored.
-    pub async fn create_token(
-        &self,
-        req: &TokenRequest,
-    ) -> Result<(JoinToken, TokenInfo), BouncerError> {
-        if Role::parse(&req.role).is_none() {
-            return Err(BouncerError::Invalid {
-                field: "role",
-                message: format!(
-                    "{:?} is not a role a token can grant; use --role worker, or --role master \
-                     for a master joining with `dash server --join`",
-                    req.role
-                ),
-            });
-        }
-        let ttl_ms = match req.ttl_s {
-            None => None,
-            Some(0) => {
-                return Err(BouncerError::Invalid {
-                    field: "ttl",
-                    message:
-                        "0s: a token must live at least a second; leave --ttl out for no expiry"
-                            .into(),
-                });
-            }
-            Some(s) if s > 10 * 365 * 24 * 3600 => {
-                return Err(BouncerError::Invalid {
-                    field: "ttl",
-                    message: format!("{s}s is over 10 years; leave --ttl out for no expiry"),
-                });
-            }
-            Some(s) => Some(s * 1000),
-        };
-        let token = JoinToken::generate(&self.fingerprint)?;
-        let at_ms = now_ms();
-        let info = TokenInfo {
-            id: token.id.clone(),
-            role: req.role.clone(),
-            created_ms: at_ms,
-            expires_ms: ttl_ms.map(|t| at_ms + t),
-            revoked_ms: None,
-        };
-        self.log
-            .propose(Command::CreateToken {
-                id: info.id.clone(),
-                role: info.role.clone(),
-                secret_hash: token.secret_hash(),
-                expires_ms: info.expires_ms,
-                at_ms,
-            })
-            .await?;
-        Ok((token, info))
-    }
-
-    pub async fn tokens(&self) -> Result<Vec<TokenInfo>, BouncerError> {
-        Ok(self
-            .store
-            .tokens()
-            .await?
-            .into_iter()
-            .map(|(t, _)| t)
-            .collect())
-    }
-
-    pub async fn revoke(&self, id: &str) -> Result<(), BouncerError> {
-        if !self.store.tokens().await?.iter().any(|(t, _)| t.id == id) {
-            return Err(BouncerError::NotFound(format!(
-                "no token with id {id:?}; `dash token ls` lists them"
-            )));
-        }
-        self.log
-            .propose(Command::RevokeToken {
-                id: id.to_string(),
-                at_ms: now_ms(),
-            })
-            .await?;
-        Ok(())
+    /// The cluster's tokens (join and access).
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
     }
 
     /// Checks a join token; the error says exactly which check failed.
     pub async fn check_token(&self, text: &str) -> Result<Role, BouncerError> {
-        let token = JoinToken::parse(text)
-            .map_err(|e| BouncerError::Refused(format!("join refused: {e}")))?;
-        if !pki::constant_time_eq(&token.ca_fingerprint, &self.fingerprint) {
-            return Err(BouncerError::Refused(
-                "join refused: the token is for another cluster (its CA fingerprint differs)"
-                    .into(),
-            ));
+        let refused = |why: String| BouncerError::Refused(format!("join refused: {why}"));
+        let held = self.tokens.check(text).await.map_err(|e| match e {
+            TokenError::Store(e) => BouncerError::Store(e),
+            other => refused(other.to_string()),
+        })?;
+        match held.role {
+            TokenRole::Worker => Ok(Role::Worker),
+            TokenRole::Master => Ok(Role::Master),
+            access => Err(refused(format!(
+                "token {} is an access token (role {}) for the admin API; a node joins with a \
+                 token of `dash token create --role worker` (or master)",
+                held.info.id,
+                access.as_str()
+            ))),
         }
-        let tokens = self.store.tokens().await?;
-        let Some((info, hash)) = tokens.iter().find(|(t, _)| t.id == token.id) else {
-            return Err(BouncerError::Refused(format!(
-                "join refused: token {} is unknown to this cluster",
-                token.id
-            )));
-        };
-        if !pki::constant_time_eq(hash, &token.secret_hash()) {
-            return Err(BouncerError::Refused(format!(
-                "join refused: token {} has a wrong secret",
-                token.id
-            )));
-        }
-        if let Some(at) = info.revoked_ms {
-            return Err(BouncerError::Refused(format!(
-                "join refused: token {} was revoked {} ago",
-                token.id,
-                ago(at)
-            )));
-        }
-        if let Some(exp) = info.expires_ms
-            && exp <= now_ms()
-        {
-            return Err(BouncerError::Refused(format!(
-                "join refused: token {} expired {} ago; create a new one with `dash token create`",
-                token.id,
-                ago(exp)
-            )));
-        }
-        Role::parse(&info.role).ok_or_else(|| {
-            BouncerError::Refused(format!("join refused: token role {:?} unknown", info.role))
-        })
     }
 
     /// Signs a CSR for `node` in `role` and records the serial as the node's current one.
@@ -254,15 +153,6 @@ pub fn is_recorded((current, previous): &(String, String), id: &PeerIdentity) ->
         .any(|s| pki::canonical_serial(s) == id.serial)
 }
 
-fn ago(ms: u64) -> String {
-    let s = now_ms().saturating_sub(ms) / 1000;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{}s", s / 60, s % 60),
-        _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
-    }
-}
-
 /// Loads the cluster CA from `<dir>/ca.crt` and `<dir>/ca.key`, creating both at first start.
 pub fn load_or_create_ca(dir: &Path, cluster: &str) -> Result<Ca, std::io::Error> {
     let cert_path = dir.join("ca.crt");
@@ -305,60 +195,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn each_bad_token_is_refused_with_its_reason() {
+    async fn only_join_tokens_admit_and_refusals_say_why() {
         let (_d, b) = bouncer().await;
-        let req = |ttl_s| TokenRequest {
-            role: "worker".into(),
-            ttl_s,
+        let create = |role: &str| {
+            let req = dash_core::api::TokenRequest {
+                role: role.into(),
+                ttl_s: None,
+            };
+            let t = b.tokens().clone();
+            async move { t.create(&req).await.unwrap().0.to_string() }
         };
-        let (good, _) = b.create_token(&req(None)).await.unwrap();
         assert_eq!(
-            b.check_token(&good.to_string()).await.unwrap(),
+            b.check_token(&create("worker").await).await.unwrap(),
             Role::Worker
         );
-
-        let mut wrong = good.clone();
-        wrong.secret = "0".repeat(32);
-        assert!(refused(b.check_token(&wrong.to_string()).await).contains("wrong secret"));
-        let mut unknown = good.clone();
-        unknown.id = "deadbeef".into();
-        assert!(refused(b.check_token(&unknown.to_string()).await).contains("unknown"));
-        let mut other = good.clone();
-        other.ca_fingerprint = "a".repeat(64);
-        assert!(refused(b.check_token(&other.to_string()).await).contains("another cluster"));
-        assert!(refused(b.check_token("garbage").await).contains("DASH1-"));
-
-        let (short, _) = b.create_token(&req(Some(1))).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        assert!(refused(b.check_token(&short.to_string()).await).contains("expired"));
-
-        let (revoked, info) = b.create_token(&req(None)).await.unwrap();
-        b.revoke(&info.id).await.unwrap();
-        assert!(refused(b.check_token(&revoked.to_string()).await).contains("revoked"));
-        assert!(matches!(
-            b.revoke("nope").await,
-            Err(BouncerError::NotFound(_))
-        ));
-
-        for (role, ttl_s) in [("admin", None), ("worker", Some(0))] {
-            let r = b
-                .create_token(&TokenRequest {
-                    role: role.into(),
-                    ttl_s,
-                })
-                .await;
+        assert_eq!(
+            b.check_token(&create("master").await).await.unwrap(),
+            Role::Master
+        );
+        for access in ["read", "deploy", "admin"] {
+            let why = refused(b.check_token(&create(access).await).await);
             assert!(
-                matches!(r, Err(BouncerError::Invalid { .. })),
-                "{role} {ttl_s:?}"
+                why.contains("access token") && why.contains(access),
+                "{why}"
             );
         }
-        // The store holds hashes only.
-        let stored = b.store.tokens().await.unwrap();
-        assert!(
-            stored
-                .iter()
-                .all(|(_, h)| *h != good.secret && h.len() == 64)
-        );
+        assert!(refused(b.check_token("garbage").await).starts_with("join refused: "));
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use dash_core::ServiceSpec;
 use dash_core::api::{
-    DesiredState, NodeInfo, NodeRole, NodeState, ReplicaInfo, ReplicaState, TokenInfo,
+    AuditEntry, DesiredState, NodeInfo, NodeRole, NodeState, ReplicaInfo, ReplicaState, TokenInfo,
 };
 use dash_core::command::{Command, NodeRecord};
 use dash_core::spec::Resources;
@@ -391,7 +391,6 @@ impl MasterStore {
         })
     }
 
-    /// Every join token, newest first, with the hash of its secret.
     /// The cluster's image index: (tag, manifest digest, origin master), by tag.
     pub async fn recorded_images(&self) -> Result<Vec<(String, String, String)>, StoreError> {
         Ok(
@@ -438,25 +437,48 @@ impl MasterStore {
         )
     }
 
+    /// Every token (join and access), newest first, with the hash of its secret.
     pub async fn tokens(&self) -> Result<Vec<(TokenInfo, String)>, StoreError> {
         let rows = sqlx::query("SELECT * FROM join_tokens ORDER BY created_ms DESC, id")
             .fetch_all(&self.pool)
             .await?;
+        Ok(rows.iter().map(token_row).collect())
+    }
+
+    /// Audit entries recorded at or after `since_ms`, oldest first, at most `limit` (the newest).
+    pub async fn audit(&self, since_ms: u64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM (SELECT * FROM audit WHERE at_ms >= ? ORDER BY seq DESC LIMIT ?)
+             ORDER BY seq",
+        )
+        .bind(since_ms.min(i64::MAX as u64) as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .iter()
-            .map(|row| {
-                (
-                    TokenInfo {
-                        id: row.get("id"),
-                        role: row.get("role"),
-                        created_ms: row.get::<i64, _>("created_ms") as u64,
-                        expires_ms: row.get::<Option<i64>, _>("expires_ms").map(|v| v as u64),
-                        revoked_ms: row.get::<Option<i64>, _>("revoked_ms").map(|v| v as u64),
-                    },
-                    row.get("secret_hash"),
-                )
+            .map(|row| AuditEntry {
+                seq: row.get::<i64, _>("seq") as u64,
+                at_ms: row.get::<i64, _>("at_ms") as u64,
+                who: row.get("who"),
+                role: row.get("role"),
+                method: row.get("method"),
+                path: row.get("path"),
+                target: row.get("target"),
+                source: row.get("source"),
+                master: row.get("master"),
+                status: row.get::<i64, _>("status") as u16,
             })
             .collect())
+    }
+
+    /// Token `id` and the hash of its secret.
+    pub async fn token(&self, id: &str) -> Result<Option<(TokenInfo, String)>, StoreError> {
+        let row = sqlx::query("SELECT * FROM join_tokens WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(token_row))
     }
 
     /// The certificate serials node `id` may present (current, previous); None if no such node.
@@ -1119,6 +1141,29 @@ async fn apply_command(
             .await?;
             out.changed = true;
         }
+        Command::RecordAudit { entry } => {
+            let seq = sqlx::query(
+                "INSERT INTO audit (at_ms, who, role, method, path, target, source, master, status)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(entry.at_ms as i64)
+            .bind(&entry.who)
+            .bind(&entry.role)
+            .bind(&entry.method)
+            .bind(&entry.path)
+            .bind(&entry.target)
+            .bind(&entry.source)
+            .bind(&entry.master)
+            .bind(entry.status as i64)
+            .execute(&mut **tx)
+            .await?
+            .last_insert_rowid();
+            sqlx::query("DELETE FROM audit WHERE seq <= ?")
+                .bind(seq - dash_core::command::AUDIT_KEPT as i64)
+                .execute(&mut **tx)
+                .await?;
+            out.changed = true;
+        }
         Command::ForgetRegistryLogin { registry } => {
             out.changed = sqlx::query("DELETE FROM registry_logins WHERE registry = ?")
                 .bind(registry)
@@ -1507,3 +1552,16 @@ fn node_row(row: &SqliteRow) -> Result<NodeRecord, StoreError> {
 
 #[cfg(test)]
 mod tests;
+
+fn token_row(row: &SqliteRow) -> (TokenInfo, String) {
+    (
+        TokenInfo {
+            id: row.get("id"),
+            role: row.get("role"),
+            created_ms: row.get::<i64, _>("created_ms") as u64,
+            expires_ms: row.get::<Option<i64>, _>("expires_ms").map(|v| v as u64),
+            revoked_ms: row.get::<Option<i64>, _>("revoked_ms").map(|v| v as u64),
+        },
+        row.get("secret_hash"),
+    )
+}

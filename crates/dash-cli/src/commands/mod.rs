@@ -1,6 +1,7 @@
 //! The client commands, one file per group: its clap arguments and the function that runs it
 //! against the admin API. `lib.rs` parses the command line and dispatches here.
 
+pub mod audit;
 pub mod backup;
 pub mod cluster;
 pub mod events;

@@ -1,4 +1,5 @@
-//! `dash token`: the join tokens that admit new nodes.
+//! `dash token`: access tokens for the admin API (read, deploy, admin) and join tokens that
+//! admit new nodes (worker, master).
 
 use clap::Subcommand;
 use dash_core::api::{TokenCreated, TokenInfo, TokenRequest};
@@ -13,9 +14,11 @@ pub(crate) const LS_COLUMNS: [&str; 5] = ["ID", "ROLE", "AGE", "EXPIRES", "STATE
 /// `dash token …`.
 #[derive(Subcommand, Debug)]
 pub enum TokenCmd {
-    /// A new join token, printed once.
+    /// A new token, printed once.
     Create {
-        /// What the token admits: worker (`dash worker --join`) or master (`dash server --join`).
+        /// What the token lets its holder do: read (GETs of the admin API), deploy (also apply,
+        /// scale, rollback, exec, images), admin (everything: nodes, tokens, backups, audit);
+        /// or worker (`dash worker --join`), master (`dash server --join`) to join a node.
         #[arg(long, default_value = "worker")]
         role: String,
         /// Lifetime, e.g. 1h, 30m (default: until revoked).
@@ -24,7 +27,7 @@ pub enum TokenCmd {
     },
     /// Tokens: id, role, age, expires, state (valid, expired or revoked).
     Ls,
-    /// Revoke a token by id: it admits no node from now on.
+    /// Revoke a token by id: it opens nothing and admits no node from now on.
     Revoke {
         /// The token's id, as `dash token ls` shows it.
         id: String,

@@ -64,7 +64,7 @@ pub async fn import(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<ImportQuery>,
     body: Body,
-) -> Result<Json<Vec<ImageInfo>>, HttpError> {
+) -> Result<axum::response::Response, HttpError> {
     if let Some(r) = &q.rootfs {
         dash_image::normalize_reference(r)
             .map_err(|e| HttpError::bad_request("rootfs", e.to_string()))?;
@@ -87,7 +87,12 @@ pub async fn import(
             format!("{} {}", r.tags.join(","), r.id),
         );
     }
-    Ok(Json(records.into_iter().map(info).collect()))
+    let tags: Vec<String> = records.iter().flat_map(|r| r.tags.clone()).collect();
+    let target = format!("image {}", tags.join(","));
+    Ok(super::auth::audited(
+        Json(records.into_iter().map(info).collect::<Vec<_>>()),
+        target,
+    ))
 }
 
 /// With masters replicated, an image this master now holds goes into the state's image index
@@ -229,6 +234,7 @@ pub async fn pull(
 ) -> Result<axum::response::Response, HttpError> {
     dash_image::registry::parse_reference(&req.reference)
         .map_err(|e| HttpError::bad_request("reference", e.to_string()))?;
+    let target = format!("image {}", req.reference);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let puller = s.puller.clone();
     let mq = s.mq.clone();
@@ -268,6 +274,7 @@ pub async fn pull(
     axum::response::Response::builder()
         .header("content-type", "application/x-ndjson")
         .body(body)
+        .map(|r| super::auth::audited(r, target))
         .map_err(HttpError::internal)
 }
 

@@ -1,7 +1,9 @@
 //! admin_api: the HTTP JSON API for the CLI (axum), under /v1, with its OpenAPI document at
-//! /openapi.json. Every route but /healthz needs the bearer token. Handlers parse, call the
+//! /openapi.json. Every route but /healthz needs a bearer token whose role allows it, and
+//! writes are audited (`auth`). Handlers parse, call the
 //! service_manager (or the image store), and map errors in `error.rs`; nothing else.
 
+mod audit;
 mod auth;
 mod cluster;
 mod error;
@@ -25,7 +27,7 @@ use axum::routing::{get, post};
 use dash_core::api::ReplicaInfo;
 use dash_image::ImageStore;
 
-pub use auth::load_or_create_token;
+pub use auth::{Access, Caller, load_or_create_token, required};
 
 use crate::message_queue::MessageQueue;
 use crate::service_manager::ServiceManager;
@@ -59,7 +61,10 @@ pub struct AppState {
     pub mq: Arc<MessageQueue>,
     pub images: Arc<ImageStore>,
     pub puller: Arc<dash_image::registry::Puller>,
+    /// The bootstrap token of `<data-dir>/admin.token` (role admin).
     pub token: Arc<str>,
+    /// Access and join tokens of `dash token create`.
+    pub tokens: crate::tokens::Tokens,
     /// Where uploads are staged before import.
     pub upload_dir: PathBuf,
     pub logs: LogReader,
@@ -100,6 +105,7 @@ pub fn router(state: AppState) -> Router {
         .route("/nodes/{id}/labels", post(nodes::label))
         .route("/tokens", get(nodes::list_tokens).post(nodes::create_token))
         .route("/tokens/{id}", axum::routing::delete(nodes::revoke_token))
+        .route("/audit", get(audit::list))
         .route("/images", get(images::list))
         .route(
             "/images/import",
@@ -132,7 +138,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::require_token,
+            auth::guard,
         ))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state)

@@ -3,14 +3,17 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use dash_core::api::{ApiError, NodeInfo, NodeState, TokenCreated, TokenInfo, TokenRequest};
 use dash_core::command::Command;
 use dash_core::event::{EventDraft, EventKind};
 use serde::Deserialize;
 
 use super::AppState;
+use super::auth::audited;
 use super::error::{ApiJson, ApiPath, ApiQuery, HttpError};
-use crate::node_bouncer::{BouncerError, NodeBouncer};
+use crate::node_bouncer::NodeBouncer;
+use crate::tokens::{TokenError, TokenRole};
 
 /// Every node of the cluster.
 #[utoipa::path(get, path = "/v1/nodes", tag = "nodes", operation_id = "list_nodes",
@@ -135,10 +138,6 @@ async fn remove_master(s: &AppState, node: &NodeInfo, force: bool) -> Result<(),
     })
 }
 
-/// Every /v1/tokens route's answer on a server without master_api.
-const NO_MASTER_API: &str =
-    "`conflict`: this server runs without master_api (no --advertise-addr), so it admits no nodes";
-
 fn bouncer(s: &AppState) -> Result<&NodeBouncer, HttpError> {
     s.bouncer.as_ref().ok_or_else(|| {
         HttpError::new(
@@ -149,62 +148,56 @@ fn bouncer(s: &AppState) -> Result<&NodeBouncer, HttpError> {
     })
 }
 
-fn bouncer_error(e: BouncerError) -> HttpError {
+fn token_error(e: TokenError) -> HttpError {
     match e {
-        BouncerError::Invalid { field, message } => HttpError::bad_request(field, message),
-        BouncerError::NotFound(m) => HttpError::not_found(m),
+        TokenError::Invalid { field, message } => HttpError::bad_request(field, message),
+        TokenError::NotFound(m) => HttpError::not_found(m),
         other => HttpError::internal(other),
     }
 }
 
-/// A new join token; its text is in this answer only.
+/// A new token: `read`, `deploy` or `admin` opens the admin API (`dash login`), `worker` or
+/// `master` joins a node. Its text is in this answer only.
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", operation_id = "create_token",
     request_body = TokenRequest,
     responses((status = 200, body = TokenCreated),
-        (status = 400, body = ApiError, description = "`invalid`: a `role` other than `worker` (`role`), a `ttl_s` of 0 or over 10 years (`ttl`)"),
-        (status = 409, body = ApiError, description = NO_MASTER_API)))]
+        (status = 400, body = ApiError, description = "`invalid`: an unknown `role` (`role`), a `ttl_s` of 0 or over 10 years (`ttl`)"),
+        (status = 409, body = ApiError, description = "`conflict`: a join token (`worker`, `master`) on a server without master_api (no --advertise-addr), which admits no nodes")))]
 pub async fn create_token(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<TokenRequest>,
-) -> Result<Json<TokenCreated>, HttpError> {
-    let (token, info) = bouncer(&s)?
-        .create_token(&req)
-        .await
-        .map_err(bouncer_error)?;
-    Ok(Json(TokenCreated {
-        token: token.to_string(),
-        info,
-    }))
+) -> Result<Response, HttpError> {
+    if TokenRole::parse(&req.role).is_some_and(TokenRole::joins) {
+        bouncer(&s)?;
+    }
+    let (token, info) = s.tokens.create(&req).await.map_err(token_error)?;
+    let detail = format!("token {} ({})", info.id, info.role);
+    Ok(audited(
+        Json(TokenCreated {
+            token: token.to_string(),
+            info,
+        }),
+        detail,
+    ))
 }
 
-/// Every join token (never its secret).
+/// Every token (never its secret).
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens", operation_id = "list_tokens",
-    responses((status = 200, body = Vec<TokenInfo>),
-        (status = 409, body = ApiError, description = NO_MASTER_API)))]
+    responses((status = 200, body = Vec<TokenInfo>)))]
 pub async fn list_tokens(State(s): State<AppState>) -> Result<Json<Vec<TokenInfo>>, HttpError> {
-    Ok(Json(bouncer(&s)?.tokens().await.map_err(bouncer_error)?))
+    Ok(Json(s.tokens.list().await.map_err(token_error)?))
 }
 
-/// Revokes a join token (again, if it was).
+/// Revokes a token (again, if it was): it opens nothing from now on.
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens", operation_id = "revoke_token",
     params(("id" = String, Path, description = "The token's id (`dash token ls`)")),
     responses((status = 200, body = TokenInfo, description = "the revoked token"),
-        (status = 404, body = ApiError, description = "`not_found`: no such token"),
-        (status = 409, body = ApiError, description = NO_MASTER_API)))]
+        (status = 404, body = ApiError, description = "`not_found`: no such token")))]
 pub async fn revoke_token(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TokenInfo>, HttpError> {
-    let b = bouncer(&s)?;
-    b.revoke(&id).await.map_err(bouncer_error)?;
-    let info = b
-        .tokens()
-        .await
-        .map_err(bouncer_error)?
-        .into_iter()
-        .find(|t| t.id == id)
-        .ok_or_else(|| HttpError::not_found(format!("token {id} vanished")))?;
-    Ok(Json(info))
+    Ok(Json(s.tokens.revoke(&id).await.map_err(token_error)?))
 }
 
 async fn set_state(s: &AppState, id: &str, state: NodeState) -> Result<NodeInfo, HttpError> {

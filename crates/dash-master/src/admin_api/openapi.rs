@@ -8,11 +8,11 @@ use utoipa::OpenApi;
     info(title = "Dash admin API", description = "Services, replicas, nodes, images, events and logs of a Dash cluster."),
     paths(
         super::services::apply, super::services::list, super::services::inspect, super::services::remove,
-        super::services::scale, super::services::rollback, super::services::explain, super::services::replicas, super::exec::exec, super::nodes::list, super::cluster::status, super::cluster::backup, super::nodes::inspect, super::nodes::remove, super::nodes::drain, super::nodes::activate, super::nodes::label, super::nodes::create_token, super::nodes::list_tokens, super::nodes::revoke_token, super::images::list,
+        super::services::scale, super::services::rollback, super::services::explain, super::services::replicas, super::exec::exec, super::nodes::list, super::cluster::status, super::cluster::backup, super::nodes::inspect, super::nodes::remove, super::nodes::drain, super::nodes::activate, super::nodes::label, super::nodes::create_token, super::nodes::list_tokens, super::nodes::revoke_token, super::audit::list, super::images::list,
         super::images::import, super::images::remove, super::images::pull, super::images::inspect,
         super::images::prune, super::registries::login, super::registries::logout, super::routes::list, super::networks::list, super::networks::inspect, super::stats::list, super::events::stream, super::logs::stream,
     ),
-    modifiers(&BearerAuth, &CommonResponses, &JsonQueryParameters),
+    modifiers(&BearerAuth, &Roles, &CommonResponses, &JsonQueryParameters),
     security(("bearer" = []))
 )]
 pub struct ApiDoc;
@@ -27,6 +27,41 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// The role each operation needs (`auth::required`, the one table): `x-dash-role` on the
+/// operation, and its 403 where a lower role is refused.
+struct Roles;
+
+impl utoipa::Modify for Roles {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use axum::http::Method;
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let methods = [
+                (Method::GET, &mut item.get),
+                (Method::PUT, &mut item.put),
+                (Method::POST, &mut item.post),
+                (Method::DELETE, &mut item.delete),
+                (Method::PATCH, &mut item.patch),
+            ];
+            for (method, op) in methods {
+                let Some(op) = op else { continue };
+                let role = super::auth::required(&method, path);
+                op.extensions
+                    .get_or_insert_with(Default::default)
+                    .insert("x-dash-role".into(), role.as_str().into());
+                if role > super::auth::Access::Read {
+                    let why = format!(
+                        "`forbidden`: the caller's token has a role below {}",
+                        role.as_str()
+                    );
+                    op.responses
+                        .responses
+                        .insert("403".into(), error_response(&why).into());
+                }
+            }
+        }
     }
 }
 
@@ -62,7 +97,7 @@ impl utoipa::Modify for CommonResponses {
                     (
                         "401",
                         "unauthorized",
-                        "no bearer token, or not the admin token",
+                        "no bearer token, or one that is wrong, revoked, expired or for joining nodes",
                     ),
                     ("500", "internal", "the server failed; its log says why"),
                 ];

@@ -21,7 +21,7 @@ use crate::registry_logins::KeepError;
 pub async fn login(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<LoginRequest>,
-) -> Result<StatusCode, HttpError> {
+) -> Result<axum::response::Response, HttpError> {
     if req.registry.trim().is_empty() || req.registry.contains('/') {
         return Err(HttpError::bad_request(
             "registry",
@@ -41,7 +41,10 @@ pub async fn login(
             other => HttpError::internal(other),
         })?;
     tracing::info!(%registry, user = %req.username, "logged in");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(super::auth::audited(
+        StatusCode::NO_CONTENT,
+        format!("registry {registry} (user {})", req.username),
+    ))
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]

@@ -19,8 +19,17 @@ use dash_core::api::ApiError;
 pub async fn apply(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<ApplyRequest>,
-) -> Result<Json<ApplyResponse>, HttpError> {
-    Ok(Json(s.manager.apply(&req).await?))
+) -> axum::response::Response {
+    match s.manager.apply(&req).await {
+        Ok(r) => {
+            let target = format!(
+                "service {} ({:?}, version {})",
+                r.service, r.action, r.version
+            );
+            super::auth::audited(Json(r), target)
+        }
+        Err(e) => super::auth::audited(HttpError::from(e), format!("file {}", req.file_name)),
+    }
 }
 
 /// Every service, with its replicas.

@@ -311,6 +311,11 @@ impl Master {
             .map_err(MasterError::Ca)?;
         let ca_pems: Arc<(String, String)> =
             Arc::new((ca.cert_pem.clone(), ca.key_pem().to_string()));
+        let tokens = crate::tokens::Tokens::new(
+            log.clone(),
+            &ca.fingerprint()
+                .map_err(|e| MasterError::Ca(std::io::Error::other(e)))?,
+        );
         let data_key = crate::sealing::DataKey::from_ca_key(ca.key_pem())
             .map_err(|e| MasterError::Ca(std::io::Error::other(e)))?;
         let registry_logins = RegistryLogins::new(log.clone(), Arc::new(data_key));
@@ -376,6 +381,7 @@ impl Master {
             images: node.images,
             puller: node.puller,
             token: token.into(),
+            tokens,
             upload_dir: cfg.data_dir.join("tmp"),
             logs,
             exec,
@@ -434,6 +440,7 @@ impl Master {
             shutdown.clone(),
         )));
         let mut shutdown_http = shutdown;
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = shutdown_http.changed().await;
         });
