@@ -51,9 +51,17 @@ pub struct NodeArgs {
 pub struct ServerArgs {
     #[command(flatten)]
     pub node: NodeArgs,
-    /// Admin API listen address (loopback unless told otherwise).
+    /// Admin API address, repeatable: a loopback one serves plain HTTP, any other (e.g.
+    /// 0.0.0.0:7443) HTTPS only; `https://IP:PORT` asks for HTTPS on loopback too.
     #[arg(long, default_value = "127.0.0.1:7070")]
-    pub listen: String,
+    pub listen: Vec<String>,
+    /// The admin API's HTTPS certificate (PEM, the chain clients need), instead of one from
+    /// the cluster CA; with --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Container subnet of this node.
     #[arg(long, default_value = "10.88.0.0/24")]
     pub subnet: String,

@@ -181,7 +181,7 @@ fn the_daemons_still_parse() {
     let cli = parse(&["dash", "server", "--listen", "0.0.0.0:7070", "--no-worker"]);
     match cli.command {
         Command::Server(args) => {
-            assert_eq!(args.listen, "0.0.0.0:7070");
+            assert_eq!(args.listen, ["0.0.0.0:7070"]);
             assert!(args.no_worker);
         }
         other => panic!("{other:?}"),

@@ -5,6 +5,7 @@
 //! - [`pki`]: the cluster CA, node certificates from CSRs, join tokens that pin the CA.
 
 pub mod acceptor;
+pub mod https;
 pub mod pki;
 pub mod tls;
 

@@ -168,7 +168,20 @@ impl Ca {
         role: Role,
         validity: std::time::Duration,
     ) -> Result<IssuedCert, PkiError> {
-        self.sign_with_serial(csr_pem, node, role, validity, rand_serial())
+        self.sign_with_serial(csr_pem, node, role, &[], validity, rand_serial())
+    }
+
+    /// Signs `csr_pem` for master `node`'s admin API: a master's certificate that also names
+    /// `names` (IP addresses become IP names), so that a client checking names against the
+    /// address it dialled (curl, a browser with the CA) accepts it too.
+    pub fn sign_admin(
+        &self,
+        csr_pem: &str,
+        node: &str,
+        names: &[String],
+        validity: std::time::Duration,
+    ) -> Result<IssuedCert, PkiError> {
+        self.sign_with_serial(csr_pem, node, Role::Master, names, validity, rand_serial())
     }
 
     fn sign_with_serial(
@@ -176,6 +189,7 @@ impl Ca {
         csr_pem: &str,
         node: &str,
         role: Role,
+        extra_names: &[String],
         validity: std::time::Duration,
         serial: [u8; 16],
     ) -> Result<IssuedCert, PkiError> {
@@ -183,11 +197,13 @@ impl Ca {
             .map_err(|e| invalid("csr_pem", format!("not a valid certificate request: {e}")))?;
         let key = KeyPair::from_pem(&self.key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, key)?;
-        let mut params = CertificateParams::new(vec![
+        let mut names = vec![
             role.dns_name().to_string(),
             format!("{node}.node.dash.internal"),
-        ])
-        .map_err(|e| invalid("node", format!("{node:?} is not usable in a DNS name: {e}")))?;
+        ];
+        names.extend(extra_names.iter().cloned());
+        let mut params = CertificateParams::new(names)
+            .map_err(|e| invalid("node", format!("{node:?} is not usable in a DNS name: {e}")))?;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, node);
         dn.push(DnType::OrganizationName, role.as_str());
@@ -431,6 +447,7 @@ mod tests {
                 &csr,
                 "n",
                 Role::Worker,
+                &[],
                 std::time::Duration::from_secs(60),
                 serial,
             )

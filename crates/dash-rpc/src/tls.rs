@@ -60,10 +60,7 @@ pub fn worker_client_tls(cert_pem: &str, key_pem: &str, ca_pem: &str) -> ClientT
 /// holds the CA with `ca_fingerprint` (hex SHA-256 of its DER).
 pub async fn join_channel(addr: &str, ca_fingerprint: &str) -> Result<Channel, String> {
     init_crypto();
-    let verifier = Arc::new(PinnedCa {
-        fingerprint: ca_fingerprint.to_ascii_lowercase(),
-        provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
-    });
+    let verifier = Arc::new(PinnedCa::new(ca_fingerprint));
     let mut config = rustls::ClientConfig::builder_with_provider(verifier.provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
@@ -101,10 +98,21 @@ pub async fn join_channel(addr: &str, ca_fingerprint: &str) -> Result<Channel, S
         })
 }
 
+/// Trusts a server whose chain holds the CA with a pinned SHA-256 fingerprint, and whose
+/// certificate that CA signed for the name dialled.
 #[derive(Debug)]
-struct PinnedCa {
+pub(crate) struct PinnedCa {
     fingerprint: String,
     provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl PinnedCa {
+    pub(crate) fn new(fingerprint: &str) -> Self {
+        Self {
+            fingerprint: fingerprint.to_ascii_lowercase(),
+            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        }
+    }
 }
 
 impl ServerCertVerifier for PinnedCa {
@@ -127,7 +135,9 @@ impl ServerCertVerifier for PinnedCa {
             .find(|c| hex(c) == self.fingerprint)
             .ok_or_else(|| {
                 rustls::Error::General(
-                    "the master's CA does not match the token's fingerprint: wrong cluster, or someone in between".into(),
+                    "the master's CA does not match the pinned fingerprint (the token's, or the \
+                     one `dash login` kept): another cluster, or someone in between"
+                        .into(),
                 )
             })?;
         let mut roots = rustls::RootCertStore::empty();

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dash_cli::ServerArgs;
-use dash_master::master::{ClusterConfig, LocalExec, LocalLogs};
+use dash_master::admin_api::ListenAddr;
+use dash_master::master::{AdminCertSource, ClusterConfig, LocalExec, LocalLogs};
 use dash_master::master_api::SubnetPool;
 use dash_master::worker_clients::ExecChannels;
 use dash_master::{LocalNode, Master, MasterConfig};
@@ -35,16 +36,15 @@ struct Validated {
 }
 
 fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
-    let listen: SocketAddr = args.listen.parse().map_err(|_| {
-        ServerError::Config(format!(
-            "--listen {:?}: not an address; use e.g. 127.0.0.1:7070",
-            args.listen
-        ))
-    })?;
+    let listen = args
+        .listen
+        .iter()
+        .map(|l| ListenAddr::parse(l).map_err(|e| ServerError::Config(format!("--listen {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
     let proxy_listen = daemon::proxy_listen_flag(&args.node.proxy_listen)?;
-    if proxy_listen == listen {
+    if let Some(l) = listen.iter().find(|l| l.addr == proxy_listen) {
         return Err(ServerError::Config(format!(
-            "--proxy-listen {proxy_listen} is also --listen; give them different ports"
+            "--proxy-listen {proxy_listen} is also --listen {l}; give them different ports"
         )));
     }
     let (net, prefix) = ipv4_net(&args.subnet, 8..=30).ok_or_else(|| {
@@ -100,8 +100,34 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
     )?;
     let service_cidr = dash_core::subnet::VipPool::parse(&args.service_cidr)
         .map_err(|e| ServerError::Config(format!("--service-cidr {e}; use e.g. 10.96.0.0/16")))?;
+    let admin_cert = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => AdminCertSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ => {
+            // The names a client may check against the address it dialled.
+            let mut names: Vec<String> = ["127.0.0.1", "::1", "localhost"].map(String::from).into();
+            names.extend(
+                listen
+                    .iter()
+                    .map(|l| l.addr.ip())
+                    .chain(cluster.as_ref().map(|c| c.listen.ip()))
+                    .filter(|ip| !ip.is_unspecified() && !ip.is_loopback())
+                    .map(|ip| ip.to_string()),
+            );
+            names.dedup();
+            AdminCertSource::Ca {
+                names,
+                validity: cluster
+                    .as_ref()
+                    .map_or(Duration::from_secs(168 * 3600), |c| c.cert_validity),
+            }
+        }
+    };
     Ok(Validated {
         master: MasterConfig {
+            admin_cert,
             service_cidr,
             data_dir: args.node.data_dir.clone(),
             node: name,

@@ -36,7 +36,7 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
     let out = c.try_join(3, &other_ca);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && err.contains("does not match the token's fingerprint"),
+        !out.status.success() && err.contains("does not match the pinned fingerprint"),
         "{err}"
     );
     let short = c.json(&["token", "create", "--ttl", "1s"]);

@@ -12,7 +12,6 @@
 //! tokens of `dash token create --role read|deploy|admin` (crate::tokens). Roles are ordered,
 //! read < deploy < admin; [`required`] is the one table of what each route needs.
 
-use std::net::SocketAddr;
 use std::path::Path;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -180,8 +179,8 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let source = req
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_string(), |c| c.0.to_string());
+        .get::<ConnectInfo<super::Peer>>()
+        .map_or_else(|| "unknown".to_string(), |c| c.0.0.to_string());
     let needed = required(&method, &path);
     let response = if caller.access < needed {
         HttpError::new(

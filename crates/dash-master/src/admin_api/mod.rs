@@ -10,6 +10,7 @@ mod error;
 mod events;
 mod exec;
 mod images;
+mod listener;
 mod logs;
 mod networks;
 mod nodes;
@@ -28,6 +29,7 @@ use dash_core::api::ReplicaInfo;
 use dash_image::ImageStore;
 
 pub use auth::{Access, Caller, load_or_create_token, required};
+pub use listener::{ListenAddr, Peer, TlsListener};
 
 use crate::message_queue::MessageQueue;
 use crate::service_manager::ServiceManager;

@@ -20,6 +20,7 @@
 //! Every task ends when `shutdown` changes; [`RunningMaster::join`] waits for them.
 
 mod admin;
+mod admin_tls;
 mod cluster;
 mod routes;
 
@@ -39,6 +40,8 @@ use dash_store::{Db, StoreError};
 use futures::future::BoxFuture;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+
+pub use admin_tls::AdminCertSource;
 
 use crate::admin_api::{self, AppState, RouteStats};
 use crate::leader_election::LeaderWork;
@@ -63,8 +66,11 @@ pub struct MasterConfig {
     pub data_dir: PathBuf,
     /// This node's name.
     pub node: String,
-    /// The admin API's address.
-    pub listen: SocketAddr,
+    /// The admin API's addresses (`--listen`, repeatable): plain HTTP on loopback, HTTPS
+    /// elsewhere.
+    pub listen: Vec<admin_api::ListenAddr>,
+    /// The HTTPS listeners' certificate.
+    pub admin_cert: AdminCertSource,
     /// This node's container subnet, recorded as given (`--subnet`).
     pub subnet: String,
     /// A master that runs no replicas (`--no-worker`): its node's role is `master` and the
@@ -164,6 +170,8 @@ pub enum MasterError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the admin API's HTTPS certificate: {0}")]
+    AdminTls(String),
     #[error("binding {addr}")]
     BindAdmin {
         addr: SocketAddr,
@@ -268,7 +276,11 @@ impl Master {
         let record = NodeRecord {
             id: cfg.node.clone(),
             address: cfg.cluster.as_ref().map_or_else(
-                || cfg.listen.ip().to_string(),
+                || {
+                    cfg.listen
+                        .first()
+                        .map_or_else(|| "127.0.0.1".to_string(), |l| l.addr.ip().to_string())
+                },
                 |c| c.listen.ip().to_string(),
             ),
             // "master": a master that runs no replicas (--no-worker); the scheduler skips it.
@@ -311,6 +323,8 @@ impl Master {
             .map_err(MasterError::Ca)?;
         let ca_pems: Arc<(String, String)> =
             Arc::new((ca.cert_pem.clone(), ca.key_pem().to_string()));
+        let admin_ca = dash_rpc::pki::Ca::load(ca.cert_pem.clone(), ca.key_pem().to_string())
+            .map_err(|e| MasterError::Ca(std::io::Error::other(e)))?;
         let tokens = crate::tokens::Tokens::new(
             log.clone(),
             &ca.fingerprint()
@@ -393,17 +407,32 @@ impl Master {
             registry_logins,
             ca: ca_pems,
         });
-        let listener = tokio::net::TcpListener::bind(cfg.listen)
-            .await
-            .map_err(|source| MasterError::BindAdmin {
-                addr: cfg.listen,
-                source,
-            })?;
+        let mut listeners = Vec::new();
+        for l in &cfg.listen {
+            let tcp = tokio::net::TcpListener::bind(l.addr)
+                .await
+                .map_err(|source| MasterError::BindAdmin {
+                    addr: l.addr,
+                    source,
+                })?;
+            listeners.push((*l, tcp));
+        }
+        let tls = match cfg.listen.iter().any(|l| l.tls) {
+            false => None,
+            true => {
+                let (config, renewal) =
+                    admin_tls::start(&cfg.admin_cert, &admin_ca, &cfg.node, shutdown.clone())
+                        .map_err(MasterError::AdminTls)?;
+                tasks.extend(renewal);
+                Some(config)
+            }
+        };
         // What the start created (the state, the raft log, the CA) is private too.
         if let Err(e) = dash_store::data_dir::ensure_private(&cfg.data_dir) {
             tracing::warn!(error = %e, data_dir = %cfg.data_dir.display(), "making the data dir private");
         }
-        tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), runtime = %kind, node = %cfg.node, "dash server ready");
+        let listen: Vec<String> = cfg.listen.iter().map(ToString::to_string).collect();
+        tracing::info!(listen = %listen.join(","), data_dir = %cfg.data_dir.display(), runtime = %kind, node = %cfg.node, "dash server ready");
 
         // The leader's work, started and stopped by leader_election.
         let work: LeaderWork = {
@@ -439,14 +468,31 @@ impl Master {
             work,
             shutdown.clone(),
         )));
-        let mut shutdown_http = shutdown;
-        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = shutdown_http.changed().await;
-        });
-        tasks.push(tokio::spawn(async move {
-            let _ = server.await;
-        }));
+        for (l, tcp) in listeners {
+            let app = app
+                .clone()
+                .into_make_service_with_connect_info::<admin_api::Peer>();
+            let mut stop = shutdown.clone();
+            let stopped = async move {
+                let _ = stop.changed().await;
+            };
+            let server = match (&tls, l.tls) {
+                (Some(config), true) => {
+                    let tls = admin_api::TlsListener::start(tcp, config.clone(), shutdown.clone())
+                        .map_err(|source| MasterError::BindAdmin {
+                            addr: l.addr,
+                            source,
+                        })?;
+                    tokio::spawn(async move {
+                        let _ = axum::serve(tls, app).with_graceful_shutdown(stopped).await;
+                    })
+                }
+                _ => tokio::spawn(async move {
+                    let _ = axum::serve(tcp, app).with_graceful_shutdown(stopped).await;
+                }),
+            };
+            tasks.push(server);
+        }
         Ok(RunningMaster {
             node: cfg.node,
             link,
