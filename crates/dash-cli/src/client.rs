@@ -1,4 +1,5 @@
-//! A small admin_api client over hyper's HTTP/1 connection: no TLS, loopback by default.
+//! A small admin_api client over hyper's HTTP/1 connection: plain HTTP to loopback addresses,
+//! HTTPS (`https://…`) trusting a pinned cluster CA or an operator's CA (`context`).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -8,6 +9,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use dash_core::api::ApiError;
+use dash_rpc::https::{Stream, Trust};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -21,6 +23,9 @@ pub enum ClientError {
     },
     #[error("{0}")]
     Api(String),
+    /// HTTPS could not be set up or the server was not trusted; the message says why.
+    #[error("{0}")]
+    Tls(String),
     #[error("talking to the admin API: {0}")]
     Http(String),
 }
@@ -28,28 +33,77 @@ pub enum ClientError {
 pub struct Client {
     /// The masters' admin API addresses (`DASH_ADDR=a:7070,b:7070,…`): every master answers
     /// (a follower forwards writes to the leader), so any one that is up will do.
-    addrs: Vec<String>,
+    addrs: Vec<Endpoint>,
     /// The one that answered last.
     current: std::sync::atomic::AtomicUsize,
     token: Option<String>,
     /// GETs ask for the answering master's state as it is (`?stale=true`).
     stale: bool,
+    /// What an https address must prove (None: https addresses are refused, saying why).
+    trust: Option<Trust>,
+    tls: std::sync::OnceLock<Result<std::sync::Arc<rustls::ClientConfig>, String>>,
+}
+
+/// One address: `host:port` or `http://host:port` (plain), `https://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host_port: String,
+    pub tls: bool,
+}
+
+impl Endpoint {
+    pub fn parse(text: &str) -> Endpoint {
+        let t = text.trim();
+        let (tls, rest) = if let Some(r) = t.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = t.strip_prefix("http://") {
+            (false, r)
+        } else {
+            (false, t)
+        };
+        // A path after the address (`https://h:7443/`) is not part of it.
+        let host_port = rest.split('/').next().unwrap_or(rest).to_string();
+        Endpoint { host_port, tls }
+    }
+
+    /// The host part (for checking a certificate's names).
+    fn host(&self) -> &str {
+        match self.host_port.rsplit_once(':') {
+            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => &self.host_port,
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.tls {
+            write!(f, "https://{}", self.host_port)
+        } else {
+            f.write_str(&self.host_port)
+        }
+    }
 }
 
 impl Client {
     /// `addr`: one address, or several separated by commas (tried in turn).
     pub fn new(addr: String, token: Option<String>) -> Self {
-        let addrs: Vec<String> = addr
+        let mut addrs: Vec<Endpoint> = addr
             .split(',')
             .map(str::trim)
             .filter(|a| !a.is_empty())
-            .map(String::from)
+            .map(Endpoint::parse)
             .collect();
+        if addrs.is_empty() {
+            addrs.push(Endpoint::parse(&addr));
+        }
         Self {
-            addrs: if addrs.is_empty() { vec![addr] } else { addrs },
+            addrs,
             current: Default::default(),
             token,
             stale: false,
+            trust: None,
+            tls: Default::default(),
         }
     }
 
@@ -59,20 +113,28 @@ impl Client {
         self
     }
 
-    fn addr(&self) -> &str {
+    /// What https addresses must prove: the pinned cluster CA, or an operator's CA.
+    pub fn trust(mut self, trust: Option<Trust>) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    fn addr(&self) -> &Endpoint {
         let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
         &self.addrs[i % self.addrs.len()]
     }
 
     /// A connection to the first master that takes it, starting with the one that answered
-    /// last; with several, each gets a second.
-    async fn connect(&self) -> Result<TokioIo<TcpStream>, ClientError> {
+    /// last; with several, each gets a second. An https one must pass the TLS checks: a
+    /// server that fails them is an error at once, not a reason to try the next.
+    async fn connect(&self) -> Result<TokioIo<Stream>, ClientError> {
         let start = self.current.load(std::sync::atomic::Ordering::Relaxed);
         let n = self.addrs.len();
         let mut last = None;
         for k in 0..n {
             let i = (start + k) % n;
-            let addr = &self.addrs[i];
+            let ep = &self.addrs[i];
+            let addr = &ep.host_port;
             let attempt = if n == 1 {
                 TcpStream::connect(addr).await
             } else {
@@ -88,15 +150,41 @@ impl Client {
             match attempt {
                 Ok(s) => {
                     self.current.store(i, std::sync::atomic::Ordering::Relaxed);
-                    return Ok(TokioIo::new(s));
+                    if !ep.tls {
+                        return Ok(TokioIo::new(Stream::Plain(s)));
+                    }
+                    return self.handshake(s, ep).await.map(TokioIo::new);
                 }
                 Err(e) => last = Some(e),
             }
         }
         Err(ClientError::Connect {
-            addr: self.addrs.join(","),
+            addr: self
+                .addrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             source: last.unwrap_or_else(|| std::io::Error::other("no address")),
         })
+    }
+
+    async fn handshake(&self, tcp: TcpStream, ep: &Endpoint) -> Result<Stream, ClientError> {
+        let Some(trust) = &self.trust else {
+            return Err(ClientError::Tls(format!(
+                "{ep}: no CA to check the server against; log in once with `dash login {ep} \
+                 --token …` (a DASH1- token carries the cluster's CA fingerprint), or set \
+                 DASH_CA_FINGERPRINT or DASH_CACERT"
+            )));
+        };
+        let config = self
+            .tls
+            .get_or_init(|| dash_rpc::https::client_config(trust).map(std::sync::Arc::new))
+            .clone()
+            .map_err(|e| ClientError::Tls(format!("{ep}: {e}")))?;
+        dash_rpc::https::connect(tcp, ep.host(), trust, config)
+            .await
+            .map_err(|e| ClientError::Tls(format!("{ep}: TLS refused: {e}")))
     }
 
     /// A request to the admin API with its host and bearer token.
@@ -110,7 +198,7 @@ impl Client {
         let req = Request::builder()
             .method(method)
             .uri(uri)
-            .header("host", self.addr());
+            .header("host", self.addr().host_port.as_str());
         match &self.token {
             Some(t) => req.header("authorization", format!("Bearer {t}")),
             None => req,

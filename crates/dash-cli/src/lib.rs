@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod commands;
+pub mod context;
 mod daemon_args;
 mod output;
 mod progress;
@@ -54,9 +55,14 @@ pub struct Cli {
 /// daemons take neither.
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
-    /// Admin API address.
-    #[arg(long, env = "DASH_ADDR", default_value = "127.0.0.1:7070")]
-    pub addr: String,
+    /// Admin API address(es), comma-separated: `host:port` or `http://host:port` (plain, for
+    /// loopback), `https://host:port`. Overrides the context (default: the current context's,
+    /// else 127.0.0.1:7070).
+    #[arg(long, env = "DASH_ADDR")]
+    pub addr: Option<String>,
+    /// The context (`dash context ls`) to use instead of the current one.
+    #[arg(long, env = "DASH_CONTEXT")]
+    pub context: Option<String>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
@@ -80,12 +86,18 @@ fn with_client_args(sub: clap::Command) -> clap::Command {
     if matches!(sub.get_name(), "server" | "worker" | "restore") {
         return sub;
     }
-    let only_addr = sub.get_name() == "backup";
+    let name = sub.get_name().to_string();
+    // `dash login` and `dash context` are about contexts: they take only the output format.
+    let keep = |id: &str| match name.as_str() {
+        "backup" => id == "addr" || id == "context",
+        "login" | "context" => id == "output",
+        _ => true,
+    };
     let client = ClientArgs::augment_args(clap::Command::new("client"));
     sub.args(
         client
             .get_arguments()
-            .filter(|a| !only_addr || a.get_id() == "addr")
+            .filter(|a| keep(a.get_id().as_str()))
             .map(|a| a.clone().global(true)),
     )
 }
@@ -144,6 +156,12 @@ pub enum Command {
     Network(NetworkCmd),
     /// Live stream of what happens in the cluster.
     Events(EventsArgs),
+    /// Log in to a cluster's admin API and keep it as a context (the CA pinned, the token in
+    /// a 0600 file): `dash login https://10.0.0.1:7443 --token DASH1-…`.
+    Login(commands::login::LoginArgs),
+    /// The clusters logged in to: ls, use NAME, rm NAME.
+    #[command(subcommand)]
+    Context(commands::login::ContextCmd),
     /// Who changed what through the admin API: time, who, role, source, master, status, request,
     /// target of each write or refusal (`dash audit --since 1h`).
     Audit(commands::audit::AuditArgs),
@@ -155,17 +173,56 @@ pub enum Command {
     Restore(commands::backup::RestoreArgs),
 }
 
-/// Reads the admin token: DASH_TOKEN, else `<data-dir>/admin.token`.
-pub fn token() -> Option<String> {
-    if let Ok(t) = std::env::var("DASH_TOKEN")
-        && !t.trim().is_empty()
-    {
-        return Some(t.trim().to_string());
-    }
+/// `DASH_TOKEN`, if set.
+fn env_token() -> Option<String> {
+    std::env::var("DASH_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+/// The local server's bootstrap token, `<data-dir>/admin.token` (`DASH_DATA_DIR`).
+fn local_token() -> Option<String> {
     let dir = std::env::var("DASH_DATA_DIR").unwrap_or_else(|_| "/var/lib/dash".into());
     std::fs::read_to_string(PathBuf::from(dir).join("admin.token"))
         .ok()
         .map(|t| t.trim().to_string())
+}
+
+/// What `DASH_CA_FINGERPRINT` or `DASH_CACERT` (a PEM file) say to trust.
+fn env_trust() -> anyhow::Result<Option<dash_rpc::https::Trust>> {
+    use dash_rpc::https::Trust;
+    if let Ok(path) = std::env::var("DASH_CACERT")
+        && !path.is_empty()
+    {
+        let pem = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("DASH_CACERT {path}: {e}"))?;
+        return Ok(Some(Trust::CaPem(pem)));
+    }
+    Ok(std::env::var("DASH_CA_FINGERPRINT")
+        .ok()
+        .filter(|f| !f.is_empty())
+        .map(|f| Trust::ClusterCa(context::normalize_fingerprint(&f))))
+}
+
+/// Where a client command goes: its address, token and trust (see `context`).
+pub fn target(args: &ClientArgs) -> anyhow::Result<context::Target> {
+    let files = match args.addr {
+        Some(_) => None,
+        None => Some(
+            context::load(&context::dir().map_err(anyhow::Error::msg)?)
+                .map_err(anyhow::Error::msg)?,
+        ),
+    };
+    context::resolve(
+        args.addr.as_deref(),
+        args.context.as_deref(),
+        env_token(),
+        local_token,
+        env_trust()?,
+        files,
+    )
+    .map_err(anyhow::Error::msg)
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (a path segment or a
@@ -193,12 +250,25 @@ fn to_json(v: &impl serde::Serialize) -> String {
 
 /// Runs a client command. Errors are for the user: they say what to do.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::new(cli.client.addr, token()).stale(cli.client.stale);
     let json = cli.client.output == Format::Json;
     match cli.command {
         Command::Server(_) | Command::Worker(_) | Command::Restore(_) => {
             anyhow::bail!("daemons and restores are run by the binary")
         }
+        Command::Login(args) => return commands::login::login(json, args).await,
+        Command::Context(cmd) => return commands::login::context(json, cmd),
+        _ => {}
+    }
+    let target = target(&cli.client)?;
+    let client = Client::new(target.addr, target.token)
+        .trust(target.trust)
+        .stale(cli.client.stale);
+    match cli.command {
+        Command::Server(_)
+        | Command::Worker(_)
+        | Command::Restore(_)
+        | Command::Login(_)
+        | Command::Context(_) => anyhow::bail!("handled above"),
         Command::Backup(args) => commands::backup::run(&client, json, args).await,
         Command::Exec(args) => commands::exec::run(&client, args).await,
         Command::Token(cmd) => commands::token::run(&client, json, cmd).await,

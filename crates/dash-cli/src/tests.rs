@@ -4,7 +4,7 @@
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
-use crate::commands::{audit, image, node, replica, service, token};
+use crate::commands::{audit, image, login, node, replica, service, token};
 use crate::{Cli, Command, Format, ImageCmd, NodeCmd};
 
 const ADDR: &str = "10.0.0.1:7070";
@@ -69,7 +69,7 @@ fn addr_and_output_go_before_or_after_a_client_command() {
     ];
     for argv in cases {
         let cli = parse(argv);
-        assert_eq!(cli.client.addr, ADDR, "{argv:?}");
+        assert_eq!(cli.client.addr.as_deref(), Some(ADDR), "{argv:?}");
         assert_eq!(cli.client.output, Format::Json, "{argv:?}");
     }
 }
@@ -77,16 +77,17 @@ fn addr_and_output_go_before_or_after_a_client_command() {
 #[test]
 fn the_innermost_addr_wins() {
     let cli = parse(&["dash", "--addr", "10.0.0.9:7070", "ps", "--addr", ADDR]);
-    assert_eq!(cli.client.addr, ADDR);
+    assert_eq!(cli.client.addr.as_deref(), Some(ADDR));
 }
 
 #[test]
 fn without_flags_the_defaults_hold() {
     let cli = parse(&["dash", "node", "ls"]);
     assert_eq!(cli.client.output, Format::Table);
-    // DASH_ADDR may be set where the tests run; without it this is the default.
+    // DASH_ADDR may be set where the tests run; without it the context or the local server
+    // decides (crate::context).
     if std::env::var_os("DASH_ADDR").is_none() {
-        assert_eq!(cli.client.addr, "127.0.0.1:7070");
+        assert_eq!(cli.client.addr, None);
     }
 }
 
@@ -97,7 +98,7 @@ fn every_client_command_takes_addr_and_output() {
     paths(&cmd, Vec::new(), &mut all);
     let clients: Vec<_> = all
         .iter()
-        .filter(|p| !["server", "worker", "restore"].contains(&p[0].as_str()))
+        .filter(|p| !["server", "worker", "restore", "login", "context"].contains(&p[0].as_str()))
         .collect();
     assert!(clients.len() > 30, "{all:?}");
     for path in clients {
@@ -136,7 +137,7 @@ fn restore_runs_locally_and_backup_writes_the_file_named_by_o() {
         "--addr",
         "10.0.0.1:7070",
     ]);
-    assert_eq!(cli.client.addr, "10.0.0.1:7070");
+    assert_eq!(cli.client.addr.as_deref(), Some("10.0.0.1:7070"));
     match cli.command {
         Command::Backup(b) => assert_eq!(b.output, std::path::PathBuf::from("cluster.snap")),
         other => panic!("{other:?}"),
@@ -291,6 +292,7 @@ fn listings_name_in_their_help_the_columns_they_print() {
         (&["service", "ls"], &service::LS_COLUMNS),
         (&["image", "ls"], &image::LS_COLUMNS),
         (&["audit"], &audit::COLUMNS),
+        (&["context", "ls"], &login::LS_COLUMNS),
     ];
     for (path, columns) in listings {
         let about = find(&cmd, path)

@@ -311,6 +311,18 @@ pub struct AuditEntry {
     pub status: u16,
 }
 
+/// `GET /v1/whoami`: the caller, as the admin API sees its token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WhoAmI {
+    /// As the audit log names it: `token <id>`, `admin.token`, `oidc <subject>`.
+    pub who: String,
+    /// `read`, `deploy` or `admin`.
+    pub role: String,
+    /// The answering master.
+    pub master: String,
+}
+
 /// `POST /v1/tokens`: the token, shown once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -1,8 +1,9 @@
-//! /v1/audit: who changed what through the admin API, when and from where (`dash audit`).
+//! /v1/audit: who changed what through the admin API, when and from where (`dash audit`);
+//! /v1/whoami: the caller itself (`dash login` checks its token with it).
 
 use axum::Json;
 use axum::extract::State;
-use dash_core::api::{ApiError, AuditEntry};
+use dash_core::api::{ApiError, AuditEntry, WhoAmI};
 use serde::Deserialize;
 
 use super::AppState;
@@ -43,4 +44,18 @@ pub async fn list(
         .await
         .map_err(HttpError::internal)?;
     Ok(Json(entries))
+}
+
+/// The caller: who its token says it is, and its role.
+#[utoipa::path(get, path = "/v1/whoami", tag = "nodes", operation_id = "whoami",
+    responses((status = 200, body = WhoAmI)))]
+pub async fn whoami(
+    State(s): State<AppState>,
+    axum::Extension(caller): axum::Extension<super::Caller>,
+) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        who: caller.who,
+        role: caller.access.as_str().into(),
+        master: s.node.clone(),
+    })
 }

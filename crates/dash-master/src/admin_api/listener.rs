@@ -159,8 +159,10 @@ async fn handshake(
     ))))
 }
 
-/// The answer to plain HTTP on an HTTPS address: 400, in the API's error shape.
-async fn refuse_plain(mut sock: TcpStream, local: SocketAddr) {
+/// The answer to plain HTTP on an HTTPS address: 400, in the API's error shape, naming the
+/// address the client dialled (not 0.0.0.0).
+async fn refuse_plain(mut sock: TcpStream, listening: SocketAddr) {
+    let local = sock.local_addr().unwrap_or(listening);
     let body = serde_json::json!({
         "code": "tls_required",
         "message": format!(

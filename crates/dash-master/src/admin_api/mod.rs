@@ -108,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens", get(nodes::list_tokens).post(nodes::create_token))
         .route("/tokens/{id}", axum::routing::delete(nodes::revoke_token))
         .route("/audit", get(audit::list))
+        .route("/whoami", get(audit::whoami))
         .route("/images", get(images::list))
         .route(
             "/images/import",

@@ -8,7 +8,7 @@ use utoipa::OpenApi;
     info(title = "Dash admin API", description = "Services, replicas, nodes, images, events and logs of a Dash cluster."),
     paths(
         super::services::apply, super::services::list, super::services::inspect, super::services::remove,
-        super::services::scale, super::services::rollback, super::services::explain, super::services::replicas, super::exec::exec, super::nodes::list, super::cluster::status, super::cluster::backup, super::nodes::inspect, super::nodes::remove, super::nodes::drain, super::nodes::activate, super::nodes::label, super::nodes::create_token, super::nodes::list_tokens, super::nodes::revoke_token, super::audit::list, super::images::list,
+        super::services::scale, super::services::rollback, super::services::explain, super::services::replicas, super::exec::exec, super::nodes::list, super::cluster::status, super::cluster::backup, super::nodes::inspect, super::nodes::remove, super::nodes::drain, super::nodes::activate, super::nodes::label, super::nodes::create_token, super::nodes::list_tokens, super::nodes::revoke_token, super::audit::list, super::audit::whoami, super::images::list,
         super::images::import, super::images::remove, super::images::pull, super::images::inspect,
         super::images::prune, super::registries::login, super::registries::logout, super::routes::list, super::networks::list, super::networks::inspect, super::stats::list, super::events::stream, super::logs::stream,
     ),
