@@ -20,6 +20,7 @@ pub mod link;
 pub mod reconcile;
 pub mod scheduler;
 pub mod seccomp;
+pub mod secret;
 pub mod spec;
 pub mod subnet;
 pub mod units;

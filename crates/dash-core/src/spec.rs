@@ -65,6 +65,43 @@ pub struct ServiceSpec {
     /// `[security]`: the seccomp filter, capabilities beyond or below the default set.
     #[serde(default, skip_serializing_if = "Security::is_default")]
     pub security: Security,
+    /// `[[secrets]]`: files under /run/secrets (a tmpfs) of its replicas.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<FileRef>,
+    /// `[[configs]]`: files at paths of their own in its replicas.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<FileRef>,
+}
+
+/// A secret or config a service's replicas get as a read-only file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FileRef {
+    /// The secret's (config's) name (`dash secret ls`).
+    pub name: String,
+    /// A secret: its file's name under /run/secrets (default: the name). A config: the
+    /// absolute path of its file (default: `/<name>`).
+    pub target: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits (default 0400 for a secret, 0444 for a config).
+    pub mode: u32,
+    /// The version its replicas get: the current one when the service was applied (or the
+    /// secret updated); 0 in a service file.
+    #[serde(default)]
+    pub version: u64,
+}
+
+impl FileRef {
+    /// Where the file is in the replica.
+    pub fn path(&self, kind: crate::secret::Kind) -> String {
+        match kind {
+            crate::secret::Kind::Secret => {
+                format!("{}/{}", crate::secret::SECRETS_DIR, self.target)
+            }
+            crate::secret::Kind::Config => self.target.clone(),
+        }
+    }
 }
 
 /// `[security]` of a service: what its replicas' processes may do.
@@ -256,6 +293,8 @@ impl ServiceSpec {
             || self.restart != new.restart
             || self.pull_policy != new.pull_policy
             || self.security != new.security
+            || self.secrets != new.secrets
+            || self.configs != new.configs
     }
 }
 

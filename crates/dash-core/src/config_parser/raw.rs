@@ -28,6 +28,26 @@ pub(super) struct RawService {
     pub autoscale: Option<Spanned<RawAutoscale>>,
     pub networks: Option<Spanned<Vec<String>>>,
     pub security: Option<RawSecurity>,
+    pub secrets: Option<Vec<Spanned<RawFileRef>>>,
+    pub configs: Option<Vec<Spanned<RawFileRef>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFileRef {
+    pub name: Spanned<String>,
+    pub target: Option<Spanned<String>>,
+    pub uid: Option<Spanned<i64>>,
+    pub gid: Option<Spanned<i64>>,
+    pub mode: Option<Spanned<ModeValue>>,
+}
+
+/// File permission bits: an integer (`0o440`, `288`) or an octal string (`"0440"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum ModeValue {
+    Integer(i64),
+    String(String),
 }
 
 #[derive(Debug, Deserialize)]

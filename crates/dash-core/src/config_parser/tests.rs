@@ -467,3 +467,97 @@ fn bad_security_values_name_the_field() {
         assert!(d.message.contains(words), "{body}: {d:?}");
     }
 }
+
+#[test]
+fn secrets_and_configs_are_files_with_an_owner_and_a_mode() {
+    let base = "name = \"web\"\nimage = \"busybox\"\n";
+    let s = parse_service(
+        "w.toml",
+        &format!(
+            "{base}[[secrets]]\nname = \"db-password\"\nuid = 101\n\
+             [[secrets]]\nname = \"tls.key\"\ntarget = \"server.key\"\nmode = \"0440\"\n\
+             [[configs]]\nname = \"nginx-conf\"\ntarget = \"/etc/nginx/nginx.conf\"\n\
+             [[configs]]\nname = \"motd\"\nmode = 0o400\n"
+        ),
+    )
+    .unwrap();
+    fn t(v: &[crate::spec::FileRef]) -> Vec<(&str, &str, u32, u32, u64)> {
+        v.iter()
+            .map(|r| (r.name.as_str(), r.target.as_str(), r.uid, r.mode, r.version))
+            .collect()
+    }
+    assert_eq!(
+        t(&s.secrets),
+        [
+            ("db-password", "db-password", 101, 0o400, 0),
+            ("tls.key", "server.key", 0, 0o440, 0)
+        ]
+    );
+    assert_eq!(
+        t(&s.configs),
+        [
+            ("nginx-conf", "/etc/nginx/nginx.conf", 0, 0o444, 0),
+            ("motd", "/motd", 0, 0o400, 0)
+        ]
+    );
+    // Without them the spec's JSON is as before they existed.
+    let json = serde_json::to_string(&parse_service("w.toml", base).unwrap()).unwrap();
+    assert!(
+        !json.contains("secrets") && !json.contains("configs"),
+        "{json}"
+    );
+}
+
+#[test]
+fn bad_secrets_and_configs_name_the_field_and_the_value() {
+    let base = "name = \"web\"\nimage = \"busybox\"\n";
+    for (body, field, words) in [
+        (
+            "[[secrets]]\nname = \"db/password\"\n",
+            "secrets[0].name",
+            "slash",
+        ),
+        ("[[secrets]]\nname = \"\"\n", "secrets[0].name", "empty"),
+        (
+            "[[secrets]]\nname = \"a\"\ntarget = \"x/y\"\n",
+            "secrets[0].target",
+            "slash",
+        ),
+        (
+            "[[configs]]\nname = \"c\"\ntarget = \"etc/nginx.conf\"\n",
+            "configs[0].target",
+            "relative path",
+        ),
+        (
+            "[[configs]]\nname = \"c\"\ntarget = \"/proc/x\"\n",
+            "configs[0].target",
+            "runtime",
+        ),
+        (
+            "[[secrets]]\nname = \"a\"\nmode = \"0999\"\n",
+            "secrets[0].mode",
+            "permission bits",
+        ),
+        (
+            "[[secrets]]\nname = \"a\"\nmode = 4096\n",
+            "secrets[0].mode",
+            "permission bits",
+        ),
+        (
+            "[[secrets]]\nname = \"a\"\nuid = -1\n",
+            "secrets[0].uid",
+            "between 0",
+        ),
+        (
+            "[[secrets]]\nname = \"a\"\n[[secrets]]\nname = \"b\"\ntarget = \"a\"\n",
+            "secrets[1].target",
+            "earlier entry",
+        ),
+        ("[[secrets]]\nname = \"a\"\nvalue = \"x\"\n", "secrets", ""),
+    ] {
+        let e = err(&format!("{base}{body}"));
+        let d = &e.0[0];
+        assert!(d.field.starts_with(field), "{body}: {d:?}");
+        assert!(d.message.contains(words), "{body}: {d:?}");
+    }
+}

@@ -298,6 +298,8 @@ pub(super) fn validate(
 
     let networks = networks(&mut cx, raw.networks);
     let security = security(&mut cx, raw.security);
+    let secrets = file_refs(&mut cx, crate::secret::Kind::Secret, raw.secrets);
+    let configs = file_refs(&mut cx, crate::secret::Kind::Config, raw.configs);
 
     match name {
         Some(name) if cx.problems.is_empty() => Ok(ServiceSpec {
@@ -321,6 +323,8 @@ pub(super) fn validate(
             autoscale,
             networks,
             security,
+            secrets,
+            configs,
         }),
         _ => {
             cx.problems.sort_by_key(|d| (d.line, d.column));
@@ -393,6 +397,120 @@ fn security(cx: &mut Ctx<'_>, raw: Option<raw::RawSecurity>) -> crate::spec::Sec
         cap_add,
         cap_drop,
     }
+}
+
+/// At most this many secrets (and as many configs) per service.
+pub const MAX_FILE_REFS: usize = 64;
+
+/// `[[secrets]]` or `[[configs]]`: each names an existing one (checked by the masters), a
+/// target of its own, an owner and a mode.
+fn file_refs(
+    cx: &mut Ctx<'_>,
+    kind: crate::secret::Kind,
+    raw: Option<Vec<Spanned<raw::RawFileRef>>>,
+) -> Vec<crate::spec::FileRef> {
+    use crate::secret::{Kind, check_config_target, check_name};
+    let table = kind.plural();
+    let raw = raw.unwrap_or_default();
+    let mut out: Vec<crate::spec::FileRef> = Vec::new();
+    if raw.len() > MAX_FILE_REFS {
+        cx.report(
+            &raw[MAX_FILE_REFS],
+            table,
+            format!("{} [[{table}]]: more than {MAX_FILE_REFS}", raw.len()),
+            "a service lists at most 64",
+        );
+        return out;
+    }
+    for (i, r) in raw.iter().enumerate() {
+        let v = r.get_ref();
+        let field = |f: &str| format!("{table}[{i}].{f}");
+        let name = v.name.get_ref().clone();
+        if let Err(e) = check_name(&name) {
+            cx.report(
+                &v.name,
+                &field("name"),
+                format!("{}: {e}", field("name")),
+                "",
+            );
+        }
+        let target = match (&v.target, kind) {
+            (None, Kind::Secret) => name.clone(),
+            (None, Kind::Config) => format!("/{name}"),
+            (Some(t), _) => t.get_ref().clone(),
+        };
+        let checked = match kind {
+            Kind::Secret => check_name(&target).map_err(|e| {
+                format!("{e}; a secret's target is its file's name under /run/secrets")
+            }),
+            Kind::Config => check_config_target(&target),
+        };
+        if let (Err(e), Some(t)) = (checked, &v.target) {
+            cx.report(t, &field("target"), format!("{}: {e}", field("target")), "");
+        }
+        let id = |cx: &mut Ctx<'_>, x: &Option<Spanned<i64>>, f: &str| {
+            x.as_ref()
+                .and_then(|x| {
+                    cx.int(
+                        x,
+                        &field(f),
+                        0,
+                        4_294_967_294,
+                        "a uid or gid, e.g. 0 or 101",
+                    )
+                })
+                .map_or(0, |n| n as u32)
+        };
+        let uid = id(cx, &v.uid, "uid");
+        let gid = id(cx, &v.gid, "gid");
+        let default_mode = match kind {
+            Kind::Secret => 0o400,
+            Kind::Config => 0o444,
+        };
+        let mode = match &v.mode {
+            None => default_mode,
+            Some(m) => {
+                let parsed = match m.get_ref() {
+                    raw::ModeValue::Integer(n) => u32::try_from(*n).ok(),
+                    raw::ModeValue::String(s) => {
+                        u32::from_str_radix(s.trim_start_matches("0o"), 8).ok()
+                    }
+                };
+                match parsed.filter(|m| *m <= 0o777) {
+                    Some(m) => m,
+                    None => {
+                        cx.report(
+                            m,
+                            &field("mode"),
+                            format!("{}: not permission bits (0 to 0777)", field("mode")),
+                            "e.g. mode = \"0440\" or mode = 0o440",
+                        );
+                        default_mode
+                    }
+                }
+            }
+        };
+        if out.iter().any(|o| o.target == target) {
+            cx.report(
+                r,
+                &field("target"),
+                format!(
+                    "{}: {target:?} is the target of an earlier entry",
+                    field("target")
+                ),
+                "give each its own target",
+            );
+        }
+        out.push(crate::spec::FileRef {
+            name,
+            target,
+            uid,
+            gid,
+            mode,
+            version: 0,
+        });
+    }
+    out
 }
 
 /// At most this many networks per service.
