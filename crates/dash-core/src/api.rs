@@ -311,6 +311,72 @@ pub struct AuditEntry {
     pub status: u16,
 }
 
+/// A secret or config as `dash secret ls` and `inspect` show it: never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SecretInfo {
+    pub kind: crate::secret::Kind,
+    pub name: String,
+    /// The current version (1 at creation, one more at each update).
+    pub version: u64,
+    /// The current version's size.
+    pub size_bytes: u64,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    /// The versions kept: the current one, and older ones replicas still use.
+    pub versions: Vec<u64>,
+    /// The services that list it, with the version their replicas get.
+    pub services: Vec<SecretUse>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SecretUse {
+    pub service: String,
+    pub version: u64,
+}
+
+/// `POST /v1/secrets`, `POST /v1/configs`: a new one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SecretCreate {
+    /// 1 to 64 letters, digits, `.`, `_`, `-`.
+    pub name: String,
+    /// The value, base64 (at most 500 KiB once decoded).
+    pub data: String,
+}
+
+/// `PUT /v1/secrets/{name}`, `PUT /v1/configs/{name}`: a new version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SecretUpdate {
+    /// The value, base64 (at most 500 KiB once decoded).
+    pub data: String,
+}
+
+/// A file a replica gets: a secret's or config's value at the version its spec has (worker
+/// side only: sent to the node that runs the replica, over mutual TLS).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReplicaFile {
+    pub kind: crate::secret::Kind,
+    pub name: String,
+    pub version: u64,
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for ReplicaFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ReplicaFile({} {} v{}, {} bytes)",
+            self.kind.as_str(),
+            self.name,
+            self.version,
+            self.data.len()
+        )
+    }
+}
+
 /// `GET /v1/whoami`: the caller, as the admin API sees its token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

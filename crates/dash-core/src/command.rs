@@ -211,11 +211,52 @@ pub enum Command {
     ForgetRegistryLogin {
         registry: String,
     },
+    /// A new data key (sealed with the key derived from the CA's), made by the first master
+    /// that needs one: kept only if no key with `id` exists yet.
+    AddDataKey {
+        id: u64,
+        sealed: String,
+        at_ms: u64,
+    },
+    /// `dash secret create` (`create`) or `update`: a new version of a secret or config,
+    /// sealed with the current data key; an update moves every service that lists it to the
+    /// new version (a rolling update, by their update policies).
+    PutSecret {
+        kind: crate::secret::Kind,
+        name: String,
+        /// `k<data key id>:v1:…` (dash_master::sealing).
+        sealed: String,
+        size: u64,
+        create: bool,
+        at_ms: u64,
+    },
+    /// `dash secret rm`: refused while a service lists it.
+    RemoveSecret {
+        kind: crate::secret::Kind,
+        name: String,
+    },
+    /// `dash secret rotate-key`: data key `id` replaces every other, and every kept version
+    /// is sealed again with it.
+    RotateDataKey {
+        id: u64,
+        sealed_key: String,
+        resealed: Vec<Resealed>,
+        at_ms: u64,
+    },
     /// A write through the admin API (or a refusal of one), for `dash audit`; the state keeps
     /// the latest [`AUDIT_KEPT`] (the entry's `seq` is given by the state).
     RecordAudit {
         entry: crate::api::AuditEntry,
     },
+}
+
+/// A kept version of a secret or config sealed again (`Command::RotateDataKey`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resealed {
+    pub kind: crate::secret::Kind,
+    pub name: String,
+    pub version: u64,
+    pub sealed: String,
 }
 
 /// How many audit entries the state keeps (older ones are dropped as new ones come).

@@ -870,6 +870,8 @@ async fn apply_command(
                 .bind(&service)
                 .execute(&mut **tx)
                 .await?;
+                // The last replica of an old version may free an old secret version.
+                secrets::prune(tx).await?;
                 out.changed = true;
             }
         }
@@ -1164,6 +1166,26 @@ async fn apply_command(
                 .await?;
             out.changed = true;
         }
+        Command::AddDataKey { id, sealed, at_ms } => {
+            out.changed = secrets::add_data_key(tx, *id, sealed, *at_ms).await?;
+        }
+        Command::PutSecret {
+            kind,
+            name,
+            sealed,
+            size,
+            create,
+            at_ms,
+        } => return secrets::put(tx, *kind, name, sealed, *size, *create, *at_ms).await,
+        Command::RemoveSecret { kind, name } => {
+            out.changed = secrets::remove(tx, *kind, name).await?;
+        }
+        Command::RotateDataKey {
+            id,
+            sealed_key,
+            resealed,
+            at_ms,
+        } => out.changed = secrets::rotate(tx, *id, sealed_key, resealed, *at_ms).await?,
         Command::ForgetRegistryLogin { registry } => {
             out.changed = sqlx::query("DELETE FROM registry_logins WHERE registry = ?")
                 .bind(registry)
@@ -1550,6 +1572,7 @@ fn node_row(row: &SqliteRow) -> Result<NodeRecord, StoreError> {
     })
 }
 
+mod secrets;
 #[cfg(test)]
 mod tests;
 

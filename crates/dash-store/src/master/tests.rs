@@ -1158,3 +1158,135 @@ async fn the_first_recorded_range_wins_and_an_exhausted_range_refuses_the_servic
     assert!(s.service("c").await.unwrap().is_none());
     assert!(s.service_version("c", 1).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_secret_update_moves_its_services_and_old_versions_go_with_their_last_replica() {
+    use dash_core::secret::Kind;
+    let (_d, s, _) = store().await;
+    let put = |create: bool, sealed: &str| Command::PutSecret {
+        kind: Kind::Secret,
+        name: "pw".into(),
+        sealed: sealed.into(),
+        size: 3,
+        create,
+        at_ms: 1,
+    };
+    // An update of what does not exist, and a second create, are refused.
+    assert!(matches!(
+        s.apply(&put(false, "k1:a")).await,
+        Err(TestApplyError::Rejected(Rejection::NotFound { .. }))
+    ));
+    s.apply(&put(true, "k1:a")).await.unwrap();
+    let e = s.apply(&put(true, "k1:b")).await.unwrap_err().to_string();
+    assert!(
+        e.contains("exists") && e.contains("dash secret update"),
+        "{e}"
+    );
+
+    // web lists it at version 1, with a replica of its version 1 on n1.
+    service_on_node_n1(&s).await;
+    let mut with = spec("[[secrets]]\nname = \"pw\"\n");
+    with.secrets[0].version = 1;
+    s.apply(&Command::PutService {
+        spec: with,
+        at_ms: 2,
+    })
+    .await
+    .unwrap();
+    let v = s.service("web").await.unwrap().unwrap().version;
+    let mut r = web_replica("web-1", Some("n1"));
+    r.version = v;
+    s.apply(&Command::CreateReplicas {
+        replicas: vec![r],
+        at_ms: 3,
+    })
+    .await
+    .unwrap();
+
+    // The update: version 2, web moves to it (a new service version), v1 kept for web-1.
+    let applied = s.apply(&put(false, "k1:b")).await.unwrap();
+    assert_eq!(applied.version, Some(2));
+    let web = s.service("web").await.unwrap().unwrap();
+    assert_eq!(web.spec.secrets[0].version, 2);
+    assert_eq!(web.version, v + 1);
+    let info = s.secret(Kind::Secret, "pw").await.unwrap().unwrap();
+    assert_eq!((info.version, info.versions.clone()), (2, vec![1, 2]));
+    assert_eq!(info.services[0].service, "web");
+    assert_eq!(
+        s.secret_sealed(Kind::Secret, "pw", 1)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("k1:a")
+    );
+
+    // web-1 goes: version 1 goes with it.
+    s.apply(&Command::DeleteReplica {
+        id: "web-1".into(),
+        at_ms: 4,
+    })
+    .await
+    .unwrap();
+    let info = s.secret(Kind::Secret, "pw").await.unwrap().unwrap();
+    assert_eq!(info.versions, vec![2]);
+    assert_eq!(s.secret_sealed(Kind::Secret, "pw", 1).await.unwrap(), None);
+
+    // Removal is refused while web lists it.
+    let e = s
+        .apply(&Command::RemoveSecret {
+            kind: Kind::Secret,
+            name: "pw".into(),
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("used by service web"), "{e}");
+    // A config of the same name is another thing.
+    assert!(s.secret(Kind::Config, "pw").await.unwrap().is_none());
+
+    // Rotation must cover every kept version.
+    s.apply(&Command::AddDataKey {
+        id: 1,
+        sealed: "key1".into(),
+        at_ms: 1,
+    })
+    .await
+    .unwrap();
+    let e = s
+        .apply(&Command::RotateDataKey {
+            id: 2,
+            sealed_key: "key2".into(),
+            resealed: vec![],
+            at_ms: 5,
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rotate again"), "{e}");
+    let resealed = s
+        .secret_versions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|mut r| {
+            r.sealed = format!("k2:{}", r.version);
+            r
+        })
+        .collect();
+    s.apply(&Command::RotateDataKey {
+        id: 2,
+        sealed_key: "key2".into(),
+        resealed,
+        at_ms: 5,
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.data_keys().await.unwrap(), vec![(2, "key2".to_string())]);
+    assert_eq!(
+        s.secret_sealed(Kind::Secret, "pw", 2)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("k2:2")
+    );
+}
