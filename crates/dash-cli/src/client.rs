@@ -257,6 +257,18 @@ impl Client {
         decode(resp).await
     }
 
+    pub async fn put<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<T, ClientError> {
+        let json = serde_json::to_vec(body).map_err(|e| ClientError::Http(e.to_string()))?;
+        let resp = self
+            .send(Method::PUT, path, ReqBody::Json(json.into()))
+            .await?;
+        decode(resp).await
+    }
+
     /// A request whose answer has no body of interest.
     pub async fn call(
         &self,

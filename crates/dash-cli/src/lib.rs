@@ -156,6 +156,13 @@ pub enum Command {
     Network(NetworkCmd),
     /// Live stream of what happens in the cluster.
     Events(EventsArgs),
+    /// Secrets services get as files under /run/secrets: create, update, ls, inspect, rm,
+    /// rotate-key.
+    #[command(subcommand)]
+    Secret(commands::secret::SecretCmd),
+    /// Configs services get as files at paths of their own: create, update, ls, inspect, rm.
+    #[command(subcommand)]
+    Config(commands::secret::ConfigCmd),
     /// Log in to a cluster's admin API and keep it as a context (the CA pinned, the token in
     /// a 0600 file): `dash login https://10.0.0.1:7443 --token DASH1-…`.
     Login(commands::login::LoginArgs),
@@ -286,5 +293,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Network(cmd) => commands::network::run(&client, json, cmd).await,
         Command::Events(args) => commands::events::run(&client, json, args).await,
         Command::Audit(args) => commands::audit::run(&client, json, args).await,
+        Command::Secret(cmd) => commands::secret::run_secret(&client, json, cmd).await,
+        Command::Config(cmd) => commands::secret::run_config(&client, json, cmd).await,
     }
 }

@@ -4,7 +4,7 @@
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
-use crate::commands::{audit, image, login, node, replica, service, token};
+use crate::commands::{audit, image, login, node, replica, secret, service, token};
 use crate::{Cli, Command, Format, ImageCmd, NodeCmd};
 
 const ADDR: &str = "10.0.0.1:7070";
@@ -293,6 +293,8 @@ fn listings_name_in_their_help_the_columns_they_print() {
         (&["image", "ls"], &image::LS_COLUMNS),
         (&["audit"], &audit::COLUMNS),
         (&["context", "ls"], &login::LS_COLUMNS),
+        (&["secret", "ls"], &secret::LS_COLUMNS),
+        (&["config", "ls"], &secret::LS_COLUMNS),
     ];
     for (path, columns) in listings {
         let about = find(&cmd, path)

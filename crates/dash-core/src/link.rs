@@ -23,6 +23,13 @@ pub trait MasterLink: Send + Sync + 'static {
     fn report(&self, node: &str, status: ReplicaStatus) -> impl Future<Output = ()> + Send;
     /// A replica was stopped and everything it held released.
     fn removed(&self, node: &str, replica: &str) -> impl Future<Output = ()> + Send;
+    /// The secret and config files of `replica` (assigned to `node`), at the versions its
+    /// spec has.
+    fn replica_files(
+        &self,
+        node: &str,
+        replica: &str,
+    ) -> impl Future<Output = Result<Vec<crate::api::ReplicaFile>, LinkError>> + Send;
     /// Fetches image `reference` from the masters into the local store. Ok(false): the masters
     /// do not hold it (pull it from its registry instead). In process there is nothing to
     /// fetch: master and worker share one store.

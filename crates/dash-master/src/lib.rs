@@ -30,6 +30,7 @@ pub mod reconciler;
 pub mod registry_logins;
 pub mod route_table;
 pub mod sealing;
+pub mod secrets;
 pub mod service_manager;
 pub mod service_scaler;
 pub mod service_state;

@@ -14,15 +14,22 @@ use crate::service_state::ServiceState;
 pub struct LocalLink {
     store: MasterStore,
     state: ServiceState,
+    secrets: crate::secrets::Secrets,
     changes: tokio::sync::Mutex<watch::Receiver<u64>>,
 }
 
 impl LocalLink {
     /// `changes` ticks whenever the reconciler changed assignments.
-    pub fn new(store: MasterStore, state: ServiceState, changes: watch::Receiver<u64>) -> Self {
+    pub fn new(
+        store: MasterStore,
+        state: ServiceState,
+        secrets: crate::secrets::Secrets,
+        changes: watch::Receiver<u64>,
+    ) -> Self {
         Self {
             store,
             state,
+            secrets,
             changes: tokio::sync::Mutex::new(changes),
         }
     }
@@ -50,6 +57,40 @@ impl MasterLink for LocalLink {
             tracing::warn!(error = %e, replica, "recording a removed replica");
         }
     }
+
+    async fn replica_files(
+        &self,
+        node: &str,
+        replica: &str,
+    ) -> Result<Vec<dash_core::api::ReplicaFile>, LinkError> {
+        replica_files_of(&self.store, &self.secrets, node, replica)
+            .await
+            .map_err(|e| LinkError::BadAnswer(e.into()))
+    }
+}
+
+/// The files of `replica` for `node` (shared with master_api): refused unless the replica is
+/// assigned to that node. The error is for the node's log; it never holds a value.
+pub async fn replica_files_of(
+    store: &MasterStore,
+    secrets: &crate::secrets::Secrets,
+    node: &str,
+    replica: &str,
+) -> Result<Vec<dash_core::api::ReplicaFile>, String> {
+    let r = store
+        .replica(replica)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no replica {replica}"))?;
+    if r.node.as_deref() != Some(node) {
+        return Err(format!("replica {replica} is not assigned to node {node}"));
+    }
+    let spec = store
+        .service_version(&r.service, r.version)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("version {} of {} is not stored", r.version, r.service))?;
+    secrets.files_of(&spec).await.map_err(|e| e.to_string())
 }
 
 /// Everything assigned to `node`, with the spec of each replica's version (shared with

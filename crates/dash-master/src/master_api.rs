@@ -205,6 +205,8 @@ pub struct MasterApiService {
     /// The routes and endpoints feeds of this master (rebuilt after every event), which the
     /// Routes long poll waits on.
     pub feeds: RouteFeeds,
+    /// Secrets and configs, opened for the node that runs a replica listing them.
+    pub secrets: crate::secrets::Secrets,
 }
 
 /// Receivers of the master's routes and endpoints feeds (see `master::routes::feed`).
@@ -507,6 +509,32 @@ impl MasterApi for MasterApiService {
         Ok(Response::new(Ack {}))
     }
 
+    async fn replica_files(
+        &self,
+        req: Request<ReplicaFilesRequest>,
+    ) -> Result<Response<ReplicaFilesResponse>, Status> {
+        let peer = self.peer(&req).await?;
+        let replica = &req.get_ref().replica;
+        let files =
+            crate::local_link::replica_files_of(&self.store, &self.secrets, &peer.node, replica)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(node = %peer.node, replica, error = %e, "replica files refused");
+                    Status::permission_denied(e)
+                })?;
+        Ok(Response::new(ReplicaFilesResponse {
+            files: files
+                .into_iter()
+                .map(|f| dash_rpc::proto::ReplicaFile {
+                    kind: f.kind.as_str().to_string(),
+                    name: f.name,
+                    version: f.version,
+                    data: f.data,
+                })
+                .collect(),
+        }))
+    }
+
     async fn removed(&self, req: Request<RemovedRequest>) -> Result<Response<Ack>, Status> {
         let peer = self.peer(&req).await?;
         let id = &req.get_ref().replica;
@@ -760,6 +788,10 @@ mod tests {
                 routes: watch::channel(Vec::new()).1,
                 endpoints: watch::channel(Vec::new()).1,
             },
+            secrets: crate::secrets::Secrets::new(
+                log.clone(),
+                Arc::new(crate::sealing::DataKey::from_ca_key("test").unwrap()),
+            ),
         };
         let req = |csr: &str| {
             Request::new(JoinRequest {

@@ -52,6 +52,20 @@ impl DataKey {
         Ok(DataKey(LessSafeKey::new(UnboundKey::from(okm))))
     }
 
+    /// A data key from 32 random bytes of [`DataKey::random`] (or kept ones).
+    pub fn from_bytes(bytes: &[u8]) -> Result<DataKey, SealError> {
+        UnboundKey::new(&AES_256_GCM, bytes)
+            .map(|k| DataKey(LessSafeKey::new(k)))
+            .map_err(|_| SealError::Key)
+    }
+
+    /// 32 random bytes for a new data key.
+    pub fn random() -> Result<[u8; 32], SealError> {
+        let mut bytes = [0u8; 32];
+        rand::fill(&mut bytes).map_err(|_| SealError::Random)?;
+        Ok(bytes)
+    }
+
     /// `plain` sealed for `context`.
     pub fn seal(&self, context: &str, plain: &[u8]) -> Result<String, SealError> {
         let mut nonce = [0u8; NONCE_LEN];

@@ -37,6 +37,19 @@ pub enum ManagerError {
     Store(#[from] StoreError),
 }
 
+/// A secret or config a spec lists that cannot be pinned: refused naming the entry.
+fn secret_error(e: crate::secrets::SecretError) -> ManagerError {
+    use crate::secrets::SecretError as E;
+    match e {
+        E::Invalid { field, message } => ManagerError::BadRequest {
+            message: format!("{field}: {message}"),
+            field: field.into(),
+        },
+        E::Store(e) => ManagerError::Store(e),
+        other => ManagerError::Conflict(other.to_string()),
+    }
+}
+
 impl From<Rejection> for ManagerError {
     fn from(r: Rejection) -> Self {
         match r {
@@ -120,6 +133,9 @@ impl ServiceManager {
         let mut spec =
             parse_service(&req.file_name, &req.content).map_err(ManagerError::Invalid)?;
         attach_seccomp_profile(&mut spec, req)?;
+        crate::secrets::pin(&self.store, &mut spec)
+            .await
+            .map_err(secret_error)?;
         let existing = self.store.service(spec.name.as_str()).await?;
         // An autoscaled service keeps the count it runs (within the new bounds): applying the
         // same file again must not undo the scaling, nor adding [autoscale] drop a busy
@@ -390,6 +406,10 @@ pub async fn rollback(
         });
     };
     spec.replicas = row.spec.replicas;
+    // Secrets and configs at their current versions (an older one may be gone).
+    crate::secrets::pin(store, &mut spec)
+        .await
+        .map_err(secret_error)?;
     if spec == row.spec {
         return Err(ManagerError::BadRequest {
             field: "name".into(),

@@ -44,6 +44,8 @@ pub(crate) struct BundleParams<'a> {
     pub cgroups_path: PathBuf,
     /// The current hard RLIMIT_NOFILE of the daemon.
     pub nofile_hard: u64,
+    /// Where the container's secret and config files are (`crate::files`).
+    pub files_dir: &'a Path,
 }
 
 /// The default capability set (`dash_core::spec::DEFAULT_CAPABILITIES`: containerd's and
@@ -163,6 +165,22 @@ pub(crate) fn build_spec(spec: &ContainerSpec, p: &BundleParams<'_>) -> Result<S
                 .typ("bind")
                 .source(p.bundle.join(name))
                 .options(vec!["rbind".to_owned(), "rprivate".to_owned()])
+                .build()
+                .map_err(err)?,
+        );
+    }
+
+    for (dest, source) in crate::files::binds(p.files_dir, &spec.files) {
+        mounts.push(
+            MountBuilder::default()
+                .destination(dest)
+                .typ("bind")
+                .source(source)
+                .options(
+                    ["rbind", "ro", "nosuid", "nodev", "noexec", "rprivate"]
+                        .map(String::from)
+                        .to_vec(),
+                )
                 .build()
                 .map_err(err)?,
         );
@@ -335,6 +353,7 @@ mod tests {
             dns: None,
             capabilities: None,
             seccomp: None,
+            files: Vec::new(),
         }
     }
 
@@ -344,6 +363,7 @@ mod tests {
             bundle: Path::new("/b/c1"),
             cgroups_path: PathBuf::from("dash/c1"),
             nofile_hard: 20000,
+            files_dir: Path::new("/run/dash/runtime/files/c1"),
         }
     }
 
@@ -388,6 +408,60 @@ mod tests {
             build_spec(&bad, &params()),
             Err(RuntimeError::InvalidSpec { .. })
         ));
+    }
+
+    #[test]
+    fn secrets_and_configs_are_bound_read_only_from_the_files_tmpfs() {
+        use crate::files::ContainerFile;
+        let file = |path: &str, secret| ContainerFile {
+            path: path.into(),
+            data: b"hunter2".to_vec(),
+            uid: 0,
+            gid: 0,
+            mode: 0o400,
+            secret,
+        };
+        let c = ContainerSpec {
+            files: vec![
+                file("/run/secrets/pw", true),
+                file("/etc/app.conf", false),
+                file("/run/secrets/key", true),
+            ],
+            ..spec()
+        };
+        let json = serde_json::to_value(build_spec(&c, &params()).unwrap()).unwrap();
+        let binds: Vec<(String, String, bool)> = json["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["source"].as_str().is_some_and(|s| s.contains("/files/")))
+            .map(|m| {
+                let ro = m["options"].as_array().unwrap().iter().any(|o| o == "ro");
+                (
+                    m["destination"].as_str().unwrap().to_string(),
+                    m["source"].as_str().unwrap().to_string(),
+                    ro,
+                )
+            })
+            .collect();
+        assert_eq!(
+            binds,
+            [
+                (
+                    "/run/secrets".into(),
+                    "/run/dash/runtime/files/c1/secrets".into(),
+                    true
+                ),
+                (
+                    "/etc/app.conf".into(),
+                    "/run/dash/runtime/files/c1/configs/1".into(),
+                    true
+                ),
+            ]
+        );
+        // The value is in no spec and no log line.
+        assert!(!json.to_string().contains("hunter2"));
+        assert!(!format!("{c:?}").contains("hunter2"));
     }
 
     #[test]

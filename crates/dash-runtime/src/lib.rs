@@ -10,6 +10,7 @@ mod cgroups;
 pub mod console;
 pub mod container;
 pub mod error;
+pub mod files;
 mod monitor;
 #[allow(
     dead_code,
@@ -25,3 +26,4 @@ pub use container::{
     Stats,
 };
 pub use error::RuntimeError;
+pub use files::ContainerFile;

@@ -116,6 +116,7 @@ fn spec(tmp: &Path, id: &str, script: &str) -> ContainerSpec {
         dns: None,
         capabilities: None,
         seccomp: None,
+        files: Vec::new(),
     }
 }
 

@@ -609,6 +609,7 @@ async fn prepare<L: MasterLink>(
         .collect();
     env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
     let (capabilities, seccomp) = security(&spec.security)?;
+    let files = files(ctx, id, spec).await?;
     let cspec = ContainerSpec {
         id: id.to_string(),
         layer_dirs: image.layer_dirs.clone(),
@@ -628,12 +629,58 @@ async fn prepare<L: MasterLink>(
         dns: ctx.dns.map(std::net::IpAddr::V4),
         capabilities: Some(capabilities),
         seccomp,
+        files,
     };
     let rt = ctx.runtime.clone();
     tokio::task::spawn_blocking(move || rt.prepare(&cspec))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
+}
+
+/// The replica's secret and config files, from the masters (only for a replica whose spec
+/// lists some), each with the path, owner and mode the spec gives it.
+async fn files<L: MasterLink>(
+    ctx: &Ctx<L>,
+    id: &str,
+    spec: &ServiceSpec,
+) -> Result<Vec<dash_runtime::ContainerFile>, String> {
+    use dash_core::secret::Kind;
+    if spec.secrets.is_empty() && spec.configs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let got = ctx
+        .link
+        .replica_files(&ctx.node, id)
+        .await
+        .map_err(|e| format!("secrets and configs: {}", dash_core::link::with_causes(&e)))?;
+    let refs = spec
+        .secrets
+        .iter()
+        .map(|r| (Kind::Secret, r))
+        .chain(spec.configs.iter().map(|r| (Kind::Config, r)));
+    refs.map(|(kind, r)| {
+        let f = got
+            .iter()
+            .find(|f| f.kind == kind && f.name == r.name && f.version == r.version)
+            .ok_or_else(|| {
+                format!(
+                    "the masters sent no {} {} version {}",
+                    kind.as_str(),
+                    r.name,
+                    r.version
+                )
+            })?;
+        Ok(dash_runtime::ContainerFile {
+            path: r.path(kind),
+            data: f.data.clone(),
+            uid: r.uid,
+            gid: r.gid,
+            mode: r.mode,
+            secret: kind == Kind::Secret,
+        })
+    })
+    .collect()
 }
 
 /// A replica's capabilities and its seccomp filter (the OCI form, resolved for this node's

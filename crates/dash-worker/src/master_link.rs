@@ -651,6 +651,43 @@ impl MasterLink for GrpcLink {
         }
     }
 
+    async fn replica_files(
+        &self,
+        _node: &str,
+        replica: &str,
+    ) -> Result<Vec<dash_core::api::ReplicaFile>, LinkError> {
+        let mut client = self.client();
+        let resp = client
+            .replica_files(dash_rpc::proto::ReplicaFilesRequest {
+                replica: replica.to_string(),
+            })
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => {
+                    LinkError::Refused(dash_rpc::describe(&s).into())
+                }
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+                    LinkError::Unreachable(dash_rpc::describe(&s).into())
+                }
+                _ => LinkError::BadAnswer(dash_rpc::describe(&s).into()),
+            })?;
+        resp.into_inner()
+            .files
+            .into_iter()
+            .map(|f| {
+                let kind = dash_core::secret::Kind::parse(&f.kind).ok_or_else(|| {
+                    LinkError::BadAnswer(format!("file kind {:?}", f.kind).into())
+                })?;
+                Ok(dash_core::api::ReplicaFile {
+                    kind,
+                    name: f.name,
+                    version: f.version,
+                    data: f.data,
+                })
+            })
+            .collect()
+    }
+
     async fn fetch_image(&self, reference: &str) -> Result<bool, LinkError> {
         // One fetch per reference at a time; a second caller finds the image imported.
         let lock = {

@@ -52,6 +52,12 @@ impl MasterApi for Master {
     async fn report_metrics(&self, _: Request<MetricsRequest>) -> Result<Response<Ack>, Status> {
         Ok(Response::new(Ack {}))
     }
+    async fn replica_files(
+        &self,
+        _: Request<ReplicaFilesRequest>,
+    ) -> Result<Response<ReplicaFilesResponse>, Status> {
+        Err(Status::unimplemented("not here"))
+    }
     async fn removed(&self, _: Request<RemovedRequest>) -> Result<Response<Ack>, Status> {
         Ok(Response::new(Ack {}))
     }

@@ -19,7 +19,8 @@ const ROLES: [&str; 3] = ["read", "deploy", "admin"];
 /// tokens, backups and the audit log.
 fn needed(method: &str, path: &str) -> &'static str {
     let under = |p: &str| path == p || path.starts_with(&format!("{p}/"));
-    let admin_only = under("/v1/tokens") || under("/v1/backup") || under("/v1/audit");
+    let admin_only =
+        under("/v1/tokens") || under("/v1/backup") || under("/v1/audit") || under("/v1/data-keys");
     if admin_only || (under("/v1/nodes") && method != "GET") {
         "admin"
     } else if path.ends_with("/exec") {

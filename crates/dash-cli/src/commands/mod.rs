@@ -14,5 +14,6 @@ pub mod node;
 pub mod registry;
 pub mod replica;
 pub mod route;
+pub mod secret;
 pub mod service;
 pub mod token;

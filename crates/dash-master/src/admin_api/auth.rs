@@ -76,8 +76,8 @@ pub fn required(method: &Method, path: &str) -> Access {
     let path = path.trim_end_matches('/');
     let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
     let read_only = method == Method::GET || method == Method::HEAD;
-    if under("/v1/tokens") || under("/v1/backup") || under("/v1/audit") {
-        // Tokens open the cluster; a backup holds the CA's key.
+    if under("/v1/tokens") || under("/v1/backup") || under("/v1/audit") || under("/v1/data-keys") {
+        // Tokens open the cluster; a backup holds the CA's key; data keys seal every secret.
         Access::Admin
     } else if under("/v1/nodes") && !read_only {
         Access::Admin
@@ -299,6 +299,9 @@ mod tests {
             (Method::DELETE, "/v1/tokens/ab12cd34", Admin),
             (Method::GET, "/v1/backup", Admin),
             (Method::GET, "/v1/audit", Admin),
+            (Method::POST, "/v1/data-keys", Admin),
+            (Method::GET, "/v1/secrets/pw", Read),
+            (Method::PUT, "/v1/secrets/pw", Deploy),
             // A trailing slash is no way around it.
             (Method::GET, "/v1/tokens/", Admin),
         ];

@@ -17,6 +17,7 @@ mod nodes;
 mod openapi;
 mod registries;
 mod routes;
+mod secrets;
 mod services;
 mod stats;
 
@@ -67,6 +68,8 @@ pub struct AppState {
     pub token: Arc<str>,
     /// Access and join tokens of `dash token create`.
     pub tokens: crate::tokens::Tokens,
+    /// Secrets and configs.
+    pub secrets: crate::secrets::Secrets,
     /// Where uploads are staged before import.
     pub upload_dir: PathBuf,
     pub logs: LogReader,
@@ -108,6 +111,27 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens", get(nodes::list_tokens).post(nodes::create_token))
         .route("/tokens/{id}", axum::routing::delete(nodes::revoke_token))
         .route("/audit", get(audit::list))
+        .route(
+            "/secrets",
+            get(secrets::list_secrets).post(secrets::create_secret),
+        )
+        .route(
+            "/secrets/{name}",
+            get(secrets::inspect_secret)
+                .put(secrets::update_secret)
+                .delete(secrets::remove_secret),
+        )
+        .route(
+            "/configs",
+            get(secrets::list_configs).post(secrets::create_config),
+        )
+        .route(
+            "/configs/{name}",
+            get(secrets::inspect_config)
+                .put(secrets::update_config)
+                .delete(secrets::remove_config),
+        )
+        .route("/data-keys", post(secrets::rotate_key))
         .route("/whoami", get(audit::whoami))
         .route("/images", get(images::list))
         .route(

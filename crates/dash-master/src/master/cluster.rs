@@ -48,6 +48,8 @@ pub(super) struct Parts {
     pub admin_token: String,
     /// The routes and endpoints feeds, for the Routes long poll.
     pub feeds: crate::master_api::RouteFeeds,
+    /// Secrets and configs, for the nodes' ReplicaFiles.
+    pub secrets: crate::secrets::Secrets,
 }
 
 pub(super) struct Started {
@@ -132,6 +134,7 @@ pub(super) async fn start(
         metrics: p.metrics,
         addr: c.listen.to_string(),
         feeds: p.feeds,
+        secrets: p.secrets,
     };
     let raft_api = p.log.raft().map(|raft| RaftApiService {
         node: raft.clone(),

@@ -332,7 +332,9 @@ impl Master {
         );
         let data_key = crate::sealing::DataKey::from_ca_key(ca.key_pem())
             .map_err(|e| MasterError::Ca(std::io::Error::other(e)))?;
-        let registry_logins = RegistryLogins::new(log.clone(), Arc::new(data_key));
+        let data_key = Arc::new(data_key);
+        let secrets = crate::secrets::Secrets::new(log.clone(), data_key.clone());
+        let registry_logins = RegistryLogins::new(log.clone(), data_key);
         node.puller
             .use_credential_store(Arc::new(registry_logins.clone()));
         tasks.push(tokio::spawn(crate::registry_logins::adopt_file(
@@ -366,6 +368,7 @@ impl Master {
                             routes: node.routes.subscribe(),
                             endpoints: node.endpoints.subscribe(),
                         },
+                        secrets: secrets.clone(),
                     },
                     shutdown.clone(),
                 )
@@ -378,7 +381,12 @@ impl Master {
                 )
             }
         };
-        let link = Arc::new(LocalLink::new(store.clone(), state, changes_rx));
+        let link = Arc::new(LocalLink::new(
+            store.clone(),
+            state,
+            secrets.clone(),
+            changes_rx,
+        ));
 
         tasks.push(tokio::spawn(routes::feed(
             store.clone(),
@@ -396,6 +404,7 @@ impl Master {
             puller: node.puller,
             token: token.into(),
             tokens,
+            secrets: secrets.clone(),
             upload_dir: cfg.data_dir.join("tmp"),
             logs,
             exec,

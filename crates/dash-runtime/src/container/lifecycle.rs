@@ -134,7 +134,12 @@ impl ContainerRuntime {
     fn prepare_in(&self, spec: &ContainerSpec, dir: &Path) -> Result<(), RuntimeError> {
         write_file(&dir.join(RUNTIME_FILE), self.kind.binary_name())?;
         let rootfs = rootfs::mount(dir, &spec.layer_dirs)?;
+        let files_dir = self.files_dir(&spec.id);
+        if !spec.files.is_empty() {
+            crate::files::write(&files_dir, &spec.files)?;
+        }
         let params = BundleParams {
+            files_dir: &files_dir,
             rootfs: &rootfs,
             bundle: dir,
             cgroups_path: self
@@ -324,6 +329,9 @@ impl ContainerRuntime {
         if dir.exists() {
             rootfs::unmount(&dir).map_err(|e| remove_err("unmounting the root file system", e))?;
         }
+        // 3b. Its secret and config files' tmpfs.
+        crate::files::remove(&self.files_dir(id))
+            .map_err(|e| remove_err("removing the secret and config files", e))?;
         // 4. Cgroup dirs, including parents the runtime left behind.
         self.cgroups
             .remove_container(&self.cfg.cgroup_parent, id)

@@ -134,6 +134,8 @@ pub struct ContainerSpec {
     /// `linux.seccomp` as JSON (the OCI form, see `dash_core::seccomp::OciSeccomp`); `None`:
     /// no filter.
     pub seccomp: Option<String>,
+    /// Secret and config files, on a tmpfs of the container's own (`crate::files`).
+    pub files: Vec<crate::files::ContainerFile>,
 }
 
 /// What a container is doing.
@@ -282,6 +284,12 @@ impl ContainerRuntime {
 
     fn bundle_dir(&self, id: &str) -> PathBuf {
         self.cfg.state_dir.join(id)
+    }
+
+    /// The tmpfs of container `id`'s secret and config files: under the runtime root (a
+    /// tmpfs itself on a usual host), never in the data dir.
+    fn files_dir(&self, id: &str) -> PathBuf {
+        self.cfg.runtime_root.join("files").join(id)
     }
 
     fn existing_bundle(&self, id: &str) -> Result<PathBuf, RuntimeError> {
