@@ -62,6 +62,10 @@ pub struct ServerArgs {
     /// The key of --tls-cert (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback --listen written `http://IP:PORT`: only on a network
+    /// you trust entirely (a test bench), since every token crosses it in clear.
+    #[arg(long)]
+    pub insecure_http: bool,
     /// Container subnet of this node.
     #[arg(long, default_value = "10.88.0.0/24")]
     pub subnet: String,

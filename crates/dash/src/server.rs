@@ -39,7 +39,10 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
     let listen = args
         .listen
         .iter()
-        .map(|l| ListenAddr::parse(l).map_err(|e| ServerError::Config(format!("--listen {e}"))))
+        .map(|l| {
+            ListenAddr::parse(l, args.insecure_http)
+                .map_err(|e| ServerError::Config(format!("--listen {e}")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let proxy_listen = daemon::proxy_listen_flag(&args.node.proxy_listen)?;
     if let Some(l) = listen.iter().find(|l| l.addr == proxy_listen) {

@@ -276,8 +276,11 @@ impl Cluster {
         let mut args = vec!["server".to_string()];
         args.extend(self.dirs_args(i));
         args.extend([
+            // Plain HTTP on the test bridge (the harness's clients and the masters bench
+            // speak it); HTTPS beyond loopback is tests/tls_contexts.rs's.
             "--listen".into(),
-            listen.to_string(),
+            format!("http://{listen}"),
+            "--insecure-http".into(),
             "--advertise-addr".into(),
             n.ip.clone(),
             "--subnet".into(),

@@ -28,8 +28,9 @@ pub struct ListenAddr {
 
 impl ListenAddr {
     /// `IP:PORT` (HTTPS unless the IP is a loopback one), `https://IP:PORT` (HTTPS on any),
-    /// `http://IP:PORT` (loopback only). The error says what is wrong and what to write.
-    pub fn parse(text: &str) -> Result<ListenAddr, String> {
+    /// `http://IP:PORT` (loopback only, unless `insecure_http`: `dash server --insecure-http`).
+    /// The error says what is wrong and what to write.
+    pub fn parse(text: &str, insecure_http: bool) -> Result<ListenAddr, String> {
         let t = text.trim().trim_end_matches('/');
         let (scheme, rest) = match t.split_once("://") {
             Some((s, r)) => (Some(s.to_ascii_lowercase()), r),
@@ -42,11 +43,12 @@ impl ListenAddr {
         let tls = match scheme.as_deref() {
             None => !loopback,
             Some("https") => true,
-            Some("http") if loopback => false,
+            Some("http") if loopback || insecure_http => false,
             Some("http") => {
                 return Err(format!(
                     "{text:?}: plain HTTP is served on loopback addresses only (a token would \
-                     cross the network in clear); drop http:// to serve HTTPS there"
+                     cross the network in clear); drop http:// to serve HTTPS there (or add \
+                     --insecure-http on a network you trust entirely)"
                 ));
             }
             Some(other) => {
@@ -207,7 +209,7 @@ mod tests {
 
     #[test]
     fn loopback_is_plain_unless_asked_and_anything_else_is_https_only() {
-        let ok = |t: &str| ListenAddr::parse(t).unwrap();
+        let ok = |t: &str| ListenAddr::parse(t, false).unwrap();
         assert!(!ok("127.0.0.1:7070").tls);
         assert!(!ok("[::1]:7070").tls);
         assert!(!ok("http://127.0.0.1:7070/").tls);
@@ -225,8 +227,11 @@ mod tests {
             ("", "not IP:PORT"),
             ("127.0.0.1:99999", "not IP:PORT"),
         ] {
-            let err = ListenAddr::parse(bad).unwrap_err();
+            let err = ListenAddr::parse(bad, false).unwrap_err();
             assert!(err.contains(says), "{bad}: {err}");
         }
+        // Only when asked: plain HTTP beyond loopback.
+        assert!(!ListenAddr::parse("http://10.0.0.1:7070", true).unwrap().tls);
+        assert!(ListenAddr::parse("10.0.0.1:7070", true).unwrap().tls);
     }
 }
