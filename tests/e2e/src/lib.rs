@@ -597,6 +597,25 @@ pub fn http_request(
     )
 }
 
+/// A request with a JSON body and a bearer token: (status, body).
+pub fn http_request_json(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &Value,
+) -> Result<(u16, String)> {
+    let body = body.to_string();
+    http_exchange(
+        addr,
+        &format!(
+            "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
 /// A GET with its own `Host` header (through the proxy): (status, body).
 pub fn http_get_host(addr: &str, host: &str, path: &str) -> Result<(u16, String)> {
     http_exchange(
