@@ -44,6 +44,10 @@ pub struct NodeArgs {
     /// Log level or filter, e.g. info, debug, dash_worker=debug.
     #[arg(long, env = "DASH_LOG", default_value = "info")]
     pub log_level: String,
+    /// Run every replica of this node in a user namespace of its own (65,536 host ids each)
+    /// unless its service says `user_namespace = false`.
+    #[arg(long)]
+    pub default_userns: bool,
 }
 
 /// `dash server`: a master, and unless --no-worker a worker in the same process.

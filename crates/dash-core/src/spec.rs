@@ -116,6 +116,10 @@ pub struct Security {
     /// Capabilities taken out of the set (`CAP_…`; `ALL` for every one).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cap_drop: Vec<String>,
+    /// A user namespace of its own for each replica (65,536 host ids nobody else has);
+    /// `None`: as the node says (`--default-userns`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_namespace: Option<bool>,
 }
 
 impl Security {

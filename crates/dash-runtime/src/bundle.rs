@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
-    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, Mount,
-    MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
-    SpecBuilder, UserBuilder, get_default_maskedpaths, get_default_mounts,
-    get_default_readonly_paths,
+    LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder, get_default_maskedpaths,
+    get_default_mounts, get_default_readonly_paths,
 };
 
 use crate::container::ContainerSpec;
@@ -187,12 +187,16 @@ pub(crate) fn build_spec(spec: &ContainerSpec, p: &BundleParams<'_>) -> Result<S
     }
 
     let mut namespaces = Vec::new();
-    for typ in [
+    let mut own = vec![
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Ipc,
         LinuxNamespaceType::Uts,
         LinuxNamespaceType::Mount,
-    ] {
+    ];
+    if spec.userns.is_some() {
+        own.push(LinuxNamespaceType::User);
+    }
+    for typ in own {
         namespaces.push(
             LinuxNamespaceBuilder::default()
                 .typ(typ)
@@ -233,7 +237,19 @@ pub(crate) fn build_spec(spec: &ContainerSpec, p: &BundleParams<'_>) -> Result<S
         );
     }
 
-    let mut linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default();
+    if let Some(map) = spec.userns {
+        let mapping = LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(map.host_id)
+            .size(map.size)
+            .build()
+            .map_err(err)?;
+        linux = linux
+            .uid_mappings(vec![mapping])
+            .gid_mappings(vec![mapping]);
+    }
+    let mut linux = linux
         .namespaces(namespaces)
         .resources(resources.build().map_err(err)?)
         .cgroups_path(p.cgroups_path.clone())
@@ -354,6 +370,7 @@ mod tests {
             capabilities: None,
             seccomp: None,
             files: Vec::new(),
+            userns: None,
         }
     }
 

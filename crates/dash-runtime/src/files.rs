@@ -16,8 +16,6 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::mount::MsFlags;
-
 use crate::error::RuntimeError;
 
 /// A file a container gets (a secret or a config).
@@ -66,8 +64,13 @@ pub(crate) fn binds(dir: &Path, files: &[ContainerFile]) -> Vec<(PathBuf, PathBu
     out
 }
 
-/// Mounts the tmpfs at `dir` and writes `files` into it.
-pub(crate) fn write(dir: &Path, files: &[ContainerFile]) -> Result<(), RuntimeError> {
+/// Mounts the tmpfs at `dir` and writes `files` into it; their owners are shifted by
+/// `id_offset` (a user namespace's first host id, else 0).
+pub(crate) fn write(
+    dir: &Path,
+    files: &[ContainerFile],
+    id_offset: u32,
+) -> Result<(), RuntimeError> {
     let io = |what: String| move |e: std::io::Error| RuntimeError::io(what, e);
     fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
@@ -78,14 +81,8 @@ pub(crate) fn write(dir: &Path, files: &[ContainerFile]) -> Result<(), RuntimeEr
         .map(|f| f.data.len() as u64 + 4096)
         .sum::<u64>()
         + 64 * 1024;
-    nix::mount::mount(
-        Some("tmpfs"),
-        dir,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some(format!("mode=0711,size={size}").as_str()),
-    )
-    .map_err(|e| RuntimeError::io(format!("mounting a tmpfs at {}", dir.display()), e.into()))?;
+    crate::sys::mount_tmpfs(dir, &format!("mode=0711,size={size}"))
+        .map_err(io(format!("mounting a tmpfs at {}", dir.display())))?;
     for sub in ["secrets", "configs"] {
         let d = dir.join(sub);
         fs::create_dir(&d).map_err(io(format!("creating {}", d.display())))?;
@@ -115,7 +112,11 @@ pub(crate) fn write(dir: &Path, files: &[ContainerFile]) -> Result<(), RuntimeEr
             .map_err(io(format!("creating {}", path.display())))?;
         file.write_all(&f.data)
             .map_err(io(format!("writing {}", path.display())))?;
-        std::os::unix::fs::fchown(&file, Some(f.uid), Some(f.gid))
+        let (uid, gid) = (
+            f.uid.saturating_add(id_offset),
+            f.gid.saturating_add(id_offset),
+        );
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
             .map_err(io(format!("chown {}", path.display())))?;
         file.set_permissions(fs::Permissions::from_mode(f.mode))
             .map_err(io(format!("chmod {}", path.display())))?;
@@ -128,19 +129,7 @@ pub(crate) fn remove(dir: &Path) -> std::io::Result<()> {
     if !dir.exists() {
         return Ok(());
     }
-    for tries in 1..=40 {
-        if !crate::rootfs::is_mounted(dir)? {
-            break;
-        }
-        match crate::sys::unmount(dir, tries > 20) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
-            Err(e) => return Err(e),
-        }
-    }
+    crate::rootfs::unmount_at(dir)?;
     match fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),

@@ -20,6 +20,7 @@ mod monitor_protocol;
 mod oci_cli;
 mod rootfs;
 mod sys;
+pub mod userns;
 
 pub use container::{
     ContainerRuntime, ContainerSpec, ContainerStatus, LOST_EXIT_CODE, RuntimeConfig, RuntimeKind,
@@ -27,3 +28,4 @@ pub use container::{
 };
 pub use error::RuntimeError;
 pub use files::ContainerFile;
+pub use userns::IdMap;

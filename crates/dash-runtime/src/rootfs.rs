@@ -42,9 +42,79 @@ pub(crate) fn mount(bundle: &Path, layer_dirs: &[PathBuf]) -> Result<PathBuf, Ru
     Ok(target)
 }
 
+/// The overlay root of a container with a user namespace (`crate::userns`): its layers bound
+/// through `map` at `<bundle>/lower/<i>`, its upper dir owned by the mapped root, mounted at
+/// `target` (outside the data dir, which the mapped root cannot traverse).
+pub(crate) fn mount_userns(
+    bundle: &Path,
+    target: &Path,
+    layer_dirs: &[PathBuf],
+    map: crate::userns::IdMap,
+) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |what: String| move |e: std::io::Error| RuntimeError::io(what, e);
+    let upper = bundle.join("upper");
+    let work = bundle.join("work");
+    for dir in [&upper, &work, &target.to_path_buf()] {
+        fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    }
+    // The mapped root may pass through the parents (not list them).
+    if let Some(parent) = target.parent() {
+        fs::set_permissions(parent, fs::Permissions::from_mode(0o711))
+            .map_err(io(format!("chmod {}", parent.display())))?;
+    }
+    std::os::unix::fs::chown(&upper, Some(map.host_id), Some(map.host_id))
+        .map_err(io(format!("chown {}", upper.display())))?;
+    let ns = crate::userns::namespace_with(map)
+        .map_err(io("making a user namespace for the idmapped layers".into()))?;
+    let mut lowers = Vec::new();
+    for (i, layer) in layer_dirs.iter().enumerate() {
+        if !layer.is_dir() {
+            return Err(RuntimeError::io(
+                format!("layer {}", layer.display()),
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+        let at = bundle.join("lower").join(i.to_string());
+        fs::create_dir_all(&at).map_err(io(format!("creating {}", at.display())))?;
+        crate::userns::idmapped_bind(layer, &at, &ns).map_err(io(format!(
+            "idmapped bind of {} at {}",
+            layer.display(),
+            at.display()
+        )))?;
+        lowers.push(at);
+    }
+    let lowers: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
+    sys::mount_overlay(&lowers, &upper, &work, target).map_err(|e| {
+        RuntimeError::io(
+            format!("mounting the overlay root at {}", target.display()),
+            e,
+        )
+    })
+}
+
+/// Undoes [`mount_userns`]: the overlay at `target`, the idmapped layers, `target` itself.
+pub(crate) fn unmount_userns(bundle: &Path, target: &Path) -> std::io::Result<()> {
+    unmount_at(target)?;
+    if let Ok(entries) = fs::read_dir(bundle.join("lower")) {
+        for e in entries.flatten() {
+            unmount_at(&e.path())?;
+        }
+    }
+    match fs::remove_dir(target) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Unmounts `<bundle>/rootfs` if it is mounted (all stacked mounts); idempotent.
 pub(crate) fn unmount(bundle: &Path) -> std::io::Result<()> {
-    let target = bundle.join("rootfs");
+    unmount_at(&bundle.join("rootfs"))
+}
+
+/// Unmounts `target` if it is mounted (all stacked mounts); idempotent.
+pub(crate) fn unmount_at(target: &Path) -> std::io::Result<()> {
+    let target = target.to_path_buf();
     // A container that just died can keep the mount busy for a moment; after a few tries
     // detach it lazily: the kernel frees it once the last user is gone.
     for tries in 1..=40 {

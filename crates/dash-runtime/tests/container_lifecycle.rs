@@ -117,6 +117,7 @@ fn spec(tmp: &Path, id: &str, script: &str) -> ContainerSpec {
         capabilities: None,
         seccomp: None,
         files: Vec::new(),
+        userns: None,
     }
 }
 
@@ -606,4 +607,63 @@ fn daemon_child() {
         .unwrap();
     println!("CREATED");
     thread::sleep(Duration::from_secs(120));
+}
+
+/// A container with a user namespace: root inside is the range's first id on the host, files
+/// it writes are that id's on the host, the image's files keep their owners inside (through
+/// the idmapped layers), and nothing of the mounts stays after its removal.
+fn user_namespace(kind: RuntimeKind, tag: &str) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let fx = Fixture::new(Some(kind), tag);
+    // runc enters the root file system as the mapped root: the runtime root's parents must
+    // be passable (a temp dir is 0700; the daemon's /run/dash is 0755).
+    fs::set_permissions(fx.tmp.path(), fs::Permissions::from_mode(0o711)).unwrap();
+    let host_id = (1u32 << 30) + 7 * 65_536;
+    let id = fx.id("userns");
+    let mut spec = fx.spec(
+        &id,
+        "id -u; stat -c %u /bin/busybox; touch /made-here; cat /proc/self/uid_map; sleep 30",
+    );
+    spec.userns = Some(dash_runtime::IdMap {
+        host_id,
+        size: 65_536,
+    });
+    let pid = fx.rt.run(&spec).unwrap();
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uids.split_whitespace().nth(1) == Some(&host_id.to_string()),
+        "{uids}"
+    );
+    let log = wait_until(Duration::from_secs(5), || {
+        let (bytes, _) = fx.rt.read_log(&id, 0);
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        text.contains("65536").then_some(text)
+    })
+    .expect("the container's output");
+    // Each line ends with what the command wrote: root inside, and the image's files still
+    // root's inside (the idmapped layers).
+    let words: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    assert_eq!(words.get(..2), Some(&["0", "0"][..]), "{log}");
+    // The file it made is the mapped root's on the host (in the overlay's upper dir).
+    let made = fx.state_dir().join(&id).join("upper/made-here");
+    let meta = wait_until(Duration::from_secs(5), || fs::metadata(&made).ok()).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (host_id, host_id));
+    fx.rt.remove(&id).unwrap();
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!info.contains(&id), "mounts of {id} left: {info}");
+    assert!(!fx.runtime_root().join("rootfs").join(&id).exists());
+}
+
+#[test]
+fn crun_user_namespace() {
+    user_namespace(RuntimeKind::Crun, "crun-userns");
+}
+
+#[test]
+fn runc_user_namespace() {
+    user_namespace(RuntimeKind::Runc, "runc-userns");
 }

@@ -27,6 +27,8 @@ pub enum StoreError {
     NotAState { path: PathBuf, problem: String },
     #[error("no free address left in {subnet}")]
     SubnetFull { subnet: String },
+    #[error("every user namespace range of this node is taken (16,383 replicas with one)")]
+    UsernsFull,
 }
 
 pub(crate) fn corrupt(what: &'static str, e: impl std::fmt::Display) -> StoreError {

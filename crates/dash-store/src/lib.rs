@@ -27,7 +27,7 @@ pub use master::{
     Applied, LogEntry, MasterStore, Rejection, RemovedReplica, ServiceRow, StateMachine,
 };
 pub use raft_log::{RaftLogDb, open_raft_log};
-pub use worker::{LocalReplica, WorkerStore};
+pub use worker::{LocalReplica, USERNS_BASE, USERNS_SIZE, WorkerStore};
 
 /// An open database: the pool and the one write lock that every store shares.
 ///

@@ -87,8 +87,47 @@ impl WorkerStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM userns_slots WHERE replica = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The first host id of the replica's user namespace range ([`USERNS_SIZE`] ids): the
+    /// one it has, else the lowest free slot's. Two replicas never share a range.
+    pub async fn allocate_userns(&self, replica: &str) -> Result<u32, StoreError> {
+        let _writer = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let mine: Option<i64> =
+            sqlx::query_scalar("SELECT slot FROM userns_slots WHERE replica = ?")
+                .bind(replica)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let slot = match mine {
+            Some(slot) => slot as u32,
+            None => {
+                let used: BTreeSet<u32> =
+                    sqlx::query_scalar::<_, i64>("SELECT slot FROM userns_slots")
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .into_iter()
+                        .map(|s| s as u32)
+                        .collect();
+                let slot = (0..USERNS_SLOTS)
+                    .find(|s| !used.contains(s))
+                    .ok_or(StoreError::UsernsFull)?;
+                sqlx::query("INSERT INTO userns_slots (slot, replica) VALUES (?, ?)")
+                    .bind(i64::from(slot))
+                    .bind(replica)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                slot
+            }
+        };
+        Ok(USERNS_BASE + slot * USERNS_SIZE)
     }
 
     pub async fn list(&self) -> Result<Vec<LocalReplica>, StoreError> {
@@ -151,6 +190,14 @@ impl WorkerStore {
         Ok(ip)
     }
 }
+
+/// Where the replicas' user namespace ranges start on the host: 2^30, far above the ids of
+/// users and of `/etc/subuid` ranges (which start at 100,000 by default).
+pub const USERNS_BASE: u32 = 1 << 30;
+/// Host ids per replica: the 16-bit range of uids an image expects.
+pub const USERNS_SIZE: u32 = 65_536;
+/// Slots: up to 2^31 - 1 on the host.
+pub const USERNS_SLOTS: u32 = 16_383;
 
 /// The lowest host address of `network/prefix` above the gateway (`.1`) not in `used`.
 pub fn lowest_free(network: Ipv4Addr, prefix: u8, used: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {

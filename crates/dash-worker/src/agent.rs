@@ -32,12 +32,15 @@ pub struct AgentConfig {
     pub subnet: (Ipv4Addr, u8),
     /// The node's cluster DNS (its gateway address), if it serves one.
     pub dns: Option<Ipv4Addr>,
+    /// Replicas get a user namespace unless their service says otherwise.
+    pub default_userns: bool,
 }
 
 struct Ctx<L> {
     node: String,
     subnet: (Ipv4Addr, u8),
     dns: Option<Ipv4Addr>,
+    default_userns: bool,
     link: Arc<L>,
     store: WorkerStore,
     runtime: Arc<ContainerRuntime>,
@@ -70,6 +73,7 @@ impl<L: MasterLink> Agent<L> {
             node: cfg.node,
             subnet: cfg.subnet,
             dns: cfg.dns,
+            default_userns: cfg.default_userns,
             link,
             store,
             runtime,
@@ -610,6 +614,17 @@ async fn prepare<L: MasterLink>(
     env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
     let (capabilities, seccomp) = security(&spec.security)?;
     let files = files(ctx, id, spec).await?;
+    let userns = match spec.security.user_namespace.unwrap_or(ctx.default_userns) {
+        false => None,
+        true => Some(dash_runtime::IdMap {
+            host_id: ctx
+                .store
+                .allocate_userns(id)
+                .await
+                .map_err(|e| format!("user namespace: {e}"))?,
+            size: dash_store::USERNS_SIZE,
+        }),
+    };
     let cspec = ContainerSpec {
         id: id.to_string(),
         layer_dirs: image.layer_dirs.clone(),
@@ -630,6 +645,7 @@ async fn prepare<L: MasterLink>(
         capabilities: Some(capabilities),
         seccomp,
         files,
+        userns,
     };
     let rt = ctx.runtime.clone();
     tokio::task::spawn_blocking(move || rt.prepare(&cspec))

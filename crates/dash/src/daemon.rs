@@ -77,6 +77,7 @@ pub fn check_node_flags(
         monitor_bin: PathBuf::new(),
         insecure_registries: node.insecure_registries.clone(),
         proxy_listen,
+        default_userns: node.default_userns,
     };
     cfg.net_config(subnet).validate().map_err(|e| {
         ServerError::Config(match e {

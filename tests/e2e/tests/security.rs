@@ -157,3 +157,109 @@ fn replicas_run_under_the_default_seccomp_profile_and_capabilities_unless_the_se
         .collect();
     assert!(!names.contains(&"bad".to_string()), "{names:?}");
 }
+
+/// The host uid of the first process of replica `id` (the real uid of /proc/PID/status).
+fn host_uid(s: &Server, id: &str) -> u32 {
+    let pid = std::fs::read_to_string(s.data_dir.join("containers").join(id).join("pid")).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn user_namespaces_give_each_replica_a_range_of_host_ids_of_its_own() {
+    let s = Server::start(70);
+    s.import_busybox("bb:1");
+    let pw = s.write("pw.txt", "userns-secret");
+    s.ok(&["secret", "create", "pw", "-f", pw.to_str().unwrap()]);
+    s.apply(
+        "userns.toml",
+        "name = \"userns\"\nimage = \"bb:1\"\nreplicas = 2\nstop_grace_period = \"1s\"\n\
+         command = [\"sh\", \"-c\", \"hostname > /www/id && touch /made-here && exec httpd -f -p 8080 -h /www\"]\n\
+         [[ports]]\ncontainer = 8080\npublished = 17770\n\
+         [[secrets]]\nname = \"pw\"\nuid = 101\n\
+         [security]\nuser_namespace = true\n",
+    );
+    s.apply(
+        "plain.toml",
+        &service("plain", "").replace("bb:sec", "bb:1"),
+    );
+    let replicas = s.wait_running("userns", 2);
+    let plain = one(&s, "plain");
+    assert_eq!(
+        host_uid(&s, &plain),
+        0,
+        "a replica without one runs as host root"
+    );
+
+    let mut firsts = Vec::new();
+    for r in &replicas {
+        let id = r["id"].as_str().unwrap();
+        let uid = host_uid(&s, id);
+        assert!(
+            uid >= 1 << 30,
+            "{id}: root in the container is host uid {uid}"
+        );
+        firsts.push(uid);
+        // Root inside; the secret's owner as asked, inside.
+        let out = s.dash(&[
+            "exec",
+            id,
+            "--",
+            "sh",
+            "-c",
+            "id -u; stat -c %u /run/secrets/pw; cat /run/secrets/pw",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            ["0", "101", "userns-secret"],
+            "{id}: {out:?}"
+        );
+        // What it wrote is its range's on the host.
+        let made = s
+            .data_dir
+            .join("containers")
+            .join(id)
+            .join("upper/made-here");
+        let meta = std::fs::metadata(&made).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!((meta.uid(), meta.gid()), (uid, uid), "{}", made.display());
+    }
+    // Disjoint ranges of 65,536 ids.
+    firsts.sort();
+    assert!(firsts[1] - firsts[0] >= 65_536, "{firsts:?}");
+    // It still serves its page.
+    let (code, body) = dash_e2e::http_get("127.0.0.1:17770", "/id").unwrap();
+    assert_eq!(code, 200);
+    assert!(replicas.iter().any(|r| r["id"] == body.trim()), "{body}");
+
+    // Gone with the replicas: no mount of theirs is left.
+    let ids: Vec<String> = replicas
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    s.remove_all_services();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for id in &ids {
+        assert!(!info.contains(id.as_str()), "a mount of {id} is left");
+    }
+
+    // A node with --default-userns: every replica gets one unless its service says no.
+    let mut s = s;
+    s.restart_with(&["--default-userns"]);
+    s.apply("dflt.toml", &service("dflt", "").replace("bb:sec", "bb:1"));
+    s.apply(
+        "optout.toml",
+        &service("optout", "[security]\nuser_namespace = false\n").replace("bb:sec", "bb:1"),
+    );
+    let dflt = one(&s, "dflt");
+    let optout = one(&s, "optout");
+    assert!(host_uid(&s, &dflt) >= 1 << 30);
+    assert_eq!(host_uid(&s, &optout), 0);
+}

@@ -421,6 +421,13 @@ fn security_section_names_capabilities_either_way_and_a_profile_by_path() {
     assert_eq!(s.security.seccomp, Seccomp::Unconfined);
     assert_eq!(s.security.cap_add, ["CAP_NET_RAW", "CAP_NET_ADMIN"]);
     assert_eq!(s.security.cap_drop, ["ALL"]);
+    assert_eq!(s.security.user_namespace, None);
+    let s = parse_service(
+        "w.toml",
+        &format!("{base}[security]\nuser_namespace = true\n"),
+    )
+    .unwrap();
+    assert_eq!(s.security.user_namespace, Some(true));
     let s = parse_service(
         "w.toml",
         &format!("{base}[security]\nseccomp = \"./strict.json\"\n"),
@@ -453,11 +460,7 @@ fn bad_security_values_name_the_field() {
             "not a Linux capability",
         ),
         ("seccomp = \"\"\n", "security.seccomp", "empty"),
-        (
-            "user_namespace = true\n",
-            "security.user_namespace",
-            "not in this release",
-        ),
+        ("user_namespace = \"yes\"\n", "security.user_namespace", ""),
         ("seccomp = 3\n", "security.seccomp", ""),
         ("selinux = \"x\"\n", "security", ""),
     ] {

@@ -382,20 +382,11 @@ fn security(cx: &mut Ctx<'_>, raw: Option<raw::RawSecurity>) -> crate::spec::Sec
     };
     let cap_add = caps("security.cap_add", &raw.cap_add);
     let cap_drop = caps("security.cap_drop", &raw.cap_drop);
-    if let Some(u) = &raw.user_namespace
-        && *u.get_ref()
-    {
-        cx.report(
-            u,
-            "security.user_namespace",
-            "security.user_namespace = true: user namespaces for replicas are not in this release yet".into(),
-            "leave it out (replicas run as root of the host's user namespace, with the default seccomp profile and capabilities)",
-        );
-    }
     Security {
         seccomp,
         cap_add,
         cap_drop,
+        user_namespace: raw.user_namespace.map(|u| *u.get_ref()),
     }
 }
 

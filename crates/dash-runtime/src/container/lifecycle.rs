@@ -133,10 +133,18 @@ impl ContainerRuntime {
 
     fn prepare_in(&self, spec: &ContainerSpec, dir: &Path) -> Result<(), RuntimeError> {
         write_file(&dir.join(RUNTIME_FILE), self.kind.binary_name())?;
-        let rootfs = rootfs::mount(dir, &spec.layer_dirs)?;
+        let rootfs = match spec.userns {
+            None => rootfs::mount(dir, &spec.layer_dirs)?,
+            Some(map) => {
+                let target = self.userns_rootfs(&spec.id);
+                rootfs::mount_userns(dir, &target, &spec.layer_dirs, map)?;
+                target
+            }
+        };
         let files_dir = self.files_dir(&spec.id);
         if !spec.files.is_empty() {
-            crate::files::write(&files_dir, &spec.files)?;
+            let offset = spec.userns.map_or(0, |m| m.host_id);
+            crate::files::write(&files_dir, &spec.files, offset)?;
         }
         let params = BundleParams {
             files_dir: &files_dir,
@@ -328,6 +336,11 @@ impl ContainerRuntime {
         // 3. Root file system: never remove the dir while anything is mounted in it.
         if dir.exists() {
             rootfs::unmount(&dir).map_err(|e| remove_err("unmounting the root file system", e))?;
+        }
+        let userns_root = self.userns_rootfs(id);
+        if userns_root.exists() || dir.join("lower").exists() {
+            rootfs::unmount_userns(&dir, &userns_root)
+                .map_err(|e| remove_err("unmounting the user namespace's root file system", e))?;
         }
         // 3b. Its secret and config files' tmpfs.
         crate::files::remove(&self.files_dir(id))

@@ -136,6 +136,8 @@ pub struct ContainerSpec {
     pub seccomp: Option<String>,
     /// Secret and config files, on a tmpfs of the container's own (`crate::files`).
     pub files: Vec<crate::files::ContainerFile>,
+    /// A user namespace of its own with this mapping (`crate::userns`); `None`: the host's.
+    pub userns: Option<crate::userns::IdMap>,
 }
 
 /// What a container is doing.
@@ -290,6 +292,12 @@ impl ContainerRuntime {
     /// tmpfs itself on a usual host), never in the data dir.
     fn files_dir(&self, id: &str) -> PathBuf {
         self.cfg.runtime_root.join("files").join(id)
+    }
+
+    /// Where the root file system of container `id` with a user namespace is mounted (its
+    /// mapped root must be able to reach it: not in the data dir).
+    fn userns_rootfs(&self, id: &str) -> PathBuf {
+        self.cfg.runtime_root.join("rootfs").join(id)
     }
 
     fn existing_bundle(&self, id: &str) -> Result<PathBuf, RuntimeError> {

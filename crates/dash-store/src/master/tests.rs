@@ -259,6 +259,19 @@ async fn missing_service_is_not_found() {
 }
 
 #[tokio::test]
+async fn user_namespace_ranges_are_disjoint_sticky_and_freed_with_the_replica() {
+    use crate::{USERNS_BASE, USERNS_SIZE};
+    let (_d, _, w) = store().await;
+    let a = w.allocate_userns("a").await.unwrap();
+    let b = w.allocate_userns("b").await.unwrap();
+    assert_eq!((a, b), (USERNS_BASE, USERNS_BASE + USERNS_SIZE));
+    assert_eq!(w.allocate_userns("a").await.unwrap(), a);
+    w.remove("a").await.unwrap();
+    assert_eq!(w.allocate_userns("c").await.unwrap(), a);
+    assert_ne!(w.allocate_userns("d").await.unwrap(), b);
+}
+
+#[tokio::test]
 async fn ip_allocation_is_lowest_free_and_sticky() {
     let (_d, _, w) = store().await;
     let net = "10.9.0.0".parse().unwrap();

@@ -77,6 +77,8 @@ pub struct NodeConfig {
     /// Where the cluster's DNS sends names outside the cluster (`--dns-upstream`; by default
     /// the name servers of the host's /etc/resolv.conf).
     pub dns_upstreams: Vec<SocketAddr>,
+    /// Replicas get a user namespace unless their service says otherwise (`--default-userns`).
+    pub default_userns: bool,
 }
 
 impl NodeConfig {
@@ -374,6 +376,7 @@ impl ReadyNode {
             ..
         } = self;
         let cluster_dns = dns_sockets.is_some().then(|| net.gateway());
+        let default_userns = node.cfg.default_userns;
         let handle = proxy.handle();
         let mut tasks = vec![
             tokio::spawn(routes::follow(routes_rx, handle.clone(), shutdown.clone())),
@@ -405,6 +408,7 @@ impl ReadyNode {
                     node: parts.name,
                     subnet: (subnet.addr(), subnet.prefix()),
                     dns: cluster_dns,
+                    default_userns,
                 },
                 link,
                 store,
