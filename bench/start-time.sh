@@ -21,6 +21,8 @@
 #
 #   dash      `dash apply -f` (replicas under the default seccomp profile)
 #   dash-unconfined  the same with `[security] seccomp = "unconfined"`: the filter's cost
+#   dash-userns  the same with `[security] user_namespace = true`: the user namespace's cost
+#            (a range of host ids, idmapped image layers)
 #   podman    `podman run -d` with runc, and with crun through the hybrid-cgroup unshare wrapper
 #   crun      bare `crun run --detach` of an OCI bundle (through the same wrapper; no network,
 #             no monitor, no overlay)
@@ -318,7 +320,7 @@ crun_bundle() { # crun_bundle ID MARK → bundle dir (own cgroupsPath under ours
 # (N at once; returns when every command did), clean_TOOL (removes this trial's containers) ---
 TRIAL_IDS=()
 
-dash_toml() { # dash_toml NAME REPLICAS [SECCOMP]: a SECCOMP (e.g. unconfined) writes [security]
+dash_toml() { # dash_toml NAME REPLICAS [SECURITY]: a SECURITY line (e.g. seccomp = "unconfined") goes in [security]
   cat >"$SCR/$1.toml" <<EOF
 name = "$1"
 image = "bb:1"
@@ -326,9 +328,11 @@ command = ["sleep", "$MARK"]
 replicas = $2
 stop_grace_period = "100ms"
 EOF
-  [ -z "${3:-}" ] || printf '[security]\nseccomp = "%s"\n' "$3" >>"$SCR/$1.toml"
+  [ -z "${3:-}" ] || printf '[security]\n%s\n' "$3" >>"$SCR/$1.toml"
 }
-# start_dash ID [SECCOMP], many_dash N ID [SECCOMP]
+UNCONFINED='seccomp = "unconfined"'
+USERNS='user_namespace = true'
+# start_dash ID [SECURITY], many_dash N ID [SECURITY]
 start_dash() { dash_toml "$1" 1 "${2:-}"; "$DASH" apply -f "$SCR/$1.toml" >/dev/null; TRIAL_IDS+=("$1"); }
 many_dash() { dash_toml "$2" "$1" "${3:-}"; "$DASH" apply -f "$SCR/$2.toml" >/dev/null; TRIAL_IDS+=("$2"); }
 clean_dash() {
@@ -411,7 +415,7 @@ wait_all() { # wait for the commands in BG; dies naming WHAT if one failed
   BG=()
 }
 
-TOOLS=(dash dash-unconfined)
+TOOLS=(dash dash-unconfined dash-userns)
 [ "$PODMAN" = 1 ] && TOOLS+=(podman-runc)
 [ "$PODMAN" = 1 ] && [ "$PODMAN_CRUN" = 1 ] && TOOLS+=(podman-crun)
 TOOLS+=(crun)
@@ -420,7 +424,8 @@ TOOLS+=(crun)
 start_one() { # start_one TOOL ID
   case $1 in
     dash) start_dash "$2" ;;
-    dash-unconfined) start_dash "$2" unconfined ;;
+    dash-unconfined) start_dash "$2" "$UNCONFINED" ;;
+    dash-userns) start_dash "$2" "$USERNS" ;;
     podman-runc) start_podman runc "$2" ;;
     podman-crun) start_podman crunhybrid "$2" ;;
     crun) start_crun "$2" ;;
@@ -431,7 +436,8 @@ start_one() { # start_one TOOL ID
 start_many() { # start_many TOOL N ID
   case $1 in
     dash) many_dash "$2" "$3" ;;
-    dash-unconfined) many_dash "$2" "$3" unconfined ;;
+    dash-unconfined) many_dash "$2" "$3" "$UNCONFINED" ;;
+    dash-userns) many_dash "$2" "$3" "$USERNS" ;;
     podman-runc) many_podman runc "$2" "$3" ;;
     podman-crun) many_podman crunhybrid "$2" "$3" ;;
     crun) many_crun "$2" "$3" ;;
@@ -441,7 +447,7 @@ start_many() { # start_many TOOL N ID
 }
 clean_tool() {
   case $1 in
-    dash | dash-unconfined) clean_dash ;;
+    dash | dash-unconfined | dash-userns) clean_dash ;;
     podman-*) clean_podman ;;
     crun) clean_crun ;;
     docker) clean_docker ;;
@@ -542,6 +548,7 @@ label() {
   case $1 in
     dash) echo "dash apply" ;;
     dash-unconfined) echo "dash apply (seccomp unconfined)" ;;
+    dash-userns) echo "dash apply (user namespace)" ;;
     podman-runc) echo "podman run -d (runc)" ;;
     podman-crun) echo "podman run -d (crun+wrapper)" ;;
     crun) echo "crun run --detach (bare)" ;;
@@ -580,6 +587,13 @@ echo "## the default seccomp profile's cost: dash (default profile) ÷ dash (sec
 for k in one seq par; do
   [ -s "$SAMPLES/dash-$k" ] && [ -s "$SAMPLES/dash-unconfined-$k" ] || continue
   r=$(awk -v a="$(median "$SAMPLES/dash-$k")" -v b="$(median "$SAMPLES/dash-unconfined-$k")" 'BEGIN{printf "%.2f", a/b}')
+  printf '  %-4s %s   (target ≤ 1.10: %s)\n' "$k" "$r" "$(awk -v r="$r" 'BEGIN{print (r <= 1.10) ? "met" : "not met"}')"
+done
+echo
+echo "## a user namespace's cost: dash (user_namespace = true) ÷ dash (without), medians"
+for k in one seq par; do
+  [ -s "$SAMPLES/dash-$k" ] && [ -s "$SAMPLES/dash-userns-$k" ] || continue
+  r=$(awk -v a="$(median "$SAMPLES/dash-userns-$k")" -v b="$(median "$SAMPLES/dash-$k")" 'BEGIN{printf "%.2f", a/b}')
   printf '  %-4s %s   (target ≤ 1.10: %s)\n' "$k" "$r" "$(awk -v r="$r" 'BEGIN{print (r <= 1.10) ? "met" : "not met"}')"
 done
 echo
