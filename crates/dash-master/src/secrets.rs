@@ -253,14 +253,37 @@ impl Secrets {
     }
 }
 
-/// Pins every secret and config `spec` lists to its current version (at apply, and at a
-/// rollback: an older version may be gone); an unknown one is an error naming the entry.
+/// Pins every secret and config `spec` lists to its current version (at apply); an unknown
+/// one is an error naming the entry.
 pub async fn pin(store: &MasterStore, spec: &mut ServiceSpec) -> Result<(), SecretError> {
+    pin_with(store, spec, false).await
+}
+
+/// For a rollback: each entry keeps the version the earlier spec had while the state still
+/// holds it (its replicas are still around), else gets the current one.
+pub async fn pin_kept(store: &MasterStore, spec: &mut ServiceSpec) -> Result<(), SecretError> {
+    pin_with(store, spec, true).await
+}
+
+async fn pin_with(
+    store: &MasterStore,
+    spec: &mut ServiceSpec,
+    keep: bool,
+) -> Result<(), SecretError> {
     for (kind, list) in [
         (Kind::Secret, &mut spec.secrets),
         (Kind::Config, &mut spec.configs),
     ] {
         for (i, r) in list.iter_mut().enumerate() {
+            if keep
+                && r.version > 0
+                && store
+                    .secret_sealed(kind, &r.name, r.version)
+                    .await?
+                    .is_some()
+            {
+                continue;
+            }
             match store.secret(kind, &r.name).await? {
                 Some(info) => r.version = info.version,
                 None => {

@@ -406,8 +406,8 @@ pub async fn rollback(
         });
     };
     spec.replicas = row.spec.replicas;
-    // Secrets and configs at their current versions (an older one may be gone).
-    crate::secrets::pin(store, &mut spec)
+    // Secrets and configs at the versions it had while kept (else the current ones).
+    crate::secrets::pin_kept(store, &mut spec)
         .await
         .map_err(secret_error)?;
     if spec == row.spec {

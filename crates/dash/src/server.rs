@@ -111,15 +111,16 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
         _ => {
             // The names a client may check against the address it dialled.
             let mut names: Vec<String> = ["127.0.0.1", "::1", "localhost"].map(String::from).into();
-            names.extend(
-                listen
-                    .iter()
-                    .map(|l| l.addr.ip())
-                    .chain(cluster.as_ref().map(|c| c.listen.ip()))
-                    .filter(|ip| !ip.is_unspecified() && !ip.is_loopback())
-                    .map(|ip| ip.to_string()),
-            );
-            names.dedup();
+            for ip in listen
+                .iter()
+                .map(|l| l.addr.ip())
+                .chain(cluster.as_ref().map(|c| c.listen.ip()))
+                .filter(|ip| !ip.is_unspecified() && !ip.is_loopback())
+            {
+                if !names.contains(&ip.to_string()) {
+                    names.push(ip.to_string());
+                }
+            }
             AdminCertSource::Ca {
                 names,
                 validity: cluster

@@ -15,7 +15,7 @@ pub(crate) const COLUMNS: [&str; 8] = [
 /// `dash audit [--since 1h] [--limit N]`.
 #[derive(Args, Debug)]
 pub struct AuditArgs {
-    /// Only entries of this recent past, e.g. 30m, 1h, 7d (default: every entry kept).
+    /// Only entries of this recent past, e.g. 30m, 1h, 168h (default: every entry kept).
     #[arg(long)]
     pub since: Option<String>,
     /// At most this many entries, the newest (1 to 10000).

@@ -200,7 +200,12 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         req.extensions_mut().insert(caller.clone());
         next.run(req).await
     };
-    if audited_request(&method, &path) {
+    let status = response.status();
+    // Every write and exec, and every refusal for the role (a read refused too); not a write
+    // that found no leader (503): the record could not be kept either, and would wait again.
+    if (audited_request(&method, &path) || status == StatusCode::FORBIDDEN)
+        && status != StatusCode::SERVICE_UNAVAILABLE
+    {
         let entry = AuditEntry {
             seq: 0,
             at_ms: crate::now_ms(),
@@ -252,6 +257,8 @@ pub async fn linearizable(
         "/v1/backup",
         "/v1/networks",
         "/v1/audit",
+        "/v1/secrets",
+        "/v1/configs",
     ]
     .iter()
     .any(|p| path == *p || path.starts_with(&format!("{p}/")));

@@ -83,7 +83,7 @@ pub struct AppState {
     pub bouncer: Option<crate::node_bouncer::NodeBouncer>,
     /// Node liveness (with a cluster): when the leader last heard from each node.
     pub liveness: Option<Arc<crate::master_api::Liveness>>,
-    /// Registry credentials in the state (`dash login`).
+    /// Registry credentials in the state (`dash registry login`).
     pub registry_logins: crate::registry_logins::RegistryLogins,
     /// The cluster CA's certificate and key, PEM (backups carry them).
     pub ca: Arc<(String, String)>,
