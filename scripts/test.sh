@@ -8,11 +8,16 @@ export CI=${CI:-}
 # What the tests themselves need: a throwaway registry (Debian's docker-registry) and skopeo
 # to push test images into it (the package's own service is not wanted: the tests start
 # theirs), sqlite3 to write a data dir of an earlier layout (the upgrade test), and dnsmasq
-# (the binary only: dnsmasq-base) as the upstream resolver the DNS tests run on loopback.
+# (the binary only: dnsmasq-base) as the upstream resolver the DNS tests run on loopback, and
+# Node.js with npm for the OpenID Connect provider the login tests run on loopback
+# (tests/e2e/oidc: npm's oidc-provider, installed there by the test from its package-lock).
 missing=()
 for p in docker-registry skopeo sqlite3 dnsmasq-base; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js may come from elsewhere than Debian (with its own npm): the commands are what count.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing test prerequisites: ${missing[*]}"
   apt-get update -qq

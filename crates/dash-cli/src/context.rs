@@ -60,7 +60,27 @@ pub struct Credentials {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
+    /// A token of `dash token create`, or the ID token of an OpenID Connect login.
     pub token: String,
+    /// An OpenID Connect login's refresh token: a new ID token before the old one expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Where to refresh (the provider's token endpoint) and as which client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+impl Entry {
+    pub fn token(token: String) -> Entry {
+        Entry {
+            token,
+            refresh_token: None,
+            token_endpoint: None,
+            client_id: None,
+        }
+    }
 }
 
 /// Where the files are: `$DASH_CONFIG_DIR`, `$XDG_CONFIG_HOME/dash`, `$HOME/.config/dash`.
@@ -232,12 +252,9 @@ mod tests {
         );
         config.current = Some("prod".into());
         let mut creds = Credentials::default();
-        creds.tokens.insert(
-            "prod".into(),
-            Entry {
-                token: "prod-token".into(),
-            },
-        );
+        creds
+            .tokens
+            .insert("prod".into(), Entry::token("prod-token".into()));
         (config, creds)
     }
 

@@ -66,6 +66,23 @@ pub struct ServerArgs {
     /// The key of --tls-cert (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// An OpenID Connect provider people log in with (`dash login --oidc`): its issuer URL,
+    /// exactly as its tokens name it.
+    #[arg(long, value_name = "URL", requires = "oidc_client_id")]
+    pub oidc_issuer: Option<String>,
+    /// The client id registered at the provider for Dash (the audience of its ID tokens).
+    #[arg(long, value_name = "ID", requires = "oidc_issuer")]
+    pub oidc_client_id: Option<String>,
+    /// The ID token claim holding a person's groups.
+    #[arg(long, default_value = "groups")]
+    pub oidc_role_claim: String,
+    /// A group and the role it gives, GROUP=ROLE (read, deploy, admin; repeatable). Without
+    /// any, a group named read, deploy or admin gives that role.
+    #[arg(long = "oidc-role", value_name = "GROUP=ROLE")]
+    pub oidc_roles: Vec<String>,
+    /// What `dash login --oidc` asks the provider for, space-separated.
+    #[arg(long, default_value = "openid offline_access groups")]
+    pub oidc_scopes: String,
     /// Serve plain HTTP on a non-loopback --listen written `http://IP:PORT`: only on a network
     /// you trust entirely (a test bench), since every token crosses it in clear.
     #[arg(long)]

@@ -11,6 +11,7 @@ pub mod client;
 pub mod commands;
 pub mod context;
 mod daemon_args;
+mod oidc;
 mod output;
 mod progress;
 #[cfg(test)]
@@ -212,8 +213,9 @@ fn env_trust() -> anyhow::Result<Option<dash_rpc::https::Trust>> {
         .map(|f| Trust::ClusterCa(context::normalize_fingerprint(&f))))
 }
 
-/// Where a client command goes: its address, token and trust (see `context`).
-pub fn target(args: &ClientArgs) -> anyhow::Result<context::Target> {
+/// Where a client command goes: its address, token and trust (see `context`). An OpenID
+/// Connect login about to expire is refreshed first (and kept).
+pub async fn target(args: &ClientArgs) -> anyhow::Result<context::Target> {
     let files = match args.addr {
         Some(_) => None,
         None => Some(
@@ -221,15 +223,37 @@ pub fn target(args: &ClientArgs) -> anyhow::Result<context::Target> {
                 .map_err(anyhow::Error::msg)?,
         ),
     };
-    context::resolve(
+    let creds = files.as_ref().map(|(_, c)| c.clone());
+    let env = env_token();
+    let mut target = context::resolve(
         args.addr.as_deref(),
         args.context.as_deref(),
-        env_token(),
+        env.clone(),
         local_token,
         env_trust()?,
         files,
     )
-    .map_err(anyhow::Error::msg)
+    .map_err(anyhow::Error::msg)?;
+    if env.is_none()
+        && let (Some(name), Some(creds)) = (&target.context, creds)
+        && let Some(e) = creds.tokens.get(name)
+        && let (Some(rt), Some(endpoint), Some(client_id)) =
+            (&e.refresh_token, &e.token_endpoint, &e.client_id)
+        && oidc::expires_at(&e.token).is_some_and(|exp| exp <= output::now_ms() / 1000 + 30)
+    {
+        let (id_token, new_rt) = oidc::refresh(endpoint, client_id, rt).await?;
+        let dir = context::dir().map_err(anyhow::Error::msg)?;
+        let (config, mut creds) = context::load(&dir).map_err(anyhow::Error::msg)?;
+        if let Some(e) = creds.tokens.get_mut(name) {
+            e.token = id_token.clone();
+            if new_rt.is_some() {
+                e.refresh_token = new_rt;
+            }
+        }
+        context::save(&dir, &config, &creds).map_err(anyhow::Error::msg)?;
+        target.token = Some(id_token);
+    }
+    Ok(target)
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (a path segment or a
@@ -266,7 +290,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Context(cmd) => return commands::login::context(json, cmd),
         _ => {}
     }
-    let target = target(&cli.client)?;
+    let target = target(&cli.client).await?;
     let client = Client::new(target.addr, target.token)
         .trust(target.trust)
         .stale(cli.client.stale);

@@ -377,6 +377,23 @@ impl std::fmt::Debug for ReplicaFile {
     }
 }
 
+/// `GET /v1/login` (no token needed): how people log in to this cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoginInfo {
+    /// The OpenID Connect provider (`dash login --oidc`); none: tokens of `dash token create`.
+    pub oidc: Option<OidcInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OidcInfo {
+    pub issuer: String,
+    pub client_id: String,
+    /// What to ask the provider for, space-separated.
+    pub scopes: String,
+}
+
 /// `GET /v1/whoami`: the caller, as the admin API sees its token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

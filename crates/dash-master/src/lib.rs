@@ -25,6 +25,7 @@ pub mod master_api;
 pub mod message_queue;
 pub mod metrics;
 pub mod node_bouncer;
+pub mod oidc;
 pub mod raft;
 pub mod reconciler;
 pub mod registry_logins;

@@ -129,8 +129,34 @@ fn validate(args: &ServerArgs) -> Result<Validated, ServerError> {
             }
         }
     };
+    let oidc = match (&args.oidc_issuer, &args.oidc_client_id) {
+        (Some(issuer), Some(client_id)) => {
+            if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+                return Err(ServerError::Config(format!(
+                    "--oidc-issuer {issuer:?}: not a URL; give the provider's issuer, e.g. https://id.example.com"
+                )));
+            }
+            let roles = args
+                .oidc_roles
+                .iter()
+                .map(|r| {
+                    dash_master::oidc::OidcConfig::parse_role(r)
+                        .map_err(|e| ServerError::Config(format!("--oidc-role {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(dash_master::oidc::OidcConfig {
+                issuer: issuer.clone(),
+                client_id: client_id.clone(),
+                role_claim: args.oidc_role_claim.clone(),
+                roles,
+                scopes: args.oidc_scopes.clone(),
+            })
+        }
+        _ => None,
+    };
     Ok(Validated {
         master: MasterConfig {
+            oidc,
             admin_cert,
             service_cidr,
             data_dir: args.node.data_dir.clone(),

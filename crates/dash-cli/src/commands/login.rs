@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use dash_core::api::WhoAmI;
+use dash_core::api::{LoginInfo, WhoAmI};
 use dash_rpc::https::Trust;
 
 use crate::client::{Client, Endpoint};
@@ -21,6 +21,11 @@ pub struct LoginArgs {
     /// the cluster CA's fingerprint, which is pinned).
     #[arg(long, env = "DASH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Log in with the cluster's OpenID Connect provider instead of a token: the device flow
+    /// (open the address shown, on any device, and confirm the code); the login is refreshed
+    /// before it expires.
+    #[arg(long, conflicts_with = "token")]
+    pub oidc: bool,
     /// The context's name (default: the first address's host).
     #[arg(long)]
     pub name: Option<String>,
@@ -87,7 +92,7 @@ fn trust_of(
     }
     anyhow::ensure!(
         endpoints.iter().all(|e| !e.tls),
-        "{}: this token does not say which CA to trust (only DASH1- tokens do); give \
+        "{}: nothing says which CA to trust (only DASH1- tokens carry it); give \
          --ca-fingerprint (the hex after DASH1- in any token of this cluster), or --ca-cert for a \
          server with its own certificate",
         args.url
@@ -98,12 +103,14 @@ fn trust_of(
 /// `dash login`: checks the token against the server (over TLS pinned to the CA), then keeps
 /// the context and makes it current.
 pub async fn login(json: bool, args: LoginArgs) -> anyhow::Result<()> {
-    let Some(token) = args.token.clone().filter(|t| !t.trim().is_empty()) else {
-        anyhow::bail!(
-            "--token: give a token of `dash token create --role read|deploy|admin` (or DASH_TOKEN)"
-        );
+    let token = match (&args.token, args.oidc) {
+        (_, true) => String::new(),
+        (Some(t), false) if !t.trim().is_empty() => t.trim().to_string(),
+        _ => anyhow::bail!(
+            "--token: give a token of `dash token create --role read|deploy|admin` (or \
+             DASH_TOKEN), or log in with the cluster's OpenID Connect provider: --oidc"
+        ),
     };
-    let token = token.trim().to_string();
     let endpoints: Vec<Endpoint> = args
         .url
         .split(',')
@@ -156,11 +163,33 @@ pub async fn login(json: bool, args: LoginArgs) -> anyhow::Result<()> {
             describe(ctx.trust().as_ref())
         );
     }
-    let client = Client::new(ctx.addr.clone(), Some(token.clone())).trust(trust.clone());
+    let entry = if args.oidc {
+        let info: LoginInfo = Client::new(ctx.addr.clone(), None)
+            .trust(trust.clone())
+            .get("/v1/login")
+            .await?;
+        let Some(oidc) = info.oidc else {
+            anyhow::bail!(
+                "{}: this cluster has no OpenID Connect provider (dash server --oidc-issuer); log \
+                 in with a token of `dash token create` (--token)",
+                args.url
+            );
+        };
+        let t = crate::oidc::device_login(&oidc).await?;
+        Entry {
+            token: t.id_token,
+            refresh_token: t.refresh_token,
+            token_endpoint: Some(t.token_endpoint),
+            client_id: Some(oidc.client_id),
+        }
+    } else {
+        Entry::token(token)
+    };
+    let client = Client::new(ctx.addr.clone(), Some(entry.token.clone())).trust(trust.clone());
     let me: WhoAmI = client.get("/v1/whoami").await?;
     config.contexts.insert(name.clone(), ctx.clone());
     config.current = Some(name.clone());
-    creds.tokens.insert(name.clone(), Entry { token });
+    creds.tokens.insert(name.clone(), entry);
     context::save(&dir, &config, &creds).map_err(anyhow::Error::msg)?;
     if json {
         print_json(&serde_json::json!({

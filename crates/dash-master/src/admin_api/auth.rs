@@ -70,6 +70,9 @@ impl Access {
     }
 }
 
+/// The routes that need no token (outside the guard): how to log in.
+pub const PUBLIC: [&str; 1] = ["/v1/login"];
+
 /// The role a request needs: the one table of the admin API's permissions (the OpenAPI
 /// document shows it on every operation as `x-dash-role`).
 pub fn required(method: &Method, path: &str) -> Access {
@@ -138,10 +141,28 @@ async fn authenticate(state: &AppState, bearer: Option<&str>) -> Result<Caller, 
             access: Access::Admin,
         });
     }
+    // An OpenID Connect ID token (a JWT: its header is base64 of `{"`).
+    if given.starts_with("eyJ") {
+        let Some(oidc) = &state.oidc else {
+            return Err(unauthorized(
+                "the bearer token is an OpenID Connect token, and this cluster has no provider \
+                 (dash server --oidc-issuer)"
+                    .into(),
+            ));
+        };
+        let person = oidc
+            .verify(given)
+            .await
+            .map_err(|why| unauthorized(format!("the bearer token is refused: {why}")))?;
+        return Ok(Caller {
+            who: format!("oidc {}", person.subject),
+            access: person.access,
+        });
+    }
     if !given.starts_with("DASH1-") {
         return Err(unauthorized(
-            "the bearer token is wrong: it is neither the bootstrap token of <data-dir>/admin.token \
-             nor a token of `dash token create` (DASH1-…)"
+            "the bearer token is wrong: it is neither the bootstrap token of <data-dir>/admin.token, \
+             a token of `dash token create` (DASH1-…) nor an OpenID Connect ID token"
                 .into(),
         ));
     }

@@ -70,6 +70,8 @@ pub struct AppState {
     pub tokens: crate::tokens::Tokens,
     /// Secrets and configs.
     pub secrets: crate::secrets::Secrets,
+    /// The OpenID Connect provider people log in with (`--oidc-issuer`), if any.
+    pub oidc: Option<Arc<crate::oidc::Oidc>>,
     /// Where uploads are staged before import.
     pub upload_dir: PathBuf,
     pub logs: LogReader,
@@ -168,5 +170,6 @@ pub fn router(state: AppState) -> Router {
             auth::guard,
         ))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/v1/login", get(audit::login))
         .with_state(state)
 }

@@ -71,6 +71,8 @@ pub struct MasterConfig {
     pub listen: Vec<admin_api::ListenAddr>,
     /// The HTTPS listeners' certificate.
     pub admin_cert: AdminCertSource,
+    /// The OpenID Connect provider people log in with (`--oidc-issuer`).
+    pub oidc: Option<crate::oidc::OidcConfig>,
     /// This node's container subnet, recorded as given (`--subnet`).
     pub subnet: String,
     /// A master that runs no replicas (`--no-worker`): its node's role is `master` and the
@@ -405,6 +407,10 @@ impl Master {
             token: token.into(),
             tokens,
             secrets: secrets.clone(),
+            oidc: cfg
+                .oidc
+                .clone()
+                .map(|c| Arc::new(crate::oidc::Oidc::new(c))),
             upload_dir: cfg.data_dir.join("tmp"),
             logs,
             exec,

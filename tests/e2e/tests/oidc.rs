@@ -1,0 +1,268 @@
+//! OpenID Connect end to end against a real provider on loopback (npm's `oidc-provider`, an
+//! OpenID Certified implementation; tests/e2e/oidc/provider.mjs): `dash login --oidc` through
+//! the device flow, groups mapped to roles, an expired token refused and the login refreshed,
+//! a token of another provider refused, and the provider's key rotation picked up.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use dash_e2e::Server;
+use serde_json::Value;
+
+fn oidc_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("oidc")
+}
+
+/// `npm ci` once (the provider's packages, pinned by package-lock.json).
+fn ensure_provider_installed() {
+    let dir = oidc_dir();
+    if dir.join("node_modules/oidc-provider/package.json").exists() {
+        return;
+    }
+    dash_e2e::require(
+        "node and npm (apt-get install nodejs npm)",
+        Command::new("npm")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+    );
+    let out = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "npm ci in {}: {out:?}", dir.display());
+}
+
+/// One provider process: issuer http://127.0.0.1:PORT, signing key KID, ID tokens living
+/// ID_TTL seconds.
+struct Provider {
+    child: Child,
+    port: u16,
+}
+
+impl Provider {
+    fn start(port: u16, kid: &str, id_ttl: u32) -> Provider {
+        ensure_provider_installed();
+        let mut child = Command::new("node")
+            .arg(oidc_dir().join("provider.mjs"))
+            .env("PORT", port.to_string())
+            .env("KID", kid)
+            .env("ID_TTL", id_ttl.to_string())
+            .current_dir(oidc_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("ready"), "the provider said {line:?}");
+        Provider { child, port }
+    }
+
+    fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The person `account` confirms `user_code` at the verification page.
+    fn approve(&self, user_code: &str, account: &str) {
+        let out = curl(&[&format!(
+            "{}/test/approve?user_code={user_code}&account={account}",
+            self.issuer()
+        )]);
+        assert_eq!(out, "approved");
+    }
+
+    /// An ID token of `account`, by the device flow done here (not through dash).
+    fn id_token(&self, account: &str) -> String {
+        let auth: Value = serde_json::from_str(&curl(&[
+            "-d",
+            "client_id=dash&scope=openid offline_access groups",
+            &format!("{}/device/auth", self.issuer()),
+        ]))
+        .unwrap();
+        self.approve(auth["user_code"].as_str().unwrap(), account);
+        let answer: Value = serde_json::from_str(&curl(&[
+            "-d",
+            &format!(
+                "grant_type=urn:ietf:params:oauth:grant-type:device_code&client_id=dash&device_code={}",
+                auth["device_code"].as_str().unwrap()
+            ),
+            &format!("{}/token", self.issuer()),
+        ]))
+        .unwrap();
+        answer["id_token"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl").arg("-s").args(args).output().unwrap();
+    assert!(out.status.success(), "curl {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `METHOD path` with a bearer token: (status, body).
+fn ask(s: &Server, method: &str, path: &str, token: &str) -> (u16, String) {
+    dash_e2e::http_request(&s.addr, method, path, Some(token)).unwrap()
+}
+
+/// `dash login … --oidc` as a person would: it shows a code; `account` confirms it.
+fn login(s: &Server, home: &Path, p: &Provider, account: &str) -> std::process::Output {
+    let mut child = Command::new(dash_e2e::dash_bin())
+        .args([
+            "login",
+            &format!("http://{}", s.addr),
+            "--oidc",
+            "--name",
+            "corp",
+        ])
+        .env("HOME", home)
+        .env_remove("DASH_ADDR")
+        .env_remove("DASH_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let code = loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "no code shown: {seen}"
+        );
+        seen.push_str(&line);
+        if let Some(c) = line.strip_prefix("code: ") {
+            break c.trim().to_string();
+        }
+    };
+    p.approve(&code, account);
+    child.wait_with_output().unwrap()
+}
+
+fn user(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(dash_e2e::dash_bin())
+        .args(args)
+        .env("HOME", home)
+        .env_remove("DASH_ADDR")
+        .env_remove("DASH_TOKEN")
+        .env("DASH_DATA_DIR", home.join("none"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn people_log_in_with_the_provider_and_get_the_role_of_their_groups() {
+    let p = Provider::start(17791, "k1", 3);
+    let s = Server::start_with(
+        71,
+        &[
+            "--oidc-issuer",
+            &p.issuer(),
+            "--oidc-client-id",
+            "dash",
+            "--oidc-role",
+            "devs=deploy",
+            "--oidc-role",
+            "readers=read",
+            "--oidc-role",
+            "ops=admin",
+        ],
+    );
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+
+    // The device flow through the CLI: alice (devs) deploys, administers nothing.
+    let out = login(&s, h, &p, "alice");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        said.contains("oidc alice") && said.contains("role deploy"),
+        "{said}"
+    );
+    assert!(user(h, &["service", "ls"]).status.success());
+    let refused = user(h, &["token", "create", "--role", "read"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("needs the admin role"));
+    let audit = s.json(&["audit"]);
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["who"] == "oidc alice" && e["status"] == 403),
+        "{audit:#}"
+    );
+
+    // Her ID token expires (3 s, and 5 s of allowed skew): refused as such; the CLI refreshes
+    // the login before the next command.
+    let creds = std::fs::read_to_string(h.join(".config/dash/credentials.toml")).unwrap();
+    let first: toml_token::Token = toml_token::parse(&creds);
+    std::thread::sleep(Duration::from_secs(9));
+    let (status, body) = ask(&s, "GET", "/v1/services", &first.0);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("expired"), "{body}");
+    let out = user(h, &["service", "ls"]);
+    assert!(out.status.success(), "{out:?}");
+    let again = toml_token::parse(
+        &std::fs::read_to_string(h.join(".config/dash/credentials.toml")).unwrap(),
+    );
+    assert_ne!(again.0, first.0, "the ID token was refreshed");
+
+    // Groups → roles: bob reads, olga (ops and devs) administers, carol has no mapped group.
+    let bob = p.id_token("bob");
+    assert_eq!(ask(&s, "GET", "/v1/services", &bob).0, 200);
+    assert_eq!(ask(&s, "POST", "/v1/services", &bob).0, 403);
+    assert_eq!(ask(&s, "GET", "/v1/tokens", &p.id_token("olga")).0, 200);
+    let (status, body) = ask(&s, "GET", "/v1/services", &p.id_token("carol"));
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("no group that maps to a role"), "{body}");
+
+    // A token of another provider is refused.
+    let other = Provider::start(17792, "k9", 60);
+    let (status, body) = ask(&s, "GET", "/v1/services", &other.id_token("olga"));
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("refused"), "{body}");
+    drop(other);
+
+    // The provider rotates its signing key (restarted with a new one under the same issuer):
+    // Dash fetches its keys again for the new key id.
+    drop(p);
+    let p = Provider::start(17791, "k2", 60);
+    let olga = p.id_token("olga");
+    // At most one fetch of the keys a second: the new key is picked up within it.
+    let t0 = std::time::Instant::now();
+    let (status, body) = loop {
+        let (status, body) = ask(&s, "GET", "/v1/tokens", &olga);
+        if status == 200 || t0.elapsed() > Duration::from_secs(3) {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The ID token in credentials.toml, without a TOML dependency for one field.
+mod toml_token {
+    pub struct Token(pub String);
+
+    pub fn parse(text: &str) -> Token {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("token ="))
+            .unwrap();
+        Token(line.split('"').nth(1).unwrap().to_string())
+    }
+}
