@@ -341,8 +341,10 @@ pub struct SecretUse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SecretCreate {
     /// 1 to 64 letters, digits, `.`, `_`, `-`.
+    #[cfg_attr(feature = "openapi", schema(schema_with = patterns::secret_name))]
     pub name: String,
     /// The value, base64 (at most 500 KiB once decoded).
+    #[cfg_attr(feature = "openapi", schema(schema_with = patterns::secret_data))]
     pub data: String,
 }
 
@@ -351,6 +353,7 @@ pub struct SecretCreate {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SecretUpdate {
     /// The value, base64 (at most 500 KiB once decoded).
+    #[cfg_attr(feature = "openapi", schema(schema_with = patterns::secret_data))]
     pub data: String,
 }
 
@@ -734,6 +737,29 @@ pub mod patterns {
         space!(),
         "*$"
     );
+
+    /// A secret's or config's name (`secret::check_name`).
+    pub const SECRET_NAME: &str = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
+
+    /// Standard base64 with its padding, as the server decodes a value.
+    pub const BASE64: &str = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$";
+
+    /// The schema of a secret's or config's name.
+    #[cfg(feature = "openapi")]
+    pub fn secret_name() -> utoipa::openapi::Object {
+        string(
+            SECRET_NAME,
+            "1 to 64 letters, digits, `.`, `_`, `-`, starting with a letter or digit",
+        )
+    }
+
+    /// The schema of a secret's or config's value: base64 of at most 500 KiB.
+    #[cfg(feature = "openapi")]
+    pub fn secret_data() -> utoipa::openapi::Object {
+        let mut o = string(BASE64, "the value, base64 (at most 500 KiB once decoded)");
+        o.max_length = Some(crate::secret::MAX_BYTES.div_ceil(3) * 4);
+        o
+    }
 
     #[cfg(feature = "openapi")]
     fn string(pattern: &str, description: &str) -> utoipa::openapi::Object {

@@ -15,7 +15,16 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
+#[cfg(test)]
 use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+
+/// Standard base64 with padding; the unused bits of the last symbol need not be zero (as most
+/// encoders and decoders take it).
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
 use dash_core::ServiceSpec;
 use dash_core::api::{ReplicaFile, SecretInfo};
 use dash_core::command::{Command, Resealed};
@@ -112,7 +121,7 @@ impl Secrets {
 
     /// `data` checked: base64 of at most 500 KiB. The error names the field.
     pub fn decode(data: &str) -> Result<Vec<u8>, SecretError> {
-        let bytes = BASE64
+        let bytes = LENIENT
             .decode(data.trim())
             .map_err(|e| SecretError::Invalid {
                 field: "data".into(),

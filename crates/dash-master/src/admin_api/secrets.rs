@@ -182,7 +182,7 @@ pub async fn remove_config(
 /// `dash secret rotate-key`: a new data key seals every kept secret and config again; the old
 /// keys are dropped. Answers the new key's id.
 #[utoipa::path(post, path = "/v1/data-keys", tag = "secrets", operation_id = "rotate_data_key",
-    responses((status = 200, body = u64, description = "the new data key's id"),
+    responses((status = 200, body = u64, content_type = "application/json", description = "the new data key's id"),
         (status = 409, body = ApiError, description = "`conflict`: secrets changed during the rotation; rotate again")))]
 pub async fn rotate_key(State(s): State<AppState>) -> Result<Response, HttpError> {
     let id = s.secrets.rotate_key().await.map_err(error)?;
