@@ -24,6 +24,8 @@ NETNS=dash-bench-userns-$$
 
 need_root_and crun busybox python3
 SCR=$(mktemp -d /tmp/dash-bench-userns.XXXXXX)
+# The range's root must pass through to its rootfs (mktemp makes the dir 0700).
+chmod 711 "$SCR"
 SAMPLES=$SCR/samples
 mkdir -p "$SAMPLES"
 cleanup() {
