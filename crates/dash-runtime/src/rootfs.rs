@@ -50,6 +50,7 @@ pub(crate) fn mount_userns(
     target: &Path,
     layer_dirs: &[PathBuf],
     map: crate::userns::IdMap,
+    ns: &std::os::fd::OwnedFd,
 ) -> Result<(), RuntimeError> {
     use std::os::unix::fs::PermissionsExt;
     let io = |what: String| move |e: std::io::Error| RuntimeError::io(what, e);
@@ -65,8 +66,6 @@ pub(crate) fn mount_userns(
     }
     std::os::unix::fs::chown(&upper, Some(map.host_id), Some(map.host_id))
         .map_err(io(format!("chown {}", upper.display())))?;
-    let ns = crate::userns::namespace_with(map)
-        .map_err(io("making a user namespace for the idmapped layers".into()))?;
     let mut lowers = Vec::new();
     for (i, layer) in layer_dirs.iter().enumerate() {
         if !layer.is_dir() {
@@ -77,7 +76,7 @@ pub(crate) fn mount_userns(
         }
         let at = bundle.join("lower").join(i.to_string());
         fs::create_dir_all(&at).map_err(io(format!("creating {}", at.display())))?;
-        crate::userns::idmapped_bind(layer, &at, &ns).map_err(io(format!(
+        crate::userns::idmapped_bind(layer, &at, ns).map_err(io(format!(
             "idmapped bind of {} at {}",
             layer.display(),
             at.display()

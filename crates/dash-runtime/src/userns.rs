@@ -14,10 +14,34 @@
 
 /// A container's id mapping: container ids 0..size are host ids host_id..host_id+size, for
 /// users and groups alike.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct IdMap {
     pub host_id: u32,
     pub size: u32,
 }
 
 pub(crate) use crate::sys::{idmapped_bind, namespace_with};
+
+/// User namespaces by mapping, at most [`Cache::KEPT`] (then emptied and filled again).
+#[derive(Debug, Default)]
+pub(crate) struct Cache(
+    std::sync::Mutex<std::collections::HashMap<IdMap, std::sync::Arc<std::os::fd::OwnedFd>>>,
+);
+
+impl Cache {
+    const KEPT: usize = 1024;
+
+    /// A user namespace with `map`: the kept one, or a new one.
+    pub(crate) fn get(&self, map: IdMap) -> std::io::Result<std::sync::Arc<std::os::fd::OwnedFd>> {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(fd) = kept.get(&map) {
+            return Ok(fd.clone());
+        }
+        let fd = std::sync::Arc::new(namespace_with(map)?);
+        if kept.len() >= Self::KEPT {
+            kept.clear();
+        }
+        kept.insert(map, fd.clone());
+        Ok(fd)
+    }
+}

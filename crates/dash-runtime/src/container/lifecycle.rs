@@ -137,7 +137,10 @@ impl ContainerRuntime {
             None => rootfs::mount(dir, &spec.layer_dirs)?,
             Some(map) => {
                 let target = self.userns_rootfs(&spec.id);
-                rootfs::mount_userns(dir, &target, &spec.layer_dirs, map)?;
+                let ns = self.userns.get(map).map_err(|e| {
+                    RuntimeError::io("making a user namespace for the idmapped layers", e)
+                })?;
+                rootfs::mount_userns(dir, &target, &spec.layer_dirs, map, &ns)?;
                 target
             }
         };

@@ -166,6 +166,10 @@ pub struct ContainerRuntime {
     nofile_hard: u64,
     /// A [`ContainerRuntime::prime_cgroup_migration`] is under way.
     priming: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// User namespaces carrying a range's mapping, by the range's first host id: made once
+    /// per range (a helper process each time costs about a millisecond), kept for the next
+    /// container that gets the same range.
+    userns: crate::userns::Cache,
 }
 
 impl ContainerRuntime {
@@ -253,6 +257,7 @@ impl ContainerRuntime {
             cgroups: std::sync::Arc::new(cgroups),
             nofile_hard,
             priming: Default::default(),
+            userns: Default::default(),
         })
     }
 
