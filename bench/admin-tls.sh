@@ -58,14 +58,7 @@ ask() {
   wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -H "Authorization: Bearer $TOKEN" \
     ${extra[@]+"${extra[@]}"} "$url" >"$out" 2>&1 || die "wrk $name failed: $(tail -3 "$out")"
   grep -q "Non-2xx" "$out" && die "$name: $(grep -E 'Non-2xx' "$out")"
-  grep -q "Socket errors" "$out" && log "$name: $(grep -E 'Socket errors' "$out")"
-  record "$name-rps" "$(awk '/^Requests\/sec/{printf "%d", $2}' "$out")"
-  local p
-  for p in 50 99; do
-    record "$name-p$p" "$(awk -v p="$p%" '$1 == p {v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+/, "", v);
-      printf "%.3f", (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : v}' "$out")"
-  done
-  log "$name: $(tail -1 "$SAMPLES/$name-rps") req/s, p99 $(tail -1 "$SAMPLES/$name-p99") ms"
+  record_wrk "$name" "$out"
 }
 
 for r in $(seq "$ROUNDS"); do
@@ -76,7 +69,6 @@ for r in $(seq "$ROUNDS"); do
   ask https-newconn "https://$TLS_LISTEN/v1/services" "Connection: close"
 done
 
-med() { sort -n "$1" | awk '{a[NR] = $1} END {printf "%.3f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 echo
 echo "wrk -t2 -c$CONNS, ${SECS} s a run, $ROUNDS runs each (alternating), GET /v1/services with a read token, one dash server, loopback"
 printf '  %-22s %14s %10s %10s\n' listener "req/s (median)" "p50 ms" "p99 ms"

@@ -116,7 +116,6 @@ echo
 echo "query: api.dash A (the service's virtual IP), $CLIENTS dnsperf clients, $SECS s a run, $ROUNDS runs each (alternating), from a replica's network namespace to the node's gateway address"
 printf '  %-8s %12s %14s %14s %14s\n' server "q/s (median)" "mean ms (med)" "p50 ms (med)" "p99 ms (med)"
 # med FILE → the median of its numbers, to the microsecond
-med() { sort -n "$1" | awk '{a[NR] = $1} END {printf "%.3f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 for n in dash dnsmasq unbound; do
   printf '  %-8s %12.0f %14s %14s %14s\n' "$n" "$(med "$SAMPLES/$n-qps")" "$(med "$SAMPLES/$n-mean")" "$(med "$SAMPLES/$n-p50")" "$(med "$SAMPLES/$n-p99")"
 done

@@ -203,6 +203,21 @@ stats() {
     printf "%d %.1f %.1f %.1f\n", NR, a[1], m, a[NR] }'
 }
 median() { stats "$1" | awk '{print $3}'; }
+# record_wrk NAME OUT: from wrk --latency output OUT, records NAME-rps, NAME-p50 and NAME-p99
+# (ms) and logs them; a run with socket errors is logged as such.
+record_wrk() {
+  local name=$1 out=$2 p
+  grep -q "Socket errors" "$out" && log "$name: $(grep -E 'Socket errors' "$out")"
+  record "$name-rps" "$(awk '/^Requests\/sec/{printf "%d", $2}' "$out")"
+  # wrk's percentiles: "     99%    1.23ms" (us, ms or s).
+  for p in 50 99; do
+    record "$name-p$p" "$(awk -v p="$p%" '$1 == p {v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+/, "", v);
+      printf "%.3f", (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : v}' "$out")"
+  done
+  log "$name: $(tail -1 "$SAMPLES/$name-rps") req/s, p99 $(tail -1 "$SAMPLES/$name-p99") ms"
+}
+# med FILE: the median of FILE's numbers with three decimals
+med() { sort -n "$1" | awk '{a[NR] = $1} END {printf "%.3f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 record() { echo "$2" >>"$SAMPLES/$1"; } # record SAMPLES-FILE VALUE
 load() { uptime | sed 's/.*load average/load average/'; }
 

@@ -60,15 +60,8 @@ ask() {
   out=$SCR/wrk-$name.out
   nsenter --net="$NETNS" wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://$addr/file.bin" >"$out" 2>&1 ||
     die "wrk to $name failed: $(tail -3 "$out")"
-  grep -q "Non-2xx\|Socket errors" "$out" && log "$name: $(grep -E 'Non-2xx|Socket errors' "$out")"
-  record "$name-rps" "$(awk '/^Requests\/sec/{printf "%d", $2}' "$out")"
-  # wrk's percentiles: "     99%    1.23ms" (us, ms or s).
-  local p
-  for p in 50 99; do
-    record "$name-p$p" "$(awk -v p="$p%" '$1 == p {v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+/, "", v);
-      printf "%.3f", (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : v}' "$out")"
-  done
-  log "$name: $(tail -1 "$SAMPLES/$name-rps") req/s, p99 $(tail -1 "$SAMPLES/$name-p99") ms"
+  grep -q "Non-2xx" "$out" && log "$name: $(grep -E 'Non-2xx' "$out")"
+  record_wrk "$name" "$out"
 }
 
 for r in $(seq "$ROUNDS"); do
@@ -77,7 +70,6 @@ for r in $(seq "$ROUNDS"); do
   ask vip "$VIP"
 done
 
-med() { sort -n "$1" | awk '{a[NR] = $1} END {printf "%.3f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 echo
 echo "wrk -t1 -c$CONNS, ${SECS} s a run, $ROUNDS runs each (alternating), GET of a $FILE_BYTES-byte file from nginx (one worker), from a replica's network namespace on the same node"
 printf '  %-28s %14s %12s %12s\n' path "req/s (median)" "p50 ms" "p99 ms"
