@@ -148,10 +148,19 @@ impl Secrets {
         value: &[u8],
         create: bool,
     ) -> Result<SecretInfo, SecretError> {
-        check_name(name).map_err(|message| SecretError::Invalid {
-            field: "name".into(),
-            message,
-        })?;
+        if let Err(message) = check_name(name) {
+            // A new version of what cannot exist: there is no such thing (as for a read).
+            return Err(match create {
+                true => SecretError::Invalid {
+                    field: "name".into(),
+                    message,
+                },
+                false => SecretError::NotFound(format!(
+                    "no {k} {name:?}; `dash {k} ls` lists them",
+                    k = kind.as_str()
+                )),
+            });
+        }
         if value.len() > MAX_BYTES {
             return Err(SecretError::Invalid {
                 field: "data".into(),
