@@ -250,11 +250,7 @@ impl Client {
         path: &str,
         body: &impl serde::Serialize,
     ) -> Result<T, ClientError> {
-        let json = serde_json::to_vec(body).map_err(|e| ClientError::Http(e.to_string()))?;
-        let resp = self
-            .send(Method::POST, path, ReqBody::Json(json.into()))
-            .await?;
-        decode(resp).await
+        self.send_json(Method::POST, path, body).await
     }
 
     pub async fn put<T: serde::de::DeserializeOwned>(
@@ -262,10 +258,18 @@ impl Client {
         path: &str,
         body: &impl serde::Serialize,
     ) -> Result<T, ClientError> {
+        self.send_json(Method::PUT, path, body).await
+    }
+
+    /// `body` as JSON to `path`; the answer decoded.
+    async fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<T, ClientError> {
         let json = serde_json::to_vec(body).map_err(|e| ClientError::Http(e.to_string()))?;
-        let resp = self
-            .send(Method::PUT, path, ReqBody::Json(json.into()))
-            .await?;
+        let resp = self.send(method, path, ReqBody::Json(json.into())).await?;
         decode(resp).await
     }
 
