@@ -287,6 +287,59 @@ impl OwnCgroups {
     }
 }
 
+/// What a container's memory cgroup says about its limit and the kernel's OOM kills in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemoryFacts {
+    /// The hard limit; None when unlimited.
+    pub limit_bytes: Option<u64>,
+    /// Processes the kernel's OOM killer killed in the cgroup since it was made.
+    pub oom_kills: u64,
+}
+
+impl MemoryFacts {
+    /// From the v1 files (`memory.limit_in_bytes`, `memory.oom_control`) or the v2 ones
+    /// (`memory.max`, `memory.events`): both have an `oom_kill N` line (v1 since Linux 4.13).
+    /// v1 says "unlimited" with a huge page-rounded number, v2 with "max".
+    pub(crate) fn parse(limit: &str, events: &str) -> MemoryFacts {
+        let limit = limit.trim();
+        let limit_bytes = match limit.parse::<u64>() {
+            // v1's unlimited is i64::MAX rounded down to a page.
+            Ok(n) if n < (1 << 62) => Some(n),
+            _ => None,
+        };
+        MemoryFacts {
+            limit_bytes,
+            oom_kills: stat_value(events, "oom_kill").unwrap_or(0),
+        }
+    }
+}
+
+impl OwnCgroups {
+    /// The container's memory limit and OOM kills; readable until its cgroup is removed, so
+    /// also just after its init exited (the runtime removes it on delete).
+    pub(crate) fn memory_facts(
+        &self,
+        kind: RuntimeKind,
+        parent: &str,
+        id: &str,
+    ) -> Result<MemoryFacts, RuntimeError> {
+        let dir = self
+            .controller_dir(kind, "memory", parent, id)
+            .ok_or_else(|| no_controller("memory"))?;
+        let (limit_file, events_file) = if dir.join("memory.limit_in_bytes").exists() {
+            ("memory.limit_in_bytes", "memory.oom_control")
+        } else {
+            ("memory.max", "memory.events")
+        };
+        let read = |name: &str| {
+            let path = dir.join(name);
+            fs::read_to_string(&path)
+                .map_err(|e| RuntimeError::io(format!("reading {}", path.display()), e))
+        };
+        Ok(MemoryFacts::parse(&read(limit_file)?, &read(events_file)?))
+    }
+}
+
 fn no_controller(name: &str) -> RuntimeError {
     RuntimeError::Parse {
         path: PathBuf::from("/proc/self/cgroup"),
@@ -486,6 +539,20 @@ mod tests {
         assert_eq!(stat_value(text, "total_inactive_file"), Some(4096));
         assert_eq!(stat_value(text, "usage_usec"), Some(17));
         assert_eq!(stat_value(text, "missing"), None);
+    }
+
+    #[test]
+    fn memory_facts_of_v1_and_v2() {
+        let v1 = MemoryFacts::parse("8388608\n", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n");
+        assert_eq!(v1.limit_bytes, Some(8 << 20));
+        assert_eq!(v1.oom_kills, 2);
+        let unlimited = MemoryFacts::parse("9223372036854771712\n", "oom_kill_disable 0\n");
+        assert_eq!(unlimited.limit_bytes, None);
+        assert_eq!(unlimited.oom_kills, 0);
+        let v2 = MemoryFacts::parse("max\n", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n");
+        assert_eq!(v2.limit_bytes, None);
+        assert_eq!(v2.oom_kills, 1);
+        assert_eq!(MemoryFacts::parse("", "").limit_bytes, None);
     }
 
     #[test]

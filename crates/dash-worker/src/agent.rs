@@ -455,7 +455,7 @@ async fn supervise<L: MasterLink>(
             _ = stop.changed() => break 'life,
             _ = exited(exit_fd.as_ref()), if watching => {
                 match blocking(&ctx.runtime, &id, |rt, id| rt.status(id)).await {
-                    Ok(ContainerStatus::Exited { code }) => Input::Exited { code },
+                    Ok(ContainerStatus::Exited { code }) => exit_input(&ctx.runtime, &id, code).await,
                     Ok(ContainerStatus::Missing) => Input::Disappeared,
                     Ok(_) => {
                         // Still running: the monitor is gone but the init lives, or this was
@@ -479,6 +479,38 @@ async fn supervise<L: MasterLink>(
     st.state = ReplicaState::Stopping;
     st.send(&ctx, &id).await;
     teardown(&ctx, &id, &spec, st.ip).await;
+}
+
+/// What an exit with `code` was: an OOM kill when the kernel's OOM killer struck in the
+/// container's cgroup (still there: the container is removed only before a restart).
+async fn exit_input(rt: &Arc<ContainerRuntime>, id: &str, code: i32) -> Input {
+    if code == 0 {
+        return Input::Exited { code };
+    }
+    match blocking(rt, id, |rt, id| rt.memory_facts(id)).await {
+        Ok(facts) if facts.oom_kills > 0 => Input::Killed {
+            code,
+            why: oom_message(facts.limit_bytes),
+        },
+        Ok(_) => Input::Exited { code },
+        Err(e) => {
+            tracing::debug!(error = %e, "reading the memory cgroup after an exit");
+            Input::Exited { code }
+        }
+    }
+}
+
+/// "out of memory (limit 8 MiB)": what `dash ps`, the event and /metrics say of an OOM kill.
+pub fn oom_message(limit: Option<u64>) -> String {
+    match limit {
+        Some(l) => {
+            // "8MiB" as people write it in prose: "8 MiB".
+            let size = dash_core::units::format_size(l);
+            let unit = size.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(0);
+            format!("out of memory (limit {} {})", &size[..unit], &size[unit..])
+        }
+        None => "out of memory (no limit: the host ran out)".to_string(),
+    }
 }
 
 /// The container's exit as an async event (its monitor's pidfd); `None`: watch by polling.
@@ -894,3 +926,19 @@ const REMOVE_RETRY: Duration = Duration::from_millis(500);
 
 /// How often the agent looks for containers and network namespaces that no replica owns.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn oom_messages_name_the_limit() {
+        assert_eq!(
+            super::oom_message(Some(8 << 20)),
+            "out of memory (limit 8 MiB)"
+        );
+        assert_eq!(
+            super::oom_message(Some(1536 << 20)),
+            "out of memory (limit 1.5 GiB)"
+        );
+        assert!(super::oom_message(None).contains("no limit"));
+    }
+}

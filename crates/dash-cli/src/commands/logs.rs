@@ -24,31 +24,68 @@ pub struct LogsArgs {
     /// Only the last N lines of each replica.
     #[arg(long)]
     pub tail: Option<usize>,
+    /// Only lines of this time on: a duration ago (10m, 1h), an RFC 3339 UTC time or `now`.
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only lines up to this time (same forms as --since); with -f, stop there.
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Show each line's time (RFC 3339 UTC, ms), as the node's monitor stamped it on reading.
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
 }
 
-/// Runs `dash logs`: each line prefixed by its replica, or as the server sends it with `-o json`.
+/// Runs `dash logs`: each line prefixed by its replica (and its time with --timestamps), or
+/// as the server sends it with `-o json`.
 pub async fn run(client: &Client, json: bool, args: LogsArgs) -> anyhow::Result<()> {
-    let LogsArgs {
-        service,
-        previous,
-        follow,
-        tail,
-    } = args;
-    let mut path = format!("/v1/logs/{}?follow={follow}", encode(&service));
-    if previous {
+    let now = crate::output::now_ms();
+    let mut path = format!("/v1/logs/{}?follow={}", encode(&args.service), args.follow);
+    if args.previous {
         path.push_str("&previous=true");
     }
-    if let Some(n) = tail {
+    if let Some(n) = args.tail {
         path.push_str(&format!("&tail={n}"));
     }
+    for (flag, value, param) in [
+        ("--since", &args.since, "since_ms"),
+        ("--until", &args.until, "until_ms"),
+    ] {
+        if let Some(v) = value {
+            let t = dash_core::clock::parse_time_point(v, now, flag).map_err(anyhow::Error::msg)?;
+            path.push_str(&format!("&{param}={t}"));
+        }
+    }
+    let timestamps = args.timestamps;
     client
         .stream(&path, |line| {
             if json {
                 println!("{line}");
             } else if let Ok(l) = serde_json::from_str::<LogLine>(line) {
-                println!("{} | {}", l.replica, l.line);
+                println!("{} | {}", l.replica, shown(&l.line, timestamps));
             }
         })
         .await?;
     Ok(())
+}
+
+/// A stored line (`<time> <stream> <text>`) as printed: without its time unless asked.
+fn shown(line: &str, timestamps: bool) -> &str {
+    if timestamps {
+        return line;
+    }
+    match line.split_once(' ') {
+        Some((stamp, rest)) if stamp.ends_with('Z') && stamp.contains('T') => rest,
+        _ => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_are_shown_only_when_asked() {
+        let l = "2026-12-07T11:00:00.123Z stdout hello world";
+        assert_eq!(super::shown(l, false), "stdout hello world");
+        assert_eq!(super::shown(l, true), l);
+        assert_eq!(super::shown("no stamp here", false), "no stamp here");
+    }
 }

@@ -32,6 +32,35 @@ pub struct LogQuery {
     /// The service's removed replicas instead of its live ones (as `kubectl logs --previous`).
     #[serde(default)]
     previous: bool,
+    /// Only lines stamped at or after this time, in ms since the epoch (`--since 10m`).
+    #[param(schema_with = super::openapi::unsigned_64)]
+    since_ms: Option<u64>,
+    /// Only lines stamped at or before this time, in ms since the epoch; with `follow`, the
+    /// answer ends once this time has passed.
+    #[param(schema_with = super::openapi::unsigned_64)]
+    until_ms: Option<u64>,
+}
+
+/// Which lines a request keeps, by their stamps (`<RFC 3339 ms UTC> <stream> <text>`, which
+/// sort as text: the bounds are compared in that form).
+struct Window {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+impl Window {
+    fn of(q: &LogQuery) -> Window {
+        Window {
+            since: q.since_ms.map(dash_core::clock::utc_ms),
+            until: q.until_ms.map(dash_core::clock::utc_ms),
+        }
+    }
+
+    fn keeps(&self, line: &str) -> bool {
+        let stamp = line.split(' ').next().unwrap_or("");
+        self.since.as_deref().is_none_or(|s| stamp >= s)
+            && self.until.as_deref().is_none_or(|u| stamp <= u)
+    }
 }
 
 /// Whose log lines a request gets.
@@ -125,6 +154,7 @@ impl Source {
     params(("service" = String, Path, description = "A service's name, or a replica's id (live or removed)"), LogQuery),
     responses((status = 200, content_type = "application/x-ndjson", body = LogLine,
             description = "newline-delimited JSON, one `LogLine` a line; with `follow`, streamed without end"),
+        (status = 400, body = dash_core::api::ApiError, description = "`bad_request`: a parameter that is not what it should be (the message names it)"),
         (status = 404, body = dash_core::api::ApiError, description = "`not_found`: no such service or replica, or (with `previous`) no removed replica whose logs are kept")))]
 pub async fn stream(
     State(s): State<AppState>,
@@ -133,6 +163,7 @@ pub async fn stream(
 ) -> Result<Response, HttpError> {
     let source = source(&s, &service, q.previous).await?;
     let replicas = source.replicas(&s).await.unwrap_or_default();
+    let window = Window::of(&q);
     let mut lines = Vec::new();
     let mut offsets: HashMap<String, u64> = HashMap::new();
     for r in &replicas {
@@ -144,7 +175,7 @@ pub async fn stream(
             }
         };
         offsets.insert(r.id.clone(), end);
-        let mut mine: Vec<&str> = text.lines().collect();
+        let mut mine: Vec<&str> = text.lines().filter(|l| window.keeps(l)).collect();
         if let Some(n) = q.tail {
             mine = mine.split_off(mine.len().saturating_sub(n));
         }
@@ -166,6 +197,12 @@ pub async fn stream(
         }
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
+            if q.until_ms
+                .is_some_and(|t| crate::now_ms() > t.saturating_add(1000))
+            {
+                // A second's grace for lines stamped before the bound but read after it.
+                return;
+            }
             let Some(replicas) = source.replicas(&s).await else {
                 return;
             };
@@ -177,7 +214,7 @@ pub async fn stream(
                     continue;
                 };
                 offsets.insert(id.clone(), end);
-                batch.extend(text.lines().map(|l| LogLine {
+                batch.extend(text.lines().filter(|l| window.keeps(l)).map(|l| LogLine {
                     replica: id.clone(),
                     line: l.to_string(),
                 }));

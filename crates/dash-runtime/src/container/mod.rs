@@ -33,7 +33,7 @@ mod stats;
 pub use exec::{TtyExec, TtyResizer};
 pub use lifecycle::{ExitWatch, Prepared};
 pub use logs::{RETIRED_LOG_MAX_AGE, RETIRED_LOGS_MAX_BYTES};
-pub use stats::Stats;
+pub use stats::{MemoryFacts, Stats};
 
 /// The exit code reported when the monitor died before it could record the real one.
 pub const LOST_EXIT_CODE: i32 = monitor_protocol::LOST_EXIT_CODE;

@@ -1,6 +1,7 @@
 //! container_runtime: a container's resource use, from its cgroup.
 
 use super::ContainerRuntime;
+pub use crate::cgroups::MemoryFacts;
 use crate::error::RuntimeError;
 
 /// Resource use of a running container, from its cgroup.
@@ -22,5 +23,13 @@ impl ContainerRuntime {
             memory_bytes,
             cpu_usage_ns,
         })
+    }
+
+    /// The container's memory limit and how often the kernel's OOM killer struck in it: read
+    /// it after an exit, before the container is removed, to tell an OOM kill from a kill.
+    pub fn memory_facts(&self, id: &str) -> Result<MemoryFacts, RuntimeError> {
+        let dir = self.existing_bundle(id)?;
+        let kind = self.kind_of(&dir);
+        self.cgroups.memory_facts(kind, &self.cfg.cgroup_parent, id)
     }
 }

@@ -44,6 +44,9 @@ pub enum Input {
     StartFailed(String),
     /// Its process exited with this code (exit status, or 128 + signal).
     Exited { code: i32 },
+    /// Its process ended with this code and we know why: `why` (e.g. "out of memory (limit
+    /// 8 MiB)": the kernel's OOM killer struck in its cgroup).
+    Killed { code: i32, why: String },
     /// Its container vanished (removed behind the daemon's back).
     Disappeared,
     /// A health probe's result (`Err` says why it failed).
@@ -80,6 +83,9 @@ pub struct Sentry {
     backoff_step: u32,
     exit_code: Option<i32>,
     message: String,
+    /// Why its last run ended, when known: shown after the restart ("last exit: …"), as
+    /// Kubernetes shows a container's last state.
+    last_cause: Option<String>,
     running_since: Option<Instant>,
     restart_at: Option<Instant>,
     next_probe: Option<Instant>,
@@ -99,6 +105,7 @@ impl Sentry {
             backoff_step: 0,
             exit_code: None,
             message: String::new(),
+            last_cause: None,
             running_since: None,
             restart_at: None,
             next_probe: None,
@@ -168,7 +175,11 @@ impl Sentry {
             Input::Started => {
                 self.state = ReplicaState::Running;
                 self.exit_code = None;
-                self.message.clear();
+                self.message = self
+                    .last_cause
+                    .take()
+                    .map(|why| format!("last exit: {why}"))
+                    .unwrap_or_default();
                 self.running_since = Some(now);
                 self.tracker = Tracker::default();
                 self.schedule_first_probe(now);
@@ -196,6 +207,13 @@ impl Sentry {
                 self.message.clear();
                 self.exited(now)
             }
+            Input::Killed { code, why } if self.watches_exit() => {
+                self.state = ReplicaState::Exited;
+                self.exit_code = Some(code);
+                self.message = why.clone();
+                self.last_cause = Some(why);
+                self.exited(now)
+            }
             Input::Disappeared if self.watches_exit() => {
                 self.state = ReplicaState::Exited;
                 self.exit_code = Some(-1);
@@ -203,7 +221,7 @@ impl Sentry {
                 self.exited(now)
             }
             // An exit already handled, or of a container not started: nothing new.
-            Input::Exited { .. } | Input::Disappeared => Vec::new(),
+            Input::Exited { .. } | Input::Killed { .. } | Input::Disappeared => Vec::new(),
             Input::Probed(result) => self.probed(result, now),
             Input::Tick => self.tick(now),
         }

@@ -307,3 +307,42 @@ fn a_replica_found_exited_after_a_daemon_restart_follows_the_policy() {
 fn the_reset_period_is_the_documented_10_s() {
     assert_eq!(BACKOFF_RESET_AFTER, Duration::from_secs(10));
 }
+
+#[test]
+fn an_oom_kill_says_so_until_the_next_exit_and_after_the_restart() {
+    let t0 = Instant::now();
+    let mut s = started(policy(), None, t0);
+    let why = "out of memory (limit 8 MiB)".to_string();
+    let actions = s.handle(
+        Input::Killed {
+            code: 137,
+            why: why.clone(),
+        },
+        t0 + ms(50),
+    );
+    assert_eq!(s.state(), ReplicaState::Exited);
+    assert_eq!(s.exit_code(), Some(137));
+    assert!(actions.contains(&Action::Report), "{actions:?}");
+    // The first restart is immediate: the report after it still says why the last run ended.
+    assert!(actions.contains(&Action::Start), "{actions:?}");
+    s.handle(Input::Started, t0 + ms(60));
+    assert_eq!(s.message(), format!("last exit: {why}"));
+    // An ordinary exit later does not repeat the old cause.
+    s.handle(Input::Exited { code: 1 }, t0 + ms(70));
+    assert!(s.message().starts_with("restarting in"), "{}", s.message());
+    s.handle(Input::Tick, t0 + ms(10_000));
+    s.handle(Input::Started, t0 + ms(10_001));
+    assert_eq!(s.message(), "");
+    // A kill reported for a process not running is not news.
+    s.handle(Input::Exited { code: 1 }, t0 + ms(10_002));
+    assert!(
+        s.handle(
+            Input::Killed {
+                code: 137,
+                why: why.clone()
+            },
+            t0 + ms(10_003)
+        )
+        .is_empty()
+    );
+}
