@@ -88,7 +88,7 @@ fn parse_rfc3339_utc(t: &str) -> Option<u64> {
 /// does not exist (2026-02-30) or is before 1970 (the inverse of
 /// [`crate::civil::civil_from_days`]).
 fn days_from_civil(y: u64, m: u64, d: u64) -> Option<u64> {
-    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let leap = y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400));
     let month_days = [
         31,
         if leap { 29 } else { 28 },
