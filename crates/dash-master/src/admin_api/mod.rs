@@ -20,6 +20,7 @@ mod routes;
 mod secrets;
 mod services;
 mod stats;
+mod ui;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -171,5 +172,8 @@ pub fn router(state: AppState) -> Router {
         ))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/v1/login", get(audit::login))
+        .route("/ui", get(ui::page))
+        .route("/ui/", get(ui::page))
+        .route("/ui/{*file}", get(ui::asset))
         .with_state(state)
 }

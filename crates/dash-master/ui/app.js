@@ -1,0 +1,1 @@
+// The Dash portal (filled in next).
