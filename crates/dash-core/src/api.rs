@@ -1086,6 +1086,40 @@ pub struct ReplicaStats {
     pub sampled_ms: Option<u64>,
 }
 
+/// `GET /v1/services/{name}/history`: the last hour of a service and of its replicas, in
+/// buckets of `resolution_ms` (averages of what the nodes measured in each).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServiceHistory {
+    pub service: String,
+    pub resolution_ms: u64,
+    /// The service as a whole: its replicas' CPU and memory added up, and the requests per
+    /// second every node's proxy sent it.
+    pub points: Vec<HistoryPoint>,
+    pub replicas: Vec<ReplicaHistory>,
+}
+
+/// One replica's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReplicaHistory {
+    pub replica: String,
+    pub points: Vec<HistoryPoint>,
+}
+
+/// One bucket of history.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistoryPoint {
+    /// The bucket's start, ms since the epoch.
+    pub time_ms: u64,
+    /// Percent of one core; None when nothing was measured (a replica's first sample).
+    pub cpu_percent: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    /// Through the proxies (a service's points only).
+    pub requests_per_second: Option<f64>,
+}
+
 /// `dash exec`: what to run in a replica.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -154,11 +154,23 @@ impl NodeId {
     }
 }
 
+/// Hex digits after the service's name and a '-' in a replica's id.
+const REPLICA_SUFFIX: usize = 10;
+
+/// The service a replica id belongs to: ids are `<service>-<10 hex digits>` (None for
+/// anything else).
+pub fn service_of_replica(id: &str) -> Option<&str> {
+    let cut = id.len().checked_sub(REPLICA_SUFFIX + 1)?;
+    let (service, suffix) = (id.get(..cut)?, id.get(cut..)?);
+    let hex = suffix.strip_prefix('-')?;
+    (!service.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(service)
+}
+
 impl ReplicaId {
     /// A fresh id for a replica of `service`.
     pub fn generate(service: &ServiceName) -> Self {
         let hex = uuid::Uuid::new_v4().simple().to_string();
-        Self(format!("{}-{}", service, &hex[..10]))
+        Self(format!("{}-{}", service, &hex[..REPLICA_SUFFIX]))
     }
 }
 
@@ -183,5 +195,10 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.as_str().starts_with("web-"));
         assert_eq!(a.as_str().len(), "web-".len() + 10);
+        let two = ReplicaId::generate(&ServiceName::new("web-2").unwrap());
+        assert_eq!(service_of_replica(two.as_str()), Some("web-2"));
+        for bad in ["web", "web-123", "-0123456789", "web-012345678g", ""] {
+            assert_eq!(service_of_replica(bad), None, "{bad}");
+        }
     }
 }

@@ -14,6 +14,8 @@ pub const STALE: Duration = Duration::from_secs(15);
 #[derive(Default)]
 pub struct Metrics {
     nodes: Mutex<HashMap<String, Entry>>,
+    /// The last hour of what the nodes reported.
+    history: crate::service_state::history::History,
 }
 
 struct Entry {
@@ -29,6 +31,7 @@ impl Metrics {
 
     /// `node`'s newest measurements replace its previous ones.
     pub fn record(&self, node: &str, metrics: NodeMetrics, at_ms: u64) {
+        self.history.record(node, &metrics, at_ms);
         let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
         nodes.insert(
             node.to_string(),
@@ -75,6 +78,11 @@ impl Metrics {
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// The last hour of every service and replica.
+    pub fn history(&self) -> &crate::service_state::history::History {
+        &self.history
     }
 
     /// Forgets a node (removed from the cluster).

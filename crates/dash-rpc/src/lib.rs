@@ -3,8 +3,10 @@
 //! - [`proto`]: master_api (workers → masters) and worker_api (masters → workers), generated
 //!   from `proto/dash.proto` at build time.
 //! - [`pki`]: the cluster CA, node certificates from CSRs, join tokens that pin the CA.
+//! - [`exposition`]: /metrics in the Prometheus text format, on masters and nodes alike.
 
 pub mod acceptor;
+pub mod exposition;
 pub mod https;
 pub mod pki;
 pub mod tls;

@@ -102,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/services/{name}/scale", post(services::scale))
         .route("/services/{name}/rollback", post(services::rollback))
         .route("/services/{name}/explain", get(services::explain))
+        .route("/services/{name}/history", get(stats::history))
         .route("/replicas", get(services::replicas))
         .route("/replicas/{id}/exec", get(exec::exec))
         .route("/nodes", get(nodes::list))

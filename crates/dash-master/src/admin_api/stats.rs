@@ -3,10 +3,10 @@
 
 use axum::Json;
 use axum::extract::State;
-use dash_core::api::{ReplicaState, ReplicaStats};
+use dash_core::api::{ReplicaState, ReplicaStats, ServiceHistory};
 
 use super::AppState;
-use super::error::{ApiQuery, HttpError};
+use super::error::{ApiPath, ApiQuery, HttpError};
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -71,4 +71,57 @@ pub async fn list(
         })
         .collect();
     Ok(Json(out))
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// How far back, in seconds: 10 to 3600 (the default: the hour that is kept).
+    #[param(minimum = 10, maximum = 3600)]
+    window_s: Option<u64>,
+}
+
+/// A service's last hour (or `window_s`): CPU, memory and requests per second of the service
+/// and of each of its replicas, in 10 s buckets (what `dash top` and the portal chart).
+#[utoipa::path(get, path = "/v1/services/{name}/history", tag = "stats", operation_id = "service_history",
+    params(("name" = String, Path, description = "The service's name"), HistoryQuery),
+    responses((status = 200, body = ServiceHistory),
+        (status = 400, body = dash_core::api::ApiError, description = "`bad_request`: `window_s` outside 10 to 3600"),
+        (status = 404, body = dash_core::api::ApiError, description = "`not_found`: no such service")))]
+pub async fn history(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Result<Json<ServiceHistory>, HttpError> {
+    let window_s = q.window_s.unwrap_or(3600);
+    if !(10..=3600).contains(&window_s) {
+        return Err(HttpError::bad_request(
+            "window_s",
+            format!(
+                "window_s={window_s} is outside 10 to 3600: the last hour is kept, in 10 s buckets"
+            ),
+        ));
+    }
+    let now = crate::now_ms();
+    let history = s.metrics.history().service(&name, window_s * 1000, now);
+    let exists = s
+        .manager
+        .store()
+        .service(&name)
+        .await
+        .map_err(HttpError::internal)?
+        .is_some();
+    match history {
+        Some(h) => Ok(Json(h)),
+        // A service nobody measured yet (no replica has run): an empty history.
+        None if exists => Ok(Json(ServiceHistory {
+            service: name,
+            resolution_ms: crate::service_state::history::RESOLUTION_MS,
+            points: Vec::new(),
+            replicas: Vec::new(),
+        })),
+        None => Err(HttpError::not_found(format!(
+            "service {name:?} not found; `dash service ls` lists services"
+        ))),
+    }
 }

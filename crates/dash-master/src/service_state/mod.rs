@@ -1,6 +1,8 @@
 //! service_state: aggregates what workers report about their replicas into the master's state,
 //! and turns changes into events.
 
+pub mod history;
+
 use std::sync::Arc;
 
 use dash_core::api::ReplicaState;
