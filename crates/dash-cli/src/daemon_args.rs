@@ -48,6 +48,11 @@ pub struct NodeArgs {
     /// unless its service says `user_namespace = false`.
     #[arg(long)]
     pub default_userns: bool,
+    /// Where this node serves its Prometheus /metrics (its replicas, its proxy) over plain
+    /// HTTP without a token, as node exporters do; `none` for nowhere. Default: 127.0.0.1:9180
+    /// for `dash worker`, none for `dash server` (its admin API's /metrics has them).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// `dash server`: a master, and unless --no-worker a worker in the same process.

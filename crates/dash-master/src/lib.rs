@@ -36,6 +36,7 @@ pub mod service_manager;
 pub mod service_scaler;
 pub mod service_state;
 pub mod state_log;
+pub mod telemetry;
 pub mod tokens;
 pub mod worker_clients;
 

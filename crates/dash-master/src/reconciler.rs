@@ -58,6 +58,7 @@ impl Reconciler {
             if let Err(e) = self.pass().await {
                 tracing::warn!(error = %e, "reconcile pass failed");
             }
+            crate::telemetry::instruments().reconciled(started.elapsed().as_secs_f64());
             tokio::select! {
                 _ = self.wake.notified() => {
                     tokio::time::sleep_until(started + MIN_GAP).await;
@@ -378,7 +379,9 @@ impl Reconciler {
     ) -> Result<(), StoreError> {
         let nodes = self.snapshot(row, replicas).await?;
         let service = &row.spec.name;
+        let timer = std::time::Instant::now();
         let placed = scheduler::place(&nodes, &request(row), count);
+        crate::telemetry::instruments().scheduled(timer.elapsed().as_secs_f64());
         let new: Vec<NewReplica> = placed
             .into_iter()
             .map(|p| NewReplica {

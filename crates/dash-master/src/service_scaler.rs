@@ -124,6 +124,7 @@ impl ServiceScaler {
             let target = autoscale::stabilize(history, now_ms, delay, current);
             if target != current {
                 tracing::info!(service = %name, from = current, to = target, reason = %proposal.reason, "autoscaling");
+                crate::telemetry::instruments().scaled(&name, current, target);
                 // One service's failure (removed meanwhile, say) does not stop the others.
                 if let Err(e) = self
                     .manager

@@ -34,6 +34,8 @@ pub struct RouteStats {
     /// `latency_ms[i]` ≤ [`LATENCY_BUCKETS_MS`]`[i]`, the last one slower than 1000 ms. Not
     /// cumulative.
     pub latency_ms: [u64; LATENCY_BUCKETS_MS.len() + 1],
+    /// The sum of those times, in µs (a Prometheus histogram's `_sum`).
+    pub latency_sum_us: u64,
     /// Requests per second over the last 10 seconds.
     pub requests_per_second: f64,
     pub upstreams: Vec<UpstreamStats>,
@@ -67,6 +69,7 @@ struct Shard {
     status: [AtomicU64; 5],
     errors: AtomicU64,
     latency: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
+    latency_sum_us: AtomicU64,
     /// One slot per second of the window: `second << 32 | count`.
     window: [AtomicU64; WINDOW_SECS as usize],
     /// Round-robin position: each worker takes the upstreams in turn on its own.
@@ -112,6 +115,7 @@ impl RouteCounters {
             .position(|&ms| micros <= ms * 1000)
             .unwrap_or(LATENCY_BUCKETS_MS.len());
         shard.latency[bucket].fetch_add(1, Relaxed);
+        shard.latency_sum_us.fetch_add(micros, Relaxed);
     }
 
     fn sum(&self, field: impl Fn(&Shard) -> &AtomicU64) -> u64 {
@@ -145,6 +149,7 @@ pub(crate) fn snapshot(entry: &RouteEntry, now: Instant) -> RouteStats {
         status: std::array::from_fn(|i| counters.sum(|s| &s.status[i])),
         errors: counters.sum(|s| &s.errors),
         latency_ms: std::array::from_fn(|i| counters.sum(|s| &s.latency[i])),
+        latency_sum_us: counters.sum(|s| &s.latency_sum_us),
         requests_per_second: counters.requests_per_second(now),
         upstreams: entry
             .upstreams

@@ -77,6 +77,14 @@ impl Snapshot {
         &mut self.families[i]
     }
 
+    /// Adds `other`'s families (a family in both keeps the first's help and kind).
+    pub fn extend(&mut self, other: Snapshot) {
+        for f in other.families {
+            let mine = self.family(f.name, f.help, f.kind);
+            mine.samples.extend(f.samples);
+        }
+    }
+
     /// Declares a family even when it has no sample this time (a dashboard then knows it).
     pub fn declare(&mut self, name: &'static str, help: &'static str, kind: Kind) {
         self.family(name, help, kind);

@@ -39,6 +39,32 @@ impl From<dash_worker::NodeError> for ServerError {
     }
 }
 
+/// `--metrics-listen`: binds it (`none`: nowhere) and serves the node's /metrics there until
+/// `shutdown`. A taken or malformed address fails the start, naming the flag.
+pub async fn serve_metrics(
+    listen: &str,
+    telemetry: std::sync::Arc<dash_worker::node::telemetry::Telemetry>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, ServerError> {
+    if listen == "none" {
+        return Ok(None);
+    }
+    let addr: SocketAddr = listen.parse().map_err(|_| {
+        ServerError::Config(format!(
+            "--metrics-listen {listen:?}: give IP:PORT (e.g. 127.0.0.1:9180) or none"
+        ))
+    })?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        ServerError::Config(format!(
+            "--metrics-listen {addr}: {e}; pick another port, or none"
+        ))
+    })?;
+    tracing::info!(%addr, "serving /metrics");
+    Ok(Some(tokio::spawn(dash_worker::node::telemetry::serve(
+        listener, telemetry, shutdown,
+    ))))
+}
+
 /// The flags every node daemon shares, checked before anything is opened or created: the
 /// network names (they end up in netlink requests and nft scripts), the directories, and the
 /// monitor binary the runtime needs. `runtime` and `proxy_listen` are parsed by the caller.

@@ -23,6 +23,7 @@ use dash_master::worker_clients::ExecChannels;
 use dash_master::{LocalNode, Master, MasterConfig};
 use dash_net::Ipv4Net;
 use dash_runtime::container::ContainerRuntime;
+use dash_worker::node::telemetry::Telemetry;
 use dash_worker::node::{AgentParts, NodeParts};
 use dash_worker::{Node, NodeConfig, ReadyNode};
 use tokio::sync::watch;
@@ -209,7 +210,16 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     let store = node.open_store().await?;
     let node = node.with_network(v.subnet).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let master = master.start(local_node(&node), shutdown_rx.clone()).await?;
+    let telemetry = node.telemetry(&name, (!args.no_worker).then(|| store.clone()));
+    let metrics = match &args.node.metrics_listen {
+        Some(listen) => {
+            daemon::serve_metrics(listen, telemetry.clone(), shutdown_rx.clone()).await?
+        }
+        None => None,
+    };
+    let master = master
+        .start(local_node(&node, telemetry), shutdown_rx.clone())
+        .await?;
     let trim = crate::memory::spawn_trim(shutdown_rx.clone());
     let agent = (!args.no_worker).then(|| AgentParts {
         link: master.link(),
@@ -226,6 +236,9 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
     let _ = shutdown_tx.send(true);
     master.join().await;
     node.join().await;
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
     let _ = trim.await;
     Ok(())
 }
@@ -293,7 +306,7 @@ async fn join_masters(
 }
 
 /// The node as its master sees it: server = Master + Node.
-fn local_node(node: &ReadyNode) -> LocalNode {
+fn local_node(node: &ReadyNode, telemetry: Arc<Telemetry>) -> LocalNode {
     let n = node.node();
     LocalNode {
         runtime: n.runtime().kind().to_string(),
@@ -306,6 +319,10 @@ fn local_node(node: &ReadyNode) -> LocalNode {
         peers: node.peers(),
         route_stats: node.route_stats(),
         exec: local_exec(n.runtime().clone()),
+        series: Arc::new(move || {
+            let t = telemetry.clone();
+            Box::pin(async move { t.snapshot().await })
+        }),
     }
 }
 

@@ -166,6 +166,16 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
     )?;
     let node = node.with_network(member.subnet()?).await?;
     let store = node.node().open_store().await?;
+    let telemetry = node.telemetry(&member.node_name(), Some(store.clone()));
+    let metrics = daemon::serve_metrics(
+        args.node
+            .metrics_listen
+            .as_deref()
+            .unwrap_or("127.0.0.1:9180"),
+        telemetry,
+        shutdown_rx.clone(),
+    )
+    .await?;
     let trim = crate::memory::spawn_trim(shutdown_rx.clone());
     let tasks = member.start(node, store, shutdown_rx);
 
@@ -173,6 +183,9 @@ pub async fn run(args: WorkerArgs) -> Result<(), ServerError> {
     tracing::info!("shutting down; containers keep running");
     let _ = shutdown_tx.send(true);
     tasks.join().await;
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
     let _ = trim.await;
     Ok(())
 }

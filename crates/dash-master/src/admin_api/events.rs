@@ -50,7 +50,7 @@ impl EventQuery {
     params(EventQuery),
     responses((status = 200, content_type = "application/x-ndjson", body = dash_core::event::Event,
         description = "newline-delimited JSON, one `Event` a line, streamed without end unless `until_ms` is given"),
-        (status = 400, body = dash_core::api::ApiError, description = "`bad_request`: a parameter that is not what it should be (the message names it)")))]
+        (status = 400, body = dash_core::api::ApiError, description = "`invalid`: a parameter that is not what it should be (the message names it)")))]
 pub async fn stream(State(s): State<AppState>, ApiQuery(q): ApiQuery<EventQuery>) -> Response {
     let mut rx = s.mq.subscribe();
     let backlog: Vec<Event> = if q.since.is_some() || q.since_ms.is_some() {

@@ -154,7 +154,7 @@ impl Source {
     params(("service" = String, Path, description = "A service's name, or a replica's id (live or removed)"), LogQuery),
     responses((status = 200, content_type = "application/x-ndjson", body = LogLine,
             description = "newline-delimited JSON, one `LogLine` a line; with `follow`, streamed without end"),
-        (status = 400, body = dash_core::api::ApiError, description = "`bad_request`: a parameter that is not what it should be (the message names it)"),
+        (status = 400, body = dash_core::api::ApiError, description = "`invalid`: a parameter that is not what it should be (the message names it)"),
         (status = 404, body = dash_core::api::ApiError, description = "`not_found`: no such service or replica, or (with `previous`) no removed replica whose logs are kept")))]
 pub async fn stream(
     State(s): State<AppState>,

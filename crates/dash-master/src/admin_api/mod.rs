@@ -12,6 +12,7 @@ mod exec;
 mod images;
 mod listener;
 mod logs;
+mod metrics;
 mod networks;
 mod nodes;
 mod openapi;
@@ -82,6 +83,8 @@ pub struct AppState {
     pub node: String,
     /// Nodes' latest measurements (`/v1/stats`).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// This master's node's series for /metrics (its replicas and proxy).
+    pub node_series: Option<crate::telemetry::NodeSeries>,
     /// Admission of nodes; None when master_api is off (no --advertise-addr).
     pub bouncer: Option<crate::node_bouncer::NodeBouncer>,
     /// Node liveness (with a cluster): when the leader last heard from each node.
@@ -162,6 +165,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/v1", v1)
         .route("/openapi.json", get(openapi::document))
+        .route("/metrics", get(metrics::scrape))
+        .route_layer(axum::middleware::from_fn(metrics::note_route))
         .fallback(error::no_route)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -176,5 +181,6 @@ pub fn router(state: AppState) -> Router {
         .route("/ui", get(ui::page))
         .route("/ui/", get(ui::page))
         .route("/ui/{*file}", get(ui::asset))
+        .layer(axum::middleware::from_fn(metrics::count))
         .with_state(state)
 }

@@ -10,7 +10,7 @@ use utoipa::OpenApi;
         super::services::apply, super::services::list, super::services::inspect, super::services::remove,
         super::services::scale, super::services::rollback, super::services::explain, super::services::replicas, super::exec::exec, super::nodes::list, super::cluster::status, super::cluster::backup, super::nodes::inspect, super::nodes::remove, super::nodes::drain, super::nodes::activate, super::nodes::label, super::nodes::create_token, super::nodes::list_tokens, super::nodes::revoke_token, super::audit::list, super::audit::whoami, super::audit::login, super::secrets::create_secret, super::secrets::create_config, super::secrets::update_secret, super::secrets::update_config, super::secrets::list_secrets, super::secrets::list_configs, super::secrets::inspect_secret, super::secrets::inspect_config, super::secrets::remove_secret, super::secrets::remove_config, super::secrets::rotate_key, super::images::list,
         super::images::import, super::images::remove, super::images::pull, super::images::inspect,
-        super::images::prune, super::registries::login, super::registries::logout, super::routes::list, super::networks::list, super::networks::inspect, super::stats::list, super::stats::history, super::events::stream, super::logs::stream,
+        super::images::prune, super::registries::login, super::registries::logout, super::routes::list, super::networks::list, super::networks::inspect, super::stats::list, super::stats::history, super::metrics::scrape, super::events::stream, super::logs::stream,
     ),
     modifiers(&BearerAuth, &Roles, &CommonResponses, &JsonQueryParameters),
     security(("bearer" = []))

@@ -86,7 +86,7 @@ pub struct HistoryQuery {
 #[utoipa::path(get, path = "/v1/services/{name}/history", tag = "stats", operation_id = "service_history",
     params(("name" = String, Path, description = "The service's name"), HistoryQuery),
     responses((status = 200, body = ServiceHistory),
-        (status = 400, body = dash_core::api::ApiError, description = "`bad_request`: `window_s` outside 10 to 3600"),
+        (status = 400, body = dash_core::api::ApiError, description = "`invalid`: `window_s` outside 10 to 3600"),
         (status = 404, body = dash_core::api::ApiError, description = "`not_found`: no such service")))]
 pub async fn history(
     State(s): State<AppState>,

@@ -129,6 +129,8 @@ pub struct LocalNode {
     /// The node's proxy counters, for `GET /v1/routes`.
     pub route_stats: RouteStats,
     pub exec: LocalExec,
+    /// The node's series for /metrics (its replicas and proxy).
+    pub series: crate::telemetry::NodeSeries,
 }
 
 /// Why a master could not start. The messages are what the daemon prints (with the causes).
@@ -265,6 +267,10 @@ impl Master {
                 raft.clone(),
                 store.clone(),
                 node.images.clone(),
+                shutdown.clone(),
+            )));
+            tasks.push(tokio::spawn(crate::telemetry::watch_leader(
+                raft.clone(),
                 shutdown.clone(),
             )));
         }
@@ -417,6 +423,7 @@ impl Master {
             route_stats: node.route_stats,
             node: cfg.node.clone(),
             metrics: metrics.clone(),
+            node_series: Some(node.series),
             bouncer,
             liveness: liveness.clone(),
             registry_logins,

@@ -71,6 +71,11 @@ impl Member {
         })
     }
 
+    /// This node's name, as the masters know it.
+    pub fn node_name(&self) -> String {
+        self.cfg.membership.node.clone()
+    }
+
     /// The container subnet the masters gave this node.
     pub fn subnet(&self) -> Result<Ipv4Net, NodeError> {
         let subnet = &self.cfg.membership.subnet;

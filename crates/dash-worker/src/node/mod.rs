@@ -26,6 +26,7 @@ mod measure;
 pub mod member;
 mod peers;
 mod routes;
+pub mod telemetry;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -348,6 +349,16 @@ impl ReadyNode {
             let entries = routes.borrow().clone();
             route_infos(&proxy, &entries)
         })
+    }
+
+    /// This node's /metrics series; its replicas' only with `store` (a node that runs them).
+    pub fn telemetry(&self, name: &str, store: Option<WorkerStore>) -> Arc<telemetry::Telemetry> {
+        Arc::new(telemetry::Telemetry::new(
+            name.to_string(),
+            store.as_ref().map(|_| self.node.runtime.clone()),
+            store,
+            self.proxy.handle(),
+        ))
     }
 
     /// Stage 3: serves the proxy on the routes feed, keeps the peer routes, measures every
