@@ -157,6 +157,9 @@ pub enum Command {
     Network(NetworkCmd),
     /// Live stream of what happens in the cluster.
     Events(EventsArgs),
+    /// Every running replica's CPU, memory, network, requests/s and restarts, refreshed
+    /// every second (q quits; c m n r s i sort); `-o json` streams rows.
+    Top(commands::top::TopArgs),
     /// Secrets services get as files under /run/secrets: create, update, ls, inspect, rm,
     /// rotate-key.
     #[command(subcommand)]
@@ -316,6 +319,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Route(cmd) => commands::route::run(&client, json, cmd).await,
         Command::Network(cmd) => commands::network::run(&client, json, cmd).await,
         Command::Events(args) => commands::events::run(&client, json, args).await,
+        Command::Top(args) => commands::top::run(&client, json, args).await,
         Command::Audit(args) => commands::audit::run(&client, json, args).await,
         Command::Secret(cmd) => commands::secret::run_secret(&client, json, cmd).await,
         Command::Config(cmd) => commands::secret::run_config(&client, json, cmd).await,

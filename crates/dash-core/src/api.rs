@@ -1058,6 +1058,11 @@ pub struct ReplicaSample {
     pub cpu_percent: Option<f64>,
     /// Memory in use, page cache not counted (like `docker stats`).
     pub memory_bytes: u64,
+    /// Bytes the replica received and sent on eth0 since it started (None: no network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_rx_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_tx_bytes: Option<u64>,
 }
 
 /// Requests per second through one node's proxy to a service (its routes together).
@@ -1084,6 +1089,22 @@ pub struct ReplicaStats {
     pub memory_limit_bytes: Option<u64>,
     /// When the node measured it (ms since the epoch).
     pub sampled_ms: Option<u64>,
+    /// Bytes received and sent on its eth0 since it started.
+    #[serde(default)]
+    pub net_rx_bytes: Option<u64>,
+    #[serde(default)]
+    pub net_tx_bytes: Option<u64>,
+    /// Requests the proxies of every node sent it (a total: `dash top` turns it into a rate).
+    #[serde(default)]
+    pub requests: Option<u64>,
+    #[serde(default)]
+    pub restarts: u32,
+    #[serde(default = "running")]
+    pub state: ReplicaState,
+}
+
+fn running() -> ReplicaState {
+    ReplicaState::Running
 }
 
 /// `GET /v1/services/{name}/history`: the last hour of a service and of its replicas, in

@@ -106,6 +106,8 @@ mod tests {
                 replica: replica.into(),
                 cpu_percent: Some(12.5),
                 memory_bytes: 1 << 20,
+                net_rx_bytes: None,
+                net_tx_bytes: None,
             }],
             routes: vec![RouteLoad {
                 service: "web".into(),

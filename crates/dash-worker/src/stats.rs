@@ -40,10 +40,14 @@ impl Sampler {
                 (wall > 0.0).then(|| delta / wall * 100.0)
             });
             seen.insert(id.clone(), (now, stats.cpu_usage_ns));
+            // The host end of its veth receives what the replica sends.
+            let veth = crate::node::telemetry::veth_counters(&dash_net::host_veth_name(&id));
             out.push(ReplicaSample {
                 replica: id,
                 cpu_percent,
                 memory_bytes: stats.memory_bytes,
+                net_rx_bytes: veth.map(|[_, tx, _, _]| tx),
+                net_tx_bytes: veth.map(|[rx, _, _, _]| rx),
             });
         }
         self.previous = seen;

@@ -17,3 +17,4 @@ pub mod route;
 pub mod secret;
 pub mod service;
 pub mod token;
+pub mod top;

@@ -34,6 +34,13 @@ pub async fn list(
         )));
     }
     let samples = s.metrics.replicas();
+    // Requests per replica, through the proxies of every node.
+    let mut requests: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    for (_, routes) in s.metrics.route_stats() {
+        for u in routes.iter().flat_map(|r| &r.upstreams) {
+            *requests.entry(u.replica.clone()).or_default() += u.requests;
+        }
+    }
     let replicas = store
         .replicas(q.service.as_deref())
         .await
@@ -64,6 +71,11 @@ pub async fn list(
                 memory_bytes: sample.map(|(_, s, _)| s.memory_bytes),
                 memory_limit_bytes: (resources.memory_bytes > 0).then_some(resources.memory_bytes),
                 sampled_ms: sample.map(|(_, _, at)| *at),
+                net_rx_bytes: sample.and_then(|(_, s, _)| s.net_rx_bytes),
+                net_tx_bytes: sample.and_then(|(_, s, _)| s.net_tx_bytes),
+                requests: requests.get(&r.id).copied(),
+                restarts: r.restarts,
+                state: r.state,
                 replica: r.id,
                 service: r.service,
                 node: r.node,

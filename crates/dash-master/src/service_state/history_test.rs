@@ -16,6 +16,8 @@ fn metrics(replicas: &[(&str, Option<f64>, u64)], rps: &[(&str, f64)]) -> NodeMe
                 replica: id.to_string(),
                 cpu_percent: *cpu,
                 memory_bytes: *mem,
+                net_rx_bytes: None,
+                net_tx_bytes: None,
             })
             .collect(),
         routes: rps

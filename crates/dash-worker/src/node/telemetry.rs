@@ -259,7 +259,8 @@ fn read_containers(rt: &ContainerRuntime) -> Vec<Reading> {
         .collect()
 }
 
-fn veth_counters(dev: &str) -> Option<[u64; 4]> {
+/// A host-side veth's `[rx_bytes, tx_bytes, rx_packets, tx_packets]` from sysfs.
+pub(crate) fn veth_counters(dev: &str) -> Option<[u64; 4]> {
     let dir = std::path::Path::new("/sys/class/net")
         .join(dev)
         .join("statistics");
