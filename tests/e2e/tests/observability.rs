@@ -54,3 +54,337 @@ fn an_oom_kill_is_named_with_the_limit() {
     );
     s.ok(&["service", "rm", "hog"]);
 }
+
+/// The value of the first sample of `name` whose labels hold every `(key, value)` of `with`.
+fn sample(text: &str, name: &str, with: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(r) => r.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        with.iter()
+            .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\"")))
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+/// `promtool check metrics` (Debian's prometheus package) must accept the text.
+fn promtool_accepts(text: &str) {
+    dash_e2e::require(
+        "promtool (Debian's prometheus package)",
+        std::path::Path::new("/usr/bin/promtool").exists(),
+    );
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// /metrics parses with promtool and holds the named series, a CPU-burning replica's CPU
+/// seconds rise, the history route charts it, `dash top -o json` streams every running
+/// replica, and logs and events answer time windows.
+#[test]
+fn metrics_history_top_and_time_windows_on_one_node() {
+    let s = Server::start(74);
+    s.import_busybox("bb:1");
+    let token = s.token();
+    s.apply(
+        "burn.toml",
+        "name = \"burn\"\nimage = \"bb:1\"\ncommand = \"while :; do :; done\"\n\
+         [resources]\nmemory = \"32MiB\"\n",
+    );
+    s.apply(
+        "talk.toml",
+        "name = \"talk\"\nimage = \"bb:1\"\n\
+         command = \"i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done\"\n\
+         replicas = 2\n",
+    );
+    s.apply(
+        "web.toml",
+        "name = \"web\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n\
+         [[routes]]\nhost = \"web.local\"\nport = 8080\n",
+    );
+    let burn = s.wait_running("burn", 1)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait_running("talk", 2);
+    s.wait_running("web", 1);
+    // Traffic through the proxy, for its series.
+    s.wait("the route answers", Duration::from_secs(15), || {
+        dash_e2e::http_get_host(&s.proxy_addr, "web.local", "/")
+            .ok()
+            .filter(|(code, _)| *code == 200)
+    });
+    for _ in 0..5 {
+        let _ = dash_e2e::http_get_host(&s.proxy_addr, "web.local", "/");
+    }
+
+    let scrape = || {
+        let (code, text) =
+            dash_e2e::http_request(&s.addr, "GET", "/metrics", Some(&token)).unwrap();
+        assert_eq!(code, 200, "{text}");
+        text
+    };
+    let (code, _) = dash_e2e::http_request(&s.addr, "GET", "/metrics", None).unwrap();
+    assert_eq!(code, 401, "/metrics needs a token");
+    let first = scrape();
+    promtool_accepts(&first);
+    let me = [
+        ("service", "burn"),
+        ("replica", burn.as_str()),
+        ("node", "e2e74"),
+    ];
+    let cpu1 = sample(&first, "container_cpu_usage_seconds_total", &me)
+        .unwrap_or_else(|| panic!("no CPU of {burn}:\n{first}"));
+    assert_eq!(
+        sample(&first, "container_spec_memory_limit_bytes", &me),
+        Some(32.0 * 1024.0 * 1024.0)
+    );
+    assert!(sample(&first, "container_memory_working_set_bytes", &me).unwrap() > 0.0);
+    for name in [
+        "container_network_receive_bytes_total",
+        "container_network_transmit_packets_total",
+        "container_oom_events_total",
+        "dash_replica_restarts_total",
+    ] {
+        assert!(
+            sample(&first, name, &me).is_some(),
+            "{name} of {burn}:\n{first}"
+        );
+    }
+    assert_eq!(
+        sample(
+            &first,
+            "dash_replicas",
+            &[("service", "talk"), ("state", "running")]
+        ),
+        Some(2.0),
+        "{first}"
+    );
+    assert_eq!(sample(&first, "dash_services", &[]), Some(3.0));
+    assert!(
+        sample(
+            &first,
+            "dash_api_requests_total",
+            &[
+                ("method", "POST"),
+                ("route", "/v1/services"),
+                ("code", "200")
+            ]
+        )
+        .is_some_and(|n| n >= 3.0),
+        "{first}"
+    );
+    assert!(sample(&first, "dash_reconcile_duration_seconds_count", &[]).is_some_and(|n| n > 0.0));
+    let web_route = [("service", "web"), ("host", "web.local"), ("code", "2xx")];
+    assert!(
+        sample(&first, "dash_proxy_requests_total", &web_route).is_some_and(|n| n >= 5.0),
+        "{first}"
+    );
+    assert!(
+        sample(
+            &first,
+            "dash_proxy_request_duration_seconds_count",
+            &[("service", "web"), ("host", "web.local")]
+        )
+        .is_some_and(|n| n >= 5.0)
+    );
+    // A replica burning CPU: its CPU seconds rise (about one a second).
+    std::thread::sleep(Duration::from_secs(2));
+    let second = scrape();
+    let cpu2 = sample(&second, "container_cpu_usage_seconds_total", &me).unwrap();
+    assert!(cpu2 > cpu1 + 0.5, "CPU seconds {cpu1} then {cpu2}");
+
+    // History: the last hour in 10 s buckets, the burner near one core.
+    let history = s.wait("burn's history", Duration::from_secs(20), || {
+        let (code, body) = dash_e2e::http_request(
+            &s.addr,
+            "GET",
+            "/v1/services/burn/history?window_s=600",
+            Some(&token),
+        )
+        .ok()?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (code == 200
+            && v["points"]
+                .as_array()?
+                .iter()
+                .any(|p| p["cpu_percent"].as_f64().is_some_and(|c| c > 50.0)))
+        .then_some(v)
+    });
+    assert_eq!(history["resolution_ms"], 10_000);
+    assert_eq!(history["replicas"][0]["replica"], burn.as_str());
+    // Bad input: clear errors naming what is wrong.
+    let (code, body) = dash_e2e::http_request(
+        &s.addr,
+        "GET",
+        "/v1/services/burn/history?window_s=5",
+        Some(&token),
+    )
+    .unwrap();
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("window_s") && body.contains("10 to 3600"),
+        "{body}"
+    );
+    let (code, body) = dash_e2e::http_request(
+        &s.addr,
+        "GET",
+        "/v1/services/burn/history?window_s=lots",
+        Some(&token),
+    )
+    .unwrap();
+    assert_eq!(code, 400, "{body}");
+    let (code, body) =
+        dash_e2e::http_request(&s.addr, "GET", "/v1/services/nosuch/history", Some(&token))
+            .unwrap();
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("nosuch"), "{body}");
+
+    // dash top -o json: rows for every running replica, refresh after refresh.
+    let out = s.ok(&["top", "-o", "json", "-n", "2", "--interval", "500ms"]);
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let running: std::collections::BTreeSet<String> = s
+        .json(&["ps"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "running")
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(running.len(), 4);
+    let refreshes: std::collections::BTreeSet<u64> = rows
+        .iter()
+        .map(|r| r["time_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(refreshes.len(), 2, "{out}");
+    for t in &refreshes {
+        let ids: std::collections::BTreeSet<String> = rows
+            .iter()
+            .filter(|r| r["time_ms"].as_u64() == Some(*t))
+            .map(|r| r["replica"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, running, "{out}");
+    }
+    let burn_row = rows
+        .iter()
+        .rev()
+        .find(|r| r["replica"] == burn.as_str())
+        .unwrap();
+    assert!(
+        burn_row["cpu_percent"].as_f64().unwrap() > 50.0,
+        "{burn_row}"
+    );
+    assert_eq!(burn_row["memory_limit_bytes"], 32 << 20);
+    for key in [
+        "net_rx_bytes",
+        "net_tx_bytes",
+        "requests_per_second",
+        "restarts",
+        "node",
+    ] {
+        assert!(!burn_row[key].is_null(), "{key}: {burn_row}");
+    }
+    let out = s.dash(&["top", "--interval", "10ms", "-n", "1"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--interval"),
+        "{out:?}"
+    );
+
+    // Logs in a window: --since 2s gives only lines of the last 2 s, both replicas' merged in
+    // time order; --until before the service existed gives none.
+    let before_start = dash_core::clock::utc_ms(dash_core::clock::now_ms() - 3_600_000);
+    let now = dash_core::clock::now_ms();
+    let out = s.ok(&["logs", "--since", "2s", "--timestamps", "talk"]);
+    let stamps: Vec<&str> = out
+        .lines()
+        .map(|l| l.split_once(" | ").unwrap().1.split(' ').next().unwrap())
+        .collect();
+    assert!(
+        stamps.len() >= 10,
+        "two replicas, 5 lines a second each, for 2 s:\n{out}"
+    );
+    let earliest = dash_core::clock::utc_ms(now - 2_000);
+    assert!(
+        stamps.iter().all(|t| *t >= earliest.as_str()),
+        "{earliest}:\n{out}"
+    );
+    assert!(
+        stamps.windows(2).all(|w| w[0] <= w[1]),
+        "not in time order:\n{out}"
+    );
+    let replicas: std::collections::BTreeSet<&str> = out
+        .lines()
+        .map(|l| l.split_once(" | ").unwrap().0)
+        .collect();
+    assert_eq!(replicas.len(), 2, "{out}");
+    let plain = s.ok(&["logs", "--tail", "1", "talk"]);
+    assert!(
+        plain
+            .lines()
+            .all(|l| l.split_once(" | ").unwrap().1.starts_with("stdout tick")),
+        "{plain}"
+    );
+    let none = s.ok(&["logs", "--until", &before_start, "talk"]);
+    assert_eq!(none.trim(), "", "{none}");
+    let out = s.dash(&["logs", "--since", "yesterday", "talk"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--since") && err.contains("RFC 3339"), "{err}");
+
+    // Events filtered by service and type, over a window that ends now.
+    let ev = s.ok(&[
+        "events",
+        "--since",
+        "10m",
+        "--until",
+        "now",
+        "--service",
+        "talk",
+        "--type",
+        "replica_running",
+        "-o",
+        "json",
+    ]);
+    let events: Vec<serde_json::Value> = ev
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "{ev}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["service"] == "talk" && e["kind"] == "replica_running")
+    );
+    let out = s.dash(&["events", "--type", "replica_exploded", "--until", "now"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("type"),
+        "{out:?}"
+    );
+
+    s.remove_all_services();
+}
