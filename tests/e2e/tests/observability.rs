@@ -388,3 +388,90 @@ fn metrics_history_top_and_time_windows_on_one_node() {
 
     s.remove_all_services();
 }
+
+/// Across two nodes: `dash logs --since` merges both nodes' replicas in time order and keeps
+/// only recent lines; a worker serves its own /metrics on 127.0.0.1:9180 (in its namespace),
+/// which promtool accepts and which holds its replica's series labelled with its node.
+#[test]
+fn logs_merge_across_nodes_and_a_worker_serves_its_metrics() {
+    let c = dash_e2e::cluster::Cluster::start(75, 1);
+    c.import_busybox("bb:1");
+    c.apply(
+        "talk.toml",
+        "name = \"talk\"\nimage = \"bb:1\"\n\
+         command = \"i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done\"\n\
+         replicas = 2\n[placement]\nmax_per_node = 1\n",
+    );
+    let per_node = c.wait("talk on both nodes", Duration::from_secs(60), || {
+        let m = c.running_per_node("talk");
+        (m.len() == 2).then_some(m)
+    });
+    assert!(per_node.values().all(|n| *n == 1), "{per_node:?}");
+    // Let both write for a while, so that older lines exist to be left out.
+    std::thread::sleep(Duration::from_secs(3));
+    let now = dash_core::clock::now_ms();
+    let out = c.ok(&["logs", "--since", "2s", "--timestamps", "talk"]);
+    let lines: Vec<(&str, &str)> = out
+        .lines()
+        .map(|l| {
+            let (replica, rest) = l.split_once(" | ").unwrap();
+            (replica, rest.split(' ').next().unwrap())
+        })
+        .collect();
+    let replicas: std::collections::BTreeSet<&str> = lines.iter().map(|(r, _)| *r).collect();
+    assert_eq!(replicas.len(), 2, "both nodes' replicas:\n{out}");
+    let earliest = dash_core::clock::utc_ms(now - 2_000);
+    assert!(
+        lines.iter().all(|(_, t)| *t >= earliest.as_str()),
+        "a line before {earliest}:\n{out}"
+    );
+    assert!(
+        lines.windows(2).all(|w| w[0].1 <= w[1].1),
+        "not in time order across the nodes:\n{out}"
+    );
+    assert!(lines.len() >= 10, "{out}");
+
+    // The worker's own /metrics, inside its network namespace.
+    let worker = &c.nodes[1];
+    let replica = c
+        .replicas("talk")
+        .into_iter()
+        .find(|r| r["node"] == worker.name.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let scrape = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", worker.netns))
+        .args([
+            "/bin/busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://127.0.0.1:9180/metrics",
+        ])
+        .output()
+        .unwrap();
+    assert!(scrape.status.success(), "{scrape:?}");
+    let text = String::from_utf8(scrape.stdout).unwrap();
+    promtool_accepts(&text);
+    let me = [
+        ("service", "talk"),
+        ("replica", replica.as_str()),
+        ("node", worker.name.as_str()),
+    ];
+    assert!(
+        sample(&text, "container_cpu_usage_seconds_total", &me).is_some(),
+        "{replica} on {}:\n{text}",
+        worker.name
+    );
+    assert!(sample(&text, "container_memory_working_set_bytes", &me).is_some_and(|m| m > 0.0));
+    // Only its own replicas: the master's node's replica is not in the worker's answer.
+    assert_eq!(
+        text.matches("container_cpu_usage_seconds_total{").count(),
+        1,
+        "{text}"
+    );
+    assert!(sample(&text, "process_resident_memory_bytes", &[]).is_some_and(|m| m > 0.0));
+}
