@@ -151,9 +151,28 @@ fn the_query_parameters_the_handlers_read_are_declared_in_the_query() {
     );
     assert_eq!(
         query("/v1/logs/{service}", "get"),
-        set(&[("follow", false), ("tail", false), ("previous", false)])
+        set(&[
+            ("follow", false),
+            ("tail", false),
+            ("previous", false),
+            ("since_ms", false),
+            ("until_ms", false)
+        ])
     );
-    assert_eq!(query("/v1/events", "get"), set(&[("since", false)]));
+    assert_eq!(
+        query("/v1/events", "get"),
+        set(&[
+            ("since", false),
+            ("since_ms", false),
+            ("until_ms", false),
+            ("service", false),
+            ("type", false)
+        ])
+    );
+    assert_eq!(
+        query("/v1/services/{name}/history", "get"),
+        set(&[("window_s", false)])
+    );
     assert_eq!(query("/v1/nodes/{id}", "delete"), set(&[("force", false)]));
     assert_eq!(query("/v1/replicas", "get"), set(&[("service", false)]));
     assert_eq!(query("/v1/stats", "get"), set(&[("service", false)]));
