@@ -13,9 +13,11 @@ export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 # theirs), sqlite3 to write a data dir of an earlier layout (the upgrade test), and dnsmasq
 # (the binary only: dnsmasq-base) as the upstream resolver the DNS tests run on loopback, and
 # Node.js with npm for the OpenID Connect provider the login tests run on loopback
-# (tests/e2e/oidc: npm's oidc-provider, installed there by the test from its package-lock).
+# (tests/e2e/oidc: npm's oidc-provider, installed there by the test from its package-lock),
+# prometheus for `promtool check metrics` (the /metrics tests parse with it), and Chromium with
+# its WebDriver for the portal's browser test.
 missing=()
-for p in docker-registry skopeo sqlite3 dnsmasq-base; do
+for p in docker-registry skopeo sqlite3 dnsmasq-base prometheus chromium chromium-driver; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 # Node.js may come from elsewhere than Debian (with its own npm): the commands are what count.
@@ -25,9 +27,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing test prerequisites: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
-    systemctl disable --now docker-registry >/dev/null 2>&1 || true
-  fi
+  # The packages' own services are not wanted: the tests start what they need.
+  for svc in docker-registry prometheus; do
+    if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+      systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 echo "==> cargo fmt --check"
