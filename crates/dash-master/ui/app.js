@@ -131,7 +131,7 @@ function bytes(n) {
   return (i ? n.toFixed(n < 10 ? 1 : 0) : n) + ' ' + u[i];
 }
 
-const pct = (x) => (x == null ? dash : x.toFixed(x < 10 ? 1 : 0) + ' %');
+const pct = (x) => (x == null ? dash : x.toFixed(x < 1 && x > 0 ? 2 : x < 10 ? 1 : 0) + ' %');
 const num = (x) => (x == null ? dash : Number(x).toLocaleString('en-US'));
 
 // ---------------------------------------------------------------------------------------
@@ -211,7 +211,7 @@ function refused(message) {
  * header), reconnecting with backoff until the page goes. `path()` is asked again on each
  * reconnect, so it can resume where it was.
  */
-async function follow(c, path, onItem, { onGone } = {}) {
+async function follow(c, path, onItem, { onGone, onConnect } = {}) {
   const stream = {}; // its key in `down`
   c.signal.addEventListener('abort', () => down.delete(stream), { once: true });
   let wait = 500;
@@ -219,6 +219,7 @@ async function follow(c, path, onItem, { onGone } = {}) {
     try {
       const r = await request(path(), { signal: c.signal });
       setLive(stream, true);
+      if (onConnect) onConnect();
       const since = performance.now();
       const reader = r.body.getReader();
       const dec = new TextDecoder();
@@ -253,6 +254,24 @@ async function follow(c, path, onItem, { onGone } = {}) {
 }
 
 const down = new Set(); // the streams now reconnecting
+/**
+ * The kept events (optionally `&service=…`), then the live ones, for as long as the page
+ * lasts. A reconnect asks for the events from the newest time seen on (sequence numbers
+ * start again when a master restarts) and skips the ones it has.
+ */
+function followEvents(c, query, onEvent, opts) {
+  let newest = 0;
+  const seen = new Set();
+  return follow(c, () => '/v1/events?' + (newest ? 'since_ms=' + newest : 'since=0') + (query || ''), (e) => {
+    const key = [e.seq, e.time_ms, e.kind, e.service, e.replica, e.node, e.message].join('\u0000');
+    if (seen.has(key)) return;
+    seen.add(key);
+    if (seen.size > 4000) seen.delete(seen.values().next().value);
+    if (e.time_ms > newest) newest = e.time_ms;
+    onEvent(e);
+  }, opts);
+}
+
 function setLive(stream, up) {
   if (up) down.delete(stream); else down.add(stream);
   const el = $('#live');
@@ -627,14 +646,13 @@ async function overviewPage(c, main) {
   });
   // The kept events come first: only newer ones than the data shown ask for a refresh.
   const loaded = now() - 3000;
-  let last = 0;
-  follow(c, () => '/v1/events?since=' + last, (e) => {
-    if (e.seq) last = e.seq;
+  let connects = 0;
+  followEvents(c, '', (e) => {
     recent.push(e);
     if (recent.length > 40) recent.splice(0, recent.length - 40);
     draw();
     if (!(e.time_ms < loaded)) refresh();
-  });
+  }, { onConnect: () => { if (connects++) refresh(); } });
 }
 
 /** What the replicas' resources reserve of a node's capacity. */
@@ -794,14 +812,13 @@ async function servicePage(c, main, name, q) {
   const drawEvents = coalesce(c, 50, () => evList.replaceChildren(...(evs.length
     ? evs.slice(-100).reverse().map(eventItem) : [empty('No events yet.')])));
   const loaded = now() - 3000;
-  let last = 0;
-  follow(c, () => '/v1/events?since=' + last + '&service=' + encodeURIComponent(name), (e) => {
-    if (e.seq) last = e.seq;
+  let connects = 0;
+  followEvents(c, '&service=' + encodeURIComponent(name), (e) => {
     evs.push(e);
     if (evs.length > 200) evs.splice(0, evs.length - 200);
     drawEvents();
     if (!(e.time_ms < loaded)) refresh();
-  });
+  }, { onConnect: () => { if (connects++) refresh(); } });
 
   // Logs: the last 100 lines, then followed; newest at the bottom, at most LOG_CAP kept.
   let logCtx = null;
@@ -932,34 +949,36 @@ function chart(id, label, key, fmt, hist, why) {
   for (const [t, text] of [[t0, '−60 m'], [t0 + 1800e3, '−30 m'], [t1, 'now']]) {
     g.append(svg('text', { x: x(t), y: H - 5, class: 'xlab' + (t === t1 ? ' end' : t === t0 ? ' start' : '') }, text));
   }
+  // Each series as runs of points: a missing value or a gap of buckets breaks the line.
   const gap = hist.resolution_ms > 0 ? hist.resolution_ms * 2.5 : Infinity;
+  const f1 = (n) => n.toFixed(1);
   for (const s of [...series].reverse()) {
-    let d = '';
-    let area = '';
+    const runs = [];
+    let run = null;
     let prevT = null;
-    let runStart = null;
-    let prevX = 0;
     for (const p of [...s.points].sort((a, b) => a.time_ms - b.time_ms)) {
       const v = p[key];
-      if (typeof v !== 'number' || !isFinite(v) || p.time_ms < t0) {
-        if (runStart != null && s.main) area += `L${prevX.toFixed(1)},${y(0).toFixed(1)}L${runStart.toFixed(1)},${y(0).toFixed(1)}Z`;
-        prevT = null;
-        runStart = null;
-        continue;
-      }
-      const px = x(p.time_ms);
-      const py = y(v);
-      const fresh = prevT == null || p.time_ms - prevT > gap;
-      if (fresh && runStart != null && s.main) area += `L${prevX.toFixed(1)},${y(0).toFixed(1)}L${runStart.toFixed(1)},${y(0).toFixed(1)}Z`;
-      d += (fresh ? 'M' : 'L') + px.toFixed(1) + ',' + py.toFixed(1);
-      if (s.main) area += (fresh ? `M${px.toFixed(1)},${y(0).toFixed(1)}L` : 'L') + px.toFixed(1) + ',' + py.toFixed(1);
-      if (fresh) runStart = px;
+      if (typeof v !== 'number' || !isFinite(v) || p.time_ms < t0) { run = null; continue; }
+      if (!run || p.time_ms - prevT > gap) runs.push((run = []));
+      run.push([x(p.time_ms), y(v)]);
       prevT = p.time_ms;
-      prevX = px;
     }
-    if (runStart != null && s.main) area += `L${prevX.toFixed(1)},${y(0).toFixed(1)}L${runStart.toFixed(1)},${y(0).toFixed(1)}Z`;
-    if (s.main && area) g.append(svg('path', { d: area, class: 'area' }));
-    if (d) g.append(svg('path', { d, class: s.main ? 'line main' : 'line rep c' + (s.i % 6) }, svg('title', null, s.main ? 'all replicas' : s.name)));
+    const cls = s.main ? 'main' : 'rep c' + (s.i % 6);
+    const title = svg('title', null, s.main ? 'all replicas' : s.name);
+    if (s.main) {
+      const area = runs.filter((r) => r.length > 1).map((r) => `M${f1(r[0][0])},${f1(y(0))}` +
+        r.map(([px, py]) => `L${f1(px)},${f1(py)}`).join('') + `L${f1(r[r.length - 1][0])},${f1(y(0))}Z`).join('');
+      if (area) g.append(svg('path', { d: area, class: 'area' }));
+    }
+    const d = runs.filter((r) => r.length > 1).map((r) => r.map(([px, py], i) => (i ? 'L' : 'M') + f1(px) + ',' + f1(py)).join('')).join('');
+    if (d) g.append(svg('path', { d, class: 'line ' + cls }, title));
+    // A lone point has no line: a dot; so has the newest value of the sum.
+    for (const r of runs) if (r.length === 1) g.append(svg('circle', { cx: f1(r[0][0]), cy: f1(r[0][1]), r: s.main ? 2.2 : 1.6, class: 'dot ' + cls }));
+    const lastRun = runs[runs.length - 1];
+    if (s.main && lastRun && lastRun.length > 1) {
+      const [px, py] = lastRun[lastRun.length - 1];
+      g.append(svg('circle', { cx: f1(px), cy: f1(py), r: 2.2, class: 'dot main' }));
+    }
   }
   fig.append(g);
   if (series.length > 1) fig.append(h('div', { class: 'legend' }, h('span', { class: 'key main' }, 'all'),
@@ -1058,7 +1077,9 @@ async function nodePage(c, main, id) {
     if (c.alive()) render(d);
   });
   c.every(10000, refresh);
-  follow(c, () => '/v1/events', (e) => { if (e.node === id || e.replica || e.kind.startsWith('node_')) refresh(); });
+  let connects = 0;
+  follow(c, () => '/v1/events', (e) => { if (e.node === id || e.replica || e.kind.startsWith('node_')) refresh(); },
+    { onConnect: () => { if (connects++) refresh(); } });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1102,9 +1123,7 @@ async function eventsPage(c, main, q) {
   svcIn.addEventListener('input', onFilter);
   kind.addEventListener('change', onFilter);
   draw();
-  let last = 0;
-  follow(c, () => '/v1/events?since=' + last, (e) => {
-    if (e.seq) last = e.seq;
+  followEvents(c, '', (e) => {
     all.push(e);
     if (all.length > EVENT_CAP) all.splice(0, all.length - EVENT_CAP);
     draw();
