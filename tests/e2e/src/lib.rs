@@ -250,6 +250,28 @@ impl Server {
         self.spawn();
     }
 
+    /// SIGTERM to the daemon, as `systemctl stop` sends; whether it exited within `within`
+    /// (if not, it is killed). Started again by [`Server::restart`] or on drop.
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
     /// Stopped (kill -9 of the daemon only) and started again with other extra flags.
     pub fn restart_with(&mut self, extra: &[&str]) {
         self.kill9();

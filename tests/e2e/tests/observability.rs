@@ -386,6 +386,33 @@ fn metrics_history_top_and_time_windows_on_one_node() {
         "{out:?}"
     );
 
+    // A stop is not held up by answers that never end (`dash events`, `dash logs -f`, an
+    // open portal): they are cut after a short grace.
+    let mut s = s;
+    let mut followers: Vec<std::process::Child> = [&["events"][..], &["logs", "-f", "talk"][..]]
+        .iter()
+        .map(|args| {
+            std::process::Command::new(dash_e2e::dash_bin())
+                .args(*args)
+                .env("DASH_ADDR", &s.addr)
+                .env("DASH_TOKEN", token.trim())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    let stopped = s.terminate(Duration::from_secs(15));
+    for f in &mut followers {
+        let _ = f.kill();
+        let _ = f.wait();
+    }
+    assert!(
+        stopped,
+        "dash server did not stop on SIGTERM with streams open:\n{}",
+        dash_e2e::tail(&s.log(), 20)
+    );
+    s.restart();
     s.remove_all_services();
 }
 

@@ -24,6 +24,7 @@ mod admin_tls;
 mod cluster;
 mod routes;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -131,6 +132,28 @@ pub struct LocalNode {
     pub exec: LocalExec,
     /// The node's series for /metrics (its replicas and proxy).
     pub series: crate::telemetry::NodeSeries,
+}
+
+/// How long the admin API lets requests in flight finish once the daemon stops.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Runs an admin API server (which stops taking connections at `shutdown`) and, once
+/// `shutdown` comes, lets what is in flight finish for [`SHUTDOWN_GRACE`]: answers that never
+/// end (`dash events`, `dash logs -f`, an open portal) are cut then, or a stop would wait for
+/// them for ever.
+async fn with_grace<F, E>(serve: F, mut shutdown: watch::Receiver<bool>)
+where
+    F: std::future::Future<Output = Result<(), E>>,
+{
+    tokio::select! {
+        _ = serve => {}
+        _ = async {
+            let _ = shutdown.changed().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::info!("admin API: streams still open after {SHUTDOWN_GRACE:?} closed");
+        }
+    }
 }
 
 /// Why a master could not start. The messages are what the daemon prints (with the causes).
@@ -505,13 +528,13 @@ impl Master {
                             addr: l.addr,
                             source,
                         })?;
-                    tokio::spawn(async move {
-                        let _ = axum::serve(tls, app).with_graceful_shutdown(stopped).await;
-                    })
+                    let serve = axum::serve(tls, app).with_graceful_shutdown(stopped);
+                    tokio::spawn(with_grace(serve.into_future(), shutdown.clone()))
                 }
-                _ => tokio::spawn(async move {
-                    let _ = axum::serve(tcp, app).with_graceful_shutdown(stopped).await;
-                }),
+                _ => {
+                    let serve = axum::serve(tcp, app).with_graceful_shutdown(stopped);
+                    tokio::spawn(with_grace(serve.into_future(), shutdown.clone()))
+                }
             };
             tasks.push(server);
         }
