@@ -397,6 +397,42 @@ pub struct OidcInfo {
     pub scopes: String,
 }
 
+/// `POST /v1/login/device` (no token needed): a device login started with the provider for a
+/// browser (the portal), which cannot reach the provider itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceLogin {
+    /// What `POST /v1/login/token` takes back.
+    pub device_code: String,
+    /// What the person confirms at `verification_uri`.
+    pub user_code: String,
+    pub verification_uri: String,
+    /// The page with the code filled in, when the provider has one.
+    pub verification_uri_complete: Option<String>,
+    /// Ask for the token no more often than this.
+    pub interval_s: u64,
+    pub expires_in_s: u64,
+}
+
+/// `POST /v1/login/token` (no token needed): exactly one of a device login's code (is it
+/// confirmed yet?) or a refresh token (a new ID token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoginGrant {
+    #[serde(default)]
+    pub device_code: Option<String>,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+/// The answer of `POST /v1/login/token`: the ID token is the bearer token of the admin API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoginTokens {
+    pub id_token: String,
+    pub refresh_token: Option<String>,
+}
+
 /// `GET /v1/whoami`: the caller, as the admin API sees its token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

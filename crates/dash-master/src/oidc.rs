@@ -91,6 +91,43 @@ pub struct Discovery {
     pub device_authorization_endpoint: Option<String>,
 }
 
+/// What a token request trades in.
+#[derive(Debug, Clone, Copy)]
+pub enum Grant<'a> {
+    /// A device login's code.
+    Device(&'a str),
+    Refresh(&'a str),
+}
+
+/// Why a login step through the provider did not give tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowError {
+    /// The provider answered with an OAuth error: `authorization_pending` and `slow_down`
+    /// mean ask again later; `expired_token`, `access_denied`, `invalid_grant` that it is over.
+    Provider { error: String, description: String },
+    /// The provider could not be asked, or answered nonsense.
+    Unreachable(String),
+}
+
+/// The provider's answers to the device and token endpoints (the parts used).
+#[derive(Deserialize)]
+struct DeviceAnswer {
+    device_code: String,
+    user_code: String,
+    verification_uri: String,
+    verification_uri_complete: Option<String>,
+    interval: Option<u64>,
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    id_token: Option<String>,
+    refresh_token: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
 /// At most one fetch of the keys in this time for unknown key ids (a flood of forged tokens
 /// does not become a flood of requests to the provider; a rotated key is picked up within it).
 const REFETCH_AFTER: Duration = Duration::from_secs(1);
@@ -202,6 +239,90 @@ impl Oidc {
         match find(&*self.keys.read().await) {
             Some(k) => k.map_err(|e| format!("key {kid}: {e}")),
             None => Err(format!("the provider has no signing key {kid:?}")),
+        }
+    }
+
+    /// The provider's endpoints for a device login: (device authorization, token).
+    async fn device_endpoints(&self) -> Result<(String, String), FlowError> {
+        let d = self.discovery().await.map_err(FlowError::Unreachable)?;
+        match (d.device_authorization_endpoint, d.token_endpoint) {
+            (Some(device), Some(token)) => Ok((device, token)),
+            _ => Err(FlowError::Unreachable(format!(
+                "the provider {} offers no device flow (no device_authorization_endpoint)",
+                self.cfg.issuer
+            ))),
+        }
+    }
+
+    /// Starts a device login for a browser: the code the person confirms at the provider.
+    pub async fn start_device(&self) -> Result<dash_core::api::DeviceLogin, FlowError> {
+        let (device, _) = self.device_endpoints().await?;
+        let answer = self
+            .http
+            .post(&device)
+            .form(&[
+                ("client_id", self.cfg.client_id.as_str()),
+                ("scope", self.cfg.scopes.as_str()),
+            ])
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| {
+                FlowError::Unreachable(format!("asking {device} for a device code: {e}"))
+            })?;
+        let a: DeviceAnswer = answer
+            .json()
+            .await
+            .map_err(|e| FlowError::Unreachable(format!("reading {device}'s answer: {e}")))?;
+        Ok(dash_core::api::DeviceLogin {
+            device_code: a.device_code,
+            user_code: a.user_code,
+            verification_uri: a.verification_uri,
+            verification_uri_complete: a.verification_uri_complete,
+            interval_s: a.interval.unwrap_or(5).max(1),
+            expires_in_s: a.expires_in.unwrap_or(600),
+        })
+    }
+
+    /// The ID token of a confirmed device login, or a new one for a refresh token.
+    pub async fn grant(&self, grant: Grant<'_>) -> Result<dash_core::api::LoginTokens, FlowError> {
+        let (_, token) = self.device_endpoints().await?;
+        let client_id = self.cfg.client_id.as_str();
+        let form: [(&str, &str); 3] = match grant {
+            Grant::Device(code) => [
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("device_code", code),
+                ("client_id", client_id),
+            ],
+            Grant::Refresh(refresh) => [
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh),
+                ("client_id", client_id),
+            ],
+        };
+        let a: TokenAnswer = self
+            .http
+            .post(&token)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| FlowError::Unreachable(format!("asking {token}: {e}")))?
+            .json()
+            .await
+            .map_err(|e| FlowError::Unreachable(format!("reading {token}'s answer: {e}")))?;
+        match (a.id_token, a.error) {
+            (Some(id_token), _) => Ok(dash_core::api::LoginTokens {
+                id_token,
+                refresh_token: a.refresh_token,
+            }),
+            (None, Some(error)) => Err(FlowError::Provider {
+                error,
+                description: a.error_description.unwrap_or_default(),
+            }),
+            (None, None) => Err(FlowError::Unreachable(
+                "the provider answered no ID token: ask for the openid scope (--oidc-scopes)"
+                    .into(),
+            )),
         }
     }
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 const ROLES: [&str; 3] = ["read", "deploy", "admin"];
 
 /// The routes that need no token: how to log in.
-const PUBLIC: [&str; 1] = ["/v1/login"];
+const PUBLIC: [&str; 3] = ["/v1/login", "/v1/login/device", "/v1/login/token"];
 
 /// What the issue says each kind of route needs, written here independently of the server's
 /// table: `read` is GETs; `deploy` is shipping services (exec included); `admin` is nodes,
@@ -128,9 +128,13 @@ fn every_route_is_open_to_the_roles_it_names_and_refused_to_the_others() {
                 "{method} {path}: the document's role"
             );
             if role == "none" {
-                // Answered without any token.
+                // Answered without any token (the device login answers 409 here: this
+                // server has no OpenID Connect provider; answered all the same).
                 let (status, text) = ask(&s.addr, &method, &concrete, "");
-                assert!(status < 400, "{method} {concrete} without a token: {text}");
+                assert!(
+                    status != 401 && status != 403 && status < 500,
+                    "{method} {concrete} without a token: {text}"
+                );
             }
             for (held, token) in &tokens {
                 let (status, text) = ask(&s.addr, &method, &concrete, token);

@@ -252,6 +252,63 @@ fn people_log_in_with_the_provider_and_get_the_role_of_their_groups() {
         std::thread::sleep(Duration::from_millis(250));
     };
     assert_eq!(status, 200, "{body}");
+
+    // The device flow through the master, for a browser that cannot reach the provider:
+    // start, not confirmed yet, confirmed, refreshed; bad grants refused clearly.
+    let public = |path: &str, body: serde_json::Value| {
+        dash_e2e::http_request_json(&s.addr, "POST", path, "none", &body).unwrap()
+    };
+    let (status, body) = public("/v1/login/device", serde_json::json!({}));
+    assert_eq!(status, 200, "{body}");
+    let start: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let code = start["device_code"].as_str().unwrap();
+    assert!(
+        start["verification_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with(&p.issuer())
+    );
+    let (status, body) = public("/v1/login/token", serde_json::json!({"device_code": code}));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("authorization_pending"), "{body}");
+    p.approve(start["user_code"].as_str().unwrap(), "alice");
+    let (status, body) = public("/v1/login/token", serde_json::json!({"device_code": code}));
+    assert_eq!(status, 200, "{body}");
+    let tokens: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (status, me) = ask(
+        &s,
+        "GET",
+        "/v1/whoami",
+        tokens["id_token"].as_str().unwrap(),
+    );
+    assert_eq!(status, 200, "{me}");
+    assert!(me.contains("oidc alice") && me.contains("deploy"), "{me}");
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let (status, body) = public(
+        "/v1/login/token",
+        serde_json::json!({"refresh_token": refresh}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let again: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        ask(
+            &s,
+            "GET",
+            "/v1/services",
+            again["id_token"].as_str().unwrap()
+        )
+        .0,
+        200
+    );
+    let (status, body) = public("/v1/login/token", serde_json::json!({}));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("device_code"), "{body}");
+    let (status, body) = public(
+        "/v1/login/token",
+        serde_json::json!({"device_code": "forged"}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("refused the login"), "{body}");
 }
 
 /// The ID token in credentials.toml, without a TOML dependency for one field.

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use dash_core::api::{ApiError, AuditEntry, LoginInfo, OidcInfo, WhoAmI};
+use dash_core::api::{ApiError, AuditEntry, WhoAmI};
 use serde::Deserialize;
 
 use super::AppState;
@@ -57,23 +57,5 @@ pub async fn whoami(
         who: caller.who,
         role: caller.access.as_str().into(),
         master: s.node.clone(),
-    })
-}
-
-/// How to log in to this cluster (no token needed): its OpenID Connect provider, if any. `dash
-/// login --oidc` starts here.
-#[utoipa::path(get, path = "/v1/login", tag = "nodes", operation_id = "login_info",
-    security(()),
-    responses((status = 200, body = LoginInfo)))]
-pub async fn login(State(s): State<AppState>) -> Json<LoginInfo> {
-    Json(LoginInfo {
-        oidc: s.oidc.as_ref().map(|o| {
-            let c = o.config();
-            OidcInfo {
-                issuer: c.issuer.clone(),
-                client_id: c.client_id.clone(),
-                scopes: c.scopes.clone(),
-            }
-        }),
     })
 }

@@ -71,7 +71,7 @@ impl Access {
 }
 
 /// The routes that need no token (outside the guard): how to log in.
-pub const PUBLIC: [&str; 1] = ["/v1/login"];
+pub const PUBLIC: [&str; 3] = ["/v1/login", "/v1/login/device", "/v1/login/token"];
 
 /// The role a request needs: the one table of the admin API's permissions (the OpenAPI
 /// document shows it on every operation as `x-dash-role`).

@@ -11,6 +11,7 @@ mod events;
 mod exec;
 mod images;
 mod listener;
+mod login;
 mod logs;
 mod metrics;
 mod networks;
@@ -177,7 +178,9 @@ pub fn router(state: AppState) -> Router {
             auth::guard,
         ))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/v1/login", get(audit::login))
+        .route("/v1/login", get(login::login))
+        .route("/v1/login/device", post(login::device))
+        .route("/v1/login/token", post(login::token))
         .route("/ui", get(ui::page))
         .route("/ui/", get(ui::page))
         .route("/ui/{*file}", get(ui::asset))
