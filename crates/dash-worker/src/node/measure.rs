@@ -37,7 +37,12 @@ pub async fn measure_node<F, Fut>(
             None => Vec::new(),
             Some(mut s) => {
                 match tokio::task::spawn_blocking(move || {
+                    let started = std::time::Instant::now();
                     let out = s.sample();
+                    super::telemetry::collection_time(
+                        super::telemetry::Collection::Sample,
+                        started,
+                    );
                     (s, out)
                 })
                 .await

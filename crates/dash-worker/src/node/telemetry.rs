@@ -15,12 +15,38 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dash_proxy::ProxyHandle;
 use dash_rpc::exposition::{self, Kind, Labels, Snapshot};
 use dash_runtime::container::ContainerRuntime;
 use dash_store::WorkerStore;
 use tokio::sync::watch;
+
+/// Time this process spent collecting: the 2 s measurement (`Sample`) and /metrics
+/// scrapes (`Scrape`), in ns, and how many of each: what collection costs, measured by
+/// itself (`dash_node_collection_seconds_total`).
+static COLLECTION: [(AtomicU64, AtomicU64); 2] = [
+    (AtomicU64::new(0), AtomicU64::new(0)),
+    (AtomicU64::new(0), AtomicU64::new(0)),
+];
+
+/// A kind of collection work.
+#[derive(Debug, Clone, Copy)]
+pub enum Collection {
+    Sample = 0,
+    Scrape = 1,
+}
+
+/// Counts the time since `started` as collection work of `kind`.
+pub fn collection_time(kind: Collection, started: std::time::Instant) {
+    let (ns, n) = &COLLECTION[kind as usize];
+    ns.fetch_add(
+        u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    n.fetch_add(1, Ordering::Relaxed);
+}
 
 /// What is read of one container.
 #[derive(Debug, Default)]
@@ -75,6 +101,7 @@ impl Telemetry {
 
     /// The series as of now.
     pub async fn snapshot(&self) -> Snapshot {
+        let started = std::time::Instant::now();
         let mut s = Snapshot::new();
         for (name, help, kind) in [
             ("container_cpu_usage_seconds", CPU, Kind::Counter),
@@ -111,6 +138,23 @@ impl Telemetry {
         self.replicas(&mut s).await;
         self.proxy_series(&mut s);
         exposition::process_metrics(&mut s);
+        collection_time(Collection::Scrape, started);
+        for (kind, i) in [("sample", 0), ("scrape", 1)] {
+            let (ns, n) = &COLLECTION[i];
+            let what = exposition::labels([("what", kind)]);
+            s.counter(
+                "dash_node_collection_seconds",
+                "Time this daemon spent collecting: the 2 s measurement of its replicas and proxy (sample) and reading them for /metrics (scrape)",
+                what.clone(),
+                ns.load(Ordering::Relaxed) as f64 / 1e9,
+            );
+            s.counter(
+                "dash_node_collections",
+                "Collections done, by kind",
+                what,
+                n.load(Ordering::Relaxed) as f64,
+            );
+        }
         s
     }
 
