@@ -3,6 +3,7 @@
 // Text from the API only ever reaches the page as text nodes (`h` below): never as markup.
 
 const TOKEN_KEY = 'dash.token';
+const REFRESH_KEY = 'dash.refresh'; // beside an OpenID Connect login's ID token: renews it
 const NEXT_KEY = 'dash.next';
 const RANK = { read: 1, deploy: 2, admin: 3 };
 const LOG_CAP = 1000;
@@ -151,8 +152,10 @@ function noteDate(r) {
   if (!Number.isNaN(d) && Math.abs(d + 500 - Date.now() - skew) > 1500) skew = d + 500 - Date.now();
 }
 
-async function request(path, { method = 'GET', body, signal, auth = token } = {}) {
-  const headers = { Authorization: 'Bearer ' + auth };
+/** One HTTP call; an answer other than 2xx is thrown as an ApiError. No bearer: no token sent. */
+async function send(path, { method = 'GET', body, signal, bearer }) {
+  const headers = {};
+  if (bearer) headers.Authorization = 'Bearer ' + bearer;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let r;
   try {
@@ -175,6 +178,71 @@ async function request(path, { method = 'GET', body, signal, auth = token } = {}
   return r;
 }
 
+/**
+ * A call with the session's token, or with `auth` (`''`: none, for the public login routes).
+ * When the session's token is refused (401: an ID token expires) and the login was an OpenID
+ * Connect one with a refresh token, the login is renewed once and the call made again.
+ */
+async function request(path, { method = 'GET', body, signal, auth } = {}) {
+  const session = auth === undefined;
+  const bearer = session ? token : auth;
+  try {
+    return await send(path, { method, body, signal, bearer });
+  } catch (e) {
+    if (!session || !bearer || !(e instanceof ApiError) || e.status !== 401) throw e;
+    const fresh = await renew(bearer);
+    if (!fresh.token) {
+      if (!fresh.why) throw e;
+      const gone = new ApiError(401, e.code, 'the login expired and could not be renewed: ' + fresh.why);
+      gone.title = 'logged out';
+      throw gone;
+    }
+    return send(path, { method, body, signal, bearer: fresh.token });
+  }
+}
+
+let renewing = null; // the renewal under way: one for all the calls refused meanwhile
+
+/**
+ * A new ID token for the refused one (`stale`) from the refresh token (POST /v1/login/token):
+ * `{token}`, or `{why}` when the renewal failed, or `{}` when there is nothing to renew with.
+ * The provider may hand out a new refresh token each time (the old one then no longer
+ * counts), hence a single renewal at a time.
+ */
+function renew(stale) {
+  if (token && token !== stale) return Promise.resolve({ token }); // renewed meanwhile
+  const refresh = sessionStorage.getItem(REFRESH_KEY);
+  if (!token || !refresh) return Promise.resolve({});
+  if (!renewing) {
+    renewing = (async () => {
+      try {
+        const r = await send('/v1/login/token', { method: 'POST', body: { refresh_token: refresh } });
+        const t = await r.json();
+        if (!t || typeof t.id_token !== 'string' || !t.id_token) return { why: 'the server sent no ID token' };
+        // Logged out (or in as someone else) meanwhile: not this session's token any more.
+        if (sessionStorage.getItem(REFRESH_KEY) !== refresh) return {};
+        token = t.id_token;
+        sessionStorage.setItem(TOKEN_KEY, token);
+        if (typeof t.refresh_token === 'string' && t.refresh_token) sessionStorage.setItem(REFRESH_KEY, t.refresh_token);
+        return { token };
+      } catch (e) {
+        return { why: e.message || String(e) };
+      } finally {
+        renewing = null;
+      }
+    })();
+  }
+  return renewing;
+}
+
+/** Forgets the session's token (and its refresh token). */
+function forget() {
+  token = null;
+  me = null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(REFRESH_KEY);
+}
+
 /** A JSON call; a 401 (revoked or expired token) sends the user back to the login page. */
 async function api(path, opts = {}) {
   try {
@@ -182,7 +250,7 @@ async function api(path, opts = {}) {
     const text = await r.text();
     return text ? JSON.parse(text) : null;
   } catch (e) {
-    if (e instanceof ApiError && e.status === 401) refused(e.message);
+    if (e instanceof ApiError && e.status === 401) refused(e.message, e.title);
     throw e;
   }
 }
@@ -195,14 +263,13 @@ function whoami() {
   return me;
 }
 
-function refused(message) {
+function refused(message, title) {
   if (!location.pathname.startsWith('/ui/login')) {
     sessionStorage.setItem(NEXT_KEY, location.pathname + location.search + location.hash);
   }
-  token = null;
-  me = null;
-  sessionStorage.removeItem(TOKEN_KEY);
+  forget();
   loginMessage = message || 'the server refused the token';
+  loginTitle = title || 'token refused';
   go('/ui/login', true);
 }
 
@@ -243,7 +310,7 @@ async function follow(c, path, onItem, { onGone, onConnect } = {}) {
       if (performance.now() - since > 5000) wait = 500;
     } catch (e) {
       if (c.signal.aborted) return;
-      if (e instanceof ApiError && e.status === 401) return refused(e.message);
+      if (e instanceof ApiError && e.status === 401) return refused(e.message, e.title);
       if (e instanceof ApiError && e.status === 404 && onGone) return onGone(e);
     }
     if (c.signal.aborted) return;
@@ -404,9 +471,7 @@ document.addEventListener('click', (e) => {
   if (url.origin !== location.origin || !url.pathname.startsWith('/ui') || a.target) return;
   e.preventDefault();
   if (a.id === 'logout') {
-    token = null;
-    me = null;
-    sessionStorage.removeItem(TOKEN_KEY);
+    forget();
     loginMessage = '';
   }
   if (url.pathname === location.pathname && url.search === location.search && url.hash) {
@@ -487,17 +552,39 @@ async function can(role) {
 // Login
 
 let loginMessage = '';
+let loginTitle = 'token refused';
+
+/** Logged in: keeps the token (and an OpenID Connect login's refresh token), goes on where the
+ * user was going. */
+function loggedIn(t, w, refresh) {
+  forget();
+  token = t;
+  sessionStorage.setItem(TOKEN_KEY, t);
+  if (refresh) sessionStorage.setItem(REFRESH_KEY, refresh);
+  me = Promise.resolve(w);
+  loginMessage = '';
+  const next = sessionStorage.getItem(NEXT_KEY);
+  sessionStorage.removeItem(NEXT_KEY);
+  go(next && next.startsWith('/ui') && !next.startsWith('/ui/login') ? next : '/ui/', true);
+}
 
 function loginPage(c, main) {
   document.title = 'Log in · Dash';
   const input = h('input', { id: 'token', type: 'password', autocomplete: 'off', spellcheck: 'false',
     placeholder: 'DASH1-…', required: true });
   const err = h('p', { id: 'login-error', class: 'login-error', role: 'alert' },
-    loginMessage ? [h('b', null, 'token refused'), h('span', { class: 'why' }, loginMessage)] : null);
+    loginMessage ? [h('b', null, loginTitle), h('span', { class: 'why' }, loginMessage)] : null);
   err.hidden = !loginMessage;
+  /** Says why the login did not work: a heading and, below it, the server's words. */
+  const say = (title, why) => {
+    err.replaceChildren(h('b', null, title), why ? h('span', { class: 'why' }, why) : null);
+    err.hidden = false;
+  };
   const button = h('button', { id: 'login', type: 'submit', class: 'primary' }, 'Log in');
+  const oidc = h('div', { id: 'oidc', class: 'oidc', hidden: true });
   const form = h('form', { id: 'login-form', class: 'login', novalidate: true },
     h('h1', null, 'Dash'),
+    oidc,
     h('label', { for: 'token' }, 'Admin API token'),
     input, button, err,
     h('p', { class: 'muted' }, 'A token made by ', h('code', null, 'dash token create --role read'), ' (or deploy, admin), or the server\u2019s admin.token. It is kept in this browser tab only, until you log out.'));
@@ -509,14 +596,7 @@ function loginPage(c, main) {
     button.disabled = true;
     try {
       const r = await request('/v1/whoami', { auth: t, signal: c.signal });
-      const w = await r.json();
-      token = t;
-      sessionStorage.setItem(TOKEN_KEY, t);
-      me = Promise.resolve(w);
-      loginMessage = '';
-      const next = sessionStorage.getItem(NEXT_KEY);
-      sessionStorage.removeItem(NEXT_KEY);
-      go(next && next.startsWith('/ui') && !next.startsWith('/ui/login') ? next : '/ui/', true);
+      loggedIn(t, await r.json(), null);
     } catch (e2) {
       if (e2.name === 'AbortError') return;
       err.replaceChildren(...(e2.status === 401
@@ -528,6 +608,142 @@ function loginPage(c, main) {
   });
   main.replaceChildren(form);
   input.focus();
+  // The cluster's OpenID Connect provider, if it has one (asked without a token). The form
+  // says when it knows (data-oidc: yes, no, unknown).
+  request('/v1/login', { auth: '', signal: c.signal }).then((r) => r.json()).then((info) => {
+    if (!c.alive()) return;
+    const o = info && info.oidc;
+    form.dataset.oidc = o && o.issuer ? 'yes' : 'no';
+    if (o && o.issuer) oidcLogin(c, oidc, o, err, say);
+  }, (e) => {
+    if (e.name !== 'AbortError') form.dataset.oidc = 'unknown';
+  });
+}
+
+/** An http(s) URL as given, or null (a provider's link is never javascript: or the like). */
+function webUrl(u) {
+  try {
+    const url = new URL(String(u));
+    return url.protocol === 'https:' || url.protocol === 'http:' ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * "Log in with <provider>": the OpenID Connect device flow through the Dash server (the page
+ * may reach its own origin only). POST /v1/login/device gives a code the person confirms at
+ * the provider (in another tab); meanwhile POST /v1/login/token is asked every interval until
+ * it gives the ID token, says the login is over, or the code expires.
+ */
+function oidcLogin(c, box, o, err, say) {
+  let host = o.issuer;
+  try { host = new URL(o.issuer).host || o.issuer; } catch { /* not a URL: as given */ }
+  const start = h('button', { id: 'oidc-login', type: 'button', class: 'primary' }, 'Log in with ' + host);
+  const pending = h('div', { id: 'oidc-pending', class: 'oidc-pending', 'aria-live': 'polite' });
+  pending.hidden = true;
+  box.replaceChildren(start, pending, h('div', { class: 'or' }, h('span', null, 'or with a token')));
+  box.hidden = false;
+  let flow = null; // the device login under way: its lifetime (requests and timers)
+  c.signal.addEventListener('abort', () => { if (flow) flow.close(); }, { once: true });
+  const stop = () => {
+    if (flow) flow.close();
+    flow = null;
+    pending.hidden = true;
+    pending.replaceChildren();
+    start.hidden = false;
+    start.disabled = false;
+  };
+
+  start.addEventListener('click', async () => {
+    stop();
+    err.hidden = true;
+    start.disabled = true;
+    const f = (flow = lifetime());
+    let d;
+    try {
+      const r = await request('/v1/login/device', { method: 'POST', body: {}, auth: '', signal: f.signal });
+      d = await r.json();
+      if (!d || typeof d.device_code !== 'string' || typeof d.user_code !== 'string') throw new Error('the server sent no device code');
+    } catch (e) {
+      if (e.name === 'AbortError' || flow !== f) return;
+      stop();
+      say('could not start the login with ' + host, e.message);
+      return;
+    }
+
+    // The code to confirm, and where.
+    const uri = webUrl(d.verification_uri_complete) || webUrl(d.verification_uri);
+    const code = h('div', { id: 'oidc-code', class: 'oidc-code', title: 'the code to confirm' }, d.user_code);
+    const status = h('p', { id: 'oidc-status', class: 'muted' });
+    const cancel = h('button', { id: 'oidc-cancel', type: 'button' }, 'Cancel');
+    cancel.addEventListener('click', stop);
+    let copy = null;
+    if (navigator.clipboard && window.isSecureContext) {
+      copy = h('button', { id: 'oidc-copy', type: 'button', class: 'small' }, 'Copy');
+      copy.addEventListener('click', () => navigator.clipboard.writeText(d.user_code)
+        .then(() => { copy.textContent = 'Copied'; }, () => { copy.textContent = 'Select it to copy'; }));
+    }
+    pending.replaceChildren(
+      h('div', { class: 'oidc-code-row' }, code, copy),
+      h('p', null, 'Confirm this code at your provider; this page continues by itself.'),
+      h('div', { class: 'oidc-buttons' },
+        uri ? h('a', { id: 'oidc-link', class: 'button primary', href: uri, target: '_blank', rel: 'noopener noreferrer' },
+          'Open ' + host + ' \u2197') : h('span', { class: 'mono' }, String(d.verification_uri || '')),
+        cancel),
+      status);
+    start.hidden = true;
+    pending.hidden = false;
+
+    let wait = Math.max(1, Number(d.interval_s) || 5) * 1000;
+    const lasts = Math.max(1, Number(d.expires_in_s) || 600) * 1000;
+    const until = performance.now() + lasts;
+    const waiting = 'Waiting for the confirmation… the code expires at ' + clock(Date.now() + lasts) + '.';
+    status.textContent = waiting;
+    for (;;) {
+      await f.sleep(Math.min(wait, Math.max(0, until - performance.now())));
+      if (!f.alive()) return;
+      if (performance.now() >= until) {
+        stop();
+        start.textContent = 'Start again with ' + host;
+        say('the code expired', 'It was not confirmed in time: start again for a new code.');
+        start.focus();
+        return;
+      }
+      let t;
+      try {
+        const r = await request('/v1/login/token', { method: 'POST', body: { device_code: d.device_code }, auth: '', signal: f.signal });
+        t = await r.json();
+        if (!t || typeof t.id_token !== 'string' || !t.id_token) throw new Error('the server sent no ID token');
+      } catch (e) {
+        if (e.name === 'AbortError' || !f.alive()) return;
+        if (e.status === 400 && e.code === 'authorization_pending') { status.textContent = waiting; continue; }
+        if (e.status === 400 && e.code === 'slow_down') { wait += 5000; continue; }
+        // The server or the provider not reached: not the end of the login, ask again.
+        if (e instanceof ApiError && (e.status === 0 || e.status >= 500)) {
+          status.textContent = e.message + '; asking again…';
+          continue;
+        }
+        stop();
+        say('login refused', e.message);
+        return;
+      }
+      // Confirmed: who the ID token says, as the token login checks it.
+      try {
+        const r = await request('/v1/whoami', { auth: t.id_token, signal: f.signal });
+        const w = await r.json();
+        if (!f.alive()) return;
+        flow = null;
+        f.close();
+        loggedIn(t.id_token, w, t.refresh_token || null);
+      } catch (e) {
+        if (e.name === 'AbortError' || !f.alive()) return;
+        stop();
+        say('login refused', e.message);
+      }
+      return;
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------------------

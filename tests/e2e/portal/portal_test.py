@@ -12,6 +12,9 @@ scales it to 3 from the page and leaves it so. It kills one replica's container 
 host (so: root, on the machine of the replica's node), found by its cgroup in /proc or by
 --data-dir's containers/<id>/pid.
 
+The login page must offer "Log in with <provider>" (#oidc-login) exactly when GET /v1/login
+names an OpenID Connect provider; that login itself is oidc_login_test.py's.
+
 It stops at the first thing wrong, with a message and exit status 1. With --measure it
 prints the overview's first load as one JSON line: {"overview_bytes":N,"first_render_ms":M}.
 """
@@ -250,9 +253,11 @@ class PortalTest:
             raise Failure(f"service {svc} has no replica (dash ps {svc})")
         replicas_before = len(before)
 
-        # 1. The login page; a wrong token is refused.
+        # 1. The login page; a wrong token is refused. It offers "Log in with <provider>"
+        # (#oidc-login) if and only if the server has an OpenID Connect provider.
         self.wd.get(self.base + "/ui/")
         self.wait("the login page at /ui/ (no token yet)", 10, lambda: self.wd.find("#token"))
+        self.check_oidc_button()
         self.shot("login")
         self.login("wrong-" + uuid.uuid4().hex)
         msg = self.wait("#login-error after a wrong token", 10, lambda: self.visible_text("#login-error"))
@@ -441,6 +446,32 @@ class PortalTest:
 
         log(f"done; {svc} is left at the 3 replicas the page scaled it to (it had {replicas_before})")
 
+    def login_info(self):
+        """GET /v1/login (no token): {"oidc": {...} | null}."""
+        try:
+            with urllib.request.urlopen(self.base + "/v1/login", timeout=10) as r:
+                return json.loads(r.read())
+        except (OSError, ValueError) as e:
+            raise Failure(f"GET /v1/login: {e}")
+
+    def check_oidc_button(self):
+        """The login page shows #oidc-login exactly when GET /v1/login names a provider."""
+        oidc = self.login_info().get("oidc")
+        known = self.wait("the login page's answer of GET /v1/login (#login-form[data-oidc])", 10,
+                          lambda: self.wd.js("const f = document.getElementById('login-form');"
+                                             "return f && f.dataset.oidc;"))
+        shown = self.visible_text("#oidc-login")
+        if oidc:
+            if known != "yes" or not shown:
+                raise Failure(f"the server has the provider {oidc.get('issuer')} but the login page "
+                              f"offers no #oidc-login (data-oidc={known!r})")
+            log(f"the login page offers {shown.strip()!r}")
+        else:
+            if known != "no" or self.wd.find("#oidc-login"):
+                raise Failure(f"the server has no OpenID Connect provider but the login page has "
+                              f"#oidc-login or data-oidc={known!r}")
+            log("no OpenID Connect provider: no #oidc-login on the login page")
+
     def no_reload(self, when):
         if self.wd.js("return window.__noReload;") != 1:
             raise Failure(f"the page reloaded (window.__noReload gone) {when}")
@@ -515,21 +546,11 @@ def start_chromedriver(port, logfile):
     raise Failure(f"chromedriver did not get ready on port {port} within 20 s")
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--addr", required=True, help="the admin API, host:port (plain HTTP)")
-    p.add_argument("--dash", required=True, help="the dash CLI binary")
-    p.add_argument("--admin-token", required=True)
-    p.add_argument("--read-token", required=True)
-    p.add_argument("--service", required=True, help="an existing service (a shell loop printing lines)")
-    p.add_argument("--artifacts", required=True, help="a dir for the screenshots")
-    p.add_argument("--chromedriver-port", type=int, default=9515)
-    p.add_argument("--data-dir", help="the node's data dir (finds a container's pid; else via /proc)")
-    p.add_argument("--measure", action="store_true",
-                   help='print the overview\'s first load: {"overview_bytes":N,"first_render_ms":M}')
-    a = p.parse_args()
+def drive(a, make_test):
+    """Starts chromedriver on a.chromedriver_port and a headless Chromium session, runs
+    make_test(a, wd).run(), and ends both whatever happens. Prints PASS or FAIL: …; returns the
+    exit status (0 or 1)."""
     os.makedirs(a.artifacts, exist_ok=True)
-
     tmp = tempfile.mkdtemp(prefix="dash-portal-test-")
     driver = None
     wd = None
@@ -541,7 +562,7 @@ def main():
             profile = os.path.join(tmp, "profile")
             os.mkdir(profile)
             wd.start(profile)
-            t = PortalTest(a, wd)
+            t = make_test(a, wd)
             try:
                 t.run()
             except Failure:
@@ -580,7 +601,23 @@ def main():
                     pass
                 driver.wait()
         shutil.rmtree(tmp, ignore_errors=True)
-    sys.exit(code)
+    return code
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--addr", required=True, help="the admin API, host:port (plain HTTP)")
+    p.add_argument("--dash", required=True, help="the dash CLI binary")
+    p.add_argument("--admin-token", required=True)
+    p.add_argument("--read-token", required=True)
+    p.add_argument("--service", required=True, help="an existing service (a shell loop printing lines)")
+    p.add_argument("--artifacts", required=True, help="a dir for the screenshots")
+    p.add_argument("--chromedriver-port", type=int, default=9515)
+    p.add_argument("--data-dir", help="the node's data dir (finds a container's pid; else via /proc)")
+    p.add_argument("--measure", action="store_true",
+                   help='print the overview\'s first load: {"overview_bytes":N,"first_render_ms":M}')
+    a = p.parse_args()
+    sys.exit(drive(a, PortalTest))
 
 
 if __name__ == "__main__":
