@@ -420,8 +420,10 @@ pub struct DeviceLogin {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginGrant {
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub device_code: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub refresh_token: Option<String>,
 }
 

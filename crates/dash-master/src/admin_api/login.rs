@@ -91,6 +91,8 @@ pub async fn token(
     State(s): State<AppState>,
     ApiJson(grant): ApiJson<LoginGrant>,
 ) -> Result<Json<LoginTokens>, HttpError> {
+    // Without a provider nothing can be granted, whatever was asked.
+    let oidc = provider(&s)?;
     let grant = match (grant.device_code.as_deref(), grant.refresh_token.as_deref()) {
         (Some(code), None) if !code.is_empty() => Grant::Device(code),
         (None, Some(refresh)) if !refresh.is_empty() => Grant::Refresh(refresh),
@@ -101,6 +103,5 @@ pub async fn token(
             ));
         }
     };
-    let oidc = provider(&s)?;
     oidc.grant(grant).await.map(Json).map_err(flow_error)
 }
