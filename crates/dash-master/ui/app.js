@@ -921,7 +921,8 @@ async function servicePage(c, main, name, q) {
   let scaleDirty = false;
   if (deployer) {
     scaleInput = h('input', { id: 'scale-replicas', type: 'number', min: '0', max: '10000', value: String(svc.spec.replicas) });
-    scaleInput.addEventListener('input', () => { scaleDirty = true; });
+    // Once touched (typed in, cleared, focused), live updates leave the field alone.
+    for (const ev of ['input', 'change', 'focus']) scaleInput.addEventListener(ev, () => { scaleDirty = true; });
     const scale = h('button', { id: 'scale', type: 'button' }, 'Scale');
     const rollback = h('button', { id: 'rollback', type: 'button' }, 'Roll back');
     const remove = h('button', { id: 'remove', type: 'button', class: 'danger' }, 'Remove');

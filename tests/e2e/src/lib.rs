@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod cluster;
+pub mod oidc;
 pub mod registry;
 pub mod ws;
 

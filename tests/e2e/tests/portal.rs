@@ -2,8 +2,9 @@
 //! (`tests/e2e/portal/portal_test.py`, WebDriver over HTTP with Python's standard library):
 //! log in, the overview, a service's page, scale to 3 with a confirmation, a replica killed
 //! from outside shown without a reload, live logs, a read token's page without buttons, a
-//! wrong token and a missing service refused clearly. Screenshots of every page go to
-//! `target/test-artifacts/portal/`.
+//! wrong token and a missing service refused clearly; and the login with OpenID Connect
+//! (`oidc_login_test.py`: the device flow through the master, against the test provider).
+//! Screenshots of every page go to `target/test-artifacts/portal/` and `…/portal-oidc/`.
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
 
@@ -75,5 +76,65 @@ fn the_portal_in_a_real_browser() {
             artifacts.display()
         );
     }
+    s.remove_all_services();
+}
+
+/// "Log in with <provider>": the code shown, confirmed at the provider, the page logged in as
+/// the person with the role of their groups; renewal with the refresh token, a person with no
+/// mapped group refused, a reader without write buttons.
+#[test]
+fn the_portal_logs_people_in_with_openid_connect() {
+    dash_e2e::require(
+        "chromium and chromedriver (Debian's chromium, chromium-driver)",
+        Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists(),
+    );
+    let p = dash_e2e::oidc::Provider::start(17794, "k1", 60);
+    let s = Server::start_with(
+        77,
+        &[
+            "--oidc-issuer",
+            &p.issuer(),
+            "--oidc-client-id",
+            "dash",
+            "--oidc-role",
+            "devs=deploy",
+            "--oidc-role",
+            "readers=read",
+            "--oidc-role",
+            "ops=admin",
+        ],
+    );
+    s.import_busybox("bb:1");
+    s.apply(
+        "web.toml",
+        "name = \"web\"\nimage = \"bb:1\"\ncommand = \"while true; do echo tick; sleep 1; done\"\n\
+         stop_grace_period = \"1s\"\n",
+    );
+    s.wait_running("web", 1);
+    let artifacts =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts/portal-oidc");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("portal/oidc_login_test.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(["--addr", &s.addr])
+        .args(["--approve-url", &format!("{}/test/approve", p.issuer())])
+        .args(["--service", "web"])
+        .arg("--artifacts")
+        .arg(&artifacts)
+        .args(["--chromedriver-port", "17978"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the portal's OpenID Connect login failed:\n{text}\nserver log:\n{}",
+        dash_e2e::tail(&s.log(), 40)
+    );
+    assert!(text.contains("PASS"), "{text}");
     s.remove_all_services();
 }
