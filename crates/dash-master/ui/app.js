@@ -943,7 +943,7 @@ async function servicePage(c, main, name, q) {
   }
 
   main.replaceChildren(
-    h('div', { class: 'head' }, title, actions),
+    h('div', { class: 'head' }, title, actions.childElementCount ? actions : null),
     section('Replicas', { id: 'replicas' }, h('table', null, h('thead', null, h('tr', null,
       ['Replica', 'State', 'Node', 'IP', 'Restarts', 'Age', 'CPU', 'Memory', 'Message', ''].map((x) => h('th', null, x)))), repBody)),
     section('Last hour', { id: 'history' }, charts),
@@ -1244,7 +1244,7 @@ async function nodePage(c, main, id) {
       () => { refresh(); return `${id} is active again`; }));
     actions.append(drain, activate);
   }
-  main.replaceChildren(h('div', { class: 'head' }, title, actions),
+  main.replaceChildren(h('div', { class: 'head' }, title, actions.childElementCount ? actions : null),
     h('div', { class: 'cols2' }, caps, labels),
     section('Replicas on it', { id: 'replicas' }, h('table', null, h('thead', null, h('tr', null,
       ['Replica', 'Service', 'State', 'IP', 'Restarts', 'Age', 'CPU', 'Memory', 'Message'].map((x) => h('th', null, x)))), repBody)));
