@@ -412,7 +412,12 @@ impl Client {
         let mut body = resp.into_body();
         let mut buf = Vec::new();
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| ClientError::Http(e.to_string()))?;
+            let frame = frame.map_err(|e| {
+                ClientError::Http(format!(
+                    "the stream ended early ({e}): the master stopped or restarted, or the \
+                     connection broke; run the command again"
+                ))
+            })?;
             if let Ok(data) = frame.into_data() {
                 buf.extend_from_slice(&data);
                 while let Some(i) = buf.iter().position(|b| *b == b'\n') {
