@@ -406,6 +406,7 @@ async fn supervise<L: MasterLink>(
                     match result {
                         Ok(()) => {
                             exit_fd = exit_watch(&ctx.runtime, &id);
+                            crate::node::telemetry::started(&id);
                             Input::Started
                         }
                         Err(e) => {
@@ -484,17 +485,26 @@ async fn supervise<L: MasterLink>(
 /// What an exit with `code` was: an OOM kill when the kernel's OOM killer struck in the
 /// container's cgroup (still there: the container is removed only before a restart).
 async fn exit_input(rt: &Arc<ContainerRuntime>, id: &str, code: i32) -> Input {
+    use crate::node::telemetry::{Termination, terminated};
     if code == 0 {
+        terminated(id, Termination::Completed, 0);
         return Input::Exited { code };
     }
     match blocking(rt, id, |rt, id| rt.memory_facts(id)).await {
-        Ok(facts) if facts.oom_kills > 0 => Input::Killed {
-            code,
-            why: oom_message(facts.limit_bytes),
-        },
-        Ok(_) => Input::Exited { code },
+        Ok(facts) if facts.oom_kills > 0 => {
+            terminated(id, Termination::OomKilled, facts.oom_kills);
+            Input::Killed {
+                code,
+                why: oom_message(facts.limit_bytes),
+            }
+        }
+        Ok(_) => {
+            terminated(id, Termination::Error, 0);
+            Input::Exited { code }
+        }
         Err(e) => {
             tracing::debug!(error = %e, "reading the memory cgroup after an exit");
+            terminated(id, Termination::Error, 0);
             Input::Exited { code }
         }
     }
@@ -848,6 +858,7 @@ pub const ROUTE_DRAIN: Duration = Duration::from_secs(2);
 
 /// Stops and removes the container, releases the network and the address, tells the master.
 async fn teardown<L: MasterLink>(ctx: &Ctx<L>, id: &str, spec: &ServiceSpec, ip: Option<Ipv4Addr>) {
+    crate::node::telemetry::forget(id);
     // No new connections to a replica that is about to stop.
     publish(ctx, id, spec, ip, false).await;
     // (It was reported `stopping` before this, which takes it out of the routes.)

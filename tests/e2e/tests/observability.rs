@@ -52,6 +52,26 @@ fn an_oom_kill_is_named_with_the_limit() {
         events.contains("exit code 137: out of memory (limit 8 MiB)"),
         "{events}"
     );
+    // /metrics says it too: the kills over the replica's life (its restarted container's
+    // cgroup counts from 0 again), and how its last run ended.
+    let id = rep["id"].as_str().unwrap();
+    let (code, text) =
+        dash_e2e::http_request(&s.addr, "GET", "/metrics", Some(&s.token())).unwrap();
+    assert_eq!(code, 200);
+    let me = [("replica", id), ("service", "hog")];
+    assert!(
+        sample(&text, "container_oom_events_total", &me).is_some_and(|n| n >= 2.0),
+        "two OOM kills of {id}:\n{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "dash_replica_last_terminated_reason",
+            &[("replica", id), ("reason", "OOMKilled")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
     s.ok(&["service", "rm", "hog"]);
 }
 

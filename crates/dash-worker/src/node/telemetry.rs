@@ -48,6 +48,76 @@ pub fn collection_time(kind: Collection, started: std::time::Instant) {
     n.fetch_add(1, Ordering::Relaxed);
 }
 
+/// How a replica's last run ended, as kube-state-metrics names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Termination {
+    /// Exit code 0.
+    Completed,
+    /// The kernel's OOM killer struck in its cgroup.
+    OomKilled,
+    /// Any other non-zero exit.
+    Error,
+}
+
+impl Termination {
+    fn reason(self) -> &'static str {
+        match self {
+            Termination::Completed => "Completed",
+            Termination::OomKilled => "OOMKilled",
+            Termination::Error => "Error",
+        }
+    }
+}
+
+/// What a node remembers of a replica's past runs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Runs {
+    /// OOM kills recorded at its exits on this node.
+    oom_kills: u64,
+    /// Of those, the ones of the run whose container (and cgroup) is still there: exited and
+    /// not started again yet. 0 once a new container runs.
+    in_current_cgroup: u64,
+    last: Option<Termination>,
+}
+
+/// Per replica of this node (a container's own cgroup counts again from 0 with each
+/// restart); forgotten when the replica is torn down.
+static RUNS: std::sync::Mutex<Option<HashMap<String, Runs>>> = std::sync::Mutex::new(None);
+
+fn with_runs<T>(f: impl FnOnce(&mut HashMap<String, Runs>) -> T) -> T {
+    let mut runs = RUNS.lock().unwrap_or_else(|p| p.into_inner());
+    f(runs.get_or_insert_with(HashMap::new))
+}
+
+/// Records how a run of `replica` ended (`oom_kills`: the kills its cgroup counted).
+pub fn terminated(replica: &str, how: Termination, oom_kills: u64) {
+    with_runs(|runs| {
+        let r = runs.entry(replica.to_string()).or_default();
+        r.oom_kills += oom_kills;
+        r.in_current_cgroup = oom_kills;
+        r.last = Some(how);
+    });
+}
+
+/// A new container of `replica` runs (its cgroup counts from 0).
+pub fn started(replica: &str) {
+    with_runs(|runs| {
+        if let Some(r) = runs.get_mut(replica) {
+            r.in_current_cgroup = 0;
+        }
+    });
+}
+
+/// Forgets a replica that is gone from this node.
+pub fn forget(replica: &str) {
+    with_runs(|runs| runs.remove(replica));
+}
+
+/// OOM kills over the replica's life on this node, given its container's cgroup count now.
+fn oom_kills(runs: Runs, cgroup_count: u64) -> u64 {
+    runs.oom_kills - runs.in_current_cgroup + cgroup_count.max(runs.in_current_cgroup)
+}
+
 /// What is read of one container.
 #[derive(Debug, Default)]
 struct Reading {
@@ -73,7 +143,9 @@ const CPU: &str = "Cumulative cpu time consumed in seconds.";
 const WORKING_SET: &str =
     "Current working set in bytes (memory in use without inactive page cache).";
 const LIMIT: &str = "Memory limit for the container in bytes (0: none).";
-const OOM: &str = "Count of out of memory kills in the container (since it last started).";
+const OOM: &str =
+    "Count of out of memory kills in the container over the replica's life on this node.";
+const LAST_TERMINATED: &str = "How the replica's last run ended (reason OOMKilled, Error or Completed), as kube-state-metrics' kube_pod_container_status_last_terminated_reason.";
 const RX_BYTES: &str = "Cumulative count of bytes received.";
 const TX_BYTES: &str = "Cumulative count of bytes transmitted.";
 const RX_PACKETS: &str = "Cumulative count of packets received.";
@@ -125,6 +197,11 @@ impl Telemetry {
                 Kind::Counter,
             ),
             ("dash_replica_restarts", RESTARTS, Kind::Counter),
+            (
+                "dash_replica_last_terminated_reason",
+                LAST_TERMINATED,
+                Kind::Gauge,
+            ),
             ("dash_proxy_requests", REQUESTS, Kind::Counter),
             ("dash_proxy_errors", ERRORS, Kind::Counter),
             (
@@ -208,12 +285,25 @@ impl Telemetry {
                 labels.clone(),
                 r.limit.unwrap_or(0) as f64,
             );
+            // Kills recorded at earlier exits, and those of the container's cgroup now (a
+            // child killed while the replica's own process lives on), each counted once.
+            let runs = with_runs(|runs| runs.get(&r.id).copied()).unwrap_or_default();
             s.counter(
                 "container_oom_events",
                 OOM,
                 labels.clone(),
-                r.oom_kills as f64,
+                oom_kills(runs, r.oom_kills) as f64,
             );
+            if let Some(how) = runs.last {
+                let mut l = labels.clone();
+                l.push(("reason".into(), how.reason().into()));
+                s.gauge(
+                    "dash_replica_last_terminated_reason",
+                    LAST_TERMINATED,
+                    l,
+                    1.0,
+                );
+            }
             if let Some([rx, tx, rxp, txp]) = r.veth {
                 let mut net = labels.clone();
                 net.push(("interface".into(), "eth0".into()));
@@ -351,5 +441,35 @@ pub async fn serve(
         .await
     {
         tracing::error!(error = %e, "serving /metrics");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oom_kills_are_counted_once_across_restarts() {
+        let id = "test-oom-0123456789";
+        // First run, still running: only its cgroup knows.
+        assert_eq!(oom_kills(Runs::default(), 1), 1);
+        // It exits OOM-killed (its cgroup says 1): recorded, and the cgroup is still there.
+        terminated(id, Termination::OomKilled, 1);
+        let r = with_runs(|runs| runs.get(id).copied()).unwrap_or_default();
+        assert_eq!(
+            oom_kills(r, 1),
+            1,
+            "not twice while the exited container is there"
+        );
+        // Restarted: a new cgroup counting from 0, then one more kill in it.
+        started(id);
+        let r = with_runs(|runs| runs.get(id).copied()).unwrap_or_default();
+        assert_eq!(oom_kills(r, 0), 1);
+        assert_eq!(oom_kills(r, 1), 2);
+        terminated(id, Termination::Error, 0);
+        let r = with_runs(|runs| runs.get(id).copied()).unwrap_or_default();
+        assert_eq!((r.oom_kills, r.last), (1, Some(Termination::Error)));
+        forget(id);
+        assert!(with_runs(|runs| runs.get(id).copied()).is_none());
     }
 }
