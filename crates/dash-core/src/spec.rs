@@ -403,6 +403,10 @@ pub struct HealthCheck {
     #[serde(with = "millis")]
     #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub start_period: Duration,
+    /// Stop an unhealthy replica and start it again (the restart policy applies), as Swarm
+    /// does; false: it only leaves its routes until it passes again.
+    #[serde(default)]
+    pub restart: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -420,6 +420,14 @@ async fn supervise<L: MasterLink>(
                     let result = health::probe(&h.probe, st.ip, h.timeout, &ctx.runtime, &id).await;
                     Input::Probed(result)
                 }
+                Action::Stop => {
+                    let grace = spec.stop_grace;
+                    if let Err(e) = blocking(&ctx.runtime, &id, move |rt, id| rt.stop(id, grace)).await {
+                        tracing::warn!(error = %e, "stopping an unhealthy replica");
+                    }
+                    exit_fd = None;
+                    continue;
+                }
                 Action::Publish(on) => {
                     publish(&ctx, &id, &spec, st.ip, on).await;
                     continue;

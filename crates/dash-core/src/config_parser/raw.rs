@@ -160,6 +160,8 @@ pub(super) struct RawHealth {
     pub timeout: Option<Spanned<String>>,
     pub retries: Option<Spanned<i64>>,
     pub start_period: Option<Spanned<String>>,
+    /// Stop and restart an unhealthy replica.
+    pub restart: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -740,6 +740,7 @@ fn health(cx: &mut Ctx<'_>, h: Spanned<raw::RawHealth>) -> Option<HealthCheck> {
         timeout,
         retries,
         start_period,
+        restart: r.restart.as_ref().is_some_and(|b| *b.get_ref()),
     })
 }
 

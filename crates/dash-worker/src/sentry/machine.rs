@@ -65,6 +65,9 @@ pub enum Action {
     Publish(bool),
     /// Run the health probe; feed back `Probed`.
     Probe,
+    /// Stop its container (SIGTERM, the grace period, SIGKILL): its health check failed and
+    /// the service asks for a restart then. Its exit is not news.
+    Stop,
     /// Send the replica's status to the masters.
     Report,
     /// Record the replica (restart count, start time) in the node's store.
@@ -302,10 +305,11 @@ impl Sentry {
         }
     }
 
-    fn probed(&mut self, result: Result<(), String>, _now: Instant) -> Vec<Action> {
+    fn probed(&mut self, result: Result<(), String>, now: Instant) -> Vec<Action> {
         let Some(h) = &self.health else {
             return Vec::new();
         };
+        let restart = h.restart;
         if !self.watches_exit() {
             // A late answer about a process that is gone.
             return Vec::new();
@@ -313,6 +317,20 @@ impl Sentry {
         let Some(healthy) = self.tracker.record(result.is_ok(), h.retries) else {
             return Vec::new();
         };
+        if !healthy && restart {
+            // `[health] restart = true`: stopped, then the restart policy, as Swarm does.
+            let why = format!(
+                "stopped by its health check: {}",
+                result.err().unwrap_or_default()
+            );
+            self.state = ReplicaState::Exited;
+            self.exit_code = None;
+            self.message = why.clone();
+            self.last_cause = Some(why);
+            let mut actions = vec![Action::Stop];
+            actions.extend(self.exited(now));
+            return actions;
+        }
         self.state = if healthy {
             ReplicaState::Healthy
         } else {
