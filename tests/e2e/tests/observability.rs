@@ -75,6 +75,40 @@ fn an_oom_kill_is_named_with_the_limit() {
     s.ok(&["service", "rm", "hog"]);
 }
 
+/// `[health] restart = true`: a replica whose check fails is stopped and started again, and
+/// `dash ps` and the event say it was its health check.
+#[test]
+fn a_replica_stopped_by_its_health_check_says_so() {
+    let s = Server::start(78);
+    s.import_busybox("bb:1");
+    // Ready for a second after each start, then not: every run ends by its health check.
+    s.apply(
+        "flaky.toml",
+        "name = \"flaky\"\nimage = \"bb:1\"\n\
+         command = \"touch /tmp/ready; sleep 1; rm /tmp/ready; sleep 1000\"\n\
+         stop_grace = \"1s\"\n\
+         [health]\nexec = [\"cat\", \"/tmp/ready\"]\ninterval = \"200ms\"\ntimeout = \"200ms\"\n\
+         retries = 1\nrestart = true\n",
+    );
+    let rep = s.wait("flaky restarted by its health check", Duration::from_secs(40), || {
+        let reps = s.replicas("flaky");
+        let r = reps.first()?;
+        (r["restarts"].as_u64()? >= 1
+            && r["message"]
+                .as_str()?
+                .contains("stopped by its health check"))
+        .then(|| r.clone())
+    });
+    let message = rep["message"].as_str().unwrap();
+    assert!(message.contains("cat"), "the probe's error: {message}");
+    let events = s.ok(&[
+        "events", "--since", "5m", "--until", "now", "--service", "flaky", "--type",
+        "replica_exited",
+    ]);
+    assert!(events.contains("stopped by its health check"), "{events}");
+    s.ok(&["service", "rm", "flaky"]);
+}
+
 /// The value of the first sample of `name` whose labels hold every `(key, value)` of `with`.
 fn sample(text: &str, name: &str, with: &[(&str, &str)]) -> Option<f64> {
     text.lines().find_map(|l| {
