@@ -5,7 +5,9 @@
 //! when stdout is not a terminal, one table per refresh.
 //!
 //! The rows are computed here from `GET /v1/stats` (requests per second from the change in
-//! each replica's request total between two refreshes), as pure functions with tests beside.
+//! each replica's request total between two refreshes) and, every 10 s, the last minutes of
+//! each service's history (`GET /v1/services/{name}/history`: the CPU trend column), as pure
+//! functions with tests beside.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -65,6 +67,34 @@ pub struct Row {
     /// Through every node's proxy, since the previous refresh; None on the first.
     pub requests_per_second: Option<f64>,
     pub restarts: u32,
+    /// CPU percent of the last minutes in 10 s buckets, oldest first (the masters' history;
+    /// None where nothing was measured).
+    pub cpu_trend: Vec<Option<f64>>,
+}
+
+/// How many 10 s buckets of history the trend column shows.
+const TREND_POINTS: usize = 12;
+
+/// A sparkline of `points` (the last [`TREND_POINTS`]), scaled to their largest value (at
+/// least 1 %): one of ▁▂▃▄▅▆▇█ per point, a space where nothing was measured.
+pub fn sparkline(points: &[Option<f64>]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let last = &points[points.len().saturating_sub(TREND_POINTS)..];
+    let top = last
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(1.0_f64, f64::max);
+    last.iter()
+        .map(|p| match p {
+            Some(v) if v.is_finite() => {
+                let i = ((v.max(0.0) / top) * 7.0).round() as usize;
+                BARS[i.min(7)]
+            }
+            _ => ' ',
+        })
+        .collect()
 }
 
 /// The rows of a refresh at `now_ms`, with request rates against `previous` (replica →
@@ -107,6 +137,7 @@ pub fn rows(
                 net_tx_bytes: s.net_tx_bytes,
                 requests_per_second: rate,
                 restarts: s.restarts,
+                cpu_trend: Vec::new(),
             }
         })
         .collect();
@@ -141,11 +172,12 @@ pub fn render(rows: &[Row], key: SortKey, width: usize) -> String {
         rows.len()
     )];
     lines.push(format!(
-        "{:<24} {:<14} {:<10} {:>7} {:>19} {:>17} {:>7} {:>8} {}",
+        "{:<24} {:<14} {:<10} {:>7} {:<12} {:>19} {:>17} {:>7} {:>8} {}",
         "REPLICA",
         "NODE",
         "STATE",
         "CPU %",
+        "CPU 2M",
         "MEM / LIMIT",
         "NET RX / TX",
         "REQ/S",
@@ -163,12 +195,13 @@ pub fn render(rows: &[Row], key: SortKey, width: usize) -> String {
             _ => "-".into(),
         };
         lines.push(format!(
-            "{:<24} {:<14} {:<10} {:>7} {:>19} {:>17} {:>7} {:>8} {}",
+            "{:<24} {:<14} {:<10} {:>7} {:<12} {:>19} {:>17} {:>7} {:>8} {}",
             r.replica,
             r.node.as_deref().unwrap_or("-"),
             r.state,
             r.cpu_percent
                 .map_or_else(|| "-".into(), |c| format!("{c:.1}")),
+            sparkline(&r.cpu_trend),
             mem,
             net,
             r.requests_per_second
@@ -270,6 +303,8 @@ pub async fn run(client: &Client, json: bool, args: TopArgs) -> anyhow::Result<(
     }
     let mut key = args.sort;
     let mut previous = HashMap::new();
+    let mut trends: HashMap<String, Vec<Option<f64>>> = HashMap::new();
+    let mut trends_at: Option<std::time::Instant> = None;
     let mut done = 0u64;
     let result = loop {
         let stats: Vec<ReplicaStats> = match client.get(&path).await {
@@ -282,6 +317,14 @@ pub async fn run(client: &Client, json: bool, args: TopArgs) -> anyhow::Result<(
             &mut previous,
             crate::output::now_ms(),
         );
+        // The history moves in 10 s buckets: asked again at that pace, not every refresh.
+        if trends_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            trends = cpu_trends(client, &rows).await;
+            trends_at = Some(std::time::Instant::now());
+        }
+        for r in &mut rows {
+            r.cpu_trend = trends.get(&r.replica).cloned().unwrap_or_default();
+        }
         sort(&mut rows, key);
         if json {
             let mut out = std::io::stdout().lock();
@@ -323,6 +366,27 @@ pub async fn run(client: &Client, json: bool, args: TopArgs) -> anyhow::Result<(
     };
     drop(screen);
     result
+}
+
+/// The last two minutes of CPU of every replica of the services in `rows`, from the masters'
+/// history; a service whose history cannot be read (removed meanwhile) has none.
+async fn cpu_trends(client: &Client, rows: &[Row]) -> HashMap<String, Vec<Option<f64>>> {
+    let services: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r.service.as_str()).collect();
+    let mut out = HashMap::new();
+    for service in services {
+        let path = format!("/v1/services/{}/history?window_s=120", encode(service));
+        let Ok(h) = client.get::<dash_core::api::ServiceHistory>(&path).await else {
+            continue;
+        };
+        for r in h.replicas {
+            out.insert(
+                r.replica,
+                r.points.iter().map(|p| p.cpu_percent).collect(),
+            );
+        }
+    }
+    out
 }
 
 fn terminal_width() -> Option<usize> {
