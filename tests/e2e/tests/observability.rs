@@ -353,6 +353,15 @@ fn metrics_history_top_and_time_windows_on_one_node() {
         "{burn_row}"
     );
     assert_eq!(burn_row["memory_limit_bytes"], 32 << 20);
+    // Its CPU trend comes from the masters' history (waited for above).
+    assert!(
+        burn_row["cpu_trend"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v.as_f64().is_some_and(|c| c > 50.0)),
+        "{burn_row}"
+    );
     for key in [
         "net_rx_bytes",
         "net_tx_bytes",
