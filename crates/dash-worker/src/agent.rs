@@ -422,7 +422,9 @@ async fn supervise<L: MasterLink>(
                 }
                 Action::Stop => {
                     let grace = spec.stop_grace;
-                    if let Err(e) = blocking(&ctx.runtime, &id, move |rt, id| rt.stop(id, grace)).await {
+                    if let Err(e) =
+                        blocking(&ctx.runtime, &id, move |rt, id| rt.stop(id, grace)).await
+                    {
                         tracing::warn!(error = %e, "stopping an unhealthy replica");
                     }
                     exit_fd = None;

@@ -90,20 +90,34 @@ fn a_replica_stopped_by_its_health_check_says_so() {
          [health]\nexec = [\"cat\", \"/tmp/ready\"]\ninterval = \"200ms\"\ntimeout = \"200ms\"\n\
          retries = 1\nrestart = true\n",
     );
-    let rep = s.wait("flaky restarted by its health check", Duration::from_secs(40), || {
-        let reps = s.replicas("flaky");
-        let r = reps.first()?;
-        (r["restarts"].as_u64()? >= 1
-            && r["message"]
-                .as_str()?
-                .contains("stopped by its health check"))
-        .then(|| r.clone())
-    });
+    let rep = s.wait(
+        "flaky restarted by its health check",
+        Duration::from_secs(40),
+        || {
+            let reps = s.replicas("flaky");
+            let r = reps.first()?;
+            (r["restarts"].as_u64()? >= 1
+                && r["message"]
+                    .as_str()?
+                    .contains("stopped by its health check"))
+            .then(|| r.clone())
+        },
+    );
     let message = rep["message"].as_str().unwrap();
-    let why = message.split("stopped by its health check: ").nth(1).unwrap_or("");
+    let why = message
+        .split("stopped by its health check: ")
+        .nth(1)
+        .unwrap_or("");
     assert!(!why.trim().is_empty(), "the probe's error: {message}");
     let events = s.ok(&[
-        "events", "--since", "5m", "--until", "now", "--service", "flaky", "--type",
+        "events",
+        "--since",
+        "5m",
+        "--until",
+        "now",
+        "--service",
+        "flaky",
+        "--type",
         "replica_exited",
     ]);
     assert!(events.contains("stopped by its health check"), "{events}");

@@ -380,10 +380,7 @@ async fn cpu_trends(client: &Client, rows: &[Row]) -> HashMap<String, Vec<Option
             continue;
         };
         for r in h.replicas {
-            out.insert(
-                r.replica,
-                r.points.iter().map(|p| p.cpu_percent).collect(),
-            );
+            out.insert(r.replica, r.points.iter().map(|p| p.cpu_percent).collect());
         }
     }
     out

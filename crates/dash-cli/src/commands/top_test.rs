@@ -118,9 +118,16 @@ fn the_table_shows_every_column_and_fits_the_width() {
 #[test]
 fn the_cpu_trend_is_a_sparkline_of_the_last_buckets() {
     assert_eq!(sparkline(&[]), "");
-    assert_eq!(sparkline(&[Some(0.0), Some(50.0), Some(100.0), None]), "▁▅█ ");
+    assert_eq!(
+        sparkline(&[Some(0.0), Some(50.0), Some(100.0), None]),
+        "▁▅█ "
+    );
     // Idle replicas stay low rather than being scaled up to full bars.
     assert_eq!(sparkline(&[Some(0.1), Some(0.2)]), "▂▂");
     let long: Vec<Option<f64>> = (0..30).map(|i| Some(f64::from(i))).collect();
-    assert_eq!(sparkline(&long).chars().count(), 12, "only the last two minutes");
+    assert_eq!(
+        sparkline(&long).chars().count(),
+        12,
+        "only the last two minutes"
+    );
 }

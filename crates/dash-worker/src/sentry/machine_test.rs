@@ -355,16 +355,31 @@ fn an_unhealthy_replica_is_stopped_and_restarted_when_its_check_says_restart() {
     h.restart = true;
     let mut s = started(policy(), Some(h), t0);
     // Two failures in a row: unhealthy, which here means stopped, then the policy.
-    s.handle(Input::Probed(Err("connection refused".into())), t0 + ms(1000));
-    let actions = s.handle(Input::Probed(Err("connection refused".into())), t0 + ms(2000));
+    s.handle(
+        Input::Probed(Err("connection refused".into())),
+        t0 + ms(1000),
+    );
+    let actions = s.handle(
+        Input::Probed(Err("connection refused".into())),
+        t0 + ms(2000),
+    );
     assert_eq!(actions[0], Action::Stop, "{actions:?}");
     assert!(actions.contains(&Action::Publish(false)), "{actions:?}");
     assert!(actions.contains(&Action::Report), "{actions:?}");
-    assert!(actions.contains(&Action::Start), "the first restart is immediate: {actions:?}");
+    assert!(
+        actions.contains(&Action::Start),
+        "the first restart is immediate: {actions:?}"
+    );
     assert_eq!(s.state(), ReplicaState::Exited);
-    assert_eq!(s.message(), "stopped by its health check: connection refused");
+    assert_eq!(
+        s.message(),
+        "stopped by its health check: connection refused"
+    );
     // The stopped container's exit is not news; the new one says why the last run ended.
-    assert!(s.handle(Input::Exited { code: 143 }, t0 + ms(2100)).is_empty());
+    assert!(
+        s.handle(Input::Exited { code: 143 }, t0 + ms(2100))
+            .is_empty()
+    );
     s.handle(Input::Started, t0 + ms(2200));
     assert_eq!(
         s.message(),
