@@ -86,7 +86,7 @@ fn a_replica_stopped_by_its_health_check_says_so() {
         "flaky.toml",
         "name = \"flaky\"\nimage = \"bb:1\"\n\
          command = \"touch /tmp/ready; sleep 1; rm /tmp/ready; sleep 1000\"\n\
-         stop_grace = \"1s\"\n\
+         stop_grace_period = \"1s\"\n\
          [health]\nexec = [\"cat\", \"/tmp/ready\"]\ninterval = \"200ms\"\ntimeout = \"200ms\"\n\
          retries = 1\nrestart = true\n",
     );
