@@ -142,6 +142,19 @@ fn wrong_type_names_field_and_position() {
 }
 
 #[test]
+fn health_restart_is_a_boolean_off_by_default() {
+    let base = "name = \"web\"\nimage = \"b\"\n[health]\ntcp = true\nport = 80\n";
+    let off = parse_service("web.toml", base).unwrap();
+    assert!(!off.health.unwrap().restart);
+    let on = parse_service("web.toml", &format!("{base}restart = true\n")).unwrap();
+    assert!(on.health.unwrap().restart);
+    let e = err(&format!("{base}restart = \"yes\"\n"));
+    let d = e.first().unwrap();
+    assert_eq!(d.field, "health.restart", "{e}");
+    assert!(d.message.contains("invalid type"), "{e}");
+}
+
+#[test]
 fn huge_numbers() {
     let e = err("name = \"web\"\nimage = \"b\"\nreplicas = 99999999999999999999999\n");
     assert_eq!(e.first().unwrap().line, 3, "{e}");
