@@ -34,29 +34,24 @@ fn the_portal_in_a_real_browser() {
     let artifacts =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts/portal");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("portal/portal_test.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args(["--addr", &s.addr])
-        .arg("--dash")
-        .arg(dash_e2e::dash_bin())
-        .args(["--admin-token", s.token().trim()])
-        .args(["--read-token", read_token])
-        .args(["--service", "web"])
-        .arg("--artifacts")
-        .arg(&artifacts)
-        .args(["--chromedriver-port", "17976"])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "the portal test failed:\n{text}\nserver log:\n{}",
-        dash_e2e::tail(&s.log(), 40)
+    let dash = dash_e2e::dash_bin();
+    let admin = s.token();
+    let text = browser_script(
+        &s,
+        "portal_test.py",
+        &[
+            "--dash",
+            dash.to_str().unwrap(),
+            "--admin-token",
+            admin.trim(),
+            "--read-token",
+            read_token,
+            "--service",
+            "web",
+            "--chromedriver-port",
+            "17976",
+        ],
+        &artifacts,
     );
     // It scaled the service to 3 through the page: the cluster has them.
     let running = s
@@ -114,15 +109,36 @@ fn the_portal_logs_people_in_with_openid_connect() {
     let artifacts =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts/portal-oidc");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("portal/oidc_login_test.py");
+    let approve = format!("{}/test/approve", p.issuer());
+    let text = browser_script(
+        &s,
+        "oidc_login_test.py",
+        &[
+            "--approve-url",
+            &approve,
+            "--service",
+            "web",
+            "--chromedriver-port",
+            "17978",
+        ],
+        &artifacts,
+    );
+    assert!(text.contains("PASS"), "{text}");
+    s.remove_all_services();
+}
+
+/// Runs a browser script of `tests/e2e/portal` with `args`; its output, or a failed test with
+/// the output and the server's log.
+fn browser_script(s: &Server, script: &str, args: &[&str], artifacts: &Path) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("portal")
+        .join(script);
     let out = Command::new("python3")
-        .arg(&script)
+        .arg(&path)
         .args(["--addr", &s.addr])
-        .args(["--approve-url", &format!("{}/test/approve", p.issuer())])
-        .args(["--service", "web"])
+        .args(args)
         .arg("--artifacts")
-        .arg(&artifacts)
-        .args(["--chromedriver-port", "17978"])
+        .arg(artifacts)
         .output()
         .unwrap();
     let text = format!(
@@ -132,9 +148,8 @@ fn the_portal_logs_people_in_with_openid_connect() {
     );
     assert!(
         out.status.success(),
-        "the portal's OpenID Connect login failed:\n{text}\nserver log:\n{}",
+        "{script} failed:\n{text}\nserver log:\n{}",
         dash_e2e::tail(&s.log(), 40)
     );
-    assert!(text.contains("PASS"), "{text}");
-    s.remove_all_services();
+    text
 }
