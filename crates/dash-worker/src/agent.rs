@@ -500,7 +500,9 @@ async fn exit_input(rt: &Arc<ContainerRuntime>, id: &str, code: i32) -> Input {
         terminated(id, Termination::Completed, 0);
         return Input::Exited { code };
     }
-    match blocking(rt, id, |rt, id| rt.memory_facts(id)).await {
+    let facts = blocking(rt, id, |rt, id| rt.memory_facts(id)).await;
+    tracing::debug!(code, ?facts, "exit: the memory cgroup");
+    match facts {
         Ok(facts) if facts.oom_kills > 0 => {
             terminated(id, Termination::OomKilled, facts.oom_kills);
             Input::Killed {
