@@ -21,9 +21,13 @@ const EVENT_KINDS = ['service_created', 'service_updated', 'service_scaled', 'se
 // What tests and the curious can read: uncaught errors, bytes of the streams, first render.
 const probe = { errors: [], streamBytes: 0, firstRender: null };
 window.__dash = probe;
-window.addEventListener('error', (e) => probe.errors.push(String(e.message)));
+const noteError = (text) => {
+  probe.errors.push(text);
+  if (probe.errors.length > 100) probe.errors.shift();
+};
+window.addEventListener('error', (e) => noteError(String(e.message)));
 window.addEventListener('unhandledrejection', (e) =>
-  probe.errors.push(String((e.reason && e.reason.message) || e.reason)));
+  noteError(String((e.reason && e.reason.message) || e.reason)));
 
 const $ = (sel) => document.querySelector(sel);
 let token = sessionStorage.getItem(TOKEN_KEY);
@@ -312,6 +316,11 @@ async function follow(c, path, onItem, { onGone, onConnect } = {}) {
       if (c.signal.aborted) return;
       if (e instanceof ApiError && e.status === 401) return refused(e.message, e.title);
       if (e instanceof ApiError && e.status === 404 && onGone) return onGone(e);
+      // A refusal the same request would get again (400, 403, 409): say it, do not retry.
+      if (e instanceof ApiError && e.status >= 400 && e.status < 500 && e.status !== 404 && e.status !== 429) {
+        down.delete(stream);
+        return showError(e);
+      }
     }
     if (c.signal.aborted) return;
     setLive(stream, false);
@@ -472,6 +481,7 @@ document.addEventListener('click', (e) => {
   e.preventDefault();
   if (a.id === 'logout') {
     forget();
+    sessionStorage.removeItem(NEXT_KEY);
     loginMessage = '';
   }
   if (url.pathname === location.pathname && url.search === location.search && url.hash) {
@@ -984,7 +994,8 @@ async function servicePage(c, main, name, q) {
         h('td', null, link(logsHref(name, r.id), 'logs', { class: 'button small' })));
     }) : [empty('No replicas.', 10)]));
     // The log source picker: rebuilt only when the replicas change (an open list stays open).
-    const want2 = pick.value || q.get('replica') || '';
+    // What is picked now (the URL follows the picker), not what the page opened with.
+    const want2 = pick.value || new URLSearchParams(location.search).get('replica') || '';
     const ids = reps.map((r) => r.id).join(' ') + '|' + want2;
     if (pick.dataset.ids !== ids) {
       pick.dataset.ids = ids;
@@ -1043,7 +1054,7 @@ async function servicePage(c, main, name, q) {
     if (logCtx) logCtx.close();
     const lc = lifetime();
     logCtx = lc;
-    c.signal.addEventListener('abort', () => lc.close());
+    c.signal.addEventListener('abort', () => lc.close(), { once: true, signal: lc.signal });
     logs.replaceChildren(h('p', { class: 'empty' }, 'Waiting for log lines…'));
     const source = pick.value || name;
     // The newest stamp seen and the lines of it: after a reconnect (from that millisecond
@@ -1060,7 +1071,9 @@ async function servicePage(c, main, name, q) {
       const atBottom = logs.scrollHeight - logs.scrollTop - logs.clientHeight < 40;
       const ph = logs.querySelector('.empty');
       if (ph) ph.remove();
-      logs.append(...batch.map(logLine));
+      const frag = document.createDocumentFragment();
+      for (const o of batch) frag.append(logLine(o));
+      logs.append(frag);
       while (logs.childElementCount > LOG_CAP) logs.firstElementChild.remove();
       if (stick.checked && (atBottom || batch.length === logs.childElementCount)) logs.scrollTop = logs.scrollHeight;
     });
@@ -1079,6 +1092,9 @@ async function servicePage(c, main, name, q) {
       }
       if (stamp === lastStamp) atLast.add(key);
       pending.push(o);
+      // Only the newest LOG_CAP lines can be shown: a burst (many replicas' tails, a tab in
+      // the background) keeps no more than that until the next draw.
+      if (pending.length > LOG_CAP) pending.splice(0, pending.length - LOG_CAP);
       flush();
     }, { onGone: (e) => logs.replaceChildren(h('p', { class: 'empty' }, e.message)) });
   };
@@ -1289,13 +1305,28 @@ async function nodePage(c, main, id) {
       h('td', { class: 'msg' }, r.message))) : [empty('No replicas on this node.', 9)]));
   };
   render(data);
-  const refresh = coalesce(c, 500, async () => {
-    const d = await load();
+  // At most every 3 s: each reload reads every replica and measurement of the cluster.
+  let gone = false;
+  const refresh = coalesce(c, 3000, async () => {
+    if (gone) return;
+    let d;
+    try {
+      d = await load();
+    } catch (e) {
+      // Removed while shown: say so once, and stop asking.
+      if (e instanceof ApiError && e.status === 404) {
+        gone = true;
+        return notFound(main, 'Node “' + id + '” is no longer in the cluster.');
+      }
+      throw e;
+    }
     if (c.alive()) render(d);
   });
   c.every(10000, refresh);
   let connects = 0;
-  follow(c, () => '/v1/events', (e) => { if (e.node === id || e.replica || e.kind.startsWith('node_')) refresh(); },
+  follow(c, () => '/v1/events', (e) => {
+    if (e.node ? e.node === id : (e.replica || e.kind.startsWith('node_'))) refresh();
+  },
     { onConnect: () => { if (connects++) refresh(); } });
 }
 
@@ -1378,7 +1409,14 @@ async function routesPage(c, main) {
         : h('span', { class: 'warn' }, 'no upstream')))) : [empty('No routes: a service gets one with [[routes]] in its service file.', 14)]));
   };
   await load();
-  c.every(2000, () => load().catch(showError));
+  // The next load 2 s after the last answer: slow answers never overlap or land out of order.
+  (async () => {
+    while (c.alive()) {
+      await c.sleep(2000);
+      if (!c.alive()) return;
+      try { await load(); } catch (e) { if (c.alive()) showError(e); }
+    }
+  })();
 }
 
 function quantile(r, q) {
