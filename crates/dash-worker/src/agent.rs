@@ -799,6 +799,8 @@ async fn ensure_image<L: MasterLink>(
     let mut local = resolve().await?;
     if local.is_err() && spec.pull_policy != PullPolicy::Always {
         // In a cluster the masters may hold it (imported or pulled there): fetch it from them.
+        // Progress of a start: the replica is starting (again), whatever its last run was.
+        st.state = ReplicaState::Starting;
         st.message = format!("fetching {} from the masters", spec.image);
         st.send(ctx, id).await;
         if ctx
@@ -825,6 +827,7 @@ async fn ensure_image<L: MasterLink>(
     if !must_pull {
         return local.map_err(|e| e.to_string());
     }
+    st.state = ReplicaState::Starting;
     st.message = format!("pulling {}", spec.image);
     st.send(ctx, id).await;
     // Replicas asking for the same image share one pull (the puller is single-flight).
