@@ -216,7 +216,22 @@ fn metrics_history_top_and_time_windows_on_one_node() {
     };
     let (code, _) = dash_e2e::http_request(&s.addr, "GET", "/metrics", None).unwrap();
     assert_eq!(code, 401, "/metrics needs a token");
+    // Made-up methods and paths do not make series of their own.
+    let _ = dash_e2e::http_request(&s.addr, "FOOBAR", "/v1/made-up-path", Some(&token));
     let first = scrape();
+    assert!(
+        !first.contains("FOOBAR") && !first.contains("made-up-path"),
+        "{first}"
+    );
+    assert!(
+        sample(
+            &first,
+            "dash_api_requests_total",
+            &[("method", "other"), ("route", "other")]
+        )
+        .is_some(),
+        "{first}"
+    );
     promtool_accepts(&first);
     let me = [
         ("service", "burn"),

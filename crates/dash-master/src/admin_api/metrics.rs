@@ -57,7 +57,13 @@ pub async fn note_route(request: Request, next: Next) -> Response {
 /// the metrics without bound.
 pub async fn count(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_string();
+    // Methods are open-ended tokens in HTTP: any other than the usual counts as `other`, for
+    // the same reason as paths.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_string();
     let path = request.uri().path().to_string();
     let response = next.run(request).await;
     let route = match response.extensions().get::<Matched>() {
