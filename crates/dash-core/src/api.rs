@@ -63,6 +63,9 @@ impl ReplicaState {
 #[serde(rename_all = "snake_case")]
 pub enum DesiredState {
     Run,
+    /// Stopped and kept, with its logs (an attempt of a job's run that is over): the node
+    /// stops its container if it still runs and never starts it again.
+    Stop,
     Remove,
 }
 
@@ -70,6 +73,7 @@ impl DesiredState {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Run => "run",
+            Self::Stop => "stop",
             Self::Remove => "remove",
         }
     }
@@ -92,6 +96,13 @@ pub struct ReplicaInfo {
     pub started_ms: Option<u64>,
     #[serde(default)]
     pub message: String,
+    /// The run of a job this replica is an attempt of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<u64>,
+    /// Its node starts it at this instant, not before (ms since the epoch; a job's run
+    /// recorded ahead of its slot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -664,6 +675,9 @@ pub struct Assignment {
     pub version: u64,
     pub spec: ServiceSpec,
     pub desired: DesiredState,
+    /// Start the container at this instant, not before (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at_ms: Option<u64>,
 }
 
 /// `POST /v1/images/pull`.

@@ -17,6 +17,12 @@ pub struct NewReplica {
     pub node: Option<String>,
     /// Why it is pending, when `node` is None.
     pub message: String,
+    /// The run of a job it is an attempt of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<u64>,
+    /// Not started before this instant (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at_ms: Option<u64>,
 }
 
 /// What a worker reports about one of its replicas.
@@ -241,6 +247,44 @@ pub enum Command {
         id: u64,
         sealed_key: String,
         resealed: Vec<Resealed>,
+        at_ms: u64,
+    },
+    /// A run of a job starts: recorded (numbered by the state, the next of the job) before
+    /// any of its replicas exists. Refused for a slot already decided (at most once per slot,
+    /// whichever master proposed it), and while a run is in progress when the job's
+    /// concurrency is `forbid`; with `replace` the runs in progress are stopped in the same
+    /// step.
+    StartJobRun {
+        service: String,
+        trigger: crate::job::RunTrigger,
+        /// A scheduled run's slot (ms since the epoch).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slot_ms: Option<u64>,
+        at_ms: u64,
+    },
+    /// Slots decided not to run, each with why (recorded as decided, counted as skipped).
+    SkipJobSlots {
+        service: String,
+        slots: Vec<u64>,
+        at_ms: u64,
+    },
+    /// A run is over: its attempts still running are stopped (kept, with their logs), and
+    /// finished runs beyond the job's `history` leave the state with their replicas.
+    FinishJobRun {
+        service: String,
+        run: u64,
+        state: crate::job::RunState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        message: String,
+        at_ms: u64,
+    },
+    /// `dash job suspend` (`true`) / `resume`: a suspended job starts no scheduled run; on
+    /// resume the slots it missed are not run (its schedule starts again from `at_ms`).
+    SetJobSuspended {
+        service: String,
+        suspended: bool,
         at_ms: u64,
     },
     /// A write through the admin API (or a refusal of one), for `dash audit`; the state keeps

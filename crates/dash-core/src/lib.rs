@@ -16,6 +16,7 @@ pub mod config_parser;
 pub mod event;
 pub mod ids;
 pub mod image_ref;
+pub mod job;
 pub mod link;
 pub mod reconcile;
 pub mod scheduler;

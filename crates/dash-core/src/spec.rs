@@ -71,6 +71,12 @@ pub struct ServiceSpec {
     /// `[[configs]]`: files at paths of their own in its replicas.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub configs: Vec<FileRef>,
+    /// `service` (replicas that run until removed) or `job` (runs to completion).
+    #[serde(default, skip_serializing_if = "crate::job::Kind::is_default")]
+    pub kind: crate::job::Kind,
+    /// A job's `[job]` and `[schedule]` (always set for `kind = "job"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<crate::job::JobSpec>,
 }
 
 /// A secret or config a service's replicas get as a read-only file.
@@ -299,6 +305,12 @@ impl ServiceSpec {
             || self.security != new.security
             || self.secrets != new.secrets
             || self.configs != new.configs
+            || self.kind != new.kind
+    }
+
+    /// Whether this is a job (`kind = "job"`).
+    pub fn is_job(&self) -> bool {
+        self.kind == crate::job::Kind::Job
     }
 }
 

@@ -122,6 +122,7 @@ pub async fn assignments_of(store: &MasterStore, node: &str) -> Result<Vec<Assig
             version: r.version,
             spec,
             desired: r.desired,
+            start_at_ms: r.start_at_ms,
         });
     }
     Ok(out)

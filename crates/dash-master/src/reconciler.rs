@@ -394,6 +394,8 @@ impl Reconciler {
                     .map(ToString::to_string)
                     .unwrap_or_default(),
                 node: p.ok(),
+                run: None,
+                start_at_ms: None,
             })
             .collect();
         let events = new

@@ -149,6 +149,9 @@ pub(crate) fn announce(mq: &MessageQueue, applied: &Applied, events: Vec<EventDr
         if let Some(subnet) = &applied.subnet {
             e.message = e.message.replace("{subnet}", subnet);
         }
+        if let Some(run) = applied.run {
+            e.message = e.message.replace("{run}", &run.to_string());
+        }
         mq.publish_draft(e);
     }
 }

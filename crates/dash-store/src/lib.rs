@@ -24,7 +24,7 @@ use sqlx::sqlite::{
 
 pub use error::StoreError;
 pub use master::{
-    Applied, LogEntry, MasterStore, Rejection, RemovedReplica, ServiceRow, StateMachine,
+    Applied, JobRow, RunRow, LogEntry, MasterStore, Rejection, RemovedReplica, ServiceRow, StateMachine,
 };
 pub use raft_log::{RaftLogDb, open_raft_log};
 pub use worker::{LocalReplica, USERNS_BASE, USERNS_SIZE, WorkerStore};

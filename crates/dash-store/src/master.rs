@@ -55,6 +55,8 @@ pub struct Applied {
     pub changed: bool,
     /// For `JoinNode`: the subnet the node got.
     pub subnet: Option<String>,
+    /// For `StartJobRun`: the run's number.
+    pub run: Option<u64>,
     /// The state refused the command (nothing changed); the same on every replay.
     pub rejected: Option<Rejection>,
     /// The entry had been applied before: nothing was done again.
@@ -775,10 +777,14 @@ async fn apply_command(
                 let state = ReplicaState::Pending;
                 // Never for a service being removed: a reconcile pass that read the service
                 // just before `dash service rm` must not bring replicas back.
+                // An attempt of a job's run only while the run is in progress: a pass that
+                // read the run before it ended must not start another attempt after.
                 let inserted = sqlx::query(
-                    "INSERT OR IGNORE INTO replicas (id, service, version, node, desired, state, created_ms, message)
-                     SELECT ?, ?, ?, ?, 'run', ?, ?, ? WHERE EXISTS
-                       (SELECT 1 FROM services WHERE name = ? AND removing = 0)",
+                    "INSERT OR IGNORE INTO replicas (id, service, version, node, desired, state, created_ms, message, run, start_at_ms)
+                     SELECT ?, ?, ?, ?, 'run', ?, ?, ?, ?, ? WHERE EXISTS
+                       (SELECT 1 FROM services WHERE name = ? AND removing = 0)
+                     AND (? IS NULL OR EXISTS (SELECT 1 FROM job_runs
+                       WHERE service = ? AND run = ? AND state = 'running'))",
                 )
                 .bind(&r.id)
                 .bind(&r.service)
@@ -787,7 +793,12 @@ async fn apply_command(
                 .bind(state.as_str())
                 .bind(*at_ms as i64)
                 .bind(&r.message)
+                .bind(r.run.map(|v| v as i64))
+                .bind(r.start_at_ms.map(|v| v as i64))
                 .bind(&r.service)
+                .bind(r.run.map(|v| v as i64))
+                .bind(&r.service)
+                .bind(r.run.map(|v| v as i64))
                 .execute(&mut **tx)
                 .await?
                 .rows_affected();
@@ -1143,6 +1154,33 @@ async fn apply_command(
             .await?;
             out.changed = true;
         }
+        Command::StartJobRun {
+            service,
+            trigger,
+            slot_ms,
+            at_ms,
+        } => return jobs::start_run(tx, service, *trigger, *slot_ms, *at_ms).await,
+        Command::SkipJobSlots { service, slots, .. } => {
+            out.changed = jobs::skip_slots(tx, service, slots).await?;
+        }
+        Command::FinishJobRun {
+            service,
+            run,
+            state,
+            exit_code,
+            message,
+            at_ms,
+        } => {
+            out.changed =
+                jobs::finish_run(tx, service, *run, *state, *exit_code, message, *at_ms).await?;
+        }
+        Command::SetJobSuspended {
+            service,
+            suspended,
+            at_ms,
+        } => {
+            out.changed = jobs::set_suspended(tx, service, *suspended, *at_ms).await?;
+        }
         Command::RecordAudit { entry } => {
             let seq = sqlx::query(
                 "INSERT INTO audit (at_ms, who, role, method, path, target, source, master, status)
@@ -1319,6 +1357,9 @@ async fn put_service(
         .await?;
     }
     keep_vip(tx, spec, vip.as_deref()).await?;
+    if spec.is_job() {
+        jobs::ensure_job(tx, spec.name.as_str(), at_ms).await?;
+    }
     out.version = Some(version);
     out.changed = true;
     Ok(out)
@@ -1541,6 +1582,7 @@ fn replica_row(row: &SqliteRow) -> Result<ReplicaInfo, StoreError> {
         node: row.get("node"),
         desired: match desired.as_str() {
             "run" => DesiredState::Run,
+            "stop" => DesiredState::Stop,
             "remove" => DesiredState::Remove,
             other => return Err(corrupt("replica desired state", other)),
         },
@@ -1551,6 +1593,8 @@ fn replica_row(row: &SqliteRow) -> Result<ReplicaInfo, StoreError> {
         created_ms: row.get::<i64, _>("created_ms") as u64,
         started_ms: row.get::<Option<i64>, _>("started_ms").map(|v| v as u64),
         message: row.get("message"),
+        run: row.get::<Option<i64>, _>("run").map(|v| v as u64),
+        start_at_ms: row.get::<Option<i64>, _>("start_at_ms").map(|v| v as u64),
     })
 }
 
@@ -1572,7 +1616,10 @@ fn node_row(row: &SqliteRow) -> Result<NodeRecord, StoreError> {
     })
 }
 
+mod jobs;
 mod secrets;
+
+pub use jobs::{JobRow, RunRow};
 #[cfg(test)]
 mod tests;
 

@@ -50,7 +50,10 @@ struct Ctx<L> {
 }
 
 struct Supervisor {
+    /// Tear down: stop, remove the container and forget the replica.
     stop: watch::Sender<bool>,
+    /// Stop the container and keep it (and its logs): an attempt of a job's run that is over.
+    halt: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
@@ -103,7 +106,7 @@ impl<L: MasterLink> Agent<L> {
                     if let Some(list) = &first
                         && !list
                             .iter()
-                            .any(|a| a.replica == local.id && a.desired == DesiredState::Run)
+                            .any(|a| a.replica == local.id && a.desired != DesiredState::Remove)
                     {
                         tracing::info!(replica = %local.id, "no longer assigned here; tearing down");
                         let ctx = self.ctx.clone();
@@ -113,6 +116,7 @@ impl<L: MasterLink> Agent<L> {
                             local.id.clone(),
                             Supervisor {
                                 stop: watch::channel(true).0,
+                                halt: watch::channel(false).0,
                                 task: tokio::spawn(async move {
                                     teardown(&ctx, &id, &spec, None).await
                                 }),
@@ -121,12 +125,17 @@ impl<L: MasterLink> Agent<L> {
                         continue;
                     }
                     tracing::info!(replica = %local.id, "re-adopting");
+                    let halted = first.as_ref().is_some_and(|list| {
+                        list.iter()
+                            .any(|a| a.replica == local.id && a.desired == DesiredState::Stop)
+                    });
                     self.spawn(
                         local.id.clone(),
                         local.service.clone(),
                         local.version,
                         local.spec.clone(),
                         Some(local),
+                        (None, halted),
                     )
                     .await;
                 }
@@ -226,7 +235,7 @@ impl<L: MasterLink> Agent<L> {
         sups.retain(|_, s| !s.task.is_finished());
         let mut wanted = std::collections::HashSet::new();
         for a in &assignments {
-            if a.desired == DesiredState::Run {
+            if a.desired != DesiredState::Remove {
                 wanted.insert(a.replica.clone());
             }
         }
@@ -240,9 +249,22 @@ impl<L: MasterLink> Agent<L> {
         for a in assignments {
             let running = self.supervisors.lock().await.contains_key(&a.replica);
             match a.desired {
-                DesiredState::Run if !running => {
-                    self.spawn(a.replica, a.service, a.version, a.spec, None)
-                        .await;
+                DesiredState::Run | DesiredState::Stop if !running => {
+                    let halted = a.desired == DesiredState::Stop;
+                    self.spawn(
+                        a.replica,
+                        a.service,
+                        a.version,
+                        a.spec,
+                        None,
+                        (a.start_at_ms, halted),
+                    )
+                    .await;
+                }
+                DesiredState::Stop => {
+                    if let Some(s) = self.supervisors.lock().await.get(&a.replica) {
+                        s.halt.send_if_modified(|h| !std::mem::replace(h, true));
+                    }
                 }
                 DesiredState::Remove if !running => {
                     // Nothing runs here (never started, or already torn down): clean up and confirm.
@@ -253,6 +275,7 @@ impl<L: MasterLink> Agent<L> {
                         a.replica,
                         Supervisor {
                             stop: watch::channel(true).0,
+                            halt: watch::channel(false).0,
                             task: tokio::spawn(
                                 async move { teardown(&ctx, &id, &spec, None).await },
                             ),
@@ -271,19 +294,26 @@ impl<L: MasterLink> Agent<L> {
         version: u64,
         spec: ServiceSpec,
         adopted: Option<LocalReplica>,
+        (start_at_ms, halted): (Option<u64>, bool),
     ) {
         let (stop, stop_rx) = watch::channel(false);
+        let (halt, halt_rx) = watch::channel(halted);
         let ctx = self.ctx.clone();
         let span = tracing::info_span!("replica", replica = %id);
         let task_id = id.clone();
+        let life = Life {
+            stop: stop_rx,
+            halt: halt_rx,
+            start_at_ms,
+        };
         let task = tokio::spawn(tracing::Instrument::instrument(
-            async move { supervise(ctx, task_id, service, version, spec, adopted, stop_rx).await },
+            async move { supervise(ctx, task_id, service, version, spec, adopted, life).await },
             span,
         ));
         self.supervisors
             .lock()
             .await
-            .insert(id, Supervisor { stop, task });
+            .insert(id, Supervisor { stop, halt, task });
     }
 }
 
@@ -341,6 +371,20 @@ impl Status {
 /// (exits are normally seen at once through the monitor's pidfd; this is the safety net).
 const EXIT_POLL: Duration = Duration::from_secs(1);
 
+/// What the masters want of a supervised replica over its life.
+struct Life {
+    /// Tear it down.
+    stop: watch::Receiver<bool>,
+    /// Stop its container for good and keep it (a job's attempt whose run is over).
+    halt: watch::Receiver<bool>,
+    /// Start its container at this instant, not before.
+    start_at_ms: Option<u64>,
+}
+
+/// The longest a node holds a prepared container for its start instant (a master's clock far
+/// ahead of this node's must not hold a start for long).
+const MAX_START_WAIT: Duration = Duration::from_secs(5);
+
 /// Carries out one replica's sentry: it observes the container and feeds the pure
 /// [`Sentry`] machine, then does what the machine decides (start, publish, probe, report).
 async fn supervise<L: MasterLink>(
@@ -350,8 +394,14 @@ async fn supervise<L: MasterLink>(
     version: u64,
     spec: ServiceSpec,
     adopted: Option<LocalReplica>,
-    mut stop: watch::Receiver<bool>,
+    life: Life,
 ) {
+    let Life {
+        mut stop,
+        mut halt,
+        start_at_ms,
+    } = life;
+    let mut halted = false;
     let mut sentry = Sentry::new(
         spec.restart,
         spec.health.clone(),
@@ -396,12 +446,20 @@ async fn supervise<L: MasterLink>(
         while let Some(action) = todo.pop_front() {
             let input = match action {
                 Action::Start => {
+                    if *halt.borrow() {
+                        halted = true;
+                        todo.extend(sentry.handle(
+                            Input::StartFailed("stopped before it started: its run is over".into()),
+                            Instant::now(),
+                        ));
+                        continue;
+                    }
                     if leftover {
                         let _ = blocking(&ctx.runtime, &id, |rt, id| rt.remove(id)).await;
                     }
                     leftover = true;
                     st.sync(&sentry);
-                    let result = start(&ctx, &id, &spec, &mut st).await;
+                    let result = start(&ctx, &id, &spec, &mut st, start_at_ms).await;
                     exit_fd = None;
                     match result {
                         Ok(()) => {
@@ -460,10 +518,20 @@ async fn supervise<L: MasterLink>(
             todo.extend(sentry.handle(input, Instant::now()));
         }
 
+        if *halt.borrow_and_update() && !halted {
+            // Its run is over: stop the container if it still runs, and keep it. The exit is
+            // observed below like any other (a job's attempt is never restarted).
+            halted = true;
+            let grace = spec.stop_grace;
+            if let Err(e) = blocking(&ctx.runtime, &id, move |rt, id| rt.stop(id, grace)).await {
+                tracing::debug!(error = %e, "stopping a replica whose run is over");
+            }
+        }
         let wake = sentry.next_wake();
         let watching = sentry.watches_exit();
         let input = tokio::select! {
             _ = stop.changed() => break 'life,
+            _ = halt.changed(), if !halted => continue,
             _ = exited(exit_fd.as_ref()), if watching => {
                 match blocking(&ctx.runtime, &id, |rt, id| rt.status(id)).await {
                     Ok(ContainerStatus::Exited { code }) => exit_input(&ctx.runtime, &id, code).await,
@@ -581,6 +649,7 @@ async fn start<L: MasterLink>(
     id: &str,
     spec: &ServiceSpec,
     st: &mut Status,
+    start_at_ms: Option<u64>,
 ) -> Result<(), String> {
     // The kernel's wait before the container's first cgroup move overlaps the work below.
     ctx.runtime.prime_cgroup_migration();
@@ -608,6 +677,11 @@ async fn start<L: MasterLink>(
     let rt = ctx.runtime.clone();
     match (attached, prepared) {
         (Ok(_), Ok(prepared)) => {
+            // Everything is ready: launched at its instant (a job's slot), not before.
+            if let Some(at) = start_at_ms {
+                let wait = Duration::from_millis(at.saturating_sub(now_ms())).min(MAX_START_WAIT);
+                tokio::time::sleep(wait).await;
+            }
             tokio::task::spawn_blocking(move || rt.launch(prepared))
                 .await
                 .map_err(|e| e.to_string())?

@@ -12,6 +12,7 @@
 //! errors are all reported at once.
 
 mod diagnostic;
+mod job;
 mod raw;
 mod validate;
 

@@ -18,7 +18,7 @@ pub(super) struct RawService {
     pub resources: Option<RawResources>,
     pub ports: Option<Vec<Spanned<RawPort>>>,
     pub health: Option<Spanned<RawHealth>>,
-    pub restart: Option<RawRestart>,
+    pub restart: Option<Spanned<RawRestart>>,
     pub update: Option<RawUpdate>,
     pub labels: Option<BTreeMap<String, Spanned<String>>>,
     pub placement: Option<RawPlacement>,
@@ -30,6 +30,28 @@ pub(super) struct RawService {
     pub security: Option<RawSecurity>,
     pub secrets: Option<Vec<Spanned<RawFileRef>>>,
     pub configs: Option<Vec<Spanned<RawFileRef>>>,
+    pub kind: Option<Spanned<String>>,
+    pub job: Option<Spanned<RawJob>>,
+    pub schedule: Option<Spanned<RawSchedule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJob {
+    pub completions: Option<Spanned<i64>>,
+    pub parallelism: Option<Spanned<i64>>,
+    pub backoff_limit: Option<Spanned<i64>>,
+    pub deadline: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSchedule {
+    pub cron: Spanned<String>,
+    pub timezone: Option<Spanned<String>>,
+    pub concurrency: Option<Spanned<String>>,
+    pub starting_deadline: Option<Spanned<String>>,
+    pub history: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -577,3 +577,87 @@ fn bad_secrets_and_configs_name_the_field_and_the_value() {
         assert!(d.message.contains(words), "{body}: {d:?}");
     }
 }
+
+const JOB: &str = r#"
+name = "nightly-report"
+image = "registry.local/report:3"
+command = ["report", "--since", "24h"]
+kind = "job"
+[job]
+completions = 1
+parallelism = 1
+backoff_limit = 3
+deadline = "30m"
+[schedule]
+cron = "0 3 * * *"
+timezone = "Europe/Paris"
+concurrency = "forbid"
+starting_deadline = "10m"
+history = 5
+"#;
+
+#[test]
+fn the_issue_job_file_parses() {
+    let s = parse_service("r.toml", JOB).unwrap();
+    assert!(s.is_job());
+    assert_eq!(s.replicas, 0);
+    assert_eq!(s.restart.condition, RestartCondition::Never);
+    let j = s.job.unwrap();
+    assert_eq!(
+        (j.completions, j.parallelism, j.backoff_limit, j.history),
+        (1, 1, 3, 5)
+    );
+    assert_eq!(j.deadline, Some(Duration::from_secs(1800)));
+    let sc = j.schedule.unwrap();
+    assert_eq!(sc.cron, "0 3 * * *");
+    assert_eq!(sc.timezone, "Europe/Paris");
+    assert_eq!(sc.concurrency, crate::job::Concurrency::Forbid);
+    assert_eq!(sc.starting_deadline, Some(Duration::from_secs(600)));
+}
+
+#[test]
+fn a_job_without_sections_gets_defaults() {
+    let s = parse_service("j.toml", "name = \"j\"\nimage = \"b\"\nkind = \"job\"\n").unwrap();
+    let j = s.job.unwrap();
+    assert_eq!((j.completions, j.parallelism), (1, 1));
+    assert_eq!(j.backoff_limit, crate::job::DEFAULT_BACKOFF_LIMIT);
+    assert!(j.schedule.is_none());
+    // A service has no job part, and its JSON does not grow one.
+    let svc = parse_service("s.toml", "name = \"s\"\nimage = \"b\"\n").unwrap();
+    assert!(svc.job.is_none());
+    let json = serde_json::to_string(&svc).unwrap();
+    assert!(!json.contains("kind") && !json.contains("\"job\""), "{json}");
+}
+
+#[test]
+fn bad_job_files_name_the_field_and_what_is_accepted() {
+    let job = |extra: &str| format!("name = \"j\"\nimage = \"b\"\nkind = \"job\"\n{extra}");
+    let e = err(&job("[schedule]\ncron = \"61 * * * *\"\n")).to_string();
+    assert!(
+        e.contains("schedule.cron") && e.contains("minute field \"61\"") && e.contains("0-59"),
+        "{e}"
+    );
+    let e = err(&job("[schedule]\ncron = \"@daily\"\ntimezone = \"Mars/Olympus\"\n")).to_string();
+    assert!(e.contains("schedule.timezone") && e.contains("IANA"), "{e}");
+    let e = err(&job("[[ports]]\ncontainer = 80\n")).to_string();
+    assert!(e.contains("ports: a job has no ports"), "{e}");
+    let e = err(&job("[job]\ncompletions = 0\n")).to_string();
+    assert!(
+        e.contains("job.completions = 0") && e.contains("between 1 and 10000"),
+        "{e}"
+    );
+    let e = err(&job("[schedule]\ncron = \"@daily\"\nconcurrency = \"queue\"\n")).to_string();
+    assert!(e.contains("forbid") && e.contains("replace"), "{e}");
+    let e = err(&job("replicas = 2\n[health]\nexec = [\"true\"]\n[restart]\npolicy = \"always\"\n"))
+        .to_string();
+    assert!(
+        e.contains("replicas: a job") && e.contains("health: a job") && e.contains("restart: a job"),
+        "{e}"
+    );
+    let e = err(&job("[schedule]\ncron = \"0 0 30 2 *\"\n")).to_string();
+    assert!(e.contains("no date ever matches"), "{e}");
+    let e = err("name = \"s\"\nimage = \"b\"\n[schedule]\ncron = \"@daily\"\n").to_string();
+    assert!(e.contains("[schedule] is only for jobs"), "{e}");
+    let e = err("name = \"s\"\nimage = \"b\"\nkind = \"cron\"\n").to_string();
+    assert!(e.contains("kind = \"cron\": unknown kind"), "{e}");
+}

@@ -13,16 +13,17 @@ use crate::spec::{
     Resources, RestartCondition, RestartPolicy, RouteSpec, UpdateOrder, UpdatePolicy,
 };
 use crate::units::{parse_duration, parse_size};
+use crate::job::Kind;
 use crate::{ServiceName, ServiceSpec};
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     file: &'a str,
     text: &'a str,
     problems: Vec<Diagnostic>,
 }
 
 impl Ctx<'_> {
-    fn report<T>(&mut self, at: &Spanned<T>, field: &str, message: String, help: &str) {
+    pub(super) fn report<T>(&mut self, at: &Spanned<T>, field: &str, message: String, help: &str) {
         let (line, column) = line_col(self.text, at.span().start);
         self.problems.push(Diagnostic {
             file: self.file.to_string(),
@@ -35,7 +36,7 @@ impl Ctx<'_> {
     }
 
     /// An integer field within `min..=max`.
-    fn int(
+    pub(super) fn int(
         &mut self,
         v: &Spanned<i64>,
         field: &str,
@@ -57,7 +58,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn duration(
+    pub(super) fn duration(
         &mut self,
         v: &Option<Spanned<String>>,
         field: &str,
@@ -89,6 +90,7 @@ pub(super) fn validate(
         text,
         problems: Vec::new(),
     };
+    let (kind, job) = super::job::validate(&mut cx, &raw);
 
     let name = match ServiceName::new(raw.name.get_ref().clone()) {
         Ok(n) if crate::ids::RESERVED_SERVICE_NAMES.contains(&n.as_str()) => {
@@ -186,7 +188,15 @@ pub(super) fn validate(
     let resources = resources(&mut cx, raw.resources);
     let ports = ports(&mut cx, raw.ports.unwrap_or_default());
     let health = raw.health.and_then(|h| health(&mut cx, h));
-    let restart = restart(&mut cx, raw.restart);
+    let restart = match kind {
+        // The worker never restarts an attempt: a failed one is retried as a new replica,
+        // by the masters, up to [job] backoff_limit; the back-off between is the default's.
+        Kind::Job => RestartPolicy {
+            condition: RestartCondition::Never,
+            ..RestartPolicy::default()
+        },
+        Kind::Service => restart(&mut cx, raw.restart.map(Spanned::into_inner)),
+    };
     let update = update(&mut cx, raw.update);
 
     let labels = raw
@@ -296,6 +306,8 @@ pub(super) fn validate(
         _ => replicas,
     };
 
+    // A job's replicas are its runs' attempts, created by the masters run by run.
+    let replicas = if kind == Kind::Job { 0 } else { replicas };
     let networks = networks(&mut cx, raw.networks);
     let security = security(&mut cx, raw.security);
     let secrets = file_refs(&mut cx, crate::secret::Kind::Secret, raw.secrets);
@@ -325,6 +337,8 @@ pub(super) fn validate(
             security,
             secrets,
             configs,
+            kind,
+            job,
         }),
         _ => {
             cx.problems.sort_by_key(|d| (d.line, d.column));

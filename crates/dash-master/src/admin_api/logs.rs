@@ -87,6 +87,8 @@ fn removed_info(r: RemovedReplica) -> ReplicaInfo {
         created_ms: r.created_ms,
         started_ms: None,
         message: String::new(),
+        run: None,
+        start_at_ms: None,
     }
 }
 

@@ -36,6 +36,9 @@ pub struct Outcome {
     pub version: Option<u64>,
     pub changed: bool,
     pub subnet: Option<String>,
+    /// For `StartJobRun`: the run's number.
+    #[serde(default)]
+    pub run: Option<u64>,
     /// The state's refusal, of its kind (the admin API answers 404, 409 or 400 by it).
     pub rejected: Option<dash_store::Rejection>,
 }
@@ -47,6 +50,7 @@ impl From<dash_store::Applied> for Outcome {
             version: a.version,
             changed: a.changed,
             subnet: a.subnet,
+            run: a.run,
             rejected: a.rejected,
         }
     }
@@ -60,6 +64,7 @@ impl From<Outcome> for dash_store::Applied {
             version: o.version,
             changed: o.changed,
             subnet: o.subnet,
+            run: o.run,
             rejected: o.rejected,
             replayed: false,
         }

@@ -131,6 +131,8 @@ fn web_replica(id: &str, node: Option<&str>) -> NewReplica {
         version: 1,
         node: node.map(Into::into),
         message: String::new(),
+        run: None,
+        start_at_ms: None,
     }
 }
 
@@ -169,6 +171,8 @@ async fn replicas_lifecycle_and_service_removal() {
         version: 1,
         node: Some("n1".into()),
         message: String::new(),
+        run: None,
+        start_at_ms: None,
     };
     s.apply(&Command::CreateReplicas {
         replicas: vec![new.clone()],
@@ -474,6 +478,8 @@ async fn replicas_whose_container_the_new_version_asks_for_move_to_it() {
         version,
         node: None,
         message: String::new(),
+        run: None,
+        start_at_ms: None,
     };
     s.apply(&Command::CreateReplicas {
         replicas: vec![replica("web-a", 1), replica("web-b", 1)],
@@ -536,6 +542,8 @@ async fn removed_replicas_are_bounded_per_service() {
                 version: 1,
                 node: None,
                 message: String::new(),
+                run: None,
+                start_at_ms: None,
             }],
             at_ms: i,
         })
@@ -976,6 +984,8 @@ async fn a_service_history_keeps_ten_versions_and_any_a_replica_still_runs() {
             version: 1,
             node: None,
             message: String::new(),
+            run: None,
+            start_at_ms: None,
         }],
         at_ms: 1,
     })
@@ -1303,3 +1313,5 @@ async fn a_secret_update_moves_its_services_and_old_versions_go_with_their_last_
         Some("k2:2")
     );
 }
+
+mod jobs;

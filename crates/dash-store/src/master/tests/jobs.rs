@@ -1,0 +1,261 @@
+//! Jobs in the state machine: at most once per slot, `forbid` and `replace`, history pruning.
+
+use dash_core::api::{DesiredState, ReplicaState};
+use dash_core::job::{RunState, RunTrigger};
+
+use super::*;
+
+async fn job(s: &TestStore, extra: &str) {
+    let spec = parse_service(
+        "j.toml",
+        &format!("name = \"j\"\nimage = \"b\"\nkind = \"job\"\n{extra}"),
+    )
+    .unwrap();
+    s.apply(&Command::PutService {
+        spec: Box::new(spec),
+        at_ms: 1_000,
+    })
+    .await
+    .unwrap();
+}
+
+fn start(trigger: RunTrigger, slot: Option<u64>, at: u64) -> Command {
+    Command::StartJobRun {
+        service: "j".into(),
+        trigger,
+        slot_ms: slot,
+        at_ms: at,
+    }
+}
+
+fn finish(run: u64, state: RunState, at: u64) -> Command {
+    Command::FinishJobRun {
+        service: "j".into(),
+        run,
+        state,
+        exit_code: Some(0),
+        message: String::new(),
+        at_ms: at,
+    }
+}
+
+fn attempt(id: &str, run: u64) -> Command {
+    Command::CreateReplicas {
+        replicas: vec![NewReplica {
+            id: id.into(),
+            service: "j".into(),
+            version: 1,
+            node: Some("n1".into()),
+            message: String::new(),
+            run: Some(run),
+            start_at_ms: None,
+        }],
+        at_ms: 2_000,
+    }
+}
+
+#[tokio::test]
+async fn a_slot_runs_at_most_once_and_runs_are_numbered_by_the_state() {
+    let (_d, s, _w) = store().await;
+    service_on_node_n1(&s).await;
+    job(&s, "[schedule]\ncron = \"@every 5s\"\nconcurrency = \"allow\"\n").await;
+    let jobs = s.jobs().await.unwrap();
+    assert_eq!(jobs[0].last_slot_ms, 1_000, "slots before the apply are not its");
+    let a = s
+        .apply(&start(RunTrigger::Schedule, Some(5_000), 4_000))
+        .await
+        .unwrap();
+    assert_eq!(a.run, Some(1));
+    // The same slot again (a retry, or a second master): refused, nothing changes.
+    let e = s
+        .apply(&start(RunTrigger::Schedule, Some(5_000), 4_100))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("decided already"), "{e}");
+    // An older slot too.
+    assert!(
+        s.apply(&start(RunTrigger::Schedule, Some(2_000), 4_100))
+            .await
+            .is_err()
+    );
+    let b = s
+        .apply(&start(RunTrigger::Manual, None, 4_200))
+        .await
+        .unwrap();
+    assert_eq!(b.run, Some(2));
+    // Skipped slots: counted once, and decided.
+    assert!(
+        s.apply(&Command::SkipJobSlots {
+            service: "j".into(),
+            slots: vec![10_000, 15_000],
+            at_ms: 16_000,
+        })
+        .await
+        .unwrap()
+        .changed
+    );
+    let again = s
+        .apply(&Command::SkipJobSlots {
+            service: "j".into(),
+            slots: vec![10_000, 15_000],
+            at_ms: 16_000,
+        })
+        .await
+        .unwrap();
+    assert!(!again.changed);
+    let j = &s.jobs().await.unwrap()[0];
+    assert_eq!((j.last_slot_ms, j.skipped, j.next_run), (15_000, 2, 3));
+    let runs = s.job_runs(Some("j")).await.unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].trigger, RunTrigger::Schedule);
+    assert_eq!(runs[0].slot_ms, Some(5_000));
+    assert_eq!(runs[1].trigger, RunTrigger::Manual);
+}
+
+#[tokio::test]
+async fn forbid_refuses_a_second_run_and_replace_stops_the_first() {
+    let (_d, s, _w) = store().await;
+    service_on_node_n1(&s).await;
+    job(&s, "").await; // no schedule: forbid
+    s.apply(&start(RunTrigger::Manual, None, 2_000))
+        .await
+        .unwrap();
+    let e = s
+        .apply(&start(RunTrigger::Manual, None, 2_100))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("run 1 is still running")
+            && e.to_string().contains("forbid"),
+        "{e}"
+    );
+    job(&s, "[schedule]\ncron = \"@hourly\"\nconcurrency = \"replace\"\n").await;
+    s.apply(&attempt("j-a", 1)).await.unwrap();
+    let r = s
+        .apply(&start(RunTrigger::Manual, None, 3_000))
+        .await
+        .unwrap();
+    assert_eq!(r.run, Some(2));
+    let runs = s.job_runs(Some("j")).await.unwrap();
+    assert_eq!(runs[0].state, RunState::Stopped);
+    assert!(runs[0].message.contains("replaced by run 2"));
+    // Its attempt is stopped and kept (its logs stay).
+    let a = s.replica("j-a").await.unwrap().unwrap();
+    assert_eq!(a.desired, DesiredState::Stop);
+    assert_eq!(a.run, Some(1));
+    // No attempt is added to a run that is over.
+    s.apply(&attempt("j-late", 1)).await.unwrap();
+    assert!(s.replica("j-late").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn finished_runs_beyond_history_leave_with_their_replicas() {
+    let (_d, s, _w) = store().await;
+    service_on_node_n1(&s).await;
+    job(&s, "[schedule]\ncron = \"@hourly\"\nhistory = 2\n").await;
+    for run in 1..=4u64 {
+        s.apply(&start(RunTrigger::Manual, None, run * 10))
+            .await
+            .unwrap();
+        s.apply(&attempt(&format!("j-{run}"), run)).await.unwrap();
+        s.apply(&Command::ReportReplica {
+            status: ReplicaStatus {
+                id: format!("j-{run}"),
+                state: ReplicaState::Exited,
+                ip: None,
+                restarts: 0,
+                exit_code: Some(0),
+                started_ms: Some(run * 10),
+                message: String::new(),
+            },
+            at_ms: run * 10,
+        })
+        .await
+        .unwrap();
+        assert!(
+            s.apply(&finish(run, RunState::Succeeded, run * 10 + 5))
+                .await
+                .unwrap()
+                .changed
+        );
+        // Finishing twice changes nothing.
+        assert!(
+            !s.apply(&finish(run, RunState::Failed, run * 10 + 6))
+                .await
+                .unwrap()
+                .changed
+        );
+    }
+    let runs: Vec<u64> = s
+        .job_runs(Some("j"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.run)
+        .collect();
+    assert_eq!(runs, vec![3, 4]);
+    for (id, desired) in [
+        ("j-1", DesiredState::Remove),
+        ("j-2", DesiredState::Remove),
+        ("j-3", DesiredState::Stop),
+        ("j-4", DesiredState::Stop),
+    ] {
+        assert_eq!(s.replica(id).await.unwrap().unwrap().desired, desired, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn suspend_and_resume_and_what_is_not_a_job() {
+    let (_d, s, _w) = store().await;
+    job(&s, "[schedule]\ncron = \"@every 5s\"\n").await;
+    assert!(
+        s.apply(&Command::SetJobSuspended {
+            service: "j".into(),
+            suspended: true,
+            at_ms: 2_000,
+        })
+        .await
+        .unwrap()
+        .changed
+    );
+    let e = s
+        .apply(&start(RunTrigger::Schedule, Some(5_000), 4_000))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("suspended"), "{e}");
+    s.apply(&Command::SetJobSuspended {
+        service: "j".into(),
+        suspended: false,
+        at_ms: 60_000,
+    })
+    .await
+    .unwrap();
+    // Slots missed while suspended are not run.
+    assert_eq!(s.jobs().await.unwrap()[0].last_slot_ms, 60_000);
+    s.apply(&Command::PutService {
+        spec: Box::new(parse_service("w.toml", "name = \"w\"\nimage = \"b\"\n").unwrap()),
+        at_ms: 1,
+    })
+    .await
+    .unwrap();
+    let e = s
+        .apply(&Command::StartJobRun {
+            service: "w".into(),
+            trigger: RunTrigger::Manual,
+            slot_ms: None,
+            at_ms: 2,
+        })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not a job"), "{e}");
+    let e = s
+        .apply(&Command::StartJobRun {
+            service: "nope".into(),
+            trigger: RunTrigger::Manual,
+            slot_ms: None,
+            at_ms: 2,
+        })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not found"), "{e}");
+}
