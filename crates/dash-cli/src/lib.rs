@@ -139,6 +139,9 @@ pub enum Command {
     /// Services: list, inspect, explain, roll back, remove.
     #[command(subcommand)]
     Service(ServiceCmd),
+    /// Jobs (`kind = "job"`): ls, run now, history, suspend, resume.
+    #[command(subcommand)]
+    Job(commands::job::JobCmd),
     /// Set a service's replica count.
     Scale(ScaleArgs),
     /// Merged logs of a service's replicas, each line prefixed by its replica.
@@ -313,6 +316,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(args) => commands::replica::stats(&client, json, args).await,
         Command::Service(cmd) => commands::service::run(&client, json, cmd).await,
         Command::Scale(args) => commands::service::scale(&client, json, args).await,
+        Command::Job(cmd) => commands::job::run(&client, json, cmd).await,
         Command::Logs(args) => commands::logs::run(&client, json, args).await,
         Command::Node(cmd) => commands::node::run(&client, json, cmd).await,
         Command::Registry(cmd) => commands::registry::run(&client, json, cmd).await,

@@ -678,6 +678,9 @@ pub struct Assignment {
     /// Start the container at this instant, not before (ms since the epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_at_ms: Option<u64>,
+    /// The run of a job it is an attempt of (its container gets `DASH_JOB_RUN`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<u64>,
 }
 
 /// `POST /v1/images/pull`.

@@ -33,6 +33,17 @@ pub enum EventKind {
     UpdateStarted,
     UpdateCompleted,
     UpdateRolledBack,
+    /// A run of a job was recorded (and its attempts are being placed).
+    JobRunStarted,
+    JobRunSucceeded,
+    /// With the exit code and the attempt.
+    JobRunFailed,
+    /// Replaced by a newer run (`concurrency = "replace"`).
+    JobRunStopped,
+    /// A slot of a schedule was not run, and why.
+    JobSlotSkipped,
+    JobSuspended,
+    JobResumed,
 }
 
 /// One event. `seq` grows by one per event within a daemon's life.

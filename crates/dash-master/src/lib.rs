@@ -18,6 +18,8 @@
 pub mod admin_api;
 pub mod backup;
 pub mod image_sync;
+pub mod job_runner;
+pub mod jobs;
 pub mod leader_election;
 pub mod local_link;
 pub mod master;

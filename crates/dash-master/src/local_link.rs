@@ -123,6 +123,7 @@ pub async fn assignments_of(store: &MasterStore, node: &str) -> Result<Vec<Assig
             spec,
             desired: r.desired,
             start_at_ms: r.start_at_ms,
+            run: r.run,
         });
     }
     Ok(out)

@@ -16,12 +16,16 @@ use dash_core::{ReplicaId, ServiceName};
 use dash_store::{MasterStore, ServiceRow, StoreError};
 use tokio::sync::{Notify, watch};
 
+use crate::job_runner::{JobRunner, JobsView};
 use crate::message_queue::MessageQueue;
 use crate::now_ms;
 use crate::state_log::StateLog;
 
 /// The least time from the start of one pass to the start of the next one woken by a change.
 const MIN_GAP: Duration = Duration::from_millis(5);
+
+/// The longest time between two passes.
+const IDLE: Duration = Duration::from_secs(1);
 
 pub struct Reconciler {
     log: StateLog,
@@ -30,6 +34,8 @@ pub struct Reconciler {
     wake: Arc<Notify>,
     changes: watch::Sender<u64>,
     updating: HashSet<String>,
+    /// Services of `kind = "job"`: their runs and schedules.
+    jobs: JobRunner,
 }
 
 impl Reconciler {
@@ -41,6 +47,7 @@ impl Reconciler {
     ) -> Self {
         Self {
             store: log.store().clone(),
+            jobs: JobRunner::new(log.clone()),
             log,
             mq,
             wake,
@@ -59,11 +66,16 @@ impl Reconciler {
                 tracing::warn!(error = %e, "reconcile pass failed");
             }
             crate::telemetry::instruments().reconciled(started.elapsed().as_secs_f64());
+            // A job's slot (or back-off, or deadline) may come before the next second.
+            let idle = match self.jobs.wake_at_ms() {
+                Some(at) => Duration::from_millis(at.saturating_sub(now_ms())).min(IDLE),
+                None => IDLE,
+            };
             tokio::select! {
                 _ = self.wake.notified() => {
                     tokio::time::sleep_until(started + MIN_GAP).await;
                 }
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(idle) => {}
                 _ = shutdown.changed() => return,
             }
         }
@@ -83,14 +95,25 @@ impl Reconciler {
         for r in replicas {
             by_service.entry(r.service.clone()).or_default().push(r);
         }
-        for row in self.store.services().await? {
+        let services = self.store.services().await?;
+        self.jobs.begin_pass();
+        let jobs = match services.iter().any(|s| s.spec.is_job()) {
+            true => Some(JobsView::read(&self.store).await?),
+            false => None,
+        };
+        for row in services {
             if row.removing {
                 continue;
             }
             let replicas = by_service
                 .remove(row.spec.name.as_str())
                 .unwrap_or_default();
-            changed |= self.reconcile(&row, &nodes, replicas).await?;
+            changed |= match &jobs {
+                Some(view) if row.spec.is_job() => {
+                    self.jobs.reconcile(&row, view, &replicas).await?
+                }
+                _ => self.reconcile(&row, &nodes, replicas).await?,
+            };
         }
         if changed {
             self.changes.send_modify(|v| *v += 1);

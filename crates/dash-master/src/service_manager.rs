@@ -178,6 +178,11 @@ impl ServiceManager {
                 (ApplyAction::Updated, changes, plan)
             }
         };
+        // A job's replicas are its runs' attempts: what the apply means for its runs instead.
+        let plan = match (&spec.job, action) {
+            (_, ApplyAction::Unchanged) | (None, _) => plan,
+            (Some(job), _) => vec![job_plan(job, existing.as_ref().map(|e| &e.spec), &spec)],
+        };
         // The version the change makes (as the state machine counts it): a new one only
         // when what runs in the container changes.
         let mut version = existing.as_ref().map_or(1, |e| {
@@ -435,4 +440,32 @@ pub async fn rollback(
     };
     let applied = log.propose_with(cmd, vec![event]).await?.accepted()?;
     Ok(applied.version.unwrap_or(new_version))
+}
+
+/// What applying job `spec` does to its runs (for `dash apply`'s plan).
+fn job_plan(
+    job: &dash_core::job::JobSpec,
+    old: Option<&ServiceSpec>,
+    spec: &ServiceSpec,
+) -> String {
+    match &job.schedule {
+        Some(s) => {
+            let zone = if s.timezone == "UTC" {
+                String::new()
+            } else {
+                format!(" ({})", s.timezone)
+            };
+            format!(
+                "runs on its schedule {}{zone}; runs in progress finish at their version",
+                s.cron
+            )
+        }
+        None if old.is_none_or(|o| o.needs_replacement(spec)) => format!(
+            "start a run now ({} completion{}, {} at a time)",
+            job.completions,
+            if job.completions == 1 { "" } else { "s" },
+            job.parallelism
+        ),
+        None => "no new run: what runs in its containers is unchanged".to_string(),
+    }
 }

@@ -164,6 +164,7 @@ pub async fn state_series(
             f64::from(svc.spec.replicas),
         );
     }
+    job_series(&mut s, store).await;
     let mut by_state: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut restarts: BTreeMap<String, u64> = BTreeMap::new();
     for r in &replicas {
@@ -289,5 +290,38 @@ pub async fn watch_leader(
             instruments().leader_changed();
         }
         leader = now;
+    }
+}
+
+/// Jobs: slots skipped (as the replicated state counts them: the same on every master, across
+/// failovers) and runs kept by state.
+async fn job_series(s: &mut Snapshot, store: &dash_store::MasterStore) {
+    let jobs = store.jobs().await.unwrap_or_default();
+    if jobs.is_empty() {
+        return;
+    }
+    const SKIPPED: &str = "Slots of a job's schedule skipped (missed, superseded, forbidden)";
+    s.declare("dash_job_slots_skipped", SKIPPED, Kind::Counter);
+    for j in &jobs {
+        s.counter(
+            "dash_job_slots_skipped",
+            SKIPPED,
+            exposition::labels([("job", j.service.as_str())]),
+            j.skipped as f64,
+        );
+    }
+    const RUNS: &str = "Runs of a job in its history, by state";
+    let mut by_state: std::collections::BTreeMap<(String, &'static str), u64> = Default::default();
+    for r in store.job_runs(None).await.unwrap_or_default() {
+        *by_state.entry((r.service, r.state.as_str())).or_default() += 1;
+    }
+    s.declare("dash_job_runs", RUNS, Kind::Gauge);
+    for ((job, state), n) in by_state {
+        s.gauge(
+            "dash_job_runs",
+            RUNS,
+            exposition::labels([("job", job.as_str()), ("state", state)]),
+            n as f64,
+        );
     }
 }

@@ -24,7 +24,8 @@ use sqlx::sqlite::{
 
 pub use error::StoreError;
 pub use master::{
-    Applied, JobRow, RunRow, LogEntry, MasterStore, Rejection, RemovedReplica, ServiceRow, StateMachine,
+    Applied, JobRow, LogEntry, MasterStore, Rejection, RemovedReplica, RunRow, ServiceRow,
+    StateMachine,
 };
 pub use raft_log::{RaftLogDb, open_raft_log};
 pub use worker::{LocalReplica, USERNS_BASE, USERNS_SIZE, WorkerStore};

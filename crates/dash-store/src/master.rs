@@ -710,6 +710,15 @@ async fn apply_command(
                 })?;
             let mut spec: ServiceSpec =
                 serde_json::from_str(row.get("spec")).map_err(|e| corrupt("service spec", e))?;
+            if spec.is_job() {
+                return Err(Rejection::Invalid {
+                    field: "replicas".into(),
+                    message: format!(
+                        "{name} is a job: its replicas are its runs' attempts; set [job] parallelism in its file, or start a run with `dash job run {name}`"
+                    ),
+                }
+                .into());
+            }
             if let Some(a) = &spec.autoscale
                 && (*replicas < a.min || *replicas > a.max)
             {

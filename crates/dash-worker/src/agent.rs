@@ -251,11 +251,17 @@ impl<L: MasterLink> Agent<L> {
             match a.desired {
                 DesiredState::Run | DesiredState::Stop if !running => {
                     let halted = a.desired == DesiredState::Stop;
+                    let mut spec = a.spec;
+                    if let Some(run) = a.run {
+                        // A job's attempt knows its run (as a Kubernetes Job's pod knows its
+                        // completion index).
+                        spec.env.insert(JOB_RUN_ENV.into(), run.to_string());
+                    }
                     self.spawn(
                         a.replica,
                         a.service,
                         a.version,
-                        a.spec,
+                        spec,
                         None,
                         (a.start_at_ms, halted),
                     )
@@ -370,6 +376,9 @@ impl Status {
 /// How often a supervisor looks at a running container even without a sign from its monitor
 /// (exits are normally seen at once through the monitor's pidfd; this is the safety net).
 const EXIT_POLL: Duration = Duration::from_secs(1);
+
+/// The variable a job's attempt finds its run's number in.
+pub const JOB_RUN_ENV: &str = "DASH_JOB_RUN";
 
 /// What the masters want of a supervised replica over its life.
 struct Life {

@@ -33,6 +33,10 @@ pub struct LogsArgs {
     /// Show each line's time (RFC 3339 UTC, ms), as the node's monitor stamped it on reading.
     #[arg(short = 't', long)]
     pub timestamps: bool,
+    /// Of a job: the logs of its run N (every attempt), kept while the run is in the job's
+    /// history (`dash job history JOB` lists them).
+    #[arg(long, value_name = "N", conflicts_with = "previous")]
+    pub run: Option<u64>,
 }
 
 /// Runs `dash logs`: each line prefixed by its replica (and its time with --timestamps), or
@@ -42,6 +46,9 @@ pub async fn run(client: &Client, json: bool, args: LogsArgs) -> anyhow::Result<
     let mut path = format!("/v1/logs/{}?follow={}", encode(&args.service), args.follow);
     if args.previous {
         path.push_str("&previous=true");
+    }
+    if let Some(run) = args.run {
+        path.push_str(&format!("&run={run}"));
     }
     if let Some(n) = args.tail {
         path.push_str(&format!("&tail={n}"));

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod events;
 pub mod exec;
 pub mod image;
+pub mod job;
 pub mod login;
 pub mod logs;
 pub mod network;

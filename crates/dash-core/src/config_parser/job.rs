@@ -208,7 +208,12 @@ fn schedule_section(cx: &mut Ctx<'_>, s: &RawSchedule, job: &mut JobSpec) -> Opt
         }
         Ok(_) => {}
         Err(ScheduleError::Cron(m) | ScheduleError::Timezone(m)) => {
-            cx.report(&s.cron, "schedule.cron", format!("schedule.cron = {m}"), CRON_FORMS);
+            cx.report(
+                &s.cron,
+                "schedule.cron",
+                format!("schedule.cron = {m}"),
+                CRON_FORMS,
+            );
             ok = false;
         }
     }

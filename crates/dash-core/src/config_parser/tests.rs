@@ -626,7 +626,10 @@ fn a_job_without_sections_gets_defaults() {
     let svc = parse_service("s.toml", "name = \"s\"\nimage = \"b\"\n").unwrap();
     assert!(svc.job.is_none());
     let json = serde_json::to_string(&svc).unwrap();
-    assert!(!json.contains("kind") && !json.contains("\"job\""), "{json}");
+    assert!(
+        !json.contains("kind") && !json.contains("\"job\""),
+        "{json}"
+    );
 }
 
 #[test]
@@ -637,7 +640,10 @@ fn bad_job_files_name_the_field_and_what_is_accepted() {
         e.contains("schedule.cron") && e.contains("minute field \"61\"") && e.contains("0-59"),
         "{e}"
     );
-    let e = err(&job("[schedule]\ncron = \"@daily\"\ntimezone = \"Mars/Olympus\"\n")).to_string();
+    let e = err(&job(
+        "[schedule]\ncron = \"@daily\"\ntimezone = \"Mars/Olympus\"\n",
+    ))
+    .to_string();
     assert!(e.contains("schedule.timezone") && e.contains("IANA"), "{e}");
     let e = err(&job("[[ports]]\ncontainer = 80\n")).to_string();
     assert!(e.contains("ports: a job has no ports"), "{e}");
@@ -646,12 +652,19 @@ fn bad_job_files_name_the_field_and_what_is_accepted() {
         e.contains("job.completions = 0") && e.contains("between 1 and 10000"),
         "{e}"
     );
-    let e = err(&job("[schedule]\ncron = \"@daily\"\nconcurrency = \"queue\"\n")).to_string();
+    let e = err(&job(
+        "[schedule]\ncron = \"@daily\"\nconcurrency = \"queue\"\n",
+    ))
+    .to_string();
     assert!(e.contains("forbid") && e.contains("replace"), "{e}");
-    let e = err(&job("replicas = 2\n[health]\nexec = [\"true\"]\n[restart]\npolicy = \"always\"\n"))
-        .to_string();
+    let e = err(&job(
+        "replicas = 2\n[health]\nexec = [\"true\"]\n[restart]\npolicy = \"always\"\n",
+    ))
+    .to_string();
     assert!(
-        e.contains("replicas: a job") && e.contains("health: a job") && e.contains("restart: a job"),
+        e.contains("replicas: a job")
+            && e.contains("health: a job")
+            && e.contains("restart: a job"),
         "{e}"
     );
     let e = err(&job("[schedule]\ncron = \"0 0 30 2 *\"\n")).to_string();

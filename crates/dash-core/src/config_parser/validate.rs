@@ -8,12 +8,12 @@ use toml::Spanned;
 use super::MAX_REPLICAS;
 use super::diagnostic::{Diagnostic, Diagnostics, line_col};
 use super::raw::{self, RawService, SizeValue, StringOrList};
+use crate::job::Kind;
 use crate::spec::{
     Autoscale, Constraint, HealthCheck, Mode, Placement, PortSpec, Probe, Protocol, PullPolicy,
     Resources, RestartCondition, RestartPolicy, RouteSpec, UpdateOrder, UpdatePolicy,
 };
 use crate::units::{parse_duration, parse_size};
-use crate::job::Kind;
 use crate::{ServiceName, ServiceSpec};
 
 pub(super) struct Ctx<'a> {

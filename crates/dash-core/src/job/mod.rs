@@ -183,14 +183,9 @@ impl RunState {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Running,
-            Self::Succeeded,
-            Self::Failed,
-            Self::Stopped,
-        ]
-        .into_iter()
-        .find(|t| t.as_str() == s)
+        [Self::Running, Self::Succeeded, Self::Failed, Self::Stopped]
+            .into_iter()
+            .find(|t| t.as_str() == s)
     }
 }
 

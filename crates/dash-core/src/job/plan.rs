@@ -59,10 +59,9 @@ impl std::fmt::Display for SkipReason {
                 "missed, and a later slot ({}) is due too: only the latest missed slot runs",
                 crate::clock::utc(*by_ms)
             ),
-            SkipReason::Forbidden { run } => write!(
-                f,
-                "run {run} is still running and concurrency = \"forbid\""
-            ),
+            SkipReason::Forbidden { run } => {
+                write!(f, "run {run} is still running and concurrency = \"forbid\"")
+            }
         }
     }
 }
@@ -188,6 +187,16 @@ pub struct AttemptView {
     pub state: ReplicaState,
     pub exit_code: Option<i32>,
     pub created_ms: u64,
+    /// Why it ended, when its node said (a start that failed: the image, the network…).
+    pub message: String,
+}
+
+impl AttemptView {
+    /// Its exit code, if its process ran (a start that failed has none).
+    pub fn code(&self) -> Option<i32> {
+        self.exit_code
+            .filter(|_| self.state != ReplicaState::Failed || self.exit_code != Some(-1))
+    }
 }
 
 /// How an attempt ended, if it did.
@@ -269,17 +278,25 @@ pub fn plan_run(
             },
         };
     }
-    let last_code = failed.iter().rev().find_map(|a| a.exit_code);
+    let last_code = failed.iter().rev().find_map(|a| a.code());
     if failed.len() as u32 > job.backoff_limit {
-        let attempts_word = if failed.len() == 1 { "attempt" } else { "attempts" };
+        let attempts_word = if failed.len() == 1 {
+            "attempt"
+        } else {
+            "attempts"
+        };
+        let last = failed.last().map_or(String::new(), |a| match a.code() {
+            Some(c) => format!("; last exit code {c}"),
+            None if a.message.is_empty() => String::new(),
+            None => format!("; last: {}", a.message),
+        });
         return RunStep::Finish {
             state: RunState::Failed,
             exit_code: last_code,
             message: format!(
-                "{} failed {attempts_word} (backoff_limit = {}){}",
+                "{} failed {attempts_word} (backoff_limit = {}){last}",
                 failed.len(),
                 job.backoff_limit,
-                last_code.map_or(String::new(), |c| format!("; last exit code {c}"))
             ),
         };
     }

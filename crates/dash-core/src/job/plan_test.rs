@@ -113,11 +113,13 @@ fn after_an_outage_the_latest_slot_runs_and_the_late_ones_are_skipped() {
     // Every due slot past the deadline: all skipped, none run.
     let (s, spec) = every5(Concurrency::Forbid, Some(3_000));
     let p = plan_slots(&s, &spec, &state(5_000, &[]), 29_000);
-    assert!(
-        p.decisions
-            .iter()
-            .all(|d| matches!(d, SlotDecision::Skip { reason: SkipReason::MissedDeadline { .. }, .. }))
-    );
+    assert!(p.decisions.iter().all(|d| matches!(
+        d,
+        SlotDecision::Skip {
+            reason: SkipReason::MissedDeadline { .. },
+            ..
+        }
+    )));
     assert_eq!(p.decisions.len(), 4);
 }
 
@@ -149,6 +151,7 @@ fn attempt(id: &str, state: ReplicaState, code: Option<i32>) -> AttemptView {
         state,
         exit_code: code,
         created_ms: 0,
+        message: String::new(),
     }
 }
 

@@ -176,7 +176,9 @@ fn parse_pattern(text: &str) -> Result<Pattern, String> {
         ]
         .contains(&nick.as_str())
         {
-            return Err(format!("{text:?}: unknown shorthand; accepted: {CRON_FORMS}"));
+            return Err(format!(
+                "{text:?}: unknown shorthand; accepted: {CRON_FORMS}"
+            ));
         }
         let five = match nick.as_str() {
             "@hourly" => "0 * * * *",
@@ -239,7 +241,10 @@ pub fn format_local(at_ms: u64, tz: Tz) -> String {
         .ok()
         .and_then(DateTime::<Utc>::from_timestamp_millis)
     {
-        Some(t) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string(),
+        Some(t) => t
+            .with_timezone(&tz)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string(),
         None => at_ms.to_string(),
     }
 }

@@ -75,7 +75,12 @@ fn paris_fall_back_the_repeated_hour_runs_once() {
 #[test]
 fn new_york_spring_forward_slots_in_the_gap_make_one() {
     assert_eq!(
-        slots("*/30 * * * *", "America/New_York", "2027-03-14T06:00:00Z", 4),
+        slots(
+            "*/30 * * * *",
+            "America/New_York",
+            "2027-03-14T06:00:00Z",
+            4
+        ),
         [
             "2027-03-14T06:30:00Z", // 01:30 EST
             "2027-03-14T07:00:00Z", // 02:00 and 02:30 do not exist: 03:00 EDT, once
@@ -101,7 +106,12 @@ fn new_york_fall_back_the_repeated_hour_runs_once() {
     );
     // From inside the repeat's second pass: nothing more until 02:00 EST.
     assert_eq!(
-        slots("*/15 * * * *", "America/New_York", "2027-11-07T06:10:00Z", 2),
+        slots(
+            "*/15 * * * *",
+            "America/New_York",
+            "2027-11-07T06:10:00Z",
+            2
+        ),
         ["2027-11-07T07:00:00Z", "2027-11-07T07:15:00Z"]
     );
 }
@@ -132,7 +142,10 @@ fn every_is_aligned_on_the_epoch() {
     assert_eq!(s.next_after(0), Some(5_000));
     assert_eq!(s.next_after(4_999), Some(5_000));
     assert_eq!(s.next_after(5_000), Some(10_000));
-    assert_eq!(s.slots(1_000, 21_000, 10), vec![5_000, 10_000, 15_000, 20_000]);
+    assert_eq!(
+        s.slots(1_000, 21_000, 10),
+        vec![5_000, 10_000, 15_000, 20_000]
+    );
     assert_eq!(s.slots(1_000, 21_000, 2), vec![5_000, 10_000]);
     // The time zone does not move @every.
     let p = Schedule::parse("@every 10m", "Europe/Paris").unwrap();
@@ -146,7 +159,10 @@ fn bad_patterns_name_the_field_and_what_it_takes() {
         other => panic!("{c}: {other:?}"),
     };
     let m = err("61 * * * *");
-    assert!(m.contains("minute field \"61\"") && m.contains("0-59"), "{m}");
+    assert!(
+        m.contains("minute field \"61\"") && m.contains("0-59"),
+        "{m}"
+    );
     let m = err("0 24 * * *");
     assert!(m.contains("hour field \"24\"") && m.contains("0-23"), "{m}");
     let m = err("0 0 * 13 *");

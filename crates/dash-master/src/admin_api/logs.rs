@@ -39,6 +39,10 @@ pub struct LogQuery {
     /// answer ends once this time has passed.
     #[param(schema_with = super::openapi::unsigned_64)]
     until_ms: Option<u64>,
+    /// Only the attempts of this run of a job (`dash logs JOB --run 3`): kept as long as the
+    /// run is in the job's history.
+    #[param(schema_with = super::openapi::unsigned_64)]
+    run: Option<u64>,
 }
 
 /// Which lines a request keeps, by their stamps (`<RFC 3339 ms UTC> <stream> <text>`, which
@@ -93,8 +97,16 @@ fn removed_info(r: RemovedReplica) -> ReplicaInfo {
 }
 
 /// What `name` (a service's name or a replica's id) and `previous` ask for.
-async fn source(s: &AppState, name: &str, previous: bool) -> Result<Source, HttpError> {
+async fn source(
+    s: &AppState,
+    name: &str,
+    previous: bool,
+    run: Option<u64>,
+) -> Result<Source, HttpError> {
     let store = s.manager.store();
+    if let Some(run) = run {
+        return run_source(s, name, run).await;
+    }
     let service = store.service(name).await.map_err(HttpError::internal)?;
     let removed = store
         .removed_replicas(name)
@@ -134,6 +146,44 @@ async fn source(s: &AppState, name: &str, previous: bool) -> Result<Source, Http
     )))
 }
 
+/// The attempts of run `run` of job `name` (followed while the run is in progress).
+async fn run_source(s: &AppState, name: &str, run: u64) -> Result<Source, HttpError> {
+    let store = s.manager.store();
+    let row = store.service(name).await.map_err(HttpError::internal)?;
+    let Some(row) = row.filter(|r| r.spec.is_job()) else {
+        return Err(HttpError::not_found(format!(
+            "no job {name:?}: --run picks a run of a job; `dash job ls` lists jobs"
+        )));
+    };
+    let runs = store
+        .job_runs(Some(name))
+        .await
+        .map_err(HttpError::internal)?;
+    let Some(found) = runs.iter().find(|r| r.run == run) else {
+        let kept = runs
+            .iter()
+            .map(|r| r.run.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let history = row.spec.job.as_ref().map_or(0, |j| j.history);
+        return Err(HttpError::not_found(format!(
+            "job {name} has no run {run} in its history (history = {history}; kept: {}); `dash job history {name}` lists them",
+            if kept.is_empty() { "none" } else { &kept }
+        )));
+    };
+    let attempts = store
+        .replicas(Some(name))
+        .await
+        .map_err(HttpError::internal)?
+        .into_iter()
+        .filter(|r| r.run == Some(run))
+        .collect();
+    Ok(Source::Replicas(
+        attempts,
+        found.state == dash_core::job::RunState::Running,
+    ))
+}
+
 impl Source {
     /// The replicas to read now.
     async fn replicas(&self, s: &AppState) -> Option<Vec<ReplicaInfo>> {
@@ -163,7 +213,7 @@ pub async fn stream(
     ApiPath(service): ApiPath<String>,
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<Response, HttpError> {
-    let source = source(&s, &service, q.previous).await?;
+    let source = source(&s, &service, q.previous, q.run).await?;
     let replicas = source.replicas(&s).await.unwrap_or_default();
     let window = Window::of(&q);
     let mut lines = Vec::new();

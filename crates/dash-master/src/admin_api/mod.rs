@@ -10,6 +10,7 @@ mod error;
 mod events;
 mod exec;
 mod images;
+mod jobs;
 mod listener;
 mod login;
 mod logs;
@@ -108,6 +109,12 @@ pub fn router(state: AppState) -> Router {
         .route("/services/{name}/explain", get(services::explain))
         .route("/services/{name}/history", get(stats::history))
         .route("/replicas", get(services::replicas))
+        .route("/jobs", get(jobs::list))
+        .route("/jobs/{name}", get(jobs::inspect))
+        .route("/jobs/{name}/runs", get(jobs::runs))
+        .route("/jobs/{name}/run", post(jobs::run))
+        .route("/jobs/{name}/suspend", post(jobs::suspend))
+        .route("/jobs/{name}/resume", post(jobs::resume))
         .route("/replicas/{id}/exec", get(exec::exec))
         .route("/nodes", get(nodes::list))
         .route("/cluster", get(cluster::status))

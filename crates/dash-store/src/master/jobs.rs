@@ -49,7 +49,8 @@ pub struct RunRow {
 impl RunRow {
     /// When it is due to start: its slot if that is later than when it was recorded.
     pub fn start_ms(&self) -> u64 {
-        self.slot_ms.map_or(self.created_ms, |s| s.max(self.created_ms))
+        self.slot_ms
+            .map_or(self.created_ms, |s| s.max(self.created_ms))
     }
 }
 
@@ -81,7 +82,11 @@ async fn job_spec(tx: Tx<'_, '_>, service: &str) -> Result<(ServiceSpec, u64), S
 }
 
 /// `PutService` of a job: its schedule state, from now on (slots before it are not its).
-pub(super) async fn ensure_job(tx: Tx<'_, '_>, service: &str, at_ms: u64) -> Result<(), StoreError> {
+pub(super) async fn ensure_job(
+    tx: Tx<'_, '_>,
+    service: &str,
+    at_ms: u64,
+) -> Result<(), StoreError> {
     sqlx::query("INSERT OR IGNORE INTO jobs (service, last_slot_ms) VALUES (?, ?)")
         .bind(service)
         .bind(at_ms as i64)
@@ -142,9 +147,7 @@ pub(super) async fn start_run(
                 .into());
             };
             if schedule.is_none() {
-                return Err(
-                    Rejection::Conflict(format!("job {service} has no [schedule]")).into(),
-                );
+                return Err(Rejection::Conflict(format!("job {service} has no [schedule]")).into());
             }
             if job.suspended {
                 return Err(Rejection::Conflict(format!("job {service} is suspended")).into());

@@ -58,9 +58,16 @@ fn attempt(id: &str, run: u64) -> Command {
 async fn a_slot_runs_at_most_once_and_runs_are_numbered_by_the_state() {
     let (_d, s, _w) = store().await;
     service_on_node_n1(&s).await;
-    job(&s, "[schedule]\ncron = \"@every 5s\"\nconcurrency = \"allow\"\n").await;
+    job(
+        &s,
+        "[schedule]\ncron = \"@every 5s\"\nconcurrency = \"allow\"\n",
+    )
+    .await;
     let jobs = s.jobs().await.unwrap();
-    assert_eq!(jobs[0].last_slot_ms, 1_000, "slots before the apply are not its");
+    assert_eq!(
+        jobs[0].last_slot_ms, 1_000,
+        "slots before the apply are not its"
+    );
     let a = s
         .apply(&start(RunTrigger::Schedule, Some(5_000), 4_000))
         .await
@@ -125,11 +132,14 @@ async fn forbid_refuses_a_second_run_and_replace_stops_the_first() {
         .await
         .unwrap_err();
     assert!(
-        e.to_string().contains("run 1 is still running")
-            && e.to_string().contains("forbid"),
+        e.to_string().contains("run 1 is still running") && e.to_string().contains("forbid"),
         "{e}"
     );
-    job(&s, "[schedule]\ncron = \"@hourly\"\nconcurrency = \"replace\"\n").await;
+    job(
+        &s,
+        "[schedule]\ncron = \"@hourly\"\nconcurrency = \"replace\"\n",
+    )
+    .await;
     s.apply(&attempt("j-a", 1)).await.unwrap();
     let r = s
         .apply(&start(RunTrigger::Manual, None, 3_000))
@@ -200,7 +210,11 @@ async fn finished_runs_beyond_history_leave_with_their_replicas() {
         ("j-3", DesiredState::Stop),
         ("j-4", DesiredState::Stop),
     ] {
-        assert_eq!(s.replica(id).await.unwrap().unwrap().desired, desired, "{id}");
+        assert_eq!(
+            s.replica(id).await.unwrap().unwrap().desired,
+            desired,
+            "{id}"
+        );
     }
 }
 
