@@ -154,6 +154,23 @@ impl WorkerStore {
             .collect()
     }
 
+    /// Gives up the replica's address (its container exited for good and is kept only for its
+    /// logs: a job's finished attempt): another replica may get it.
+    pub async fn release_ip(&self, replica: &str) -> Result<(), StoreError> {
+        let _writer = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM ip_allocations WHERE replica = ?")
+            .bind(replica)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE local_replicas SET ip = NULL WHERE id = ?")
+            .bind(replica)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The replica's address in `network/prefix`: the one it already has, else the lowest free
     /// host address above the gateway (`.1`).
     pub async fn allocate_ip(

@@ -527,6 +527,23 @@ async fn supervise<L: MasterLink>(
             todo.extend(sentry.handle(input, Instant::now()));
         }
 
+        if halted
+            && st.ip.is_some()
+            && matches!(sentry.state(), ReplicaState::Exited | ReplicaState::Failed)
+        {
+            // Over for good and kept only for its logs: its address and network namespace go
+            // back (a job keeping many finished attempts must not use up the node's subnet).
+            if let Some(ip) = st.ip.take() {
+                if let Err(e) = ctx.net.detach(&id, ip, &port_mappings(&spec.ports)).await {
+                    tracing::debug!(error = %e, "detaching a finished attempt's network");
+                }
+                if let Err(e) = ctx.store.release_ip(&id).await {
+                    tracing::warn!(error = %e, "releasing a finished attempt's address");
+                }
+                todo.push_back(Action::Report);
+                continue 'life;
+            }
+        }
         if *halt.borrow_and_update() && !halted {
             // Its run is over: stop the container if it still runs, and keep it. The exit is
             // observed below like any other (a job's attempt is never restarted).
@@ -535,6 +552,8 @@ async fn supervise<L: MasterLink>(
             if let Err(e) = blocking(&ctx.runtime, &id, move |rt, id| rt.stop(id, grace)).await {
                 tracing::debug!(error = %e, "stopping a replica whose run is over");
             }
+            // Its network may go now if it had exited already.
+            continue 'life;
         }
         let wake = sentry.next_wake();
         let watching = sentry.watches_exit();

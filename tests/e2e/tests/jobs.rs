@@ -170,6 +170,23 @@ fn scheduled_runs_start_at_their_slots_and_the_history_keeps_three_with_logs() {
             "{logs}"
         );
     }
+    // Finished attempts are kept (for their logs) but gave their address and network back.
+    s.wait(
+        "finished attempts without an address",
+        Duration::from_secs(20),
+        || {
+            let done: Vec<Value> = s
+                .replicas("tick")
+                .into_iter()
+                .filter(|r| r["desired"] == "stop")
+                .collect();
+            (done.len() >= 3
+                && done
+                    .iter()
+                    .all(|r| r["state"] == "exited" && r["ip"].is_null()))
+            .then_some(())
+        },
+    );
     // A run that left the history: its logs went with it, and the error says so.
     let out = s.dash(&["logs", "tick", "--run", "1"]);
     assert!(!out.status.success());
@@ -487,4 +504,67 @@ fn a_master_killed_before_a_slot_runs_it_once_and_a_late_slot_is_skipped() {
         "{:?}",
         s.leftovers("nightly-")
     );
+}
+
+/// Three masters (real Raft) and a worker: the leader is killed 300 ms before a slot; the new
+/// leader runs that slot exactly once (its run's only attempt printed one line, read from the
+/// log file its node kept), and no slot ever ran twice.
+#[test]
+fn with_three_masters_a_leader_killed_before_a_slot_leaves_it_run_exactly_once() {
+    let mut c = dash_e2e::cluster::Cluster::start_ha(84, 3, 1);
+    c.import_busybox("bb:job");
+    c.apply(
+        "ha.toml",
+        &job_file(
+            "hajob",
+            "echo ran-run-$DASH_JOB_RUN",
+            "[schedule]\ncron = \"@every 4s\"\nstarting_deadline = \"20s\"\nhistory = 30\n",
+        ),
+    );
+    let history = |c: &dash_e2e::cluster::Cluster| -> Vec<Value> {
+        c.json(&["job", "history", "hajob"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    c.wait("a first run", Duration::from_secs(40), || {
+        history(&c)
+            .iter()
+            .any(|r| r["state"] == "succeeded")
+            .then_some(())
+    });
+    let leader = c.wait("a leader", Duration::from_secs(15), || c.leader());
+    let slot = next_slot(4_000, 1_500);
+    sleep_until(slot - 300);
+    c.nodes[leader].kill_node();
+    c.wait("a new leader", Duration::from_secs(15), || {
+        c.leader().filter(|l| *l != leader)
+    });
+    let run = c.wait("the slot's run", Duration::from_secs(40), || {
+        history(&c)
+            .into_iter()
+            .find(|r| r["slot_ms"] == slot && r["state"] == "succeeded")
+    });
+    let n = run["run"].as_u64().unwrap();
+    assert_eq!(run["attempts"].as_array().unwrap().len(), 1, "{run}");
+    let logs = c.ok(&["logs", "hajob", "--run", &n.to_string()]);
+    assert_eq!(logs.matches(&format!("ran-run-{n}")).count(), 1, "{logs}");
+    // A couple more slots under the new leader, then: no slot twice, one attempt each.
+    c.wait("two more runs", Duration::from_secs(30), || {
+        history(&c)
+            .iter()
+            .any(|r| r["slot_ms"].as_u64() >= Some(slot + 8_000) && r["state"] == "succeeded")
+            .then_some(())
+    });
+    let all = history(&c);
+    let mut slots: Vec<u64> = all.iter().filter_map(|r| r["slot_ms"].as_u64()).collect();
+    let total = slots.len();
+    slots.sort();
+    slots.dedup();
+    assert_eq!(slots.len(), total, "a slot ran twice: {all:?}");
+    for r in all.iter().filter(|r| r["state"] == "succeeded") {
+        assert_eq!(r["attempts"].as_array().unwrap().len(), 1, "{r}");
+    }
+    c.nodes[leader].restart();
+    c.ok(&["service", "rm", "hajob"]);
 }
