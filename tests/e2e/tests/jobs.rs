@@ -480,7 +480,19 @@ fn a_master_killed_before_a_slot_runs_it_once_and_a_late_slot_is_skipped() {
     });
     assert!(skipped.contains("missed by"), "{skipped}");
     let ls = s.json(&["job", "ls"]);
-    assert!(ls[0]["skipped_slots"].as_u64().unwrap() >= 1, "{ls}");
+    let skipped_slots = ls[0]["skipped_slots"].as_u64().unwrap();
+    assert!(skipped_slots >= 1, "{ls}");
+    // Counted where metrics are (the state's count, the same on every master).
+    let (code, metrics) =
+        dash_e2e::http_request(&s.addr, "GET", "/metrics", Some(&s.token())).unwrap();
+    assert_eq!(code, 200);
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("dash_job_slots_skipped_total{job=\"nightly\"}"))
+        .unwrap_or_else(|| panic!("no skipped-slot series:\n{metrics}"));
+    let counted: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(counted >= skipped_slots as f64, "{line} against {skipped_slots}");
+    assert!(metrics.contains("dash_job_runs{job=\"nightly\",state=\"succeeded\"}"), "{metrics}");
     // Every run the state has, its container reported exactly once; no slot ran twice.
     s.wait("runs settle", Duration::from_secs(20), || {
         runs(&s, "nightly")
