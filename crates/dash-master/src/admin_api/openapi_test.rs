@@ -156,7 +156,8 @@ fn the_query_parameters_the_handlers_read_are_declared_in_the_query() {
             ("tail", false),
             ("previous", false),
             ("since_ms", false),
-            ("until_ms", false)
+            ("until_ms", false),
+            ("run", false)
         ])
     );
     assert_eq!(
