@@ -20,7 +20,6 @@
 
 use std::collections::HashMap;
 
-use dash_core::ReplicaId;
 use dash_core::api::{DesiredState, ReplicaInfo, ReplicaState};
 use dash_core::command::{Command, NewReplica};
 use dash_core::event::{EventDraft, EventKind};
@@ -30,10 +29,11 @@ use dash_core::job::plan::{
 use dash_core::job::schedule::Schedule;
 use dash_core::job::{Concurrency, JobSpec, RunState, RunTrigger};
 use dash_core::scheduler;
+use dash_core::{ReplicaId, ServiceSpec};
 use dash_store::{JobRow, RunRow, ServiceRow, StoreError};
 
 use crate::now_ms;
-use crate::reconciler::{node_snapshots, request};
+use crate::reconciler::{node_snapshots, request_of};
 use crate::state_log::StateLog;
 
 /// Skip events written one by one for a batch of skipped slots; beyond, one more says how many
@@ -141,6 +141,7 @@ impl JobRunner {
         match &job.schedule {
             None => {
                 if state.applied_version < row.version
+                    && !state.suspended
                     && (active.is_empty() || row_concurrency(&job) != Concurrency::Forbid)
                 {
                     changed |= self
@@ -200,6 +201,19 @@ impl JobRunner {
         let name = row.spec.name.to_string();
         let attempts: Vec<&ReplicaInfo> =
             replicas.iter().filter(|r| r.run == Some(run.run)).collect();
+        // A run goes on at the version it started with, whatever was applied since.
+        let spec = match self.log.store().service_version(&name, run.version).await? {
+            Some(spec) => spec,
+            None => row.spec.clone(),
+        };
+        // Attempts no node could take when they were made: placed when one can.
+        let mut placed = false;
+        for a in attempts
+            .iter()
+            .filter(|a| a.node.is_none() && a.desired == DesiredState::Run)
+        {
+            placed |= self.place_pending(&spec, a, replicas).await?;
+        }
         let views: Vec<AttemptView> = attempts
             .iter()
             .map(|a| AttemptView {
@@ -237,13 +251,18 @@ impl JobRunner {
         match step {
             RunStep::Wait { until_ms } => {
                 self.wake(until_ms);
-                Ok((false, false))
+                Ok((placed, false))
             }
             RunStep::Create { count } => {
-                let start_at = run.slot_ms.filter(|s| *s > now);
-                let attempt = attempts.len() as u32 + 1;
-                self.create_attempts(row, run.run, attempt, count, start_at, replicas)
-                    .await?;
+                let new = Attempts {
+                    spec: &spec,
+                    version: run.version,
+                    run: run.run,
+                    first: attempts.len() as u32 + 1,
+                    count,
+                    start_at_ms: run.slot_ms.filter(|s| *s > now),
+                };
+                self.create_attempts(new, replicas).await?;
                 Ok((true, false))
             }
             RunStep::Finish {
@@ -330,41 +349,41 @@ impl JobRunner {
             }
         };
         let Some(run) = run else { return Ok(true) };
-        let count = job.parallelism.min(job.completions);
-        let start_at = slot_ms.filter(|s| *s > now);
-        self.create_attempts(row, run, 1, count, start_at, replicas)
-            .await?;
+        let new = Attempts {
+            spec: &row.spec,
+            version: row.version,
+            run,
+            first: 1,
+            count: job.parallelism.min(job.completions),
+            start_at_ms: slot_ms.filter(|s| *s > now),
+        };
+        self.create_attempts(new, replicas).await?;
         Ok(true)
     }
 
-    /// Places `count` attempts of run `run` (numbered from `first`) and records them.
+    /// Places the attempts `new` and records them.
     async fn create_attempts(
         &self,
-        row: &ServiceRow,
-        run: u64,
-        first: u32,
-        count: u32,
-        start_at_ms: Option<u64>,
+        new: Attempts<'_>,
         replicas: &[ReplicaInfo],
     ) -> Result<(), StoreError> {
-        let service = &row.spec.name;
-        // Only attempts that run hold a place on their node.
-        let running: Vec<ReplicaInfo> = replicas
-            .iter()
-            .filter(|r| {
-                r.desired == DesiredState::Run
-                    && !matches!(r.state, ReplicaState::Exited | ReplicaState::Failed)
-            })
-            .cloned()
-            .collect();
-        let snapshot = node_snapshots(self.log.store(), &running).await?;
-        let placed = scheduler::place(&snapshot, &request(row), count as usize);
+        let Attempts {
+            spec,
+            version,
+            run,
+            first,
+            count,
+            start_at_ms,
+        } = new;
+        let service = &spec.name;
+        let snapshot = node_snapshots(self.log.store(), &running(replicas)).await?;
+        let placed = scheduler::place(&snapshot, &request_of(spec), count as usize);
         let new: Vec<NewReplica> = placed
             .into_iter()
             .map(|p| NewReplica {
                 id: ReplicaId::generate(service).to_string(),
                 service: service.to_string(),
-                version: row.version,
+                version,
                 message: p
                     .as_ref()
                     .err()
@@ -406,6 +425,39 @@ impl JobRunner {
             )
             .await?;
         Ok(())
+    }
+
+    /// Places attempt `a`, made when no node could take it, if one can now.
+    async fn place_pending(
+        &self,
+        spec: &ServiceSpec,
+        a: &ReplicaInfo,
+        replicas: &[ReplicaInfo],
+    ) -> Result<bool, StoreError> {
+        let snapshot = node_snapshots(self.log.store(), &running(replicas)).await?;
+        let Some(Ok(node)) = scheduler::place(&snapshot, &request_of(spec), 1)
+            .into_iter()
+            .next()
+        else {
+            return Ok(false);
+        };
+        let event = EventDraft::service(
+            EventKind::ReplicaScheduled,
+            spec.name.as_str(),
+            Some(&a.id),
+            format!("run {}: on {node}", a.run.unwrap_or_default()),
+        );
+        self.log
+            .propose_with(
+                Command::PlaceReplica {
+                    id: a.id.clone(),
+                    node: Some(node),
+                    message: String::new(),
+                },
+                vec![event],
+            )
+            .await?;
+        Ok(true)
     }
 
     /// Records skipped slots in one entry, with an event for each (the first
@@ -479,6 +531,28 @@ impl JobRunner {
             .await?;
         Ok(())
     }
+}
+
+/// Attempts to make: of run `run` at `version` (whose spec is `spec`), numbered from `first`.
+struct Attempts<'a> {
+    spec: &'a ServiceSpec,
+    version: u64,
+    run: u64,
+    first: u32,
+    count: u32,
+    start_at_ms: Option<u64>,
+}
+
+/// The replicas that hold a place on their node (a finished attempt holds none).
+fn running(replicas: &[ReplicaInfo]) -> Vec<ReplicaInfo> {
+    replicas
+        .iter()
+        .filter(|r| {
+            r.desired == DesiredState::Run
+                && !matches!(r.state, ReplicaState::Exited | ReplicaState::Failed)
+        })
+        .cloned()
+        .collect()
 }
 
 fn row_concurrency(job: &JobSpec) -> Concurrency {

@@ -135,9 +135,19 @@ impl Reconciler {
             .map(|n| n.id.as_str())
             .collect();
         let mut doomed = Vec::new();
+        let mut lost_attempts = Vec::new();
         for r in replicas {
             let Some(node) = &r.node else { continue };
             if r.desired != DesiredState::Run || up.contains(node.as_str()) {
+                continue;
+            }
+            if r.run.is_some() {
+                // A job's attempt: one that ended has nothing to move (its result stands);
+                // one in progress is given up (a failed attempt, retried elsewhere by its
+                // run) but kept, so that it still counts, and stopped if its node comes back.
+                if !matches!(r.state, ReplicaState::Exited | ReplicaState::Failed) {
+                    lost_attempts.push((r.service.clone(), r.id.clone(), node.clone()));
+                }
                 continue;
             }
             doomed.push((
@@ -146,8 +156,31 @@ impl Reconciler {
                 format!("node {node} is down; replaced elsewhere"),
             ));
         }
-        let changed = !doomed.is_empty();
+        let changed = !doomed.is_empty() || !lost_attempts.is_empty();
         self.remove(doomed).await?;
+        if !lost_attempts.is_empty() {
+            let events = lost_attempts
+                .iter()
+                .map(|(service, id, node)| {
+                    EventDraft::service(
+                        EventKind::ReplicaStopping,
+                        service,
+                        Some(id),
+                        format!("node {node} is down: the attempt counts as failed"),
+                    )
+                })
+                .collect();
+            self.log
+                .propose_with(
+                    Command::SetReplicasDesired {
+                        ids: lost_attempts.into_iter().map(|(_, id, _)| id).collect(),
+                        desired: DesiredState::Stop,
+                        at_ms: now_ms(),
+                    },
+                    events,
+                )
+                .await?;
+        }
         Ok(changed)
     }
 
@@ -158,13 +191,28 @@ impl Reconciler {
         replicas: Vec<ReplicaInfo>,
     ) -> Result<bool, StoreError> {
         let name = row.spec.name.to_string();
+        // Attempts of the runs of the job it was: not replicas of the service it is now.
+        let (attempts, replicas): (Vec<ReplicaInfo>, Vec<ReplicaInfo>) =
+            replicas.into_iter().partition(|r| r.run.is_some());
+        let strays: Vec<(String, String, String)> = attempts
+            .iter()
+            .filter(|r| r.desired != DesiredState::Remove)
+            .map(|r| {
+                (
+                    name.clone(),
+                    r.id.clone(),
+                    "the job became a service".to_string(),
+                )
+            })
+            .collect();
+        let mut changed = !strays.is_empty();
+        self.remove(strays).await?;
         let drained: HashSet<&str> = nodes
             .iter()
             .filter(|n| n.state == NodeState::Drained)
             .map(|n| n.id.as_str())
             .collect();
         let now = now_ms();
-        let mut changed = false;
         let mut spec = row.spec.clone();
         // Replicas of an older version whose container is what the current spec asks for (a
         // rollback brings back their spec) count as current: nothing to replace.
@@ -489,14 +537,19 @@ pub async fn node_snapshots(
 
 /// What one replica of the service asks of a node.
 pub fn request(row: &ServiceRow) -> Request {
+    request_of(&row.spec)
+}
+
+/// What one replica of a service of spec `spec` asks of a node.
+pub fn request_of(spec: &dash_core::ServiceSpec) -> Request {
     Request {
-        service: ServiceName::to_string(&row.spec.name),
-        resources: row.spec.resources,
-        constraints: row.spec.placement.constraints.clone(),
-        max_per_node: if row.spec.mode == Mode::Global {
+        service: ServiceName::to_string(&spec.name),
+        resources: spec.resources,
+        constraints: spec.placement.constraints.clone(),
+        max_per_node: if spec.mode == Mode::Global {
             1
         } else {
-            row.spec.placement.max_per_node
+            spec.placement.max_per_node
         },
     }
 }

@@ -1298,6 +1298,10 @@ async fn put_service(
         .fetch_optional(&mut **tx)
         .await?;
     let vip: Option<String> = existing.as_ref().and_then(|r| r.get("vip"));
+    // The spec it had (a job's schedule state depends on what changed).
+    let old_spec: Option<ServiceSpec> = existing
+        .as_ref()
+        .and_then(|r| serde_json::from_str(r.get::<&str, _>("spec")).ok());
     let version = match existing {
         Some(row) => {
             if row.get::<i64, _>("removing") != 0 {
@@ -1367,7 +1371,7 @@ async fn put_service(
     }
     keep_vip(tx, spec, vip.as_deref()).await?;
     if spec.is_job() {
-        jobs::ensure_job(tx, spec.name.as_str(), at_ms).await?;
+        jobs::on_put(tx, old_spec.as_ref(), spec, at_ms).await?;
     }
     out.version = Some(version);
     out.changed = true;

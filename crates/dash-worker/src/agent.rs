@@ -447,6 +447,19 @@ async fn supervise<L: MasterLink>(
         }
         // It exited while the daemon was away: the restart policy decides.
         Ok(ContainerStatus::Exited { code }) if adopted.is_some() => Input::FoundExited { code },
+        // A job's attempt that ran here and whose container is gone (the node rebooted): it
+        // is never run a second time. Its run is over already (halted): its result stands,
+        // nothing to report; else it counts as a failed attempt, retried by its run.
+        Ok(ContainerStatus::Missing) if adopted.is_some() && spec.is_job() => {
+            if *halt.borrow() {
+                let _ = stop.wait_for(|s| *s).await;
+                teardown(&ctx, &id, &spec, st.ip).await;
+                return;
+            }
+            Input::StartFailed(
+                "its container is gone (the node restarted?): the attempt counts as failed".into(),
+            )
+        }
         _ => Input::Begin,
     };
     let mut todo: VecDeque<Action> = sentry.handle(first, Instant::now()).into();
@@ -468,7 +481,12 @@ async fn supervise<L: MasterLink>(
                     }
                     leftover = true;
                     st.sync(&sentry);
-                    let result = start(&ctx, &id, &spec, &mut st, start_at_ms).await;
+                    let at = StartAt {
+                        ms: start_at_ms,
+                        halt: halt.clone(),
+                        stop: stop.clone(),
+                    };
+                    let result = start(&ctx, &id, &spec, &mut st, at).await;
                     exit_fd = None;
                     match result {
                         Ok(()) => {
@@ -672,12 +690,20 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Address, network, image, container: everything a replica needs to run.
+/// When a start launches: at `ms` (not before), unless the replica is halted or stopped
+/// meanwhile.
+struct StartAt {
+    ms: Option<u64>,
+    halt: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
+}
+
 async fn start<L: MasterLink>(
     ctx: &Ctx<L>,
     id: &str,
     spec: &ServiceSpec,
     st: &mut Status,
-    start_at_ms: Option<u64>,
+    mut at: StartAt,
 ) -> Result<(), String> {
     // The kernel's wait before the container's first cgroup move overlaps the work below.
     ctx.runtime.prime_cgroup_migration();
@@ -705,10 +731,21 @@ async fn start<L: MasterLink>(
     let rt = ctx.runtime.clone();
     match (attached, prepared) {
         (Ok(_), Ok(prepared)) => {
-            // Everything is ready: launched at its instant (a job's slot), not before.
-            if let Some(at) = start_at_ms {
-                let wait = Duration::from_millis(at.saturating_sub(now_ms())).min(MAX_START_WAIT);
-                tokio::time::sleep(wait).await;
+            // Everything is ready: launched at its instant (a job's slot), not before; not at
+            // all if its run ended meanwhile.
+            if let Some(ms) = at.ms {
+                let wait = Duration::from_millis(ms.saturating_sub(now_ms())).min(MAX_START_WAIT);
+                let cancelled = tokio::select! {
+                    _ = tokio::time::sleep(wait) => false,
+                    _ = at.halt.wait_for(|h| *h) => true,
+                    _ = at.stop.wait_for(|s| *s) => true,
+                };
+                if cancelled {
+                    let cid = prepared.id().to_string();
+                    drop(prepared);
+                    let _ = tokio::task::spawn_blocking(move || rt.remove(&cid)).await;
+                    return Err("stopped before it started: its run is over".into());
+                }
             }
             tokio::task::spawn_blocking(move || rt.launch(prepared))
                 .await

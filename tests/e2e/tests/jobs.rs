@@ -209,8 +209,12 @@ fn scheduled_runs_start_at_their_slots_and_the_history_keeps_three_with_logs() {
     );
     assert!(!events_of(&s, "tick", "job_run_started").is_empty());
     assert!(!events_of(&s, "tick", "job_run_succeeded").is_empty());
-    // Suspended: nothing starts.
+    // Suspended: nothing starts, not even by hand.
     s.ok(&["job", "suspend", "tick"]);
+    let out = s.dash(&["job", "run", "tick"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("suspended"), "{err}");
     std::thread::sleep(Duration::from_secs(2));
     let before = rec.of("tick").len();
     std::thread::sleep(Duration::from_secs(11));
@@ -491,8 +495,14 @@ fn a_master_killed_before_a_slot_runs_it_once_and_a_late_slot_is_skipped() {
         .find(|l| l.starts_with("dash_job_slots_skipped_total{job=\"nightly\"}"))
         .unwrap_or_else(|| panic!("no skipped-slot series:\n{metrics}"));
     let counted: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(counted >= skipped_slots as f64, "{line} against {skipped_slots}");
-    assert!(metrics.contains("dash_job_runs{job=\"nightly\",state=\"succeeded\"}"), "{metrics}");
+    assert!(
+        counted >= skipped_slots as f64,
+        "{line} against {skipped_slots}"
+    );
+    assert!(
+        metrics.contains("dash_job_runs{job=\"nightly\",state=\"succeeded\"}"),
+        "{metrics}"
+    );
     // Every run the state has, its container reported exactly once; no slot ran twice.
     s.wait("runs settle", Duration::from_secs(20), || {
         runs(&s, "nightly")

@@ -51,7 +51,7 @@ pub enum JobCmd {
         /// The job's name.
         name: String,
     },
-    /// No scheduled run starts until `resume` (runs in progress go on).
+    /// No run starts (no slot, no `job run`) until `resume`; runs in progress go on.
     Suspend {
         /// The job's name.
         name: String,

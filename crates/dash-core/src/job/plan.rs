@@ -209,13 +209,12 @@ pub enum AttemptEnd {
 
 impl AttemptView {
     pub fn end(&self) -> Option<AttemptEnd> {
-        if self.desired == DesiredState::Remove {
-            // Given up by the masters (its node is down): it will not report an end.
-            return Some(AttemptEnd::Failed);
-        }
         match self.state {
             ReplicaState::Exited if self.exit_code == Some(0) => Some(AttemptEnd::Succeeded),
             ReplicaState::Exited | ReplicaState::Failed => Some(AttemptEnd::Failed),
+            // Given up by the masters before it ended (its node is down): it will not report
+            // an end in time.
+            _ if self.desired != DesiredState::Run => Some(AttemptEnd::Failed),
             _ => None,
         }
     }

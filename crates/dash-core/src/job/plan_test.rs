@@ -239,8 +239,12 @@ fn failed_attempts_are_retried_up_to_the_backoff_limit() {
 #[test]
 fn an_attempt_lost_with_its_node_counts_as_failed() {
     let mut lost = attempt("a", ReplicaState::Running, None);
-    lost.desired = DesiredState::Remove;
+    lost.desired = DesiredState::Stop;
     assert_eq!(lost.end(), Some(AttemptEnd::Failed));
+    // One that ended before its node went keeps its result.
+    let mut done = attempt("b", ReplicaState::Exited, Some(0));
+    done.desired = DesiredState::Remove;
+    assert_eq!(done.end(), Some(AttemptEnd::Succeeded));
     let policy = RestartPolicy::default();
     assert_eq!(
         plan_run(&job(1, 1, 1, None), &policy, &RUN, &[lost], None, 2_000),

@@ -62,7 +62,7 @@ pub async fn runs(
     responses((status = 201, body = RunInfo, description = "The run, recorded: its attempts start next"),
         (status = 400, body = ApiError, description = "`invalid`: the name is a service's, not a job's"),
         (status = 404, body = ApiError, description = "`not_found`: no such job"),
-        (status = 409, body = ApiError, description = "`conflict`: a run is in progress and the job's concurrency is `forbid`; or the job is being removed")))]
+        (status = 409, body = ApiError, description = "`conflict`: a run is in progress and the job's concurrency is `forbid`; the job is suspended; or it is being removed")))]
 pub async fn run(
     State(s): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -76,7 +76,8 @@ pub async fn run(
     ))
 }
 
-/// Suspends a job: no scheduled run starts until it is resumed (runs in progress go on).
+/// Suspends a job: no run starts (no slot, no manual run, no run for a new version) until it is
+/// resumed; runs in progress go on.
 #[utoipa::path(post, path = "/v1/jobs/{name}/suspend", tag = "jobs", operation_id = "suspend_job",
     params(("name" = String, Path, description = "The job's name")),
     responses((status = 200, body = JobInfo),

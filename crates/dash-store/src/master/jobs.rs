@@ -81,12 +81,33 @@ async fn job_spec(tx: Tx<'_, '_>, service: &str) -> Result<(ServiceSpec, u64), S
     Ok((spec, row.get::<i64, _>("version") as u64))
 }
 
-/// `PutService` of a job: its schedule state, from now on (slots before it are not its).
-pub(super) async fn ensure_job(
+/// `PutService` of a job: its schedule state, from now on (slots before it are not its); a
+/// schedule added or changed (cron, zone) also counts from now, so that applying it does not
+/// run a slot the new schedule "missed" before it existed.
+pub(super) async fn on_put(
     tx: Tx<'_, '_>,
-    service: &str,
+    old: Option<&ServiceSpec>,
+    new: &ServiceSpec,
     at_ms: u64,
 ) -> Result<(), StoreError> {
+    let service = new.name.as_str();
+    ensure_job(tx, service, at_ms).await?;
+    let when = |s: Option<&ServiceSpec>| {
+        s.and_then(|s| s.job.as_ref())
+            .and_then(|j| j.schedule.as_ref())
+            .map(|s| (s.cron.clone(), s.timezone.clone()))
+    };
+    if old.is_some() && when(old) != when(Some(new)) {
+        sqlx::query("UPDATE jobs SET last_slot_ms = MAX(last_slot_ms, ?) WHERE service = ?")
+            .bind(at_ms as i64)
+            .bind(service)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn ensure_job(tx: Tx<'_, '_>, service: &str, at_ms: u64) -> Result<(), StoreError> {
     sqlx::query("INSERT OR IGNORE INTO jobs (service, last_slot_ms) VALUES (?, ?)")
         .bind(service)
         .bind(at_ms as i64)
@@ -149,9 +170,6 @@ pub(super) async fn start_run(
             if schedule.is_none() {
                 return Err(Rejection::Conflict(format!("job {service} has no [schedule]")).into());
             }
-            if job.suspended {
-                return Err(Rejection::Conflict(format!("job {service} is suspended")).into());
-            }
             if slot <= job.last_slot_ms {
                 return Err(Rejection::Conflict(format!(
                     "the slot at {} of job {service} is decided already",
@@ -167,6 +185,12 @@ pub(super) async fn start_run(
             .into());
         }
         RunTrigger::Apply | RunTrigger::Manual => {}
+    }
+    if job.suspended {
+        return Err(Rejection::Conflict(format!(
+            "job {service} is suspended: it starts no run until `dash job resume {service}`"
+        ))
+        .into());
     }
     let concurrency = schedule.map(|s| s.concurrency).unwrap_or_default();
     let active = active_runs(tx, service).await?;
@@ -194,6 +218,8 @@ pub(super) async fn start_run(
                     )
                     .await?;
                 }
+                // Runs replaced one after the other must leave the history too.
+                prune(tx, service, spec.job.as_ref().map_or(0, |j| j.history)).await?;
             }
             Concurrency::Allow => {}
         }

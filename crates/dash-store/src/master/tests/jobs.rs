@@ -237,6 +237,12 @@ async fn suspend_and_resume_and_what_is_not_a_job() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("suspended"), "{e}");
+    // A suspended job starts nothing: no manual run either.
+    let e = s
+        .apply(&start(RunTrigger::Manual, None, 4_000))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("dash job resume j"), "{e}");
     s.apply(&Command::SetJobSuspended {
         service: "j".into(),
         suspended: false,
@@ -272,4 +278,41 @@ async fn suspend_and_resume_and_what_is_not_a_job() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("not found"), "{e}");
+}
+
+#[tokio::test]
+async fn replaced_runs_leave_the_history_and_a_new_schedule_counts_from_its_apply() {
+    let (_d, s, _w) = store().await;
+    service_on_node_n1(&s).await;
+    job(
+        &s,
+        "[schedule]\ncron = \"@hourly\"\nconcurrency = \"replace\"\nhistory = 1\n",
+    )
+    .await;
+    for at in [10, 20, 30, 40] {
+        s.apply(&start(RunTrigger::Manual, None, at)).await.unwrap();
+    }
+    let runs: Vec<(u64, RunState)> = s
+        .job_runs(Some("j"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.run, r.state))
+        .collect();
+    assert_eq!(runs, vec![(3, RunState::Stopped), (4, RunState::Running)]);
+    // A changed schedule: slots before its apply are not its.
+    let before = s.jobs().await.unwrap()[0].last_slot_ms;
+    let spec = parse_service(
+        "j.toml",
+        "name = \"j\"\nimage = \"b\"\nkind = \"job\"\n[schedule]\ncron = \"@daily\"\n",
+    )
+    .unwrap();
+    s.apply(&Command::PutService {
+        spec: Box::new(spec),
+        at_ms: 50_000,
+    })
+    .await
+    .unwrap();
+    let after = s.jobs().await.unwrap()[0].last_slot_ms;
+    assert!(before < 50_000 && after == 50_000, "{before} → {after}");
 }
