@@ -33,7 +33,7 @@ use dash_core::{ReplicaId, ServiceSpec};
 use dash_store::{JobRow, RunRow, ServiceRow, StoreError};
 
 use crate::now_ms;
-use crate::reconciler::{node_snapshots, request_of};
+use crate::reconciler::{node_snapshots, propose_new_replicas, request_of};
 use crate::state_log::StateLog;
 
 /// Skip events written one by one for a batch of skipped slots; beyond, one more says how many
@@ -394,37 +394,10 @@ impl JobRunner {
                 start_at_ms,
             })
             .collect();
-        let events = new
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let attempt = first + i as u32;
-                match &r.node {
-                    Some(node) => EventDraft::service(
-                        EventKind::ReplicaScheduled,
-                        service.as_str(),
-                        Some(&r.id),
-                        format!("run {run}, attempt {attempt}: on {node}"),
-                    ),
-                    None => EventDraft::service(
-                        EventKind::ReplicaPending,
-                        service.as_str(),
-                        Some(&r.id),
-                        format!("run {run}, attempt {attempt}: {}", r.message),
-                    ),
-                }
-            })
-            .collect();
-        self.log
-            .propose_with(
-                Command::CreateReplicas {
-                    replicas: new,
-                    at_ms: now_ms(),
-                },
-                events,
-            )
-            .await?;
-        Ok(())
+        propose_new_replicas(&self.log, new, |i| {
+            format!("run {run}, attempt {}: ", first + i as u32)
+        })
+        .await
     }
 
     /// Places attempt `a`, made when no node could take it, if one can now.

@@ -469,33 +469,7 @@ impl Reconciler {
                 start_at_ms: None,
             })
             .collect();
-        let events = new
-            .iter()
-            .map(|r| match &r.node {
-                Some(node) => EventDraft::service(
-                    EventKind::ReplicaScheduled,
-                    service.as_str(),
-                    Some(&r.id),
-                    format!("on {node}"),
-                ),
-                None => EventDraft::service(
-                    EventKind::ReplicaPending,
-                    service.as_str(),
-                    Some(&r.id),
-                    r.message.clone(),
-                ),
-            })
-            .collect();
-        self.log
-            .propose_with(
-                Command::CreateReplicas {
-                    replicas: new,
-                    at_ms: now_ms(),
-                },
-                events,
-            )
-            .await?;
-        Ok(())
+        propose_new_replicas(&self.log, new, |_| String::new()).await
     }
 
     async fn snapshot(
@@ -505,6 +479,42 @@ impl Reconciler {
     ) -> Result<Vec<NodeSnapshot>, StoreError> {
         node_snapshots(&self.store, replicas).await
     }
+}
+
+/// Records new replicas in one entry of the log, each with its event: scheduled on its node, or
+/// pending and why; `prefix(r)` starts each message (a job's run and attempt).
+pub async fn propose_new_replicas(
+    log: &StateLog,
+    new: Vec<NewReplica>,
+    prefix: impl Fn(usize) -> String,
+) -> Result<(), StoreError> {
+    let events = new
+        .iter()
+        .enumerate()
+        .map(|(i, r)| match &r.node {
+            Some(node) => EventDraft::service(
+                EventKind::ReplicaScheduled,
+                &r.service,
+                Some(&r.id),
+                format!("{}on {node}", prefix(i)),
+            ),
+            None => EventDraft::service(
+                EventKind::ReplicaPending,
+                &r.service,
+                Some(&r.id),
+                format!("{}{}", prefix(i), r.message),
+            ),
+        })
+        .collect();
+    log.propose_with(
+        Command::CreateReplicas {
+            replicas: new,
+            at_ms: now_ms(),
+        },
+        events,
+    )
+    .await?;
+    Ok(())
 }
 
 /// The cluster as the scheduler sees it for one service (`replicas`: the service's).
