@@ -359,10 +359,22 @@ fn failed_attempts_are_retried_to_the_limit_and_a_deadline_stops_a_hang() {
         "flaky.toml",
         &job_file(
             "flaky",
-            "echo attempt; exit 3",
+            "echo attempt; sleep 1; exit 3",
             "[job]\nbackoff_limit = 2\n",
         ),
     );
+    // Followed while it runs, the run's logs take in each retry as it comes.
+    s.wait("run 1 recorded", Duration::from_secs(20), || {
+        (!runs(&s, "flaky").is_empty()).then_some(())
+    });
+    let follow = std::process::Command::new(dash_e2e::dash_bin())
+        .args(["logs", "flaky", "--run", "1", "-f"])
+        .env("DASH_ADDR", &s.addr)
+        .env("DASH_DATA_DIR", &s.data_dir)
+        .env_remove("DASH_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let run = s.wait("the run failed", Duration::from_secs(60), || {
         runs(&s, "flaky")
             .into_iter()
@@ -388,6 +400,12 @@ fn failed_attempts_are_retried_to_the_limit_and_a_deadline_stops_a_hang() {
     // Each attempt's logs are kept with the run.
     let logs = s.ok(&["logs", "flaky", "--run", "1"]);
     assert_eq!(logs.matches("attempt").count(), 3, "{logs}");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut follow = follow;
+    let _ = follow.kill();
+    let followed = follow.wait_with_output().unwrap();
+    let followed = String::from_utf8_lossy(&followed.stdout);
+    assert_eq!(followed.matches("attempt").count(), 3, "{followed}");
     // No more runs: the version had its run.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(runs(&s, "flaky").len(), 1);

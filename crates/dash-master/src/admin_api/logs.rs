@@ -74,6 +74,9 @@ enum Source {
     /// Fixed replicas: one named replica (live: followed; removed: not), or a service's
     /// removed ones.
     Replicas(Vec<ReplicaInfo>, bool),
+    /// The attempts of a job's run, listed again on every follow step (a retry joins in);
+    /// followed while the run is in progress.
+    Run { job: String, run: u64, live: bool },
 }
 
 /// A removed replica as the log reader takes it (it needs its id and node).
@@ -171,17 +174,11 @@ async fn run_source(s: &AppState, name: &str, run: u64) -> Result<Source, HttpEr
             if kept.is_empty() { "none" } else { &kept }
         )));
     };
-    let attempts = store
-        .replicas(Some(name))
-        .await
-        .map_err(HttpError::internal)?
-        .into_iter()
-        .filter(|r| r.run == Some(run))
-        .collect();
-    Ok(Source::Replicas(
-        attempts,
-        found.state == dash_core::job::RunState::Running,
-    ))
+    Ok(Source::Run {
+        job: name.to_string(),
+        run,
+        live: found.state == dash_core::job::RunState::Running,
+    })
 }
 
 impl Source {
@@ -190,13 +187,17 @@ impl Source {
         match self {
             Source::Service(name) => s.manager.store().replicas(Some(name)).await.ok(),
             Source::Replicas(list, _) => Some(list.clone()),
+            Source::Run { job, run, .. } => {
+                let all = s.manager.store().replicas(Some(job)).await.ok()?;
+                Some(all.into_iter().filter(|r| r.run == Some(*run)).collect())
+            }
         }
     }
 
     fn followable(&self) -> bool {
         match self {
             Source::Service(_) => true,
-            Source::Replicas(_, live) => *live,
+            Source::Replicas(_, live) | Source::Run { live, .. } => *live,
         }
     }
 }
