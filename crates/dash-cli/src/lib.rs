@@ -88,10 +88,11 @@ fn with_client_args(sub: clap::Command) -> clap::Command {
         return sub;
     }
     let name = sub.get_name().to_string();
-    // `dash login` and `dash context` are about contexts: they take only the output format.
+    // `dash login` and `dash context` are about contexts, `dash sim kill/report` reach a
+    // simulation, not the admin API: they take only the output format.
     let keep = |id: &str| match name.as_str() {
         "backup" => id == "addr" || id == "context",
-        "login" | "context" => id == "output",
+        "login" | "context" | "sim" => id == "output",
         _ => true,
     };
     let client = ClientArgs::augment_args(clap::Command::new("client"));
@@ -142,6 +143,9 @@ pub enum Command {
     /// Jobs (`kind = "job"`): ls, run now, history, suspend, resume.
     #[command(subcommand)]
     Job(commands::job::JobCmd),
+    /// Simulate thousands of workers against real masters (`dash sim --join TOKEN@MASTER:7071
+    /// --workers 1000`), then `dash sim kill --workers N` and `dash sim report`.
+    Sim(Box<commands::sim::SimArgs>),
     /// Set a service's replica count.
     Scale(ScaleArgs),
     /// Merged logs of a service's replicas, each line prefixed by its replica.
@@ -294,6 +298,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Login(args) => return commands::login::login(json, args).await,
         Command::Context(cmd) => return commands::login::context(json, cmd),
+        Command::Sim(args) => match args.command {
+            Some(cmd) => return commands::sim::run(json, cmd).await,
+            None => anyhow::bail!("simulations are run by the binary"),
+        },
         _ => {}
     }
     let target = target(&cli.client).await?;
@@ -305,7 +313,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Worker(_)
         | Command::Restore(_)
         | Command::Login(_)
-        | Command::Context(_) => anyhow::bail!("handled above"),
+        | Command::Context(_)
+        | Command::Sim(_) => anyhow::bail!("handled above"),
         Command::Backup(args) => commands::backup::run(&client, json, args).await,
         Command::Exec(args) => commands::exec::run(&client, args).await,
         Command::Token(cmd) => commands::token::run(&client, json, cmd).await,

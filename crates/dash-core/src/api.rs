@@ -508,10 +508,10 @@ pub struct ApplyResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScaleRequest {
-    /// 0 to 10000 (`config_parser::MAX_REPLICAS`); an autoscaled service also keeps within its
+    /// 0 to 100000 (`config_parser::MAX_REPLICAS`); an autoscaled service also keeps within its
     /// `[autoscale]` min and max (else 400).
     #[serde(deserialize_with = "whole_number::u32")]
-    #[cfg_attr(feature = "openapi", schema(maximum = 10000))]
+    #[cfg_attr(feature = "openapi", schema(maximum = 100000))]
     pub replicas: u32,
 }
 

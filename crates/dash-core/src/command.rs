@@ -105,6 +105,12 @@ pub enum Command {
         status: ReplicaStatus,
         at_ms: u64,
     },
+    /// Several replicas' statuses in one entry (the masters group the reports that arrive
+    /// while the previous group is being written), applied in order.
+    ReportReplicas {
+        statuses: Vec<ReplicaStatus>,
+        at_ms: u64,
+    },
     DeleteReplica {
         id: String,
         /// When it was removed (kept with its record in `removed_replicas`).

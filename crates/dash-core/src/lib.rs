@@ -22,6 +22,7 @@ pub mod reconcile;
 pub mod scheduler;
 pub mod seccomp;
 pub mod secret;
+pub mod sim;
 pub mod spec;
 pub mod subnet;
 pub mod units;

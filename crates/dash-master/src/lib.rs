@@ -16,6 +16,7 @@
 //! dash-worker (the binary joins master and node).
 
 pub mod admin_api;
+pub mod assignment_feed;
 pub mod backup;
 pub mod image_sync;
 pub mod job_runner;

@@ -25,7 +25,6 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{Notify, mpsc, watch};
 use tonic::{Request, Response, Status};
 
-use crate::local_link::node_assignments;
 use crate::message_queue::MessageQueue;
 use crate::node_bouncer::{BouncerError, NodeBouncer};
 use crate::now_ms;
@@ -124,11 +123,14 @@ impl Liveness {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                 _ = shutdown.changed() => return,
             }
-            let Ok(nodes) = store.nodes().await else {
+            let Ok(nodes) = store.node_states().await else {
                 continue;
             };
-            for n in nodes.iter().filter(|n| n.id != local) {
-                let silence = self.silence(&n.id);
+            // Every judgment of this round proposed at once: the log takes them in one go
+            // (a thousand nodes going silent together are judged in one round, not one by one).
+            let mut judgments = Vec::new();
+            for (id, state) in nodes.iter().filter(|(id, _)| *id != local) {
+                let silence = self.silence(id);
                 let judged = if silence >= self.cfg.down_after {
                     NodeState::Down
                 } else if silence >= self.cfg.unreachable_after {
@@ -139,19 +141,19 @@ impl Liveness {
                 // Silence only makes things worse: a down node is not "unreachable" again,
                 // and a drained node keeps its state (its replicas are gone already).
                 let worse = matches!(
-                    (n.state, judged),
+                    (*state, judged),
                     (NodeState::Ready, _) | (NodeState::Unreachable, NodeState::Down)
                 );
                 // A heartbeat may have come while the store was read.
-                if !worse || self.silence(&n.id) < self.cfg.unreachable_after {
+                if !worse || self.silence(id) < self.cfg.unreachable_after {
                     continue;
                 }
                 let cmd = Command::SetNodeState {
-                    id: n.id.clone(),
+                    id: id.clone(),
                     state: judged,
                     at_ms: now_ms(),
                     // ...or while this was decided: then the heartbeat's Ready stands.
-                    from: Some(n.state),
+                    from: Some(*state),
                 };
                 let kind = if judged == NodeState::Down {
                     EventKind::NodeDown
@@ -160,17 +162,27 @@ impl Liveness {
                 };
                 let event = EventDraft::node(
                     kind,
-                    &n.id,
+                    id,
                     format!("no heartbeat for {} ms", silence.as_millis()),
                 );
-                if log
-                    .propose_with(cmd, vec![event])
-                    .await
-                    .is_ok_and(|a| a.changed)
-                {
-                    tracing::warn!(node = %n.id, state = judged.as_str(), silence_ms = silence.as_millis() as u64, "node judged");
-                    wake.notify_one();
-                }
+                let log = &log;
+                judgments.push(async move {
+                    let changed = log
+                        .propose_with(cmd, vec![event])
+                        .await
+                        .is_ok_and(|a| a.changed);
+                    if changed {
+                        tracing::warn!(node = %id, state = judged.as_str(), silence_ms = silence.as_millis() as u64, "node judged");
+                    }
+                    changed
+                });
+            }
+            if futures::future::join_all(judgments)
+                .await
+                .into_iter()
+                .any(|changed| changed)
+            {
+                wake.notify_one();
             }
         }
     }
@@ -195,7 +207,8 @@ pub struct MasterApiService {
     pub mq: Arc<MessageQueue>,
     pub wake: Arc<Notify>,
     pub liveness: Arc<Liveness>,
-    pub changes: watch::Receiver<u64>,
+    /// Every node's assignment list, computed once per change for all the watches.
+    pub assignments: crate::assignment_feed::Feed,
     pub images: Arc<ImageStore>,
     pub subnets: SubnetPool,
     /// Where nodes' measurements go (`dash stats`, the service_scaler).
@@ -445,15 +458,12 @@ impl MasterApi for MasterApiService {
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let peer = self.peer(&req).await?;
         self.liveness.beat(&peer.node);
-        let node = self
+        let mut state = self
             .store
-            .nodes()
+            .node_state(&peer.node)
             .await
             .map_err(internal)?
-            .into_iter()
-            .find(|n| n.id == peer.node)
             .ok_or_else(|| Status::not_found("node removed"))?;
-        let mut state = node.state;
         if matches!(state, NodeState::Unreachable | NodeState::Down) {
             state = NodeState::Ready;
             self.log
@@ -555,40 +565,25 @@ impl MasterApi for MasterApiService {
         let peer = self.peer(&req).await?;
         let after = req.get_ref().after_version;
         let (tx, rx) = mpsc::channel(4);
-        let store = self.store.clone();
-        let mut changes = self.changes.clone();
-        // Events (a service removed, a node drained) change assignments without a reconciler
-        // change; they wake the watch too. The list is only sent when it differs.
-        let mut events = self.mq.subscribe();
+        let mut feed = self.assignments.clone();
         tokio::spawn(async move {
             let mut held = after;
             loop {
-                match node_assignments(&store, &peer.node).await {
-                    Ok(list) => {
-                        let json = serde_json::to_string(&list).unwrap_or_default();
-                        let version = assignments_version(&json);
-                        if version != held {
-                            let msg = Assignments {
-                                version,
-                                assignments_json: json,
-                            };
-                            if tx.send(Ok(msg)).await.is_err() {
-                                return;
-                            }
-                            held = version;
-                        }
+                let list = feed.borrow_and_update().of(&peer.node);
+                if let Some(list) = list
+                    && list.version != held
+                {
+                    let msg = Assignments {
+                        version: list.version,
+                        assignments_json: list.json.clone(),
+                    };
+                    if tx.send(Ok(msg)).await.is_err() {
+                        return;
                     }
-                    Err(e) => {
-                        tracing::warn!(node = %peer.node, error = %e, "computing assignments")
-                    }
+                    held = list.version;
                 }
                 tokio::select! {
-                    r = changes.changed() => if r.is_err() { return },
-                    _ = events.recv() => {
-                        // Fold a burst of events into one recomputation.
-                        while events.try_recv().is_ok() {}
-                    }
-                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    r = feed.changed() => if r.is_err() { return },
                     _ = tx.closed() => return,
                 }
             }
@@ -606,6 +601,8 @@ impl MasterApi for MasterApiService {
             .await
             .map_err(internal)?
             .into_iter()
+            // A simulated node (`dash sim`) has no data path: no route goes to it.
+            .filter(|n| n.runtime != dash_core::sim::SIMULATED_RUNTIME)
             .map(|n| Peer {
                 address: node_ip(&n.address)
                     .map(|ip| ip.to_string())
@@ -776,7 +773,7 @@ mod tests {
             mq,
             wake,
             liveness: Arc::new(Liveness::new(LivenessConfig::default())),
-            changes: watch::channel(0).1,
+            assignments: watch::channel(Default::default()).1,
             images: Arc::new(ImageStore::open(&dir.path().join("images")).unwrap()),
             subnets: SubnetPool {
                 base: std::net::Ipv4Addr::new(10, 89, 0, 0),

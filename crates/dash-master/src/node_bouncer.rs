@@ -7,7 +7,9 @@
 //! - Authorisation of every later call: the peer's certificate (verified by TLS against the CA)
 //!   must name a node that still exists and present one of the two serials the store keeps
 //!   for it (current and, during a rotation, previous). `dash node rm` forgets the node, so its
-//!   certificate is refused from then on.
+//!   certificate is refused from then on (within [`VERIFIED_FOR`]: a certificate found good is
+//!   trusted that long without asking the state again, so that a fleet's heartbeats do not
+//!   each cost a read).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -38,6 +40,9 @@ pub enum BouncerError {
     Pki(#[from] pki::PkiError),
 }
 
+/// How long a certificate found good is trusted without asking the state again.
+pub const VERIFIED_FOR: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 pub struct NodeBouncer {
     log: StateLog,
@@ -45,6 +50,9 @@ pub struct NodeBouncer {
     ca: Arc<Ca>,
     tokens: Tokens,
     cert_validity: Duration,
+    /// (node, serial) → when the state last said that certificate is the node's.
+    verified:
+        Arc<std::sync::Mutex<std::collections::HashMap<(String, String), std::time::Instant>>>,
 }
 
 impl NodeBouncer {
@@ -56,6 +64,7 @@ impl NodeBouncer {
             log,
             ca: Arc::new(ca),
             cert_validity,
+            verified: Default::default(),
         })
     }
 
@@ -131,6 +140,26 @@ impl NodeBouncer {
             )
         })?;
         let id = pki::identity(der)?;
+        let key = (id.node.clone(), id.serial.clone());
+        if let Ok(v) = self.verified.lock()
+            && v.get(&key).is_some_and(|at| at.elapsed() < VERIFIED_FOR)
+        {
+            return Ok(id);
+        }
+        let verdict = self.ask_state(id).await;
+        if verdict.is_ok()
+            && let Ok(mut v) = self.verified.lock()
+        {
+            if v.len() > 200_000 {
+                v.retain(|_, at| at.elapsed() < VERIFIED_FOR);
+            }
+            v.insert(key, std::time::Instant::now());
+        }
+        verdict
+    }
+
+    /// Whether the state holds `id`'s certificate as its node's.
+    async fn ask_state(&self, id: PeerIdentity) -> Result<PeerIdentity, BouncerError> {
         match self.store.node_cert_serials(&id.node).await? {
             None => Err(BouncerError::Refused(format!(
                 "node {} is not part of this cluster (removed?); join again with a new token",

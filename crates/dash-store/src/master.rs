@@ -7,7 +7,7 @@ use dash_core::ServiceSpec;
 use dash_core::api::{
     AuditEntry, DesiredState, NodeInfo, NodeRole, NodeState, ReplicaInfo, ReplicaState, TokenInfo,
 };
-use dash_core::command::{Command, NodeRecord};
+use dash_core::command::{Command, NodeRecord, ReplicaStatus};
 use dash_core::spec::Resources;
 use dash_core::subnet::VipPool;
 use sqlx::sqlite::SqliteRow;
@@ -591,6 +591,32 @@ impl MasterStore {
         rows.iter().map(replica_row).collect()
     }
 
+    /// A node's state alone (None: no such node): what a heartbeat needs.
+    pub async fn node_state(&self, id: &str) -> Result<Option<NodeState>, StoreError> {
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM nodes WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        state
+            .map(|s| NodeState::parse(&s).ok_or_else(|| corrupt("node state", &s)))
+            .transpose()
+    }
+
+    /// Every node's id and state: what the liveness check reads ten times a second.
+    pub async fn node_states(&self) -> Result<Vec<(String, NodeState)>, StoreError> {
+        let rows = sqlx::query("SELECT id, state FROM nodes ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.get("state");
+                let parsed =
+                    NodeState::parse(&state).ok_or_else(|| corrupt("node state", &state))?;
+                Ok((r.get("id"), parsed))
+            })
+            .collect()
+    }
+
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
         let rows = sqlx::query(
             "SELECT n.*, COUNT(r.id) AS replicas FROM nodes n
@@ -604,18 +630,33 @@ impl MasterStore {
             .into_iter()
             .map(|s| (s.spec.name.to_string(), s.spec.resources))
             .collect();
+        // What each node's running replicas reserve: one grouped read for every node (a read
+        // per node made a heartbeat cost as many queries as the cluster has nodes).
+        let counts = sqlx::query(
+            "SELECT node, service, COUNT(*) AS n FROM replicas
+             WHERE node IS NOT NULL AND desired = 'run' GROUP BY node, service",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut allocations: HashMap<String, Resources> = HashMap::new();
+        for c in &counts {
+            let service: String = c.get("service");
+            if let Some(res) = by_name.get(&service) {
+                let n = c.get::<i64, _>("n") as u64;
+                let a = allocations.entry(c.get("node")).or_default();
+                a.cpu_millis =
+                    a.cpu_millis.saturating_add(
+                        (u64::from(res.cpu_millis) * n).min(u64::from(u32::MAX)) as u32,
+                    );
+                a.memory_bytes = a
+                    .memory_bytes
+                    .saturating_add(res.memory_bytes.saturating_mul(n));
+            }
+        }
         let mut out = Vec::new();
         for row in rows {
             let id: String = row.get("id");
-            let mut allocated = Resources::default();
-            for r in self.node_replicas(&id).await? {
-                if r.desired == DesiredState::Run
-                    && let Some(res) = by_name.get(&r.service)
-                {
-                    allocated.cpu_millis += res.cpu_millis;
-                    allocated.memory_bytes += res.memory_bytes;
-                }
-            }
+            let allocated = allocations.remove(&id).unwrap_or_default();
             let record = node_row(&row)?;
             out.push(NodeInfo {
                 id: record.id,
@@ -833,21 +874,14 @@ async fn apply_command(
                 > 0;
         }
         Command::ReportReplica { status, .. } => {
-            out.changed = sqlx::query(
-                "UPDATE replicas SET state = ?, ip = ?, restarts = ?, exit_code = ?, started_ms = ?, message = ?
-                 WHERE id = ?",
-            )
-            .bind(status.state.as_str())
-            .bind(&status.ip)
-            .bind(i64::from(status.restarts))
-            .bind(status.exit_code)
-            .bind(status.started_ms.map(|v| v as i64))
-            .bind(&status.message)
-            .bind(&status.id)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected()
-                > 0;
+            out.changed = report_replica(tx, status).await?;
+        }
+        Command::ReportReplicas { statuses, .. } => {
+            for status in statuses {
+                // Every one is written: `changed` must not stop the rest.
+                let changed = report_replica(tx, status).await?;
+                out.changed |= changed;
+            }
         }
         Command::DeleteReplica { id, at_ms } => {
             let gone = sqlx::query(
@@ -1256,8 +1290,28 @@ async fn apply_command(
     Ok(out)
 }
 
-/// `PutService`: creates or updates a service; a new version only when what runs in the
-/// container changes.
+/// A replica's reported status written over its row; whether there was such a row.
+async fn report_replica(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    status: &ReplicaStatus,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query(
+        "UPDATE replicas SET state = ?, ip = ?, restarts = ?, exit_code = ?, started_ms = ?, message = ?
+         WHERE id = ?",
+    )
+    .bind(status.state.as_str())
+    .bind(&status.ip)
+    .bind(i64::from(status.restarts))
+    .bind(status.exit_code)
+    .bind(status.started_ms.map(|v| v as i64))
+    .bind(&status.message)
+    .bind(&status.id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        > 0)
+}
+
 /// Records, in the applying transaction, the last entry applied: its index, and (when given)
 /// its Raft log id and the membership it carried.
 async fn record_applied(

@@ -101,6 +101,31 @@ pub async fn join(
     data: &Path,
     req: JoinRequestInfo<'_>,
 ) -> Result<(Membership, Identity), MasterLinkError> {
+    let (m, id) = request_join(req).await?;
+    let dir = pki_dir(data);
+    std::fs::create_dir_all(&dir).map_err(|source| MasterLinkError::CreateDir {
+        path: dir.clone(),
+        source,
+    })?;
+    let save = |path: PathBuf, content: &[u8]| {
+        pki::write_private(&path, content).map_err(|source| MasterLinkError::Write { path, source })
+    };
+    save(dir.join("node.key"), id.key_pem.as_bytes())?;
+    save(dir.join("node.crt"), id.cert_pem.as_bytes())?;
+    save(dir.join("ca.crt"), id.ca_pem.as_bytes())?;
+    let json = serde_json::to_vec_pretty(&m).map_err(|source| MasterLinkError::Encode {
+        what: "membership",
+        source,
+    })?;
+    save(data.join("cluster.json"), &json)?;
+    Ok((m, id))
+}
+
+/// Joins the cluster and returns the membership and identity without keeping them anywhere:
+/// [`join`] for a node with a data dir, `dash sim` for nodes that live in memory.
+pub async fn request_join(
+    req: JoinRequestInfo<'_>,
+) -> Result<(Membership, Identity), MasterLinkError> {
     let token = pki::JoinToken::parse(req.token).map_err(MasterLinkError::BadToken)?;
     let channel = dash_rpc::tls::join_channel(req.master, &token.ca_fingerprint)
         .await
@@ -133,27 +158,12 @@ pub async fn join(
             got,
         });
     }
-    let dir = pki_dir(data);
-    std::fs::create_dir_all(&dir).map_err(|source| MasterLinkError::CreateDir {
-        path: dir.clone(),
-        source,
-    })?;
-    let save = |path: PathBuf, content: &[u8]| {
-        pki::write_private(&path, content).map_err(|source| MasterLinkError::Write { path, source })
-    };
-    save(dir.join("node.key"), key_pem.as_bytes())?;
-    save(dir.join("node.crt"), resp.cert_pem.as_bytes())?;
-    save(dir.join("ca.crt"), resp.ca_pem.as_bytes())?;
     let m = Membership {
         master: req.master.to_string(),
         node: req.node.to_string(),
         subnet: resp.subnet,
         masters: resp.masters,
     };
-    save(
-        data.join("cluster.json"),
-        &serde_json::to_vec_pretty(&m).map_err(encode("membership"))?,
-    )?;
     Ok((
         m,
         Identity {
@@ -205,6 +215,54 @@ pub struct GrpcLink {
     seen: Mutex<watch::Receiver<Option<Vec<Assignment>>>>,
     images: Arc<ImageStore>,
     fetches: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    beats: BeatCounters,
+}
+
+/// How this node's heartbeats fare: what `dash sim report` sums over a simulated fleet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BeatStats {
+    /// Heartbeats answered.
+    pub ok: u64,
+    /// Heartbeats refused or timed out.
+    pub failed: u64,
+    /// The last answered heartbeat's round trip, in microseconds.
+    pub last_rtt_us: u64,
+    /// The longest round trip so far, in microseconds.
+    pub max_rtt_us: u64,
+    /// The longest time between two answered heartbeats, beyond the interval the masters
+    /// asked for, in milliseconds: how late the masters heard from this node at worst.
+    pub max_late_ms: u64,
+}
+
+#[derive(Default)]
+struct BeatCounters {
+    ok: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+    last_rtt_us: std::sync::atomic::AtomicU64,
+    max_rtt_us: std::sync::atomic::AtomicU64,
+    max_late_ms: std::sync::atomic::AtomicU64,
+}
+
+impl BeatCounters {
+    fn answered(&self, rtt: Duration, late: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let us = rtt.as_micros() as u64;
+        self.ok.fetch_add(1, Relaxed);
+        self.last_rtt_us.store(us, Relaxed);
+        self.max_rtt_us.fetch_max(us, Relaxed);
+        self.max_late_ms.fetch_max(late.as_millis() as u64, Relaxed);
+    }
+
+    fn snapshot(&self) -> BeatStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        BeatStats {
+            ok: self.ok.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            last_rtt_us: self.last_rtt_us.load(Relaxed),
+            max_rtt_us: self.max_rtt_us.load(Relaxed),
+            max_late_ms: self.max_late_ms.load(Relaxed),
+        }
+    }
 }
 
 impl GrpcLink {
@@ -234,10 +292,16 @@ impl GrpcLink {
             latest: rx,
             images,
             fetches: Mutex::new(HashMap::new()),
+            beats: BeatCounters::default(),
         });
         tokio::spawn(watch_loop(link.clone(), tx, shutdown.clone()));
         tokio::spawn(heartbeat_loop(link.clone(), node, capacity, shutdown));
         Ok(link)
+    }
+
+    /// How this node's heartbeats have fared so far.
+    pub fn beat_stats(&self) -> BeatStats {
+        self.beats.snapshot()
     }
 
     /// The client of the current channel.
@@ -550,6 +614,7 @@ async fn heartbeat_loop(
     let mut interval = Duration::from_millis(500);
     let capacity_json = serde_json::to_string(&capacity).unwrap_or_default();
     let mut failures = 0u32;
+    let mut last_answer: Option<std::time::Instant> = None;
     loop {
         let mut client = link.client();
         let beat = client.heartbeat(HeartbeatRequest {
@@ -557,9 +622,15 @@ async fn heartbeat_loop(
             capacity_json: capacity_json.clone(),
             running: 0,
         });
+        let sent = std::time::Instant::now();
         match tokio::time::timeout(Duration::from_secs(2), beat).await {
             Ok(Ok(r)) => {
                 let r = r.into_inner();
+                let now = std::time::Instant::now();
+                let since = last_answer.map_or(Duration::ZERO, |t| now - t);
+                link.beats
+                    .answered(now - sent, since.saturating_sub(interval));
+                last_answer = Some(now);
                 interval = Duration::from_millis(r.interval_ms.clamp(100, 30_000));
                 failures = 0;
                 link.learn_masters(r.masters);
@@ -572,10 +643,16 @@ async fn heartbeat_loop(
             }
             Ok(Err(s)) => {
                 tracing::warn!(code = ?s.code(), error = %dash_rpc::describe(&s), "heartbeat refused");
+                link.beats
+                    .failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 failures += 1;
             }
             Err(_) => {
                 tracing::warn!("heartbeat timed out");
+                link.beats
+                    .failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 failures += 1;
             }
         }

@@ -4,6 +4,7 @@
 mod daemon;
 mod memory;
 mod server;
+mod sim;
 mod worker;
 
 use std::process::ExitCode;
@@ -35,6 +36,10 @@ fn main() -> ExitCode {
         Command::Worker(args) => {
             init_tracing(&args.node.log_level);
             daemon_exit(rt.block_on(worker::run(*args)))
+        }
+        Command::Sim(args) if args.command.is_none() => {
+            init_tracing(&args.run.log_level);
+            daemon_exit(rt.block_on(sim::run(args.run)))
         }
         Command::Restore(args) => match rt.block_on(restore(args)) {
             Ok(()) => ExitCode::SUCCESS,

@@ -17,5 +17,6 @@ pub mod replica;
 pub mod route;
 pub mod secret;
 pub mod service;
+pub mod sim;
 pub mod token;
 pub mod top;

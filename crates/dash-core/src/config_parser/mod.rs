@@ -5,7 +5,7 @@
 //! error names the file, line, column, field, the bad value and what is accepted:
 //!
 //! ```text
-//! web.toml:4:12: replicas = -1: must be between 0 and 10000; set replicas = 1, say
+//! web.toml:4:12: replicas = -1: must be between 0 and 100000; set replicas = 1, say
 //! ```
 //!
 //! Syntax and type errors stop the parse at the first one (that is where TOML stops); semantic
@@ -20,9 +20,10 @@ pub use diagnostic::{Diagnostic, Diagnostics};
 
 use crate::ServiceSpec;
 
-/// Upper bound on replicas of one service: large enough for any real service, small enough
-/// that a typo (`replicas = 100000000`) is caught before the scheduler tries it.
-pub const MAX_REPLICAS: u32 = 10_000;
+/// Upper bound on replicas of one service: large enough for any real service (and for the
+/// scale simulator's 100,000-replica services), small enough that a typo
+/// (`replicas = 100000000`) is caught before the scheduler tries it.
+pub const MAX_REPLICAS: u32 = 100_000;
 
 /// Parses and validates one service file. `file` is only used in messages.
 pub fn parse_service(file: &str, text: &str) -> Result<ServiceSpec, Diagnostics> {

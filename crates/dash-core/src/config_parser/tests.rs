@@ -171,7 +171,7 @@ fn negative_replicas() {
     let e = err("name = \"web\"\nimage = \"b\"\nreplicas = -1\n");
     assert_eq!(
         e.to_string(),
-        "web.toml:3:12: replicas: replicas = -1: must be between 0 and 10000; set replicas = 1, say"
+        "web.toml:3:12: replicas: replicas = -1: must be between 0 and 100000; set replicas = 1, say"
     );
 }
 

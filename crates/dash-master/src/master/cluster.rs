@@ -128,7 +128,11 @@ pub(super) async fn start(
         mq: p.mq.clone(),
         wake: p.wake.clone(),
         liveness: liveness.clone(),
-        changes: p.changes,
+        assignments: crate::assignment_feed::start(
+            store.clone(),
+            p.changes.clone(),
+            shutdown.clone(),
+        ),
         images: p.images,
         subnets: c.subnets,
         metrics: p.metrics,

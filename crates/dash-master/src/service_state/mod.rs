@@ -19,12 +19,112 @@ pub struct ServiceState {
     log: StateLog,
     store: MasterStore,
     wake: Arc<Notify>,
+    /// Reports waiting for the log, written as one entry by whichever caller finds no group
+    /// being written (group commit: one entry per round trip of the log, however many nodes
+    /// report meanwhile).
+    group: Arc<std::sync::Mutex<Group>>,
 }
+
+#[derive(Default)]
+struct Group {
+    waiting: Vec<Waiting>,
+    /// A caller is writing a group now; the waiting ones go in its next.
+    writing: bool,
+}
+
+struct Waiting {
+    status: ReplicaStatus,
+    events: Vec<EventDraft>,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// The most reports one entry carries.
+const MAX_GROUP: usize = 2000;
 
 impl ServiceState {
     pub fn new(log: StateLog, wake: Arc<Notify>) -> Self {
         let store = log.store().clone();
-        Self { log, store, wake }
+        Self {
+            log,
+            store,
+            wake,
+            group: Default::default(),
+        }
+    }
+
+    /// Writes `status` with its events in the next group and waits until it is applied.
+    async fn write_grouped(
+        &self,
+        status: ReplicaStatus,
+        events: Vec<EventDraft>,
+    ) -> Result<(), StoreError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut g = self.group.lock().unwrap_or_else(|e| e.into_inner());
+            g.waiting.push(Waiting {
+                status,
+                events,
+                done,
+            });
+            !std::mem::replace(&mut g.writing, true)
+        };
+        if lead {
+            // A task of its own: a caller that goes away (its RPC cancelled) must not leave
+            // the group unwritten and `writing` set.
+            let this = self.clone();
+            tokio::spawn(async move { this.write_groups().await });
+        }
+        match result.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(StoreError::Unavailable(why)),
+            Err(_) => Err(StoreError::Unavailable(
+                "the report's group was dropped before it was written".into(),
+            )),
+        }
+    }
+
+    /// Writes groups until none is waiting (started by the report that found no writer).
+    async fn write_groups(&self) {
+        loop {
+            let batch: Vec<Waiting> = {
+                let mut g = self.group.lock().unwrap_or_else(|e| e.into_inner());
+                if g.waiting.is_empty() {
+                    g.writing = false;
+                    return;
+                }
+                let n = g.waiting.len().min(MAX_GROUP);
+                g.waiting.drain(..n).collect()
+            };
+            let mut statuses = Vec::with_capacity(batch.len());
+            let mut events = Vec::new();
+            let mut waiters = Vec::with_capacity(batch.len());
+            for w in batch {
+                statuses.push(w.status);
+                events.extend(w.events);
+                waiters.push(w.done);
+            }
+            let cmd = if statuses.len() == 1 {
+                Command::ReportReplica {
+                    status: statuses.remove(0),
+                    at_ms: now_ms(),
+                }
+            } else {
+                Command::ReportReplicas {
+                    statuses,
+                    at_ms: now_ms(),
+                }
+            };
+            let result = self
+                .log
+                .propose_with(cmd, events)
+                .await
+                .map(|_| ())
+                .map_err(|e| dash_core::link::with_causes(&e));
+            self.wake.notify_one();
+            for w in waiters {
+                let _ = w.send(result.clone());
+            }
+        }
     }
 
     /// Records a replica's status; publishes an event when its state or restart count changed.
@@ -86,17 +186,7 @@ impl ServiceState {
             }
             events.push(EventDraft::service(kind, service, replica, message));
         }
-        self.log
-            .propose_with(
-                Command::ReportReplica {
-                    status: status.clone(),
-                    at_ms: now_ms(),
-                },
-                events,
-            )
-            .await?;
-        self.wake.notify_one();
-        Ok(())
+        self.write_grouped(status, events).await
     }
 
     /// A worker released everything of a replica: forget it.

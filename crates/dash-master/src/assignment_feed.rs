@@ -1,0 +1,226 @@
+//! assignment_feed: every node's assignment list, computed once per change of the state for
+//! all the watches of master_api.
+//!
+//! ```text
+//!  applied entries ─► changes ─► (at most every MIN_GAP) one read of every replica
+//!        ─► per node: the list's key (ids, versions, desired states) unchanged? keep its JSON
+//!                     else: the list with each version's spec (cached: a version never changes),
+//!                           its JSON and version (assignments_version)
+//!        ─► Snapshot (watch channel) ─► each node's Watch stream sends its list if its version moved
+//! ```
+//!
+//! Before, every watch read its node's replicas and each replica's spec after every change: a
+//! cluster of N nodes paid N reads and N × replicas spec lookups per entry of the log, which
+//! is what made 100 simulated workers cost a master two cores. Now a change costs one read and
+//! the JSON of the nodes whose lists changed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dash_core::ServiceSpec;
+use dash_core::api::{Assignment, DesiredState, ReplicaInfo};
+use dash_store::{MasterStore, StoreError};
+use tokio::sync::watch;
+
+use crate::master_api::assignments_version;
+
+/// The shortest time between two computations while changes keep coming (the first change
+/// after a quiet spell is computed at once).
+const MIN_GAP: Duration = Duration::from_millis(50);
+/// Computed again at least this often, changes or not.
+const REFRESH: Duration = Duration::from_secs(2);
+
+/// One node's list as its watch sends it.
+#[derive(Debug)]
+pub struct NodeList {
+    pub version: u64,
+    pub json: String,
+    /// What the list is made of (replica, version, desired, start, run), to tell whether it
+    /// changed without building it.
+    key: u64,
+}
+
+/// Every node's list at one moment of the state.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    nodes: HashMap<String, Arc<NodeList>>,
+    /// The list of a node with nothing assigned.
+    empty: Option<Arc<NodeList>>,
+}
+
+impl Snapshot {
+    /// `node`'s list (the empty list if nothing is assigned to it).
+    pub fn of(&self, node: &str) -> Option<Arc<NodeList>> {
+        self.nodes.get(node).cloned().or_else(|| self.empty.clone())
+    }
+}
+
+/// The feed: a receiver of snapshots, the newest first.
+pub type Feed = watch::Receiver<Arc<Snapshot>>;
+
+/// Starts the feed's task (it ends with `shutdown`); the receiver holds the first snapshot
+/// once computed.
+pub fn start(
+    store: MasterStore,
+    changes: watch::Receiver<u64>,
+    shutdown: watch::Receiver<bool>,
+) -> Feed {
+    let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
+    tokio::spawn(run(store, changes, tx, shutdown));
+    rx
+}
+
+async fn run(
+    store: MasterStore,
+    mut changes: watch::Receiver<u64>,
+    tx: watch::Sender<Arc<Snapshot>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut specs: HashMap<(String, u64), Arc<ServiceSpec>> = HashMap::new();
+    loop {
+        changes.borrow_and_update();
+        let began = tokio::time::Instant::now();
+        let previous = tx.borrow().clone();
+        match compute(&store, &previous, &mut specs).await {
+            Ok(next) => {
+                let _ = tx.send(Arc::new(next));
+            }
+            Err(e) => {
+                tracing::warn!(error = %dash_core::link::with_causes(&e), "computing the nodes' assignments")
+            }
+        }
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(REFRESH) => {}
+            _ = shutdown.changed() => return,
+        }
+        // A burst of changes is folded into the next computation.
+        tokio::select! {
+            _ = tokio::time::sleep_until(began + MIN_GAP) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The key of a node's list: what decides its content (a version's spec never changes).
+fn key_of(replicas: &[&ReplicaInfo]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for r in replicas {
+        r.id.hash(&mut h);
+        r.service.hash(&mut h);
+        r.version.hash(&mut h);
+        r.desired.as_str().hash(&mut h);
+        r.start_at_ms.hash(&mut h);
+        r.run.hash(&mut h);
+    }
+    h.finish()
+}
+
+async fn compute(
+    store: &MasterStore,
+    previous: &Snapshot,
+    specs: &mut HashMap<(String, u64), Arc<ServiceSpec>>,
+) -> Result<Snapshot, StoreError> {
+    let replicas = store.replicas(None).await?;
+    let mut by_node: HashMap<&str, Vec<&ReplicaInfo>> = HashMap::new();
+    for r in &replicas {
+        if let Some(n) = r.node.as_deref() {
+            by_node.entry(n).or_default().push(r);
+        }
+    }
+    let mut nodes = HashMap::with_capacity(by_node.len());
+    let mut used = std::collections::HashSet::new();
+    for (node, mut list) in by_node {
+        // A node's replicas oldest first, as they were always sent.
+        list.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        for r in &list {
+            used.insert((r.service.clone(), r.version));
+        }
+        let key = key_of(&list);
+        if let Some(prev) = previous.nodes.get(node)
+            && prev.key == key
+        {
+            nodes.insert(node.to_string(), prev.clone());
+            continue;
+        }
+        match build(store, specs, &list, key).await {
+            Ok(l) => {
+                nodes.insert(node.to_string(), Arc::new(l));
+            }
+            Err(why) => {
+                // That node keeps the list it had; the others go on.
+                tracing::warn!(node, error = %why, "computing a node's assignments");
+                if let Some(prev) = previous.nodes.get(node) {
+                    nodes.insert(node.to_string(), prev.clone());
+                }
+            }
+        }
+    }
+    // Versions no replica uses any more leave the cache.
+    specs.retain(|k, _| used.contains(k));
+    let empty = previous.empty.clone().unwrap_or_else(|| {
+        let json = "[]".to_string();
+        Arc::new(NodeList {
+            version: assignments_version(&json),
+            json,
+            key: 0,
+        })
+    });
+    Ok(Snapshot {
+        nodes,
+        empty: Some(empty),
+    })
+}
+
+/// One node's list: each replica with its version's spec.
+async fn build(
+    store: &MasterStore,
+    specs: &mut HashMap<(String, u64), Arc<ServiceSpec>>,
+    list: &[&ReplicaInfo],
+    key: u64,
+) -> Result<NodeList, String> {
+    let mut out = Vec::with_capacity(list.len());
+    for r in list {
+        let id = (r.service.clone(), r.version);
+        let spec = match specs.get(&id) {
+            Some(s) => s.clone(),
+            None => match store
+                .service_version(&r.service, r.version)
+                .await
+                .map_err(|e| dash_core::link::with_causes(&e))?
+            {
+                Some(s) => {
+                    let s = Arc::new(s);
+                    specs.insert(id, s.clone());
+                    s
+                }
+                // Its service is gone with its versions: a replica being removed is left out
+                // (without a spec it cannot be told to run), as it always was.
+                None if r.desired == DesiredState::Remove => continue,
+                None => {
+                    return Err(format!(
+                        "replica {} is at version {} of {}, which is not stored",
+                        r.id, r.version, r.service
+                    ));
+                }
+            },
+        };
+        out.push(Assignment {
+            replica: r.id.clone(),
+            service: r.service.clone(),
+            version: r.version,
+            spec: (*spec).clone(),
+            desired: r.desired,
+            start_at_ms: r.start_at_ms,
+            run: r.run,
+        });
+    }
+    let json = serde_json::to_string(&out).map_err(|e| e.to_string())?;
+    Ok(NodeList {
+        version: assignments_version(&json),
+        json,
+        key,
+    })
+}
