@@ -98,7 +98,9 @@ fn every_client_command_takes_addr_and_output() {
     paths(&cmd, Vec::new(), &mut all);
     let clients: Vec<_> = all
         .iter()
-        .filter(|p| !["server", "worker", "restore", "login", "context"].contains(&p[0].as_str()))
+        .filter(|p| {
+            !["server", "worker", "restore", "login", "context", "sim"].contains(&p[0].as_str())
+        })
         .collect();
     assert!(clients.len() > 30, "{all:?}");
     for path in clients {
@@ -122,6 +124,30 @@ fn every_client_command_takes_addr_and_output() {
         assert!(text.contains("--addr <ADDR>"), "{text}");
         assert!(text.contains("DASH_ADDR"), "{text}");
     }
+}
+
+#[test]
+fn sim_takes_the_output_format_but_no_admin_api_address() {
+    for path in [&["sim"][..], &["sim", "kill"], &["sim", "report"]] {
+        let text = help(path);
+        assert!(text.contains("--output"), "{text}");
+        assert!(!text.contains("--addr"), "{text}");
+        assert!(text.contains("DASH_SIM_CONTROL"), "{text}");
+    }
+    let cli = parse(&[
+        "dash",
+        "sim",
+        "report",
+        "-o",
+        "json",
+        "--control",
+        "127.0.0.1:1",
+    ]);
+    assert!(matches!(
+        cli.command,
+        Command::Sim(ref a) if matches!(&a.command, Some(crate::commands::sim::SimCmd::Report { control }) if control == "127.0.0.1:1")
+    ));
+    assert_eq!(cli.client.output, Format::Json);
 }
 
 #[test]

@@ -105,10 +105,12 @@ pub enum Command {
         status: ReplicaStatus,
         at_ms: u64,
     },
-    /// Several replicas' statuses in one entry (the masters group the reports that arrive
-    /// while the previous group is being written), applied in order.
-    ReportReplicas {
+    /// What nodes reported about their replicas meanwhile, in one entry (the masters group
+    /// the reports that arrive while the previous group is being written): statuses, applied
+    /// in order, then replicas released (each as `DeleteReplica`).
+    ReplicaReports {
         statuses: Vec<ReplicaStatus>,
+        removed: Vec<String>,
         at_ms: u64,
     },
     DeleteReplica {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dash_core::ServiceSpec;
-use dash_core::api::{Assignment, DesiredState, ReplicaInfo};
+use dash_core::api::{Assignment, DesiredState, NodeState, ReplicaInfo};
 use dash_store::{MasterStore, StoreError};
 use tokio::sync::watch;
 
@@ -45,6 +45,8 @@ pub struct NodeList {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     nodes: HashMap<String, Arc<NodeList>>,
+    /// Every node's state (what a heartbeat needs, without a read of its own).
+    states: HashMap<String, NodeState>,
     /// The list of a node with nothing assigned.
     empty: Option<Arc<NodeList>>,
 }
@@ -53,6 +55,11 @@ impl Snapshot {
     /// `node`'s list (the empty list if nothing is assigned to it).
     pub fn of(&self, node: &str) -> Option<Arc<NodeList>> {
         self.nodes.get(node).cloned().or_else(|| self.empty.clone())
+    }
+
+    /// `node`'s state as of this snapshot (None: not known yet, e.g. it has just joined).
+    pub fn node_state(&self, node: &str) -> Option<NodeState> {
+        self.states.get(node).copied()
     }
 }
 
@@ -95,9 +102,11 @@ async fn run(
             _ = tokio::time::sleep(REFRESH) => {}
             _ = shutdown.changed() => return,
         }
-        // A burst of changes is folded into the next computation.
+        // A burst of changes is folded into the next computation, which waits at least twice
+        // what this one took.
+        let took = began.elapsed();
         tokio::select! {
-            _ = tokio::time::sleep_until(began + MIN_GAP) => {}
+            _ = tokio::time::sleep_until(began + MIN_GAP.max(took * 2).min(REFRESH)) => {}
             _ = shutdown.changed() => return,
         }
     }
@@ -123,9 +132,10 @@ async fn compute(
     previous: &Snapshot,
     specs: &mut HashMap<(String, u64), Arc<ServiceSpec>>,
 ) -> Result<Snapshot, StoreError> {
-    let replicas = store.replicas(None).await?;
+    let replicas = store.all_replicas().await?;
+    let states = store.node_states().await?.into_iter().collect();
     let mut by_node: HashMap<&str, Vec<&ReplicaInfo>> = HashMap::new();
-    for r in &replicas {
+    for r in replicas.iter() {
         if let Some(n) = r.node.as_deref() {
             by_node.entry(n).or_default().push(r);
         }
@@ -170,6 +180,7 @@ async fn compute(
     });
     Ok(Snapshot {
         nodes,
+        states,
         empty: Some(empty),
     })
 }
@@ -223,4 +234,100 @@ async fn build(
         json,
         key,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use dash_core::api::NodeRole;
+    use dash_core::command::{Command, NewReplica, NodeRecord};
+    use dash_core::config_parser::parse_service;
+    use dash_store::StateMachine;
+
+    use super::*;
+
+    fn replica(id: &str, node: &str) -> NewReplica {
+        NewReplica {
+            id: id.into(),
+            service: "web".into(),
+            version: 1,
+            node: Some(node.into()),
+            message: String::new(),
+            run: None,
+            start_at_ms: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_lists_that_changed_are_built_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dash_store::open(&dir.path().join("dash.db")).await.unwrap();
+        let sm = StateMachine::new(db.clone());
+        let store = MasterStore::new(db);
+        let spec = parse_service("w.toml", "name = \"web\"\nimage = \"busybox\"\n").unwrap();
+        sm.apply(&Command::PutService {
+            spec: Box::new(spec),
+            at_ms: 1,
+        })
+        .await
+        .unwrap();
+        for (n, subnet) in [("n1", "10.0.1.0/24"), ("n2", "10.0.2.0/24")] {
+            let node = NodeRecord {
+                id: n.into(),
+                address: "127.0.0.1:9".into(),
+                role: NodeRole::Worker,
+                state: NodeState::Ready,
+                labels: Default::default(),
+                capacity: Default::default(),
+                subnet: subnet.into(),
+                runtime: "sim".into(),
+            };
+            let a = sm
+                .apply(&Command::UpsertNode {
+                    node: Box::new(node),
+                    at_ms: 1,
+                })
+                .await
+                .unwrap();
+            assert!(a.rejected.is_none(), "{a:?}");
+        }
+        sm.apply(&Command::CreateReplicas {
+            replicas: vec![replica("web-1", "n1"), replica("web-2", "n2")],
+            at_ms: 2,
+        })
+        .await
+        .unwrap();
+        let mut specs = HashMap::new();
+        let first = compute(&store, &Snapshot::default(), &mut specs)
+            .await
+            .unwrap();
+        let list = |s: &Snapshot, n: &str| -> Vec<Assignment> {
+            serde_json::from_str(&s.of(n).unwrap().json).unwrap()
+        };
+        assert_eq!(list(&first, "n1")[0].replica, "web-1");
+        assert_eq!(list(&first, "n2")[0].replica, "web-2");
+        assert!(list(&first, "n3").is_empty(), "a node with nothing: []");
+        assert_eq!(first.node_state("n1"), Some(NodeState::Ready));
+        // web-2 is to be removed: n2's list is new, n1's the very same.
+        sm.apply(&Command::SetReplicaDesired {
+            id: "web-2".into(),
+            desired: DesiredState::Remove,
+            at_ms: 3,
+        })
+        .await
+        .unwrap();
+        let second = compute(&store, &first, &mut specs).await.unwrap();
+        assert!(Arc::ptr_eq(
+            &first.of("n1").unwrap(),
+            &second.of("n1").unwrap()
+        ));
+        assert_ne!(
+            first.of("n2").unwrap().version,
+            second.of("n2").unwrap().version
+        );
+        assert_eq!(list(&second, "n2")[0].desired, DesiredState::Remove);
+        // The version is the list's, as a worker resumes with it.
+        let n2 = second.of("n2").unwrap();
+        assert_eq!(n2.version, assignments_version(&n2.json));
+    }
 }

@@ -52,8 +52,8 @@ impl MasterLink for LocalLink {
         }
     }
 
-    async fn removed(&self, _node: &str, replica: &str) {
-        if let Err(e) = self.state.removed(replica).await {
+    async fn removed(&self, node: &str, replica: &str) {
+        if let Err(e) = self.state.removed(node, replica).await {
             tracing::warn!(error = %e, replica, "recording a removed replica");
         }
     }

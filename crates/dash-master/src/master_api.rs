@@ -58,6 +58,9 @@ pub struct Liveness {
     cfg: LivenessConfig,
     started: Mutex<Instant>,
     seen: Mutex<HashMap<String, Instant>>,
+    /// Nodes this master judged unreachable or down: their next heartbeat reads the state
+    /// afresh (the assignment feed's copy may not show the judgment yet).
+    judged: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Liveness {
@@ -66,6 +69,7 @@ impl Liveness {
             cfg,
             started: Mutex::new(Instant::now()),
             seen: Mutex::new(HashMap::new()),
+            judged: Mutex::new(Default::default()),
         }
     }
 
@@ -89,6 +93,11 @@ impl Liveness {
 
     pub fn config(&self) -> LivenessConfig {
         self.cfg
+    }
+
+    /// Whether this master judged `node` since its last heartbeat (and forgets it).
+    fn take_judged(&self, node: &str) -> bool {
+        self.judged.lock().is_ok_and(|mut j| j.remove(node))
     }
 
     pub fn beat(&self, node: &str) {
@@ -129,6 +138,7 @@ impl Liveness {
             // Every judgment of this round proposed at once: the log takes them in one go
             // (a thousand nodes going silent together are judged in one round, not one by one).
             let mut judgments = Vec::new();
+            let judged_set = &self.judged;
             for (id, state) in nodes.iter().filter(|(id, _)| *id != local) {
                 let silence = self.silence(id);
                 let judged = if silence >= self.cfg.down_after {
@@ -172,6 +182,9 @@ impl Liveness {
                         .await
                         .is_ok_and(|a| a.changed);
                     if changed {
+                        if let Ok(mut j) = judged_set.lock() {
+                            j.insert(id.clone());
+                        }
                         tracing::warn!(node = %id, state = judged.as_str(), silence_ms = silence.as_millis() as u64, "node judged");
                     }
                     changed
@@ -366,9 +379,8 @@ impl MasterApi for MasterApiService {
         };
         // A friendlier refusal than the state's for the name of a master; the state machine
         // checks it again (and picks the subnet) when it applies the join.
-        let nodes = self.store.nodes().await.map_err(internal)?;
-        if let Some(n) = nodes.iter().find(|n| n.id == r.node)
-            && n.role.is_master()
+        if let Some(role) = self.store.node_role(&r.node).await.map_err(internal)?
+            && role.is_master()
         {
             return Err(Status::already_exists(format!(
                 "node name {:?} is the master's; give this node another --node-name",
@@ -458,12 +470,24 @@ impl MasterApi for MasterApiService {
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let peer = self.peer(&req).await?;
         self.liveness.beat(&peer.node);
-        let mut state = self
-            .store
+        // The state as the assignment feed last read it (at most a moment old) when it says
+        // ready and this master has not judged the node since; read afresh otherwise (a node
+        // it does not know yet, or one judged: its heartbeat must make it ready at once).
+        let known = self
+            .assignments
+            .borrow()
             .node_state(&peer.node)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| Status::not_found("node removed"))?;
+            .filter(|s| *s == NodeState::Ready);
+        let judged = self.liveness.take_judged(&peer.node);
+        let mut state = match known {
+            Some(s) if !judged => s,
+            _ => self
+                .store
+                .node_state(&peer.node)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| Status::not_found("node removed"))?,
+        };
         if matches!(state, NodeState::Unreachable | NodeState::Down) {
             state = NodeState::Ready;
             self.log
@@ -505,17 +529,11 @@ impl MasterApi for MasterApiService {
         let peer = self.peer(&req).await?;
         let status: ReplicaStatus = serde_json::from_str(&req.get_ref().status_json)
             .map_err(|e| Status::invalid_argument(format!("status_json: {e}")))?;
-        match self.store.replica(&status.id).await.map_err(internal)? {
-            Some(r) if r.node.as_deref() == Some(peer.node.as_str()) => {
-                self.state
-                    .report(&peer.node, status)
-                    .await
-                    .map_err(internal)?;
-            }
-            _ => {
-                tracing::debug!(node = %peer.node, replica = %status.id, "report for a replica not assigned to the node ignored")
-            }
-        }
+        // Dropped there if the replica is not the node's (removed meanwhile, moved elsewhere).
+        self.state
+            .report(&peer.node, status)
+            .await
+            .map_err(internal)?;
         Ok(Response::new(Ack {}))
     }
 
@@ -548,11 +566,7 @@ impl MasterApi for MasterApiService {
     async fn removed(&self, req: Request<RemovedRequest>) -> Result<Response<Ack>, Status> {
         let peer = self.peer(&req).await?;
         let id = &req.get_ref().replica;
-        if let Some(r) = self.store.replica(id).await.map_err(internal)?
-            && r.node.as_deref() == Some(peer.node.as_str())
-        {
-            self.state.removed(id).await.map_err(internal)?;
-        }
+        self.state.removed(&peer.node, id).await.map_err(internal)?;
         Ok(Response::new(Ack {}))
     }
 

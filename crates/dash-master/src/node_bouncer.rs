@@ -7,9 +7,9 @@
 //! - Authorisation of every later call: the peer's certificate (verified by TLS against the CA)
 //!   must name a node that still exists and present one of the two serials the store keeps
 //!   for it (current and, during a rotation, previous). `dash node rm` forgets the node, so its
-//!   certificate is refused from then on (within [`VERIFIED_FOR`]: a certificate found good is
-//!   trusted that long without asking the state again, so that a fleet's heartbeats do not
-//!   each cost a read).
+//!   certificate is refused from then on. A certificate found good is trusted for
+//!   [`VERIFIED_FOR`] without asking the state again, as long as no node's certificates or
+//!   membership changed (so that a fleet's heartbeats do not each cost a read).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -40,8 +40,11 @@ pub enum BouncerError {
     Pki(#[from] pki::PkiError),
 }
 
-/// How long a certificate found good is trusted without asking the state again.
+/// How long a certificate found good is trusted without asking the state again (and only while
+/// no node's certificates or membership changed meanwhile).
 pub const VERIFIED_FOR: Duration = Duration::from_secs(1);
+
+type VerifiedCerts = std::collections::HashMap<(String, String), (std::time::Instant, u64)>;
 
 #[derive(Clone)]
 pub struct NodeBouncer {
@@ -50,9 +53,9 @@ pub struct NodeBouncer {
     ca: Arc<Ca>,
     tokens: Tokens,
     cert_validity: Duration,
-    /// (node, serial) → when the state last said that certificate is the node's.
-    verified:
-        Arc<std::sync::Mutex<std::collections::HashMap<(String, String), std::time::Instant>>>,
+    /// (node, serial) → when, and at which generation of the nodes' identities, the state
+    /// last said that certificate is the node's.
+    verified: Arc<std::sync::Mutex<VerifiedCerts>>,
 }
 
 impl NodeBouncer {
@@ -141,8 +144,10 @@ impl NodeBouncer {
         })?;
         let id = pki::identity(der)?;
         let key = (id.node.clone(), id.serial.clone());
+        let generation = self.store.identities_generation();
         if let Ok(v) = self.verified.lock()
-            && v.get(&key).is_some_and(|at| at.elapsed() < VERIFIED_FOR)
+            && v.get(&key)
+                .is_some_and(|(at, g)| *g == generation && at.elapsed() < VERIFIED_FOR)
         {
             return Ok(id);
         }
@@ -151,9 +156,9 @@ impl NodeBouncer {
             && let Ok(mut v) = self.verified.lock()
         {
             if v.len() > 200_000 {
-                v.retain(|_, at| at.elapsed() < VERIFIED_FOR);
+                v.retain(|_, (at, _)| at.elapsed() < VERIFIED_FOR);
             }
-            v.insert(key, std::time::Instant::now());
+            v.insert(key, (std::time::Instant::now(), generation));
         }
         verdict
     }

@@ -71,9 +71,12 @@ impl Reconciler {
                 Some(at) => Duration::from_millis(at.saturating_sub(now_ms())).min(IDLE),
                 None => IDLE,
             };
+            // Under load a pass costs more (every replica is read): the next one waits twice
+            // what this one took, so that passes never take more than a third of the time.
+            let gap = MIN_GAP.max(started.elapsed() * 2).min(IDLE);
             tokio::select! {
                 _ = self.wake.notified() => {
-                    tokio::time::sleep_until(started + MIN_GAP).await;
+                    tokio::time::sleep_until(started + gap).await;
                 }
                 _ = tokio::time::sleep(idle) => {}
                 _ = shutdown.changed() => return,
@@ -481,16 +484,47 @@ impl Reconciler {
     }
 }
 
-/// Records new replicas in one entry of the log, each with its event: scheduled on its node, or
-/// pending and why; `prefix(r)` starts each message (a job's run and attempt).
+/// The most replicas one entry of the log creates: a service of 100,000 replicas is 200
+/// entries proposed together, each small enough for a follower to take within Raft's
+/// heartbeat (a single entry of 10,000 replicas was megabytes of JSON, and its replication
+/// timed out again and again on a loaded machine).
+pub const REPLICAS_PER_ENTRY: usize = 500;
+
+/// Records new replicas, each with its event (scheduled on its node, or pending and why), in
+/// entries of at most [`REPLICAS_PER_ENTRY`] proposed at once; `prefix(r)` starts each message
+/// (a job's run and attempt). The first error is returned; entries that were applied stand
+/// (the next pass creates what is still missing).
 pub async fn propose_new_replicas(
     log: &StateLog,
-    new: Vec<NewReplica>,
+    mut new: Vec<NewReplica>,
     prefix: impl Fn(usize) -> String,
+) -> Result<(), StoreError> {
+    let mut entries = Vec::new();
+    let mut first = 0;
+    while !new.is_empty() {
+        let rest = new.split_off(new.len().min(REPLICAS_PER_ENTRY));
+        let chunk = std::mem::replace(&mut new, rest);
+        let n = chunk.len();
+        entries.push(propose_chunk(log, chunk, first, &prefix));
+        first += n;
+    }
+    for r in futures::future::join_all(entries).await {
+        r?;
+    }
+    Ok(())
+}
+
+/// One entry of [`propose_new_replicas`]; `first` is the index of its first replica.
+async fn propose_chunk(
+    log: &StateLog,
+    new: Vec<NewReplica>,
+    first: usize,
+    prefix: &impl Fn(usize) -> String,
 ) -> Result<(), StoreError> {
     let events = new
         .iter()
         .enumerate()
+        .map(|(i, r)| (first + i, r))
         .map(|(i, r)| match &r.node {
             Some(node) => EventDraft::service(
                 EventKind::ReplicaScheduled,

@@ -40,9 +40,12 @@ pub async fn build(store: &MasterStore) -> Result<Vec<RouteEntry>, StoreError> {
 /// many services there are.
 pub async fn endpoints(store: &MasterStore) -> Result<Vec<ServiceEndpoints>, StoreError> {
     let mut replicas: HashMap<String, Vec<ReplicaInfo>> = HashMap::new();
-    for r in store.replicas(None).await? {
+    for r in store.all_replicas().await?.iter() {
         if r.desired == DesiredState::Run && r.ip.is_some() {
-            replicas.entry(r.service.clone()).or_default().push(r);
+            replicas
+                .entry(r.service.clone())
+                .or_default()
+                .push(r.clone());
         }
     }
     let mut out = Vec::new();

@@ -143,7 +143,7 @@ pub async fn state_series(
     use std::collections::BTreeMap;
     let mut s = Snapshot::new();
     let services = store.services().await.unwrap_or_default();
-    let replicas = store.replicas(None).await.unwrap_or_default();
+    let replicas = store.all_replicas().await.unwrap_or_default();
     let nodes = store.nodes().await.unwrap_or_default();
     s.gauge(
         "dash_services",
@@ -167,7 +167,7 @@ pub async fn state_series(
     job_series(&mut s, store).await;
     let mut by_state: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut restarts: BTreeMap<String, u64> = BTreeMap::new();
-    for r in &replicas {
+    for r in replicas.iter() {
         let state = serde_json::to_value(r.state)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))

@@ -22,6 +22,9 @@ use tokio::sync::watch;
 
 use crate::stats::Stats;
 
+/// How long a removal acknowledged is not acknowledged again.
+const ACK_AGAIN_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What every simulated worker shares.
 pub struct Shared {
     pub start_time: Duration,
@@ -46,6 +49,10 @@ pub struct SimNode {
     link: Arc<GrpcLink>,
     shared: Arc<Shared>,
     replicas: HashMap<String, SimReplica>,
+    /// Removals acknowledged and when: the masters drop a replica from the list once they
+    /// have the word; until then it is not acknowledged again more often than
+    /// [`ACK_AGAIN_AFTER`] (every list the watch sends still names it).
+    acked: HashMap<String, Instant>,
     /// The node's /24 (`a.b.c.0/24`): replicas get .2 upwards.
     subnet_base: [u8; 3],
     next_host: u32,
@@ -66,6 +73,7 @@ impl SimNode {
             link,
             shared,
             replicas: HashMap::new(),
+            acked: HashMap::new(),
             subnet_base: base,
             next_host: 0,
         }
@@ -160,19 +168,26 @@ impl SimNode {
                     }
                 }
                 DesiredState::Remove => {
-                    if let Some(r) = self.replicas.remove(&a.replica) {
-                        if !r.halted {
-                            self.shared.stats.moved(Some(r.sentry.state()), None);
-                        }
-                        removed.push(a.replica.clone());
-                    } else {
-                        // Never held here (or removed before a restart of the watch): the
-                        // masters wait for the word all the same.
+                    if let Some(r) = self.replicas.remove(&a.replica)
+                        && !r.halted
+                    {
+                        self.shared.stats.moved(Some(r.sentry.state()), None);
+                    }
+                    // Held or not (never held here, or removed before a restart of the
+                    // watch), the masters wait for the word; said again only if they still
+                    // wait a while later (an acknowledgement lost).
+                    let due = self
+                        .acked
+                        .get(&a.replica)
+                        .is_none_or(|at| now.saturating_duration_since(*at) >= ACK_AGAIN_AFTER);
+                    if due {
+                        self.acked.insert(a.replica.clone(), now);
                         removed.push(a.replica.clone());
                     }
                 }
             }
         }
+        self.acked.retain(|id, _| wanted.contains(id.as_str()));
         let gone: Vec<String> = self
             .replicas
             .keys()

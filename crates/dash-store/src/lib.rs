@@ -39,6 +39,9 @@ pub use worker::{LocalReplica, USERNS_BASE, USERNS_SIZE, WorkerStore};
 pub struct Db {
     pub(crate) pool: SqlitePool,
     pub(crate) write: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Every replica as last read, shared by every reader of this state (see
+    /// `MasterStore::all_replicas`).
+    pub(crate) reads: std::sync::Arc<master::SharedReads>,
 }
 
 impl Db {
@@ -56,6 +59,7 @@ pub async fn open(path: &Path) -> Result<Db, StoreError> {
     Ok(Db {
         pool,
         write: Default::default(),
+        reads: Default::default(),
     })
 }
 
@@ -98,6 +102,7 @@ pub async fn adopt_master_state(path: &Path) -> Result<Db, StoreError> {
     Ok(Db {
         pool,
         write: Default::default(),
+        reads: Default::default(),
     })
 }
 
@@ -119,6 +124,7 @@ pub async fn open_node(path: &Path, legacy: &Path) -> Result<Db, StoreError> {
     Ok(Db {
         pool,
         write: Default::default(),
+        reads: Default::default(),
     })
 }
 
@@ -193,7 +199,10 @@ async fn connect_with(
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(5));
     SqlitePoolOptions::new()
-        .max_connections(4)
+        // Point reads (a heartbeat, a report's replica) must not queue behind the full reads
+        // of a large state (the reconciler's, the assignment feed's), which hold a connection
+        // for tens of milliseconds each.
+        .max_connections(8)
         // Each open connection keeps its page cache (up to 2 MiB) and prepared statements: a
         // burst of work (hundreds of replicas) leaves them all grown. Closed after 30 s idle,
         // the daemon's memory comes back down; reopening one costs about a millisecond.

@@ -14,8 +14,10 @@ use dash_cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Server(_) | Command::Worker(_)) {
-        memory::limit_arenas();
+    match &cli.command {
+        Command::Server(_) | Command::Worker(_) => memory::limit_arenas(),
+        Command::Sim(args) if args.command.is_none() => {}
+        _ => quiet_on_closed_pipe(),
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -76,6 +78,17 @@ async fn restore(args: dash_cli::commands::backup::RestoreArgs) -> anyhow::Resul
         r.data_dir.display()
     );
     Ok(())
+}
+
+/// A client command whose output is cut short (`dash ps | head -1`) ends quietly, as other
+/// Unix tools do, instead of panicking on the failed write. Daemons keep ignoring SIGPIPE (a
+/// closed connection is an error to handle there, not an end).
+#[allow(unsafe_code, reason = "signal: restoring the default SIGPIPE action")]
+fn quiet_on_closed_pipe() {
+    // SAFETY: sets the process's SIGPIPE action to the default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// A daemon's end: 64 for bad flags or environment (nothing was touched), 1 for a failure.

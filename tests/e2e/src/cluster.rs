@@ -285,11 +285,16 @@ impl Cluster {
             n.ip.clone(),
             "--subnet".into(),
             format!("10.95.{slot}.0/24"),
-            "--cluster-cidr".into(),
-            format!("10.{}.0.0/20", 150 + u16::from(slot)),
             "--node-name".into(),
             n.name.clone(),
         ]);
+        // 16 nodes' subnets, unless the test gives a range of its own.
+        if !self.master_extra.iter().any(|f| f == "--cluster-cidr") {
+            args.extend([
+                "--cluster-cidr".into(),
+                format!("10.{}.0.0/20", 150 + u16::from(slot)),
+            ]);
+        }
         args
     }
 
@@ -309,7 +314,10 @@ impl Cluster {
     /// The `dash server` arguments of master node `i` (`--no-worker`; no `--join`).
     fn master_args(&self, i: usize) -> Vec<String> {
         let mut args = self.server_args(i, &format!("{}:7070", self.nodes[i].ip));
-        args.extend(["--node-down-after", "2s", "--no-worker"].map(String::from));
+        if !self.master_extra.iter().any(|f| f == "--node-down-after") {
+            args.extend(["--node-down-after", "2s"].map(String::from));
+        }
+        args.push("--no-worker".into());
         args.extend(self.master_extra.iter().cloned());
         args
     }
@@ -759,6 +767,15 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The end of a test whose workers run no container (`dash sim`'s simulated ones): the
+    /// daemons stop and their namespaces, bridge and dirs go, without removing every service
+    /// first (there is nothing on the host to tear down, and 20,000 simulated removals would
+    /// only cost time).
+    pub fn discard(mut self) {
+        self.teardown();
+        self.nodes.clear();
     }
 
     /// The end of a test: everything removed, or the test fails saying what is left.

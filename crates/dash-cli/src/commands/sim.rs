@@ -70,8 +70,10 @@ pub enum SimCmd {
     /// Silence N simulated workers at once (no goodbye, as a machine that dies): the masters
     /// find them down after --node-down-after and start their replicas elsewhere.
     Kill {
+        /// How many live workers to silence (1 to the number alive).
         #[arg(long)]
         workers: u32,
+        /// The simulation's --control endpoint.
         #[arg(long, env = "DASH_SIM_CONTROL", default_value = "127.0.0.1:7090")]
         control: String,
     },
@@ -79,6 +81,7 @@ pub enum SimCmd {
     /// from the first placement to all running, heartbeat round trips and lateness, the last
     /// kill and when its replicas ran elsewhere.
     Report {
+        /// The simulation's --control endpoint.
         #[arg(long, env = "DASH_SIM_CONTROL", default_value = "127.0.0.1:7090")]
         control: String,
     },

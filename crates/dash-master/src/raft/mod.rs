@@ -95,21 +95,25 @@ pub fn raft_id(node: &str) -> NodeId {
 
 /// Dash's Raft timers and limits (docs/decisions/0012-raft-masters.md says how they were chosen).
 ///
-/// - heartbeat 50 ms, election timeout 200–350 ms. openraft 0.9 makes a follower that has
-///   seen a leader wait the leader lease (= the maximum election timeout, 350 ms) *plus* a
-///   random election timeout before it stands: a dead leader is replaced 0.55–0.7 s after its
-///   last heartbeat (ticks every 75 ms), and a leader keeps its followers through 11–14
-///   missed heartbeats (a disk stall shorter than 0.55 s costs no election).
+/// - heartbeat 100 ms, election timeout 250–400 ms. openraft 0.9 makes a follower that has
+///   seen a leader wait the leader lease (= the maximum election timeout, 400 ms) *plus* a
+///   random election timeout before it stands: a dead leader is replaced 0.65–0.8 s after its
+///   last heartbeat, and a leader keeps its followers through 6–8 missed heartbeats.
+///   openraft gives every AppendEntries the heartbeat interval as its whole time (sending,
+///   the follower's append and fsync, the answer): at 50 ms a loaded machine (3 masters and
+///   500 simulated workers on two cores) timed out every append of a busy log, again and
+///   again, and nothing was committed; 100 ms with entries kept small (at most 64 per
+///   append, 500 replicas or reports per entry) keeps the log moving.
 /// - snapshots: every 5,000 entries, 1,000 kept behind it for followers a little behind; a
 ///   snapshot install may take 10 s (openraft's 200 ms default is too short for a real file).
 pub fn config() -> openraft::Config {
     openraft::Config {
         cluster_name: "dash".into(),
-        heartbeat_interval: 50,
-        election_timeout_min: 200,
-        election_timeout_max: 350,
+        heartbeat_interval: 100,
+        election_timeout_min: 250,
+        election_timeout_max: 400,
         install_snapshot_timeout: 10_000,
-        max_payload_entries: 1_000,
+        max_payload_entries: 64,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5_000),
         max_in_snapshot_log_to_keep: 1_000,
         ..Default::default()

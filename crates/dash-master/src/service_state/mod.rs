@@ -5,7 +5,7 @@ pub mod history;
 
 use std::sync::Arc;
 
-use dash_core::api::ReplicaState;
+use dash_core::api::{ReplicaInfo, ReplicaState};
 use dash_core::command::{Command, ReplicaStatus};
 use dash_core::event::{EventDraft, EventKind};
 use dash_store::{MasterStore, StoreError};
@@ -25,6 +25,13 @@ pub struct ServiceState {
     group: Arc<std::sync::Mutex<Group>>,
 }
 
+/// What a node said of one replica.
+enum Report {
+    Status(ReplicaStatus),
+    /// It released everything of the replica.
+    Removed(String),
+}
+
 #[derive(Default)]
 struct Group {
     waiting: Vec<Waiting>,
@@ -33,13 +40,13 @@ struct Group {
 }
 
 struct Waiting {
-    status: ReplicaStatus,
-    events: Vec<EventDraft>,
+    node: String,
+    what: Report,
     done: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
-/// The most reports one entry carries.
-const MAX_GROUP: usize = 2000;
+/// The most reports one entry carries (an entry a follower takes within Raft's heartbeat).
+const MAX_GROUP: usize = 500;
 
 impl ServiceState {
     pub fn new(log: StateLog, wake: Arc<Notify>) -> Self {
@@ -52,18 +59,14 @@ impl ServiceState {
         }
     }
 
-    /// Writes `status` with its events in the next group and waits until it is applied.
-    async fn write_grouped(
-        &self,
-        status: ReplicaStatus,
-        events: Vec<EventDraft>,
-    ) -> Result<(), StoreError> {
+    /// Writes what `node` said in the next group and waits until it is applied.
+    async fn write_grouped(&self, node: &str, what: Report) -> Result<(), StoreError> {
         let (done, result) = tokio::sync::oneshot::channel();
         let lead = {
             let mut g = self.group.lock().unwrap_or_else(|e| e.into_inner());
             g.waiting.push(Waiting {
-                status,
-                events,
+                node: node.to_string(),
+                what,
                 done,
             });
             !std::mem::replace(&mut g.writing, true)
@@ -95,24 +98,81 @@ impl ServiceState {
                 let n = g.waiting.len().min(MAX_GROUP);
                 g.waiting.drain(..n).collect()
             };
+            let ids: Vec<&str> = batch
+                .iter()
+                .map(|w| match &w.what {
+                    Report::Status(s) => s.id.as_str(),
+                    Report::Removed(id) => id.as_str(),
+                })
+                .collect();
+            let befores = match self.store.replicas_by_id(&ids).await {
+                Ok(b) => b,
+                Err(e) => {
+                    let why = dash_core::link::with_causes(&e);
+                    for w in batch {
+                        let _ = w.done.send(Err(why.clone()));
+                    }
+                    continue;
+                }
+            };
             let mut statuses = Vec::with_capacity(batch.len());
+            let mut removed = Vec::new();
             let mut events = Vec::new();
             let mut waiters = Vec::with_capacity(batch.len());
             for w in batch {
-                statuses.push(w.status);
-                events.extend(w.events);
                 waiters.push(w.done);
+                match w.what {
+                    Report::Status(s) => {
+                        let Some(before) = befores
+                            .get(&s.id)
+                            .filter(|b| b.node.as_deref() == Some(w.node.as_str()))
+                        else {
+                            tracing::debug!(node = %w.node, replica = %s.id, "report for a replica not assigned to the node ignored");
+                            continue;
+                        };
+                        if let Some(e) = events_of(before, &s) {
+                            events.extend(e);
+                            statuses.push(s);
+                        }
+                    }
+                    Report::Removed(id) => {
+                        if let Some(b) = befores
+                            .get(&id)
+                            .filter(|b| b.node.as_deref() == Some(w.node.as_str()))
+                        {
+                            events.push(EventDraft::service(
+                                EventKind::ReplicaRemoved,
+                                &b.service,
+                                Some(&id),
+                                "",
+                            ));
+                            removed.push(id);
+                        }
+                    }
+                }
             }
-            let cmd = if statuses.len() == 1 {
-                Command::ReportReplica {
+            if statuses.is_empty() && removed.is_empty() {
+                for w in waiters {
+                    let _ = w.send(Ok(()));
+                }
+                continue;
+            }
+            let at_ms = now_ms();
+            // One alone goes as the command it always was.
+            let cmd = match (statuses.len(), removed.len()) {
+                (1, 0) => Command::ReportReplica {
                     status: statuses.remove(0),
-                    at_ms: now_ms(),
-                }
-            } else {
-                Command::ReportReplicas {
+                    at_ms,
+                },
+                (0, 1) => Command::DeleteReplica {
+                    id: removed.remove(0),
+                    at_ms,
+                },
+                _ => Command::ReplicaReports {
                     statuses,
-                    at_ms: now_ms(),
-                }
+                    removed,
+                    at_ms,
+                },
             };
             let result = self
                 .log
@@ -127,85 +187,75 @@ impl ServiceState {
         }
     }
 
-    /// Records a replica's status; publishes an event when its state or restart count changed.
+    /// Records a replica's status, as `node` reported it; publishes an event when its state
+    /// or restart count changed. A report about a replica the state does not hold on `node`
+    /// (removed meanwhile, moved elsewhere) is dropped. Written in the next group: the reads
+    /// it needs (the replica as it was) are done for the whole group at once.
     pub async fn report(&self, node: &str, status: ReplicaStatus) -> Result<(), StoreError> {
-        let Some(before) = self.store.replica(&status.id).await? else {
-            tracing::debug!(replica = %status.id, node, "status for an unknown replica ignored");
-            return Ok(());
-        };
-        if before.state == status.state
-            && before.restarts == status.restarts
-            && before.ip == status.ip
-            && before.message == status.message
-        {
-            return Ok(());
-        }
-        let service = before.service.as_str();
-        let replica = Some(status.id.as_str());
-        let mut events = Vec::new();
-        if status.restarts > before.restarts {
-            events.push(EventDraft::service(
-                EventKind::ReplicaRestarting,
-                service,
-                replica,
-                format!(
-                    "restart {} after exit code {}",
-                    status.restarts,
-                    before.exit_code.or(status.exit_code).unwrap_or(-1)
-                ),
-            ));
-        }
-        if status.state != before.state {
-            let kind = match status.state {
-                ReplicaState::Pending => EventKind::ReplicaPending,
-                ReplicaState::Starting => EventKind::ReplicaStarting,
-                ReplicaState::Running => EventKind::ReplicaRunning,
-                ReplicaState::Healthy => EventKind::ReplicaHealthy,
-                ReplicaState::Unhealthy => EventKind::ReplicaUnhealthy,
-                ReplicaState::Exited => EventKind::ReplicaExited,
-                ReplicaState::Failed => EventKind::ReplicaFailed,
-                ReplicaState::Stopping => EventKind::ReplicaStopping,
-            };
-            let mut message = match (status.state, status.exit_code) {
-                (ReplicaState::Exited | ReplicaState::Failed, Some(code)) => {
-                    format!("exit code {code}")
-                }
-                _ => String::new(),
-            };
-            if !status.message.is_empty() {
-                if !message.is_empty() {
-                    message.push_str(": ");
-                }
-                message.push_str(&status.message);
-            }
-            if let Some(ip) = &status.ip
-                && status.state == ReplicaState::Running
-                && before.ip.is_none()
-            {
-                message = format!("ip {ip}");
-            }
-            events.push(EventDraft::service(kind, service, replica, message));
-        }
-        self.write_grouped(status, events).await
+        self.write_grouped(node, Report::Status(status)).await
     }
 
-    /// A worker released everything of a replica: forget it.
-    pub async fn removed(&self, replica: &str) -> Result<(), StoreError> {
-        let before = self.store.replica(replica).await?;
-        let events = before
-            .iter()
-            .map(|b| EventDraft::service(EventKind::ReplicaRemoved, &b.service, Some(replica), ""))
-            .collect();
-        self.log
-            .propose_with(
-                Command::DeleteReplica {
-                    id: replica.into(),
-                    at_ms: crate::now_ms(),
-                },
-                events,
-            )
-            .await?;
-        self.wake.notify_one();
-        Ok(())
+    /// `node` released everything of a replica: forget it (if it was `node`'s).
+    pub async fn removed(&self, node: &str, replica: &str) -> Result<(), StoreError> {
+        self.write_grouped(node, Report::Removed(replica.to_string()))
+            .await
     }
+}
+
+/// The events a status announces against the replica as it was (None: nothing changed).
+fn events_of(before: &ReplicaInfo, status: &ReplicaStatus) -> Option<Vec<EventDraft>> {
+    if before.state == status.state
+        && before.restarts == status.restarts
+        && before.ip == status.ip
+        && before.message == status.message
+    {
+        return None;
+    }
+    let service = before.service.as_str();
+    let replica = Some(status.id.as_str());
+    let mut events = Vec::new();
+    if status.restarts > before.restarts {
+        events.push(EventDraft::service(
+            EventKind::ReplicaRestarting,
+            service,
+            replica,
+            format!(
+                "restart {} after exit code {}",
+                status.restarts,
+                before.exit_code.or(status.exit_code).unwrap_or(-1)
+            ),
+        ));
+    }
+    if status.state != before.state {
+        let kind = match status.state {
+            ReplicaState::Pending => EventKind::ReplicaPending,
+            ReplicaState::Starting => EventKind::ReplicaStarting,
+            ReplicaState::Running => EventKind::ReplicaRunning,
+            ReplicaState::Healthy => EventKind::ReplicaHealthy,
+            ReplicaState::Unhealthy => EventKind::ReplicaUnhealthy,
+            ReplicaState::Exited => EventKind::ReplicaExited,
+            ReplicaState::Failed => EventKind::ReplicaFailed,
+            ReplicaState::Stopping => EventKind::ReplicaStopping,
+        };
+        let mut message = match (status.state, status.exit_code) {
+            (ReplicaState::Exited | ReplicaState::Failed, Some(code)) => {
+                format!("exit code {code}")
+            }
+            _ => String::new(),
+        };
+        if !status.message.is_empty() {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&status.message);
+        }
+        if let Some(ip) = &status.ip
+            && status.state == ReplicaState::Running
+            && before.ip.is_none()
+        {
+            message = format!("ip {ip}");
+        }
+        events.push(EventDraft::service(kind, service, replica, message));
+    }
+    Some(events)
 }

@@ -1315,3 +1315,88 @@ async fn a_secret_update_moves_its_services_and_old_versions_go_with_their_last_
 }
 
 mod jobs;
+
+#[tokio::test]
+async fn reports_of_many_replicas_in_one_entry_as_one_by_one_and_shared_reads_follow() {
+    let (_d, s, _) = store().await;
+    service_on_node_n1(&s).await;
+    s.apply(&Command::CreateReplicas {
+        replicas: ["web-1", "web-2", "web-3"]
+            .map(|id| web_replica(id, Some("n1")))
+            .to_vec(),
+        at_ms: 2,
+    })
+    .await
+    .unwrap();
+    let before = s.all_replicas().await.unwrap();
+    assert_eq!(before.len(), 3);
+    // Nothing changed: the same list, not read again.
+    assert!(std::sync::Arc::ptr_eq(
+        &before,
+        &s.all_replicas().await.unwrap()
+    ));
+    let running = |id: &str, ip: &str| ReplicaStatus {
+        id: id.into(),
+        state: ReplicaState::Running,
+        ip: Some(ip.into()),
+        restarts: 0,
+        exit_code: None,
+        started_ms: Some(3),
+        message: String::new(),
+    };
+    let group = Command::ReplicaReports {
+        statuses: vec![
+            running("web-1", "10.0.0.2"),
+            // A replica the state does not hold is skipped, the rest are written.
+            running("web-9", "10.0.0.9"),
+            running("web-2", "10.0.0.3"),
+            // The later status of the same replica wins (applied in order).
+            ReplicaStatus {
+                state: ReplicaState::Exited,
+                exit_code: Some(1),
+                ..running("web-2", "10.0.0.3")
+            },
+        ],
+        removed: vec!["web-3".into(), "web-8".into()],
+        at_ms: 4,
+    };
+    let applied = s.apply(&group).await.unwrap();
+    assert!(applied.changed);
+    let after = s.all_replicas().await.unwrap();
+    // A commit is a new generation: the list is read again.
+    assert!(!std::sync::Arc::ptr_eq(&before, &after));
+    let by_id: std::collections::HashMap<_, _> = after.iter().map(|r| (r.id.as_str(), r)).collect();
+    assert_eq!(by_id.len(), 2, "web-3 removed");
+    assert_eq!(by_id["web-1"].state, ReplicaState::Running);
+    assert_eq!(by_id["web-1"].ip.as_deref(), Some("10.0.0.2"));
+    assert_eq!(by_id["web-2"].state, ReplicaState::Exited);
+    assert_eq!(by_id["web-2"].exit_code, Some(1));
+    // The removed one is remembered as a single removal would leave it.
+    assert_eq!(
+        s.removed_replica("web-3")
+            .await
+            .unwrap()
+            .unwrap()
+            .removed_ms,
+        4
+    );
+    // The group read used by the masters' report groups.
+    let some = s
+        .replicas_by_id(&["web-1", "web-3", "web-2"])
+        .await
+        .unwrap();
+    assert_eq!(
+        some.keys()
+            .map(String::as_str)
+            .collect::<std::collections::BTreeSet<_>>(),
+        ["web-1", "web-2"].into()
+    );
+    // The same group again (as another entry) leaves the same state.
+    s.apply(&group).await.unwrap();
+    let again = s.all_replicas().await.unwrap();
+    assert_eq!(again.len(), 2);
+    assert_eq!(
+        again.iter().find(|r| r.id == "web-2").unwrap().exit_code,
+        Some(1)
+    );
+}
