@@ -53,6 +53,9 @@ pub struct SimNode {
     /// have the word; until then it is not acknowledged again more often than
     /// [`ACK_AGAIN_AFTER`] (every list the watch sends still names it).
     acked: HashMap<String, Instant>,
+    /// Statuses the masters did not take (every try failed, e.g. through a failover): sent
+    /// again with the next round, unless a newer one of the same replica replaced them.
+    unsent: Vec<ReplicaStatus>,
     /// The node's /24 (`a.b.c.0/24`): replicas get .2 upwards.
     subnet_base: [u8; 3],
     next_host: u32,
@@ -74,6 +77,7 @@ impl SimNode {
             shared,
             replicas: HashMap::new(),
             acked: HashMap::new(),
+            unsent: Vec::new(),
             subnet_base: base,
             next_host: 0,
         }
@@ -310,18 +314,36 @@ impl SimNode {
 
     /// The round's reports and removals, all at once (each call is one RPC: the masters group
     /// them into log entries).
-    async fn send(&self, reports: Vec<ReplicaStatus>, removed: Vec<String>) {
+    async fn send(&mut self, mut reports: Vec<ReplicaStatus>, removed: Vec<String>) {
+        // What failed before goes first; a newer status of the same replica replaces it, and
+        // a replica no longer held has nothing to say.
+        let mut unsent = std::mem::take(&mut self.unsent);
+        unsent
+            .retain(|u| self.replicas.contains_key(&u.id) && !reports.iter().any(|r| r.id == u.id));
+        unsent.append(&mut reports);
+        let reports = unsent;
         if reports.is_empty() && removed.is_empty() {
             return;
         }
-        let stats = &self.shared.stats;
-        let calls = reports.into_iter().map(|s| self.link.report(&self.name, s));
+        let stats = self.shared.stats.clone();
+        let link = self.link.clone();
+        let calls = reports.iter().map(|s| link.try_report(s));
         let n = calls.len() as u64;
-        futures::future::join_all(calls).await;
+        let taken = futures::future::join_all(calls).await;
+        let failed: Vec<ReplicaStatus> = reports
+            .into_iter()
+            .zip(taken)
+            .filter(|(_, ok)| !ok)
+            .map(|(s, _)| s)
+            .collect();
+        stats
+            .report_failures
+            .fetch_add(failed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.unsent = failed;
         stats
             .reports
             .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        let gone = removed.iter().map(|id| self.link.removed(&self.name, id));
+        let gone = removed.iter().map(|id| link.removed(&self.name, id));
         let m = gone.len() as u64;
         futures::future::join_all(gone).await;
         stats

@@ -299,6 +299,30 @@ impl GrpcLink {
         Ok(link)
     }
 
+    /// Sends a replica's status (three tries, 0.2, 0.4 and 0.6 s apart); whether the masters
+    /// took it. A caller that must not lose it (`dash sim`) sends it again later.
+    pub async fn try_report(&self, status: &ReplicaStatus) -> bool {
+        let Ok(json) = serde_json::to_string(status) else {
+            return false;
+        };
+        for attempt in 0..3u64 {
+            let mut client = self.client();
+            match client
+                .report(ReportRequest {
+                    status_json: json.clone(),
+                })
+                .await
+            {
+                Ok(_) => return true,
+                Err(s) => {
+                    tracing::warn!(error = %dash_rpc::describe(&s), replica = %status.id, "reporting a status");
+                    tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+                }
+            }
+        }
+        false
+    }
+
     /// How this node's heartbeats have fared so far.
     pub fn beat_stats(&self) -> BeatStats {
         self.beats.snapshot()
@@ -690,24 +714,7 @@ impl MasterLink for GrpcLink {
     }
 
     async fn report(&self, _node: &str, status: ReplicaStatus) {
-        let Ok(json) = serde_json::to_string(&status) else {
-            return;
-        };
-        for attempt in 0..3u64 {
-            let mut client = self.client();
-            match client
-                .report(ReportRequest {
-                    status_json: json.clone(),
-                })
-                .await
-            {
-                Ok(_) => return,
-                Err(s) => {
-                    tracing::warn!(error = %dash_rpc::describe(&s), replica = %status.id, "reporting a status");
-                    tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
-                }
-            }
-        }
+        self.try_report(&status).await;
     }
 
     async fn removed(&self, _node: &str, replica: &str) {

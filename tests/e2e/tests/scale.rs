@@ -9,7 +9,7 @@
 //!   serves as many as before. How long that takes is printed (the fleet's own measure, from
 //!   the kill); the target (within `--node-down-after` + 2 s) is not met yet on this
 //!   machine with debug masters (17 s measured, docs/benchmarks.md "Scale"), so the bound
-//!   asserted is the functional one: down after 5 s, running elsewhere within a minute.
+//!   asserted is the functional one: down after 5 s, running elsewhere (waited for 155 s).
 //!
 //! Slot 85 (bridge 10.96.85.0/24), the simulation's control endpoint on 127.0.0.1:18985.
 
@@ -178,7 +178,7 @@ fn five_hundred_simulated_workers_twenty_thousand_replicas_a_failover_and_fifty_
     // simulated worker, zones respected.
     let ps = c.wait(
         "the masters to hold every replica running",
-        Duration::from_secs(120),
+        Duration::from_secs(180),
         || {
             let ps = try_json(&c, &["ps"])?;
             let list = ps.as_array()?;
@@ -226,9 +226,16 @@ fn five_hundred_simulated_workers_twenty_thousand_replicas_a_failover_and_fifty_
     assert!(lost > 0, "{killed}");
     let k = c.wait(
         "the lost replicas running elsewhere",
-        Duration::from_secs(DOWN_AFTER_MS / 1000 + 60),
+        // Measured 16–20 s with debug masters; a slow tail on a loaded machine, more.
+        Duration::from_secs(DOWN_AFTER_MS / 1000 + 150),
         || {
             let r = report()?;
+            if r["last_kill"]["recovered_after_ms"].is_null() {
+                eprintln!(
+                    "after the kill: {} held, {}, placements {}, report failures {}",
+                    r["replicas"], r["by_state"], r["placements"], r["report_failures"]
+                );
+            }
             r["last_kill"]["recovered_after_ms"].as_u64().map(|_| r)
         },
     );

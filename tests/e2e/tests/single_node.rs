@@ -258,8 +258,8 @@ fn bad_service_files_are_rejected_naming_the_field() {
             "replicas",
         ),
         (
-            "name = \"web\"\nimage = \"bb:1\"\nreplicas = 100000\n",
-            "replicas = 100000",
+            "name = \"web\"\nimage = \"bb:1\"\nreplicas = 100001\n",
+            "replicas = 100001",
         ),
         (
             "name = \"web\"\nimage = \"bb:1\"\nreplcas = 1\n",
