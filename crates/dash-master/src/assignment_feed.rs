@@ -3,9 +3,9 @@
 //!
 //! ```text
 //!  applied entries ─► changes ─► (at most every MIN_GAP) one read of every replica
-//!        ─► per node: the list's key (ids, versions, desired states) unchanged? keep its JSON
-//!                     else: the list with each version's spec (cached: a version never changes),
-//!                           its JSON and version (assignments_version)
+//!        ─► each version's spec read once (and hashed)
+//!        ─► per node: the list's key (ids, versions, desired states, specs' hashes) unchanged?
+//!                     keep its JSON; else build the list, its JSON and version
 //!        ─► Snapshot (watch channel) ─► each node's Watch stream sends its list if its version moved
 //! ```
 //!
@@ -47,13 +47,19 @@ pub struct Snapshot {
     nodes: HashMap<String, Arc<NodeList>>,
     /// Every node's state (what a heartbeat needs, without a read of its own).
     states: HashMap<String, NodeState>,
+    /// Nodes whose list could not be built and that had none: their watch sends nothing.
+    unknown: std::collections::HashSet<String>,
     /// The list of a node with nothing assigned.
     empty: Option<Arc<NodeList>>,
 }
 
 impl Snapshot {
-    /// `node`'s list (the empty list if nothing is assigned to it).
+    /// `node`'s list (the empty list if nothing is assigned to it; None while its list
+    /// cannot be built).
     pub fn of(&self, node: &str) -> Option<Arc<NodeList>> {
+        if self.unknown.contains(node) {
+            return None;
+        }
         self.nodes.get(node).cloned().or_else(|| self.empty.clone())
     }
 
@@ -84,12 +90,11 @@ async fn run(
     tx: watch::Sender<Arc<Snapshot>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut specs: HashMap<(String, u64), Arc<ServiceSpec>> = HashMap::new();
     loop {
         changes.borrow_and_update();
         let began = tokio::time::Instant::now();
         let previous = tx.borrow().clone();
-        match compute(&store, &previous, &mut specs).await {
+        match compute(&store, &previous).await {
             Ok(next) => {
                 let _ = tx.send(Arc::new(next));
             }
@@ -112,8 +117,13 @@ async fn run(
     }
 }
 
-/// The key of a node's list: what decides its content (a version's spec never changes).
-fn key_of(replicas: &[&ReplicaInfo]) -> u64 {
+/// A version's spec as this computation read it (None: not stored), with a hash of it.
+type Specs = HashMap<(String, u64), Option<(Arc<ServiceSpec>, u64)>>;
+
+/// The key of a node's list: what decides its content. The spec's hash is part of it: a
+/// version's stored spec is rewritten by an apply that replaces no container (a new stop grace
+/// period, labels, placement), and that must reach the node too.
+fn key_of(replicas: &[&ReplicaInfo], specs: &Specs) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for r in replicas {
@@ -123,53 +133,66 @@ fn key_of(replicas: &[&ReplicaInfo]) -> u64 {
         r.desired.as_str().hash(&mut h);
         r.start_at_ms.hash(&mut h);
         r.run.hash(&mut h);
+        specs
+            .get(&(r.service.clone(), r.version))
+            .and_then(|s| s.as_ref().map(|(_, hash)| *hash))
+            .hash(&mut h);
     }
     h.finish()
 }
 
-async fn compute(
-    store: &MasterStore,
-    previous: &Snapshot,
-    specs: &mut HashMap<(String, u64), Arc<ServiceSpec>>,
-) -> Result<Snapshot, StoreError> {
+async fn compute(store: &MasterStore, previous: &Snapshot) -> Result<Snapshot, StoreError> {
     let replicas = store.all_replicas().await?;
     let states = store.node_states().await?.into_iter().collect();
     let mut by_node: HashMap<&str, Vec<&ReplicaInfo>> = HashMap::new();
+    // Each version's spec read once per computation (services have few versions in use).
+    let mut specs: Specs = HashMap::new();
     for r in replicas.iter() {
-        if let Some(n) = r.node.as_deref() {
-            by_node.entry(n).or_default().push(r);
+        let Some(n) = r.node.as_deref() else { continue };
+        by_node.entry(n).or_default().push(r);
+        let id = (r.service.clone(), r.version);
+        if let std::collections::hash_map::Entry::Vacant(slot) = specs.entry(id) {
+            let spec = store.service_version(&r.service, r.version).await?;
+            let hashed = spec.map(|s| {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                serde_json::to_string(&s).unwrap_or_default().hash(&mut h);
+                (Arc::new(s), h.finish())
+            });
+            slot.insert(hashed);
         }
     }
     let mut nodes = HashMap::with_capacity(by_node.len());
-    let mut used = std::collections::HashSet::new();
+    let mut unknown = std::collections::HashSet::new();
     for (node, mut list) in by_node {
         // A node's replicas oldest first, as they were always sent.
         list.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
-        for r in &list {
-            used.insert((r.service.clone(), r.version));
-        }
-        let key = key_of(&list);
+        let key = key_of(&list, &specs);
         if let Some(prev) = previous.nodes.get(node)
             && prev.key == key
         {
             nodes.insert(node.to_string(), prev.clone());
             continue;
         }
-        match build(store, specs, &list, key).await {
+        match build(&specs, &list, key) {
             Ok(l) => {
                 nodes.insert(node.to_string(), Arc::new(l));
             }
             Err(why) => {
-                // That node keeps the list it had; the others go on.
+                // That node keeps the list it had; the others go on. Without one, it gets
+                // nothing (never the empty list: that would tell it to stop everything).
                 tracing::warn!(node, error = %why, "computing a node's assignments");
-                if let Some(prev) = previous.nodes.get(node) {
-                    nodes.insert(node.to_string(), prev.clone());
+                match previous.nodes.get(node) {
+                    Some(prev) => {
+                        nodes.insert(node.to_string(), prev.clone());
+                    }
+                    None => {
+                        unknown.insert(node.to_string());
+                    }
                 }
             }
         }
     }
-    // Versions no replica uses any more leave the cache.
-    specs.retain(|k, _| used.contains(k));
     let empty = previous.empty.clone().unwrap_or_else(|| {
         let json = "[]".to_string();
         Arc::new(NodeList {
@@ -181,48 +204,32 @@ async fn compute(
     Ok(Snapshot {
         nodes,
         states,
+        unknown,
         empty: Some(empty),
     })
 }
 
 /// One node's list: each replica with its version's spec.
-async fn build(
-    store: &MasterStore,
-    specs: &mut HashMap<(String, u64), Arc<ServiceSpec>>,
-    list: &[&ReplicaInfo],
-    key: u64,
-) -> Result<NodeList, String> {
+fn build(specs: &Specs, list: &[&ReplicaInfo], key: u64) -> Result<NodeList, String> {
     let mut out = Vec::with_capacity(list.len());
     for r in list {
-        let id = (r.service.clone(), r.version);
-        let spec = match specs.get(&id) {
-            Some(s) => s.clone(),
-            None => match store
-                .service_version(&r.service, r.version)
-                .await
-                .map_err(|e| dash_core::link::with_causes(&e))?
-            {
-                Some(s) => {
-                    let s = Arc::new(s);
-                    specs.insert(id, s.clone());
-                    s
-                }
-                // Its service is gone with its versions: a replica being removed is left out
-                // (without a spec it cannot be told to run), as it always was.
-                None if r.desired == DesiredState::Remove => continue,
-                None => {
-                    return Err(format!(
-                        "replica {} is at version {} of {}, which is not stored",
-                        r.id, r.version, r.service
-                    ));
-                }
-            },
+        let spec = match specs.get(&(r.service.clone(), r.version)) {
+            Some(Some((spec, _))) => spec,
+            // Its service is gone with its versions: a replica being removed is left out
+            // (without a spec it cannot be told to run), as it always was.
+            _ if r.desired == DesiredState::Remove => continue,
+            _ => {
+                return Err(format!(
+                    "replica {} is at version {} of {}, which is not stored",
+                    r.id, r.version, r.service
+                ));
+            }
         };
         out.push(Assignment {
             replica: r.id.clone(),
             service: r.service.clone(),
             version: r.version,
-            spec: (*spec).clone(),
+            spec: (**spec).clone(),
             desired: r.desired,
             start_at_ms: r.start_at_ms,
             run: r.run,
@@ -297,10 +304,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let mut specs = HashMap::new();
-        let first = compute(&store, &Snapshot::default(), &mut specs)
-            .await
-            .unwrap();
+        let first = compute(&store, &Snapshot::default()).await.unwrap();
         let list = |s: &Snapshot, n: &str| -> Vec<Assignment> {
             serde_json::from_str(&s.of(n).unwrap().json).unwrap()
         };
@@ -316,7 +320,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let second = compute(&store, &first, &mut specs).await.unwrap();
+        let second = compute(&store, &first).await.unwrap();
         assert!(Arc::ptr_eq(
             &first.of("n1").unwrap(),
             &second.of("n1").unwrap()
@@ -329,5 +333,22 @@ mod tests {
         // The version is the list's, as a worker resumes with it.
         let n2 = second.of("n2").unwrap();
         assert_eq!(n2.version, assignments_version(&n2.json));
+        // An apply that replaces no container rewrites the spec of the same version: it
+        // reaches the node all the same.
+        let graceful = parse_service(
+            "w.toml",
+            "name = \"web\"\nimage = \"busybox\"\nstop_grace_period = \"7s\"\n",
+        )
+        .unwrap();
+        sm.apply(&Command::PutService {
+            spec: Box::new(graceful),
+            at_ms: 4,
+        })
+        .await
+        .unwrap();
+        let third = compute(&store, &second).await.unwrap();
+        let n1 = list(&third, "n1");
+        assert_eq!(n1[0].version, 1, "no new version");
+        assert_eq!(n1[0].spec.stop_grace, std::time::Duration::from_secs(7));
     }
 }

@@ -30,6 +30,9 @@ struct Worker {
     name: String,
     link: Arc<GrpcLink>,
     kill: watch::Sender<bool>,
+    /// Ends the link's heartbeats and watch at once (a killed machine says nothing more,
+    /// whatever its containers' loop is doing).
+    stop_link: watch::Sender<bool>,
     task: Option<JoinHandle<u64>>,
 }
 
@@ -208,9 +211,10 @@ impl Fleet {
         );
         let mut end = self.shutdown.clone();
         let mut kill_rx = killed.clone();
+        let stop_at_end = stop_link.clone();
         let task = tokio::spawn(async move {
             let held = node.run(killed).await;
-            let _ = stop_link.send(true);
+            let _ = stop_at_end.send(true);
             held
         });
         // The simulation's end kills every worker.
@@ -229,6 +233,7 @@ impl Fleet {
             name,
             link,
             kill,
+            stop_link,
             task: Some(task),
         });
         Ok(())
@@ -253,6 +258,7 @@ impl Fleet {
         let mut names = Vec::new();
         for i in chosen {
             let w = &mut workers[i];
+            let _ = w.stop_link.send(true);
             let _ = w.kill.send(true);
             names.push(w.name.clone());
             if let Some(t) = w.task.take() {

@@ -96,11 +96,18 @@ impl SimNode {
     /// says nothing), and what it held is counted out of the fleet; returns how many.
     pub async fn run(mut self, mut kill: watch::Receiver<bool>) -> u64 {
         loop {
-            let now = Instant::now();
-            if let Ok(list) = self.link.assignments(&self.name).await {
-                self.converge(list, now).await;
+            // A round (its reports may wait on the masters) ends with the kill too.
+            let round = async {
+                let now = Instant::now();
+                if let Ok(list) = self.link.assignments(&self.name).await {
+                    self.converge(list, now).await;
+                }
+                self.step(Instant::now()).await;
+            };
+            tokio::select! {
+                _ = round => {}
+                _ = kill.changed() => break,
             }
-            self.step(Instant::now()).await;
             let wake = self.next_wake();
             tokio::select! {
                 _ = self.link.changed() => {}

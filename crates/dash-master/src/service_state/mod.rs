@@ -98,6 +98,12 @@ impl ServiceState {
                 let n = g.waiting.len().min(MAX_GROUP);
                 g.waiting.drain(..n).collect()
             };
+            // A caller that went away (its RPC cancelled) is not written for: its node sends
+            // again, and a late write could overwrite a newer status sent elsewhere meanwhile.
+            let batch: Vec<Waiting> = batch.into_iter().filter(|w| !w.done.is_closed()).collect();
+            if batch.is_empty() {
+                continue;
+            }
             let ids: Vec<&str> = batch
                 .iter()
                 .map(|w| match &w.what {
@@ -105,7 +111,7 @@ impl ServiceState {
                     Report::Removed(id) => id.as_str(),
                 })
                 .collect();
-            let befores = match self.store.replicas_by_id(&ids).await {
+            let mut befores = match self.store.replicas_by_id(&ids).await {
                 Ok(b) => b,
                 Err(e) => {
                     let why = dash_core::link::with_causes(&e);
@@ -132,6 +138,15 @@ impl ServiceState {
                         };
                         if let Some(e) = events_of(before, &s) {
                             events.extend(e);
+                            // A later report of the same replica in this group is weighed
+                            // against this one, as it will be applied after it.
+                            if let Some(b) = befores.get_mut(&s.id) {
+                                b.state = s.state;
+                                b.restarts = s.restarts;
+                                b.ip = s.ip.clone();
+                                b.exit_code = s.exit_code;
+                                b.message = s.message.clone();
+                            }
                             statuses.push(s);
                         }
                     }
@@ -146,6 +161,7 @@ impl ServiceState {
                                 Some(&id),
                                 "",
                             ));
+                            befores.remove(&id);
                             removed.push(id);
                         }
                     }
