@@ -100,6 +100,48 @@ impl Liveness {
         self.judged.lock().is_ok_and(|mut j| j.remove(node))
     }
 
+    /// `node` was heard from (a worker's heartbeat, a master's beat): the beat is recorded,
+    /// and a node judged unreachable or down is made ready again. `known` is its state as the
+    /// caller last saw it; it is read afresh when unknown, or when this master judged the
+    /// node since its last beat (the caller's copy may not show the judgment yet). None: the
+    /// state has no such node.
+    pub async fn heard(
+        &self,
+        node: &str,
+        known: Option<NodeState>,
+        log: &StateLog,
+        wake: &Notify,
+    ) -> Result<Option<NodeState>, dash_store::StoreError> {
+        self.beat(node);
+        let judged = self.take_judged(node);
+        let state = match known {
+            Some(s) if !judged => s,
+            _ => match log.store().node_state(node).await? {
+                Some(s) => s,
+                None => return Ok(None),
+            },
+        };
+        if !matches!(state, NodeState::Unreachable | NodeState::Down) {
+            return Ok(Some(state));
+        }
+        log.propose_with(
+            Command::SetNodeState {
+                id: node.to_string(),
+                state: NodeState::Ready,
+                at_ms: now_ms(),
+                from: None,
+            },
+            vec![EventDraft::node(
+                EventKind::NodeReady,
+                node,
+                "heartbeats again",
+            )],
+        )
+        .await?;
+        wake.notify_one();
+        Ok(Some(NodeState::Ready))
+    }
+
     pub fn beat(&self, node: &str) {
         if let Ok(mut s) = self.seen.lock() {
             s.insert(node.to_string(), Instant::now());
@@ -469,45 +511,19 @@ impl MasterApi for MasterApiService {
         req: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let peer = self.peer(&req).await?;
-        self.liveness.beat(&peer.node);
         // The state as the assignment feed last read it (at most a moment old) when it says
-        // ready and this master has not judged the node since; read afresh otherwise (a node
-        // it does not know yet, or one judged: its heartbeat must make it ready at once).
+        // ready; read afresh otherwise (a node it does not know yet, or one judged).
         let known = self
             .assignments
             .borrow()
             .node_state(&peer.node)
             .filter(|s| *s == NodeState::Ready);
-        let judged = self.liveness.take_judged(&peer.node);
-        let mut state = match known {
-            Some(s) if !judged => s,
-            _ => self
-                .store
-                .node_state(&peer.node)
-                .await
-                .map_err(internal)?
-                .ok_or_else(|| Status::not_found("node removed"))?,
-        };
-        if matches!(state, NodeState::Unreachable | NodeState::Down) {
-            state = NodeState::Ready;
-            self.log
-                .propose_with(
-                    Command::SetNodeState {
-                        id: peer.node.clone(),
-                        state,
-                        at_ms: now_ms(),
-                        from: None,
-                    },
-                    vec![EventDraft::node(
-                        EventKind::NodeReady,
-                        &peer.node,
-                        "heartbeats again",
-                    )],
-                )
-                .await
-                .map_err(internal)?;
-            self.wake.notify_one();
-        }
+        let state = self
+            .liveness
+            .heard(&peer.node, known, &self.log, &self.wake)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found("node removed"))?;
         Ok(Response::new(HeartbeatResponse {
             state: state.as_str().to_string(),
             interval_ms: self.liveness.cfg.heartbeat.as_millis() as u64,

@@ -66,6 +66,61 @@ fn role_in_node_ls(c: &Cluster, node: &str) -> Option<String> {
         .and_then(|n| n["raft"].as_str().map(String::from))
 }
 
+/// Sends SIGCONT to a stopped process when dropped (the test may fail while it is stopped).
+struct Stopped(u32);
+
+impl Stopped {
+    fn new(pid: u32) -> Self {
+        signal(pid, "-STOP");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {pid} failed");
+}
+
+/// `name`'s state as master `at` answers it.
+fn node_state(c: &Cluster, at: usize, name: &str) -> Option<String> {
+    let out = c.dash_at(at, &["-o", "json", "node", "inspect", name]);
+    let n: Value = serde_json::from_slice(&out.stdout).ok()?;
+    n["state"].as_str().map(str::to_string)
+}
+
+#[test]
+fn a_master_stalled_past_node_down_after_is_ready_again_with_its_next_beat() {
+    // A master's own node beats to the leader; stalled (its disk, a long pause) past
+    // --node-down-after (2 s here), it is judged down, and its beats must bring it back.
+    let c = Cluster::start_ha(86, 3, 0);
+    let leader = c.wait("a leader", Duration::from_secs(15), || c.leader());
+    // Not m1: the test's CLI talks to it.
+    let follower = (1..3).find(|i| *i != leader).unwrap();
+    let name = c.nodes[follower].name.clone();
+    let pid = c.nodes[follower].pid().expect("the follower runs");
+    {
+        let _stopped = Stopped::new(pid);
+        c.wait(&format!("{name} down"), Duration::from_secs(20), || {
+            (node_state(&c, leader, &name)? == "down").then_some(())
+        });
+    }
+    c.wait(
+        &format!("{name} ready again"),
+        Duration::from_secs(20),
+        || (node_state(&c, leader, &name)? == "ready").then_some(()),
+    );
+    c.wait_nodes_ready(3);
+}
+
 #[test]
 fn a_partitioned_leader_acknowledges_nothing_and_comes_back_a_follower() {
     let c = Cluster::start_ha(59, 3, 0);

@@ -149,6 +149,8 @@ pub(super) async fn start(
             p.admin_token.clone(),
         )),
         liveness: liveness.clone(),
+        log: p.log.clone(),
+        wake: p.wake.clone(),
     });
     let clients = Arc::new(WorkerClients::new(
         store.clone(),

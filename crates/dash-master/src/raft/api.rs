@@ -32,6 +32,9 @@ pub struct RaftApiService {
     pub secrets: Arc<(String, String, String)>,
     /// Beats of other masters' own nodes (judged by the leader).
     pub liveness: Arc<Liveness>,
+    /// Where a beat that makes a judged master ready again is written, and who is woken.
+    pub log: crate::state_log::StateLog,
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// Metadata key of the leader's address in a "not the leader" refusal.
@@ -240,7 +243,12 @@ impl RaftApi for RaftApiService {
 
     async fn beat(&self, req: Request<BeatRequest>) -> Result<Response<Ack>, Status> {
         let peer = self.master(&req).await?;
-        self.liveness.beat(&peer.node);
+        // A master judged while it was silent (joining, or stalled on its disk) is ready
+        // again with its next beat, as a worker is with its next heartbeat.
+        self.liveness
+            .heard(&peer.node, None, &self.log, &self.wake)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(Ack {}))
     }
 }
