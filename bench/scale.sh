@@ -19,7 +19,8 @@
 #   WORKERS=500 SERVICES=2 PER=10000 KILL=50 bench/scale.sh     # the CI test's size
 #
 # Environment: BIN_DIR (target/release), WORKERS (10000), SERVICES (10), PER (100000), KILL
-# (1000), START_TIME (50ms), DOWN_AFTER (10s), TIMEOUT_S (1800). Needs root, jq.
+# (1000), START_TIME (50ms), DOWN_AFTER (10s), TIMEOUT_S (1800), KEEP_LOGS (a directory the
+# masters' and the simulation's logs are copied to). Needs root, jq.
 # Everything it makes (masters, the simulation, their bridges, tables, run dirs, scratch dir)
 # is removed on exit.
 set -eEuo pipefail
@@ -62,6 +63,9 @@ cleanup() {
     nft delete table bridge "dash_bench_scale$i" 2>/dev/null
     rm -rf "/run/dash-bench-scale-$i"
   done
+  if [ -n "${KEEP_LOGS:-}" ]; then
+    mkdir -p "$KEEP_LOGS" && cp "$SCR"/*.log "$KEEP_LOGS"/ && log "logs kept in $KEEP_LOGS"
+  fi
   rm -rf "$SCR"
   exit "$rc"
 }
@@ -83,6 +87,26 @@ rss_cpu() { # rss_cpu PID: "RSS_KB CPU_TICKS"
   awk '{print $14 + $15}' "/proc/$1/stat"
 }
 report() { "$DASH" sim report --control "$CONTROL" -o json; }
+masters_view() { # masters_view LABEL: the leader's own instruments (its /metrics), summed up
+  local m
+  m=$(curl -sf -H "Authorization: Bearer $DASH_TOKEN" "http://127.0.0.1:74${1}0/metrics") || return 0
+  awk -v who="m$1" '
+    /^dash_raft_apply_duration_seconds_(sum|count) / { a[$1] = $2 }
+    /^dash_assignments_compute_duration_seconds_(sum|count) / { a[$1] = $2 }
+    /^dash_reconcile_duration_seconds_(sum|count) / { a[$1] = $2 }
+    /^dash_placements_total / { p = $2 }
+    /^dash_watch_sent_bytes_total / { wb = $2 }
+    /^dash_watch_sends_total / { ws = $2 }
+    /^dash_assignment_lists_built_total / { lb = $2 }
+    function mean(n) { return a[n "_count"] > 0 ? sprintf("%.1f ms", 1000 * a[n "_sum"] / a[n "_count"]) : "-" }
+    END {
+      printf "%s (its /metrics): proposals %d, applied after %s mean; reconcile passes %d, %s mean; assignment computations %d, %s mean, %d lists built; watches sent %d lists, %.1f MB; placements %d\n",
+        who, a["dash_raft_apply_duration_seconds_count"], mean("dash_raft_apply_duration_seconds"),
+        a["dash_reconcile_duration_seconds_count"], mean("dash_reconcile_duration_seconds"),
+        a["dash_assignments_compute_duration_seconds_count"], mean("dash_assignments_compute_duration_seconds"),
+        lb, ws, wb / 1e6, p
+    }' <<<"$m"
+}
 
 {
   header "scale" "$("$DASH" --version 2>/dev/null || echo dash)"
@@ -126,7 +150,7 @@ for i in 1 2 3; do
   RSS_PEAK[$i]=0
 done
 for s in $(seq "$SERVICES"); do
-  printf 'name = "scale-%d"\nimage = "sim/app:1"\nreplicas = %d\n[resources]\ncpu = 0.001\nmemory = "1MiB"\n' \
+  printf 'name = "scale-%d"\nimage = "sim/app:1"\nreplicas = %d\n[resources]\ncpu = 0.001\nmemory = "4MiB"\n' \
     "$s" "$PER" >"$SCR/scale-$s.toml"
   "$DASH" apply -f "$SCR/scale-$s.toml" >/dev/null
 done
@@ -153,6 +177,7 @@ for i in 1 2 3; do
   echo "master m$i: peak RSS $((RSS_PEAK[$i] / 1024)) MiB, CPU $(awk -v d=$((c - CPU0[$i])) -v t="$ticks" -v w="$wall" 'BEGIN{printf "%.0f%%", 100 * d / t / (w / 1e6)}') of one core over the convergence"
 done
 echo "simulation: RSS $(($(awk '/^VmRSS/{print $2}' "/proc/$SIM_PID/status") / 1024)) MiB"
+for i in 1 2 3; do masters_view "$i"; done
 echo "heartbeats: $(jq -r '"round trip p50 \(.heartbeat_rtt_p50_ms) ms, p99 \(.heartbeat_rtt_p99_ms) ms; latest \(.heartbeat_late_max_ms) ms late at worst"' <<<"$r")"
 
 log "killing $KILL workers"
@@ -166,5 +191,6 @@ while :; do
   sleep 0.5
 done
 echo "kill: $(jq -r '.last_kill | "\(.workers) workers with \(.replicas) replicas"' <<<"$r"); as many serving as before after $rec ms (--node-down-after $DOWN_AFTER)"
+for i in 1 2 3; do masters_view "$i"; done
 echo "documented peer (not run here): Nomad C1M 1,000,000 containers on 5,000 hosts in < 5 min (2016); C2M 2,000,000 on 6,100 hosts in 22 min (2020)"
 echo "load after the run: $(load)"

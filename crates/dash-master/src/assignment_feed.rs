@@ -16,12 +16,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dash_core::ServiceSpec;
 use dash_core::api::{Assignment, DesiredState, NodeState, ReplicaInfo};
 use dash_store::{MasterStore, StoreError};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::master_api::assignments_version;
 
@@ -51,6 +52,8 @@ pub struct Snapshot {
     unknown: std::collections::HashSet<String>,
     /// The list of a node with nothing assigned.
     empty: Option<Arc<NodeList>>,
+    /// Lists this computation built (the others were kept as they were).
+    built: usize,
 }
 
 impl Snapshot {
@@ -69,8 +72,57 @@ impl Snapshot {
     }
 }
 
-/// The feed: a receiver of snapshots, the newest first.
-pub type Feed = watch::Receiver<Arc<Snapshot>>;
+/// The feed: the newest snapshot, and the watches attached to it. Lists are computed only
+/// while a watch is attached: workers watch the leader, so a follower reads nothing for them
+/// (and its snapshot is empty: a heartbeat that reaches it reads the node's state itself).
+#[derive(Clone)]
+pub struct Feed {
+    rx: watch::Receiver<Arc<Snapshot>>,
+    demand: Arc<Demand>,
+}
+
+#[derive(Default)]
+struct Demand {
+    watches: AtomicUsize,
+    attached: Notify,
+}
+
+impl Feed {
+    /// A feed that never changes (tests).
+    pub fn fixed(snapshot: Snapshot) -> Feed {
+        Feed {
+            rx: watch::channel(Arc::new(snapshot)).1,
+            demand: Arc::default(),
+        }
+    }
+
+    /// The newest snapshot.
+    pub fn latest(&self) -> Arc<Snapshot> {
+        self.rx.borrow().clone()
+    }
+
+    /// A receiver for one watch stream; the lists are computed while one is held.
+    pub fn attach(&self) -> Watcher {
+        self.demand.watches.fetch_add(1, Ordering::SeqCst);
+        self.demand.attached.notify_one();
+        Watcher {
+            rx: self.rx.clone(),
+            demand: self.demand.clone(),
+        }
+    }
+}
+
+/// One watch's receiver of snapshots.
+pub struct Watcher {
+    pub rx: watch::Receiver<Arc<Snapshot>>,
+    demand: Arc<Demand>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.demand.watches.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// Starts the feed's task (it ends with `shutdown`); the receiver holds the first snapshot
 /// once computed.
@@ -80,22 +132,42 @@ pub fn start(
     shutdown: watch::Receiver<bool>,
 ) -> Feed {
     let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
-    tokio::spawn(run(store, changes, tx, shutdown));
-    rx
+    let demand = Arc::new(Demand::default());
+    tokio::spawn(run(store, changes, tx, demand.clone(), shutdown));
+    Feed { rx, demand }
 }
 
 async fn run(
     store: MasterStore,
     mut changes: watch::Receiver<u64>,
     tx: watch::Sender<Arc<Snapshot>>,
+    demand: Arc<Demand>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
+        if demand.watches.load(Ordering::SeqCst) == 0 {
+            // Nobody watches: drop what was computed (stale from now on) and wait for one.
+            if !tx.borrow().nodes.is_empty() || !tx.borrow().states.is_empty() {
+                let _ = tx.send(Arc::new(Snapshot::default()));
+            }
+            tokio::select! {
+                _ = demand.attached.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        }
         changes.borrow_and_update();
         let began = tokio::time::Instant::now();
         let previous = tx.borrow().clone();
         match compute(&store, &previous).await {
             Ok(next) => {
+                crate::telemetry::instruments()
+                    .assignments_computed(began.elapsed().as_secs_f64(), next.built);
+                tracing::debug!(
+                    took_ms = began.elapsed().as_millis() as u64,
+                    built = next.built,
+                    "assignments computed"
+                );
                 let _ = tx.send(Arc::new(next));
             }
             Err(e) => {
@@ -164,6 +236,7 @@ async fn compute(store: &MasterStore, previous: &Snapshot) -> Result<Snapshot, S
     }
     let mut nodes = HashMap::with_capacity(by_node.len());
     let mut unknown = std::collections::HashSet::new();
+    let mut built = 0;
     for (node, mut list) in by_node {
         // A node's replicas oldest first, as they were always sent.
         list.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
@@ -176,6 +249,7 @@ async fn compute(store: &MasterStore, previous: &Snapshot) -> Result<Snapshot, S
         }
         match build(&specs, &list, key) {
             Ok(l) => {
+                built += 1;
                 nodes.insert(node.to_string(), Arc::new(l));
             }
             Err(why) => {
@@ -206,6 +280,7 @@ async fn compute(store: &MasterStore, previous: &Snapshot) -> Result<Snapshot, S
         states,
         unknown,
         empty: Some(empty),
+        built,
     })
 }
 

@@ -515,7 +515,7 @@ impl MasterApi for MasterApiService {
         // ready; read afresh otherwise (a node it does not know yet, or one judged).
         let known = self
             .assignments
-            .borrow()
+            .latest()
             .node_state(&peer.node)
             .filter(|s| *s == NodeState::Ready);
         let state = self
@@ -595,14 +595,15 @@ impl MasterApi for MasterApiService {
         let peer = self.peer(&req).await?;
         let after = req.get_ref().after_version;
         let (tx, rx) = mpsc::channel(4);
-        let mut feed = self.assignments.clone();
+        let mut feed = self.assignments.attach();
         tokio::spawn(async move {
             let mut held = after;
             loop {
-                let list = feed.borrow_and_update().of(&peer.node);
+                let list = feed.rx.borrow_and_update().of(&peer.node);
                 if let Some(list) = list
                     && list.version != held
                 {
+                    crate::telemetry::instruments().watch_sent(list.json.len());
                     let msg = Assignments {
                         version: list.version,
                         assignments_json: list.json.clone(),
@@ -613,7 +614,7 @@ impl MasterApi for MasterApiService {
                     held = list.version;
                 }
                 tokio::select! {
-                    r = feed.changed() => if r.is_err() { return },
+                    r = feed.rx.changed() => if r.is_err() { return },
                     _ = tx.closed() => return,
                 }
             }
@@ -803,7 +804,7 @@ mod tests {
             mq,
             wake,
             liveness: Arc::new(Liveness::new(LivenessConfig::default())),
-            assignments: watch::channel(Default::default()).1,
+            assignments: crate::assignment_feed::Feed::fixed(Default::default()),
             images: Arc::new(ImageStore::open(&dir.path().join("images")).unwrap()),
             subnets: SubnetPool {
                 base: std::net::Ipv4Addr::new(10, 89, 0, 0),

@@ -62,9 +62,13 @@ impl Reconciler {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         loop {
             let started = tokio::time::Instant::now();
-            if let Err(e) = self.pass().await {
-                tracing::warn!(error = %e, "reconcile pass failed");
-            }
+            let read = match self.pass().await {
+                Ok(read) => read,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconcile pass failed");
+                    started.elapsed()
+                }
+            };
             crate::telemetry::instruments().reconciled(started.elapsed().as_secs_f64());
             // A job's slot (or back-off, or deadline) may come before the next second.
             let idle = match self.jobs.wake_at_ms() {
@@ -72,8 +76,11 @@ impl Reconciler {
                 None => IDLE,
             };
             // Under load a pass costs more (every replica is read): the next one waits twice
-            // what this one took, so that passes never take more than a third of the time.
-            let gap = MIN_GAP.max(started.elapsed() * 2).min(IDLE);
+            // what its reading took, so that reading never takes more than a third of the
+            // time. Not twice the whole pass: most of a busy pass is waiting for its entries
+            // to be committed, and after 50 nodes died a pass of 1.3 s (1 s of it waiting on
+            // the log) held the next one back 2.6 s while replacements were still missing.
+            let gap = MIN_GAP.max(read * 2).min(IDLE);
             tokio::select! {
                 _ = self.wake.notified() => {
                     tokio::time::sleep_until(started + gap).await;
@@ -86,13 +93,18 @@ impl Reconciler {
 
     /// One pass over every service. The nodes and the replicas are read once for the pass
     /// (a few statements, however many services there are); what a pass changes wakes the
-    /// next one, which reads them again.
-    pub async fn pass(&mut self) -> Result<(), StoreError> {
-        let nodes = self.store.nodes().await?;
+    /// next one, which reads them again. Returns the time the pass spent reading the state.
+    pub async fn pass(&mut self) -> Result<Duration, StoreError> {
+        let began = tokio::time::Instant::now();
+        // Read once for the pass; what the pass places is charged to them as it goes.
+        let mut nodes = self.store.nodes().await?;
         let mut replicas = self.store.replicas(None).await?;
+        let mut read = began.elapsed();
         let mut changed = self.evacuate_lost_nodes(&nodes, &replicas).await?;
         if changed {
+            let again = tokio::time::Instant::now();
             replicas = self.store.replicas(None).await?;
+            read += again.elapsed();
         }
         let mut by_service: HashMap<String, Vec<ReplicaInfo>> = HashMap::new();
         for r in replicas {
@@ -115,13 +127,13 @@ impl Reconciler {
                 Some(view) if row.spec.is_job() => {
                     self.jobs.reconcile(&row, view, &replicas).await?
                 }
-                _ => self.reconcile(&row, &nodes, replicas).await?,
+                _ => self.reconcile(&row, &mut nodes, replicas).await?,
             };
         }
         if changed {
             self.changes.send_modify(|v| *v += 1);
         }
-        Ok(())
+        Ok(read)
     }
 
     /// Replicas on nodes that are down (or gone) are given up: marked for removal, so the plan
@@ -160,6 +172,12 @@ impl Reconciler {
             ));
         }
         let changed = !doomed.is_empty() || !lost_attempts.is_empty();
+        if !doomed.is_empty() {
+            tracing::info!(
+                replicas = doomed.len(),
+                "replicas of nodes that are down given up; replaced elsewhere"
+            );
+        }
         self.remove(doomed).await?;
         if !lost_attempts.is_empty() {
             let events = lost_attempts
@@ -190,7 +208,7 @@ impl Reconciler {
     async fn reconcile(
         &mut self,
         row: &ServiceRow,
-        nodes: &[NodeInfo],
+        nodes: &mut [NodeInfo],
         replicas: Vec<ReplicaInfo>,
     ) -> Result<bool, StoreError> {
         let name = row.spec.name.to_string();
@@ -343,18 +361,19 @@ impl Reconciler {
         changed |= !doomed.is_empty() || !creates.is_empty();
         self.remove(doomed).await?;
         for count in creates {
-            self.create(row, &replicas, count).await?;
+            self.create(row, nodes, &replicas, count).await?;
         }
         // Replicas that could not be placed before: try again.
         for r in replicas
             .iter()
             .filter(|r| r.node.is_none() && r.desired == DesiredState::Run)
         {
-            let nodes = self.snapshot(row, &replicas).await?;
-            if let Some(Ok(node)) = scheduler::place(&nodes, &request(row), 1)
+            let snapshots = snapshots_of(nodes, &replicas);
+            if let Some(Ok(node)) = scheduler::place(&snapshots, &request(row), 1)
                 .into_iter()
                 .next()
             {
+                charge(nodes, &node, &row.spec.resources);
                 let event = EventDraft::service(
                     EventKind::ReplicaScheduled,
                     &name,
@@ -448,14 +467,21 @@ impl Reconciler {
     async fn create(
         &self,
         row: &ServiceRow,
+        nodes: &mut [NodeInfo],
         replicas: &[ReplicaInfo],
         count: usize,
     ) -> Result<(), StoreError> {
-        let nodes = self.snapshot(row, replicas).await?;
+        let snapshots = snapshots_of(nodes, replicas);
         let service = &row.spec.name;
         let timer = std::time::Instant::now();
-        let placed = scheduler::place(&nodes, &request(row), count);
+        let placed = scheduler::place(&snapshots, &request(row), count);
+        for node in placed.iter().flatten() {
+            charge(nodes, node, &row.spec.resources);
+        }
         crate::telemetry::instruments().scheduled(timer.elapsed().as_secs_f64());
+        let n = placed.iter().filter(|p| p.is_ok()).count();
+        crate::telemetry::instruments().placed(n);
+        tracing::debug!(service = %service, placed = n, asked = count, "new replicas");
         let new: Vec<NewReplica> = placed
             .into_iter()
             .map(|p| NewReplica {
@@ -473,14 +499,6 @@ impl Reconciler {
             })
             .collect();
         propose_new_replicas(&self.log, new, |_| String::new()).await
-    }
-
-    async fn snapshot(
-        &self,
-        _row: &ServiceRow,
-        replicas: &[ReplicaInfo],
-    ) -> Result<Vec<NodeSnapshot>, StoreError> {
-        node_snapshots(&self.store, replicas).await
     }
 }
 
@@ -556,27 +574,43 @@ pub async fn node_snapshots(
     store: &MasterStore,
     replicas: &[ReplicaInfo],
 ) -> Result<Vec<NodeSnapshot>, StoreError> {
+    Ok(snapshots_of(&store.nodes().await?, replicas))
+}
+
+/// A replica of `resources` was placed on `node`: its share of the node, in a pass's view of
+/// the nodes (read once per pass; what one service places counts for the next).
+fn charge(nodes: &mut [NodeInfo], node: &str, resources: &dash_core::spec::Resources) {
+    if let Some(n) = nodes.iter_mut().find(|n| n.id == node) {
+        n.replicas = n.replicas.saturating_add(1);
+        n.allocated.cpu_millis = n.allocated.cpu_millis.saturating_add(resources.cpu_millis);
+        n.allocated.memory_bytes = n
+            .allocated
+            .memory_bytes
+            .saturating_add(resources.memory_bytes);
+    }
+}
+
+/// The scheduler's view of `nodes` for a service whose replicas are `replicas`.
+pub fn snapshots_of(nodes: &[NodeInfo], replicas: &[ReplicaInfo]) -> Vec<NodeSnapshot> {
     let mut per_node: HashMap<&str, u32> = HashMap::new();
     for r in replicas.iter().filter(|r| r.desired == DesiredState::Run) {
         if let Some(n) = &r.node {
             *per_node.entry(n.as_str()).or_default() += 1;
         }
     }
-    Ok(store
-        .nodes()
-        .await?
-        .into_iter()
+    nodes
+        .iter()
         .map(|n| NodeSnapshot {
             service_replicas: per_node.get(n.id.as_str()).copied().unwrap_or(0),
             // A master started with --no-worker (role "master") runs no replicas.
             ready: n.state == NodeState::Ready && n.role.runs_replicas(),
             total_replicas: n.replicas,
-            id: n.id,
-            labels: n.labels,
+            id: n.id.clone(),
+            labels: n.labels.clone(),
             capacity: n.capacity,
             allocated: n.allocated,
         })
-        .collect())
+        .collect()
 }
 
 /// What one replica of the service asks of a node.

@@ -124,14 +124,17 @@ impl StateLog {
         cmd: Command,
         events: Vec<EventDraft>,
     ) -> Result<Applied, StoreError> {
-        match &self.backend {
+        let began = std::time::Instant::now();
+        let applied = match &self.backend {
             Backend::Local(machine) => {
                 let applied = machine.apply(&cmd).await?;
                 announce(&self.mq, &applied, events);
-                Ok(applied)
+                applied
             }
-            Backend::Raft(node) => Ok(node.propose(Proposal { cmd, events }).await?.into()),
-        }
+            Backend::Raft(node) => node.propose(Proposal { cmd, events }).await?.into(),
+        };
+        crate::telemetry::instruments().proposal_applied(began.elapsed().as_secs_f64());
+        Ok(applied)
     }
 }
 

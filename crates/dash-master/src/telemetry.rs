@@ -29,6 +29,12 @@ pub struct Instruments {
     schedule: Histogram,
     scaler: Family<Labels, Counter>,
     leader_changes: Counter,
+    placements: Counter,
+    assignments: Histogram,
+    lists_built: Counter,
+    watch_bytes: Counter,
+    watch_sends: Counter,
+    proposals: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -77,7 +83,49 @@ impl Instruments {
             "Times this master saw the Raft leader change (or become known)",
             leader_changes.clone(),
         );
+        let placements = Counter::default();
+        registry.register(
+            "dash_placements",
+            "New replicas placed on nodes by the scheduler (this master, while it led)",
+            placements.clone(),
+        );
+        let assignments = latency_histogram();
+        registry.register(
+            "dash_assignments_compute_duration_seconds",
+            "Time of one computation of every node's assignment list (once per change of the state, while a watch is attached)",
+            assignments.clone(),
+        );
+        let lists_built = Counter::default();
+        registry.register(
+            "dash_assignment_lists_built",
+            "Nodes' assignment lists built again because they changed",
+            lists_built.clone(),
+        );
+        let watch_bytes = Counter::default();
+        registry.register(
+            "dash_watch_sent_bytes",
+            "Bytes of assignment lists sent to the nodes' watches (fan-out)",
+            watch_bytes.clone(),
+        );
+        let watch_sends = Counter::default();
+        registry.register(
+            "dash_watch_sends",
+            "Assignment lists sent to the nodes' watches",
+            watch_sends.clone(),
+        );
+        let proposals = latency_histogram();
+        registry.register(
+            "dash_raft_apply_duration_seconds",
+            "Time from proposing a command to its being applied here (through the Raft log when there are masters)",
+            proposals.clone(),
+        );
         Instruments {
+            placements,
+            assignments,
+            lists_built,
+            watch_bytes,
+            watch_sends,
+            proposals,
             registry,
             api_requests,
             api_latency,
@@ -120,6 +168,28 @@ impl Instruments {
                 ("direction".to_string(), direction.to_string()),
             ])
             .inc();
+    }
+
+    /// The scheduler placed `n` new replicas.
+    pub fn placed(&self, n: usize) {
+        self.placements.inc_by(n as u64);
+    }
+
+    /// The assignment feed computed every node's list in `seconds`, building `built` again.
+    pub fn assignments_computed(&self, seconds: f64, built: usize) {
+        self.assignments.observe(seconds);
+        self.lists_built.inc_by(built as u64);
+    }
+
+    /// A node's watch was sent a list of `bytes`.
+    pub fn watch_sent(&self, bytes: usize) {
+        self.watch_sends.inc();
+        self.watch_bytes.inc_by(bytes as u64);
+    }
+
+    /// A proposal was applied `seconds` after it was made.
+    pub fn proposal_applied(&self, seconds: f64) {
+        self.proposals.observe(seconds);
     }
 
     pub fn leader_changed(&self) {

@@ -1400,3 +1400,50 @@ async fn reports_of_many_replicas_in_one_entry_as_one_by_one_and_shared_reads_fo
         Some(1)
     );
 }
+
+#[tokio::test]
+async fn bulk_replica_reads_match_the_row_by_row_read_field_for_field() {
+    // all_replicas, replicas(service), node_replicas and replicas_by_id read one JSON text
+    // that SQLite builds; replica(id) reads the row's columns. Both must give the same
+    // replica, with nulls, a message that needs escaping and the columns added later.
+    let (_d, s, _) = store().await;
+    service_on_node_n1(&s).await;
+    let mut pending = web_replica("web-2", None);
+    pending.message = "no node has 2 CPUs free; \"quoted\", back\\slash,\nnewline, ünïcödé".into();
+    pending.start_at_ms = Some(1234);
+    s.apply(&Command::CreateReplicas {
+        replicas: vec![web_replica("web-1", Some("n1")), pending],
+        at_ms: 2,
+    })
+    .await
+    .unwrap();
+    let status = ReplicaStatus {
+        id: "web-1".into(),
+        state: ReplicaState::Exited,
+        ip: Some("10.0.0.2".into()),
+        restarts: 3,
+        exit_code: Some(-9),
+        started_ms: Some(5),
+        message: "killed".into(),
+    };
+    s.apply(&Command::ReportReplica { status, at_ms: 5 })
+        .await
+        .unwrap();
+    let one = [
+        s.replica("web-1").await.unwrap().unwrap(),
+        s.replica("web-2").await.unwrap().unwrap(),
+    ];
+    assert_eq!(one[1].message.lines().count(), 2);
+    assert_eq!(
+        (one[1].run, one[1].start_at_ms, one[1].node.as_deref()),
+        (None, Some(1234), None)
+    );
+    assert_eq!((one[0].exit_code, one[0].restarts), (Some(-9), 3));
+    assert_eq!(s.all_replicas().await.unwrap().as_ref(), &one.to_vec());
+    assert_eq!(s.replicas(Some("web")).await.unwrap(), one.to_vec());
+    assert_eq!(s.node_replicas("n1").await.unwrap(), vec![one[0].clone()]);
+    let by_id = s.replicas_by_id(&["web-2", "web-9"]).await.unwrap();
+    assert_eq!(by_id.len(), 1);
+    assert_eq!(by_id["web-2"], one[1]);
+    assert!(s.replicas(Some("nothing")).await.unwrap().is_empty());
+}
