@@ -190,7 +190,7 @@ while :; do
   [ $(($(now_us) - t)) -lt $((TIMEOUT_S * 1000000)) ] || { rec="not within $TIMEOUT_S s"; break; }
   sleep 0.5
 done
-echo "kill: $(jq -r '.last_kill | "\(.workers) workers with \(.replicas) replicas"' <<<"$r"); as many serving as before after $rec ms (--node-down-after $DOWN_AFTER)"
+echo "kill: $(jq -r '.last_kill | "\(.workers) workers with \(.replicas) replicas"' <<<"$r"); as many serving as before after $rec ms (--node-down-after $DOWN_AFTER); replacements reached the fleet from $(jq -r '.last_kill | "\(.first_new_after_ms) to \(.last_new_after_ms)"' <<<"$r") ms"
 for i in 1 2 3; do masters_view "$i"; done
 echo "documented peer (not run here): Nomad C1M 1,000,000 containers on 5,000 hosts in < 5 min (2016); C2M 2,000,000 on 6,100 hosts in 22 min (2020)"
 echo "load after the run: $(load)"

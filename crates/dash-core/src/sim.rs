@@ -62,6 +62,12 @@ pub struct KillReport {
     /// elsewhere), after the kill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered_after_ms: Option<u64>,
+    /// When the first and the last replica new to the fleet after the kill arrived (the
+    /// masters' replacements reaching their workers), after the kill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_new_after_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_new_after_ms: Option<u64>,
 }
 
 /// `POST /v1/sim/kill`.

@@ -56,8 +56,9 @@ impl Default for LivenessConfig {
 /// `down_after` before judging it).
 pub struct Liveness {
     cfg: LivenessConfig,
-    started: Mutex<Instant>,
     seen: Mutex<HashMap<String, Instant>>,
+    /// When this master first judged each node it has not heard from yet.
+    first_sight: Mutex<HashMap<String, Instant>>,
     /// Nodes this master judged unreachable or down: their next heartbeat reads the state
     /// afresh (the assignment feed's copy may not show the judgment yet).
     judged: Mutex<std::collections::HashSet<String>>,
@@ -67,8 +68,8 @@ impl Liveness {
     pub fn new(cfg: LivenessConfig) -> Self {
         Self {
             cfg,
-            started: Mutex::new(Instant::now()),
             seen: Mutex::new(HashMap::new()),
+            first_sight: Mutex::new(HashMap::new()),
             judged: Mutex::new(Default::default()),
         }
     }
@@ -77,10 +78,10 @@ impl Liveness {
     /// become the leader does this (workers are moving their heartbeats to it; Nomad resets
     /// every node's heartbeat timer on a new leader the same way).
     pub fn reset(&self) {
-        if let Ok(mut s) = self.started.lock() {
-            *s = Instant::now();
-        }
         if let Ok(mut s) = self.seen.lock() {
+            s.clear();
+        }
+        if let Ok(mut s) = self.first_sight.lock() {
             s.clear();
         }
     }
@@ -143,20 +144,28 @@ impl Liveness {
     }
 
     pub fn beat(&self, node: &str) {
-        if let Ok(mut s) = self.seen.lock() {
-            s.insert(node.to_string(), Instant::now());
+        if let Ok(mut s) = self.seen.lock()
+            && s.insert(node.to_string(), Instant::now()).is_none()
+            && let Ok(mut first) = self.first_sight.lock()
+        {
+            first.remove(node);
         }
     }
 
+    /// Time since `node` was last heard from. A node never heard from counts from the
+    /// moment this master first judged it: a worker that has just joined is recorded before
+    /// its first heartbeat, and counting from the leader's start judged it down at once.
     fn silence(&self, node: &str) -> Duration {
-        let last = self
-            .seen
-            .lock()
-            .ok()
-            .and_then(|s| s.get(node).copied())
-            .or_else(|| self.started.lock().ok().map(|s| *s))
-            .unwrap_or_else(Instant::now);
-        last.elapsed()
+        if let Some(t) = self.seen.lock().ok().and_then(|s| s.get(node).copied()) {
+            return t.elapsed();
+        }
+        let Ok(mut first) = self.first_sight.lock() else {
+            return Duration::ZERO;
+        };
+        first
+            .entry(node.to_string())
+            .or_insert_with(Instant::now)
+            .elapsed()
     }
 
     /// Judges every joined node every 100 ms until `shutdown`; `local` (the master's own node)

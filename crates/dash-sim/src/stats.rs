@@ -61,6 +61,8 @@ struct KillMark {
     replicas: u64,
     running_before: u64,
     recovered_ms: Option<u64>,
+    first_new_ms: Option<u64>,
+    last_new_ms: Option<u64>,
 }
 
 impl Default for Stats {
@@ -94,6 +96,14 @@ impl Stats {
     /// A worker received a replica it did not hold.
     pub fn placed(&self) {
         self.placements.fetch_add(1, Relaxed);
+        if let Ok(mut k) = self.kill.lock()
+            && let Some(mark) = k.as_mut()
+            && mark.recovered_ms.is_none()
+        {
+            let ms = mark.at.elapsed().as_millis() as u64;
+            mark.first_new_ms.get_or_insert(ms);
+            mark.last_new_ms = Some(ms);
+        }
         let ms = self.ms();
         let _ = self
             .first_placement_ms
@@ -154,6 +164,8 @@ impl Stats {
                 replicas,
                 running_before,
                 recovered_ms: None,
+                first_new_ms: None,
+                last_new_ms: None,
             });
         }
     }
@@ -212,6 +224,8 @@ impl Stats {
                 running_before: k.running_before,
                 ago_ms: k.at.elapsed().as_millis() as u64,
                 recovered_after_ms: k.recovered_ms,
+                first_new_after_ms: k.first_new_ms,
+                last_new_after_ms: k.last_new_ms,
             });
         Report {
             uptime_ms: self.ms(),

@@ -211,10 +211,12 @@ fn print_report(r: &Report) {
         t.row([
             "last kill".to_string(),
             format!(
-                "{} workers with {} replicas, {} ago; as many serving as before (>= {}) after {}",
+                "{} workers with {} replicas, {} ago; replacements arrived from {} to {}; as many serving as before (>= {}) after {}",
                 k.workers,
                 k.replicas,
                 ms(Some(k.ago_ms)),
+                ms(k.first_new_after_ms),
+                ms(k.last_new_after_ms),
                 k.running_before,
                 ms(k.recovered_after_ms)
             ),
