@@ -19,8 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dash_core::ServiceSpec;
-use dash_core::api::{Assignment, DesiredState, NodeState, ReplicaInfo};
+use dash_core::api::{DesiredState, NodeState, ReplicaInfo};
 use dash_store::{MasterStore, StoreError};
 use tokio::sync::{Notify, watch};
 
@@ -189,8 +188,9 @@ async fn run(
     }
 }
 
-/// A version's spec as this computation read it (None: not stored), with a hash of it.
-type Specs = HashMap<(String, u64), Option<(Arc<ServiceSpec>, u64)>>;
+/// A version's spec as this computation read it (None: not stored): its JSON, written once
+/// into every list that holds a replica of it, and a hash of it.
+type Specs = HashMap<(String, u64), Option<(Arc<str>, u64)>>;
 
 /// The key of a node's list: what decides its content. The spec's hash is part of it: a
 /// version's stored spec is rewritten by an apply that replaces no container (a new stop grace
@@ -225,12 +225,19 @@ async fn compute(store: &MasterStore, previous: &Snapshot) -> Result<Snapshot, S
         let id = (r.service.clone(), r.version);
         if let std::collections::hash_map::Entry::Vacant(slot) = specs.entry(id) {
             let spec = store.service_version(&r.service, r.version).await?;
-            let hashed = spec.map(|s| {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                serde_json::to_string(&s).unwrap_or_default().hash(&mut h);
-                (Arc::new(s), h.finish())
-            });
+            let hashed = match spec {
+                Some(s) => {
+                    use std::hash::{Hash, Hasher};
+                    let json = serde_json::to_string(&s).map_err(|e| StoreError::Corrupt {
+                        what: "service spec",
+                        detail: format!("{} version {}: {e}", r.service, r.version),
+                    })?;
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    json.hash(&mut h);
+                    Some((Arc::from(json), h.finish()))
+                }
+                None => None,
+            };
             slot.insert(hashed);
         }
     }
@@ -284,9 +291,48 @@ async fn compute(store: &MasterStore, previous: &Snapshot) -> Result<Snapshot, S
     })
 }
 
+/// One [`Assignment`] of `r` as serde writes it (the same fields in the same order), with
+/// `spec` (the spec's JSON) written as it is.
+fn write_assignment(out: &mut String, r: &ReplicaInfo, spec: &str) -> serde_json::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Head<'a> {
+        replica: &'a str,
+        service: &'a str,
+        version: u64,
+    }
+    #[derive(serde::Serialize)]
+    struct Tail {
+        desired: DesiredState,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        start_at_ms: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        run: Option<u64>,
+    }
+    let head = serde_json::to_string(&Head {
+        replica: &r.id,
+        service: &r.service,
+        version: r.version,
+    })?;
+    let tail = serde_json::to_string(&Tail {
+        desired: r.desired,
+        start_at_ms: r.start_at_ms,
+        run: r.run,
+    })?;
+    // {"replica":…,"version":1} + ,"spec":{…}, + "desired":…}
+    out.push_str(&head[..head.len() - 1]);
+    out.push_str(",\"spec\":");
+    out.push_str(spec);
+    out.push(',');
+    out.push_str(&tail[1..]);
+    Ok(())
+}
+
 /// One node's list: each replica with its version's spec.
 fn build(specs: &Specs, list: &[&ReplicaInfo], key: u64) -> Result<NodeList, String> {
-    let mut out = Vec::with_capacity(list.len());
+    // The JSON of `Vec<Assignment>`, written here with each version's spec JSON as read once
+    // for the computation (serialising a spec for each replica was most of the feed's time).
+    let mut json = String::with_capacity(list.len() * 1024);
+    json.push('[');
     for r in list {
         let spec = match specs.get(&(r.service.clone(), r.version)) {
             Some(Some((spec, _))) => spec,
@@ -300,17 +346,12 @@ fn build(specs: &Specs, list: &[&ReplicaInfo], key: u64) -> Result<NodeList, Str
                 ));
             }
         };
-        out.push(Assignment {
-            replica: r.id.clone(),
-            service: r.service.clone(),
-            version: r.version,
-            spec: (**spec).clone(),
-            desired: r.desired,
-            start_at_ms: r.start_at_ms,
-            run: r.run,
-        });
+        if json.len() > 1 {
+            json.push(',');
+        }
+        write_assignment(&mut json, r, spec).map_err(|e| e.to_string())?;
     }
-    let json = serde_json::to_string(&out).map_err(|e| e.to_string())?;
+    json.push(']');
     Ok(NodeList {
         version: assignments_version(&json),
         json,
@@ -321,7 +362,7 @@ fn build(specs: &Specs, list: &[&ReplicaInfo], key: u64) -> Result<NodeList, Str
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use dash_core::api::NodeRole;
+    use dash_core::api::{Assignment, NodeRole};
     use dash_core::command::{Command, NewReplica, NodeRecord};
     use dash_core::config_parser::parse_service;
     use dash_store::StateMachine;
@@ -374,7 +415,13 @@ mod tests {
             assert!(a.rejected.is_none(), "{a:?}");
         }
         sm.apply(&Command::CreateReplicas {
-            replicas: vec![replica("web-1", "n1"), replica("web-2", "n2")],
+            replicas: vec![
+                NewReplica {
+                    start_at_ms: Some(5),
+                    ..replica("web-1", "n1")
+                },
+                replica("web-2", "n2"),
+            ],
             at_ms: 2,
         })
         .await
@@ -424,6 +471,10 @@ mod tests {
         let third = compute(&store, &second).await.unwrap();
         let n1 = list(&third, "n1");
         assert_eq!(n1[0].version, 1, "no new version");
+        // Written by hand with each spec's JSON: the very bytes serde writes of the list.
+        let n1_json = &third.of("n1").unwrap().json;
+        assert_eq!(n1_json, &serde_json::to_string(&n1).unwrap());
+        assert_eq!(n1[0].start_at_ms, Some(5));
         assert_eq!(n1[0].spec.stop_grace, std::time::Duration::from_secs(7));
     }
 }
