@@ -146,11 +146,7 @@ async fn run(
     loop {
         if demand.watches.load(Ordering::SeqCst) == 0 {
             // Nobody watches: drop what was computed (stale from now on) and wait for one.
-            let stale = {
-                let s = tx.borrow();
-                !s.nodes.is_empty() || !s.states.is_empty() || s.empty.is_some()
-            };
-            if stale {
+            if !tx.borrow().nodes.is_empty() || !tx.borrow().states.is_empty() {
                 let _ = tx.send(Arc::new(Snapshot::default()));
             }
             tokio::select! {
@@ -230,19 +226,16 @@ async fn compute(store: &MasterStore, previous: &Snapshot) -> Result<Snapshot, S
         if let std::collections::hash_map::Entry::Vacant(slot) = specs.entry(id) {
             let spec = store.service_version(&r.service, r.version).await?;
             let hashed = match spec {
-                Some(s) => match serde_json::to_string(&s) {
-                    Ok(json) => {
-                        use std::hash::{Hash, Hasher};
-                        let mut h = std::collections::hash_map::DefaultHasher::new();
-                        json.hash(&mut h);
-                        Some((Arc::from(json), h.finish()))
-                    }
-                    // Only the lists holding it fail (and keep what they had).
-                    Err(e) => {
-                        tracing::warn!(service = %r.service, version = r.version, error = %e, "serialising a spec");
-                        None
-                    }
-                },
+                Some(s) => {
+                    use std::hash::{Hash, Hasher};
+                    let json = serde_json::to_string(&s).map_err(|e| StoreError::Corrupt {
+                        what: "service spec",
+                        detail: format!("{} version {}: {e}", r.service, r.version),
+                    })?;
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    json.hash(&mut h);
+                    Some((Arc::from(json), h.finish()))
+                }
                 None => None,
             };
             slot.insert(hashed);

@@ -158,12 +158,27 @@ fn five_hundred_simulated_workers_twenty_thousand_replicas_a_failover_and_fifty_
     );
     c.nodes[leader].kill_node();
     let began = Instant::now();
-    let r = c.wait(
+    let r = dash_e2e::wait_for(
         "every replica reported running",
         Duration::from_secs(300),
         || {
             let r = report()?;
             (r["converged"] == true && n(&r, "replicas") == total).then_some(r)
+        },
+        // What the fleet and the masters saw (Raft's retry warnings left out: they fill the
+        // tails of a loaded run).
+        || {
+            let mut out = format!("the fleet: {:?}\n--- sim ---\n{}\n", report(), sim_tail());
+            for node in &c.nodes {
+                let quiet: String = node
+                    .log_text()
+                    .lines()
+                    .filter(|l| !l.contains("openraft"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                out += &format!("--- {} ---\n{}\n", node.name, dash_e2e::tail(&quiet, 40));
+            }
+            out
         },
     );
     eprintln!(
