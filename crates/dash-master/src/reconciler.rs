@@ -34,6 +34,8 @@ pub struct Reconciler {
     wake: Arc<Notify>,
     changes: watch::Sender<u64>,
     updating: HashSet<String>,
+    /// Whether replicas were given up since the pass's copy of the nodes was read.
+    freed: std::sync::atomic::AtomicBool,
     /// Services of `kind = "job"`: their runs and schedules.
     jobs: JobRunner,
 }
@@ -53,6 +55,7 @@ impl Reconciler {
             wake,
             changes,
             updating: HashSet::new(),
+            freed: Default::default(),
         }
     }
 
@@ -98,6 +101,8 @@ impl Reconciler {
         let began = tokio::time::Instant::now();
         // Read once for the pass; what the pass places is charged to them as it goes.
         let mut nodes = self.store.nodes().await?;
+        self.freed
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let mut replicas = self.store.replicas(None).await?;
         let mut read = began.elapsed();
         let mut changed = self.evacuate_lost_nodes(&nodes, &replicas).await?;
@@ -125,7 +130,13 @@ impl Reconciler {
                 .unwrap_or_default();
             changed |= match &jobs {
                 Some(view) if row.spec.is_job() => {
-                    self.jobs.reconcile(&row, view, &replicas).await?
+                    // A job places its attempts from a read of its own: the pass's copy of
+                    // the nodes is read again after it did anything.
+                    let placed = self.jobs.reconcile(&row, view, &replicas).await?;
+                    if placed {
+                        nodes = self.store.nodes().await?;
+                    }
+                    placed
                 }
                 _ => self.reconcile(&row, &mut nodes, replicas).await?,
             };
@@ -208,7 +219,7 @@ impl Reconciler {
     async fn reconcile(
         &mut self,
         row: &ServiceRow,
-        nodes: &mut [NodeInfo],
+        nodes: &mut Vec<NodeInfo>,
         replicas: Vec<ReplicaInfo>,
     ) -> Result<bool, StoreError> {
         let name = row.spec.name.to_string();
@@ -360,6 +371,16 @@ impl Reconciler {
         }
         changed |= !doomed.is_empty() || !creates.is_empty();
         self.remove(doomed).await?;
+        let unplaced = replicas
+            .iter()
+            .any(|r| r.node.is_none() && r.desired == DesiredState::Run);
+        // Replicas given up earlier in the pass (this service's or another's) free their share
+        // of their nodes, which the pass's copy still counts: read again before placing.
+        if (!creates.is_empty() || unplaced)
+            && self.freed.swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            *nodes = self.store.nodes().await?;
+        }
         for count in creates {
             self.create(row, nodes, &replicas, count).await?;
         }
@@ -446,6 +467,7 @@ impl Reconciler {
                 EventDraft::service(EventKind::ReplicaStopping, service, Some(replica), reason)
             })
             .collect();
+        self.freed.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut ids: Vec<String> = doomed.into_iter().map(|(_, id, _)| id).collect();
         let cmd = if ids.len() == 1 {
             Command::SetReplicaDesired {
@@ -641,5 +663,88 @@ fn view(r: &ReplicaInfo, evict: bool) -> ReplicaView {
         created_ms: r.created_ms,
         evict,
         stopping: false,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use dash_core::api::NodeRole;
+    use dash_core::command::NodeRecord;
+    use dash_core::config_parser::parse_service;
+
+    use super::*;
+
+    async fn put(log: &StateLog, name: &str, replicas: u32) {
+        let toml = format!(
+            "name = \"{name}\"\nimage = \"busybox\"\nreplicas = {replicas}\n[resources]\nmemory = \"64MiB\"\n"
+        );
+        let spec = parse_service("s.toml", &toml).unwrap();
+        let a = log
+            .propose(Command::PutService {
+                spec: Box::new(spec),
+                at_ms: now_ms(),
+            })
+            .await
+            .unwrap();
+        assert!(a.rejected.is_none(), "{a:?}");
+    }
+
+    async fn placed(log: &StateLog, service: &str) -> (usize, usize) {
+        let all = log.store().replicas(Some(service)).await.unwrap();
+        let run: Vec<_> = all
+            .iter()
+            .filter(|r| r.desired == DesiredState::Run)
+            .collect();
+        (
+            run.iter().filter(|r| r.node.is_some()).count(),
+            run.iter().filter(|r| r.node.is_none()).count(),
+        )
+    }
+
+    #[tokio::test]
+    async fn replicas_given_up_in_a_pass_make_room_for_another_services_in_the_same_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let mq = Arc::new(MessageQueue::new());
+        let log = StateLog::new(
+            dash_store::open(&dir.path().join("dash.db")).await.unwrap(),
+            mq.clone(),
+        );
+        // One node with room for two replicas of 64 MiB.
+        let node = NodeRecord {
+            id: "n1".into(),
+            address: "127.0.0.1:9".into(),
+            role: NodeRole::Worker,
+            state: NodeState::Ready,
+            labels: Default::default(),
+            capacity: dash_core::spec::Resources {
+                cpu_millis: 1000,
+                memory_bytes: 128 << 20,
+            },
+            subnet: "10.0.1.0/24".into(),
+            runtime: "sim".into(),
+        };
+        log.propose(Command::UpsertNode {
+            node: Box::new(node),
+            at_ms: now_ms(),
+        })
+        .await
+        .unwrap();
+        let mut r = Reconciler::new(
+            log.clone(),
+            mq,
+            Arc::new(Notify::new()),
+            watch::channel(0).0,
+        );
+        put(&log, "a", 2).await;
+        r.pass().await.unwrap();
+        assert_eq!(placed(&log, "a").await, (2, 0), "the node is full");
+        // In one pass "a" gives one up and "b" (reconciled after it) asks for one: the pass's
+        // view of the node must see the room "a" left.
+        put(&log, "a", 1).await;
+        put(&log, "b", 1).await;
+        r.pass().await.unwrap();
+        assert_eq!(placed(&log, "a").await, (1, 0));
+        assert_eq!(placed(&log, "b").await, (1, 0), "placed in the same pass");
     }
 }
