@@ -7,6 +7,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dash_core::api::OidcInfo;
+use dash_core::oidc::{DeviceAnswer, Grant, TokenAnswer};
 use serde::Deserialize;
 
 /// What `dash login --oidc` gets from the provider and keeps (in credentials.toml, 0600).
@@ -21,24 +22,6 @@ pub struct Tokens {
 struct Discovery {
     token_endpoint: Option<String>,
     device_authorization_endpoint: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct DeviceAuth {
-    device_code: String,
-    user_code: String,
-    verification_uri: String,
-    verification_uri_complete: Option<String>,
-    interval: Option<u64>,
-    expires_in: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct TokenAnswer {
-    id_token: Option<String>,
-    refresh_token: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
 }
 
 fn http() -> reqwest::Client {
@@ -77,7 +60,7 @@ pub async fn device_login(info: &OidcInfo) -> anyhow::Result<Tokens> {
             info.issuer
         );
     };
-    let auth: DeviceAuth = http
+    let auth = http
         .post(&device)
         .form(&[
             ("client_id", info.client_id.as_str()),
@@ -87,9 +70,10 @@ pub async fn device_login(info: &OidcInfo) -> anyhow::Result<Tokens> {
         .await
         .and_then(|r| r.error_for_status())
         .map_err(|e| anyhow::anyhow!("asking {device} for a device code: {e}"))?
-        .json()
+        .json::<DeviceAnswer>()
         .await
-        .map_err(|e| anyhow::anyhow!("reading {device}'s answer: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("reading {device}'s answer: {e}"))?
+        .into_login();
     eprintln!(
         "To log in, open {} and confirm the code {} (or open {}).",
         auth.verification_uri,
@@ -99,8 +83,8 @@ pub async fn device_login(info: &OidcInfo) -> anyhow::Result<Tokens> {
             .unwrap_or(&auth.verification_uri)
     );
     eprintln!("code: {}", auth.user_code);
-    let mut interval = Duration::from_secs(auth.interval.unwrap_or(5).max(1));
-    let deadline = std::time::Instant::now() + Duration::from_secs(auth.expires_in.unwrap_or(600));
+    let mut interval = Duration::from_secs(auth.interval_s);
+    let deadline = std::time::Instant::now() + Duration::from_secs(auth.expires_in_s);
     loop {
         tokio::time::sleep(interval).await;
         anyhow::ensure!(
@@ -110,11 +94,7 @@ pub async fn device_login(info: &OidcInfo) -> anyhow::Result<Tokens> {
         );
         let a: TokenAnswer = http
             .post(&token_endpoint)
-            .form(&[
-                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-                ("device_code", auth.device_code.as_str()),
-                ("client_id", info.client_id.as_str()),
-            ])
+            .form(&Grant::Device(&auth.device_code).form(&info.client_id))
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("asking {token_endpoint}: {e}"))?
@@ -152,11 +132,7 @@ pub async fn refresh(
 ) -> anyhow::Result<(String, Option<String>)> {
     let a: TokenAnswer = http()
         .post(token_endpoint)
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-            ("client_id", client_id),
-        ])
+        .form(&Grant::Refresh(refresh_token).form(client_id))
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("refreshing the login at {token_endpoint}: {e}"))?

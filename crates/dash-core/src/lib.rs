@@ -18,6 +18,7 @@ pub mod ids;
 pub mod image_ref;
 pub mod job;
 pub mod link;
+pub mod oidc;
 pub mod reconcile;
 pub mod scheduler;
 pub mod seccomp;

@@ -149,17 +149,8 @@ fn plan_manifest(
     let what = format!("manifest {}", descriptor.digest());
     let manifest: ImageManifest = archive::read_json_file(&manifest_file, &what, limits)?;
     let config_file = verified_blob(archive, manifest.config(), "config")?;
-    let (created, diff_ids) = read_config(&config_file, limits)?;
-    if diff_ids.len() != manifest.layers().len() {
-        return Err(ImageError::Invalid {
-            what,
-            problem: format!(
-                "lists {} layers but its config has {} diff_ids",
-                manifest.layers().len(),
-                diff_ids.len()
-            ),
-        });
-    }
+    let (created, diff_ids) =
+        read_config_for(&config_file, &what, manifest.layers().len(), limits)?;
     let layers = manifest
         .layers()
         .iter()
@@ -227,7 +218,7 @@ fn check_blob(
 }
 
 /// Reads `created` and the diff_ids (as lowercase hex) of a staged image config.
-pub(crate) fn read_config(
+fn read_config(
     file: &StagedFile,
     limits: &Limits,
 ) -> Result<(Option<String>, Vec<String>), ImageError> {
@@ -246,6 +237,27 @@ pub(crate) fn read_config(
         })
         .collect::<Result<_, _>>()?;
     Ok((config.created().clone(), diff_ids))
+}
+
+/// [`read_config`] of the image whose manifest (`what`) lists `layers` layers: its config
+/// must give a diff_id for each.
+pub(crate) fn read_config_for(
+    file: &StagedFile,
+    what: &str,
+    layers: usize,
+    limits: &Limits,
+) -> Result<(Option<String>, Vec<String>), ImageError> {
+    let (created, diff_ids) = read_config(file, limits)?;
+    if diff_ids.len() != layers {
+        return Err(ImageError::Invalid {
+            what: what.to_owned(),
+            problem: format!(
+                "lists {layers} layers but its config has {} diff_ids",
+                diff_ids.len()
+            ),
+        });
+    }
+    Ok((created, diff_ids))
 }
 
 /// The part of an image config a container needs, from an OCI or docker config.

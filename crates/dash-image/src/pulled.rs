@@ -72,17 +72,8 @@ impl ImageStore {
         let manifest_file = write_staged(&staging.dir.join("manifest"), manifest)?;
         let config_file = write_staged(&staging.dir.join("config"), config)?;
         check_staged(&config_file, parsed.config(), "config")?;
-        let (created, diff_ids) = layout::read_config(&config_file, &self.limits)?;
-        if diff_ids.len() != parsed.layers().len() {
-            return Err(ImageError::Invalid {
-                what,
-                problem: format!(
-                    "lists {} layers but its config has {} diff_ids",
-                    parsed.layers().len(),
-                    diff_ids.len()
-                ),
-            });
-        }
+        let (created, diff_ids) =
+            layout::read_config_for(&config_file, &what, parsed.layers().len(), &self.limits)?;
         let blobs_dir = staging.subdir("blobs")?;
         let mut layers: Vec<PlannedLayer> = Vec::with_capacity(diff_ids.len());
         for (descriptor, diff_id_hex) in parsed.layers().iter().zip(diff_ids) {

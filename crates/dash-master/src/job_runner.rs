@@ -20,8 +20,9 @@
 
 use std::collections::HashMap;
 
+use dash_core::ServiceSpec;
 use dash_core::api::{DesiredState, ReplicaInfo, ReplicaState};
-use dash_core::command::{Command, NewReplica};
+use dash_core::command::Command;
 use dash_core::event::{EventDraft, EventKind};
 use dash_core::job::plan::{
     self, AttemptView, RunStep, RunView, SkipReason, SlotDecision, SlotState,
@@ -29,11 +30,10 @@ use dash_core::job::plan::{
 use dash_core::job::schedule::Schedule;
 use dash_core::job::{Concurrency, JobSpec, RunState, RunTrigger};
 use dash_core::scheduler;
-use dash_core::{ReplicaId, ServiceSpec};
 use dash_store::{JobRow, RunRow, ServiceRow, StoreError};
 
 use crate::now_ms;
-use crate::reconciler::{node_snapshots, propose_new_replicas, request_of};
+use crate::reconciler::{new_replicas, node_snapshots, propose_new_replicas, request_of};
 use crate::state_log::StateLog;
 
 /// Skip events written one by one for a batch of skipped slots; beyond, one more says how many
@@ -378,22 +378,7 @@ impl JobRunner {
         let service = &spec.name;
         let snapshot = node_snapshots(self.log.store(), &running(replicas)).await?;
         let placed = scheduler::place(&snapshot, &request_of(spec), count as usize);
-        let new: Vec<NewReplica> = placed
-            .into_iter()
-            .map(|p| NewReplica {
-                id: ReplicaId::generate(service).to_string(),
-                service: service.to_string(),
-                version,
-                message: p
-                    .as_ref()
-                    .err()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-                node: p.ok(),
-                run: Some(run),
-                start_at_ms,
-            })
-            .collect();
+        let new = new_replicas(service, version, placed, Some(run), start_at_ms);
         propose_new_replicas(&self.log, new, |i| {
             format!("run {run}, attempt {}: ", first + i as u32)
         })

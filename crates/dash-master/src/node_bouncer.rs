@@ -17,28 +17,14 @@ use std::time::Duration;
 
 use dash_core::command::Command;
 use dash_rpc::pki::{self, Ca, IssuedCert, PeerIdentity, Role};
-use dash_store::{MasterStore, StoreError};
+use dash_store::MasterStore;
 
 use crate::state_log::StateLog;
 use crate::tokens::{TokenError, TokenRole, Tokens};
 
-#[derive(Debug, thiserror::Error)]
-pub enum BouncerError {
-    /// The token (or certificate) was refused; the message says why, for the operator.
-    #[error("{0}")]
-    Refused(String),
-    #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
-    #[error("{0}")]
-    NotFound(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("{0}")]
-    Pki(#[from] pki::PkiError),
-}
+/// The bouncer refuses, and fails, as the tokens do: a refusal's message says which check
+/// failed (of the token or of the certificate), for the operator.
+pub type BouncerError = TokenError;
 
 /// How long a certificate found good is trusted without asking the state again (and only while
 /// no node's certificates or membership changed meanwhile).

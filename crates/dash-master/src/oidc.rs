@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use dash_core::oidc::{DeviceAnswer, Grant, TokenAnswer};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
@@ -91,14 +92,6 @@ pub struct Discovery {
     pub device_authorization_endpoint: Option<String>,
 }
 
-/// What a token request trades in.
-#[derive(Debug, Clone, Copy)]
-pub enum Grant<'a> {
-    /// A device login's code.
-    Device(&'a str),
-    Refresh(&'a str),
-}
-
 /// Why a login step through the provider did not give tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FlowError {
@@ -107,25 +100,6 @@ pub enum FlowError {
     Provider { error: String, description: String },
     /// The provider could not be asked, or answered nonsense.
     Unreachable(String),
-}
-
-/// The provider's answers to the device and token endpoints (the parts used).
-#[derive(Deserialize)]
-struct DeviceAnswer {
-    device_code: String,
-    user_code: String,
-    verification_uri: String,
-    verification_uri_complete: Option<String>,
-    interval: Option<u64>,
-    expires_in: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct TokenAnswer {
-    id_token: Option<String>,
-    refresh_token: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
 }
 
 /// At most one fetch of the keys in this time for unknown key ids (a flood of forged tokens
@@ -274,36 +248,16 @@ impl Oidc {
             .json()
             .await
             .map_err(|e| FlowError::Unreachable(format!("reading {device}'s answer: {e}")))?;
-        Ok(dash_core::api::DeviceLogin {
-            device_code: a.device_code,
-            user_code: a.user_code,
-            verification_uri: a.verification_uri,
-            verification_uri_complete: a.verification_uri_complete,
-            interval_s: a.interval.unwrap_or(5).max(1),
-            expires_in_s: a.expires_in.unwrap_or(600),
-        })
+        Ok(a.into_login())
     }
 
     /// The ID token of a confirmed device login, or a new one for a refresh token.
     pub async fn grant(&self, grant: Grant<'_>) -> Result<dash_core::api::LoginTokens, FlowError> {
         let (_, token) = self.device_endpoints().await?;
-        let client_id = self.cfg.client_id.as_str();
-        let form: [(&str, &str); 3] = match grant {
-            Grant::Device(code) => [
-                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-                ("device_code", code),
-                ("client_id", client_id),
-            ],
-            Grant::Refresh(refresh) => [
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh),
-                ("client_id", client_id),
-            ],
-        };
         let a: TokenAnswer = self
             .http
             .post(&token)
-            .form(&form)
+            .form(&grant.form(&self.cfg.client_id))
             .send()
             .await
             .map_err(|e| FlowError::Unreachable(format!("asking {token}: {e}")))?

@@ -504,22 +504,7 @@ impl Reconciler {
         let n = placed.iter().filter(|p| p.is_ok()).count();
         crate::telemetry::instruments().placed(n);
         tracing::debug!(service = %service, placed = n, asked = count, "new replicas");
-        let new: Vec<NewReplica> = placed
-            .into_iter()
-            .map(|p| NewReplica {
-                id: ReplicaId::generate(service).to_string(),
-                service: service.to_string(),
-                version: row.version,
-                message: p
-                    .as_ref()
-                    .err()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-                node: p.ok(),
-                run: None,
-                start_at_ms: None,
-            })
-            .collect();
+        let new = new_replicas(service, row.version, placed, None, None);
         propose_new_replicas(&self.log, new, |_| String::new()).await
     }
 }
@@ -529,6 +514,33 @@ impl Reconciler {
 /// heartbeat (a single entry of 10,000 replicas was megabytes of JSON, and its replication
 /// timed out again and again on a loaded machine).
 pub const REPLICAS_PER_ENTRY: usize = 500;
+
+/// New replicas of `service` at `version`, one for each of the scheduler's placements: on its
+/// node, or pending with why it could not be placed. `run` and `start_at_ms`: a job's attempts.
+pub fn new_replicas(
+    service: &ServiceName,
+    version: u64,
+    placed: Vec<Result<String, scheduler::Unplaced>>,
+    run: Option<u64>,
+    start_at_ms: Option<u64>,
+) -> Vec<NewReplica> {
+    placed
+        .into_iter()
+        .map(|p| NewReplica {
+            id: ReplicaId::generate(service).to_string(),
+            service: service.to_string(),
+            version,
+            message: p
+                .as_ref()
+                .err()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            node: p.ok(),
+            run,
+            start_at_ms,
+        })
+        .collect()
+}
 
 /// Records new replicas, each with its event (scheduled on its node, or pending and why), in
 /// entries of at most [`REPLICAS_PER_ENTRY`] proposed at once; `prefix(r)` starts each message

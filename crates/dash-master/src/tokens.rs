@@ -66,7 +66,8 @@ impl TokenRole {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    /// The token was refused; the message says which check failed.
+    /// The token (or, for the node bouncer, the certificate) was refused; the message says
+    /// which check failed, for the operator.
     #[error("{0}")]
     Refused(String),
     #[error("{field}: {message}")]

@@ -75,12 +75,7 @@ impl NetConfig {
         if b.is_empty() || b.len() > 15 {
             return Err(bad("bridge", b, "must be 1 to 15 characters (IFNAMSIZ)"));
         }
-        if !b
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-            || b == "."
-            || b == ".."
-        {
+        if !is_plain(b) || b == "." || b == ".." {
             return Err(bad(
                 "bridge",
                 b,
@@ -159,6 +154,13 @@ impl fmt::Display for PortMapping {
             self.host_port, self.container_port, self.protocol
         )
     }
+}
+
+/// Whether `name` holds only letters, digits, '_', '-' and '.': what a name may hold that
+/// goes into netlink requests, nft scripts and comments.
+pub(crate) fn is_plain(name: &str) -> bool {
+    name.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// 64-bit FNV-1a: a hash that stays the same across builds and Rust releases, unlike

@@ -94,10 +94,7 @@ fn validate_replica(replica: &str) -> Result<(), NetError> {
     if replica.starts_with('.') {
         return Err(bad("must not start with '.'"));
     }
-    if !replica
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-    {
+    if !crate::is_plain(replica) {
         return Err(bad("may only hold letters, digits, '_', '-', '.'"));
     }
     Ok(())
@@ -113,10 +110,7 @@ fn validate_owner(owner: &str) -> Result<(), NetError> {
     if owner.is_empty() || owner.len() > 64 {
         return Err(bad("must be 1 to 64 characters"));
     }
-    if !owner
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-    {
+    if !crate::is_plain(owner) {
         return Err(bad("may only hold letters, digits, '_', '-', '.'"));
     }
     Ok(())

@@ -37,10 +37,7 @@ pub struct AgentConfig {
 }
 
 struct Ctx<L> {
-    node: String,
-    subnet: (Ipv4Addr, u8),
-    dns: Option<Ipv4Addr>,
-    default_userns: bool,
+    cfg: AgentConfig,
     link: Arc<L>,
     store: WorkerStore,
     runtime: Arc<ContainerRuntime>,
@@ -73,10 +70,7 @@ impl<L: MasterLink> Agent<L> {
         net: Arc<Network>,
     ) -> Self {
         let ctx = Ctx {
-            node: cfg.node,
-            subnet: cfg.subnet,
-            dns: cfg.dns,
-            default_userns: cfg.default_userns,
+            cfg,
             link,
             store,
             runtime,
@@ -147,7 +141,7 @@ impl<L: MasterLink> Agent<L> {
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.sweep().await;
         loop {
-            match self.ctx.link.assignments(&self.ctx.node).await {
+            match self.ctx.link.assignments(&self.ctx.cfg.node).await {
                 Ok(assignments) => self.converge(assignments).await,
                 Err(e) => tracing::warn!(error = %with_causes(&e), "fetching assignments"),
             }
@@ -213,7 +207,7 @@ impl<L: MasterLink> Agent<L> {
     async fn first_assignments(&self) -> Option<Vec<Assignment>> {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            if let Ok(list) = self.ctx.link.assignments(&self.ctx.node).await {
+            if let Ok(list) = self.ctx.link.assignments(&self.ctx.cfg.node).await {
                 return Some(list);
             }
             if tokio::time::Instant::now() >= deadline {
@@ -369,7 +363,7 @@ impl Status {
             started_ms: self.started_ms,
             message: self.message.clone(),
         };
-        ctx.link.report(&ctx.node, status).await;
+        ctx.link.report(&ctx.cfg.node, status).await;
     }
 }
 
@@ -711,7 +705,7 @@ async fn start<L: MasterLink>(
         Some(ip) => ip,
         None => ctx
             .store
-            .allocate_ip(id, ctx.subnet.0, ctx.subnet.1)
+            .allocate_ip(id, ctx.cfg.subnet.0, ctx.cfg.subnet.1)
             .await
             .map_err(|e| e.to_string())?,
     };
@@ -807,7 +801,11 @@ async fn prepare<L: MasterLink>(
     env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
     let (capabilities, seccomp) = security(&spec.security)?;
     let files = files(ctx, id, spec).await?;
-    let userns = match spec.security.user_namespace.unwrap_or(ctx.default_userns) {
+    let userns = match spec
+        .security
+        .user_namespace
+        .unwrap_or(ctx.cfg.default_userns)
+    {
         false => None,
         true => Some(dash_runtime::IdMap {
             host_id: ctx
@@ -834,7 +832,7 @@ async fn prepare<L: MasterLink>(
         cpu_millis: (spec.resources.cpu_millis > 0).then_some(spec.resources.cpu_millis),
         netns_path: Some(netns_path),
         log_max_bytes: 0,
-        dns: ctx.dns.map(std::net::IpAddr::V4),
+        dns: ctx.cfg.dns.map(std::net::IpAddr::V4),
         capabilities: Some(capabilities),
         seccomp,
         files,
@@ -860,7 +858,7 @@ async fn files<L: MasterLink>(
     }
     let got = ctx
         .link
-        .replica_files(&ctx.node, id)
+        .replica_files(&ctx.cfg.node, id)
         .await
         .map_err(|e| format!("secrets and configs: {}", dash_core::link::with_causes(&e)))?;
     let refs = spec
@@ -1046,7 +1044,7 @@ async fn teardown<L: MasterLink>(ctx: &Ctx<L>, id: &str, spec: &ServiceSpec, ip:
     if let Err(e) = ctx.store.remove(id).await {
         tracing::warn!(replica = id, error = %e, "forgetting replica");
     }
-    ctx.link.removed(&ctx.node, id).await;
+    ctx.link.removed(&ctx.cfg.node, id).await;
 }
 
 /// Stops and removes a container, trying again until the runtime says it is gone (a removal

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use dash_core::api::{SecretCreate, SecretInfo, SecretUpdate};
 use dash_core::secret::{Kind, MAX_BYTES};
 use hyper::Method;
@@ -32,25 +32,13 @@ pub enum SecretCmd {
     },
     /// A new version: every service that lists it rolls to it (by its update policy); the old
     /// version goes once no replica uses it.
-    Update {
-        /// Its name (`ls` lists them).
-        name: String,
-        /// The file holding the new value; `-` or none: standard input.
-        #[arg(short = 'f', long = "file", value_name = "FILE")]
-        file: Option<PathBuf>,
-    },
+    Update(NewVersion),
     /// Secrets: name, version, size, services, updated (never a value).
     Ls,
     /// A secret's versions, size and the services that use it (never its value).
-    Inspect {
-        /// Its name (`ls` lists them).
-        name: String,
-    },
+    Inspect(Named),
     /// Remove a secret (refused while a service lists it).
-    Rm {
-        /// Its name (`ls` lists them).
-        name: String,
-    },
+    Rm(Named),
     /// A new data key for the cluster: every secret and config is sealed again with it and
     /// the old key is dropped (admin).
     RotateKey,
@@ -68,25 +56,32 @@ pub enum ConfigCmd {
         file: Option<PathBuf>,
     },
     /// A new version: every service that lists it rolls to it.
-    Update {
-        /// Its name (`ls` lists them).
-        name: String,
-        /// The file holding the new value; `-` or none: standard input.
-        #[arg(short = 'f', long = "file", value_name = "FILE")]
-        file: Option<PathBuf>,
-    },
+    Update(NewVersion),
     /// Configs: name, version, size, services, updated.
     Ls,
     /// A config's versions, size and the services that use it.
-    Inspect {
-        /// Its name (`ls` lists them).
-        name: String,
-    },
+    Inspect(Named),
     /// Remove a config (refused while a service lists it).
-    Rm {
-        /// Its name (`ls` lists them).
-        name: String,
-    },
+    Rm(Named),
+}
+
+// The arguments secrets and configs share; each command's own help is its variant's.
+
+/// `update`'s arguments.
+#[derive(Args, Debug)]
+pub struct NewVersion {
+    /// Its name (`ls` lists them).
+    pub name: String,
+    /// The file holding the new value; `-` or none: standard input.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+/// `inspect`'s and `rm`'s argument.
+#[derive(Args, Debug)]
+pub struct Named {
+    /// Its name (`ls` lists them).
+    pub name: String,
 }
 
 /// The value, from `file` or standard input; refused over the size limit before it is sent.
@@ -121,10 +116,10 @@ pub async fn run_secret(client: &Client, json: bool, cmd: SecretCmd) -> anyhow::
     let k = Kind::Secret;
     match cmd {
         SecretCmd::Create { name, file } => create(client, json, k, name, file).await,
-        SecretCmd::Update { name, file } => update(client, json, k, name, file).await,
+        SecretCmd::Update(v) => update(client, json, k, v).await,
         SecretCmd::Ls => list(client, json, k).await,
-        SecretCmd::Inspect { name } => inspect(client, k, &name).await,
-        SecretCmd::Rm { name } => remove(client, json, k, &name).await,
+        SecretCmd::Inspect(n) => inspect(client, k, &n.name).await,
+        SecretCmd::Rm(n) => remove(client, json, k, &n.name).await,
         SecretCmd::RotateKey => {
             let id: u64 = client.post("/v1/data-keys", &()).await?;
             if json {
@@ -142,10 +137,10 @@ pub async fn run_config(client: &Client, json: bool, cmd: ConfigCmd) -> anyhow::
     let k = Kind::Config;
     match cmd {
         ConfigCmd::Create { name, file } => create(client, json, k, name, file).await,
-        ConfigCmd::Update { name, file } => update(client, json, k, name, file).await,
+        ConfigCmd::Update(v) => update(client, json, k, v).await,
         ConfigCmd::Ls => list(client, json, k).await,
-        ConfigCmd::Inspect { name } => inspect(client, k, &name).await,
-        ConfigCmd::Rm { name } => remove(client, json, k, &name).await,
+        ConfigCmd::Inspect(n) => inspect(client, k, &n.name).await,
+        ConfigCmd::Rm(n) => remove(client, json, k, &n.name).await,
     }
 }
 
@@ -186,8 +181,7 @@ async fn update(
     client: &Client,
     json: bool,
     kind: Kind,
-    name: String,
-    file: Option<PathBuf>,
+    NewVersion { name, file }: NewVersion,
 ) -> anyhow::Result<()> {
     let data = BASE64.encode(read_value(file.as_ref())?);
     let info: SecretInfo = client

@@ -7,10 +7,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use dash_core::api::{DeviceLogin, LoginGrant, LoginInfo, LoginTokens, OidcInfo};
+use dash_core::oidc::Grant;
 
 use super::AppState;
 use super::error::{ApiJson, HttpError};
-use crate::oidc::{FlowError, Grant, Oidc};
+use crate::oidc::{FlowError, Oidc};
 
 /// How to log in to this cluster (no token needed): its OpenID Connect provider, if any. `dash
 /// login --oidc` starts here.

@@ -25,27 +25,18 @@ fn error(e: SecretError) -> HttpError {
     }
 }
 
-async fn create(s: &AppState, kind: Kind, req: SecretCreate) -> Result<Response, HttpError> {
-    let value = Secrets::decode(&req.data).map_err(error)?;
-    let info = s
-        .secrets
-        .put(kind, &req.name, &value, true)
-        .await
-        .map_err(error)?;
-    let target = format!("{} {} version {}", kind.as_str(), info.name, info.version);
-    Ok(audited(Json(info), target))
-}
-
-async fn update(
+/// A new secret or config (`create`), or a new version of one; the audit names the version.
+async fn put(
     s: &AppState,
     kind: Kind,
-    name: String,
-    req: SecretUpdate,
+    name: &str,
+    data: &str,
+    create: bool,
 ) -> Result<Response, HttpError> {
-    let value = Secrets::decode(&req.data).map_err(error)?;
+    let value = Secrets::decode(data).map_err(error)?;
     let info = s
         .secrets
-        .put(kind, &name, &value, false)
+        .put(kind, name, &value, create)
         .await
         .map_err(error)?;
     let target = format!("{} {} version {}", kind.as_str(), info.name, info.version);
@@ -62,7 +53,7 @@ pub async fn create_secret(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<SecretCreate>,
 ) -> Result<Response, HttpError> {
-    create(&s, Kind::Secret, req).await
+    put(&s, Kind::Secret, &req.name, &req.data, true).await
 }
 
 /// A new config.
@@ -75,7 +66,7 @@ pub async fn create_config(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<SecretCreate>,
 ) -> Result<Response, HttpError> {
-    create(&s, Kind::Config, req).await
+    put(&s, Kind::Config, &req.name, &req.data, true).await
 }
 
 /// A new version of a secret: every service that lists it rolls to it (by its update policy);
@@ -91,7 +82,7 @@ pub async fn update_secret(
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<SecretUpdate>,
 ) -> Result<Response, HttpError> {
-    update(&s, Kind::Secret, name, req).await
+    put(&s, Kind::Secret, &name, &req.data, false).await
 }
 
 /// A new version of a config (the services that list it roll to it).
@@ -106,7 +97,7 @@ pub async fn update_config(
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<SecretUpdate>,
 ) -> Result<Response, HttpError> {
-    update(&s, Kind::Config, name, req).await
+    put(&s, Kind::Config, &name, &req.data, false).await
 }
 
 /// Every secret (never a value).
