@@ -16,15 +16,12 @@ use tar::EntryType;
 fn env_with_base() -> (Env, ImageStore) {
     let env = Env::new();
     let store = env.store();
-    let (files, _) = oci_layout(&[OciImage {
-        ref_name: Some("base".into()),
-        layers: vec![Layer::new(
-            RawTar::new().file("base", b"base\n").finish(),
-            Compression::Gzip,
-        )],
-    }]);
+    let base = Layer::new(
+        RawTar::new().file("base", b"base\n").finish(),
+        Compression::Gzip,
+    );
     store
-        .import_archive(&env.input("base.tar", &files.to_tar()))
+        .import_archive(&env.oci_archive("base.tar", "base", vec![base]))
         .expect("import the base image");
     (env, store)
 }
@@ -72,6 +69,15 @@ fn layout_with_layer(hostile: Vec<u8>) -> (Files, Vec<(String, String, Vec<Strin
             Layer::new(hostile, Compression::Gzip),
         ],
     }])
+}
+
+/// Changes the first `from` byte of `data` to `to`.
+fn alter(data: &mut [u8], from: u8, to: u8) {
+    let at = data
+        .iter()
+        .position(|&b| b == from)
+        .expect("a byte to alter");
+    data[at] = to;
 }
 
 fn rejected_layer(env: &Env, store: &ImageStore, hostile: Vec<u8>, wants: &[&str]) -> String {
@@ -159,24 +165,23 @@ fn hardlink_escapes_are_rejected() {
 #[test]
 fn device_nodes_are_rejected() {
     let (env, store) = env_with_base();
-    let char_dev = RawTar::new()
-        .entry("dev/null", EntryType::Char, 0o666, b"", None)
-        .finish();
-    rejected_layer(
-        &env,
-        &store,
-        char_dev,
-        &["entry \"dev/null\" is a character device"],
-    );
-    let block = RawTar::new()
-        .entry("dev/sda", EntryType::Block, 0o660, b"", None)
-        .finish();
-    rejected_layer(
-        &env,
-        &store,
-        block,
-        &["entry \"dev/sda\" is a block device"],
-    );
+    for (name, kind, mode, want) in [
+        (
+            "dev/null",
+            EntryType::Char,
+            0o666,
+            "entry \"dev/null\" is a character device",
+        ),
+        (
+            "dev/sda",
+            EntryType::Block,
+            0o660,
+            "entry \"dev/sda\" is a block device",
+        ),
+    ] {
+        let device = RawTar::new().entry(name, kind, mode, b"", None).finish();
+        rejected_layer(&env, &store, device, &[want]);
+    }
 }
 
 /// Absolute entry names are taken as relative to the layer directory (as docker does): the
@@ -189,12 +194,9 @@ fn absolute_entry_paths_stay_inside_the_layer() {
         .file(&evil.display().to_string(), b"x")
         .file("/etc/x", b"y")
         .finish();
-    let (files, _) = oci_layout(&[OciImage {
-        ref_name: Some("abs".into()),
-        layers: vec![Layer::new(tar, Compression::None)],
-    }]);
+    let layers = vec![Layer::new(tar, Compression::None)];
     store
-        .import_archive(&env.input("abs.tar", &files.to_tar()))
+        .import_archive(&env.oci_archive("abs.tar", "abs", layers))
         .unwrap();
     env.assert_nothing_outside();
     let layer = &store.resolve("abs").unwrap().layer_dirs[0];
@@ -248,9 +250,11 @@ fn blob_digest_and_size_mismatches_are_rejected() {
 
     // The manifest itself altered: its digest in index.json no longer matches.
     let (mut files, ids) = layout_with_layer(tar.clone());
-    let manifest = files.get_mut(&format!("blobs/sha256/{}", ids[0].1));
-    let at = manifest.iter().position(|&b| b == b'2').unwrap();
-    manifest[at] = b'3';
+    alter(
+        files.get_mut(&format!("blobs/sha256/{}", ids[0].1)),
+        b'2',
+        b'3',
+    );
     rejected(
         &env,
         &store,
@@ -281,9 +285,7 @@ fn docker_save_digest_in_file_name_is_checked() {
         Compression::None,
     )];
     let (mut files, config_hex) = docker_save(&["x:1"], &layers);
-    let config = files.get_mut(&format!("{config_hex}.json"));
-    let at = config.iter().position(|&b| b == b'/').unwrap();
-    config[at] = b'_';
+    alter(files.get_mut(&format!("{config_hex}.json")), b'/', b'_');
     rejected(
         &env,
         &store,
@@ -396,32 +398,26 @@ fn files_that_are_not_image_archives_are_rejected() {
         &Compression::Gzip.apply(b"plain text"),
         &["not a tar archive"],
     );
-    let mut files = Files::default();
-    files.add("README", b"hello".to_vec());
     rejected(
         &env,
         &store,
-        &files.to_tar(),
+        &Files::tar_of(&[("README", b"hello")]),
         &["is not an image archive", "index.json", "manifest.json"],
     );
-    let mut files = Files::default();
-    files.add("manifest.json", b"{not json".to_vec());
     rejected(
         &env,
         &store,
-        &files.to_tar(),
+        &Files::tar_of(&[("manifest.json", b"{not json")]),
         &["manifest.json: invalid json"],
     );
-    let mut files = Files::default();
-    files.add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec());
-    files.add(
-        "index.json",
-        br#"{"schemaVersion":2,"manifests":[]}"#.to_vec(),
-    );
+    let no_manifest = Files::tar_of(&[
+        ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
+        ("index.json", br#"{"schemaVersion":2,"manifests":[]}"#),
+    ]);
     rejected(
         &env,
         &store,
-        &files.to_tar(),
+        &no_manifest,
         &["index.json lists no image manifest"],
     );
     // A bad tag in docker save's RepoTags.

@@ -6,7 +6,7 @@ mod support;
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use dash_image::{ImageConfig, ImageStore};
@@ -17,6 +17,11 @@ fn busybox_layers() -> Vec<Layer> {
         Layer::new(busybox_rootfs(), Compression::Gzip),
         Layer::new(top_layer(), Compression::Zstd),
     ]
+}
+
+/// The busybox image, tagged "busybox", as an OCI layout archive in `env`'s temp dir.
+fn busybox_oci_archive(env: &Env) -> PathBuf {
+    env.oci_archive("bb.tar", "busybox", busybox_layers())
 }
 
 fn assert_busybox_image(store: &ImageStore, reference: &str) {
@@ -181,11 +186,7 @@ fn docker_save_archive_imports_and_shares_layers_with_the_oci_import() {
 fn importing_twice_changes_nothing() {
     let env = Env::new();
     let store = env.store();
-    let (files, _) = oci_layout(&[OciImage {
-        ref_name: Some("busybox".into()),
-        layers: busybox_layers(),
-    }]);
-    let archive = env.input("bb.tar", &files.to_tar());
+    let archive = busybox_oci_archive(&env);
     let first = store.import_archive(&archive).unwrap();
     let refs = fs::read(env.root.join("refs.json")).unwrap();
     let layer_dir = store.resolve("busybox").unwrap().layer_dirs[0].clone();
@@ -224,12 +225,9 @@ fn remove_untags_then_frees_unshared_blobs_and_layers() {
 
     // A second tag for image one (same layers, so the same config and id) keeps it alive when
     // the first tag is removed.
-    let (files, _) = oci_layout(&[OciImage {
-        ref_name: Some("bb:alias".into()),
-        layers: vec![base.clone(), Layer::new(top_layer(), Compression::Zstd)],
-    }]);
+    let layers = vec![base.clone(), Layer::new(top_layer(), Compression::Zstd)];
     store
-        .import_archive(&env.input("alias.tar", &files.to_tar()))
+        .import_archive(&env.oci_archive("alias.tar", "bb:alias", layers))
         .unwrap();
     let after = store.remove("bb:one").unwrap();
     assert_eq!(after.tags, vec!["bb:alias"]);
@@ -301,13 +299,7 @@ fn rootfs_tarball_becomes_a_one_layer_image() {
 fn open_removes_leftovers_of_a_killed_import() {
     let env = Env::new();
     let store = env.store();
-    let (files, _) = oci_layout(&[OciImage {
-        ref_name: Some("busybox".into()),
-        layers: busybox_layers(),
-    }]);
-    store
-        .import_archive(&env.input("bb.tar", &files.to_tar()))
-        .unwrap();
+    store.import_archive(&busybox_oci_archive(&env)).unwrap();
     // What a kill -9 between "move into place" and "write refs.json" leaves, and a staging dir.
     let orphan_blob = env.root.join("blobs/sha256").join("ab".repeat(32));
     fs::write(&orphan_blob, b"orphan").unwrap();
@@ -356,13 +348,7 @@ fn ambiguous_and_unknown_references() {
 fn layer_dirs_stack_as_overlay_lowerdirs() {
     let env = Env::new();
     let store = env.store();
-    let (files, _) = oci_layout(&[OciImage {
-        ref_name: Some("busybox".into()),
-        layers: busybox_layers(),
-    }]);
-    store
-        .import_archive(&env.input("bb.tar", &files.to_tar()))
-        .unwrap();
+    store.import_archive(&busybox_oci_archive(&env)).unwrap();
     let resolved = store.resolve("busybox").unwrap();
     let lower = resolved
         .layer_dirs

@@ -203,6 +203,15 @@ pub struct Files {
 }
 
 impl Files {
+    /// A tar of `files`, (name, content) each.
+    pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut all = Files::default();
+        for (name, data) in files {
+            all.add(name, data.to_vec());
+        }
+        all.to_tar()
+    }
+
     pub fn add(&mut self, name: &str, data: Vec<u8>) {
         self.files.push((name.to_owned(), data));
     }
@@ -237,6 +246,31 @@ pub struct OciImage {
     pub layers: Vec<Layer>,
 }
 
+/// An OCI image manifest of `config` and `layers`: its bytes, and each layer's blob with the
+/// blob's digest hex.
+pub fn oci_manifest(config: &[u8], layers: &[Layer]) -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
+    let mut descriptors = Vec::new();
+    let mut blobs = Vec::new();
+    for layer in layers {
+        let blob = layer.blob();
+        let hex = sha256_hex(&blob);
+        descriptors.push(serde_json::json!({
+            "mediaType": layer.compression.media_type(),
+            "digest": format!("sha256:{hex}"),
+            "size": blob.len(),
+        }));
+        blobs.push((hex, blob));
+    }
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": { "mediaType": OCI_CONFIG, "digest": format!("sha256:{}", sha256_hex(config)), "size": config.len() },
+        "layers": descriptors,
+    }))
+    .expect("json");
+    (manifest, blobs)
+}
+
 /// An OCI image layout with `images`. Returns the files and, per image, (config hex,
 /// manifest hex, layer blob hexes).
 pub fn oci_layout(images: &[OciImage]) -> (Files, Vec<(String, String, Vec<String>)>) {
@@ -246,28 +280,11 @@ pub fn oci_layout(images: &[OciImage]) -> (Files, Vec<(String, String, Vec<Strin
     let mut index = Vec::new();
     let mut ids = Vec::new();
     for image in images {
-        let mut layer_descriptors = Vec::new();
-        let mut layer_hexes = Vec::new();
-        for layer in &image.layers {
-            let blob = layer.blob();
-            let hex = sha256_hex(&blob);
-            layer_descriptors.push(serde_json::json!({
-                "mediaType": layer.compression.media_type(),
-                "digest": format!("sha256:{hex}"),
-                "size": blob.len(),
-            }));
-            layer_hexes.push(hex.clone());
-            blobs.push((hex, blob));
-        }
         let config = image_config(&image.layers);
         let config_hex = sha256_hex(&config);
-        let manifest = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": { "mediaType": OCI_CONFIG, "digest": format!("sha256:{config_hex}"), "size": config.len() },
-            "layers": layer_descriptors,
-        }))
-        .expect("json");
+        let (manifest, layer_blobs) = oci_manifest(&config, &image.layers);
+        let layer_hexes = layer_blobs.iter().map(|(hex, _)| hex.clone()).collect();
+        blobs.extend(layer_blobs);
         let manifest_hex = sha256_hex(&manifest);
         let mut descriptor = serde_json::json!({
             "mediaType": OCI_MANIFEST,
@@ -365,6 +382,16 @@ impl Env {
         path
     }
 
+    /// Writes an OCI layout archive of one image of `layers`, tagged `ref_name`, to a file
+    /// named `name` in the temp dir and returns its path.
+    pub fn oci_archive(&self, name: &str, ref_name: &str, layers: Vec<Layer>) -> PathBuf {
+        let (files, _) = oci_layout(&[OciImage {
+            ref_name: Some(ref_name.into()),
+            layers,
+        }]);
+        self.input(name, &files.to_tar())
+    }
+
     pub fn blob_count(&self) -> usize {
         count(&self.root.join("blobs/sha256"))
     }
@@ -400,13 +427,6 @@ pub fn count(dir: &Path) -> usize {
 }
 
 /// An error's message with all its sources.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    dash_core::link::with_causes(err)
 }

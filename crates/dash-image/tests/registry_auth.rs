@@ -17,7 +17,7 @@ async fn basic_auth_needs_the_right_credentials() {
     let registry = Registry::start_with_auth();
     let env = Env::new();
     let written = registry.push_image(&env, "bb", &busybox_image(), "private/bb:1");
-    let reference = format!("{}/private/bb:1", registry.host);
+    let reference = registry.reference("private/bb:1");
     let credentials = env.dir.path().join("registries.json");
 
     tracing::info!("--- anonymous");
@@ -118,10 +118,6 @@ async fn docker_config_credentials_are_used() {
     .unwrap();
     let env = Env::with(|cfg| cfg.docker_config = Some(docker.path().to_path_buf()));
     let written = registry.push_image(&env, "bb", &busybox_image(), "bb:1");
-    let record = env
-        .puller
-        .pull(&format!("{}/bb:1", registry.host), &|_| {})
-        .await
-        .unwrap_or_else(|e| panic!("{}", chain(&e)));
+    let record = pull_ok(&env.puller, &registry.reference("bb:1"), &|_| {}).await;
     assert_eq!(record.id, written.id());
 }

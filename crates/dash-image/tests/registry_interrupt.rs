@@ -38,17 +38,33 @@ fn puller_for(root: &Path, credentials: &Path) -> (Arc<ImageStore>, Puller) {
     (store, puller)
 }
 
+/// Pulls `reference` again with `puller`: it completes, and none of the `completed` blobs (hex)
+/// is fetched from `registry` again.
+async fn pull_resumes(
+    puller: &Puller,
+    registry: &Registry,
+    reference: &str,
+    written: &Written,
+    completed: &[String],
+) {
+    let events = Events::default();
+    let record = pull_ok(puller, reference, &events.callback()).await;
+    assert_eq!(record.id, written.id());
+    let done = events.blobs_done();
+    for hex in completed {
+        assert_eq!(done.get(&format!("sha256:{hex}")), Some(&true), "{hex}");
+        assert_eq!(
+            registry.blob_gets(hex),
+            1,
+            "completed blob {hex} was fetched again"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_pull_resumes_without_fetching_completed_blobs_again() {
-    let registry = Registry::start();
-    let env = Env::new();
-    let written = registry.push_image(&env, "big", &big_image(), "big:1");
-    let reference = format!("{}/big:1", registry.host);
-    let layers: HashSet<String> = written
-        .layers
-        .iter()
-        .map(|h| format!("sha256:{h}"))
-        .collect();
+    let (registry, env, written, reference) = registry_with("big", &big_image(), "big:1");
+    let layers: HashSet<String> = written.layer_digests().into_iter().collect();
 
     tracing::info!("--- pull, dropped once the first layer is in");
     let (tx, mut first_layer) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -90,21 +106,7 @@ async fn an_interrupted_pull_resumes_without_fetching_completed_blobs_again() {
         completed,
         "open() dropped verified blobs"
     );
-    let events = Events::default();
-    let record = puller
-        .pull(&reference, &events.callback())
-        .await
-        .unwrap_or_else(|e| panic!("{}", chain(&e)));
-    assert_eq!(record.id, written.id());
-    let done = events.blobs_done();
-    for hex in &completed {
-        assert_eq!(done.get(&format!("sha256:{hex}")), Some(&true), "{hex}");
-        assert_eq!(
-            registry.blob_gets(hex),
-            1,
-            "completed blob {hex} was fetched again"
-        );
-    }
+    pull_resumes(&puller, &registry, &reference, &written, &completed).await;
     for hex in written.blobs() {
         assert!(registry.blob_gets(&hex) >= 1);
     }
@@ -131,10 +133,7 @@ impl Drop for ChildGuard {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_pull_resumes_without_fetching_completed_blobs_again() {
-    let registry = Registry::start();
-    let env = Env::new();
-    let written = registry.push_image(&env, "big", &big_image(), "big:1");
-    let reference = format!("{}/big:1", registry.host);
+    let (registry, env, written, reference) = registry_with("big", &big_image(), "big:1");
     let root = env.root().to_path_buf();
 
     tracing::info!("--- a child process pulls, stalls after its first layer, and is killed");
@@ -182,21 +181,7 @@ async fn a_killed_pull_resumes_without_fetching_completed_blobs_again() {
         env.files("pulls/partial")
     );
     assert_eq!(env.files("pulls/blobs"), completed);
-    let events = Events::default();
-    let record = puller
-        .pull(&reference, &events.callback())
-        .await
-        .unwrap_or_else(|e| panic!("{}", chain(&e)));
-    assert_eq!(record.id, written.id());
-    let done = events.blobs_done();
-    for hex in &completed {
-        assert_eq!(done.get(&format!("sha256:{hex}")), Some(&true), "{hex}");
-        assert_eq!(
-            registry.blob_gets(hex),
-            1,
-            "completed blob {hex} was fetched again"
-        );
-    }
+    pull_resumes(&puller, &registry, &reference, &written, &completed).await;
     assert_eq!(store.resolve(&reference).unwrap().layer_dirs.len(), 6);
     assert!(env.files("pulls/blobs").is_empty());
 }
@@ -230,10 +215,7 @@ async fn killed_pull_child() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_blob_in_the_pull_cache_is_not_trusted() {
-    let registry = Registry::start();
-    let env = Env::new();
-    let written = registry.push_image(&env, "bb", &busybox_image(), "bb:1");
-    let reference = format!("{}/bb:1", registry.host);
+    let (registry, env, written, reference) = registry_with("bb", &busybox_image(), "bb:1");
     // What a disk error could leave under a verified name.
     let corrupt = env.root().join("pulls/blobs").join(&written.layers[1]);
     fs::write(&corrupt, b"not the layer").unwrap();
@@ -247,11 +229,7 @@ async fn a_corrupt_blob_in_the_pull_cache_is_not_trusted() {
     assert!(!corrupt.exists(), "the corrupt blob was kept");
     assert!(env.store.list().unwrap().is_empty());
 
-    let record = env
-        .puller
-        .pull(&reference, &|_| {})
-        .await
-        .unwrap_or_else(|e| panic!("{}", chain(&e)));
+    let record = pull_ok(&env.puller, &reference, &|_| {}).await;
     assert_eq!(record.id, written.id());
     assert_eq!(registry.blob_gets(&written.layers[1]), 1);
 }

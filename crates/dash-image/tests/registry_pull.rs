@@ -27,12 +27,9 @@ fn assert_busybox_layers(store: &ImageStore, reference: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulls_by_tag_and_by_digest_land_in_the_store() {
-    let registry = Registry::start();
-    let env = Env::new();
-    let written = registry.push_image(&env, "bb", &busybox_image(), "team/bb:1");
+    let (registry, env, written, reference) = registry_with("bb", &busybox_image(), "team/bb:1");
 
     tracing::info!("--- pull by tag");
-    let reference = format!("{}/team/bb:1", registry.host);
     let events = Events::default();
     let record = env
         .puller
@@ -53,13 +50,8 @@ async fn pulls_by_tag_and_by_digest_land_in_the_store() {
         }) => {
             assert_eq!(resolved, &reference);
             assert_eq!(digest, &manifest_digest);
-            let want: Vec<String> = written
-                .layers
-                .iter()
-                .map(|h| format!("sha256:{h}"))
-                .collect();
             let got: Vec<String> = layers.iter().map(|(d, _)| d.clone()).collect();
-            assert_eq!(got, want);
+            assert_eq!(got, written.layer_digests());
         }
         other => panic!("first event is not Resolved: {other:?}"),
     }
@@ -87,14 +79,7 @@ async fn pulls_by_tag_and_by_digest_land_in_the_store() {
     assert_eq!(inspect.manifest_digest, manifest_digest);
     assert_eq!(inspect.config.entrypoint, vec!["/bin/sh", "-c"]);
     let layer_digests: Vec<String> = inspect.layers.iter().map(|l| l.digest.clone()).collect();
-    assert_eq!(
-        layer_digests,
-        written
-            .layers
-            .iter()
-            .map(|h| format!("sha256:{h}"))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(layer_digests, written.layer_digests());
     assert!(
         inspect
             .layers
@@ -103,13 +88,9 @@ async fn pulls_by_tag_and_by_digest_land_in_the_store() {
     );
 
     tracing::info!("--- pull by digest: everything is in the store already");
-    let by_digest = format!("{}/team/bb@{manifest_digest}", registry.host);
+    let by_digest = registry.reference(&format!("team/bb@{manifest_digest}"));
     let events = Events::default();
-    let again = env
-        .puller
-        .pull(&by_digest, &events.callback())
-        .await
-        .unwrap_or_else(|e| panic!("pull by digest: {}", chain(&e)));
+    let again = pull_ok(&env.puller, &by_digest, &events.callback()).await;
     assert_eq!(again.id, written.id());
     assert!(again.tags.contains(&by_digest), "{:?}", again.tags);
     assert!(events.blobs_done().values().all(|cached| *cached));
@@ -125,8 +106,8 @@ async fn pulls_by_tag_and_by_digest_land_in_the_store() {
 
     tracing::info!("--- unknown tag and unknown repository");
     for missing in [
-        format!("{}/team/bb:nope", registry.host),
-        format!("{}/team/other:1", registry.host),
+        registry.reference("team/bb:nope"),
+        registry.reference("team/other:1"),
     ] {
         let err = env.puller.pull(&missing, &|_| {}).await.unwrap_err();
         assert!(matches!(err, PullError::NotFound { .. }), "{}", chain(&err));
@@ -156,15 +137,11 @@ async fn a_multi_platform_index_resolves_to_the_configured_platform() {
         registry.manifest("multi", "1")["mediaType"],
         "application/vnd.oci.image.index.v1+json"
     );
-    let reference = format!("{}/multi:1", registry.host);
+    let reference = registry.reference("multi:1");
 
     tracing::info!("--- linux/amd64");
     let amd = Env::with(|cfg| cfg.platform = ("linux".into(), "amd64".into()));
-    let record = amd
-        .puller
-        .pull(&reference, &|_| {})
-        .await
-        .unwrap_or_else(|e| panic!("{}", chain(&e)));
+    let record = pull_ok(&amd.puller, &reference, &|_| {}).await;
     assert_eq!(record.id, amd_image.id());
     assert_busybox_layers(&amd.store, &reference);
     assert_eq!(
@@ -212,22 +189,17 @@ async fn a_multi_platform_index_resolves_to_the_configured_platform() {
 async fn docker_schema_2_manifests_and_manifest_lists_are_pulled() {
     let registry = Registry::start();
     let env = Env::with(|cfg| cfg.platform = ("linux".into(), "amd64".into()));
-    let gzip_only = || TestImage {
-        layers: vec![
-            Layer::new(img::busybox_rootfs(), Compression::Gzip),
+    let gzip_only = || {
+        amd64(vec![
+            busybox_layer(),
             Layer::new(img::top_layer(), Compression::Gzip),
-        ],
-        arch: "amd64",
+        ])
     };
     let layout = env.layout("single");
     let written = write_layout(&layout, "v1", &gzip_only());
     registry.push_as_docker(&layout, "v1", "docker/single:1");
-    let reference = format!("{}/docker/single:1", registry.host);
-    let record = env
-        .puller
-        .pull(&reference, &|_| {})
-        .await
-        .unwrap_or_else(|e| panic!("{}", chain(&e)));
+    let reference = registry.reference("docker/single:1");
+    let record = pull_ok(&env.puller, &reference, &|_| {}).await;
     assert_eq!(record.id, written.id());
     assert_busybox_layers(&env.store, &reference);
     let inspect = env.store.inspect(&reference).unwrap();
@@ -255,13 +227,9 @@ async fn docker_schema_2_manifests_and_manifest_lists_are_pulled() {
     };
     let (_, images) = write_multiarch_layout(&layout, "v1", &[arm, gzip_only()]);
     registry.push_as_docker(&layout, "v1", "docker/list:1");
-    let reference = format!("{}/docker/list:1", registry.host);
+    let reference = registry.reference("docker/list:1");
     let events = Events::default();
-    let record = env
-        .puller
-        .pull(&reference, &events.callback())
-        .await
-        .unwrap_or_else(|e| panic!("{}", chain(&e)));
+    let record = pull_ok(&env.puller, &reference, &events.callback()).await;
     assert_eq!(record.id, images[1].id());
     assert_eq!(
         registry.manifest("docker/list", "1")["mediaType"],
@@ -281,23 +249,13 @@ async fn docker_schema_2_manifests_and_manifest_lists_are_pulled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_may_list_the_same_layer_twice() {
-    let registry = Registry::start();
-    let env = Env::new();
-    let image = TestImage {
-        layers: vec![
-            Layer::new(img::busybox_rootfs(), Compression::Gzip),
-            random_layer(5, 1 << 10),
-            random_layer(5, 1 << 10),
-        ],
-        arch: "amd64",
-    };
-    let written = registry.push_image(&env, "twice", &image, "twice:1");
-    let reference = format!("{}/twice:1", registry.host);
-    let record = env
-        .puller
-        .pull(&reference, &|_| {})
-        .await
-        .unwrap_or_else(|e| panic!("{}", chain(&e)));
+    let image = amd64(vec![
+        busybox_layer(),
+        random_layer(5, 1 << 10),
+        random_layer(5, 1 << 10),
+    ]);
+    let (registry, env, written, reference) = registry_with("twice", &image, "twice:1");
+    let record = pull_ok(&env.puller, &reference, &|_| {}).await;
     assert_eq!(record.id, written.id());
     assert_eq!(record.layers.len(), 3);
     assert_eq!(record.layers[1], record.layers[2]);
@@ -307,15 +265,12 @@ async fn an_image_may_list_the_same_layer_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_blob_is_refused_and_nothing_is_kept() {
-    let registry = Registry::start();
-    let env = Env::new();
-    let written = registry.push_image(&env, "t", &busybox_image(), "tamper:1");
+    let (registry, env, written, reference) = registry_with("t", &busybox_image(), "tamper:1");
     // Same size, other bytes: only the digest can tell.
     let data = registry.blob_data(&written.layers[0]);
     let len = fs::metadata(&data).unwrap().len() as usize;
     fs::write(&data, vec![0x5a; len]).unwrap();
 
-    let reference = format!("{}/tamper:1", registry.host);
     let err = env.puller.pull(&reference, &|_| {}).await.unwrap_err();
     let text = err.to_string();
     eprintln!("tampered: {text}");
@@ -346,18 +301,12 @@ async fn a_tampered_blob_is_refused_and_nothing_is_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_pulls_share_one_download_of_each_blob() {
-    let registry = Registry::start();
-    let env = Env::new();
-    let image = TestImage {
-        layers: vec![
-            Layer::new(img::busybox_rootfs(), Compression::Gzip),
-            random_layer(7, 2 << 20),
-            Layer::new(img::top_layer(), Compression::Zstd),
-        ],
-        arch: "amd64",
-    };
-    let written = registry.push_image(&env, "c", &image, "c:1");
-    let reference = format!("{}/c:1", registry.host);
+    let image = amd64(vec![
+        busybox_layer(),
+        random_layer(7, 2 << 20),
+        Layer::new(img::top_layer(), Compression::Zstd),
+    ]);
+    let (registry, env, written, reference) = registry_with("c", &image, "c:1");
 
     let mut tasks = Vec::new();
     for _ in 0..20 {
@@ -392,27 +341,11 @@ async fn concurrent_pulls_share_one_download_of_each_blob() {
     assert_eq!(env.store.list().unwrap().len(), 1);
 
     tracing::info!("--- two images sharing a layer, pulled at once");
-    let other = TestImage {
-        layers: vec![
-            Layer::new(img::busybox_rootfs(), Compression::Gzip),
-            random_layer(8, 1 << 20),
-        ],
-        arch: "amd64",
-    };
-    let other_written = registry.push_image(&env, "d", &other, "d:1");
-    let third = TestImage {
-        layers: vec![
-            Layer::new(img::busybox_rootfs(), Compression::Gzip),
-            random_layer(9, 1 << 20),
-        ],
-        arch: "amd64",
-    };
-    let third_written = registry.push_image(&env, "e", &third, "e:1");
+    let on_busybox = |seed| amd64(vec![busybox_layer(), random_layer(seed, 1 << 20)]);
+    let other_written = registry.push_image(&env, "d", &on_busybox(8), "d:1");
+    let third_written = registry.push_image(&env, "e", &on_busybox(9), "e:1");
     let fresh = Env::new();
-    let (d, e) = (
-        format!("{}/d:1", registry.host),
-        format!("{}/e:1", registry.host),
-    );
+    let (d, e) = (registry.reference("d:1"), registry.reference("e:1"));
     let (a, b) = tokio::join!(
         fresh.puller.pull(&d, &|_| {}),
         fresh.puller.pull(&e, &|_| {}),
@@ -431,20 +364,13 @@ async fn prune_keeps_what_is_kept_and_removes_the_rest() {
     let env = Env::new();
     let push = |name: &str, layers: Vec<Layer>, dest: &str| {
         let layout = env.layout(name);
-        let written = write_layout(
-            &layout,
-            "v1",
-            &TestImage {
-                layers,
-                arch: "amd64",
-            },
-        );
+        let written = write_layout(&layout, "v1", &amd64(layers));
         registry.push(&layout, "v1", dest);
         written
     };
-    let base = || Layer::new(img::busybox_rootfs(), Compression::Gzip);
-    let app = format!("{}/app:1", registry.host);
-    let other = format!("{}/other:1", registry.host);
+    let base = busybox_layer;
+    let app = registry.reference("app:1");
+    let other = registry.reference("other:1");
 
     let app_old = push("a1", vec![base(), random_layer(1, 64 << 10)], "app:1");
     env.puller.pull(&app, &|_| {}).await.unwrap();

@@ -16,9 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dash_image::ImageStore;
 use dash_image::registry::{PullProgress, Puller, RegistryConfig};
-use img::{Compression, Files, Layer, OCI_CONFIG, OCI_MANIFEST, RawTar, sha256_hex};
+use dash_image::{ImageRecord, ImageStore};
+use img::{Compression, Files, Layer, OCI_MANIFEST, RawTar, sha256_hex};
 
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 pub const SKOPEO_BIN: &str = "/usr/bin/skopeo";
@@ -191,8 +191,6 @@ impl Registry {
         self.skopeo_copy(layout, tag, dest, &["--preserve-digests"]);
     }
 
-    /// Like [`Registry::push`], converting manifests (and an index) to Docker schema 2 (and
-    /// a Docker manifest list) on the way: new manifest digests, same configs and layers.
     /// Writes `image` as an OCI layout named `name` in `env` and pushes it as `dest`.
     pub fn push_image(&self, env: &Env, name: &str, image: &TestImage, dest: &str) -> Written {
         let layout = env.layout(name);
@@ -201,6 +199,13 @@ impl Registry {
         written
     }
 
+    /// `<host>/<dest>`: the reference a pull of what was pushed as `dest` names.
+    pub fn reference(&self, dest: &str) -> String {
+        format!("{}/{dest}", self.host)
+    }
+
+    /// Like [`Registry::push`], converting manifests (and an index) to Docker schema 2 (and
+    /// a Docker manifest list) on the way: new manifest digests, same configs and layers.
     pub fn push_as_docker(&self, layout: &Path, tag: &str, dest: &str) {
         self.skopeo_copy(layout, tag, dest, &["--format", "v2s2"]);
     }
@@ -282,6 +287,11 @@ impl Written {
         format!("sha256:{}", self.config)
     }
 
+    /// The layers' digests, `sha256:<hex>`.
+    pub fn layer_digests(&self) -> Vec<String> {
+        self.layers.iter().map(|h| format!("sha256:{h}")).collect()
+    }
+
     /// Every blob a pull fetches: config and layers.
     pub fn blobs(&self) -> Vec<String> {
         let mut blobs = vec![self.config.clone()];
@@ -318,28 +328,14 @@ fn add_image(files: &mut Files, seen: &mut Vec<String>, image: &TestImage) -> (V
             files.add(&format!("blobs/sha256/{hex}"), data);
         }
     };
-    let mut descriptors = Vec::new();
+    let config = config_for(&image.layers, image.arch);
+    let config_hex = sha256_hex(&config);
+    let (manifest, layer_blobs) = img::oci_manifest(&config, &image.layers);
     let mut layers = Vec::new();
-    for layer in &image.layers {
-        let blob = layer.blob();
-        let hex = sha256_hex(&blob);
-        descriptors.push(serde_json::json!({
-            "mediaType": layer.compression.media_type(),
-            "digest": format!("sha256:{hex}"),
-            "size": blob.len(),
-        }));
+    for (hex, blob) in layer_blobs {
         add(&hex, blob);
         layers.push(hex);
     }
-    let config = config_for(&image.layers, image.arch);
-    let config_hex = sha256_hex(&config);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": { "mediaType": OCI_CONFIG, "digest": format!("sha256:{config_hex}"), "size": config.len() },
-        "layers": descriptors,
-    }))
-    .expect("json");
     add(&config_hex, config);
     let manifest_hex = sha256_hex(&manifest);
     add(&manifest_hex, manifest.clone());
@@ -426,13 +422,50 @@ fn write_files(dir: &Path, files: &Files) {
 
 /// The busybox image of the image tests: a gzip busybox rootfs and a zstd layer on top.
 pub fn busybox_image() -> TestImage {
+    amd64(vec![
+        busybox_layer(),
+        Layer::new(img::top_layer(), Compression::Zstd),
+    ])
+}
+
+/// The busybox rootfs as a gzip layer.
+pub fn busybox_layer() -> Layer {
+    Layer::new(img::busybox_rootfs(), Compression::Gzip)
+}
+
+/// An amd64 image of `layers`.
+pub fn amd64(layers: Vec<Layer>) -> TestImage {
     TestImage {
-        layers: vec![
-            Layer::new(img::busybox_rootfs(), Compression::Gzip),
-            Layer::new(img::top_layer(), Compression::Zstd),
-        ],
+        layers,
         arch: "amd64",
     }
+}
+
+/// An open registry with `image` pushed as `dest` (from a layout named `name` in a new
+/// [`Env`]): the registry, the env, what was written, and the reference to pull.
+pub fn registry_with(
+    name: &str,
+    image: &TestImage,
+    dest: &str,
+) -> (Registry, Env, Written, String) {
+    let registry = Registry::start();
+    let env = Env::new();
+    let written = registry.push_image(&env, name, image, dest);
+    let reference = registry.reference(dest);
+    (registry, env, written, reference)
+}
+
+/// Pulls `reference` with `puller`, reporting to `progress`; a failed pull fails the test with
+/// the error and its causes.
+pub async fn pull_ok(
+    puller: &Puller,
+    reference: &str,
+    progress: &(dyn Fn(PullProgress) + Send + Sync),
+) -> ImageRecord {
+    puller
+        .pull(reference, progress)
+        .await
+        .unwrap_or_else(|e| panic!("pull {reference}: {}", img::chain(&e)))
 }
 
 /// A layer holding one file of `bytes` pseudo-random bytes (from `seed`), gzip-compressed

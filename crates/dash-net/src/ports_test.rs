@@ -3,22 +3,10 @@ use std::net::Ipv4Addr;
 
 use super::{Backend, Published, PublishedPorts};
 use crate::{NetError, PortMapping, Protocol};
+use port_mapping::{tcp, udp};
 
-fn tcp(host_port: u16, container_port: u16) -> PortMapping {
-    PortMapping {
-        host_port,
-        container_port,
-        protocol: Protocol::Tcp,
-    }
-}
-
-fn udp(host_port: u16, container_port: u16) -> PortMapping {
-    PortMapping {
-        host_port,
-        container_port,
-        protocol: Protocol::Udp,
-    }
-}
+#[path = "../tests/common/port_mapping.rs"]
+mod port_mapping;
 
 fn ip(host: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 88, 0, host)
@@ -45,6 +33,11 @@ fn rows(state: &PublishedPorts) -> Vec<Row> {
             (*proto, *port, p.owner.clone(), backends)
         })
         .collect()
+}
+
+/// The rows of a state that holds only tcp 18080, owned by web, with `backends`.
+fn web_18080(backends: &[(u8, &str, u16)]) -> [Row; 1] {
+    [row(Protocol::Tcp, 18080, "web", backends)]
 }
 
 fn row(proto: Protocol, port: u16, owner: &str, backends: &[(u8, &str, u16)]) -> Row {
@@ -75,12 +68,7 @@ fn replicas_of_one_owner_share_a_port() {
     let s = three();
     assert_eq!(
         rows(&s),
-        [row(
-            Protocol::Tcp,
-            18080,
-            "web",
-            &[(2, "web-1", 8080), (3, "web-2", 8080), (4, "web-3", 8080)]
-        )]
+        web_18080(&[(2, "web-1", 8080), (3, "web-2", 8080), (4, "web-3", 8080)])
     );
     assert_eq!(s.backend_count(), 3);
 }
@@ -148,12 +136,7 @@ fn reattach_is_idempotent_and_declarative() {
         .unwrap();
     assert_eq!(
         rows(&readdressed),
-        [row(
-            Protocol::Tcp,
-            18080,
-            "web",
-            &[(2, "web-1", 8080), (4, "web-3", 8080), (7, "web-2", 8080)]
-        )]
+        web_18080(&[(2, "web-1", 8080), (4, "web-3", 8080), (7, "web-2", 8080)])
     );
 }
 
@@ -173,12 +156,7 @@ fn detach_removes_only_that_replica_and_the_last_one_the_port() {
     let s = s.detach("web-2", ip(3), &[tcp(18080, 8080)]);
     assert_eq!(
         rows(&s),
-        [row(
-            Protocol::Tcp,
-            18080,
-            "web",
-            &[(2, "web-1", 8080), (4, "web-3", 8080)]
-        )]
+        web_18080(&[(2, "web-1", 8080), (4, "web-3", 8080)])
     );
     // Idempotent.
     assert_eq!(s.detach("web-2", ip(3), &[tcp(18080, 8080)]), s);
@@ -242,24 +220,11 @@ fn after_a_restart_replicas_are_found_by_address() {
         .unwrap();
     assert_eq!(
         rows(&s),
-        [row(
-            Protocol::Tcp,
-            18080,
-            "web",
-            &[(2, "web-1", 8080), (3, "?", 8080), (4, "?", 8080)]
-        )]
+        web_18080(&[(2, "web-1", 8080), (3, "?", 8080), (4, "?", 8080)])
     );
     tracing::info!("--- detaching one not re-attached yet finds it by address");
     let s = s.detach("web-2", ip(3), &[tcp(18080, 8080)]);
-    assert_eq!(
-        rows(&s),
-        [row(
-            Protocol::Tcp,
-            18080,
-            "web",
-            &[(2, "web-1", 8080), (4, "?", 8080)]
-        )]
-    );
+    assert_eq!(rows(&s), web_18080(&[(2, "web-1", 8080), (4, "?", 8080)]));
     tracing::info!("--- the owner read back still holds the port");
     assert!(matches!(
         s.attach("api-1", ip(9), &[tcp(18080, 80)], "api"),

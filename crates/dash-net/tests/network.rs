@@ -10,22 +10,10 @@ use common::{
     published_rules, run, tally, udp_echo, wait_http,
 };
 use dash_net::{NetError, Network, PortMapping, Protocol, VipPort, host_veth_name};
+use port_mapping::{tcp, udp};
 
-fn tcp(host_port: u16, container_port: u16) -> PortMapping {
-    PortMapping {
-        host_port,
-        container_port,
-        protocol: Protocol::Tcp,
-    }
-}
-
-fn udp(host_port: u16, container_port: u16) -> PortMapping {
-    PortMapping {
-        host_port,
-        container_port,
-        protocol: Protocol::Udp,
-    }
-}
+#[path = "common/port_mapping.rs"]
+mod port_mapping;
 
 fn at(ip: std::net::Ipv4Addr, port: u16) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(ip, port))
@@ -35,15 +23,34 @@ fn local(port: u16) -> SocketAddr {
     at(std::net::Ipv4Addr::LOCALHOST, port)
 }
 
+/// What the host has before the test, the test's fixture number `n`, and its network.
+async fn start(n: u8) -> (HostState, Fixture, Network) {
+    let before = HostState::snapshot();
+    let fx = Fixture::new(n);
+    let net = Network::init(fx.cfg.clone())
+        .await
+        .expect("init the network");
+    (before, fx, net)
+}
+
+/// The output of `ip <args>` inside `netns`.
+fn ns_ip(netns: &std::path::Path, args: &[&str]) -> String {
+    let net = format!("--net={}", netns.display());
+    run(&[&["nsenter", net.as_str(), "ip"], args].concat())
+}
+
+/// The host-side veth names of `atts`.
+fn veths(atts: &[dash_net::Attachment]) -> Vec<String> {
+    atts.iter().map(|a| a.host_veth.clone()).collect()
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
 #[tokio::test]
 async fn two_replicas_talk_and_leave_nothing_behind() {
-    let before = HostState::snapshot();
-    let mut fx = Fixture::new(1);
-    let net = Network::init(fx.cfg.clone()).await.unwrap();
+    let (before, mut fx, net) = start(1).await;
     assert_eq!(net.gateway(), fx.ip(1));
     assert_eq!(
         std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
@@ -69,20 +76,9 @@ async fn two_replicas_talk_and_leave_nothing_behind() {
     assert_eq!(att_a.host_veth, host_veth_name(&a));
     assert_eq!(att_a.ip, ip_a);
 
-    let ns_ip = run(&[
-        "nsenter",
-        &format!("--net={}", att_a.netns_path.display()),
-        "ip",
-        "-br",
-        "addr",
-    ]);
-    assert!(ns_ip.contains(&format!("{ip_a}/24")), "{ns_ip}");
-    let ns_route = run(&[
-        "nsenter",
-        &format!("--net={}", att_a.netns_path.display()),
-        "ip",
-        "route",
-    ]);
+    let addrs = ns_ip(&att_a.netns_path, &["-br", "addr"]);
+    assert!(addrs.contains(&format!("{ip_a}/24")), "{addrs}");
+    let ns_route = ns_ip(&att_a.netns_path, &["route"]);
     assert!(
         ns_route.contains(&format!("default via {}", fx.ip(1))),
         "{ns_route}"
@@ -97,14 +93,13 @@ async fn two_replicas_talk_and_leave_nothing_behind() {
     wait_http(at(ip_b, 8080), "hello from b");
 
     tracing::info!("--- replica → replica by ip");
-    assert_eq!(
-        ns_wget(&att_a.netns_path, &format!("http://{ip_b}:8080/")).unwrap(),
-        "hello from b"
-    );
-    assert_eq!(
-        ns_wget(&att_b.netns_path, &format!("http://{ip_a}:8080/")).unwrap(),
-        "hello from a"
-    );
+    for (from, to, want) in [
+        (&att_a, ip_b, "hello from b"),
+        (&att_b, ip_a, "hello from a"),
+    ] {
+        let url = format!("http://{to}:8080/");
+        assert_eq!(ns_wget(&from.netns_path, &url).unwrap(), want, "{url}");
+    }
 
     tracing::info!("--- 127.0.0.1:published on the host");
     assert_eq!(http_get(local(27011)).unwrap().trim(), "hello from a");
@@ -116,14 +111,10 @@ async fn two_replicas_talk_and_leave_nothing_behind() {
 
     tracing::info!("--- hairpin: a replica through the gateway's published ports");
     let gw = fx.ip(1);
-    assert_eq!(
-        ns_wget(&att_a.netns_path, &format!("http://{gw}:27011/")).unwrap(),
-        "hello from a"
-    );
-    assert_eq!(
-        ns_wget(&att_a.netns_path, &format!("http://{gw}:27012/")).unwrap(),
-        "hello from b"
-    );
+    for (port, want) in [(27011, "hello from a"), (27012, "hello from b")] {
+        let url = format!("http://{gw}:{port}/");
+        assert_eq!(ns_wget(&att_a.netns_path, &url).unwrap(), want, "{url}");
+    }
 
     tracing::info!("--- detach both");
     fx.stop_listeners();
@@ -168,9 +159,7 @@ async fn two_replicas_talk_and_leave_nothing_behind() {
 
 #[tokio::test]
 async fn attach_detach_and_teardown_are_idempotent() {
-    let before = HostState::snapshot();
-    let mut fx = Fixture::new(2);
-    let net = Network::init(fx.cfg.clone()).await.unwrap();
+    let (before, mut fx, net) = start(2).await;
     // init again on the same bridge and table: reused.
     let net2 = Network::init(fx.cfg.clone()).await.unwrap();
     drop(net2);
@@ -207,16 +196,7 @@ async fn attach_detach_and_teardown_are_idempotent() {
     fx.start_httpd(&att.netns_path, "moved");
     wait_http(at(ip2, 8080), "moved");
     wait_http(local(27021), "moved");
-    let addrs = run(&[
-        "nsenter",
-        &format!("--net={}", att.netns_path.display()),
-        "ip",
-        "-br",
-        "-4",
-        "addr",
-        "show",
-        "eth0",
-    ]);
+    let addrs = ns_ip(&att.netns_path, &["-br", "-4", "addr", "show", "eth0"]);
     assert!(
         addrs.contains(&format!("{ip2}/24")) && !addrs.contains(&format!("{ip}/")),
         "{addrs}"
@@ -232,9 +212,7 @@ async fn attach_detach_and_teardown_are_idempotent() {
 
 #[tokio::test]
 async fn a_port_of_another_service_is_refused_and_kept() {
-    let before = HostState::snapshot();
-    let mut fx = Fixture::new(3);
-    let net = Network::init(fx.cfg.clone()).await.unwrap();
+    let (before, mut fx, net) = start(3).await;
     let (a, b) = (fx.replica("own-a"), fx.replica("own-b"));
     let (ip_a, ip_b) = (fx.ip(2), fx.ip(3));
     let att_a = net
@@ -288,9 +266,7 @@ async fn a_port_of_another_service_is_refused_and_kept() {
 
 #[tokio::test]
 async fn traffic_from_and_to_another_machine() {
-    let before = HostState::snapshot();
-    let mut fx = Fixture::new(4);
-    let net = Network::init(fx.cfg.clone()).await.unwrap();
+    let (before, mut fx, net) = start(4).await;
     let a = fx.replica("ext-a");
     let ip_a = fx.ip(2);
     let att = net
@@ -372,14 +348,17 @@ fn local_tally(port: u16, n: usize) -> Vec<String> {
     seen.into_keys().collect()
 }
 
+/// The names that answered `GET url` over `n` new connections from `netns`; none may fail.
+fn ns_tally(netns: &std::path::Path, url: &str, n: usize) -> Vec<String> {
+    tally(n, || ns_wget(netns, url)).into_keys().collect()
+}
+
 #[tokio::test]
 async fn replicas_of_one_service_share_a_published_port() {
-    let before = HostState::snapshot();
-    let mut fx = Fixture::new(5);
-    let net = Network::init(fx.cfg.clone()).await.unwrap();
+    let (before, mut fx, net) = start(5).await;
     let port = 27051;
-    let atts = attach_web(&mut fx, &net, &["lb-1", "lb-2", "lb-3"], port).await;
     let all = ["lb-1", "lb-2", "lb-3"];
+    let atts = attach_web(&mut fx, &net, &all, port).await;
 
     tracing::info!("--- 127.0.0.1:published (output): round-robin over the 3");
     assert_eq!(local_tally(port, 9), all);
@@ -389,14 +368,12 @@ async fn replicas_of_one_service_share_a_published_port() {
         let o = fx.make_outside();
         (o.netns.clone(), o.host_ip)
     };
-    let url = format!("http://{host_ip}:{port}/");
-    let seen = tally(9, || ns_wget(&outside_ns, &url));
-    assert_eq!(seen.into_keys().collect::<Vec<_>>(), all);
+    let outside_url = format!("http://{host_ip}:{port}/");
+    assert_eq!(ns_tally(&outside_ns, &outside_url, 9), all);
 
     tracing::info!("--- hairpin: a replica through the gateway reaches its siblings and itself");
     let url = format!("http://{}:{port}/", fx.ip(1));
-    let seen = tally(9, || ns_wget(&atts[0].netns_path, &url));
-    assert_eq!(seen.into_keys().collect::<Vec<_>>(), all);
+    assert_eq!(ns_tally(&atts[0].netns_path, &url, 9), all);
 
     tracing::info!("--- re-attach is idempotent: same rules");
     let rules = published_rules(&fx);
@@ -425,9 +402,7 @@ async fn replicas_of_one_service_share_a_published_port() {
         .await
         .unwrap();
     assert_eq!(local_tally(port, 12), ["lb-1", "lb-3"]);
-    let url = format!("http://{host_ip}:{port}/");
-    let seen = tally(6, || ns_wget(&outside_ns, &url));
-    assert_eq!(seen.into_keys().collect::<Vec<_>>(), ["lb-1", "lb-3"]);
+    assert_eq!(ns_tally(&outside_ns, &outside_url, 6), ["lb-1", "lb-3"]);
 
     tracing::info!("--- the last backend gone: the rule goes, and the port is free");
     net.detach("lb-1", fx.ip(2), &[tcp(port, 8080)])
@@ -450,19 +425,17 @@ async fn replicas_of_one_service_share_a_published_port() {
     fx.stop_listeners();
     fx.remove_outside();
     net.teardown().await.unwrap();
-    let mut veths: Vec<String> = atts.iter().map(|a| a.host_veth.clone()).collect();
+    let mut veths = veths(&atts);
     veths.extend([host_veth_name(&other), format!("{}o", fx.cfg.bridge)]);
     assert_nothing_left(&fx, &before, &veths);
 }
 
 #[tokio::test]
 async fn a_restarted_daemon_keeps_every_backend() {
-    let before = HostState::snapshot();
-    let mut fx = Fixture::new(6);
-    let net = Network::init(fx.cfg.clone()).await.unwrap();
+    let (before, mut fx, net) = start(6).await;
     let port = 27061;
-    let atts = attach_web(&mut fx, &net, &["rs-1", "rs-2", "rs-3"], port).await;
     let all = ["rs-1", "rs-2", "rs-3"];
+    let atts = attach_web(&mut fx, &net, &all, port).await;
     assert_eq!(local_tally(port, 9), all);
     let rules = published_rules(&fx);
 
@@ -513,16 +486,13 @@ async fn a_restarted_daemon_keeps_every_backend() {
             .unwrap();
     }
     net.teardown().await.unwrap();
-    let veths: Vec<String> = atts.iter().map(|a| a.host_veth.clone()).collect();
-    assert_nothing_left(&fx, &before, &veths);
+    assert_nothing_left(&fx, &before, &veths(&atts));
 }
 
 #[tokio::test]
 async fn a_udp_flow_follows_its_virtual_ip_when_the_backend_leaves_and_no_entry_outlives_a_replica()
 {
-    let before = HostState::snapshot();
-    let mut fx = Fixture::new(7);
-    let net = Network::init(fx.cfg.clone()).await.unwrap();
+    let (before, mut fx, net) = start(7).await;
     let (a, b, client) = (
         fx.replica("udp-a"),
         fx.replica("udp-b"),
@@ -574,8 +544,7 @@ async fn a_udp_flow_follows_its_virtual_ip_when_the_backend_leaves_and_no_entry_
         net.detach(name, ip, &[]).await.unwrap();
     }
     net.teardown().await.unwrap();
-    let veths: Vec<String> = atts.iter().map(|a| a.host_veth.clone()).collect();
-    assert_nothing_left(&fx, &before, &veths);
+    assert_nothing_left(&fx, &before, &veths(&atts));
 }
 
 /// `GET url` from the host with busybox wget.

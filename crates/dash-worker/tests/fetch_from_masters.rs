@@ -166,24 +166,16 @@ async fn setup() -> Setup {
         .unwrap();
 
     let ca = Ca::create("test").unwrap();
-    let (mkey, mcsr) = pki::new_csr("m").unwrap();
-    let mcert = ca
-        .sign(
-            &mcsr,
-            "m",
-            Role::Master,
-            std::time::Duration::from_secs(3600),
-        )
-        .unwrap();
-    let (wkey, wcsr) = pki::new_csr("w1").unwrap();
-    let wcert = ca
-        .sign(
-            &wcsr,
-            "w1",
-            Role::Worker,
-            std::time::Duration::from_secs(3600),
-        )
-        .unwrap();
+    // A key and a certificate of an hour, signed by `ca`, for node `name` of `role`.
+    let signed = |name: &str, role| {
+        let (key, csr) = pki::new_csr(name).unwrap();
+        let cert = ca
+            .sign(&csr, name, role, std::time::Duration::from_secs(3600))
+            .unwrap();
+        (key, cert)
+    };
+    let (mkey, mcert) = signed("m", Role::Master);
+    let (wkey, wcert) = signed("w1", Role::Worker);
 
     let fetches = Arc::new(Mutex::new(Vec::new()));
     let corrupt = Arc::new(Mutex::new(false));

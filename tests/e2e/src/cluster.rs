@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{busybox_rootfs_tar, dash_bin, require, tail};
+use crate::{
+    busybox_rootfs_tar, dash_bin, output_with_input, require, stderr_of_failure, stdout_of_success,
+    tail,
+};
 
 pub struct Node {
     pub name: String,
@@ -404,52 +407,55 @@ impl Cluster {
         self.nodes.iter().position(|n| n.name == name)
     }
 
+    /// The admin token (the first master's), or nothing before it is written.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.nodes[0].data_dir.join("admin.token"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    /// `DASH_ADDR` (the admin API address of every master) and `DASH_TOKEN` (the admin
+    /// token) for a `dash` command: `Command::envs(c.admin_env())`.
+    pub fn admin_env(&self) -> [(&'static str, String); 2] {
+        self.admin_env_at(self.addr.clone())
+    }
+
+    /// [`Cluster::admin_env`] with the admin API address `addr`.
+    fn admin_env_at(&self, addr: String) -> [(&'static str, String); 2] {
+        [("DASH_ADDR", addr), ("DASH_TOKEN", self.admin_token())]
+    }
+
+    /// Node `i`'s admin API address.
+    fn node_addr(&self, i: usize) -> String {
+        format!("{}:7070", self.nodes[i].ip)
+    }
+
+    /// `dash ARGS` against node `i`'s admin API only, not run yet.
+    fn dash_at_command(&self, i: usize, args: &[&str]) -> Command {
+        let mut cmd = Command::new(dash_bin());
+        cmd.args(args).envs(self.admin_env_at(self.node_addr(i)));
+        cmd
+    }
+
     /// `dash` against one node's admin API only.
     pub fn dash_at(&self, i: usize, args: &[&str]) -> Output {
-        let token =
-            std::fs::read_to_string(self.nodes[0].data_dir.join("admin.token")).unwrap_or_default();
-        Command::new(dash_bin())
-            .args(args)
-            .env("DASH_ADDR", format!("{}:7070", self.nodes[i].ip))
-            .env("DASH_TOKEN", token.trim())
-            .output()
-            .unwrap()
+        self.dash_at_command(i, args).output().unwrap()
     }
 
     /// [`Cluster::dash_at`] with `input` on its standard input.
     pub fn dash_at_input(&self, i: usize, args: &[&str], input: &str) -> Output {
-        let token =
-            std::fs::read_to_string(self.nodes[0].data_dir.join("admin.token")).unwrap_or_default();
-        let mut child = Command::new(dash_bin())
-            .args(args)
-            .env("DASH_ADDR", format!("{}:7070", self.nodes[i].ip))
-            .env("DASH_TOKEN", token.trim())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        output_with_input(&mut self.dash_at_command(i, args), input)
     }
 
     /// `dash` run inside node `i`'s namespace against its own admin API: it reaches the
     /// daemon even while the node is partitioned (its link down).
     pub fn dash_inside(&self, i: usize, args: &[&str]) -> Output {
-        let token =
-            std::fs::read_to_string(self.nodes[0].data_dir.join("admin.token")).unwrap_or_default();
         Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.nodes[i].netns))
             .arg(dash_bin())
             .args(args)
-            .env("DASH_ADDR", format!("{}:7070", self.nodes[i].ip))
-            .env("DASH_TOKEN", token.trim())
+            .envs(self.admin_env_at(self.node_addr(i)))
             .output()
             .unwrap()
     }
@@ -619,26 +625,31 @@ impl Cluster {
         }
     }
 
+    /// `dash ARGS` against the cluster's admin API, not run yet.
+    fn dash_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(dash_bin());
+        cmd.args(args).envs(self.admin_env());
+        cmd
+    }
+
     pub fn dash(&self, args: &[&str]) -> Output {
-        let token =
-            std::fs::read_to_string(self.nodes[0].data_dir.join("admin.token")).unwrap_or_default();
-        Command::new(dash_bin())
-            .args(args)
-            .env("DASH_ADDR", &self.addr)
-            .env("DASH_TOKEN", token.trim())
-            .output()
-            .unwrap()
+        self.dash_command(args).output().unwrap()
+    }
+
+    /// [`Cluster::dash`] with `input` on its standard input.
+    pub fn dash_input(&self, args: &[&str], input: &str) -> Output {
+        output_with_input(&mut self.dash_command(args), input)
     }
 
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.dash(args);
-        assert!(
-            out.status.success(),
-            "dash {args:?} failed: {}\nmaster log:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            tail(&self.nodes[0].log_text(), 40)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_of_success(args, &self.dash(args), |_| {
+            format!("master log:\n{}", tail(&self.nodes[0].log_text(), 40))
+        })
+    }
+
+    /// `dash ARGS`, which must fail; its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        stderr_of_failure(args, &self.dash(args))
     }
 
     pub fn json(&self, args: &[&str]) -> Value {

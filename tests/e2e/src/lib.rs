@@ -12,7 +12,7 @@ pub mod oidc;
 pub mod registry;
 pub mod ws;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -152,6 +152,13 @@ impl Server {
         Server::start_with(slot, &[])
     }
 
+    /// [`Server::start`] with busybox imported as `bb:1`, the image most tests run.
+    pub fn start_with_busybox(slot: u8) -> Server {
+        let s = Server::start(slot);
+        s.import_busybox("bb:1");
+        s
+    }
+
     /// Like [`Server::start`], with more `dash server` flags.
     pub fn start_with(slot: u8, extra: &[&str]) -> Server {
         require(
@@ -287,27 +294,36 @@ impl Server {
             .to_string()
     }
 
-    /// Runs `dash ARGS` against this server.
-    pub fn dash(&self, args: &[&str]) -> Output {
-        Command::new(dash_bin())
-            .args(args)
+    /// `dash ARGS` against this server, not run yet.
+    fn dash_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(dash_bin());
+        cmd.args(args)
             .env("DASH_ADDR", &self.addr)
             .env("DASH_DATA_DIR", &self.data_dir)
-            .env_remove("DASH_TOKEN")
-            .output()
-            .unwrap()
+            .env_remove("DASH_TOKEN");
+        cmd
+    }
+
+    /// Runs `dash ARGS` against this server.
+    pub fn dash(&self, args: &[&str]) -> Output {
+        self.dash_command(args).output().unwrap()
+    }
+
+    /// [`Server::dash`] with `input` on its standard input.
+    pub fn dash_input(&self, args: &[&str], input: &str) -> Output {
+        output_with_input(&mut self.dash_command(args), input)
     }
 
     /// `dash ARGS`, which must succeed; its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.dash(args);
-        assert!(
-            out.status.success(),
-            "dash {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_of_success(args, &self.dash(args), |out| {
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    }
+
+    /// `dash ARGS`, which must fail; its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        stderr_of_failure(args, &self.dash(args))
     }
 
     /// `dash ARGS -o json`, parsed.
@@ -323,6 +339,42 @@ impl Server {
             Value::Array(v) => v,
             other => panic!("ps returned {other}"),
         }
+    }
+
+    /// How many replicas of `service` are in state running.
+    pub fn running(&self, service: &str) -> usize {
+        self.replicas(service)
+            .iter()
+            .filter(|r| r["state"] == "running")
+            .count()
+    }
+
+    /// The names of the services `dash service ls` lists.
+    pub fn service_names(&self) -> Vec<String> {
+        self.json(&["service", "ls"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["spec"]["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Removes `service`, the last one, and waits up to `timeout` until `dash service ls`
+    /// lists none.
+    pub fn remove_last_service(&self, service: &str, timeout: Duration) {
+        self.ok(&["service", "rm", service]);
+        self.wait(&format!("{service} removed"), timeout, || {
+            self.json(&["service", "ls"])
+                .as_array()
+                .unwrap()
+                .is_empty()
+                .then_some(())
+        });
+    }
+
+    /// The host pid of the first process of replica `replica`.
+    pub fn replica_pid(&self, replica: &str) -> i32 {
+        replica_pid(&self.data_dir, replica)
     }
 
     pub fn write(&self, name: &str, content: &str) -> PathBuf {
@@ -404,6 +456,18 @@ impl Server {
             .args(cmd)
             .output()
             .unwrap()
+    }
+
+    /// Fails the test if [`Server::leftovers`] of `replica_prefix` are still there after
+    /// `within` (the kernel frees a veth shortly after its namespace is unpinned; `ZERO`: now).
+    pub fn assert_no_leftovers(&self, replica_prefix: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        let mut left = self.leftovers(replica_prefix);
+        while !left.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            left = self.leftovers(replica_prefix);
+        }
+        assert!(left.is_empty(), "left behind: {left:#?}");
     }
 
     /// Everything on the host that still carries this server's names.
@@ -570,6 +634,97 @@ pub fn wait_for<T>(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The stdout of `dash args`, whose run `out` must have succeeded; `context` says more about a
+/// failure than the command's stderr.
+fn stdout_of_success(
+    args: &[&str],
+    out: &Output,
+    context: impl FnOnce(&Output) -> String,
+) -> String {
+    assert!(
+        out.status.success(),
+        "dash {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        context(out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The stderr of `dash args`, whose run `out` must have failed.
+fn stderr_of_failure(args: &[&str], out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "dash {args:?} succeeded: {}{err}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    err
+}
+
+/// Runs `cmd` with `input` on its standard input (its outputs captured) to its end.
+pub fn output_with_input(cmd: &mut Command, input: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The first line `child` writes to its (piped) standard output.
+pub fn first_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line
+}
+
+/// The host pid of the first process of replica `replica`, as the monitor of the node whose
+/// data dir is `data_dir` recorded it in the replica's bundle.
+pub fn replica_pid(data_dir: &Path, replica: &str) -> i32 {
+    let p = data_dir.join("containers").join(replica).join("pid");
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// `kill -9 pid`, which must succeed.
+pub fn sigkill(pid: i32) {
+    let ok = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -9 {pid} failed");
+}
+
+/// The string `field` of every one of `rows` (`-o json` rows), sorted.
+pub fn sorted_field(rows: &[Value], field: &str) -> Vec<String> {
+    let mut values: Vec<String> = rows
+        .iter()
+        .map(|r| r[field].as_str().unwrap().to_string())
+        .collect();
+    values.sort();
+    values
+}
+
+/// `replicas` (`dash ps -o json` rows) are `n`, all running at spec version `version`.
+pub fn all_running_at(replicas: &[Value], n: usize, version: u64) -> bool {
+    replicas.len() == n
+        && replicas
+            .iter()
+            .all(|r| r["version"] == version && r["state"] == "running")
 }
 
 /// The files under `dir` (recursively) that hold `needle`'s bytes anywhere.

@@ -1,7 +1,6 @@
 //! The test OpenID Connect provider (npm's `oidc-provider`, an OpenID Certified
 //! implementation; `tests/e2e/oidc/provider.mjs`) on loopback, for the login tests.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -52,16 +51,34 @@ impl Provider {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let line = crate::first_line(&mut child);
         assert!(line.starts_with("ready"), "the provider said {line:?}");
         Provider { child, port }
     }
 
     pub fn issuer(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A `dash server` (see [`crate::Server::start`]) that logs people in with this provider
+    /// (client `dash`) and gives the groups devs, readers and ops the roles deploy, read and
+    /// admin.
+    pub fn server(&self, slot: u8) -> crate::Server {
+        crate::Server::start_with(
+            slot,
+            &[
+                "--oidc-issuer",
+                &self.issuer(),
+                "--oidc-client-id",
+                "dash",
+                "--oidc-role",
+                "devs=deploy",
+                "--oidc-role",
+                "readers=read",
+                "--oidc-role",
+                "ops=admin",
+            ],
+        )
     }
 
     /// The person `account` confirms `user_code` at the verification page.

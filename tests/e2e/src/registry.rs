@@ -76,6 +76,19 @@ impl Registry {
         panic!("registry did not start: {}", r.log());
     }
 
+    /// `dash registry login` of user `dash` (of [`HTPASSWD`]) to this registry, the password
+    /// read from standard input.
+    pub fn login_args(&self) -> [&str; 6] {
+        [
+            "registry",
+            "login",
+            &self.addr,
+            "-u",
+            "dash",
+            "--password-stdin",
+        ]
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }

@@ -30,6 +30,49 @@ fn serve(slot: u8, name: &str, file_text: &str) -> (Server, std::path::PathBuf) 
     (s, file)
 }
 
+/// A server running service `name` (`sh -c script` in `bb:1`, with `resource` in its
+/// `[resources]`) that autoscales to at most 2 replicas at `percent` % of `metric`, once the
+/// scaler has scaled it up to 2 on `metric`, as its event says; also `dash stats name`.
+fn scaled_up_on(
+    slot: u8,
+    name: &str,
+    script: &str,
+    resource: &str,
+    metric: &str,
+    percent: u32,
+) -> (Server, serde_json::Value) {
+    let (s, _) = serve(
+        slot,
+        name,
+        &format!(
+            r#"name = "{name}"
+image = "bb:1"
+command = ["sh", "-c", "{script}"]
+stop_grace_period = "1s"
+
+[resources]
+{resource}
+
+[autoscale]
+max = 2
+{metric}_percent = {percent}
+"#
+        ),
+    );
+    s.wait(
+        &format!("{name} scaled up to 2 on {metric}"),
+        Duration::from_secs(60),
+        || (running(&s, name) == 2).then_some(()),
+    );
+    let events = past_events(&s);
+    assert!(
+        events.contains(&format!("replicas 1 -> 2 (autoscale: {metric}")),
+        "{events}"
+    );
+    let stats = s.json(&["stats", name]);
+    (s, stats)
+}
+
 fn past_events(s: &Server) -> String {
     let out = std::process::Command::new("timeout")
         .arg("2")
@@ -63,12 +106,8 @@ scale_down_delay = "8s"
 "#,
     );
     // By hand only within the bounds.
-    let out = s.dash(&["scale", "aweb", "5"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("autoscales between 1 and 3"),
-        "{err}"
-    );
+    let err = s.fails(&["scale", "aweb", "5"]);
+    assert!(err.contains("autoscales between 1 and 3"), "{err}");
 
     // About 40 requests per second, ten times the target of one replica.
     let stop = Arc::new(AtomicBool::new(false));
@@ -167,31 +206,7 @@ scale_down_delay = "8s"
 #[test]
 fn cpu_use_against_the_replicas_share_scales_a_service_up() {
     // A busy loop capped at a fifth of a core: 100 % of its share, twice the target.
-    let (s, _) = serve(
-        72,
-        "hog",
-        r#"name = "hog"
-image = "bb:1"
-command = ["sh", "-c", "while :; do :; done"]
-stop_grace_period = "1s"
-
-[resources]
-cpu = 0.2
-
-[autoscale]
-max = 2
-cpu_percent = 50
-"#,
-    );
-    s.wait("hog scaled up to 2 on CPU", Duration::from_secs(60), || {
-        (running(&s, "hog") == 2).then_some(())
-    });
-    let events = past_events(&s);
-    assert!(
-        events.contains("replicas 1 -> 2 (autoscale: cpu"),
-        "{events}"
-    );
-    let stats = s.json(&["stats", "hog"]);
+    let (s, stats) = scaled_up_on(72, "hog", "while :; do :; done", "cpu = 0.2", "cpu", 50);
     let first = &stats.as_array().unwrap()[0];
     assert!(
         first["cpu_percent_of_limit"].as_f64().unwrap_or(0.0) > 50.0,
@@ -206,33 +221,14 @@ cpu_percent = 50
 fn memory_use_against_the_replicas_limit_scales_a_service_up() {
     // About 24 MiB held in a shell variable (the loop keeps the shell from exec-ing away),
     // against a 64 MiB limit: ≈ 38 %, about twice the target.
-    let (s, _) = serve(
+    let (_s, stats) = scaled_up_on(
         76,
         "mem",
-        r#"name = "mem"
-image = "bb:1"
-command = ["sh", "-c", "x=$(yes aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa | head -c 25000000); while :; do sleep 1000; done"]
-stop_grace_period = "1s"
-
-[resources]
-memory = "64MiB"
-
-[autoscale]
-max = 2
-memory_percent = 20
-"#,
+        "x=$(yes aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa | head -c 25000000); while :; do sleep 1000; done",
+        "memory = \"64MiB\"",
+        "memory",
+        20,
     );
-    s.wait(
-        "mem scaled up to 2 on memory",
-        Duration::from_secs(60),
-        || (running(&s, "mem") == 2).then_some(()),
-    );
-    let events = past_events(&s);
-    assert!(
-        events.contains("replicas 1 -> 2 (autoscale: memory"),
-        "{events}"
-    );
-    let stats = s.json(&["stats", "mem"]);
     let first = &stats.as_array().unwrap()[0];
     assert_eq!(first["memory_limit_bytes"], 64 << 20, "{stats}");
 }
@@ -244,9 +240,7 @@ fn bad_autoscale_sections_are_refused_naming_the_field() {
         "bad.toml",
         "name = \"bad\"\nimage = \"bb:1\"\n[autoscale]\nmin = 4\nmax = 2\n",
     );
-    let out = s.dash(&["apply", "-f", file.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let err = s.fails(&["apply", "-f", file.to_str().unwrap()]);
     assert!(
         err.contains("autoscale.max = 2: less than autoscale.min = 4"),
         "{err}"

@@ -11,8 +11,7 @@ use serde_json::Value;
 
 #[test]
 fn dry_run_images_nodes_and_logs_follow() {
-    let s = Server::start(21);
-    s.import_busybox("bb:1");
+    let s = Server::start_with_busybox(21);
     let images = s.json(&["image", "ls"]);
     assert_eq!(images[0]["tags"][0], "bb:1");
 
@@ -30,12 +29,8 @@ fn dry_run_images_nodes_and_logs_follow() {
         "{labels}"
     );
     // Only a drained node is activated: refused, naming the node's state.
-    let out = s.dash(&["node", "activate", "e2e21"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("is ready, not drained"),
-        "{err}"
-    );
+    let err = s.fails(&["node", "activate", "e2e21"]);
+    assert!(err.contains("is ready, not drained"), "{err}");
 
     let f = s.write(
         "talk.toml",
@@ -56,12 +51,8 @@ fn dry_run_images_nodes_and_logs_follow() {
     let reps = s.wait_running("talk", 2);
 
     // An image in use cannot be removed.
-    let out = s.dash(&["image", "rm", "bb:1"]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("used by service talk"),
-        "{out:?}"
-    );
+    let err = s.fails(&["image", "rm", "bb:1"]);
+    assert!(err.contains("used by service talk"), "{err}");
 
     // logs -f: lines of both replicas keep coming, each prefixed by its replica.
     let mut child = Command::new(dash_e2e::dash_bin())
@@ -90,22 +81,14 @@ fn dry_run_images_nodes_and_logs_follow() {
         .collect();
     assert_eq!(seen, expected);
 
-    s.ok(&["service", "rm", "talk"]);
-    s.wait("talk removed", Duration::from_secs(30), || {
-        s.json(&["service", "ls"])
-            .as_array()
-            .unwrap()
-            .is_empty()
-            .then_some(())
-    });
+    s.remove_last_service("talk", Duration::from_secs(30));
     s.ok(&["image", "rm", "bb:1"]);
     assert_eq!(s.json(&["image", "ls"]), Value::Array(vec![]));
 }
 
 #[test]
 fn health_checks_drive_healthy_and_unhealthy() {
-    let s = Server::start(22);
-    s.import_busybox("bb:1");
+    let s = Server::start_with_busybox(22);
     let ok = s.write(
         "ok.toml",
         "name = \"ok\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n\
@@ -147,8 +130,7 @@ fn health_checks_drive_healthy_and_unhealthy() {
 /// one makes it `healthy` again; neither restarts it.
 #[test]
 fn tcp_http_status_and_timeout_probes_drive_the_state() {
-    let s = Server::start(23);
-    s.import_busybox("bb:1");
+    let s = Server::start_with_busybox(23);
     let state = |svc: &str| {
         let r = s.replicas(svc);
         assert!(r.len() <= 1, "{r:?}");
@@ -226,8 +208,7 @@ fn tcp_http_status_and_timeout_probes_drive_the_state() {
 /// replica. It stays readable after the service itself is removed.
 #[test]
 fn logs_of_removed_replicas_stay_readable() {
-    let s = Server::start(24);
-    s.import_busybox("bb:1");
+    let s = Server::start_with_busybox(24);
     let talk = |version: &str| {
         format!(
             "name = \"talk\"\nimage = \"bb:1\"\n\
@@ -269,21 +250,10 @@ fn logs_of_removed_replicas_stay_readable() {
     let live_by_id = s.ok(&["logs", &new]);
     assert!(live_by_id.contains("-v2"), "{live_by_id}");
     // Unknown names are a clear error.
-    let out = s.dash(&["logs", "nosuch"]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no service or replica"),
-        "{out:?}"
-    );
+    let err = s.fails(&["logs", "nosuch"]);
+    assert!(err.contains("no service or replica"), "{err}");
     // Still there after the service is gone.
-    s.ok(&["service", "rm", "talk"]);
-    s.wait("talk removed", Duration::from_secs(30), || {
-        s.json(&["service", "ls"])
-            .as_array()
-            .unwrap()
-            .is_empty()
-            .then_some(())
-    });
+    s.remove_last_service("talk", Duration::from_secs(30));
     let previous = s.ok(&["logs", "--previous", "talk"]);
     assert!(
         previous.contains("-v1") && previous.contains("-v2"),

@@ -115,14 +115,7 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
     );
     assert!(!c.running_per_node("cweb").contains_key("m"));
     // Three workers joined at the same moment: each has a subnet of its own.
-    let mut subnets: Vec<String> = c
-        .json(&["node", "ls"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["subnet"].as_str().unwrap().to_string())
-        .collect();
-    subnets.sort();
+    let mut subnets = dash_e2e::sorted_field(c.json(&["node", "ls"]).as_array().unwrap(), "subnet");
     subnets.dedup();
     assert_eq!(subnets.len(), 4, "{subnets:?}");
 
@@ -130,14 +123,7 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
     let reps = c.replicas("cweb");
     let on = |node: &str| reps.iter().find(|r| r["node"] == node).unwrap().clone();
     let (a, b) = (on("w1"), on("w2"));
-    let pid = std::fs::read_to_string(
-        c.nodes[1]
-            .data_dir
-            .join("containers")
-            .join(a["id"].as_str().unwrap())
-            .join("pid"),
-    )
-    .unwrap();
+    let pid = dash_e2e::replica_pid(&c.nodes[1].data_dir, a["id"].as_str().unwrap()).to_string();
     // Routes between nodes follow the masters' node list within a couple of seconds.
     c.wait(
         "w1's replica reaches w2's by IP",
@@ -146,7 +132,7 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
             let out = std::process::Command::new("nsenter")
                 .args([
                     "-t",
-                    pid.trim(),
+                    &pid,
                     "-n",
                     "curl",
                     "-s",
@@ -252,61 +238,39 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
         "{out:?}"
     );
     assert_eq!(out.status.code(), Some(0));
-    let out = c.dash(&["exec", id, "--", "sh", "-c", "echo oops >&2; exit 3"]);
+    // `dash exec [flag] id -- sh -c script`.
+    let sh = |flag: Option<&str>, script: &str| {
+        let exec = [
+            &["exec"][..],
+            flag.as_slice(),
+            &[id, "--", "sh", "-c", script],
+        ];
+        c.dash(&exec.concat())
+    };
+    let out = sh(None, "echo oops >&2; exit 3");
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("oops"),
         "{out:?}"
     );
-    let mut child = std::process::Command::new(dash_e2e::dash_bin())
-        .args([
-            "exec",
-            "-i",
-            id,
-            "--",
-            "sh",
-            "-c",
-            "read line; echo got-$line; hostname",
-        ])
-        .env("DASH_ADDR", &c.addr)
-        .env(
-            "DASH_TOKEN",
-            std::fs::read_to_string(c.nodes[0].data_dir.join("admin.token"))
-                .unwrap()
-                .trim(),
-        )
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(b"ping\n").unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("got-ping") && text.contains(id), "{text}");
-    let out = c.dash(&[
+    let read_line = [
         "exec",
-        "-t",
+        "-i",
         id,
         "--",
         "sh",
         "-c",
-        "test -t 0 && test -t 1 && echo on-a-terminal",
-    ]);
+        "read line; echo got-$line; hostname",
+    ];
+    let out = c.dash_input(&read_line, "ping\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("got-ping") && text.contains(id), "{text}");
+    let out = sh(Some("-t"), "test -t 0 && test -t 1 && echo on-a-terminal");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("on-a-terminal"),
         "{out:?}"
     );
-    let out = c.dash(&[
-        "exec",
-        id,
-        "--",
-        "sh",
-        "-c",
-        "test -t 0 || echo no-terminal",
-    ]);
+    let out = sh(None, "test -t 0 || echo no-terminal");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("no-terminal"),
         "{out:?}"
@@ -314,16 +278,11 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
     // The terminal is the container's own (its devpts names it) and the command's controlling
     // terminal (tty_nr, the 7th field of /proc/self/stat, is not 0; the shell leads its
     // session), so shells get job control.
-    let out = c.dash(&[
-        "exec",
-        "-t",
-        id,
-        "--",
-        "sh",
-        "-c",
+    let out = sh(
+        Some("-t"),
         "tty; read -r pid comm state ppid pgrp session tty_nr rest < /proc/self/stat; \
          echo tty_nr=$tty_nr leader=$(test $pid = $session && echo yes)",
-    ]);
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/dev/pts/"), "{out:?}");
     assert!(
@@ -331,7 +290,6 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
         "{out:?}"
     );
     // Its size follows the caller's terminal: `script` gives the CLI one of 33 × 111.
-    let token = std::fs::read_to_string(c.nodes[0].data_dir.join("admin.token")).unwrap();
     let out = std::process::Command::new("script")
         .args([
             "-qec",
@@ -341,8 +299,7 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
             ),
             "/dev/null",
         ])
-        .env("DASH_ADDR", &c.addr)
-        .env("DASH_TOKEN", token.trim())
+        .envs(c.admin_env())
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -370,13 +327,7 @@ fn cluster_joins_spreads_reaches_across_nodes_and_heals() {
         .args(["3"])
         .arg(dash_e2e::dash_bin())
         .args(["logs", "-f", "ticker"])
-        .env("DASH_ADDR", &c.addr)
-        .env(
-            "DASH_TOKEN",
-            std::fs::read_to_string(c.nodes[0].data_dir.join("admin.token"))
-                .unwrap()
-                .trim(),
-        )
+        .envs(c.admin_env())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -658,12 +609,8 @@ fn global_services_drain_and_automatic_rollback() {
     );
 
     // A service without a previous version has nothing to roll back to, and says so.
-    let out = c.dash(&["service", "rollback", "gl"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("no previous version"),
-        "{err}"
-    );
+    let err = c.fails(&["service", "rollback", "gl"]);
+    assert!(err.contains("no previous version"), "{err}");
     c.finish();
 }
 

@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,11 +12,7 @@ use dash_e2e::Server;
 /// session started there. The client's own command line (`dash exec … -- sh -c …`) runs on the
 /// host, so it can never be mistaken for the command.
 fn processes_in(s: &Server, id: &str) -> Vec<String> {
-    let init: i32 = std::fs::read_to_string(s.data_dir.join("containers").join(id).join("pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let init = s.replica_pid(id);
     let ns_of = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
     let container_ns = ns_of(&init.to_string()).expect("the replica's init runs");
     std::fs::read_dir("/proc")
@@ -64,10 +59,7 @@ fn hangup_on_disconnect(slot: u8, runtime: &str) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut first = String::new();
-    BufReader::new(client.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let first = dash_e2e::first_line(&mut client);
     assert!(first.contains(&marker), "{first:?}");
     let started = processes_in(&s, &id);
     assert!(

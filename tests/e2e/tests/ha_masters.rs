@@ -38,14 +38,7 @@ fn writes_survive_ten_leader_kills_and_no_replica_restarts() {
         let r = c.replicas("keep");
         (r.len() == 2 && r.iter().all(|x| x["state"] == "running")).then_some(r)
     });
-    let ids = |r: &[Value]| {
-        let mut v: Vec<String> = r
-            .iter()
-            .map(|x| x["id"].as_str().unwrap_or_default().to_string())
-            .collect();
-        v.sort();
-        v
-    };
+    let ids = |r: &[Value]| dash_e2e::sorted_field(r, "id");
 
     // The writer: a new service per write (no replicas: this is about the log), through every
     // master's address; the acknowledged ones are logged.
@@ -53,8 +46,7 @@ fn writes_survive_ten_leader_kills_and_no_replica_restarts() {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (acked, stop) = (acked.clone(), stop.clone());
-        let addr = c.addr.clone();
-        let token = std::fs::read_to_string(c.nodes[0].data_dir.join("admin.token")).unwrap();
+        let admin = c.admin_env();
         let file = c.dir.path().join("w.toml");
         std::thread::spawn(move || {
             let mut n = 0u64;
@@ -68,8 +60,7 @@ fn writes_survive_ten_leader_kills_and_no_replica_restarts() {
                 .unwrap();
                 let out = std::process::Command::new(dash_e2e::dash_bin())
                     .args(["apply", "-f", file.to_str().unwrap()])
-                    .env("DASH_ADDR", &addr)
-                    .env("DASH_TOKEN", token.trim())
+                    .envs(admin.clone())
                     .output()
                     .unwrap();
                 if out.status.success() {

@@ -481,11 +481,7 @@ fn a_single_master_data_dir_becomes_a_one_member_raft_cluster_with_its_replicas_
         "up.toml",
         "name = \"up\"\nimage = \"bb:up\"\ncommand = [\"sleep\", \"100000\"]\nreplicas = 2\n",
     );
-    let ids = |r: &[Value]| {
-        let mut v: Vec<String> = r.iter().map(|x| x["id"].to_string()).collect();
-        v.sort();
-        v
-    };
+    let ids = |r: &[Value]| dash_e2e::sorted_field(r, "id");
     let before = s.wait_running("up", 2);
     assert!(
         s.dash(&["cluster", "status"]).status.code() != Some(0),
@@ -579,6 +575,16 @@ fn an_image_imported_through_a_master_runs_on_a_worker_after_that_master_is_kill
                 .count()
         })
     };
+    // Waits until every master has `n` untagged images.
+    let untagged_everywhere = |what: &str, n: usize| {
+        for i in 0..3 {
+            c.wait(
+                &format!("{what} on {}", c.nodes[i].name),
+                Duration::from_secs(30),
+                || (untagged(i)? == n).then_some(()),
+            );
+        }
+    };
     // One more file in the rootfs the first tar was made from: other content.
     std::fs::write(c.dir.path().join("rootfs/www/second.html"), "2\n").unwrap();
     let other = dash_e2e::busybox_rootfs_tar(c.dir.path());
@@ -593,21 +599,11 @@ fn an_image_imported_through_a_master_runs_on_a_worker_after_that_master_is_kill
         ],
     );
     assert!(out.status.success(), "{out:?}");
-    for i in 0..3 {
-        c.wait(
-            &format!("the first busybox:sync untagged on {}", c.nodes[i].name),
-            Duration::from_secs(30),
-            || (untagged(i)? == 1).then_some(()),
-        );
-    }
+    untagged_everywhere("the first busybox:sync untagged", 1);
     let out = c.dash_at(leader, &["image", "prune"]);
     assert!(out.status.success(), "{out:?}");
+    untagged_everywhere("pruned", 0);
     for i in 0..3 {
-        c.wait(
-            &format!("pruned on {}", c.nodes[i].name),
-            Duration::from_secs(30),
-            || (untagged(i)? == 0).then_some(()),
-        );
         assert!(
             images_at(i).unwrap().iter().any(|im| im["tags"]
                 .as_array()
@@ -654,18 +650,7 @@ fn registry_credentials_taken_at_one_master_serve_pulls_at_another_after_it_is_k
     }
     let leader = c.wait("a leader", Duration::from_secs(15), || c.leader());
     let via = (0..3).find(|i| *i != leader).unwrap();
-    let out = c.dash_at_input(
-        via,
-        &[
-            "registry",
-            "login",
-            &reg.addr,
-            "-u",
-            "dash",
-            "--password-stdin",
-        ],
-        "s3cret-pass\n",
-    );
+    let out = c.dash_at_input(via, &reg.login_args(), "s3cret-pass\n");
     assert!(
         out.status.success(),
         "{}",

@@ -188,9 +188,7 @@ fn scheduled_runs_start_at_their_slots_and_the_history_keeps_three_with_logs() {
         },
     );
     // A run that left the history: its logs went with it, and the error says so.
-    let out = s.dash(&["logs", "tick", "--run", "1"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = s.fails(&["logs", "tick", "--run", "1"]);
     assert!(err.contains("no run 1 in its history"), "{err}");
     // ls: the schedule, the last run, the next one.
     let ls = s.json(&["job", "ls"]);
@@ -211,9 +209,7 @@ fn scheduled_runs_start_at_their_slots_and_the_history_keeps_three_with_logs() {
     assert!(!events_of(&s, "tick", "job_run_succeeded").is_empty());
     // Suspended: nothing starts, not even by hand.
     s.ok(&["job", "suspend", "tick"]);
-    let out = s.dash(&["job", "run", "tick"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = s.fails(&["job", "run", "tick"]);
     assert!(err.contains("suspended"), "{err}");
     std::thread::sleep(Duration::from_secs(2));
     let before = rec.of("tick").len();
@@ -224,11 +220,7 @@ fn scheduled_runs_start_at_their_slots_and_the_history_keeps_three_with_logs() {
         (rec.of("tick").len() > before).then_some(())
     });
     s.remove_all_services();
-    assert!(
-        s.leftovers("tick-").is_empty(),
-        "{:?}",
-        s.leftovers("tick-")
-    );
+    s.assert_no_leftovers("tick-", Duration::ZERO);
 }
 
 #[test]
@@ -318,7 +310,7 @@ fn concurrency_forbid_skips_replace_stops_allow_overlaps_and_a_manual_run_obeys_
     );
     s.remove_all_services();
     for p in ["forbid-", "replace-", "allow-"] {
-        assert!(s.leftovers(p).is_empty(), "{:?}", s.leftovers(p));
+        s.assert_no_leftovers(p, Duration::ZERO);
     }
 }
 
@@ -442,7 +434,7 @@ fn failed_attempts_are_retried_to_the_limit_and_a_deadline_stops_a_hang() {
     });
     s.remove_all_services();
     for p in ["flaky-", "hang-"] {
-        assert!(s.leftovers(p).is_empty(), "{:?}", s.leftovers(p));
+        s.assert_no_leftovers(p, Duration::ZERO);
     }
 }
 
@@ -542,11 +534,7 @@ fn a_master_killed_before_a_slot_runs_it_once_and_a_late_slot_is_skipped() {
         assert_eq!(reports, 1, "run {run} reported {reports} times");
     }
     s.remove_all_services();
-    assert!(
-        s.leftovers("nightly-").is_empty(),
-        "{:?}",
-        s.leftovers("nightly-")
-    );
+    s.assert_no_leftovers("nightly-", Duration::ZERO);
 }
 
 /// Three masters (real Raft) and a worker: the leader is killed 300 ms before a slot; the new

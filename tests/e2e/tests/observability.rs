@@ -12,8 +12,7 @@ use dash_e2e::Server;
 /// event and after its restart, instead of only "exit code 137".
 #[test]
 fn an_oom_kill_is_named_with_the_limit() {
-    let s = Server::start(72);
-    s.import_busybox("bb:1");
+    let s = Server::start_with_busybox(72);
     // dd asks for a 64 MiB buffer in a cgroup that allows 8 MiB (there is no swap to go to).
     s.apply(
         "hog.toml",
@@ -80,8 +79,7 @@ fn an_oom_kill_is_named_with_the_limit() {
 /// `dash ps` and the event say it was its health check.
 #[test]
 fn a_replica_stopped_by_its_health_check_says_so() {
-    let s = Server::start(78);
-    s.import_busybox("bb:1");
+    let s = Server::start_with_busybox(78);
     // Ready for a second after each start, then not: every run ends by its health check.
     s.apply(
         "flaky.toml",
@@ -145,21 +143,10 @@ fn promtool_accepts(text: &str) {
         "promtool (Debian's prometheus package)",
         std::path::Path::new("/usr/bin/promtool").exists(),
     );
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = dash_e2e::output_with_input(
+        std::process::Command::new("promtool").args(["check", "metrics"]),
+        text,
+    );
     assert!(
         out.status.success(),
         "promtool check metrics: {}{}",
@@ -173,8 +160,7 @@ fn promtool_accepts(text: &str) {
 /// replica, and logs and events answer time windows.
 #[test]
 fn metrics_history_top_and_time_windows_on_one_node() {
-    let s = Server::start(74);
-    s.import_busybox("bb:1");
+    let s = Server::start_with_busybox(74);
     let token = s.token();
     s.apply(
         "burn.toml",
@@ -401,12 +387,8 @@ fn metrics_history_top_and_time_windows_on_one_node() {
     ] {
         assert!(!burn_row[key].is_null(), "{key}: {burn_row}");
     }
-    let out = s.dash(&["top", "--interval", "10ms", "-n", "1"]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--interval"),
-        "{out:?}"
-    );
+    let err = s.fails(&["top", "--interval", "10ms", "-n", "1"]);
+    assert!(err.contains("--interval"), "{err}");
 
     // Logs in a window: --since 2s gives only lines of the last 2 s, both replicas' merged in
     // time order; --until before the service existed gives none.
@@ -444,9 +426,7 @@ fn metrics_history_top_and_time_windows_on_one_node() {
     );
     let none = s.ok(&["logs", "--until", &before_start, "talk"]);
     assert_eq!(none.trim(), "", "{none}");
-    let out = s.dash(&["logs", "--since", "yesterday", "talk"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = s.fails(&["logs", "--since", "yesterday", "talk"]);
     assert!(err.contains("--since") && err.contains("RFC 3339"), "{err}");
 
     // Events filtered by service and type, over a window that ends now.
@@ -473,12 +453,8 @@ fn metrics_history_top_and_time_windows_on_one_node() {
             .iter()
             .all(|e| e["service"] == "talk" && e["kind"] == "replica_running")
     );
-    let out = s.dash(&["events", "--type", "replica_exploded", "--until", "now"]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("type"),
-        "{out:?}"
-    );
+    let err = s.fails(&["events", "--type", "replica_exploded", "--until", "now"]);
+    assert!(err.contains("type"), "{err}");
 
     // A stop is not held up by answers that never end (`dash events`, `dash logs -f`, an
     // open portal): they are cut after a short grace.

@@ -66,21 +66,7 @@ fn user(home: &Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn people_log_in_with_the_provider_and_get_the_role_of_their_groups() {
     let p = Provider::start(17791, "k1", 3);
-    let s = Server::start_with(
-        71,
-        &[
-            "--oidc-issuer",
-            &p.issuer(),
-            "--oidc-client-id",
-            "dash",
-            "--oidc-role",
-            "devs=deploy",
-            "--oidc-role",
-            "readers=read",
-            "--oidc-role",
-            "ops=admin",
-        ],
-    );
+    let s = p.server(71);
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
 

@@ -20,8 +20,7 @@ fn the_portal_in_a_real_browser() {
         Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists(),
     );
     dash_e2e::require("python3", Path::new("/usr/bin/python3").exists());
-    let s = Server::start(76);
-    s.import_busybox("bb:1");
+    let s = Server::start_with_busybox(76);
     s.apply(
         "web.toml",
         "name = \"web\"\nimage = \"bb:1\"\n\
@@ -54,12 +53,7 @@ fn the_portal_in_a_real_browser() {
         &artifacts,
     );
     // It scaled the service to 3 through the page: the cluster has them.
-    let running = s
-        .replicas("web")
-        .iter()
-        .filter(|r| r["state"] == "running")
-        .count();
-    assert_eq!(running, 3, "{text}");
+    assert_eq!(s.running("web"), 3, "{text}");
     for page in ["login", "overview", "service"] {
         assert!(
             std::fs::read_dir(&artifacts).unwrap().any(|e| e
@@ -84,21 +78,7 @@ fn the_portal_logs_people_in_with_openid_connect() {
         Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists(),
     );
     let p = dash_e2e::oidc::Provider::start(17794, "k1", 60);
-    let s = Server::start_with(
-        77,
-        &[
-            "--oidc-issuer",
-            &p.issuer(),
-            "--oidc-client-id",
-            "dash",
-            "--oidc-role",
-            "devs=deploy",
-            "--oidc-role",
-            "readers=read",
-            "--oidc-role",
-            "ops=admin",
-        ],
-    );
+    let s = p.server(77);
     s.import_busybox("bb:1");
     s.apply(
         "web.toml",

@@ -122,11 +122,7 @@ fn routes_by_host_and_path_and_survives_scaling_kills_and_updates_under_load() {
     let f2 = s.write("web2.toml", &web(3, "[env]\nV = \"2\"\n"));
     s.ok(&["apply", "-f", f2.to_str().unwrap()]);
     s.wait("all at version 2", Duration::from_secs(60), || {
-        let r = s.replicas("web");
-        (r.len() == 3
-            && r.iter()
-                .all(|x| x["version"] == 2 && x["state"] == "running"))
-        .then_some(())
+        dash_e2e::all_running_at(&s.replicas("web"), 3, 2).then_some(())
     });
     std::thread::sleep(Duration::from_millis(1000));
     let (ok, failed) = load.finish();
@@ -137,17 +133,10 @@ fn routes_by_host_and_path_and_survives_scaling_kills_and_updates_under_load() {
 
     // kill -9 of a replica under load: only requests in flight may fail, none after.
     let victim = s.replicas("web")[0]["id"].as_str().unwrap().to_string();
-    let pid: i32 = std::fs::read_to_string(s.data_dir.join("containers").join(&victim).join("pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = s.replica_pid(&victim);
     let load = Load::start(&proxy, "web.local", 4, Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(300));
-    std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
+    dash_e2e::sigkill(pid);
     s.wait("the victim running again", Duration::from_secs(10), || {
         let r = s.replicas("web");
         r.iter()

@@ -52,13 +52,7 @@ fn pull_by_tag_and_digest_then_run_twenty_replicas_fetching_each_blob_once() {
             .any(|t| t == reference.as_str())),
         "{images}"
     );
-    assert_eq!(
-        s.replicas("many")
-            .iter()
-            .filter(|r| r["state"] == "running")
-            .count(),
-        20
-    );
+    assert_eq!(s.running("many"), 20);
     // In use: refused.
     let out = s.dash(&["image", "rm", &reference]);
     assert!(
@@ -66,14 +60,7 @@ fn pull_by_tag_and_digest_then_run_twenty_replicas_fetching_each_blob_once() {
         "{out:?}"
     );
 
-    s.ok(&["service", "rm", "many"]);
-    s.wait("many removed", Duration::from_secs(60), || {
-        s.json(&["service", "ls"])
-            .as_array()
-            .unwrap()
-            .is_empty()
-            .then_some(())
-    });
+    s.remove_last_service("many", Duration::from_secs(60));
     // No longer used: rm works, and prune then finds nothing more of it to free.
     s.ok(&["image", "rm", &reference]);
     s.ok(&["image", "rm", &by_digest]);
@@ -100,12 +87,8 @@ fn missing_image_with_pull_policy_never_fails_clearly() {
         "{r:?}"
     );
     // A pull of a tag the registry lacks names it.
-    let out = s.dash(&["image", "pull", &format!("{}/nothing:1", reg.addr)]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("nothing"),
-        "{out:?}"
-    );
+    let err = s.fails(&["image", "pull", &format!("{}/nothing:1", reg.addr)]);
+    assert!(err.contains("nothing"), "{err}");
 }
 
 #[test]
@@ -118,35 +101,13 @@ fn registry_login_wrong_then_right_password() {
     let reference = format!("{}/private/bb:1", reg.addr);
 
     // Without credentials: refused, saying so.
-    let out = s.dash(&["image", "pull", &reference]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    let err = s.fails(&["image", "pull", &reference]).to_lowercase();
     assert!(
         err.contains("auth") || err.contains("unauthorized"),
         "{err}"
     );
 
-    let login = |password: &str| {
-        let mut child = std::process::Command::new(dash_e2e::dash_bin())
-            .args([
-                "registry",
-                "login",
-                &reg.addr,
-                "-u",
-                "dash",
-                "--password-stdin",
-            ])
-            .env("DASH_ADDR", &s.addr)
-            .env("DASH_DATA_DIR", &s.data_dir)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let login = |password: &str| s.dash_input(&reg.login_args(), &format!("{password}\n"));
     let out = login("wrong");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -173,8 +134,7 @@ fn registry_login_wrong_then_right_password() {
     s.ok(&["registry", "logout", &reg.addr]);
     reg.push(&layout, "1", "private/bb2", Some("dash:s3cret-pass"));
     let second = format!("{}/private/bb2:1", reg.addr);
-    let out = s.dash(&["image", "pull", &second]);
-    assert!(!out.status.success(), "{out:?}");
+    s.fails(&["image", "pull", &second]);
 
     // A login an older release stored in <data>/registries.json moves into the state at
     // the next start, and the file forgets it.

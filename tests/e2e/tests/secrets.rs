@@ -20,11 +20,7 @@ fn settled(c: &Cluster, service: &str, n: usize, version: u64) -> Vec<Value> {
         Duration::from_secs(90),
         || {
             let all = c.replicas(service);
-            let ok = all.len() == n
-                && all
-                    .iter()
-                    .all(|r| r["state"] == "running" && r["version"] == version);
-            ok.then_some(all)
+            dash_e2e::all_running_at(&all, n, version).then_some(all)
         },
     )
 }
@@ -147,12 +143,8 @@ fn secrets_reach_every_replica_that_lists_them_and_nothing_else() {
     }
 
     // Removal is refused while a service lists it.
-    let out = c.dash(&["secret", "rm", "db-password"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("used by service vault"),
-        "{err}"
-    );
+    let err = c.fails(&["secret", "rm", "db-password"]);
+    assert!(err.contains("used by service vault"), "{err}");
 }
 
 #[test]
@@ -161,40 +153,31 @@ fn bad_secrets_and_configs_are_refused_whole_naming_the_field() {
     s.import_busybox("bb:bad");
     // Over 500 KiB, a name with a slash: refused before anything is stored.
     let big = s.write("big.bin", &"x".repeat(500 * 1024 + 1));
-    let out = s.dash(&["secret", "create", "big", "-f", big.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("500 KiB"), "{err}");
+    let err = s.fails(&["secret", "create", "big", "-f", big.to_str().unwrap()]);
+    assert!(err.contains("500 KiB"), "{err}");
     let small = s.write("small.txt", "v");
-    let out = s.dash(&[
+    let err = s.fails(&[
         "secret",
         "create",
         "db/password",
         "-f",
         small.to_str().unwrap(),
     ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("slash"), "{err}");
+    assert!(err.contains("slash"), "{err}");
     // The API says the same to a client that skips the CLI's checks.
-    let (status, body) = dash_e2e::http_request_json(
-        &s.addr,
-        "POST",
-        "/v1/secrets",
-        &s.token(),
-        &serde_json::json!({"name": "a/b", "data": "eA=="}),
-    )
-    .unwrap();
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("\"field\":\"name\""), "{body}");
-    let (status, body) = dash_e2e::http_request_json(
-        &s.addr,
-        "POST",
-        "/v1/secrets",
-        &s.token(),
-        &serde_json::json!({"name": "big", "data": base64_of(&vec![b'x'; 500 * 1024 + 1])}),
-    )
-    .unwrap();
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("\"field\":\"data\""), "{body}");
+    for (secret, field) in [
+        (serde_json::json!({"name": "a/b", "data": "eA=="}), "name"),
+        (
+            serde_json::json!({"name": "big", "data": base64_of(&vec![b'x'; 500 * 1024 + 1])}),
+            "data",
+        ),
+    ] {
+        let (status, body) =
+            dash_e2e::http_request_json(&s.addr, "POST", "/v1/secrets", &s.token(), &secret)
+                .unwrap();
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains(&format!("\"field\":\"{field}\"")), "{body}");
+    }
     assert_eq!(s.json(&["secret", "ls"]), serde_json::json!([]));
 
     // A config target that is a relative path, a secret that does not exist: the service is

@@ -22,8 +22,7 @@ fn probe(s: &Server, id: &str) -> BTreeMap<String, i32> {
 
 /// The effective capability mask of the replica's first process, from the host.
 fn cap_eff(s: &Server, id: &str) -> u64 {
-    let pid = std::fs::read_to_string(s.data_dir.join("containers").join(id).join("pid")).unwrap();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.replica_pid(id))).unwrap();
     let hex = status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
@@ -132,36 +131,25 @@ fn replicas_run_under_the_default_seccomp_profile_and_capabilities_unless_the_se
             "bad.toml",
             &service("bad", &format!("[security]\nseccomp = \"{file}\"\n")),
         );
-        let out = s.dash(&["apply", "-f", path.to_str().unwrap()]);
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = s.fails(&["apply", "-f", path.to_str().unwrap()]);
         assert!(
-            !out.status.success() && err.contains("security.seccomp") && err.contains(words),
-            "{file}: {out:?}"
+            err.contains("security.seccomp") && err.contains(words),
+            "{file}: {err}"
         );
     }
     let missing = s.write(
         "bad.toml",
         &service("bad", "[security]\nseccomp = \"nowhere.json\"\n"),
     );
-    let out = s.dash(&["apply", "-f", missing.to_str().unwrap()]);
-    assert!(
-        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("nowhere.json"),
-        "{out:?}"
-    );
-    let names: Vec<String> = s
-        .json(&["service", "ls"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["spec"]["name"].as_str().unwrap().to_string())
-        .collect();
+    let err = s.fails(&["apply", "-f", missing.to_str().unwrap()]);
+    assert!(err.contains("nowhere.json"), "{err}");
+    let names = s.service_names();
     assert!(!names.contains(&"bad".to_string()), "{names:?}");
 }
 
 /// The host uid of the first process of replica `id` (the real uid of /proc/PID/status).
 fn host_uid(s: &Server, id: &str) -> u32 {
-    let pid = std::fs::read_to_string(s.data_dir.join("containers").join(id).join("pid")).unwrap();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.replica_pid(id))).unwrap();
     status
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))
@@ -173,8 +161,7 @@ fn host_uid(s: &Server, id: &str) -> u32 {
 
 #[test]
 fn user_namespaces_give_each_replica_a_range_of_host_ids_of_its_own() {
-    let s = Server::start(70);
-    s.import_busybox("bb:1");
+    let s = Server::start_with_busybox(70);
     let pw = s.write("pw.txt", "userns-secret");
     s.ok(&["secret", "create", "pw", "-f", pw.to_str().unwrap()]);
     s.apply(

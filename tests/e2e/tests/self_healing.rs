@@ -5,37 +5,34 @@
 use std::process::Command;
 use std::time::Duration;
 
-use dash_e2e::{Server, http_get};
+use dash_e2e::{Server, http_get, sorted_field};
 use serde_json::Value;
 
-/// The ids of `replicas` (`dash ps -o json` rows), sorted.
-fn sorted_ids(replicas: &[Value]) -> Vec<String> {
-    let mut ids: Vec<String> = replicas
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
+/// `after` (`dash ps -o json` rows) are the replicas of `before`, none of them restarted.
+fn assert_the_same_replicas_not_restarted(before: &[Value], after: &[Value]) {
+    assert_eq!(
+        sorted_field(before, "id"),
+        sorted_field(after, "id"),
+        "the same replicas"
+    );
+    assert!(
+        after.iter().all(|r| r["restarts"] == 0),
+        "not restarted: {after:?}"
+    );
 }
 
-fn host_pid_of(s: &Server, replica: &str) -> i32 {
-    // The monitor records the container's init pid in the bundle.
-    let p = s.data_dir.join("containers").join(replica).join("pid");
-    std::fs::read_to_string(&p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .trim()
-        .parse()
-        .unwrap()
+/// Applies service `name`: `sleep 600` in `bb:1`, then the lines `extra`.
+fn apply_sleeper(s: &Server, name: &str, extra: &str) {
+    s.apply(
+        &format!("{name}.toml"),
+        &format!("name = \"{name}\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"600\"]\n{extra}"),
+    );
 }
 
 #[test]
 fn killed_replica_restarts_and_the_event_shows() {
-    let s = Server::start(11);
-    s.import_busybox("bb:1");
-    s.apply(
-        "sleepy.toml",
-        "name = \"sleepy\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"600\"]\n",
-    );
+    let s = Server::start_with_busybox(11);
+    apply_sleeper(&s, "sleepy", "");
     let r = s.wait_running("sleepy", 1);
     let id = r[0]["id"].as_str().unwrap().to_string();
 
@@ -50,12 +47,7 @@ fn killed_replica_restarts_and_the_event_shows() {
         .spawn()
         .unwrap();
 
-    let pid = host_pid_of(&s, &id);
-    let st = Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    dash_e2e::sigkill(s.replica_pid(&id));
     let after = s.wait(
         "the replica running again with restarts=1",
         Duration::from_secs(10),
@@ -78,8 +70,7 @@ fn killed_replica_restarts_and_the_event_shows() {
 
 #[test]
 fn failing_command_backs_off_under_on_failure() {
-    let s = Server::start(12);
-    s.import_busybox("bb:1");
+    let s = Server::start_with_busybox(12);
     s.apply(
         "crash.toml",
         "name = \"crash\"\nimage = \"bb:1\"\ncommand = [\"sh\", \"-c\", \"echo boom; exit 1\"]\n\
@@ -112,8 +103,7 @@ fn failing_command_backs_off_under_on_failure() {
 
 #[test]
 fn replicas_outlive_a_killed_daemon_and_are_readopted() {
-    let mut s = Server::start(13);
-    s.import_busybox("bb:1");
+    let mut s = Server::start_with_busybox(13);
     s.apply("web.toml",
         "name = \"web\"\nimage = \"bb:1\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\nreplicas = 3\n");
     let before = s.wait_running("web", 3);
@@ -131,11 +121,7 @@ fn replicas_outlive_a_killed_daemon_and_are_readopted() {
     }
     s.restart();
     let after = s.wait_running("web", 3);
-    assert_eq!(sorted_ids(&before), sorted_ids(&after), "the same replicas");
-    assert!(
-        after.iter().all(|r| r["restarts"] == 0),
-        "not restarted: {after:?}"
-    );
+    assert_the_same_replicas_not_restarted(&before, &after);
 }
 
 /// A data dir of the version before node.db (the node's records in dash.db) starts under this
@@ -146,16 +132,12 @@ fn a_data_dir_of_the_previous_layout_is_upgraded_in_place() {
         "sqlite3 (apt install sqlite3)",
         Command::new("sqlite3").arg("-version").output().is_ok(),
     );
-    let mut s = Server::start(17);
-    s.import_busybox("bb:1");
-    s.apply(
-        "up.toml",
-        "name = \"up\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"600\"]\nreplicas = 2\n",
-    );
+    let mut s = Server::start_with_busybox(17);
+    apply_sleeper(&s, "up", "replicas = 2\n");
     let before = s.wait_running("up", 2);
     let pids: Vec<i32> = before
         .iter()
-        .map(|r| host_pid_of(&s, r["id"].as_str().unwrap()))
+        .map(|r| s.replica_pid(r["id"].as_str().unwrap()))
         .collect();
     s.kill9();
     // The previous layout: the node's records in dash.db, no node.db.
@@ -177,14 +159,10 @@ fn a_data_dir_of_the_previous_layout_is_upgraded_in_place() {
     }
     s.restart();
     let after = s.wait_running("up", 2);
-    assert_eq!(sorted_ids(&before), sorted_ids(&after), "the same replicas");
-    assert!(
-        after.iter().all(|r| r["restarts"] == 0),
-        "not restarted: {after:?}"
-    );
+    assert_the_same_replicas_not_restarted(&before, &after);
     let pids_after: Vec<i32> = before
         .iter()
-        .map(|r| host_pid_of(&s, r["id"].as_str().unwrap()))
+        .map(|r| s.replica_pid(r["id"].as_str().unwrap()))
         .collect();
     assert_eq!(pids, pids_after, "the same processes");
     assert!(
@@ -253,25 +231,14 @@ fn tar_with_entry(name: &str, data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn replica_that_exited_while_the_daemon_was_down_follows_its_restart_policy() {
-    let mut s = Server::start(15);
-    s.import_busybox("bb:1");
-    s.apply(
-        "two.toml",
-        "name = \"two\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"600\"]\nreplicas = 2\n",
-    );
+    let mut s = Server::start_with_busybox(15);
+    apply_sleeper(&s, "two", "replicas = 2\n");
     let before = s.wait_running("two", 2);
     let victim = before[0]["id"].as_str().unwrap().to_string();
     let other = before[1]["id"].as_str().unwrap().to_string();
 
     s.kill9();
-    let pid = host_pid_of(&s, &victim);
-    assert!(
-        Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    dash_e2e::sigkill(s.replica_pid(&victim));
     s.restart();
 
     let after = s.wait(
@@ -298,24 +265,18 @@ fn replica_that_exited_while_the_daemon_was_down_follows_its_restart_policy() {
 /// 24 s), but a crash after a run of more than 10 s is restarted at once.
 #[test]
 fn the_back_off_starts_over_after_a_long_run() {
-    let s = Server::start(16);
-    s.import_busybox("bb:1");
-    s.apply(
-        "reset.toml",
-        "name = \"reset\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"600\"]\n\
-         [restart]\nbackoff = \"12s\"\nmax_backoff = \"60s\"\n",
+    let s = Server::start_with_busybox(16);
+    apply_sleeper(
+        &s,
+        "reset",
+        "[restart]\nbackoff = \"12s\"\nmax_backoff = \"60s\"\n",
     );
     let id = s.wait_running("reset", 1)[0]["id"]
         .as_str()
         .unwrap()
         .to_string();
     let kill = |restarts_before: u64| {
-        let pid = host_pid_of(&s, &id);
-        let st = Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
+        dash_e2e::sigkill(s.replica_pid(&id));
         s.wait("the kill seen", Duration::from_secs(10), || {
             let r = s.replicas("reset");
             (r[0]["restarts"].as_u64() > Some(restarts_before)

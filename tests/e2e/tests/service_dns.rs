@@ -256,6 +256,10 @@ fn replicas_find_services_by_name_within_their_networks_and_other_names_go_upstr
     // Through the virtual IP (by name, or by address): web reaches api, ui does not.
     let fetch =
         |from: &str, url: &str| s.exec_in(from, &["timeout", "3", "wget", "-q", "-O-", url]);
+    // The standard output of `sh -c script` in web.
+    let sh_in_web = |script: &str| {
+        String::from_utf8_lossy(&s.exec_in(&web, &["sh", "-c", script]).stdout).to_string()
+    };
     let out = fetch(&web, "http://api:8080/");
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("hello"),
@@ -298,17 +302,8 @@ fn replicas_find_services_by_name_within_their_networks_and_other_names_go_upstr
     // its entry's time left, and still echoes after an idle pause. (The 20-minute pause
     // itself: bench/vip-idle.sh.)
     let held = std::thread::scope(|scope| {
-        let client = scope.spawn(|| {
-            let out = s.exec_in(
-                &web,
-                &[
-                    "sh",
-                    "-c",
-                    "(echo ping1; sleep 4; echo ping2; sleep 1) | nc -w 3 api 9000",
-                ],
-            );
-            String::from_utf8_lossy(&out.stdout).to_string()
-        });
+        let client = scope
+            .spawn(|| sh_in_web("(echo ping1; sleep 4; echo ping2; sleep 1) | nc -w 3 api 9000"));
         let entry = s.wait(
             "the held connection's entry",
             Duration::from_secs(10),
@@ -340,21 +335,12 @@ fn replicas_find_services_by_name_within_their_networks_and_other_names_go_upstr
 
     // 1,000 lookups at once from one replica (kubernetes#56903: a conntrack race made such
     // bursts lose answers): every one is answered with the virtual IP.
-    let burst = s.exec_in(
-        &web,
-        &[
-            "sh",
-            "-c",
-            "for i in $(seq 1000); do (nslookup api > /tmp/l.$i 2>&1 &); done; sleep 5; \
-             ok=0; for i in $(seq 1000); do grep -q \"Address: $VIP\" /tmp/l.$i && ok=$((ok+1)); done; \
-             rm -f /tmp/l.*; echo answered=$ok",
-        ]
-        .map(|a| a.replace("$VIP", &vip))
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>(),
+    let burst = sh_in_web(
+        &"for i in $(seq 1000); do (nslookup api > /tmp/l.$i 2>&1 &); done; sleep 5; \
+          ok=0; for i in $(seq 1000); do grep -q \"Address: $VIP\" /tmp/l.$i && ok=$((ok+1)); done; \
+          rm -f /tmp/l.*; echo answered=$ok"
+            .replace("$VIP", &vip),
     );
-    let burst = String::from_utf8_lossy(&burst.stdout).to_string();
     assert!(burst.contains("answered=1000"), "{burst}");
     // And timed: 1,000 queries sent at once from 1,000 sockets in web's network namespace
     // (no process per lookup to blur the clock): every one answered, none after a second
@@ -391,15 +377,9 @@ fn replicas_find_services_by_name_within_their_networks_and_other_names_go_upstr
     // leave the virtual IP before they stop, so no request fails.
     let failures = std::thread::scope(|scope| {
         let looping = scope.spawn(|| {
-            let out = s.exec_in(
-                &web,
-                &[
-                    "sh",
-                    "-c",
-                    "i=0; f=0; while [ $i -lt 200 ]; do                      timeout 3 wget -q -O /dev/null http://api:8080/ || f=$((f+1));                      i=$((i+1)); sleep 0.05; done; echo failed=$f",
-                ],
-            );
-            String::from_utf8_lossy(&out.stdout).to_string()
+            sh_in_web(
+                "i=0; f=0; while [ $i -lt 200 ]; do                      timeout 3 wget -q -O /dev/null http://api:8080/ || f=$((f+1));                      i=$((i+1)); sleep 0.05; done; echo failed=$f",
+            )
         });
         std::thread::sleep(Duration::from_millis(500));
         s.apply("api.toml", &api_toml("[env]\nV = \"2\"\n"));
@@ -407,11 +387,7 @@ fn replicas_find_services_by_name_within_their_networks_and_other_names_go_upstr
     });
     assert!(failures.contains("failed=0"), "{failures}");
     s.wait("api updated", Duration::from_secs(60), || {
-        let r = s.replicas("api");
-        (r.len() == 2
-            && r.iter()
-                .all(|r| r["version"] == 2 && r["state"] == "running"))
-        .then_some(())
+        dash_e2e::all_running_at(&s.replicas("api"), 2, 2).then_some(())
     });
 
     // Scaled: tasks.api follows within a second of the replicas running.

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use dash_e2e::cluster::Cluster;
+use dash_e2e::sorted_field;
 
 fn running(c: &Cluster, service: &str, n: usize) -> Vec<serde_json::Value> {
     c.wait(
@@ -47,11 +48,7 @@ fn a_replica_reaches_a_service_on_another_node_by_name_and_only_across_shared_ne
     let api = running(&c, "api", 2);
     let web = running(&c, "web", 1)[0]["id"].as_str().unwrap().to_string();
     let ui = running(&c, "ui", 1)[0]["id"].as_str().unwrap().to_string();
-    let mut api_ips: Vec<String> = api
-        .iter()
-        .map(|r| r["ip"].as_str().unwrap().to_string())
-        .collect();
-    api_ips.sort();
+    let api_ips = sorted_field(&api, "ip");
     let vip = c.json(&["service", "inspect", "api"])["vip"]
         .as_str()
         .unwrap()
@@ -120,22 +117,14 @@ fn a_replica_reaches_a_service_on_another_node_by_name_and_only_across_shared_ne
     });
     assert!(failures.contains("failed=0"), "{failures}");
     c.wait("api updated", Duration::from_secs(60), || {
-        let r = c.replicas("api");
-        (r.len() == 2
-            && r.iter()
-                .all(|r| r["version"] == 2 && r["state"] == "running"))
-        .then_some(())
+        dash_e2e::all_running_at(&c.replicas("api"), 2, 2).then_some(())
     });
 
     // Scaled to 5: w2's DNS lists exactly the five ready replicas on w1 within a second of
     // their running, and the virtual IP leads to them.
     c.ok(&["scale", "api", "5"]);
     let five = running(&c, "api", 5);
-    let mut want: Vec<String> = five
-        .iter()
-        .map(|r| r["ip"].as_str().unwrap().to_string())
-        .collect();
-    want.sort();
+    let want = sorted_field(&five, "ip");
     c.wait("tasks.api lists the 5", Duration::from_secs(1), || {
         let out = exec(&web, &["nslookup", "tasks.api"]);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -157,24 +146,11 @@ fn a_replica_reaches_a_service_on_another_node_by_name_and_only_across_shared_ne
     // here), the next ones go to the other replica.
     let victim = &api[0];
     let w1 = c.nodes.iter().find(|n| n.name == "w1").unwrap();
-    let pid: i32 = std::fs::read_to_string(
-        w1.data_dir
-            .join("containers")
-            .join(victim["id"].as_str().unwrap())
-            .join("pid"),
-    )
-    .unwrap()
-    .trim()
-    .parse()
-    .unwrap();
+    let pid = dash_e2e::replica_pid(&w1.data_dir, victim["id"].as_str().unwrap());
     let failures = std::thread::scope(|scope| {
         let looping = scope.spawn(|| request_loop(100));
         std::thread::sleep(Duration::from_millis(1500));
-        let st = std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
+        dash_e2e::sigkill(pid);
         looping.join().unwrap()
     });
     eprintln!("kill -9 under a request loop: {failures}");
@@ -185,11 +161,7 @@ fn a_replica_reaches_a_service_on_another_node_by_name_and_only_across_shared_ne
         .unwrap_or_else(|| panic!("{failures}"));
     assert!(failed <= 1, "{failures}");
     let api = running(&c, "api", 2);
-    let mut api_ips: Vec<String> = api
-        .iter()
-        .map(|r| r["ip"].as_str().unwrap().to_string())
-        .collect();
-    api_ips.sort();
+    let api_ips = sorted_field(&api, "ip");
 
     // ui shares no network with api: neither its virtual IP nor a replica's address answers.
     for url in [

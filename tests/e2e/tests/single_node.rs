@@ -48,8 +48,7 @@ fn ids(replicas: &[Value]) -> HashSet<String> {
 
 #[test]
 fn service_lifecycle_scale_update_and_clean_removal() {
-    let s = Server::start(1);
-    s.import_busybox("bb:1");
+    let s = Server::start_with_busybox(1);
     let file = s.write("web.toml", &web(18101, 3, ""));
     let out = s.ok(&["apply", "-f", file.to_str().unwrap()]);
     assert!(out.contains("created"), "{out}");
@@ -161,21 +160,8 @@ fn service_lifecycle_scale_update_and_clean_removal() {
     assert_eq!(inspect["version"], 2);
     assert_eq!(inspect["spec"]["env"]["GREETING"], "hi");
 
-    s.ok(&["service", "rm", "web"]);
-    s.wait("web removed", Duration::from_secs(30), || {
-        let out = s.json(&["service", "ls"]);
-        out.as_array().unwrap().is_empty().then_some(())
-    });
-    // The kernel frees a veth shortly after its namespace is unpinned: poll, then insist.
-    let mut left = s.leftovers("web-");
-    for _ in 0..50 {
-        if left.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        left = s.leftovers("web-");
-    }
-    assert!(left.is_empty(), "left behind: {left:#?}");
+    s.remove_last_service("web", Duration::from_secs(30));
+    s.assert_no_leftovers("web-", Duration::from_secs(5));
 }
 
 #[test]
@@ -235,8 +221,7 @@ fn every_admin_route_but_healthz_needs_the_token() {
         String::from_utf8_lossy(&out.stderr).contains("service \"nope\" not found"),
         "{out:?}"
     );
-    let out = s.dash(&["scale", "nope", "4000000000"]);
-    assert!(!out.status.success());
+    s.fails(&["scale", "nope", "4000000000"]);
     // The token file is private.
     let mode = std::os::unix::fs::MetadataExt::mode(
         &std::fs::metadata(s.data_dir.join("admin.token")).unwrap(),
@@ -317,21 +302,12 @@ fn an_exhausted_service_range_refuses_the_service_whole() {
     for name in ["a", "b"] {
         s.ok(&["apply", "-f", file(name, true).to_str().unwrap()]);
     }
-    let out = s.dash(&["apply", "-f", file("c", true).to_str().unwrap()]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = s.fails(&["apply", "-f", file("c", true).to_str().unwrap()]);
     assert!(
         err.contains("10.201.45.0/30") && err.contains("--service-cidr"),
         "{err}"
     );
-    let names: Vec<String> = s
-        .json(&["service", "ls"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|x| x["spec"]["name"].as_str().map(String::from))
-        .collect();
-    assert_eq!(names, ["a", "b"], "nothing of c was kept");
+    assert_eq!(s.service_names(), ["a", "b"], "nothing of c was kept");
     s.ok(&["apply", "-f", file("d", false).to_str().unwrap()]);
     let vips: Vec<Value> = ["a", "b", "d"]
         .iter()
@@ -353,39 +329,17 @@ fn an_exhausted_service_range_refuses_the_service_whole() {
 /// exited): no container, mount, netns, veth, cgroup or published-port rule is left.
 #[test]
 fn a_few_hundred_replicas_come_and_go_without_a_trace() {
-    let s = Server::start(5);
-    s.import_busybox("bb:1");
+    let s = Server::start_with_busybox(5);
     s.apply(
         "many.toml",
         "name = \"many\"\nimage = \"bb:1\"\ncommand = [\"sleep\", \"600\"]\nreplicas = 200\n\
          stop_grace_period = \"200ms\"\n",
     );
     s.wait("200 replicas running", Duration::from_secs(240), || {
-        let running = s
-            .replicas("many")
-            .iter()
-            .filter(|r| r["state"] == "running")
-            .count();
-        (running == 200).then_some(())
+        (s.running("many") == 200).then_some(())
     });
-    s.ok(&["service", "rm", "many"]);
-    s.wait("many removed", Duration::from_secs(240), || {
-        s.json(&["service", "ls"])
-            .as_array()
-            .unwrap()
-            .is_empty()
-            .then_some(())
-    });
-    // The kernel frees veths shortly after their namespaces are unpinned: poll, then insist.
-    let mut left = s.leftovers("many-");
-    for _ in 0..100 {
-        if left.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        left = s.leftovers("many-");
-    }
-    assert!(left.is_empty(), "left behind: {left:#?}");
+    s.remove_last_service("many", Duration::from_secs(240));
+    s.assert_no_leftovers("many-", Duration::from_secs(10));
 }
 
 /// Modes (permission bits) of `path`.
@@ -450,8 +404,7 @@ fn the_data_dir_is_roots_alone_and_an_open_one_is_closed_at_start() {
 
 #[test]
 fn a_replica_cannot_reach_the_hosts_loopback_but_published_ports_answer_there() {
-    let s = Server::start(47);
-    s.import_busybox("bb:1");
+    let s = Server::start_with_busybox(47);
     s.apply("web.toml", &web(17647, 1, ""));
     let replica = s.wait_running("web", 1)[0]["id"]
         .as_str()

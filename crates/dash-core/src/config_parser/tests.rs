@@ -59,6 +59,17 @@ fn err(text: &str) -> Diagnostics {
     parse_service("web.toml", text).expect_err("should fail")
 }
 
+/// `base` followed by each case's `body` is refused; its first diagnostic is on a field that
+/// starts with the case's `field` and its message holds the case's `words`.
+fn assert_each_names_the_field(base: &str, cases: &[(&str, &str, &str)]) {
+    for (body, field, words) in cases {
+        let e = err(&format!("{base}{body}"));
+        let d = &e.0[0];
+        assert!(d.field.starts_with(field), "{body}: {d:?}");
+        assert!(d.message.contains(words), "{body}: {d:?}");
+    }
+}
+
 #[test]
 fn full_file_parses() {
     let s = parse_service("web.toml", FULL).unwrap();
@@ -461,27 +472,25 @@ fn security_section_names_capabilities_either_way_and_a_profile_by_path() {
 #[test]
 fn bad_security_values_name_the_field() {
     let base = "name = \"web\"\nimage = \"busybox\"\n[security]\n";
-    for (body, field, words) in [
-        (
-            "cap_add = [\"FLY\"]\n",
-            "security.cap_add",
-            "\"FLY\" is not a Linux capability",
-        ),
-        (
-            "cap_drop = [\"CAP_\"]\n",
-            "security.cap_drop",
-            "not a Linux capability",
-        ),
-        ("seccomp = \"\"\n", "security.seccomp", "empty"),
-        ("user_namespace = \"yes\"\n", "security.user_namespace", ""),
-        ("seccomp = 3\n", "security.seccomp", ""),
-        ("selinux = \"x\"\n", "security", ""),
-    ] {
-        let e = err(&format!("{base}{body}"));
-        let d = &e.0[0];
-        assert!(d.field.starts_with(field), "{body}: {d:?}");
-        assert!(d.message.contains(words), "{body}: {d:?}");
-    }
+    assert_each_names_the_field(
+        base,
+        &[
+            (
+                "cap_add = [\"FLY\"]\n",
+                "security.cap_add",
+                "\"FLY\" is not a Linux capability",
+            ),
+            (
+                "cap_drop = [\"CAP_\"]\n",
+                "security.cap_drop",
+                "not a Linux capability",
+            ),
+            ("seccomp = \"\"\n", "security.seccomp", "empty"),
+            ("user_namespace = \"yes\"\n", "security.user_namespace", ""),
+            ("seccomp = 3\n", "security.seccomp", ""),
+            ("selinux = \"x\"\n", "security", ""),
+        ],
+    );
 }
 
 #[test]
@@ -527,55 +536,53 @@ fn secrets_and_configs_are_files_with_an_owner_and_a_mode() {
 #[test]
 fn bad_secrets_and_configs_name_the_field_and_the_value() {
     let base = "name = \"web\"\nimage = \"busybox\"\n";
-    for (body, field, words) in [
-        (
-            "[[secrets]]\nname = \"db/password\"\n",
-            "secrets[0].name",
-            "slash",
-        ),
-        ("[[secrets]]\nname = \"\"\n", "secrets[0].name", "empty"),
-        (
-            "[[secrets]]\nname = \"a\"\ntarget = \"x/y\"\n",
-            "secrets[0].target",
-            "slash",
-        ),
-        (
-            "[[configs]]\nname = \"c\"\ntarget = \"etc/nginx.conf\"\n",
-            "configs[0].target",
-            "relative path",
-        ),
-        (
-            "[[configs]]\nname = \"c\"\ntarget = \"/proc/x\"\n",
-            "configs[0].target",
-            "runtime",
-        ),
-        (
-            "[[secrets]]\nname = \"a\"\nmode = \"0999\"\n",
-            "secrets[0].mode",
-            "permission bits",
-        ),
-        (
-            "[[secrets]]\nname = \"a\"\nmode = 4096\n",
-            "secrets[0].mode",
-            "permission bits",
-        ),
-        (
-            "[[secrets]]\nname = \"a\"\nuid = -1\n",
-            "secrets[0].uid",
-            "between 0",
-        ),
-        (
-            "[[secrets]]\nname = \"a\"\n[[secrets]]\nname = \"b\"\ntarget = \"a\"\n",
-            "secrets[1].target",
-            "earlier entry",
-        ),
-        ("[[secrets]]\nname = \"a\"\nvalue = \"x\"\n", "secrets", ""),
-    ] {
-        let e = err(&format!("{base}{body}"));
-        let d = &e.0[0];
-        assert!(d.field.starts_with(field), "{body}: {d:?}");
-        assert!(d.message.contains(words), "{body}: {d:?}");
-    }
+    assert_each_names_the_field(
+        base,
+        &[
+            (
+                "[[secrets]]\nname = \"db/password\"\n",
+                "secrets[0].name",
+                "slash",
+            ),
+            ("[[secrets]]\nname = \"\"\n", "secrets[0].name", "empty"),
+            (
+                "[[secrets]]\nname = \"a\"\ntarget = \"x/y\"\n",
+                "secrets[0].target",
+                "slash",
+            ),
+            (
+                "[[configs]]\nname = \"c\"\ntarget = \"etc/nginx.conf\"\n",
+                "configs[0].target",
+                "relative path",
+            ),
+            (
+                "[[configs]]\nname = \"c\"\ntarget = \"/proc/x\"\n",
+                "configs[0].target",
+                "runtime",
+            ),
+            (
+                "[[secrets]]\nname = \"a\"\nmode = \"0999\"\n",
+                "secrets[0].mode",
+                "permission bits",
+            ),
+            (
+                "[[secrets]]\nname = \"a\"\nmode = 4096\n",
+                "secrets[0].mode",
+                "permission bits",
+            ),
+            (
+                "[[secrets]]\nname = \"a\"\nuid = -1\n",
+                "secrets[0].uid",
+                "between 0",
+            ),
+            (
+                "[[secrets]]\nname = \"a\"\n[[secrets]]\nname = \"b\"\ntarget = \"a\"\n",
+                "secrets[1].target",
+                "earlier entry",
+            ),
+            ("[[secrets]]\nname = \"a\"\nvalue = \"x\"\n", "secrets", ""),
+        ],
+    );
 }
 
 const JOB: &str = r#"

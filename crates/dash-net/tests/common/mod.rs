@@ -144,16 +144,25 @@ impl Fixture {
 
     /// Runs `busybox httpd` on port 8080 inside `netns`, serving `body` at `/`.
     pub fn start_httpd(&mut self, netns: &Path, body: &str) {
-        let www = self
-            .dir
-            .path()
-            .join(format!("www-{}", self.listeners.len()));
+        let www = self.www();
         std::fs::create_dir_all(&www).unwrap();
         std::fs::write(www.join("index.html"), body).unwrap();
+        self.spawn_httpd(netns, &www);
+    }
+
+    /// A directory for the next listener's files (not made yet).
+    fn www(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("www-{}", self.listeners.len()))
+    }
+
+    /// Runs `busybox httpd` on port 8080 inside `netns`, serving `www`.
+    fn spawn_httpd(&mut self, netns: &Path, www: &Path) {
         let child = Command::new("nsenter")
             .arg(format!("--net={}", netns.display()))
             .args(["busybox", "httpd", "-f", "-p", "8080", "-h"])
-            .arg(&www)
+            .arg(www)
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
@@ -236,10 +245,7 @@ impl Fixture {
     /// Runs `busybox httpd` on port 8080 inside `netns` with a CGI `/cgi-bin/ip` that answers
     /// the client's address as the server sees it, and `whoami` at `/`.
     pub fn start_whoami(&mut self, netns: &Path) {
-        let www = self
-            .dir
-            .path()
-            .join(format!("www-{}", self.listeners.len()));
+        let www = self.www();
         std::fs::create_dir_all(www.join("cgi-bin")).unwrap();
         std::fs::write(www.join("index.html"), "whoami").unwrap();
         let script = www.join("cgi-bin/ip");
@@ -248,14 +254,7 @@ impl Fixture {
         std::fs::write(&script, body).unwrap();
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        let child = Command::new("nsenter")
-            .arg(format!("--net={}", netns.display()))
-            .args(["busybox", "httpd", "-f", "-p", "8080", "-h"])
-            .arg(&www)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.listeners.push(child);
+        self.spawn_httpd(netns, &www);
     }
 
     /// Stops every listener: a process left in a netns keeps it (and its veth) alive.

@@ -48,6 +48,16 @@ impl TestStore {
             .accepted()
             .map_err(TestApplyError::Rejected)
     }
+
+    /// Applies `cmd`, which must be taken.
+    async fn ok(&self, cmd: Command) -> Applied {
+        self.apply(&cmd).await.unwrap()
+    }
+
+    /// Applies `cmd`, which must be refused: the refusal's text.
+    async fn refused(&self, cmd: Command) -> String {
+        self.apply(&cmd).await.unwrap_err().to_string()
+    }
 }
 
 impl std::ops::Deref for TestStore {
@@ -68,61 +78,49 @@ fn spec(text: &str) -> Box<ServiceSpec> {
     )
 }
 
+/// `PutService` of service "web" with `text` after its name and image.
+fn put_web(text: &str, at_ms: u64) -> Command {
+    Command::PutService {
+        spec: spec(text),
+        at_ms,
+    }
+}
+
 #[tokio::test]
 async fn put_service_versions_only_on_container_changes() {
     let (_d, s, _) = store().await;
-    let a = s
-        .apply(&Command::PutService {
-            spec: spec("replicas = 1"),
-            at_ms: 1,
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        a,
-        Applied {
-            index: 1,
-            version: Some(1),
-            changed: true,
-            ..Applied::default()
-        }
-    );
-    let again = s
-        .apply(&Command::PutService {
-            spec: spec("replicas = 1"),
-            at_ms: 2,
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        again,
-        Applied {
-            index: 2,
-            version: Some(1),
-            changed: false,
-            ..Applied::default()
-        }
-    );
-    let scaled = s
-        .apply(&Command::PutService {
-            spec: spec("replicas = 3"),
-            at_ms: 3,
-        })
-        .await
-        .unwrap();
+    let applied = |index, changed| Applied {
+        index,
+        version: Some(1),
+        changed,
+        ..Applied::default()
+    };
+    assert_eq!(s.ok(put_web("replicas = 1", 1)).await, applied(1, true));
+    assert_eq!(s.ok(put_web("replicas = 1", 2)).await, applied(2, false));
+    let scaled = s.ok(put_web("replicas = 3", 3)).await;
     assert_eq!(scaled.version, Some(1));
-    let env = s
-        .apply(&Command::PutService {
-            spec: spec("replicas = 3\n[env]\nA = \"1\""),
-            at_ms: 4,
-        })
-        .await
-        .unwrap();
+    let env = s.ok(put_web("replicas = 3\n[env]\nA = \"1\"", 4)).await;
     assert_eq!(env.version, Some(2));
     assert_eq!(s.service("web").await.unwrap().unwrap().spec.replicas, 3);
 }
 
-/// Service "web" (version 1) and a ready server node "n1".
+/// `SetReplicaDesired` of `id` to `Remove`.
+fn remove_replica(id: &str, at_ms: u64) -> Command {
+    Command::SetReplicaDesired {
+        id: id.into(),
+        desired: DesiredState::Remove,
+        at_ms,
+    }
+}
+
+/// `RemoveService` of "web".
+fn remove_web(at_ms: u64) -> Command {
+    Command::RemoveService {
+        name: "web".into(),
+        at_ms,
+    }
+}
+
 /// A new replica of version 1 of `web`, placed on `node` or not placed yet.
 fn web_replica(id: &str, node: Option<&str>) -> NewReplica {
     NewReplica {
@@ -136,57 +134,60 @@ fn web_replica(id: &str, node: Option<&str>) -> NewReplica {
     }
 }
 
+/// Service "web" (version 1) and a ready server node "n1".
 async fn service_on_node_n1(s: &TestStore) {
-    s.apply(&Command::PutService {
-        spec: spec(""),
-        at_ms: 1,
-    })
-    .await
-    .unwrap();
+    s.ok(put_web("", 1)).await;
     let node = NodeRecord {
-        id: "n1".into(),
         address: "127.0.0.1".into(),
         role: NodeRole::Server,
-        state: NodeState::Ready,
-        labels: BTreeMap::new(),
-        capacity: Resources::default(),
         subnet: "10.0.0.0/24".into(),
         runtime: "runc".into(),
+        ..worker("n1", NodeState::Ready)
     };
-    s.apply(&Command::UpsertNode {
+    s.ok(upsert(node)).await;
+}
+
+/// A store with service "web", node "n1" and replicas `(id, node)` of web's version 1.
+async fn web_with(replicas: &[(&str, Option<&str>)]) -> (tempfile::TempDir, TestStore) {
+    let (dir, s, _) = store().await;
+    service_on_node_n1(&s).await;
+    let replicas = replicas
+        .iter()
+        .map(|(id, node)| web_replica(id, *node))
+        .collect();
+    s.ok(create(replicas, 2)).await;
+    (dir, s)
+}
+
+/// `UpsertNode` of `node`.
+fn upsert(node: NodeRecord) -> Command {
+    Command::UpsertNode {
         node: Box::new(node),
         at_ms: 1,
-    })
-    .await
-    .unwrap();
+    }
+}
+
+/// `CreateReplicas` of `replicas`.
+fn create(replicas: Vec<NewReplica>, at_ms: u64) -> Command {
+    Command::CreateReplicas { replicas, at_ms }
+}
+
+/// `DeleteReplica` of `id`.
+fn delete(id: &str, at_ms: u64) -> Command {
+    Command::DeleteReplica {
+        id: id.into(),
+        at_ms,
+    }
 }
 
 #[tokio::test]
 async fn replicas_lifecycle_and_service_removal() {
     let (_d, s, _) = store().await;
     service_on_node_n1(&s).await;
-    let new = NewReplica {
-        id: "web-1".into(),
-        service: "web".into(),
-        version: 1,
-        node: Some("n1".into()),
-        message: String::new(),
-        run: None,
-        start_at_ms: None,
-    };
-    s.apply(&Command::CreateReplicas {
-        replicas: vec![new.clone()],
-        at_ms: 2,
-    })
-    .await
-    .unwrap();
+    let new = web_replica("web-1", Some("n1"));
+    s.ok(create(vec![new.clone()], 2)).await;
     // Replay is harmless.
-    s.apply(&Command::CreateReplicas {
-        replicas: vec![new],
-        at_ms: 2,
-    })
-    .await
-    .unwrap();
+    s.ok(create(vec![new], 2)).await;
     assert_eq!(s.replicas(Some("web")).await.unwrap().len(), 1);
     let status = ReplicaStatus {
         id: "web-1".into(),
@@ -197,9 +198,7 @@ async fn replicas_lifecycle_and_service_removal() {
         started_ms: Some(5),
         message: String::new(),
     };
-    s.apply(&Command::ReportReplica { status, at_ms: 5 })
-        .await
-        .unwrap();
+    s.ok(Command::ReportReplica { status, at_ms: 5 }).await;
     let r = s.replica("web-1").await.unwrap().unwrap();
     assert_eq!(
         (r.state, r.ip.as_deref(), r.restarts),
@@ -207,31 +206,15 @@ async fn replicas_lifecycle_and_service_removal() {
     );
     assert_eq!(s.nodes().await.unwrap()[0].replicas, 1);
 
-    s.apply(&Command::RemoveService {
-        name: "web".into(),
-        at_ms: 6,
-    })
-    .await
-    .unwrap();
+    s.ok(remove_web(6)).await;
     assert!(s.service("web").await.unwrap().unwrap().removing);
     assert_eq!(
         s.replica("web-1").await.unwrap().unwrap().desired,
         DesiredState::Remove
     );
-    let err = s
-        .apply(&Command::PutService {
-            spec: spec(""),
-            at_ms: 7,
-        })
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("being removed"), "{err}");
-    s.apply(&Command::DeleteReplica {
-        id: "web-1".into(),
-        at_ms: 9,
-    })
-    .await
-    .unwrap();
+    let err = s.refused(put_web("", 7)).await;
+    assert!(err.contains("being removed"), "{err}");
+    s.ok(delete("web-1", 9)).await;
     assert!(s.service("web").await.unwrap().is_none());
     // Gone, but remembered with where it ran (its logs stay there for a while).
     let removed = s.removed_replicas("web").await.unwrap();
@@ -294,27 +277,18 @@ async fn ip_allocation_is_lowest_free_and_sticky() {
 
 #[tokio::test]
 async fn several_replicas_marked_in_one_entry_as_one_by_one() {
-    let (_d, s, _) = store().await;
-    service_on_node_n1(&s).await;
-    s.apply(&Command::CreateReplicas {
-        replicas: vec![
-            web_replica("web-a", Some("n1")),
-            web_replica("web-b", Some("n1")),
-            web_replica("web-c", None),
-        ],
-        at_ms: 2,
-    })
-    .await
-    .unwrap();
+    let (_d, s) = web_with(&[
+        ("web-a", Some("n1")),
+        ("web-b", Some("n1")),
+        ("web-c", None),
+    ])
+    .await;
     let mark = |ids: &[&str]| Command::SetReplicasDesired {
         ids: ids.iter().map(|i| i.to_string()).collect(),
         desired: DesiredState::Remove,
         at_ms: 3,
     };
-    let applied = s
-        .apply(&mark(&["web-a", "web-c", "web-none"]))
-        .await
-        .unwrap();
+    let applied = s.ok(mark(&["web-a", "web-c", "web-none"])).await;
     assert!(applied.changed);
     let a = s.replica("web-a").await.unwrap().unwrap();
     assert_eq!(a.desired, DesiredState::Remove);
@@ -325,43 +299,21 @@ async fn several_replicas_marked_in_one_entry_as_one_by_one() {
     // Never placed: gone at once; unknown ids change nothing.
     assert!(s.replica("web-c").await.unwrap().is_none());
     // Again: nothing changes, so nothing is announced.
-    assert!(
-        !s.apply(&mark(&["web-a", "web-none"]))
-            .await
-            .unwrap()
-            .changed
-    );
+    assert!(!s.ok(mark(&["web-a", "web-none"])).await.changed);
 }
 
 #[tokio::test]
 async fn removal_drops_unplaced_replicas_and_is_never_undone_by_a_late_create() {
-    let (_d, s, _) = store().await;
-    service_on_node_n1(&s).await;
-    s.apply(&Command::CreateReplicas {
-        replicas: vec![
-            web_replica("web-placed", Some("n1")),
-            web_replica("web-pending", None),
-            web_replica("web-p2", None),
-        ],
-        at_ms: 2,
-    })
-    .await
-    .unwrap();
+    let (_d, s) = web_with(&[
+        ("web-placed", Some("n1")),
+        ("web-pending", None),
+        ("web-p2", None),
+    ])
+    .await;
     // Scaling a pending replica away: nothing to stop, it goes at once.
-    s.apply(&Command::SetReplicaDesired {
-        id: "web-p2".into(),
-        desired: DesiredState::Remove,
-        at_ms: 3,
-    })
-    .await
-    .unwrap();
+    s.ok(remove_replica("web-p2", 3)).await;
     assert!(s.replica("web-p2").await.unwrap().is_none());
-    s.apply(&Command::RemoveService {
-        name: "web".into(),
-        at_ms: 4,
-    })
-    .await
-    .unwrap();
+    s.ok(remove_web(4)).await;
     let left: Vec<String> = s
         .replicas(Some("web"))
         .await
@@ -375,20 +327,11 @@ async fn removal_drops_unplaced_replicas_and_is_never_undone_by_a_late_create() 
         "the pending one is gone, the placed one waits for its node"
     );
     // A reconcile pass that read the service before the removal tries to create: ignored.
-    s.apply(&Command::CreateReplicas {
-        replicas: vec![web_replica("web-late", Some("n1"))],
-        at_ms: 5,
-    })
-    .await
-    .unwrap();
+    s.ok(create(vec![web_replica("web-late", Some("n1"))], 5))
+        .await;
     assert!(s.replica("web-late").await.unwrap().is_none());
     // The placed one confirmed removed: the service is gone.
-    s.apply(&Command::DeleteReplica {
-        id: "web-placed".into(),
-        at_ms: 6,
-    })
-    .await
-    .unwrap();
+    s.ok(delete("web-placed", 6)).await;
     assert!(s.service("web").await.unwrap().is_none());
 }
 
@@ -409,15 +352,11 @@ fn worker(id: &str, state: NodeState) -> NodeRecord {
 #[tokio::test]
 async fn two_nodes_never_share_a_subnet() {
     let (_d, s, _) = store().await;
-    let node = |id: &str| worker(id, NodeState::Ready);
-    let up = |n| Command::UpsertNode {
-        node: Box::new(n),
-        at_ms: 1,
-    };
-    s.apply(&up(node("w1"))).await.unwrap();
+    let node = |id: &str| upsert(worker(id, NodeState::Ready));
+    s.ok(node("w1")).await;
     // The same node again (a re-join) keeps its subnet.
-    s.apply(&up(node("w1"))).await.unwrap();
-    let e = s.apply(&up(node("w2"))).await.unwrap_err().to_string();
+    s.ok(node("w1")).await;
+    let e = s.refused(node("w2")).await;
     assert!(e.contains("already node w1's"), "{e}");
     assert_eq!(s.nodes().await.unwrap().len(), 1);
 }
@@ -425,12 +364,7 @@ async fn two_nodes_never_share_a_subnet() {
 #[tokio::test]
 async fn a_node_state_judged_on_a_stale_read_does_not_overwrite_a_newer_one() {
     let (_d, s, _) = store().await;
-    s.apply(&Command::UpsertNode {
-        node: Box::new(worker("w1", NodeState::Unreachable)),
-        at_ms: 1,
-    })
-    .await
-    .unwrap();
+    s.ok(upsert(worker("w1", NodeState::Unreachable))).await;
     let set = |state, from| Command::SetNodeState {
         id: "w1".into(),
         state,
@@ -438,18 +372,14 @@ async fn a_node_state_judged_on_a_stale_read_does_not_overwrite_a_newer_one() {
         from,
     };
     // A heartbeat made it ready while liveness was deciding on "unreachable".
-    assert!(s.apply(&set(NodeState::Ready, None)).await.unwrap().changed);
+    assert!(s.ok(set(NodeState::Ready, None)).await.changed);
     let late = s
-        .apply(&set(NodeState::Down, Some(NodeState::Unreachable)))
-        .await
-        .unwrap();
+        .ok(set(NodeState::Down, Some(NodeState::Unreachable)))
+        .await;
     assert!(!late.changed);
     assert_eq!(s.nodes().await.unwrap()[0].state, NodeState::Ready);
     // On a fresh read it applies.
-    let fresh = s
-        .apply(&set(NodeState::Down, Some(NodeState::Ready)))
-        .await
-        .unwrap();
+    let fresh = s.ok(set(NodeState::Down, Some(NodeState::Ready))).await;
     assert!(fresh.changed);
     assert_eq!(s.nodes().await.unwrap()[0].state, NodeState::Down);
 }
@@ -459,51 +389,23 @@ async fn a_node_state_judged_on_a_stale_read_does_not_overwrite_a_newer_one() {
 #[tokio::test]
 async fn replicas_whose_container_the_new_version_asks_for_move_to_it() {
     let (_d, s, _) = store().await;
-    let put = |text: &'static str, at_ms| {
-        let s = s.clone();
-        async move {
-            s.apply(&Command::PutService {
-                spec: spec(text),
-                at_ms,
-            })
-            .await
-            .unwrap()
-            .version
-        }
-    };
-    assert_eq!(put("replicas = 2", 1).await, Some(1));
+    let version = |text, at_ms| s.ok(put_web(text, at_ms));
+    assert_eq!(version("replicas = 2", 1).await.version, Some(1));
     let replica = |id: &str, version| NewReplica {
-        id: id.into(),
-        service: "web".into(),
         version,
-        node: None,
-        message: String::new(),
-        run: None,
-        start_at_ms: None,
+        ..web_replica(id, None)
     };
-    s.apply(&Command::CreateReplicas {
-        replicas: vec![replica("web-a", 1), replica("web-b", 1)],
-        at_ms: 2,
-    })
-    .await
-    .unwrap();
+    s.ok(create(vec![replica("web-a", 1), replica("web-b", 1)], 2))
+        .await;
     // Version 2 changes the container; one replica is replaced, then the update fails.
-    assert_eq!(put("replicas = 2\n[env]\nA = \"1\"", 3).await, Some(2));
-    s.apply(&Command::CreateReplicas {
-        replicas: vec![replica("web-c", 2)],
-        at_ms: 4,
-    })
-    .await
-    .unwrap();
-    s.apply(&Command::SetReplicaDesired {
-        id: "web-a".into(),
-        desired: DesiredState::Remove,
-        at_ms: 4,
-    })
-    .await
-    .unwrap();
+    assert_eq!(
+        version("replicas = 2\n[env]\nA = \"1\"", 3).await.version,
+        Some(2)
+    );
+    s.ok(create(vec![replica("web-c", 2)], 4)).await;
+    s.ok(remove_replica("web-a", 4)).await;
     // Rolled back: version 3 has version 1's spec.
-    assert_eq!(put("replicas = 2", 5).await, Some(3));
+    assert_eq!(version("replicas = 2", 5).await.version, Some(3));
     let versions: BTreeMap<String, (u64, DesiredState)> = s
         .replicas(Some("web"))
         .await
@@ -527,31 +429,11 @@ async fn replicas_whose_container_the_new_version_asks_for_move_to_it() {
 #[tokio::test]
 async fn removed_replicas_are_bounded_per_service() {
     let (_d, s, _) = store().await;
-    s.apply(&Command::PutService {
-        spec: spec("replicas = 0"),
-        at_ms: 1,
-    })
-    .await
-    .unwrap();
+    s.ok(put_web("replicas = 0", 1)).await;
     for i in 0..25u64 {
         let id = format!("web-{i:02}");
-        s.apply(&Command::CreateReplicas {
-            replicas: vec![NewReplica {
-                id: id.clone(),
-                service: "web".into(),
-                version: 1,
-                node: None,
-                message: String::new(),
-                run: None,
-                start_at_ms: None,
-            }],
-            at_ms: i,
-        })
-        .await
-        .unwrap();
-        s.apply(&Command::DeleteReplica { id, at_ms: 100 + i })
-            .await
-            .unwrap();
+        s.ok(create(vec![web_replica(&id, None)], i)).await;
+        s.ok(delete(&id, 100 + i)).await;
     }
     let removed = s.removed_replicas("web").await.unwrap();
     assert_eq!(removed.len(), 20);
@@ -608,12 +490,7 @@ async fn a_database_of_the_previous_schema_upgrades_without_loss() {
     assert_eq!(row.spec.replicas, 1);
     assert_eq!(s.replicas(Some("web")).await.unwrap().len(), 1);
     // The new table works on the upgraded database.
-    s.apply(&Command::DeleteReplica {
-        id: "web-1".into(),
-        at_ms: 3,
-    })
-    .await
-    .unwrap();
+    s.ok(delete("web-1", 3)).await;
     assert_eq!(s.removed_replicas("web").await.unwrap().len(), 1);
 }
 
@@ -623,10 +500,7 @@ async fn entries_apply_once_and_the_index_is_kept_with_them() {
     let path = dir.path().join("dash.db");
     let sm = StateMachine::new(crate::open(&path).await.unwrap());
     assert_eq!(sm.last_applied().await.unwrap(), 0);
-    let put = Command::PutService {
-        spec: spec("replicas = 2"),
-        at_ms: 1,
-    };
+    let put = put_web("replicas = 2", 1);
     let a = sm.apply_at(1, &put).await.unwrap();
     assert!(a.changed && !a.replayed && a.rejected.is_none());
     assert_eq!((a.index, a.version), (1, Some(1)));
@@ -730,23 +604,14 @@ async fn joins_get_subnets_from_the_state_never_the_same_twice() {
         at_ms: 1,
     };
     let subnet = |a: Applied| a.subnet.unwrap();
-    assert_eq!(
-        subnet(s.apply(&join("w1", "s1")).await.unwrap()),
-        "10.77.0.0/24"
-    );
-    assert_eq!(
-        subnet(s.apply(&join("w2", "s2")).await.unwrap()),
-        "10.77.1.0/24"
-    );
+    assert_eq!(subnet(s.ok(join("w1", "s1")).await), "10.77.0.0/24");
+    assert_eq!(subnet(s.ok(join("w2", "s2")).await), "10.77.1.0/24");
     // A re-join keeps its subnet and records the new certificate, the old one as previous.
-    assert_eq!(
-        subnet(s.apply(&join("w1", "s3")).await.unwrap()),
-        "10.77.0.0/24"
-    );
+    assert_eq!(subnet(s.ok(join("w1", "s3")).await), "10.77.0.0/24");
     let w1 = s.nodes().await.unwrap().into_iter().find(|n| n.id == "w1");
     assert_eq!(w1.map(|n| n.subnet).as_deref(), Some("10.77.0.0/24"));
     // The pool is used up: refused, and nothing recorded.
-    let e = s.apply(&join("w3", "s4")).await.unwrap_err().to_string();
+    let e = s.refused(join("w3", "s4")).await;
     assert!(
         e.contains("no free /24 left in the cluster CIDR 10.77.0.0/23"),
         "{e}"
@@ -756,25 +621,15 @@ async fn joins_get_subnets_from_the_state_never_the_same_twice() {
     let mut m = worker("m1", NodeState::Ready);
     m.role = NodeRole::Server;
     m.subnet = "10.77.9.0/24".into();
-    s.apply(&Command::UpsertNode {
-        node: Box::new(m),
-        at_ms: 1,
-    })
-    .await
-    .unwrap();
-    let e = s.apply(&join("m1", "s5")).await.unwrap_err().to_string();
+    s.ok(upsert(m)).await;
+    let e = s.refused(join("m1", "s5")).await;
     assert!(e.contains("is a master's"), "{e}");
 }
 
 #[tokio::test]
 async fn rules_that_depend_on_the_state_are_the_state_machines() {
     let (_d, s, _) = store().await;
-    s.apply(&Command::UpsertNode {
-        node: Box::new(worker("w1", NodeState::Ready)),
-        at_ms: 1,
-    })
-    .await
-    .unwrap();
+    s.ok(upsert(worker("w1", NodeState::Ready))).await;
     // Labels merge in the state: two changes never undo each other.
     let label = |set: &[(&str, &str)], remove: &[&str]| Command::SetNodeLabels {
         id: "w1".into(),
@@ -784,58 +639,38 @@ async fn rules_that_depend_on_the_state_are_the_state_machines() {
             .collect(),
         remove: remove.iter().map(|k| k.to_string()).collect(),
     };
-    s.apply(&label(&[("zone", "a"), ("disk", "ssd")], &[]))
-        .await
-        .unwrap();
-    s.apply(&label(&[("gpu", "1")], &["disk"])).await.unwrap();
+    s.ok(label(&[("zone", "a"), ("disk", "ssd")], &[])).await;
+    s.ok(label(&[("gpu", "1")], &["disk"])).await;
     let n = s.nodes().await.unwrap().into_iter().next().unwrap();
     let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     assert_eq!(labels, vec!["gpu=1", "zone=a"]);
     // Only a drained node is activated; a ready node is removed only with force.
-    let e = s
-        .apply(&Command::ActivateNode {
-            id: "w1".into(),
-            at_ms: 2,
-        })
-        .await
-        .unwrap_err()
-        .to_string();
+    let activate = |at_ms| Command::ActivateNode {
+        id: "w1".into(),
+        at_ms,
+    };
+    let remove = |force| Command::RemoveNode {
+        id: "w1".into(),
+        force,
+    };
+    let e = s.refused(activate(2)).await;
     assert!(e.contains("is ready, not drained"), "{e}");
-    let e = s
-        .apply(&Command::RemoveNode {
-            id: "w1".into(),
-            force: false,
-        })
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = s.refused(remove(false)).await;
     assert!(e.contains("drain it or stop it first"), "{e}");
-    s.apply(&Command::DrainNode {
+    s.ok(Command::DrainNode {
         id: "w1".into(),
         at_ms: 3,
     })
-    .await
-    .unwrap();
-    s.apply(&Command::ActivateNode {
-        id: "w1".into(),
-        at_ms: 4,
-    })
-    .await
-    .unwrap();
-    s.apply(&Command::RemoveNode {
-        id: "w1".into(),
-        force: true,
-    })
-    .await
-    .unwrap();
+    .await;
+    s.ok(activate(4)).await;
+    s.ok(remove(true)).await;
     assert!(s.nodes().await.unwrap().is_empty());
     // An autoscaled service is scaled only within its bounds, whoever asks.
-    s.apply(&Command::PutService {
-        spec: spec("[autoscale]\nmin = 1\nmax = 3\ncpu_percent = 50\n"),
-        at_ms: 5,
-    })
-    .await
-    .unwrap();
+    s.ok(put_web(
+        "[autoscale]\nmin = 1\nmax = 3\ncpu_percent = 50\n",
+        5,
+    ))
+    .await;
     let scale = |n| Command::ScaleService {
         name: "web".into(),
         replicas: n,
@@ -850,18 +685,14 @@ async fn rules_that_depend_on_the_state_are_the_state_machines() {
         "{e}"
     );
     assert!(e.to_string().contains("autoscales between 1 and 3"), "{e}");
-    s.apply(&scale(3)).await.unwrap();
+    s.ok(scale(3)).await;
 }
 
 #[tokio::test]
 async fn an_automatic_rollbacks_version_is_recorded_in_the_state() {
     let (_d, s, _) = store().await;
-    let put = |text: &'static str| Command::PutService {
-        spec: spec(text),
-        at_ms: 1,
-    };
-    s.apply(&put("command = [\"a\"]")).await.unwrap();
-    s.apply(&put("command = [\"b\"]")).await.unwrap();
+    s.ok(put_web("command = [\"a\"]", 1)).await;
+    s.ok(put_web("command = [\"b\"]", 1)).await;
     assert_eq!(
         s.service("web")
             .await
@@ -871,17 +702,16 @@ async fn an_automatic_rollbacks_version_is_recorded_in_the_state() {
         0
     );
     let back = s
-        .apply(&Command::RollBackService {
+        .ok(Command::RollBackService {
             spec: spec("command = [\"a\"]"),
             at_ms: 2,
         })
-        .await
-        .unwrap();
+        .await;
     assert_eq!(back.version, Some(3));
     let row = s.service("web").await.unwrap().unwrap();
     assert_eq!((row.version, row.auto_rollback_version), (3, 3));
     // A later update is an ordinary version again.
-    s.apply(&put("command = [\"c\"]")).await.unwrap();
+    s.ok(put_web("command = [\"c\"]", 1)).await;
     let row = s.service("web").await.unwrap().unwrap();
     assert_eq!((row.version, row.auto_rollback_version), (4, 3));
 }
@@ -970,35 +800,12 @@ async fn a_batch_of_log_entries_is_one_transaction_and_a_refused_entry_undoes_on
 #[tokio::test]
 async fn a_service_history_keeps_ten_versions_and_any_a_replica_still_runs() {
     let (_d, s, _) = store().await;
-    s.apply(&Command::PutService {
-        spec: spec("replicas = 1\n[env]\nV = \"1\""),
-        at_ms: 1,
-    })
-    .await
-    .unwrap();
+    let v_env = |v: u64| put_web(&format!("replicas = 1\n[env]\nV = \"{v}\""), v);
+    s.ok(v_env(1)).await;
     // A replica of version 1 that stays (its node never reports it gone).
-    s.apply(&Command::CreateReplicas {
-        replicas: vec![NewReplica {
-            id: "web-v1".into(),
-            service: "web".into(),
-            version: 1,
-            node: None,
-            message: String::new(),
-            run: None,
-            start_at_ms: None,
-        }],
-        at_ms: 1,
-    })
-    .await
-    .unwrap();
+    s.ok(create(vec![web_replica("web-v1", None)], 1)).await;
     for v in 2..=30 {
-        let a = s
-            .apply(&Command::PutService {
-                spec: spec(&format!("replicas = 1\n[env]\nV = \"{v}\"")),
-                at_ms: v,
-            })
-            .await
-            .unwrap();
+        let a = s.ok(v_env(v)).await;
         assert_eq!(a.version, Some(v));
     }
     assert!(
@@ -1028,22 +835,22 @@ async fn a_forgotten_tag_leaves_a_tombstone_that_a_new_record_of_it_clears() {
         origin: "10.0.0.1:7071".into(),
         at_ms: 1,
     };
-    s.apply(&record("a:1", "sha256:aa")).await.unwrap();
-    s.apply(&record("b:1", "sha256:bb")).await.unwrap();
+    s.ok(record("a:1", "sha256:aa")).await;
+    s.ok(record("b:1", "sha256:bb")).await;
     let forget = |tag: &str| Command::ForgetImage {
         tag: tag.into(),
         at_ms: 2,
     };
-    assert!(s.apply(&forget("a:1")).await.unwrap().changed);
+    assert!(s.ok(forget("a:1")).await.changed);
     // A tag the index never had leaves no tombstone.
-    assert!(!s.apply(&forget("never:1")).await.unwrap().changed);
+    assert!(!s.ok(forget("never:1")).await.changed);
     assert_eq!(
         s.forgotten_images().await.unwrap(),
         vec![("a:1".to_string(), "sha256:aa".to_string())]
     );
     assert_eq!(s.recorded_images().await.unwrap().len(), 1);
     // Imported again (any digest): no master may remove it for the old tombstone.
-    s.apply(&record("a:1", "sha256:aa")).await.unwrap();
+    s.ok(record("a:1", "sha256:aa")).await;
     assert!(s.forgotten_images().await.unwrap().is_empty());
 }
 
@@ -1053,20 +860,18 @@ async fn tombstones_are_bounded() {
     let n = KEPT_TOMBSTONES + 5;
     for i in 0..n {
         let tag = format!("t:{i}");
-        s.apply(&Command::RecordImage {
+        s.ok(Command::RecordImage {
             tag: tag.clone(),
             manifest_digest: "sha256:00".into(),
             origin: "o".into(),
             at_ms: 1,
         })
-        .await
-        .unwrap();
-        s.apply(&Command::ForgetImage {
+        .await;
+        s.ok(Command::ForgetImage {
             tag,
             at_ms: i as u64,
         })
-        .await
-        .unwrap();
+        .await;
     }
     let kept = s.forgotten_images().await.unwrap();
     assert_eq!(kept.len() as i64, KEPT_TOMBSTONES);
@@ -1080,7 +885,7 @@ async fn prunes_asked_for_are_counted_and_registry_logins_kept_and_forgotten() {
     let (_d, s, _) = store().await;
     assert_eq!(s.image_prunes().await.unwrap(), 0);
     for at_ms in [1, 2] {
-        s.apply(&Command::PruneImages { at_ms }).await.unwrap();
+        s.ok(Command::PruneImages { at_ms }).await;
     }
     assert_eq!(s.image_prunes().await.unwrap(), 2);
 
@@ -1089,8 +894,8 @@ async fn prunes_asked_for_are_counted_and_registry_logins_kept_and_forgotten() {
         sealed: sealed.into(),
         at_ms: 1,
     };
-    s.apply(&keep("v1:first")).await.unwrap();
-    s.apply(&keep("v1:second")).await.unwrap();
+    s.ok(keep("v1:first")).await;
+    s.ok(keep("v1:second")).await;
     assert_eq!(
         s.registry_login("registry.local:5000").await.unwrap(),
         Some("v1:second".to_string())
@@ -1102,8 +907,8 @@ async fn prunes_asked_for_are_counted_and_registry_logins_kept_and_forgotten() {
     let forget = Command::ForgetRegistryLogin {
         registry: "registry.local:5000".into(),
     };
-    assert!(s.apply(&forget).await.unwrap().changed);
-    assert!(!s.apply(&forget).await.unwrap().changed);
+    assert!(s.ok(forget.clone()).await.changed);
+    assert!(!s.ok(forget).await.changed);
     assert_eq!(s.registry_login("registry.local:5000").await.unwrap(), None);
 }
 
@@ -1123,9 +928,9 @@ fn with_ports(name: &str, ports: bool) -> Box<ServiceSpec> {
 async fn a_service_with_ports_keeps_one_virtual_ip_across_updates_and_loses_it_without_ports() {
     let (_d, s, _) = store().await;
     let put = |spec: Box<ServiceSpec>| Command::PutService { spec, at_ms: 1 };
-    s.apply(&put(with_ports("api", true))).await.unwrap();
-    s.apply(&put(with_ports("web", true))).await.unwrap();
-    s.apply(&put(with_ports("job", false))).await.unwrap();
+    s.ok(put(with_ports("api", true))).await;
+    s.ok(put(with_ports("web", true))).await;
+    s.ok(put(with_ports("job", false))).await;
     let vip = |name: &'static str| {
         let s = s.clone();
         async move { s.service(name).await.unwrap().unwrap().vip }
@@ -1137,12 +942,12 @@ async fn a_service_with_ports_keeps_one_virtual_ip_across_updates_and_loses_it_w
     // An update (a new version) keeps it.
     let mut changed = with_ports("api", true);
     changed.env.insert("V".into(), "2".into());
-    assert_eq!(s.apply(&put(changed)).await.unwrap().version, Some(2));
+    assert_eq!(s.ok(put(changed)).await.version, Some(2));
     assert_eq!(vip("api").await.as_deref(), Some("10.96.0.1"));
     // Without ports it goes, and the next service with ports takes the lowest free one.
-    s.apply(&put(with_ports("api", false))).await.unwrap();
+    s.ok(put(with_ports("api", false))).await;
     assert_eq!(vip("api").await, None);
-    s.apply(&put(with_ports("db", true))).await.unwrap();
+    s.ok(put(with_ports("db", true))).await;
     assert_eq!(vip("db").await.as_deref(), Some("10.96.0.1"));
 }
 
@@ -1151,7 +956,7 @@ async fn the_first_recorded_range_wins_and_an_exhausted_range_refuses_the_servic
     let (_d, s, _) = store().await;
     let put = |spec: Box<ServiceSpec>| Command::PutService { spec, at_ms: 1 };
     // A service with ports from before virtual IPs: it gets one when a range is recorded.
-    s.apply(&put(with_ports("old", true))).await.unwrap();
+    s.ok(put(with_ports("old", true))).await;
     sqlx::query("UPDATE services SET vip = NULL")
         .execute(&s.read.pool)
         .await
@@ -1159,21 +964,20 @@ async fn the_first_recorded_range_wins_and_an_exhausted_range_refuses_the_servic
     let cidr = |text: &str| Command::SetServiceCidr {
         cidr: dash_core::subnet::VipPool::parse(text).unwrap(),
     };
-    assert!(s.apply(&cidr("10.200.0.0/30")).await.unwrap().changed);
+    assert!(s.ok(cidr("10.200.0.0/30")).await.changed);
     assert_eq!(
         s.service("old").await.unwrap().unwrap().vip.as_deref(),
         Some("10.200.0.1")
     );
     // Another master's flag does not change the recorded range.
-    assert!(!s.apply(&cidr("10.201.0.0/16")).await.unwrap().changed);
-    s.apply(&put(with_ports("b", true))).await.unwrap();
+    assert!(!s.ok(cidr("10.201.0.0/16")).await.changed);
+    s.ok(put(with_ports("b", true))).await;
     assert_eq!(
         s.service("b").await.unwrap().unwrap().vip.as_deref(),
         Some("10.200.0.2")
     );
     // A /30 holds two: the third service is refused, and nothing of it is kept.
-    let e = s.apply(&put(with_ports("c", true))).await.unwrap_err();
-    let text = e.to_string();
+    let text = s.refused(put(with_ports("c", true))).await;
     assert!(
         text.contains("10.200.0.0/30") && text.contains("--service-cidr"),
         "{text}"
@@ -1199,8 +1003,8 @@ async fn a_secret_update_moves_its_services_and_old_versions_go_with_their_last_
         s.apply(&put(false, "k1:a")).await,
         Err(TestApplyError::Rejected(Rejection::NotFound { .. }))
     ));
-    s.apply(&put(true, "k1:a")).await.unwrap();
-    let e = s.apply(&put(true, "k1:b")).await.unwrap_err().to_string();
+    s.ok(put(true, "k1:a")).await;
+    let e = s.refused(put(true, "k1:b")).await;
     assert!(
         e.contains("exists") && e.contains("dash secret update"),
         "{e}"
@@ -1210,24 +1014,18 @@ async fn a_secret_update_moves_its_services_and_old_versions_go_with_their_last_
     service_on_node_n1(&s).await;
     let mut with = spec("[[secrets]]\nname = \"pw\"\n");
     with.secrets[0].version = 1;
-    s.apply(&Command::PutService {
+    s.ok(Command::PutService {
         spec: with,
         at_ms: 2,
     })
-    .await
-    .unwrap();
+    .await;
     let v = s.service("web").await.unwrap().unwrap().version;
     let mut r = web_replica("web-1", Some("n1"));
     r.version = v;
-    s.apply(&Command::CreateReplicas {
-        replicas: vec![r],
-        at_ms: 3,
-    })
-    .await
-    .unwrap();
+    s.ok(create(vec![r], 3)).await;
 
     // The update: version 2, web moves to it (a new service version), v1 kept for web-1.
-    let applied = s.apply(&put(false, "k1:b")).await.unwrap();
+    let applied = s.ok(put(false, "k1:b")).await;
     assert_eq!(applied.version, Some(2));
     let web = s.service("web").await.unwrap().unwrap();
     assert_eq!(web.spec.secrets[0].version, 2);
@@ -1235,56 +1033,43 @@ async fn a_secret_update_moves_its_services_and_old_versions_go_with_their_last_
     let info = s.secret(Kind::Secret, "pw").await.unwrap().unwrap();
     assert_eq!((info.version, info.versions.clone()), (2, vec![1, 2]));
     assert_eq!(info.services[0].service, "web");
-    assert_eq!(
-        s.secret_sealed(Kind::Secret, "pw", 1)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("k1:a")
-    );
+    let sealed = |version| {
+        let s = s.clone();
+        async move { s.secret_sealed(Kind::Secret, "pw", version).await.unwrap() }
+    };
+    assert_eq!(sealed(1).await.as_deref(), Some("k1:a"));
 
     // web-1 goes: version 1 goes with it.
-    s.apply(&Command::DeleteReplica {
-        id: "web-1".into(),
-        at_ms: 4,
-    })
-    .await
-    .unwrap();
+    s.ok(delete("web-1", 4)).await;
     let info = s.secret(Kind::Secret, "pw").await.unwrap().unwrap();
     assert_eq!(info.versions, vec![2]);
-    assert_eq!(s.secret_sealed(Kind::Secret, "pw", 1).await.unwrap(), None);
+    assert_eq!(sealed(1).await, None);
 
     // Removal is refused while web lists it.
     let e = s
-        .apply(&Command::RemoveSecret {
+        .refused(Command::RemoveSecret {
             kind: Kind::Secret,
             name: "pw".into(),
         })
-        .await
-        .unwrap_err()
-        .to_string();
+        .await;
     assert!(e.contains("used by service web"), "{e}");
     // A config of the same name is another thing.
     assert!(s.secret(Kind::Config, "pw").await.unwrap().is_none());
 
     // Rotation must cover every kept version.
-    s.apply(&Command::AddDataKey {
+    s.ok(Command::AddDataKey {
         id: 1,
         sealed: "key1".into(),
         at_ms: 1,
     })
-    .await
-    .unwrap();
-    let e = s
-        .apply(&Command::RotateDataKey {
-            id: 2,
-            sealed_key: "key2".into(),
-            resealed: vec![],
-            at_ms: 5,
-        })
-        .await
-        .unwrap_err()
-        .to_string();
+    .await;
+    let rotate = |resealed| Command::RotateDataKey {
+        id: 2,
+        sealed_key: "key2".into(),
+        resealed,
+        at_ms: 5,
+    };
+    let e = s.refused(rotate(vec![])).await;
     assert!(e.contains("rotate again"), "{e}");
     let resealed = s
         .secret_versions()
@@ -1296,38 +1081,21 @@ async fn a_secret_update_moves_its_services_and_old_versions_go_with_their_last_
             r
         })
         .collect();
-    s.apply(&Command::RotateDataKey {
-        id: 2,
-        sealed_key: "key2".into(),
-        resealed,
-        at_ms: 5,
-    })
-    .await
-    .unwrap();
+    s.ok(rotate(resealed)).await;
     assert_eq!(s.data_keys().await.unwrap(), vec![(2, "key2".to_string())]);
-    assert_eq!(
-        s.secret_sealed(Kind::Secret, "pw", 2)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("k2:2")
-    );
+    assert_eq!(sealed(2).await.as_deref(), Some("k2:2"));
 }
 
 mod jobs;
 
 #[tokio::test]
 async fn reports_of_many_replicas_in_one_entry_as_one_by_one_and_shared_reads_follow() {
-    let (_d, s, _) = store().await;
-    service_on_node_n1(&s).await;
-    s.apply(&Command::CreateReplicas {
-        replicas: ["web-1", "web-2", "web-3"]
-            .map(|id| web_replica(id, Some("n1")))
-            .to_vec(),
-        at_ms: 2,
-    })
-    .await
-    .unwrap();
+    let (_d, s) = web_with(&[
+        ("web-1", Some("n1")),
+        ("web-2", Some("n1")),
+        ("web-3", Some("n1")),
+    ])
+    .await;
     let before = s.all_replicas().await.unwrap();
     assert_eq!(before.len(), 3);
     // Nothing changed: the same list, not read again.
@@ -1360,7 +1128,7 @@ async fn reports_of_many_replicas_in_one_entry_as_one_by_one_and_shared_reads_fo
         removed: vec!["web-3".into(), "web-8".into()],
         at_ms: 4,
     };
-    let applied = s.apply(&group).await.unwrap();
+    let applied = s.ok(group.clone()).await;
     assert!(applied.changed);
     let after = s.all_replicas().await.unwrap();
     // A commit is a new generation: the list is read again.
@@ -1392,7 +1160,7 @@ async fn reports_of_many_replicas_in_one_entry_as_one_by_one_and_shared_reads_fo
         ["web-1", "web-2"].into()
     );
     // The same group again (as another entry) leaves the same state.
-    s.apply(&group).await.unwrap();
+    s.ok(group).await;
     let again = s.all_replicas().await.unwrap();
     assert_eq!(again.len(), 2);
     assert_eq!(
@@ -1411,12 +1179,8 @@ async fn bulk_replica_reads_match_the_row_by_row_read_field_for_field() {
     let mut pending = web_replica("web-2", None);
     pending.message = "no node has 2 CPUs free; \"quoted\", back\\slash,\nnewline, ünïcödé".into();
     pending.start_at_ms = Some(1234);
-    s.apply(&Command::CreateReplicas {
-        replicas: vec![web_replica("web-1", Some("n1")), pending],
-        at_ms: 2,
-    })
-    .await
-    .unwrap();
+    s.ok(create(vec![web_replica("web-1", Some("n1")), pending], 2))
+        .await;
     let status = ReplicaStatus {
         id: "web-1".into(),
         state: ReplicaState::Exited,
@@ -1426,9 +1190,7 @@ async fn bulk_replica_reads_match_the_row_by_row_read_field_for_field() {
         started_ms: Some(5),
         message: "killed".into(),
     };
-    s.apply(&Command::ReportReplica { status, at_ms: 5 })
-        .await
-        .unwrap();
+    s.ok(Command::ReportReplica { status, at_ms: 5 }).await;
     let one = [
         s.replica("web-1").await.unwrap().unwrap(),
         s.replica("web-2").await.unwrap().unwrap(),

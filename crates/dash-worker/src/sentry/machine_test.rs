@@ -17,6 +17,14 @@ fn policy() -> RestartPolicy {
     }
 }
 
+/// [`policy`] restarting on `condition`.
+fn policy_on(condition: RestartCondition) -> RestartPolicy {
+    RestartPolicy {
+        condition,
+        ..policy()
+    }
+}
+
 fn check(retries: u32) -> HealthCheck {
     HealthCheck {
         probe: Probe::Tcp { port: 80 },
@@ -144,10 +152,7 @@ fn the_budget_counts_every_restart_and_then_gives_up() {
 #[test]
 fn on_failure_stays_exited_after_a_clean_exit_and_never_never_restarts() {
     let t0 = Instant::now();
-    let on_failure = RestartPolicy {
-        condition: RestartCondition::OnFailure,
-        ..policy()
-    };
+    let on_failure = policy_on(RestartCondition::OnFailure);
     let mut s = started(on_failure, None, t0);
     assert_eq!(
         s.handle(Input::Exited { code: 0 }, t0),
@@ -157,10 +162,7 @@ fn on_failure_stays_exited_after_a_clean_exit_and_never_never_restarts() {
     assert_eq!(s.exit_code(), Some(0));
     assert_eq!(s.next_wake(), None);
 
-    let never = RestartPolicy {
-        condition: RestartCondition::Never,
-        ..policy()
-    };
+    let never = policy_on(RestartCondition::Never);
     let mut s = started(never, None, t0);
     s.handle(Input::Exited { code: 9 }, t0);
     assert_eq!(s.state(), ReplicaState::Exited);
@@ -185,10 +187,7 @@ fn a_failed_start_is_reported_with_its_reason_and_retried_with_back_off() {
 #[test]
 fn an_exit_that_was_already_handled_changes_nothing() {
     let t0 = Instant::now();
-    let never = RestartPolicy {
-        condition: RestartCondition::Never,
-        ..policy()
-    };
+    let never = policy_on(RestartCondition::Never);
     let mut s = started(never, None, t0);
     s.handle(Input::Exited { code: 1 }, t0);
     assert_eq!(s.handle(Input::Exited { code: 1 }, t0), []);
@@ -295,10 +294,7 @@ fn a_replica_found_exited_after_a_daemon_restart_follows_the_policy() {
         [Action::Start]
     );
     assert_eq!(s.restarts(), 4);
-    let never = RestartPolicy {
-        condition: RestartCondition::Never,
-        ..policy()
-    };
+    let never = policy_on(RestartCondition::Never);
     let mut s = Sentry::new(never, None, 0);
     assert_eq!(s.handle(Input::FoundExited { code: 2 }, t0), []);
     assert_eq!(s.state(), ReplicaState::Exited);

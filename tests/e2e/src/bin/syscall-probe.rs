@@ -26,52 +26,36 @@ fn probe(name: &str, ret: libc::c_long) {
 }
 
 fn main() {
-    let ptr = |p: *const libc::c_char| p as libc::c_long;
-    probe(
-        "unshare-user",
-        raw(
+    let ptr = |s: &'static std::ffi::CStr| s.as_ptr() as libc::c_long;
+    let calls: [(&str, libc::c_long, [libc::c_long; 5]); 6] = [
+        (
+            "unshare-user",
             libc::SYS_unshare,
             [libc::CLONE_NEWUSER as libc::c_long, 0, 0, 0, 0],
         ),
-    );
-    // KEYCTL_GET_KEYRING_ID of the session keyring (-3).
-    probe("keyctl", raw(libc::SYS_keyctl, [0, -3, 0, 0, 0]));
-    let payload = c"x";
-    probe(
-        "add_key",
-        raw(
+        // KEYCTL_GET_KEYRING_ID of the session keyring (-3).
+        ("keyctl", libc::SYS_keyctl, [0, -3, 0, 0, 0]),
+        (
+            "add_key",
             libc::SYS_add_key,
-            [
-                ptr(c"user".as_ptr()),
-                ptr(c"dash-probe".as_ptr()),
-                ptr(payload.as_ptr()),
-                1,
-                -3,
-            ],
+            [ptr(c"user"), ptr(c"dash-probe"), ptr(c"x"), 1, -3],
         ),
-    );
-    // BPF_MAP_CREATE with no attributes: EPERM under a filter, else a complaint about the
-    // attributes (EFAULT or EINVAL).
-    probe("bpf", raw(libc::SYS_bpf, [0; 5]));
-    // PTRACE_ATTACH to the container's first process.
-    probe(
-        "ptrace",
-        raw(
+        // BPF_MAP_CREATE with no attributes: EPERM under a filter, else a complaint about the
+        // attributes (EFAULT or EINVAL).
+        ("bpf", libc::SYS_bpf, [0; 5]),
+        // PTRACE_ATTACH to the container's first process.
+        (
+            "ptrace",
             libc::SYS_ptrace,
             [libc::PTRACE_ATTACH as libc::c_long, 1, 0, 0, 0],
         ),
-    );
-    probe(
-        "mount",
-        raw(
+        (
+            "mount",
             libc::SYS_mount,
-            [
-                ptr(c"none".as_ptr()),
-                ptr(c"/tmp".as_ptr()),
-                ptr(c"tmpfs".as_ptr()),
-                0,
-                0,
-            ],
+            [ptr(c"none"), ptr(c"/tmp"), ptr(c"tmpfs"), 0, 0],
         ),
-    );
+    ];
+    for (name, nr, args) in calls {
+        probe(name, raw(nr, args));
+    }
 }

@@ -5,23 +5,38 @@ use dash_core::job::{RunState, RunTrigger};
 
 use super::*;
 
-async fn job(s: &TestStore, extra: &str) {
+/// `PutService` of job "j" with `extra` after its name, image and kind.
+fn put_job(extra: &str, at_ms: u64) -> Command {
     let spec = parse_service(
         "j.toml",
         &format!("name = \"j\"\nimage = \"b\"\nkind = \"job\"\n{extra}"),
     )
     .unwrap();
-    s.apply(&Command::PutService {
+    Command::PutService {
         spec: Box::new(spec),
-        at_ms: 1_000,
-    })
-    .await
-    .unwrap();
+        at_ms,
+    }
+}
+
+async fn job(s: &TestStore, extra: &str) {
+    s.ok(put_job(extra, 1_000)).await;
+}
+
+/// A store with service "web" and node "n1" (see `service_on_node_n1`), then job "j".
+async fn job_on_n1(extra: &str) -> (tempfile::TempDir, TestStore) {
+    let (dir, s, _) = store().await;
+    service_on_node_n1(&s).await;
+    job(&s, extra).await;
+    (dir, s)
 }
 
 fn start(trigger: RunTrigger, slot: Option<u64>, at: u64) -> Command {
+    start_of("j", trigger, slot, at)
+}
+
+fn start_of(service: &str, trigger: RunTrigger, slot: Option<u64>, at: u64) -> Command {
     Command::StartJobRun {
-        service: "j".into(),
+        service: service.into(),
         trigger,
         slot_ms: slot,
         at_ms: at,
@@ -40,75 +55,45 @@ fn finish(run: u64, state: RunState, at: u64) -> Command {
 }
 
 fn attempt(id: &str, run: u64) -> Command {
-    Command::CreateReplicas {
-        replicas: vec![NewReplica {
-            id: id.into(),
-            service: "j".into(),
-            version: 1,
-            node: Some("n1".into()),
-            message: String::new(),
-            run: Some(run),
-            start_at_ms: None,
-        }],
-        at_ms: 2_000,
-    }
+    let replica = NewReplica {
+        service: "j".into(),
+        run: Some(run),
+        ..web_replica(id, Some("n1"))
+    };
+    create(vec![replica], 2_000)
 }
 
 #[tokio::test]
 async fn a_slot_runs_at_most_once_and_runs_are_numbered_by_the_state() {
-    let (_d, s, _w) = store().await;
-    service_on_node_n1(&s).await;
-    job(
-        &s,
-        "[schedule]\ncron = \"@every 5s\"\nconcurrency = \"allow\"\n",
-    )
-    .await;
+    let (_d, s) = job_on_n1("[schedule]\ncron = \"@every 5s\"\nconcurrency = \"allow\"\n").await;
     let jobs = s.jobs().await.unwrap();
     assert_eq!(
         jobs[0].last_slot_ms, 1_000,
         "slots before the apply are not its"
     );
-    let a = s
-        .apply(&start(RunTrigger::Schedule, Some(5_000), 4_000))
-        .await
-        .unwrap();
+    let a = s.ok(start(RunTrigger::Schedule, Some(5_000), 4_000)).await;
     assert_eq!(a.run, Some(1));
     // The same slot again (a retry, or a second master): refused, nothing changes.
     let e = s
-        .apply(&start(RunTrigger::Schedule, Some(5_000), 4_100))
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("decided already"), "{e}");
+        .refused(start(RunTrigger::Schedule, Some(5_000), 4_100))
+        .await;
+    assert!(e.contains("decided already"), "{e}");
     // An older slot too.
     assert!(
         s.apply(&start(RunTrigger::Schedule, Some(2_000), 4_100))
             .await
             .is_err()
     );
-    let b = s
-        .apply(&start(RunTrigger::Manual, None, 4_200))
-        .await
-        .unwrap();
+    let b = s.ok(start(RunTrigger::Manual, None, 4_200)).await;
     assert_eq!(b.run, Some(2));
     // Skipped slots: counted once, and decided.
-    assert!(
-        s.apply(&Command::SkipJobSlots {
-            service: "j".into(),
-            slots: vec![10_000, 15_000],
-            at_ms: 16_000,
-        })
-        .await
-        .unwrap()
-        .changed
-    );
-    let again = s
-        .apply(&Command::SkipJobSlots {
-            service: "j".into(),
-            slots: vec![10_000, 15_000],
-            at_ms: 16_000,
-        })
-        .await
-        .unwrap();
+    let skip = Command::SkipJobSlots {
+        service: "j".into(),
+        slots: vec![10_000, 15_000],
+        at_ms: 16_000,
+    };
+    assert!(s.ok(skip.clone()).await.changed);
+    let again = s.ok(skip).await;
     assert!(!again.changed);
     let j = &s.jobs().await.unwrap()[0];
     assert_eq!((j.last_slot_ms, j.skipped, j.next_run), (15_000, 2, 3));
@@ -121,18 +106,11 @@ async fn a_slot_runs_at_most_once_and_runs_are_numbered_by_the_state() {
 
 #[tokio::test]
 async fn forbid_refuses_a_second_run_and_replace_stops_the_first() {
-    let (_d, s, _w) = store().await;
-    service_on_node_n1(&s).await;
-    job(&s, "").await; // no schedule: forbid
-    s.apply(&start(RunTrigger::Manual, None, 2_000))
-        .await
-        .unwrap();
-    let e = s
-        .apply(&start(RunTrigger::Manual, None, 2_100))
-        .await
-        .unwrap_err();
+    let (_d, s) = job_on_n1("").await; // no schedule: forbid
+    s.ok(start(RunTrigger::Manual, None, 2_000)).await;
+    let e = s.refused(start(RunTrigger::Manual, None, 2_100)).await;
     assert!(
-        e.to_string().contains("run 1 is still running") && e.to_string().contains("forbid"),
+        e.contains("run 1 is still running") && e.contains("forbid"),
         "{e}"
     );
     job(
@@ -140,11 +118,8 @@ async fn forbid_refuses_a_second_run_and_replace_stops_the_first() {
         "[schedule]\ncron = \"@hourly\"\nconcurrency = \"replace\"\n",
     )
     .await;
-    s.apply(&attempt("j-a", 1)).await.unwrap();
-    let r = s
-        .apply(&start(RunTrigger::Manual, None, 3_000))
-        .await
-        .unwrap();
+    s.ok(attempt("j-a", 1)).await;
+    let r = s.ok(start(RunTrigger::Manual, None, 3_000)).await;
     assert_eq!(r.run, Some(2));
     let runs = s.job_runs(Some("j")).await.unwrap();
     assert_eq!(runs[0].state, RunState::Stopped);
@@ -154,21 +129,17 @@ async fn forbid_refuses_a_second_run_and_replace_stops_the_first() {
     assert_eq!(a.desired, DesiredState::Stop);
     assert_eq!(a.run, Some(1));
     // No attempt is added to a run that is over.
-    s.apply(&attempt("j-late", 1)).await.unwrap();
+    s.ok(attempt("j-late", 1)).await;
     assert!(s.replica("j-late").await.unwrap().is_none());
 }
 
 #[tokio::test]
 async fn finished_runs_beyond_history_leave_with_their_replicas() {
-    let (_d, s, _w) = store().await;
-    service_on_node_n1(&s).await;
-    job(&s, "[schedule]\ncron = \"@hourly\"\nhistory = 2\n").await;
+    let (_d, s) = job_on_n1("[schedule]\ncron = \"@hourly\"\nhistory = 2\n").await;
     for run in 1..=4u64 {
-        s.apply(&start(RunTrigger::Manual, None, run * 10))
-            .await
-            .unwrap();
-        s.apply(&attempt(&format!("j-{run}"), run)).await.unwrap();
-        s.apply(&Command::ReportReplica {
+        s.ok(start(RunTrigger::Manual, None, run * 10)).await;
+        s.ok(attempt(&format!("j-{run}"), run)).await;
+        s.ok(Command::ReportReplica {
             status: ReplicaStatus {
                 id: format!("j-{run}"),
                 state: ReplicaState::Exited,
@@ -180,19 +151,16 @@ async fn finished_runs_beyond_history_leave_with_their_replicas() {
             },
             at_ms: run * 10,
         })
-        .await
-        .unwrap();
+        .await;
         assert!(
-            s.apply(&finish(run, RunState::Succeeded, run * 10 + 5))
+            s.ok(finish(run, RunState::Succeeded, run * 10 + 5))
                 .await
-                .unwrap()
                 .changed
         );
         // Finishing twice changes nothing.
         assert!(
-            !s.apply(&finish(run, RunState::Failed, run * 10 + 6))
+            !s.ok(finish(run, RunState::Failed, run * 10 + 6))
                 .await
-                .unwrap()
                 .changed
         );
     }
@@ -222,75 +190,41 @@ async fn finished_runs_beyond_history_leave_with_their_replicas() {
 async fn suspend_and_resume_and_what_is_not_a_job() {
     let (_d, s, _w) = store().await;
     job(&s, "[schedule]\ncron = \"@every 5s\"\n").await;
-    assert!(
-        s.apply(&Command::SetJobSuspended {
-            service: "j".into(),
-            suspended: true,
-            at_ms: 2_000,
-        })
-        .await
-        .unwrap()
-        .changed
-    );
-    let e = s
-        .apply(&start(RunTrigger::Schedule, Some(5_000), 4_000))
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("suspended"), "{e}");
-    // A suspended job starts nothing: no manual run either.
-    let e = s
-        .apply(&start(RunTrigger::Manual, None, 4_000))
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("dash job resume j"), "{e}");
-    s.apply(&Command::SetJobSuspended {
+    let suspend = |suspended, at_ms| Command::SetJobSuspended {
         service: "j".into(),
-        suspended: false,
-        at_ms: 60_000,
-    })
-    .await
-    .unwrap();
+        suspended,
+        at_ms,
+    };
+    assert!(s.ok(suspend(true, 2_000)).await.changed);
+    let e = s
+        .refused(start(RunTrigger::Schedule, Some(5_000), 4_000))
+        .await;
+    assert!(e.contains("suspended"), "{e}");
+    // A suspended job starts nothing: no manual run either.
+    let e = s.refused(start(RunTrigger::Manual, None, 4_000)).await;
+    assert!(e.contains("dash job resume j"), "{e}");
+    s.ok(suspend(false, 60_000)).await;
     // Slots missed while suspended are not run.
     assert_eq!(s.jobs().await.unwrap()[0].last_slot_ms, 60_000);
-    s.apply(&Command::PutService {
+    s.ok(Command::PutService {
         spec: Box::new(parse_service("w.toml", "name = \"w\"\nimage = \"b\"\n").unwrap()),
         at_ms: 1,
     })
-    .await
-    .unwrap();
-    let e = s
-        .apply(&Command::StartJobRun {
-            service: "w".into(),
-            trigger: RunTrigger::Manual,
-            slot_ms: None,
-            at_ms: 2,
-        })
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("not a job"), "{e}");
-    let e = s
-        .apply(&Command::StartJobRun {
-            service: "nope".into(),
-            trigger: RunTrigger::Manual,
-            slot_ms: None,
-            at_ms: 2,
-        })
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("not found"), "{e}");
+    .await;
+    for (service, refusal) in [("w", "not a job"), ("nope", "not found")] {
+        let e = s
+            .refused(start_of(service, RunTrigger::Manual, None, 2))
+            .await;
+        assert!(e.contains(refusal), "{e}");
+    }
 }
 
 #[tokio::test]
 async fn replaced_runs_leave_the_history_and_a_new_schedule_counts_from_its_apply() {
-    let (_d, s, _w) = store().await;
-    service_on_node_n1(&s).await;
-    job(
-        &s,
-        "[schedule]\ncron = \"@hourly\"\nconcurrency = \"replace\"\nhistory = 1\n",
-    )
-    .await;
+    let (_d, s) =
+        job_on_n1("[schedule]\ncron = \"@hourly\"\nconcurrency = \"replace\"\nhistory = 1\n").await;
     for at in [10, 20, 30, 40] {
-        s.apply(&start(RunTrigger::Manual, None, at)).await.unwrap();
+        s.ok(start(RunTrigger::Manual, None, at)).await;
     }
     let runs: Vec<(u64, RunState)> = s
         .job_runs(Some("j"))
@@ -302,17 +236,8 @@ async fn replaced_runs_leave_the_history_and_a_new_schedule_counts_from_its_appl
     assert_eq!(runs, vec![(3, RunState::Stopped), (4, RunState::Running)]);
     // A changed schedule: slots before its apply are not its.
     let before = s.jobs().await.unwrap()[0].last_slot_ms;
-    let spec = parse_service(
-        "j.toml",
-        "name = \"j\"\nimage = \"b\"\nkind = \"job\"\n[schedule]\ncron = \"@daily\"\n",
-    )
-    .unwrap();
-    s.apply(&Command::PutService {
-        spec: Box::new(spec),
-        at_ms: 50_000,
-    })
-    .await
-    .unwrap();
+    s.ok(put_job("[schedule]\ncron = \"@daily\"\n", 50_000))
+        .await;
     let after = s.jobs().await.unwrap()[0].last_slot_ms;
     assert!(before < 50_000 && after == 50_000, "{before} → {after}");
 }
