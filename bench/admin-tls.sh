@@ -5,7 +5,7 @@
 # GET /v1/services with a `read` token (a DASH1- token: its hash is looked up in the state on
 # every request, as for a team's tokens):
 #
-#   keep-alive    wrk -t2 -cCONNS: connections reused (a portal, a script with a client library)
+#   keep-alive    wrk -t2 -cCONNECTIONS: connections reused (a portal, a client library)
 #   new conn      the same with `Connection: close`: a TCP connection (and for HTTPS a full TLS
 #                 handshake: wrk does not resume sessions) per request, as each `dash` command
 #                 makes one
@@ -19,24 +19,11 @@ set -eEuo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-BIN_DIR=${BIN_DIR:-target/release}
-ROUNDS=${ROUNDS:-3}
-SECS=${SECONDS_PER_RUN:-10}
-CONNS=${CONNECTIONS:-16}
-LISTEN=127.0.0.1:7397
+defaults ROUNDS=3 SECONDS_PER_RUN=10 CONNECTIONS=16
+bench_net tls 7397 10.98.7.0/24
 TLS_LISTEN=127.0.0.1:7398
-BRIDGE=dashbtls0
-SUBNET=10.98.7.0/24
-NFT_TABLE=dash_bench_tls
-RUN_DIR=/run/dash-bench-tls
-NODE=bench-tls
-
-need_root_and jq wrk
-ensure_binaries
-refuse_if_taken
-if (exec 3<>"/dev/tcp/${TLS_LISTEN%:*}/${TLS_LISTEN#*:}") 2>/dev/null; then die "$TLS_LISTEN is in use"; fi
-bench_state dash-bench-tls
-
+refuse_if_listening "$TLS_LISTEN"
+bench_setup jq wrk
 standard_cleanup
 
 header admin-tls "$(versions wrk)"
@@ -55,7 +42,7 @@ ask() {
   out=$SCR/wrk-$name.out
   local extra=()
   [ -n "${3:-}" ] && extra=(-H "$3")
-  wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -H "Authorization: Bearer $TOKEN" \
+  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -H "Authorization: Bearer $TOKEN" \
     ${extra[@]+"${extra[@]}"} "$url" >"$out" 2>&1 || die "wrk $name failed: $(tail -3 "$out")"
   grep -q "Non-2xx" "$out" && die "$name: $(grep -E 'Non-2xx' "$out")"
   record_wrk "$name" "$out"
@@ -70,7 +57,7 @@ for r in $(seq "$ROUNDS"); do
 done
 
 echo
-echo "wrk -t2 -c$CONNS, ${SECS} s a run, $ROUNDS runs each (alternating), GET /v1/services with a read token, one dash server, loopback"
+echo "wrk -t2 -c$CONNECTIONS, ${SECONDS_PER_RUN} s a run, $ROUNDS runs each (alternating), GET /v1/services with a read token, one dash server, loopback"
 printf '  %-22s %14s %10s %10s\n' listener "req/s (median)" "p50 ms" "p99 ms"
 for n in plain-keepalive https-keepalive plain-newconn https-newconn; do
   printf '  %-22s %14.0f %10s %10s\n' "$n" "$(med "$SAMPLES/$n-rps")" "$(med "$SAMPLES/$n-p50")" "$(med "$SAMPLES/$n-p99")"

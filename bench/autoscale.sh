@@ -9,11 +9,4 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
-cargo build --release -p dash -p dash-monitor >&2
-# The driver unwinds on a failed step so that its cleanup runs (release panics abort).
-cargo build --profile bench-driver -p dash-bench --bin autoscale-reaction >&2
-BIN_DIR=target/release
-DASH=$ROOT/target/release/dash
-header autoscale "$(versions crun runc)"
-echo
-DASH_BIN_DIR="$ROOT/target/release" "$ROOT/target/bench-driver/autoscale-reaction"
+driver_bench autoscale autoscale-reaction "$(versions crun runc)"

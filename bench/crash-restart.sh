@@ -21,59 +21,35 @@ set -eEuo pipefail
 # shellcheck source-path=SCRIPTDIR source=docker.sh
 . "$(dirname "$0")/docker.sh"
 
-BIN_DIR=${BIN_DIR:-target/release}
-TRIALS=${TRIALS:-10}
+defaults TRIALS=10
 DOCKER_ON=${DOCKER:-1}
-LISTEN=127.0.0.1:7391
-BRIDGE=dashbcr0
-SUBNET=10.98.1.0/24
-NFT_TABLE=dash_bench_cr
-RUN_DIR=/run/dash-bench-cr
-NODE=bench-cr
 TARGET_MS=100
 # Unique command lines: the observer finds each tool's replicas by them.
 DASH_CMD="sleep 600701"
 SWARM_CMD="sleep 600702"
 
-need_root_and jq nft ip crun findmnt tar nsenter
 if [ "$DOCKER_ON" = 1 ] && ! docker_available; then
   log "docker.io not installed: Swarm is not measured"; DOCKER_ON=0
 fi
-ensure_binaries
-OBSERVE=$BIN_DIR/observe
-[ -x "$OBSERVE" ] || cargo build --release -p dash-bench --bin observe >&2
-refuse_if_taken
-bench_state dash-bench-cr
-
-cleanup() {
-  local rc=$?
-  cleanup_begin
-  cleanup_standard docker_cleanup docker_left
-  exit "$rc"
-}
-trap_cleanup
-trap 'log "error: exit $? at line $LINENO: $BASH_COMMAND"' ERR
+bench_net cr 7391 10.98.1.0/24
+bench_setup jq nft ip crun findmnt tar nsenter
+standard_cleanup docker_cleanup docker_left
+ensure_observe
 
 pids_of() { { pgrep -xf "$1" || true; } | sort -n; } # pids_of CMDLINE
 
 # kill_and_observe LABEL CMDLINE PID: kills PID, records the time until a new CMDLINE process
 # other than the ones running now is seen.
 kill_and_observe() {
-  local label=$1 cmd=$2 victim=$3 ready pid t1 t0 nots=() p
+  local label=$1 cmd=$2 victim=$3 t0 nots=() p
   for p in $(pids_of "$cmd"); do nots+=(--not "$p"); done
-  coproc OBS { "$OBSERVE" --cmdline "$cmd" "${nots[@]}" --timeout 60; }
-  # A copy of its output: bash drops OBS once the observer exits, maybe before we read it all.
-  exec 7<&"${OBS[0]}"
-  local job=$OBS_PID
-  read -r ready <&7
-  [ "$ready" = ready ] || die "observer did not start"
+  observer_start --cmdline "$cmd" "${nots[@]}" --timeout 60
   t0=$(now_us)
   kill -KILL "$victim"
-  read -r pid t1 <&7 || die "$label: no new process within 60 s"
-  wait "$job" 2>/dev/null || true
-  exec 7<&-
-  record "$label" "$(us_to_ms $((t1 - t0)))"
-  log "$label: $victim killed, $pid running after $(us_to_ms $((t1 - t0))) ms"
+  observer_next "$label: no new process within 60 s"
+  observer_end
+  record "$label" "$(us_to_ms $((SEEN_US - t0)))"
+  log "$label: $victim killed, $SEEN_PID running after $(us_to_ms $((SEEN_US - t0))) ms"
 }
 
 # ---- setup --------------------------------------------------------------------------------
@@ -83,12 +59,7 @@ echo
 "$ROOT/demo/make-busybox-rootfs.sh" "$SCR/rootfs.tar"
 start_server
 "$DASH" image import --rootfs "$SCR/rootfs.tar" bb:1 >/dev/null
-cat >"$SCR/crash.toml" <<EOF
-name = "crash"
-image = "bb:1"
-command = ["${DASH_CMD%% *}", "${DASH_CMD#* }"]
-replicas = $TRIALS
-EOF
+sleep_toml crash "${DASH_CMD#sleep }" "replicas = $TRIALS"
 "$DASH" apply -f "$SCR/crash.toml" >/dev/null
 if [ "$DOCKER_ON" = 1 ]; then
   docker_start cr

@@ -16,58 +16,25 @@ set -eEuo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-BIN_DIR=${BIN_DIR:-target/release}
-ROUNDS=${ROUNDS:-3}
-SECS=${SECONDS_PER_RUN:-10}
-CLIENTS=${CLIENTS:-4}
-LISTEN=127.0.0.1:7395
-BRIDGE=dashbdns0
-SUBNET=10.98.5.0/24
-GATEWAY=10.98.5.1
-NFT_TABLE=dash_bench_dns
-RUN_DIR=/run/dash-bench-dns
-NODE=bench-dns
-
-need_root_and jq nft ip nsenter dnsperf dnsmasq unbound
-ensure_binaries
-refuse_if_taken
-bench_state dash-bench-dns
-PEERS=()
-
-cleanup() {
-  local rc=$? p
-  cleanup_begin
-  for p in "${PEERS[@]}"; do stop_pid "$p"; done
-  cleanup_standard
-  exit "$rc"
-}
-trap_cleanup
-trap 'log "error: exit $? at line $LINENO: $BASH_COMMAND"' ERR
+defaults ROUNDS=3 SECONDS_PER_RUN=10 CLIENTS=4
+bench_net dns 7395 10.98.5.0/24
+bench_setup jq nft ip nsenter dnsperf dnsmasq unbound
+# The cleanup stops the peers (dnsmasq, unbound: HELPER_PIDS) first.
+standard_cleanup
 
 header dns "$(versions dnsperf dnsmasq unbound)"
 # Names outside the cluster are not asked here; the upstream is a closed port on loopback.
 SERVER_FLAGS=(--dns-upstream 127.0.0.1:9)
 start_server
-"$ROOT/demo/make-busybox-rootfs.sh" "$SCR/rootfs.tar"
-"$DASH" image import --rootfs "$SCR/rootfs.tar" bb:1 >/dev/null
-cat >"$SCR/api.toml" <<TOML
-name = "api"
-image = "bb:1"
-command = ["httpd", "-f", "-p", "8080", "-h", "/"]
-[[ports]]
-container = 8080
-TOML
-"$DASH" apply -f "$SCR/api.toml" >/dev/null
-client_replica 2
-VIP=$("$DASH" service inspect api | jq -r .vip)
-[ "$VIP" != null ] || die "api has no virtual IP"
+busybox_image
+port_service api bb:1 8080 httpd -f -p 8080 -h /
 log "api.dash → $VIP; dnsperf runs in $NETNS"
 
 # The peers, serving the same record on the gateway address.
 dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --bind-interfaces \
   --listen-address="$GATEWAY" --port=5302 --pid-file= --user=root \
   --address="/api.dash/$VIP" </dev/null >"$SCR/dnsmasq.log" 2>&1 &
-PEERS+=($!)
+HELPER_PIDS+=($!)
 cat >"$SCR/unbound.conf" <<CONF
 server:
   interface: $GATEWAY@5303
@@ -84,14 +51,14 @@ server:
   local-data: "api.dash. 1 IN A $VIP"
 CONF
 unbound -c "$SCR/unbound.conf" </dev/null >"$SCR/unbound.log" 2>&1 &
-PEERS+=($!)
+HELPER_PIDS+=($!)
 echo "api.dash A" >"$SCR/queries"
 
 # ask NAME PORT: one dnsperf run from the replica's namespace; records qps, mean and p99 (ms).
 ask() {
   local name=$1 port=$2 out
   out=$SCR/dnsperf-$name.out
-  nsenter --net="$NETNS" dnsperf -s "$GATEWAY" -p "$port" -d "$SCR/queries" -l "$SECS" \
+  nsenter --net="$NETNS" dnsperf -s "$GATEWAY" -p "$port" -d "$SCR/queries" -l "$SECONDS_PER_RUN" \
     -c "$CLIENTS" -v >"$out" 2>&1 || die "dnsperf against $name failed: $(tail -3 "$out")"
   grep -q 'Queries lost: *0 ' "$out" || log "$name: $(grep 'Queries lost' "$out")"
   record "$name-qps" "$(awk '/Queries per second/{printf "%d", $4}' "$out")"
@@ -113,7 +80,7 @@ for r in $(seq "$ROUNDS"); do
 done
 
 echo
-echo "query: api.dash A (the service's virtual IP), $CLIENTS dnsperf clients, $SECS s a run, $ROUNDS runs each (alternating), from a replica's network namespace to the node's gateway address"
+echo "query: api.dash A (the service's virtual IP), $CLIENTS dnsperf clients, $SECONDS_PER_RUN s a run, $ROUNDS runs each (alternating), from a replica's network namespace to the node's gateway address"
 printf '  %-8s %12s %14s %14s %14s\n' server "q/s (median)" "mean ms (med)" "p50 ms (med)" "p99 ms (med)"
 # med FILE → the median of its numbers, to the microsecond
 for n in dash dnsmasq unbound; do

@@ -62,7 +62,7 @@ docker_swarm_init() { $DOCKER swarm init --advertise-addr 127.0.0.1 >/dev/null; 
 
 docker_cleanup() {
   [ -n "$DOCKER_NAME" ] || return 0
-  local root=$SCR/docker pid h d
+  local root=$SCR/docker pid
   if [ -n "$DOCKER_PID" ] && kill -0 "$DOCKER_PID" 2>/dev/null; then
     for s in $($DOCKER service ls -q 2>/dev/null); do $DOCKER service rm "$s" >/dev/null 2>&1; done
     $DOCKER swarm leave --force >/dev/null 2>&1
@@ -74,28 +74,25 @@ docker_cleanup() {
   fi
   # Its containerd and shims, should any outlive it (they name the exec root).
   for pid in $(pgrep -f "/run/$DOCKER_NAME" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
-  findmnt -rn -o TARGET | grep -E "^(/run/$DOCKER_NAME|$root)(/|$)" | sort -r | while read -r m; do
-    umount "$m" 2>/dev/null || umount -l "$m"
-  done
-  rm -rf --one-file-system "/run/$DOCKER_NAME" "$root"
-  ip netns del "$DOCKER_NS" 2>/dev/null
-  for h in /sys/fs/cgroup/*/; do
-    d=${h%/}$ME/$DOCKER_NAME
-    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
-  done
-  return 0
+  docker_remove "$DOCKER_NAME" "$root"
+}
+
+# docker_remove NAME ROOT: what a dockerd whose processes are gone leaves: the mounts under its
+# exec root /run/NAME and its data dir ROOT, both dirs, its network namespace NAME and its
+# containers' cgroups (ME/NAME).
+docker_remove() {
+  umount_under "/run/$1" "$2"
+  rm -rf --one-file-system "/run/$1" "$2"
+  ip netns del "$1" 2>/dev/null
+  rmdir_cgroup "$ME/$1"
 }
 
 docker_left() {
   [ -n "$DOCKER_NAME" ] || return 0
-  local h
   pgrep -f "/run/$DOCKER_NAME" >/dev/null 2>&1 && printf ' %s' "docker-processes"
   [ -e "/run/$DOCKER_NAME" ] && printf ' %s' "/run/$DOCKER_NAME"
   [ -e "/run/netns/$DOCKER_NS" ] && printf ' %s' "netns:$DOCKER_NS"
-  for h in /sys/fs/cgroup/*/; do
-    [ -d "${h%/}$ME/$DOCKER_NAME" ] && printf ' %s' "${h%/}$ME/$DOCKER_NAME"
-  done
-  return 0
+  cgroup_left "$ME/$DOCKER_NAME"
 }
 
 # ---- several dockerds: a swarm of nodes (bench/swarm-failover.sh) --------------------------
@@ -243,7 +240,7 @@ dnode_kill() {
 # One node: its dockerd stopped (it stops its containers), whatever outlived it killed, its
 # mounts, dirs, namespace and cgroups removed.
 dnode_teardown() {
-  local n=$1 full root pids h d
+  local n=$1 full root pids
   full=$(dnode_full "$n")
   root=$(dnode_root "$n")
   dnode_note_shims "$n"
@@ -261,16 +258,7 @@ dnode_teardown() {
     kill -KILL $pids 2>/dev/null
     sleep 0.5
   done
-  findmnt -rn -o TARGET | grep -E "^(/run/$full|$root)(/|$)" | sort -r | while read -r m; do
-    umount "$m" 2>/dev/null || umount -l "$m"
-  done
-  rm -rf --one-file-system "/run/$full" "$root"
-  ip netns del "$full" 2>/dev/null
-  for h in /sys/fs/cgroup/*/; do
-    d=${h%/}$ME/$full
-    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
-  done
-  return 0
+  docker_remove "$full" "$root"
 }
 
 dstacks() { find /tmp -maxdepth 1 -name 'containerd.*.stacks.log' 2>/dev/null | sort; }
@@ -288,17 +276,15 @@ dcluster_cleanup() {
 }
 
 dcluster_left() {
-  local n full h f
+  local n full f
   for n in "${DNODES[@]}"; do
     full=$(dnode_full "$n")
     pgrep -f "/run/$full/" >/dev/null 2>&1 && printf ' %s' "docker-processes:$n"
     [ -n "$(dnode_container_pids "$n")" ] && printf ' %s' "container-processes:$n"
     [ -e "/run/$full" ] && printf ' %s' "/run/$full"
     [ -e "/run/netns/$full" ] && printf ' %s' "netns:$full"
-    findmnt -rn -o TARGET | grep -qE "^(/run/$full|$(dnode_root "$n"))(/|$)" && printf ' %s' "mounts:$n"
-    for h in /sys/fs/cgroup/*/; do
-      [ -d "${h%/}$ME/$full" ] && printf ' %s' "${h%/}$ME/$full"
-    done
+    [ -n "$(mounts_under "/run/$full" "$(dnode_root "$n")")" ] && printf ' %s' "mounts:$n"
+    cgroup_left "$ME/$full"
   done
   [ -n "$DHUB_NS" ] || return 0
   [ -e "/run/netns/$DHUB_NS" ] && printf ' %s' "netns:$DHUB_NS"

@@ -9,11 +9,4 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
-cargo build --release -p dash -p dash-monitor >&2
-# The driver unwinds on a failed step so that its cleanup runs (release panics abort).
-cargo build --profile bench-driver -p dash-bench --bin cluster-failover >&2
-BIN_DIR=target/release
-DASH=$ROOT/target/release/dash
-header failover "$(versions crun runc)"
-echo
-DASH_BIN_DIR="$ROOT/target/release" "$ROOT/target/bench-driver/cluster-failover"
+driver_bench failover cluster-failover "$(versions crun runc)"

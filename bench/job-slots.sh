@@ -23,37 +23,16 @@ set -eEuo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-BIN_DIR=${BIN_DIR:-target/release}
-RUNS=${RUNS:-100}
-LISTEN=127.0.0.1:7397
-BRIDGE=dashbjob0
-SUBNET=10.98.9.0/24
-GATEWAY=10.98.9.1
+defaults RUNS=100
+bench_net jobs 7397 10.98.9.0/24 dashbjob0
 RECORDER_PORT=7398
-NFT_TABLE=dash_bench_jobs
-RUN_DIR=/run/dash-bench-jobs
-NODE=bench-jobs
-RECORDER_PID=
-
-need_root_and jq python3
-ensure_binaries
-refuse_if_taken
-bench_state dash-bench-jobs
+bench_setup jq python3
+# The standard cleanup, and the recorder (in HELPER_PIDS) stopped first.
 standard_cleanup
-# The standard cleanup, and the recorder stopped first.
-stop_recorder() { [ -z "$RECORDER_PID" ] || stop_pid "$RECORDER_PID"; }
-cleanup() {
-  local rc=$?
-  cleanup_begin
-  stop_recorder
-  cleanup_standard
-  exit "$rc"
-}
 
 header job-slots "$(versions crun runc)"
 start_server
-"$ROOT/demo/make-busybox-rootfs.sh" "$SCR/bb.tar"
-"$DASH" image import --rootfs "$SCR/bb.tar" bb:1 >/dev/null
+busybox_image
 
 # The recorder: one line "<run> <arrival ms>" per connection.
 python3 - "$RECORDER_PORT" "$SCR/arrivals" <<'PY' &
@@ -76,7 +55,7 @@ with open(out, "a", buffering=1) as f:
         finally:
             c.close()
 PY
-RECORDER_PID=$!
+HELPER_PIDS+=($!)
 cat >"$SCR/tick.toml" <<TOML
 name = "tick"
 image = "bb:1"

@@ -14,41 +14,19 @@ set -eEuo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-BIN_DIR=${BIN_DIR:-target/release}
-SERVICES=${SERVICES:-500}
-BATCH=${BATCH:-25}
-REPLICAS=${REPLICAS:-200}
-ROUNDS=${ROUNDS:-2}
-LISTEN=127.0.0.1:7392
-BRIDGE=dashbleak0
-SUBNET=10.98.2.0/23
-NFT_TABLE=dash_bench_leak
-RUN_DIR=/run/dash-bench-leak
-NODE=bench-leak
+defaults SERVICES=500 BATCH=25 REPLICAS=200 ROUNDS=2
 TARGET_MB=20
-
-need_root_and jq nft ip findmnt tar
-ensure_binaries
-refuse_if_taken
-bench_state dash-bench-leak
-
+bench_net leak 7392 10.98.2.0/23
+bench_setup jq nft ip findmnt tar
 standard_cleanup
 
 rss_mb() { awk '/^VmRSS:/{printf "%.1f", $2/1024}' "/proc/$SERVER_PID/status"; }
 # What the RSS is made of: heap and stacks (anonymous) and mapped files (the binary's pages).
-rss_parts() { awk '/^RssAnon:/{a=$2} /^RssFile:/{f=$2} END{printf "anon %.1f, file %.1f", a/1024, f/1024}' "/proc/$SERVER_PID/status"; }
-running() { "$DASH" ps -o json | jq '[.[] | select(.state == "running")] | length'; }
+# Threads too: each holds its stack's touched pages (sqlx runs a thread per SQLite connection).
+rss_parts() { awk '/^RssAnon:/{a=$2} /^RssFile:/{f=$2} /^Threads:/{t=$2} END{printf "anon %.1f, file %.1f, threads %d", a/1024, f/1024, t}' "/proc/$SERVER_PID/status"; }
 services() { "$DASH" service ls -o json | jq length; }
-running_at_least() { [ "$(running)" -ge "$1" ]; }
+running_at_least() { [ "$(running_count)" -ge "$1" ]; }
 no_services() { [ "$(services)" = 0 ]; }
-wait_for() { # wait_for WHAT SECONDS COMMAND...: until COMMAND succeeds
-  local what=$1 secs=$2 t=$SECONDS
-  shift 2
-  until "$@"; do
-    [ $((SECONDS - t)) -lt "$secs" ] || die "timed out waiting for $what"
-    sleep 0.2
-  done
-}
 # What the removed replicas left: container dirs, mounts, netns, cgroups of this server.
 leftovers() {
   local n=0
@@ -76,13 +54,8 @@ round() {
   local r=$1 b i
   for ((b = 0; b < SERVICES / BATCH; b++)); do
     for ((i = 0; i < BATCH; i++)); do
-      cat >"$SCR/s.toml" <<EOF
-name = "leak-$r-$b-$i"
-image = "bb:1"
-command = ["sleep", "600"]
-stop_grace_period = "100ms"
-EOF
-      "$DASH" apply -f "$SCR/s.toml" >/dev/null
+      sleep_toml "leak-$r-$b-$i" 600 'stop_grace_period = "100ms"'
+      "$DASH" apply -f "$SCR/leak-$r-$b-$i.toml" >/dev/null
     done
     wait_for "batch $b running" 120 running_at_least "$BATCH"
     for ((i = 0; i < BATCH; i++)); do "$DASH" service rm "leak-$r-$b-$i" >/dev/null; done
@@ -93,14 +66,8 @@ EOF
   AFTER_SERVICES=$(rss_mb) AFTER_SERVICES_PARTS=$(rss_parts)
   LEFT_SERVICES=$(leftovers)
 
-  cat >"$SCR/many.toml" <<EOF
-name = "many-$r"
-image = "bb:1"
-command = ["sleep", "600"]
-replicas = $REPLICAS
-stop_grace_period = "100ms"
-EOF
-  "$DASH" apply -f "$SCR/many.toml" >/dev/null
+  sleep_toml "many-$r" 600 "replicas = $REPLICAS" 'stop_grace_period = "100ms"'
+  "$DASH" apply -f "$SCR/many-$r.toml" >/dev/null
   wait_for "$REPLICAS replicas running" 600 running_at_least "$REPLICAS"
   sleep 3
   WITH_MANY=$(rss_mb) WITH_MANY_PARTS=$(rss_parts)

@@ -15,11 +15,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 need_root_and etcd nsenter jq
-cargo build --release -p dash >&2
-# The driver unwinds on a failed step so that its cleanup runs (release panics abort).
-cargo build --profile bench-driver -p dash-bench --bin masters >&2
-BIN_DIR=target/release
-DASH=$ROOT/target/release/dash
+driver_build masters dash
 header masters "$(etcd --version | head -1)"
 echo
 
@@ -46,6 +42,6 @@ interrupted() {
   exit 130
 }
 trap interrupted INT TERM
-DASH_BIN_DIR="$ROOT/target/release" "$ROOT/target/bench-driver/masters" &
+"$DRIVER" &
 driver=$!
 wait "$driver"

@@ -26,43 +26,19 @@ set -eEuo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-BIN_DIR=${BIN_DIR:-target/release}
-REPLICAS=${REPLICAS:-100}
-SECS=${SECS:-60}
-LISTEN=127.0.0.1:7396
-BRIDGE=dashbmet0
-SUBNET=10.98.8.0/24
-NFT_TABLE=dash_bench_metrics
-RUN_DIR=/run/dash-bench-metrics
-NODE=bench-metrics
-
-need_root_and jq curl
-ensure_binaries
-refuse_if_taken
-bench_state dash-bench-metrics
+defaults REPLICAS=100 SECS=60
+bench_net metrics 7396 10.98.8.0/24 dashbmet0
+bench_setup jq curl
 standard_cleanup
 
 header metrics-cost "$(versions crun runc)"
 start_server
 TOKEN=$(cat "$DATA/admin.token")
-"$ROOT/demo/make-busybox-rootfs.sh" "$SCR/bb.tar"
-"$DASH" image import --rootfs "$SCR/bb.tar" bb:1 >/dev/null
-cat >"$SCR/idle.toml" <<TOML
-name = "idle"
-image = "bb:1"
-command = ["sleep", "1000000"]
-replicas = $REPLICAS
-[resources]
-memory = "16MiB"
-TOML
+busybox_image
+sleep_toml idle 1000000 "replicas = $REPLICAS" '[resources]' 'memory = "16MiB"'
 log "starting $REPLICAS replicas"
 "$DASH" apply -f "$SCR/idle.toml" >/dev/null
-for _ in $(seq 600); do
-  [ "$("$DASH" ps -o json | jq '[.[] | select(.state == "running")] | length')" = "$REPLICAS" ] && break
-  sleep 0.5
-done
-running=$("$DASH" ps -o json | jq '[.[] | select(.state == "running")] | length')
-[ "$running" = "$REPLICAS" ] || die "only $running of $REPLICAS replicas running"
+wait_running "$REPLICAS"
 log "all running; settling 10 s"
 sleep 10
 

@@ -21,6 +21,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from portal_test import WebDriver, start_chromedriver  # noqa: E402
 
 
+def wait_until(ready, seconds, pause, failure):
+    """Calls ready() every pause seconds until it returns something true; exits with failure
+    after seconds."""
+    deadline = time.monotonic() + seconds
+    while not ready():
+        if time.monotonic() > deadline:
+            raise SystemExit(failure)
+        time.sleep(pause)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--addr", required=True)
@@ -39,20 +49,13 @@ def main():
             wd.start(os.path.join(tmp, "profile"))
             # Log in once through the form; the token stays in sessionStorage for the loads.
             wd.get(base + "/ui/login")
-            deadline = time.monotonic() + 10
-            while not wd.find("#token"):
-                if time.monotonic() > deadline:
-                    raise SystemExit("no login form")
-                time.sleep(0.1)
+            wait_until(lambda: wd.find("#token"), 10, 0.1, "no login form")
             wd.type(wd.find("#token"), a.token)
             wd.click(wd.find("#login"))
             for _ in range(a.rounds):
                 wd.get(base + "/ui/")
-                deadline = time.monotonic() + 30
-                while not wd.js("return window.__dash && window.__dash.firstRender;"):
-                    if time.monotonic() > deadline:
-                        raise SystemExit("the overview did not render within 30 s")
-                    time.sleep(0.05)
+                wait_until(lambda: wd.js("return window.__dash && window.__dash.firstRender;"), 30, 0.05,
+                           "the overview did not render within 30 s")
                 time.sleep(0.5)
                 m = wd.js("""
                     const size = (e) => Math.max(e.transferSize || 0, e.encodedBodySize || 0);

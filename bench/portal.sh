@@ -14,40 +14,23 @@ set -eEuo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-BIN_DIR=${BIN_DIR:-target/release}
-SERVICES=${SERVICES:-100}
-ROUNDS=${ROUNDS:-10}
-LISTEN=127.0.0.1:7395
-BRIDGE=dashbportal0
-SUBNET=10.98.9.0/24
-NFT_TABLE=dash_bench_portal
-RUN_DIR=/run/dash-bench-portal
-NODE=bench-portal
-
-need_root_and jq python3 chromium chromedriver
-ensure_binaries
-refuse_if_taken
-bench_state dash-bench-portal
+defaults SERVICES=100 ROUNDS=10
+bench_net portal 7395 10.98.9.0/24
+bench_setup jq python3 chromium chromedriver
 standard_cleanup
 
 header portal "$(chromium --version 2>/dev/null | head -1)"
 start_server
-"$ROOT/demo/make-busybox-rootfs.sh" "$SCR/bb.tar"
-"$DASH" image import --rootfs "$SCR/bb.tar" bb:1 >/dev/null
+busybox_image
 log "creating $SERVICES services of one replica"
 for i in $(seq -w 1 "$SERVICES"); do
-  printf 'name = "svc-%s"\nimage = "bb:1"\ncommand = ["sleep", "1000000"]\n' "$i" >"$SCR/s.toml"
-  "$DASH" apply -f "$SCR/s.toml" >/dev/null
+  sleep_toml "svc-$i" 1000000
+  "$DASH" apply -f "$SCR/svc-$i.toml" >/dev/null
 done
-for _ in $(seq 600); do
-  [ "$("$DASH" ps -o json | jq '[.[] | select(.state == "running")] | length')" = "$SERVICES" ] && break
-  sleep 0.5
-done
-running=$("$DASH" ps -o json | jq '[.[] | select(.state == "running")] | length')
-[ "$running" = "$SERVICES" ] || die "only $running of $SERVICES replicas running"
+wait_running "$SERVICES"
 sizes=$(for f in index.html app.js app.css; do printf '%s %s B, ' "$f" "$(curl -s "http://$LISTEN/ui/$f" | wc -c)"; done)
 echo "portal files: ${sizes%, } (served uncompressed)"
-echo "cluster: $SERVICES services, $running replicas running; $ROUNDS loads of /ui/ after one login"
+echo "cluster: $SERVICES services, $SERVICES replicas running; $ROUNDS loads of /ui/ after one login"
 python3 "$ROOT/bench/portal-load.py" --addr "$LISTEN" --token "$(cat "$DATA/admin.token")" \
   --rounds "$ROUNDS" --chromedriver-port 17977 >"$SCR/loads.jsonl"
 jq -r '.bytes' "$SCR/loads.jsonl" >"$SAMPLES/bytes"

@@ -42,26 +42,10 @@ set -eEuo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"        # helpers; goes to the repo root (ROOT)
 
-BIN_DIR=${BIN_DIR:-target/release}
-TRIALS=${TRIALS:-5}
-RUNS=${RUNS:-2}
-DURATION=${DURATION:-10s}
-WARMUP=${WARMUP:-3s}
-THREADS=${THREADS:-2}
-CONNS=${CONNS:-50}
-WRK_THREADS=${WRK_THREADS:-2}
-FILE_BYTES=${FILE_BYTES:-1024}
-LIB=${LIB:-0}
-QUIET_MAX=${QUIET_MAX:-10}
-QUIET_WAIT=${QUIET_WAIT:-120}
-REDO=${REDO:-3}
+defaults TRIALS=5 RUNS=2 DURATION=10s WARMUP=3s THREADS=2 CONNS=50 WRK_THREADS=2 \
+  FILE_BYTES=1024 LIB=0 QUIET_MAX=10 QUIET_WAIT=120 REDO=3
 
-LISTEN=127.0.0.1:7393
-BRIDGE=dashbproxy0
-SUBNET=10.98.3.0/24
-NFT_TABLE=dash_bench_proxy
-RUN_DIR=/run/dash-bench-proxy
-NODE=bench-proxy
+bench_net proxy 7393 10.98.3.0/24
 HOST=bench.local
 FILE=file.bin
 TARGETS=(direct dash haproxy nginx)
@@ -69,29 +53,21 @@ TARGETS=(direct dash haproxy nginx)
 RESULT=$ROOT/bench/results/proxy-$(date +%F).txt
 HZ=$(getconf CLK_TCK)
 
-need_root_and wrk haproxy nginx curl python3 setsid jq nft ip findmnt
 [ "$TRIALS" -ge 1 ] || die "TRIALS must be ≥ 1"
-ensure_binaries
-refuse_if_taken
 
 # ---- state for the cleanup ----------------------------------------------------------------
-bench_state dash-proxy-bench
+bench_setup wrk haproxy nginx curl python3 setsid jq nft ip findmnt
 chmod 755 "$SCR"                # nginx workers run as nobody: they read the temp dirs
-OUT=$SCR/report.txt
 PIDS=()                         # servers we started (haproxy, nginx, bench_proxy), by pid
 NAMES=()
 EXCL=()                         # more processes of ours for foreign_cpu (server, monitor, replica)
 WRK_PID=
 
 # Everything on stdout also goes to $OUT, copied to $RESULT when the run succeeds.
-exec 4>&1
-exec > >(tee "$OUT" >&4)
-TEE_PID=$!
+tee_report
 
-cleanup() {
-  local rc=$? left='' i pid k kids all_kids=''
-  cleanup_begin
-  trap - ERR
+proxy_cleanup() { # on_exit's (rc: the exit status)
+  local left='' i pid k kids all_kids=''
   [ -n "$WRK_PID" ] && kill -0 "$WRK_PID" 2>/dev/null && kill -TERM "$WRK_PID" && wait "$WRK_PID" 2>/dev/null
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
     pid=${PIDS[i]}
@@ -106,14 +82,7 @@ cleanup() {
     kill -0 "${PIDS[i]}" 2>/dev/null && left+=" ${NAMES[i]}:${PIDS[i]}"
   done
   # The replica, then the server (it leaves containers running when it stops), its network.
-  if server_alive; then
-    "$DASH" service rm backend >/dev/null 2>&1
-    for _ in $(seq 150); do
-      [ "$("$DASH" service ls -o json 2>/dev/null | jq length)" = 0 ] && break
-      sleep 0.2
-    done
-    stop_pid "$SERVER_PID"
-  fi
+  stop_dash
   cleanup_net
   cleanup_cgroups_forward
   left+=$(net_left)$(cgroups_left)
@@ -125,24 +94,14 @@ cleanup() {
   else
     echo "cleanup: nothing left behind (server, replica, proxies, wrk, network, scratch dir)"
   fi
-  # Let tee finish (not forever: a copy of the pipe the shell may still hold keeps it open).
-  exec >&4 4>&-
-  for _ in $(seq 50); do kill -0 "$TEE_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$TEE_PID" 2>/dev/null && kill -TERM "$TEE_PID"
-  wait "$TEE_PID" 2>/dev/null
-  if [ "$rc" = 0 ]; then
-    cp "$OUT" "$RESULT" && log "report written to ${RESULT#"$ROOT"/}"
-  fi
+  tee_report_end "$rc"
   rm -rf --one-file-system "$SCR"
   [ -e "$SCR" ] && log "LEFT BEHIND: $SCR"
-  exit "$rc"
 }
-trap_cleanup
-trap 'log "error: exit $? at line $LINENO: $BASH_COMMAND"' ERR
+on_exit proxy_cleanup
+trap_error
 
 # ---- helpers ------------------------------------------------------------------------------
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
 start() { # start NAME LOG CMD...: CMD in its own session, recorded for the cleanup
   local name=$1 logf=$2
   shift 2

@@ -23,18 +23,9 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"        # helpers; goes to the repo root (ROOT)
 
-BIN_DIR=${BIN_DIR:-target/release}
-TRIALS=${TRIALS:-5}
-WARMUP=${WARMUP:-1}
-LAYERS=${LAYERS:-5}
-LAYER_BYTES=${LAYER_BYTES:-10485760}
+defaults TRIALS=5 WARMUP=1 LAYERS=5 LAYER_BYTES=10485760
 
-LISTEN=127.0.0.1:7392
-BRIDGE=dashpull0
-SUBNET=10.95.0.0/24
-NFT_TABLE=dash_pull
-RUN_DIR=/run/dash-pull
-NODE=pullbench
+bench_net pull 7392 10.95.0.0/24 dashpull0 dash_pull /run/dash-pull pullbench
 REPO=bench/big
 TAG=1
 TIMEOUT_S=300                   # per timed pull
@@ -53,18 +44,14 @@ refuse_if_taken
 bench_state dash-pull            # (Dash should create no cgroup here: no container runs)
 REG=$SCR/registry
 mkdir -p "$REG"
-OUT=$SCR/report.txt
 REGISTRY_PID=
 PODMAN_REF=
 
 # Everything on stdout also goes to $OUT, copied to $RESULT when the run succeeds.
-exec 4>&1
-exec > >(tee "$OUT" >&4)
-TEE_PID=$!
+tee_report
 
-cleanup() {
-  local rc=$? left=''
-  cleanup_begin
+pull_cleanup() { # on_exit's (rc: the exit status)
+  local left=''
   [ -n "$SERVER_PID" ] && stop_pid "$SERVER_PID"
   [ -n "$REGISTRY_PID" ] && stop_pid "$REGISTRY_PID"
   cleanup_net
@@ -83,20 +70,15 @@ cleanup() {
     echo "cleanup: nothing left behind (registry, server, $BRIDGE, table $NFT_TABLE, $RUN_DIR, mounts, podman image, scratch dir)"
   fi
   # Let tee finish, keep the report if the run succeeded, then the scratch dir goes.
-  exec >&4 4>&-
-  wait "$TEE_PID" 2>/dev/null
-  if [ "$rc" = 0 ]; then
-    cp "$OUT" "$RESULT" && log "report written to ${RESULT#"$ROOT"/}"
-  fi
-  if findmnt -rn -o TARGET | grep -qE "^$SCR(/|$)"; then
+  tee_report_end "$rc"
+  if [ -n "$(mounts_under "$SCR")" ]; then
     log "LEFT BEHIND: mounts under $SCR (not removed)"
   else
     rm -rf --one-file-system "$SCR"
     [ -e "$SCR" ] && log "LEFT BEHIND: $SCR"
   fi
-  exit "$rc"
 }
-trap_cleanup
+on_exit pull_cleanup
 
 # ---- header -------------------------------------------------------------------------------
 header pull "$(versions skopeo podman docker-registry)"
@@ -179,7 +161,7 @@ LAYER_COUNT=$(awk '$1=="layer"' "$SCR/digests" | wc -l)
 UNPACKED=$((LAYERS * LAYER_BYTES + $(stat -c %s /bin/busybox)))
 
 # ---- the registry -------------------------------------------------------------------------
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 REGADDR=127.0.0.1:$PORT
 REF=$REGADDR/$REPO:$TAG
 cat >"$REG/config.yml" <<EOF

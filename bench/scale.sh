@@ -27,14 +27,8 @@ set -eEuo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-BIN_DIR=${BIN_DIR:-target/release}
-WORKERS=${WORKERS:-10000}
-SERVICES=${SERVICES:-10}
-PER=${PER:-100000}
-KILL=${KILL:-1000}
-START_TIME=${START_TIME:-50ms}
-DOWN_AFTER=${DOWN_AFTER:-10s}
-TIMEOUT_S=${TIMEOUT_S:-1800}
+defaults WORKERS=10000 SERVICES=10 PER=100000 KILL=1000 START_TIME=50ms DOWN_AFTER=10s \
+  TIMEOUT_S=1800
 CONTROL=127.0.0.1:7499
 TOTAL=$((SERVICES * PER))
 
@@ -43,18 +37,14 @@ ensure_binaries
 for i in 1 2 3; do
   [ -e "/sys/class/net/dashbsc$i" ] && die "bridge dashbsc$i exists: another bench running?"
   [ -e "/run/dash-bench-scale-$i" ] && die "/run/dash-bench-scale-$i exists"
-  if (exec 3<>"/dev/tcp/127.0.0.1/74${i}0") 2>/dev/null; then die "127.0.0.1:74${i}0 is in use"; fi
+  refuse_if_listening "127.0.0.1:74${i}0"
 done
-if (exec 3<>"/dev/tcp/${CONTROL%:*}/${CONTROL#*:}") 2>/dev/null; then die "$CONTROL is in use"; fi
+refuse_if_listening "$CONTROL"
 
 SCR=$(mktemp -d /tmp/dash-bench-scale.XXXXXX)
 PIDS=()
 SIM_PID=
-cleanup() {
-  local rc=$?
-  set +e
-  trap - EXIT INT TERM ERR
-  log "cleaning up"
+scale_cleanup() { # on_exit's
   [ -n "$SIM_PID" ] && stop_pid "$SIM_PID"
   for p in "${PIDS[@]}"; do stop_pid "$p"; done
   for i in 1 2 3; do
@@ -67,10 +57,9 @@ cleanup() {
     mkdir -p "$KEEP_LOGS" && cp "$SCR"/*.log "$KEEP_LOGS"/ && log "logs kept in $KEEP_LOGS"
   fi
   rm -rf "$SCR"
-  exit "$rc"
 }
-trap_cleanup
-trap 'log "error: exit $? at line $LINENO: $BASH_COMMAND"' ERR
+on_exit scale_cleanup
+trap_error
 
 master() { # master I [--join TOKEN@ADDR]: `dash server` I on 127.0.0.1:74I0 (admin), :74I1 (cluster)
   local i=$1

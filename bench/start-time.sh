@@ -50,20 +50,10 @@ DOCKER_ON=${DOCKER:-1}
 # shellcheck source-path=SCRIPTDIR source=docker.sh
 . "$(dirname "$0")/docker.sh"
 
-BIN_DIR=${BIN_DIR:-target/release}
-TRIALS=${TRIALS:-5}
+defaults TRIALS=5 WARMUP=1 ATTACH_CYCLES=50 PODMAN=1 PODMAN_CRUN=1
 N=20
-WARMUP=${WARMUP:-1}
-ATTACH_CYCLES=${ATTACH_CYCLES:-50}
-PODMAN=${PODMAN:-1}
-PODMAN_CRUN=${PODMAN_CRUN:-1}
 
-LISTEN=127.0.0.1:7390
-BRIDGE=dashbench0
-SUBNET=10.98.0.0/24
-NFT_TABLE=dash_bench
-RUN_DIR=/run/dash-bench
-NODE=bench
+bench_net bench 7390 10.98.0.0/24 dashbench0 dash_bench /run/dash-bench bench
 RUN_ID=$$                       # tags names of this run
 NFT_BEFORE=$(nft list tables 2>/dev/null | sed 's/^table //' | tr '\n' ' ')
 TARGET_MS=30                    # ARCHITECTURE.md: replica created → running ≤ 30 ms
@@ -83,8 +73,7 @@ fi
 # shellcheck disable=SC2119 # no extra check of the binaries
 ensure_binaries
 ATTACH_BENCH=$BIN_DIR/examples/attach_bench
-OBSERVE=$BIN_DIR/observe
-[ -x "$OBSERVE" ] || cargo build --release -p dash-bench --bin observe >&2
+ensure_observe
 
 refuse_if_taken
 
@@ -96,19 +85,10 @@ PODMAN_IMAGE=localhost/dashbench-bb:$RUN_ID
 PODMAN_IMAGE_MADE=0
 CRUN_CG=$ME/dashbench-crun-$RUN_ID
 
-cleanup() {
-  local rc=$? t s pid id f
-  cleanup_begin
+start_time_cleanup() { # on_exit's
+  local t pid id f
   # Dash services, then the server (it leaves containers running when it stops).
-  if server_alive; then
-    for s in $("$DASH" service ls -o json 2>/dev/null | jq -r '.[].spec.name'); do
-      "$DASH" service rm "$s" >/dev/null 2>&1
-    done
-    t=$SECONDS
-    while [ $((SECONDS - t)) -lt 60 ] &&
-      [ "$("$DASH" service ls -o json 2>/dev/null | jq length)" != 0 ]; do sleep 0.2; done
-    stop_pid "$SERVER_PID"
-  fi
+  stop_dash
   # Whatever the server did not remove (it died?): containers in its runtime roots
   # (<run-dir>/runtime/<crun|runc>), the monitors of our bundles, processes left in our
   # replicas' cgroups (a container killed between create and start), then mounts.
@@ -151,16 +131,14 @@ cleanup() {
   for id in $(crun --root "$CRUN_ROOT" list -q 2>/dev/null); do
     crun --root "$CRUN_ROOT" delete -f "$id" >/dev/null 2>&1
   done
-  for h in /sys/fs/cgroup/*/; do
-    [ -d "${h%/}$CRUN_CG" ] && find "${h%/}$CRUN_CG" -depth -type d -exec rmdir {} \; 2>/dev/null
-  done
+  rmdir_cgroup "$CRUN_CG"
   docker_cleanup
   [ -n "$PROBE_PID" ] && kill -KILL "$PROBE_PID" 2>/dev/null
   for h in /sys/fs/cgroup/*/; do
     for d in "${h%/}$ME"/dashbench-probe-"$RUN_ID"-*; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
   done
   cleanup_cgroups_forward
-  findmnt -rn -o TARGET | grep -qE "^$SCR(/|$)" || rm -rf --one-file-system "$SCR"
+  [ -n "$(mounts_under "$SCR")" ] || rm -rf --one-file-system "$SCR"
   # What is left (should be nothing).
   local left
   left=$(net_left)
@@ -169,19 +147,15 @@ cleanup() {
     [ -n "$(podman ps -aq --filter "name=^dashbench-$RUN_ID-" 2>/dev/null)" ] && left+=" podman-containers"
     podman image exists "$PODMAN_IMAGE" 2>/dev/null && left+=" podman-image"
   fi
-  for h in /sys/fs/cgroup/*/; do
-    [ -d "${h%/}$CRUN_CG" ] && left+=" ${h%/}$CRUN_CG"
-  done
-  left+=$(cgroups_left)$(docker_left)
+  left+=$(cgroup_left "$CRUN_CG")$(cgroups_left)$(docker_left)
   if [ -n "$left" ]; then
     echo "cleanup: LEFT BEHIND:$left"
   else
     echo "cleanup: nothing left behind (server, $BRIDGE, table $NFT_TABLE, $RUN_DIR, mounts, podman containers/image, crun containers, cgroups, $SCR)"
   fi
-  exit "$rc"
 }
-trap_cleanup
-trap 'log "error: exit $? at line $LINENO: $BASH_COMMAND"' ERR
+on_exit start_time_cleanup
+trap_error
 
 # ---- helpers ------------------------------------------------------------------------------
 # kB of a process: "rss pss"
@@ -204,20 +178,9 @@ mem_line() {
 observe_start() {
   MARK=$((MARK + 1))
   CMD="sleep $MARK"
-  coproc OBS { "$OBSERVE" --cmdline "$CMD" --count "$1" --timeout "$TIMEOUT_S"; }
-  # A copy of its output: bash drops OBS once the observer exits, maybe before we read it all.
-  exec 7<&"${OBS[0]}"
-  OBS_JOB=$OBS_PID
-  local ready
-  read -r ready <&7
-  [ "$ready" = ready ] || die "the observer did not start"
+  observer_start --cmdline "$CMD" --count "$1" --timeout "$TIMEOUT_S"
 }
-observe_next() {
-  local pid at
-  read -r pid at <&7 || die "$CMD: not seen within $TIMEOUT_S s"
-  echo "$at"
-}
-observe_end() { wait "$OBS_JOB" 2>/dev/null || true; exec 7<&-; }
+observe_next() { observer_next "$CMD: not seen within $TIMEOUT_S s"; echo "$SEEN_US"; }
 
 # ---- header -------------------------------------------------------------------------------
 header start-time "$(versions crun runc podman)$([ "$DOCKER_ON" = 1 ] && echo ", $(docker_version)")"
@@ -320,6 +283,7 @@ crun_bundle() { # crun_bundle ID MARK → bundle dir (own cgroupsPath under ours
 # (N at once; returns when every command did), clean_TOOL (removes this trial's containers) ---
 TRIAL_IDS=()
 
+# (On the clock, in start_dash: not lib.sh's sleep_toml, whose cost differs from this one's.)
 dash_toml() { # dash_toml NAME REPLICAS [SECURITY]: a SECURITY line (e.g. seccomp = "unconfined") goes in [security]
   cat >"$SCR/$1.toml" <<EOF
 name = "$1"
@@ -485,7 +449,7 @@ measure() {
       start_many "$tool" "$N" "$base"
       for ((i = 1; i <= N; i++)); do end=$(observe_next); done ;;
   esac
-  observe_end
+  observer_end
   [ "$trial" -gt 0 ] && record "$tool-$kind" "$(us_to_ms $((end - t0)))"
   if [ "$tool" = dash ] && [ "$kind" = par ] && [ "$trial" = 1 ]; then
     local f pid
@@ -516,7 +480,7 @@ measure_crun_after_move() {
   t0=$(now_us)
   start_crun "dashbench-$RUN_ID-t$trial-crun-aftermove"
   end=$(observe_next)
-  observe_end
+  observer_end
   record crun-aftermove "$(us_to_ms $((end - t0)))"
   clean_tool crun
   kill -KILL "$PROBE_PID"; wait "$PROBE_PID" 2>/dev/null || true; PROBE_PID=

@@ -49,14 +49,14 @@ set -eEuo pipefail
 # shellcheck source-path=SCRIPTDIR source=docker.sh
 . "$(dirname "$0")/docker.sh"
 
-TRIALS=${TRIALS:-5}
-HEARTBEAT=${HEARTBEAT:-1s}
+defaults TRIALS=5 HEARTBEAT=1s
 read -ra RESTART_DELAYS <<<"${RESTART_DELAYS:-0s 5s}"
 REPLICAS=6
 PREFIX=10.251.7 # the e2e clusters (and bench/failover.sh) use 10.95-10.249; other benches 10.98
 MANAGER=sw-m
 WORKERS=(sw-w1 sw-w2 sw-w3)
 POLL=0.02
+WAIT_POLL=0.1   # how often wait_for (lib.sh) asks
 declare -A NODE_ID=()
 
 need_root_and jq curl ip findmnt tar nsenter unshare setsid ss
@@ -64,10 +64,8 @@ docker_available || die "docker.io is not installed (apt-get install --no-instal
 [[ $TRIALS =~ ^[1-9][0-9]*$ ]] || die "TRIALS=$TRIALS: a positive number"
 bench_state dash-bench-swfo
 
-cleanup() {
-  local rc=$? left s
-  cleanup_begin
-  trap - ERR
+swarm_failover_cleanup() { # on_exit's
+  local left s
   if [ -n "${KEEP_LOGS:-}" ]; then
     mkdir -p "$KEEP_LOGS"
     for s in "${DNODES[@]}"; do cp "$(dnode_root "$s")/dockerd.log" "$KEEP_LOGS/$s.log" 2>/dev/null; done
@@ -87,10 +85,9 @@ cleanup() {
   left=$(dcluster_left)$(cgroups_left)
   [ -e "$SCR" ] && left+=" $SCR"
   if [ -n "$left" ]; then echo "cleanup: LEFT BEHIND:$left"; else echo "cleanup: nothing left behind"; fi
-  exit "$rc"
 }
-trap_cleanup
-trap 'log "error: exit $? at line $LINENO: $BASH_COMMAND"' ERR
+on_exit swarm_failover_cleanup
+trap_error
 
 M() { dnode_docker "$MANAGER" "$@"; }
 
@@ -109,15 +106,6 @@ all_running() {
 
 nodes_ready() { [ "$(M node ls --format '{{.Status}}' 2>/dev/null | grep -c '^Ready$')" = $((1 + ${#WORKERS[@]})) ]; }
 
-# wait_for WHAT SECONDS COMMAND...: COMMAND until it succeeds, or die after SECONDS.
-wait_for() {
-  local what=$1 secs=$2 end=$((SECONDS + $2))
-  shift 2
-  until "$@"; do
-    [ "$SECONDS" -lt "$end" ] || die "$what: not within $secs s"
-    sleep 0.1
-  done
-}
 no_pids() { [ -z "$(dnode_container_pids "$1")" ]; }
 no_worker_pids() { local w; for w in "${WORKERS[@]}"; do no_pids "$w" || return 1; done; }
 

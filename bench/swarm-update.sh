@@ -20,67 +20,34 @@ set -eEuo pipefail
 # shellcheck source-path=SCRIPTDIR source=docker.sh
 . "$(dirname "$0")/docker.sh"
 
-BIN_DIR=${BIN_DIR:-target/release}
-TRIALS=${TRIALS:-3}
-REPLICAS=${REPLICAS:-10}
-LISTEN=127.0.0.1:7397
-BRIDGE=dashbup0
-SUBNET=10.98.7.0/24
-NFT_TABLE=dash_bench_up
-RUN_DIR=/run/dash-bench-up
-NODE=bench-up
+defaults TRIALS=3 REPLICAS=10
 MARK=7600000
 
-need_root_and jq nft ip findmnt tar nsenter
 docker_available || die "docker.io is not installed (apt-get install --no-install-recommends docker.io)"
-ensure_binaries
-OBSERVE=$BIN_DIR/observe
-[ -x "$OBSERVE" ] || cargo build --release -p dash-bench --bin observe >&2
-refuse_if_taken
-bench_state dash-bench-up
-
-cleanup() {
-  local rc=$?
-  cleanup_begin
-  cleanup_standard docker_cleanup docker_left
-  exit "$rc"
-}
-trap_cleanup
-trap 'log "error: exit $? at line $LINENO: $BASH_COMMAND"' ERR
+bench_net up 7397 10.98.7.0/24
+bench_setup jq nft ip findmnt tar nsenter
+standard_cleanup docker_cleanup docker_left
+ensure_observe
 
 # timed LABEL COMMAND...: runs COMMAND (it moves the service to `sleep $MARK`) and records the
 # ms until REPLICAS processes `sleep $MARK` were seen.
 timed() {
-  local label=$1 ready pid at t0 i end
+  local label=$1 t0 i
   shift
-  coproc OBS { "$OBSERVE" --cmdline "sleep $MARK" --count "$REPLICAS" --timeout 300; }
-  exec 7<&"${OBS[0]}"
-  local job=$OBS_PID
-  read -r ready <&7
-  [ "$ready" = ready ] || die "the observer did not start"
+  observer_start --cmdline "sleep $MARK" --count "$REPLICAS" --timeout 300
   t0=$(now_us)
   "$@" >/dev/null
   for ((i = 0; i < REPLICAS; i++)); do
-    read -r pid at <&7 || die "$label: $REPLICAS new processes not seen within 300 s"
-    end=$at
+    observer_next "$label: $REPLICAS new processes not seen within 300 s"
   done
-  wait "$job" 2>/dev/null || true
-  exec 7<&-
-  record "$label" "$(us_to_ms $((end - t0)))"
-  log "$label: $(us_to_ms $((end - t0))) ms"
+  observer_end
+  record "$label" "$(us_to_ms $((SEEN_US - t0)))"
+  log "$label: $(us_to_ms $((SEEN_US - t0))) ms"
 }
 
 dash_file() { # the service at `sleep $MARK`
-  cat >"$SCR/up.toml" <<EOT
-name = "up"
-image = "bb:1"
-command = ["sleep", "$MARK"]
-replicas = $REPLICAS
-stop_grace_period = "1s"
-[update]
-parallelism = 1
-order = "stop-first"
-EOT
+  sleep_toml up "$MARK" "replicas = $REPLICAS" 'stop_grace_period = "1s"' '[update]' 'parallelism = 1' \
+    'order = "stop-first"'
 }
 # every replica of Dash's service at the latest version
 dash_settled() {

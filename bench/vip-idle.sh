@@ -14,54 +14,32 @@ set -eEuo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-BIN_DIR=${BIN_DIR:-target/release}
-IDLE=${IDLE_SECONDS:-1200}
-LISTEN=127.0.0.1:7397
-BRIDGE=dashbidle0
-SUBNET=10.98.7.0/24
-NFT_TABLE=dash_bench_idle
-RUN_DIR=/run/dash-bench-idle
-NODE=bench-idle
-
-need_root_and jq nft ip nsenter
-ensure_binaries
-refuse_if_taken
-bench_state dash-bench-idle
-
+defaults IDLE_SECONDS=1200
+bench_net idle 7397 10.98.7.0/24
+bench_setup jq nft ip nsenter
 standard_cleanup
 
 header vip-idle "$(versions nft)"
 SERVER_FLAGS=(--dns-upstream 127.0.0.1:9)
 start_server
-"$ROOT/demo/make-busybox-rootfs.sh" "$SCR/bb.tar"
-"$DASH" image import --rootfs "$SCR/bb.tar" bb:1 >/dev/null
-cat >"$SCR/echo.toml" <<TOML
-name = "echo"
-image = "bb:1"
-command = ["nc", "-ll", "-p", "9000", "-e", "cat"]
-[[ports]]
-container = 9000
-TOML
-"$DASH" apply -f "$SCR/echo.toml" >/dev/null
-client_replica 2
-VIP=$("$DASH" service inspect echo | jq -r .vip)
-[ "$VIP" != null ] || die "echo has no virtual IP"
+busybox_image
+port_service echo bb:1 9000 nc -ll -p 9000 -e cat
 entry() { grep -E " ESTABLISHED .*dst=$VIP .*dport=9000 " /proc/net/nf_conntrack || true; }
 
 echo "conntrack established timeout: $(cat /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established) s"
-log "one connection to $VIP:9000, idle for $IDLE s"
+log "one connection to $VIP:9000, idle for $IDLE_SECONDS s"
 out=$SCR/idle.out
 start=$(now_us)
-( echo ping1; sleep "$IDLE"; echo ping2; sleep 2 ) | nsenter --net="$NETNS" busybox nc -w 3 "$VIP" 9000 >"$out" 2>&1 &
+( echo ping1; sleep "$IDLE_SECONDS"; echo ping2; sleep 2 ) | nsenter --net="$NETNS" busybox nc -w 3 "$VIP" 9000 >"$out" 2>&1 &
 client=$!
 sleep 2
 echo "entry after 2 s:  $(entry)"
 wait "$client" || true
 elapsed=$(($(now_us) - start))
-echo "connection idle for $IDLE s (total $(us_to_ms "$elapsed") ms), answers: $(tr '\n' ' ' <"$out")"
+echo "connection idle for $IDLE_SECONDS s (total $(us_to_ms "$elapsed") ms), answers: $(tr '\n' ' ' <"$out")"
 if [ "$(cat "$out")" = "$(printf 'ping1\nping2')" ]; then
-  echo "result: the connection still worked after $IDLE s idle"
+  echo "result: the connection still worked after $IDLE_SECONDS s idle"
 else
-  echo "result: FAILED: the connection did not answer after $IDLE s idle"
+  echo "result: FAILED: the connection did not answer after $IDLE_SECONDS s idle"
   exit 1
 fi

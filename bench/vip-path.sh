@@ -14,51 +14,27 @@ set -eEuo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-BIN_DIR=${BIN_DIR:-target/release}
-ROUNDS=${ROUNDS:-3}
-SECS=${SECONDS_PER_RUN:-10}
-CONNS=${CONNECTIONS:-16}
-FILE_BYTES=${FILE_BYTES:-1024}
-LISTEN=127.0.0.1:7396
-BRIDGE=dashbvip0
-SUBNET=10.98.6.0/24
-NFT_TABLE=dash_bench_vip
-RUN_DIR=/run/dash-bench-vip
-NODE=bench-vip
-
-need_root_and jq nft ip nsenter wrk nginx
-ensure_binaries
-refuse_if_taken
-bench_state dash-bench-vip
-
+defaults ROUNDS=3 SECONDS_PER_RUN=10 CONNECTIONS=16 FILE_BYTES=1024
+bench_net vip 7396 10.98.6.0/24
+bench_setup jq nft ip nsenter wrk nginx
 standard_cleanup
 
 header vip-path "$(versions wrk nginx), $(nft --version)"
 SERVER_FLAGS=(--dns-upstream 127.0.0.1:9)
 start_server
 "$ROOT/bench/make-nginx-rootfs.sh" "$SCR/nginx.tar" "$FILE_BYTES"
-"$ROOT/demo/make-busybox-rootfs.sh" "$SCR/bb.tar"
 "$DASH" image import --rootfs "$SCR/nginx.tar" nginx:bench >/dev/null
-"$DASH" image import --rootfs "$SCR/bb.tar" bb:1 >/dev/null
-cat >"$SCR/web.toml" <<TOML
-name = "web"
-image = "nginx:bench"
-command = ["/usr/sbin/nginx", "-c", "/etc/nginx/nginx.conf"]
-[[ports]]
-container = 80
-TOML
-"$DASH" apply -f "$SCR/web.toml" >/dev/null
-client_replica 2
+busybox_image
+port_service web nginx:bench 80 /usr/sbin/nginx -c /etc/nginx/nginx.conf
 WEB_IP=$("$DASH" ps -o json | jq -r '.[] | select(.service == "web") | .ip')
-VIP=$("$DASH" service inspect web | jq -r .vip)
-[ -e "$NETNS" ] && [ "$VIP" != null ] && [ "$WEB_IP" != null ] || die "setup incomplete"
+[ "$WEB_IP" != null ] || die "setup incomplete"
 log "web: virtual IP $VIP, replica $WEB_IP; wrk runs in $NETNS"
 
 # ask NAME ADDR: one wrk run to http://ADDR/file.bin from the client's namespace.
 ask() {
   local name=$1 addr=$2 out
   out=$SCR/wrk-$name.out
-  nsenter --net="$NETNS" wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://$addr/file.bin" >"$out" 2>&1 ||
+  nsenter --net="$NETNS" wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "http://$addr/file.bin" >"$out" 2>&1 ||
     die "wrk to $name failed: $(tail -3 "$out")"
   grep -q "Non-2xx" "$out" && log "$name: $(grep -E 'Non-2xx' "$out")"
   record_wrk "$name" "$out"
@@ -71,7 +47,7 @@ for r in $(seq "$ROUNDS"); do
 done
 
 echo
-echo "wrk -t1 -c$CONNS, ${SECS} s a run, $ROUNDS runs each (alternating), GET of a $FILE_BYTES-byte file from nginx (one worker), from a replica's network namespace on the same node"
+echo "wrk -t1 -c$CONNECTIONS, ${SECONDS_PER_RUN} s a run, $ROUNDS runs each (alternating), GET of a $FILE_BYTES-byte file from nginx (one worker), from a replica's network namespace on the same node"
 printf '  %-28s %14s %12s %12s\n' path "req/s (median)" "p50 ms" "p99 ms"
 printf '  %-28s %14.0f %12s %12s\n' "direct (replica's address)" "$(med "$SAMPLES/direct-rps")" "$(med "$SAMPLES/direct-p50")" "$(med "$SAMPLES/direct-p99")"
 printf '  %-28s %14.0f %12s %12s\n' "virtual IP" "$(med "$SAMPLES/vip-rps")" "$(med "$SAMPLES/vip-p50")" "$(med "$SAMPLES/vip-p99")"

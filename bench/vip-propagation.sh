@@ -10,11 +10,4 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
-cargo build --release -p dash -p dash-monitor >&2
-# The driver unwinds on a failed step so that its cleanup runs (release panics abort).
-cargo build --profile bench-driver -p dash-bench --bin vip-propagation >&2
-BIN_DIR=target/release
-DASH=$ROOT/target/release/dash
-header vip-propagation "$(versions crun runc nft)"
-echo
-DASH_BIN_DIR="$ROOT/target/release" "$ROOT/target/bench-driver/vip-propagation"
+driver_bench vip-propagation vip-propagation "$(versions crun runc nft)"
