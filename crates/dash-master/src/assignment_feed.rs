@@ -226,16 +226,19 @@ async fn compute(store: &MasterStore, previous: &Snapshot) -> Result<Snapshot, S
         if let std::collections::hash_map::Entry::Vacant(slot) = specs.entry(id) {
             let spec = store.service_version(&r.service, r.version).await?;
             let hashed = match spec {
-                Some(s) => {
-                    use std::hash::{Hash, Hasher};
-                    let json = serde_json::to_string(&s).map_err(|e| StoreError::Corrupt {
-                        what: "service spec",
-                        detail: format!("{} version {}: {e}", r.service, r.version),
-                    })?;
-                    let mut h = std::collections::hash_map::DefaultHasher::new();
-                    json.hash(&mut h);
-                    Some((Arc::from(json), h.finish()))
-                }
+                Some(s) => match serde_json::to_string(&s) {
+                    Ok(json) => {
+                        use std::hash::{Hash, Hasher};
+                        let mut h = std::collections::hash_map::DefaultHasher::new();
+                        json.hash(&mut h);
+                        Some((Arc::from(json), h.finish()))
+                    }
+                    // Only the lists holding it fail (and keep what they had).
+                    Err(e) => {
+                        tracing::warn!(service = %r.service, version = r.version, error = %e, "serialising a spec");
+                        None
+                    }
+                },
                 None => None,
             };
             slot.insert(hashed);

@@ -151,6 +151,7 @@ pub(super) async fn start(
         liveness: liveness.clone(),
         log: p.log.clone(),
         wake: p.wake.clone(),
+        reviving: Default::default(),
     });
     let clients = Arc::new(WorkerClients::new(
         store.clone(),

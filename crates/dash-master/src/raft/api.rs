@@ -35,6 +35,8 @@ pub struct RaftApiService {
     /// Where a beat that makes a judged master ready again is written, and who is woken.
     pub log: crate::state_log::StateLog,
     pub wake: Arc<tokio::sync::Notify>,
+    /// Masters whose beat is being turned into "ready" (one proposal at a time each).
+    pub reviving: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// Metadata key of the leader's address in a "not the leader" refusal.
@@ -243,12 +245,37 @@ impl RaftApi for RaftApiService {
 
     async fn beat(&self, req: Request<BeatRequest>) -> Result<Response<Ack>, Status> {
         let peer = self.master(&req).await?;
+        if !self.node.is_leader() {
+            // A beat sent to a master that no longer leads: recorded, nothing proposed (the
+            // leader, which judges, did not hear it; a Ready from here would flap with its
+            // judgment).
+            self.liveness.beat(&peer.node);
+            return Ok(Response::new(Ack {}));
+        }
         // A master judged while it was silent (joining, or stalled on its disk) is ready
-        // again with its next beat, as a worker is with its next heartbeat.
-        self.liveness
-            .heard(&peer.node, None, &self.log, &self.wake)
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
+        // again with its next beat, as a worker is with its next heartbeat. The beat is
+        // answered at once; the proposal runs apart, one at a time per master.
+        self.liveness.beat(&peer.node);
+        let claimed = self
+            .reviving
+            .lock()
+            .is_ok_and(|mut r| r.insert(peer.node.clone()));
+        if claimed {
+            let (liveness, log, wake, reviving) = (
+                self.liveness.clone(),
+                self.log.clone(),
+                self.wake.clone(),
+                self.reviving.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = liveness.heard(&peer.node, None, &log, &wake).await {
+                    tracing::warn!(master = %peer.node, error = %e, "making a master ready again");
+                }
+                if let Ok(mut r) = reviving.lock() {
+                    r.remove(&peer.node);
+                }
+            });
+        }
         Ok(Response::new(Ack {}))
     }
 }
