@@ -143,6 +143,21 @@ impl Liveness {
         Ok(Some(NodeState::Ready))
     }
 
+    /// Forgets nodes the state no longer has (removed, or simulated ones gone).
+    fn forget_gone(&self, nodes: &[(String, NodeState)]) {
+        let known: std::collections::HashSet<&str> =
+            nodes.iter().map(|(id, _)| id.as_str()).collect();
+        if let Ok(mut s) = self.seen.lock() {
+            s.retain(|id, _| known.contains(id.as_str()));
+        }
+        if let Ok(mut s) = self.first_sight.lock() {
+            s.retain(|id, _| known.contains(id.as_str()));
+        }
+        if let Ok(mut s) = self.judged.lock() {
+            s.retain(|id| known.contains(id.as_str()));
+        }
+    }
+
     pub fn beat(&self, node: &str) {
         if let Ok(mut s) = self.seen.lock()
             && s.insert(node.to_string(), Instant::now()).is_none()
@@ -186,6 +201,7 @@ impl Liveness {
             let Ok(nodes) = store.node_states().await else {
                 continue;
             };
+            self.forget_gone(&nodes);
             // Every judgment of this round proposed at once: the log takes them in one go
             // (a thousand nodes going silent together are judged in one round, not one by one).
             let mut judgments = Vec::new();
