@@ -3,8 +3,11 @@
 //! Requests and answers travel as openraft's own JSON; an answer carries the callee's
 //! `Result`, so its Raft errors come back as openraft's remote errors.
 //!
-//! One lazily connected channel per peer address, shared by every call to it and kept across
-//! calls; a channel that failed is dropped and made again on the next call.
+//! One lazily connected channel per peer address and lane, shared by every call to it and kept
+//! across calls; a channel that failed is dropped and made again on the next call. Raft's own
+//! messages (appends, heartbeats, votes) have a lane of their own: their channels are made on
+//! Raft's runtime, so their connections are driven there and not queued behind the worker
+//! RPCs of the daemon's runtime (see `node`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,16 +30,19 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::{NodeId, TypeConfig};
 
-/// Channels to the other masters, with this master's client identity. Clones share both.
+/// Channels to the other masters, with this master's client identity. Clones share both; a
+/// clone for Raft ([`Peers::for_raft`]) keeps channels of its own lane.
 #[derive(Clone, Default)]
 pub struct Peers {
     inner: Arc<Mutex<PeersInner>>,
+    raft_lane: bool,
 }
 
 #[derive(Default)]
 struct PeersInner {
     tls: Option<ClientTlsConfig>,
-    channels: HashMap<String, Channel>,
+    /// By (Raft's lane, address).
+    channels: HashMap<(bool, String), Channel>,
 }
 
 /// Why a call to another master did not get an answer.
@@ -51,6 +57,15 @@ pub enum CallError {
 }
 
 impl Peers {
+    /// The same peers for Raft's own messages: channels of their own, made (and so driven) on
+    /// the runtime that first calls through them, Raft's.
+    pub fn for_raft(&self) -> Peers {
+        Peers {
+            inner: Arc::clone(&self.inner),
+            raft_lane: true,
+        }
+    }
+
     /// This master's client identity (its certificate and the CA), again after a renewal:
     /// channels made with the old one are dropped.
     pub fn set_tls(&self, tls: ClientTlsConfig) {
@@ -74,7 +89,8 @@ impl Peers {
             .inner
             .lock()
             .map_err(|_| "peers lock poisoned".to_string())?;
-        let channel = match inner.channels.get(addr) {
+        let key = (self.raft_lane, addr.to_string());
+        let channel = match inner.channels.get(&key) {
             Some(c) => c.clone(),
             None => {
                 let tls = inner
@@ -90,7 +106,7 @@ impl Peers {
                     .http2_keep_alive_interval(Duration::from_secs(1))
                     .keep_alive_timeout(Duration::from_secs(2));
                 let channel = endpoint.connect_lazy();
-                inner.channels.insert(addr.to_string(), channel.clone());
+                inner.channels.insert(key, channel.clone());
                 channel
             }
         };
@@ -101,7 +117,7 @@ impl Peers {
     /// Forgets the channel to `addr` (after a transport error: made again on the next call).
     pub fn forget(&self, addr: &str) {
         if let Ok(mut inner) = self.inner.lock() {
-            inner.channels.remove(addr);
+            inner.channels.remove(&(self.raft_lane, addr.to_string()));
         }
     }
 

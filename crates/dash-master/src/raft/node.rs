@@ -43,6 +43,19 @@ pub struct RaftNode {
     /// This master's master_api address, as the others dial it.
     pub addr: String,
     pub peers: Peers,
+    /// Raft's runtime ends when the last clone of this node is dropped.
+    _runtime: Arc<RuntimeGuard>,
+}
+
+/// Ends Raft's runtime (and every Raft task on it) when dropped.
+struct RuntimeGuard(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for RuntimeGuard {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 /// Why this master's Raft could not start.
@@ -58,6 +71,52 @@ pub enum RaftStartError {
     State(#[source] StoreError),
     #[error("starting Raft: {0}")]
     Raft(String),
+}
+
+/// Starts Raft on a runtime of its own (two threads named `dash-raft`), which runs until the
+/// returned guard is dropped. Its core, replication, heartbeats, elections and the applying of
+/// entries are tasks there; on the daemon's runtime they waited in one queue with every worker
+/// RPC, and a leader answering the heartbeats of hundreds of workers on two busy cores sent its
+/// own heartbeats late: followers started elections and the leadership changed again and again
+/// (the e2e scale test saw two masters hold elections for minutes after a failover, and reads
+/// that need the leader's read index failed all along). The handle works from any runtime:
+/// it talks to the core over channels.
+async fn start_on_own_runtime(
+    id: NodeId,
+    config: openraft::Config,
+    peers: Peers,
+    log: LogStore,
+    sm: StateMachineStore,
+) -> Result<(Raft, RuntimeGuard), RaftStartError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("dash-raft")
+        .enable_all()
+        .build()
+        .map_err(|e| RaftStartError::Raft(format!("starting Raft's runtime: {e}")))?;
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("dash-raft-main".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let raft = Raft::new(id, Arc::new(config), peers, log, sm).await;
+                let ok = raft.is_ok();
+                let _ = started_tx.send(raft);
+                if ok {
+                    // Raft's tasks run on the runtime's worker threads meanwhile.
+                    let _ = stopped.await;
+                }
+            });
+            // Outside any async context: the runtime and its tasks end here.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        })
+        .map_err(|e| RaftStartError::Raft(format!("starting Raft's thread: {e}")))?;
+    let raft = started
+        .await
+        .map_err(|_| RaftStartError::Raft("Raft's thread ended while starting".into()))?
+        .map_err(|e| RaftStartError::Raft(e.to_string()))?;
+    Ok((raft, RuntimeGuard(Some(stop))))
 }
 
 /// Whether `<data>/raft.db` holds a Raft log already (this data dir belongs to a cluster of
@@ -89,14 +148,14 @@ impl RaftNode {
         let config = super::config()
             .validate()
             .map_err(|e| RaftStartError::Raft(e.to_string()))?;
-        let raft = Raft::new(id, Arc::new(config), peers.clone(), LogStore::new(log), sm)
-            .await
-            .map_err(|e| RaftStartError::Raft(e.to_string()))?;
+        let (raft, runtime) =
+            start_on_own_runtime(id, config, peers.for_raft(), LogStore::new(log), sm).await?;
         Ok(RaftNode {
             raft,
             id,
             addr,
             peers,
+            _runtime: Arc::new(runtime),
         })
     }
 
