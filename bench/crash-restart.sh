@@ -16,13 +16,14 @@
 # 0 skips Swarm). Needs root. Everything it makes (server, bridge, table, run dir, dockerd
 # and its netns, containers, cgroups, scratch dir) is removed on exit, also on error.
 set -eEuo pipefail
+# Read before docker.sh, which takes DOCKER for its client command line.
+DOCKER_ON=${DOCKER:-1}
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 # shellcheck source-path=SCRIPTDIR source=docker.sh
 . "$(dirname "$0")/docker.sh"
 
 defaults TRIALS=10
-DOCKER_ON=${DOCKER:-1}
 TARGET_MS=100
 # Unique command lines: the observer finds each tool's replicas by them.
 DASH_CMD="sleep 600701"
