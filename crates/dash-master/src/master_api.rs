@@ -74,7 +74,8 @@ impl Liveness {
         }
     }
 
-    /// Forgets every beat: each node gets a full `down_after` from now. A master that has just
+    /// Forgets every beat: each node gets a full `down_after` from now, and the failover grace
+    /// beyond it until it is heard (see [`Liveness::failover_grace`]). A master that has just
     /// become the leader does this (workers are moving their heartbeats to it; Nomad resets
     /// every node's heartbeat timer on a new leader the same way).
     pub fn reset(&self) {
@@ -167,9 +168,20 @@ impl Liveness {
         }
     }
 
-    /// Time since `node` was last heard from. A node never heard from counts from the
-    /// moment this master first judged it: a worker that has just joined is recorded before
-    /// its first heartbeat, and counting from the leader's start judged it down at once.
+    /// How much longer than its thresholds a node this master has not heard from yet is given:
+    /// `down_after`, at least 10 s. After a failover (or a master's restart) every worker
+    /// reconnects to the new leader at once, mutual TLS handshakes and all; under load (the
+    /// e2e scale test's 500 workers on two cores) some took more than `down_after`, were judged
+    /// down and had their replicas moved, where a failover must change nothing but a pause.
+    /// Nomad gives nodes a failover heartbeat TTL for the same reason.
+    pub fn failover_grace(&self) -> Duration {
+        self.cfg.down_after.max(Duration::from_secs(10))
+    }
+
+    /// Time since `node` was last heard from. A node never heard from (since this master
+    /// leads) counts from the moment this master first judged it, less the failover grace: a
+    /// worker that has just joined is recorded before its first heartbeat, and counting from
+    /// the leader's start judged it down at once.
     fn silence(&self, node: &str) -> Duration {
         if let Some(t) = self.seen.lock().ok().and_then(|s| s.get(node).copied()) {
             return t.elapsed();
@@ -181,6 +193,7 @@ impl Liveness {
             .entry(node.to_string())
             .or_insert_with(Instant::now)
             .elapsed()
+            .saturating_sub(self.failover_grace())
     }
 
     /// Judges every joined node every 100 ms until `shutdown`; `local` (the master's own node)
@@ -793,6 +806,32 @@ pub fn node_ip(address: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_not_heard_since_the_lead_began_gets_the_failover_grace_and_one_heard_does_not() {
+        let liveness = Liveness::new(LivenessConfig {
+            heartbeat: Duration::from_millis(10),
+            unreachable_after: Duration::from_millis(20),
+            down_after: Duration::from_millis(40),
+        });
+        assert_eq!(liveness.failover_grace(), Duration::from_secs(10));
+        liveness.beat("heard");
+        liveness.reset();
+        liveness.beat("heard-again");
+        assert_eq!(liveness.silence("not-yet"), Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(60));
+        // Past down_after for the node heard since the reset; within the grace for the others
+        // (the one heard before the reset included: its beat was forgotten).
+        assert!(liveness.silence("heard-again") >= Duration::from_millis(40));
+        assert_eq!(liveness.silence("not-yet"), Duration::ZERO);
+        assert_eq!(liveness.silence("heard"), Duration::ZERO);
+        // A longer down_after is its own grace.
+        let slow = Liveness::new(LivenessConfig {
+            down_after: Duration::from_secs(30),
+            ..LivenessConfig::default()
+        });
+        assert_eq!(slow.failover_grace(), Duration::from_secs(30));
+    }
 
     #[test]
     fn versions_follow_content() {
