@@ -467,7 +467,12 @@ impl HostState {
             .collect();
         let other_rulesets = tables
             .iter()
-            .filter(|t| !t.starts_with("table ip dnt") && !t.starts_with("table ip dash"))
+            // Tests' own tables, in any family (isolation adds `bridge` ones), come and go as
+            // tests run in parallel: listing one that another test just deleted fails.
+            .filter(|t| {
+                let name = t.split_whitespace().nth(2).unwrap_or_default();
+                !name.starts_with("dnt") && !name.starts_with("dash")
+            })
             .map(|t| {
                 let words: Vec<&str> = t.split_whitespace().collect();
                 // -s: without counters, which our traffic through their hooks moves.
@@ -494,12 +499,13 @@ impl HostState {
 pub fn assert_nothing_left(fx: &Fixture, before: &HostState, veths: &[String]) {
     let ours = |name: &String| name == &fx.cfg.bridge || veths.contains(name);
     let table = format!("table ip {}", fx.cfg.nft_table);
+    let bridge_table = format!("table bridge {}", fx.cfg.nft_table);
     let netns_dir = fx.cfg.netns_dir.display().to_string();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let now = HostState::snapshot();
         let left_links: Vec<&String> = now.links.iter().filter(|l| ours(l)).collect();
-        let left_table = now.tables.contains(&table);
+        let left_table = now.tables.contains(&table) || now.tables.contains(&bridge_table);
         let left_mounts: Vec<&String> = now
             .mounts
             .iter()
