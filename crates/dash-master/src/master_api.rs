@@ -52,8 +52,9 @@ impl Default for LivenessConfig {
     }
 }
 
-/// When each node was last heard from (in memory: a restarted master gives every node a full
-/// `down_after` before judging it).
+/// When each node was last heard from (in memory: a restarted or newly leading master gives
+/// every node a full `down_after`, and one it has not heard from yet the failover grace too,
+/// before judging it).
 pub struct Liveness {
     cfg: LivenessConfig,
     seen: Mutex<HashMap<String, Instant>>,
